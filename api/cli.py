@@ -1,0 +1,244 @@
+"""The ``consent-ledger`` command: keys, import, verification and reading the log.
+
+Settings come from ``CONSENT_LEDGER_*`` environment variables (see ``ledger/config.py``);
+``--data-dir`` and ``--database-url`` override them.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from ledger.application import LedgerApplication
+from ledger.config import Settings, SettingsError, generate_keys, load_keyring, open_ledger
+from ledger.errors import IdempotencyConflictError, LedgerError, ValidationError
+from ledger.integrity import check_log
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+def _open(ctx: click.Context) -> LedgerApplication:
+    return open_ledger(_settings(ctx))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keys, master key and SQLite file [env CONSENT_LEDGER_DATA_DIR].",
+)
+@click.option(
+    "--database-url",
+    default=None,
+    metavar="URL",
+    help="postgresql://... to use PostgreSQL [env CONSENT_LEDGER_DATABASE_URL].",
+)
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path | None, database_url: str | None) -> None:
+    """Consent Ledger: a signed, append-only audit and consent ledger."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    if data_dir is not None:
+        settings = replace(settings, data_dir=data_dir)
+    if database_url is not None:
+        settings = replace(settings, database_url=database_url)
+    ctx.obj = settings
+
+
+@cli.command()
+@click.option("--rotate", is_flag=True, help="Add a new signing key and make it active.")
+@click.pass_context
+def keygen(ctx: click.Context, rotate: bool) -> None:
+    """Create the signing key and master key (files with mode 0600)."""
+    created = generate_keys(_settings(ctx), rotate=rotate)
+    for line in created or ["keys exist already; nothing created (use --rotate for a new one)"]:
+        click.echo(line)
+
+
+@cli.command("import")
+@click.argument("file", type=click.File("rb"))
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
+@click.pass_context
+def import_(ctx: click.Context, file: Any, batch_size: int) -> None:
+    """Append the events of a JSON Lines FILE ('-' for stdin), in batches.
+
+    Each batch is all or nothing. Event ids make a rerun safe: events recorded before are
+    answered with their original receipts, never stored twice.
+    """
+    app = _open(ctx)
+    new = duplicates = 0
+    committed_lines = 0
+    try:
+        name = getattr(file, "name", "-")
+        size = Path(name).stat().st_size if name != "-" and Path(name).is_file() else None
+        with click.progressbar(
+            length=size or 0, label="importing", file=sys.stderr, show_pos=size is None
+        ) as bar:
+            for first_line, lines, facts, nbytes in _batches(file, batch_size):
+                try:
+                    receipts = app.append(facts)
+                except ValidationError as exc:
+                    raise click.ClickException(
+                        _batch_failure(first_line, lines, exc, committed_lines)
+                    ) from None
+                except IdempotencyConflictError as exc:
+                    line = lines[exc.index] if exc.index is not None else first_line
+                    raise click.ClickException(
+                        f"line {line}: {exc}\n{_committed(committed_lines)}"
+                    ) from None
+                committed_lines = lines[-1]
+                new += sum(not r.duplicate for r in receipts)
+                duplicates += sum(r.duplicate for r in receipts)
+                bar.update(nbytes if size else len(facts))
+    finally:
+        app.close()
+    click.echo(
+        f"imported {new} new events, {duplicates} already recorded; head is now {_head(ctx)}"
+    )
+
+
+def _head(ctx: click.Context) -> int:
+    app = _open(ctx)
+    try:
+        return app.head()
+    finally:
+        app.close()
+
+
+def _committed(line: int) -> str:
+    if line == 0:
+        return "nothing from this file was stored"
+    return f"lines 1-{line} are stored; rerun after fixing, recorded events are skipped"
+
+
+def _batch_failure(first: int, lines: list[int], exc: ValidationError, committed: int) -> str:
+    messages = []
+    for problem in exc.problems:
+        line = lines[problem.index] if problem.index is not None else first
+        messages.append(
+            f"line {line}: {problem.field or '(event)'}: {problem.message} (rule: {problem.rule})"
+        )
+    return "\n".join([*messages, _committed(committed)])
+
+
+def _batches(file: Any, size: int) -> Iterator[tuple[int, list[int], list[dict[str, Any]], int]]:
+    facts: list[dict[str, Any]] = []
+    lines: list[int] = []
+    nbytes = 0
+    first = 1
+    for number, raw in enumerate(file, start=1):
+        nbytes += len(raw)
+        if not raw.strip():
+            continue
+        try:
+            fact = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise click.ClickException(
+                f"line {number}: not JSON ({exc}); lines before the batch starting at "
+                f"line {first} are stored"
+            ) from None
+        if not facts:
+            first = number
+        facts.append(fact)
+        lines.append(number)
+        if len(facts) == size:
+            yield first, lines, facts, nbytes
+            facts, lines, nbytes = [], [], 0
+    if facts:
+        yield first, lines, facts, nbytes
+
+
+@cli.command("verify-log")
+@click.pass_context
+def verify_log(ctx: click.Context) -> None:
+    """Check every stored event: bytes, signature, order. Names each bad event."""
+    settings = _settings(ctx)
+    keyring = load_keyring(settings)
+    app = _open(ctx)
+    try:
+        total = app.head()
+        with click.progressbar(length=total, label="verifying", file=sys.stderr) as bar:
+            report = check_log(app.ledger, keyring, progress=bar.update)
+    finally:
+        app.close()
+    for problem in report.problems:
+        click.echo(problem.describe())
+    if not report.ok:
+        raise click.ClickException(
+            f"{len(report.problems)} problem(s) in {report.checked} stored events"
+        )
+    if report.checked == 0:
+        click.echo(f"ok: the log is empty ({settings.describe_storage()})")
+        return
+    click.echo(
+        f"ok: {report.checked} events, 1..{report.head}, every signature verifies "
+        f"({settings.describe_storage()})"
+    )
+
+
+@cli.command()
+@click.argument("seq", type=click.IntRange(min=1))
+@click.pass_context
+def show(ctx: click.Context, seq: int) -> None:
+    """Print event SEQ as JSON, personal data opened (or "[erased]")."""
+    app = _open(ctx)
+    try:
+        event = app.get_event(seq)
+    finally:
+        app.close()
+    click.echo(orjson.dumps(event.as_dict(), option=orjson.OPT_INDENT_2).decode())
+
+
+@cli.command()
+@click.option(
+    "-n",
+    "count",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How many of the latest events to print first.",
+)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new events as they arrive.")
+@click.option("--interval", default=0.5, show_default=True, help="Seconds between polls.")
+@click.pass_context
+def tail(ctx: click.Context, count: int, follow: bool, interval: float) -> None:
+    """Print the latest events, one JSON object a line."""
+    app = _open(ctx)
+    try:
+        start = max(1, app.head() - count + 1)
+        while True:
+            for record in app.ledger.select_records(start, 1000):
+                click.echo(orjson.dumps(app.decode(record).as_dict()).decode())
+                start = record.seq + 1
+            if not follow:
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+    finally:
+        app.close()
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except LedgerError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""The streams of the ledger: one aggregate per subject, policy version, recipient,
+disclosure, incident, data-subject request and correction (``docs/architecture.md`` says why).
+
+Guards named ``check_*`` raise :class:`~ledger.errors.ValidationError` before any event is
+triggered; ``apply`` methods only evolve state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ledger.domain import LedgerAggregate, LedgerCreated, LedgerEvent, register, rule
+
+
+@register
+class Subject(LedgerAggregate):
+    """A person, known only by pseudonym: consent decisions and age attestations."""
+
+    class Registered(LedgerCreated):
+        TYPE = "subject.registered"
+
+    class ConsentGiven(LedgerEvent):
+        TYPE = "consent.given"
+
+    class ConsentRefused(LedgerEvent):
+        TYPE = "consent.refused"
+
+    class ConsentWithdrawn(LedgerEvent):
+        TYPE = "consent.withdrawn"
+
+    class AgeAttested(LedgerEvent):
+        TYPE = "subject.age_attested"
+
+        def apply(self, aggregate: Subject) -> None:
+            aggregate.attested_age = int(self.data["age"])
+            aggregate.age_attested_at = self.occurred_at
+
+    def __init__(self, **_: Any) -> None:
+        self.attested_age: int | None = None
+        self.age_attested_at: datetime | None = None
+
+    def check_may_consent(self, minimum_age: int, has_guardian: bool) -> None:
+        if self.attested_age is not None and self.attested_age < minimum_age and not has_guardian:
+            raise rule(
+                "subject",
+                "subject_is_minor",
+                f"the subject was attested to be {self.attested_age}, under the minimum age "
+                f"{minimum_age}; consent needs a guardian",
+            )
+
+
+@register
+class PolicyVersion(LedgerAggregate):
+    """One published version of the privacy policy, with its purposes. Immutable."""
+
+    class Published(LedgerCreated):
+        TYPE = "policy.version_published"
+
+    def __init__(self, data: dict[str, Any], **_: Any) -> None:
+        self.policy_version: str = data["version"]
+        self.minimum_age: int | None = data.get("minimum_age")
+        self.purposes: dict[str, dict[str, Any]] = {p["id"]: p for p in data["purposes"]}
+
+    def check_purposes(self, purposes: list[str], field: str) -> None:
+        """``purposes`` come from ``field``: a list field (indexed) or a single one."""
+        for index, purpose in enumerate(purposes):
+            if purpose not in self.purposes:
+                raise rule(
+                    f"{field}[{index}]" if field.endswith("purposes") else field,
+                    "purpose_unknown",
+                    f"purpose {purpose!r} is not in policy version {self.policy_version} "
+                    f"(it has: {', '.join(sorted(self.purposes))})",
+                )
+
+
+@register
+class Recipient(LedgerAggregate):
+    """A processor, third party, affiliate, acquirer, the public or an authority."""
+
+    class Registered(LedgerCreated):
+        TYPE = "recipient.registered"
+
+        def apply(self, aggregate: Recipient) -> None:
+            aggregate.terminated = False
+
+    class Updated(LedgerEvent):
+        TYPE = "recipient.updated"
+
+    class Terminated(LedgerEvent):
+        TYPE = "recipient.terminated"
+
+        def apply(self, aggregate: Recipient) -> None:
+            aggregate.terminated = True
+
+    def __init__(self, **_: Any) -> None:
+        self.terminated = False
+
+    def check_active(self) -> None:
+        if self.terminated:
+            raise rule(
+                "recipient_id", "recipient_terminated", "the recipient was terminated already"
+            )
+
+
+@register
+class Disclosure(LedgerAggregate):
+    """One disclosure of one or many subjects' data to one recipient."""
+
+    class Recorded(LedgerCreated):
+        TYPE = "disclosure.recorded"
+
+    def __init__(self, **_: Any) -> None:
+        pass
+
+
+INCIDENT_STEPS = ("assessed", "contained", "authority_notified", "subjects_notified")
+
+
+@register
+class Incident(LedgerAggregate):
+    """A security incident, from detection to closure (GDPR 33, 34; PIPL 57)."""
+
+    class Opened(LedgerCreated):
+        TYPE = "incident.opened"
+
+    class Assessed(LedgerEvent):
+        TYPE = "incident.assessed"
+
+    class Contained(LedgerEvent):
+        TYPE = "incident.contained"
+
+    class AuthorityNotified(LedgerEvent):
+        TYPE = "incident.authority_notified"
+
+    class SubjectsNotified(LedgerEvent):
+        TYPE = "incident.subjects_notified"
+
+    class Closed(LedgerEvent):
+        TYPE = "incident.closed"
+
+        def apply(self, aggregate: Incident) -> None:
+            aggregate.closed = True
+
+    def __init__(self, **_: Any) -> None:
+        self.closed = False
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise rule("incident_id", "incident_closed", "the incident is closed already")
+
+
+@register
+class RightsRequest(LedgerAggregate):
+    """A data-subject request: access, rectification, erasure, withdrawal, cancellation."""
+
+    class Received(LedgerCreated):
+        TYPE = "request.received"
+
+    class IdentityVerified(LedgerEvent):
+        TYPE = "request.identity_verified"
+
+    class Extended(LedgerEvent):
+        TYPE = "request.extended"
+
+    class Fulfilled(LedgerEvent):
+        TYPE = "request.fulfilled"
+
+        def apply(self, aggregate: RightsRequest) -> None:
+            aggregate.outcome = "fulfilled"
+
+    class Refused(LedgerEvent):
+        TYPE = "request.refused"
+
+        def apply(self, aggregate: RightsRequest) -> None:
+            aggregate.outcome = "refused"
+
+    def __init__(self, data: dict[str, Any], **_: Any) -> None:
+        self.subject: str = data["subject"]
+        self.outcome: str | None = None
+
+    def check_step(self, subject: str) -> None:
+        if self.outcome is not None:
+            raise rule("request_id", "request_closed", f"the request was {self.outcome} already")
+        if subject != self.subject:
+            raise rule(
+                "subject", "subject_mismatch", "the request was received for another subject"
+            )
+
+
+@register
+class Correction(LedgerAggregate):
+    """A correction of an earlier event, which stays as it was recorded."""
+
+    class Recorded(LedgerCreated):
+        TYPE = "correction.recorded"
+
+    def __init__(self, **_: Any) -> None:
+        pass

@@ -1,0 +1,563 @@
+"""The ledger application: validate facts, run them through their aggregates, append.
+
+:meth:`LedgerApplication.append` is the one way in. A batch is all-or-nothing: every fact is
+validated, every aggregate command is checked, and then all resulting events go to the
+recorder as one unit (see :mod:`ledger.recorder`). Event ids make it idempotent.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from uuid import UUID
+
+import orjson
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Mapper, StoredEvent
+
+from ledger import events as ev
+from ledger.aggregates import (
+    Correction,
+    Disclosure,
+    Incident,
+    PolicyVersion,
+    Recipient,
+    RightsRequest,
+    Subject,
+)
+from ledger.domain import (
+    EVENT_CLASSES,
+    LedgerAggregate,
+    LedgerCreated,
+    LedgerEvent,
+    rule,
+    stream_id,
+)
+from ledger.errors import (
+    ConcurrencyError,
+    EventNotFoundError,
+    FieldProblem,
+    IdempotencyConflictError,
+    LedgerError,
+    ValidationError,
+)
+from ledger.mapper import LedgerMapper, format_time
+from ledger.receipts import DecodedEvent, Receipt
+from ledger.recorder import Claim, LedgerRecorder, LogRecord
+from ledger.sealing import open_data, seal_fact
+from ledger.subject_keys import SubjectKeys
+from ledger.verifier.entry import entry_hash, parse_entry
+
+A = TypeVar("A", bound=LedgerAggregate)
+
+MAX_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The rules an append is held to (all configurable, see ``docs/configuration.md``)."""
+
+    max_batch: int = 1000
+    minimum_age: int = 18
+    backdate_tolerance: timedelta = timedelta(hours=24)
+    """Facts that occurred longer ago than this before recording are flagged ``backdated``."""
+    future_tolerance: timedelta = timedelta(minutes=5)
+    """Facts dated further than this into the ledger's future are refused (clock skew)."""
+
+
+class _StreamLocks:
+    """Striped locks over stream ids: one process's writers to a stream take turns.
+
+    Without them, two requests for one subject would both read version n, both build
+    version n + 1, and one would lose at commit and retry. Locks are taken in index order,
+    so two batches can never wait for each other.
+    """
+
+    def __init__(self, stripes: int = 1024) -> None:
+        self._locks = [threading.Lock() for _ in range(stripes)]
+
+    @contextmanager
+    def holding(self, streams: Iterable[UUID]) -> Iterator[None]:
+        indexes = sorted({stream.int % len(self._locks) for stream in streams})
+        for index in indexes:
+            self._locks[index].acquire()
+        try:
+            yield
+        finally:
+            for index in reversed(indexes):
+                self._locks[index].release()
+
+
+class _Batch:
+    """The aggregates one batch touches and the events it produces, in batch order."""
+
+    def __init__(self, app: LedgerApplication) -> None:
+        self.app = app
+        self.aggregates: dict[UUID, LedgerAggregate] = {}
+        self.events: list[LedgerEvent] = []
+        self.created: set[UUID] = set()
+
+    def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
+        aggregate = self.aggregates.get(aggregate_id)
+        if aggregate is None:
+            try:
+                aggregate = self.app.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                return None
+            self.aggregates[aggregate_id] = aggregate
+        if not isinstance(aggregate, cls):
+            raise LedgerError(f"stream {aggregate_id} is a {type(aggregate).__name__}")
+        return aggregate
+
+    def create(
+        self, cls: type[A], created: type[LedgerCreated], aggregate_id: UUID, **kw: Any
+    ) -> A:
+        aggregate = cls._create(created, id=aggregate_id, **kw)
+        self.aggregates[aggregate_id] = aggregate
+        self.created.add(aggregate_id)
+        self.events.extend(aggregate.collect_events())  # type: ignore[arg-type]
+        return aggregate
+
+    def trigger(
+        self, aggregate: LedgerAggregate, event_class: type[LedgerEvent], **kw: Any
+    ) -> None:
+        aggregate.record(event_class, **kw)
+        self.events.extend(aggregate.collect_events())  # type: ignore[arg-type]
+
+
+class LedgerApplication(Application[UUID]):
+    name = "ConsentLedger"
+
+    def __init__(
+        self,
+        recorder: LedgerRecorder,
+        subject_keys: SubjectKeys,
+        limits: Limits | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._ledger_recorder = recorder
+        self.subject_keys = subject_keys
+        self.limits = limits or Limits()
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._policies: dict[str, PolicyVersion] = {}
+        self._policies_lock = threading.Lock()
+        self._stream_locks = _StreamLocks()
+        super().__init__(env={"AGGREGATE_CACHE_MAXSIZE": "10000"})
+        self.ledger: LedgerRecorder = recorder
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return LedgerMapper()
+
+    def construct_recorder(self) -> ApplicationRecorder:
+        return self._ledger_recorder
+
+    def close(self) -> None:
+        self._ledger_recorder.close()
+        super().close()
+
+    # -- appending -----------------------------------------------------------------------------
+
+    def append(self, raw_facts: Sequence[Mapping[str, Any]]) -> list[Receipt]:
+        """Record a batch of facts, all or nothing; a receipt per fact, in order."""
+        facts = self._parse_batch(raw_facts)
+        now = self.clock()
+        self._check_clocks(facts, now)
+        digests = [self.subject_keys.digest(_canonical(fact)) for fact in facts]
+        for attempt in range(MAX_ATTEMPTS):
+            receipts: list[Receipt | None] = [None] * len(facts)
+            recorded = self.ledger.select_claims([f.event_id for f in facts])
+            fresh: list[int] = []
+            for index, fact in enumerate(facts):
+                claim = recorded.get(fact.event_id)
+                if claim is None:
+                    fresh.append(index)
+                elif claim.digest != digests[index]:
+                    raise IdempotencyConflictError(fact.event_id, claim.seq, index)
+                else:
+                    record = self.ledger.get_record(claim.seq)
+                    if record is None:
+                        raise EventNotFoundError(claim.seq)
+                    receipts[index] = Receipt.from_record(record, fact.event_id, duplicate=True)
+            if fresh:
+                streams = [s for i in fresh for s in self._streams_written(facts[i])]
+                try:
+                    with self._stream_locks.holding(streams):
+                        records = self._record_facts(
+                            [facts[i] for i in fresh], [digests[i] for i in fresh], fresh, now
+                        )
+                except IntegrityError:
+                    # Another process took a stream version or an event id: start again.
+                    time.sleep(random.uniform(0, 0.005 * attempt))  # noqa: S311
+                    continue
+                for index, record in zip(fresh, records, strict=True):
+                    receipts[index] = Receipt.from_record(
+                        record, facts[index].event_id, duplicate=False
+                    )
+            return [r for r in receipts if r is not None]
+        raise ConcurrencyError(
+            f"the batch lost {MAX_ATTEMPTS} races for its streams in a row; try again"
+        )
+
+    def _streams_written(self, fact: ev.Fact) -> list[UUID]:
+        """The streams a fact appends to (so that in-process writers take turns on them)."""
+        match fact:
+            case ev.PolicyVersionPublished():
+                return [stream_id("policy", fact.version)]
+            case ev.RecipientRegistered() | ev.RecipientUpdated() | ev.RecipientTerminated():
+                return [stream_id("recipient", fact.recipient_id)]
+            case ev.ConsentGiven() | ev.ConsentRefused() | ev.ConsentWithdrawn() | ev.AgeAttested():
+                return [UUID(self.subject_keys.pseudonym(fact.subject))]
+            case ev.DisclosureRecorded():
+                return [stream_id("disclosure", fact.disclosure_id)]
+            case ev.CorrectionRecorded():
+                return [stream_id("correction", fact.event_id)]
+        for kind, attribute in (("incident", "incident_id"), ("request", "request_id")):
+            natural_id = getattr(fact, attribute, None)
+            if isinstance(natural_id, str):
+                return [stream_id(kind, natural_id)]
+        raise LedgerError(f"no stream is known for {fact.TYPE}")
+
+    def _parse_batch(self, raw_facts: Sequence[Mapping[str, Any]]) -> list[ev.Fact]:
+        if not raw_facts:
+            raise ValidationError.single("", "batch_empty", "a batch needs at least one event")
+        if len(raw_facts) > self.limits.max_batch:
+            raise ValidationError.single(
+                "",
+                "batch_too_large",
+                f"a batch holds at most {self.limits.max_batch} events, not {len(raw_facts)}",
+            )
+        problems: list[FieldProblem] = []
+        facts: list[ev.Fact] = []
+        seen: dict[str, int] = {}
+        for index, raw in enumerate(raw_facts):
+            try:
+                fact = ev.parse_fact(raw)
+            except ValidationError as exc:
+                problems.extend(exc.at_index(index).problems)
+                continue
+            if fact.event_id in seen:
+                problems.append(
+                    FieldProblem(
+                        "event_id",
+                        "event_id_repeated",
+                        f"event_id {fact.event_id!r} also names item {seen[fact.event_id]}",
+                        index,
+                    )
+                )
+            seen[fact.event_id] = index
+            facts.append(fact)
+        if problems:
+            raise ValidationError(problems)
+        return facts
+
+    def _check_clocks(self, facts: list[ev.Fact], now: datetime) -> None:
+        limit = now + self.limits.future_tolerance
+        problems = [
+            FieldProblem(
+                "occurred_at",
+                "occurred_in_future",
+                f"occurred_at {fact.occurred_at.isoformat()} is after the ledger's clock "
+                f"{format_time(now)} by more than {self.limits.future_tolerance}",
+                index,
+            )
+            for index, fact in enumerate(facts)
+            if fact.occurred_at > limit
+        ]
+        if problems:
+            raise ValidationError(problems)
+
+    def _record_facts(
+        self, facts: list[ev.Fact], digests: list[bytes], indexes: list[int], now: datetime
+    ) -> list[LogRecord]:
+        batch = _Batch(self)
+        principal: list[int] = []
+        for fact, index in zip(facts, indexes, strict=True):
+            try:
+                self._handle(batch, fact, now)
+            except ValidationError as exc:
+                raise exc.at_index(index) from None
+            principal.append(len(batch.events) - 1)
+        stored: list[StoredEvent] = [self.mapper.to_stored_event(e) for e in batch.events]
+        claims = [
+            Claim(fact.event_id, digest, position)
+            for fact, digest, position in zip(facts, digests, principal, strict=True)
+        ]
+        records = self.ledger.append(stored, claims)
+        return [records[position] for position in principal]
+
+    # -- commands, one per fact type -----------------------------------------------------------
+
+    def _handle(self, batch: _Batch, fact: ev.Fact, now: datetime) -> None:
+        envelope = {
+            "event_id": fact.event_id,
+            "occurred_at": fact.occurred_at,
+            "backdated": now - fact.occurred_at > self.limits.backdate_tolerance,
+            "timestamp": now,
+        }
+
+        def sealed(aggregate_id: UUID, version: int) -> dict[str, Any]:
+            return seal_fact(fact, aggregate_id, version, self.subject_keys)
+
+        def create(cls: type[A], created: type[LedgerCreated], aggregate_id: UUID) -> A:
+            return batch.create(
+                cls, created, aggregate_id, data=sealed(aggregate_id, 1), **envelope
+            )
+
+        def trigger(aggregate: LedgerAggregate, event_class: type[LedgerEvent]) -> None:
+            data = sealed(aggregate.id, aggregate.version + 1)
+            batch.trigger(aggregate, event_class, data=data, **envelope)
+
+        match fact:
+            case ev.PolicyVersionPublished():
+                key = stream_id("policy", fact.version)
+                if batch.find(PolicyVersion, key) is not None:
+                    raise rule(
+                        "version",
+                        "policy_version_exists",
+                        f"policy version {fact.version} was published already",
+                    )
+                create(PolicyVersion, PolicyVersion.Published, key)
+            case ev.RecipientRegistered():
+                key = stream_id("recipient", fact.recipient_id)
+                if batch.find(Recipient, key) is not None:
+                    raise rule(
+                        "recipient_id",
+                        "recipient_exists",
+                        f"recipient {fact.recipient_id} is registered already",
+                    )
+                if fact.parent_recipient_id is not None:
+                    self._recipient(batch, fact.parent_recipient_id, "parent_recipient_id")
+                create(Recipient, Recipient.Registered, key)
+            case ev.RecipientUpdated():
+                recipient = self._recipient(batch, fact.recipient_id, "recipient_id")
+                recipient.check_active()
+                trigger(recipient, Recipient.Updated)
+            case ev.RecipientTerminated():
+                recipient = self._recipient(batch, fact.recipient_id, "recipient_id")
+                recipient.check_active()
+                trigger(recipient, Recipient.Terminated)
+            case ev.ConsentGiven() | ev.ConsentRefused() | ev.ConsentWithdrawn():
+                policy = self._policy(batch, fact.policy_version, "policy_version")
+                policy.check_purposes(fact.purposes, "purposes")
+                subject = self._subject(batch, fact.subject, envelope)
+                if isinstance(fact, ev.ConsentGiven):
+                    minimum_age = (
+                        policy.minimum_age
+                        if policy.minimum_age is not None
+                        else self.limits.minimum_age
+                    )
+                    subject.check_may_consent(minimum_age, fact.guardian is not None)
+                    if fact.expires_at is not None and fact.expires_at <= fact.occurred_at:
+                        raise rule(
+                            "expires_at",
+                            "expires_before_occurred",
+                            "expires_at must be after occurred_at",
+                        )
+                event_class = {
+                    ev.ConsentGiven: Subject.ConsentGiven,
+                    ev.ConsentRefused: Subject.ConsentRefused,
+                    ev.ConsentWithdrawn: Subject.ConsentWithdrawn,
+                }[type(fact)]
+                trigger(subject, event_class)
+            case ev.AgeAttested():
+                trigger(self._subject(batch, fact.subject, envelope), Subject.AgeAttested)
+            case ev.DisclosureRecorded():
+                key = stream_id("disclosure", fact.disclosure_id)
+                if batch.find(Disclosure, key) is not None:
+                    raise rule(
+                        "disclosure_id",
+                        "disclosure_exists",
+                        f"disclosure {fact.disclosure_id} is recorded already",
+                    )
+                policy = self._policy(batch, fact.policy_version, "policy_version")
+                policy.check_purposes([fact.purpose], "purpose")
+                create(Disclosure, Disclosure.Recorded, key)
+            case ev.IncidentOpened():
+                key = stream_id("incident", fact.incident_id)
+                if batch.find(Incident, key) is not None:
+                    raise rule(
+                        "incident_id",
+                        "incident_exists",
+                        f"incident {fact.incident_id} is open already",
+                    )
+                create(Incident, Incident.Opened, key)
+            case (
+                ev.IncidentAssessed()
+                | ev.IncidentContained()
+                | ev.IncidentAuthorityNotified()
+                | ev.IncidentSubjectsNotified()
+                | ev.IncidentClosed()
+            ):
+                incident = batch.find(Incident, stream_id("incident", fact.incident_id))
+                if incident is None:
+                    raise rule(
+                        "incident_id",
+                        "incident_unknown",
+                        f"no incident {fact.incident_id} was opened",
+                    )
+                incident.check_open()
+                if isinstance(fact, ev.IncidentAssessed) and fact.affected_rule is not None:
+                    window = fact.affected_rule
+                    if window.disclosed_to <= window.disclosed_from:
+                        raise rule(
+                            "affected_rule.disclosed_to",
+                            "window_empty",
+                            "disclosed_to must be after disclosed_from",
+                        )
+                incident_events: dict[type[ev.Fact], type[LedgerEvent]] = {
+                    ev.IncidentAssessed: Incident.Assessed,
+                    ev.IncidentContained: Incident.Contained,
+                    ev.IncidentAuthorityNotified: Incident.AuthorityNotified,
+                    ev.IncidentSubjectsNotified: Incident.SubjectsNotified,
+                    ev.IncidentClosed: Incident.Closed,
+                }
+                trigger(incident, incident_events[type(fact)])
+            case ev.RequestReceived():
+                key = stream_id("request", fact.request_id)
+                if batch.find(RightsRequest, key) is not None:
+                    raise rule(
+                        "request_id",
+                        "request_exists",
+                        f"request {fact.request_id} was received already",
+                    )
+                create(RightsRequest, RightsRequest.Received, key)
+            case (
+                ev.RequestIdentityVerified()
+                | ev.RequestExtended()
+                | ev.RequestFulfilled()
+                | ev.RequestRefused()
+            ):
+                request = batch.find(RightsRequest, stream_id("request", fact.request_id))
+                if request is None:
+                    raise rule(
+                        "request_id",
+                        "request_unknown",
+                        f"no request {fact.request_id} was received",
+                    )
+                request.check_step(self.subject_keys.pseudonym(fact.subject))
+                request_events: dict[type[ev.Fact], type[LedgerEvent]] = {
+                    ev.RequestIdentityVerified: RightsRequest.IdentityVerified,
+                    ev.RequestExtended: RightsRequest.Extended,
+                    ev.RequestFulfilled: RightsRequest.Fulfilled,
+                    ev.RequestRefused: RightsRequest.Refused,
+                }
+                trigger(request, request_events[type(fact)])
+            case ev.CorrectionRecorded():
+                key = stream_id("correction", fact.event_id)
+                self._check_correction(fact)
+                create(Correction, Correction.Recorded, key)
+            case _:
+                raise LedgerError(f"no command handles {fact.TYPE}")
+
+    def _subject(self, batch: _Batch, subject_ref: str, envelope: dict[str, Any]) -> Subject:
+        pseudonym = self.subject_keys.pseudonym(subject_ref)
+        key = UUID(pseudonym)
+        subject = batch.find(Subject, key)
+        if subject is None:
+            system = dict(
+                envelope, event_id=None, backdated=False, occurred_at=envelope["timestamp"]
+            )
+            subject = batch.create(
+                Subject, Subject.Registered, key, data={"subject": pseudonym}, **system
+            )
+        return subject
+
+    def _recipient(self, batch: _Batch, recipient_id: str, field: str) -> Recipient:
+        recipient = batch.find(Recipient, stream_id("recipient", recipient_id))
+        if recipient is None:
+            raise rule(field, "recipient_unknown", f"no recipient {recipient_id} is registered")
+        return recipient
+
+    def _policy(self, batch: _Batch, version: str, field: str) -> PolicyVersion:
+        with self._policies_lock:
+            cached = self._policies.get(version)
+        if cached is not None:
+            return cached
+        policy = batch.find(PolicyVersion, stream_id("policy", version))
+        if policy is None:
+            raise rule(
+                field, "policy_version_unknown", f"no policy version {version} was published"
+            )
+        if policy.id not in batch.created:  # published versions never change: cache them
+            with self._policies_lock:
+                self._policies[version] = policy
+        return policy
+
+    def _check_correction(self, fact: ev.CorrectionRecorded) -> None:
+        claim = self.ledger.select_claims([fact.corrects_event_id]).get(fact.corrects_event_id)
+        record = None if claim is None else self.ledger.get_record(claim.seq)
+        if record is None:
+            raise rule(
+                "corrects_event_id",
+                "corrected_event_unknown",
+                f"no event {fact.corrects_event_id} was recorded",
+            )
+        fact_type = ev.FACT_TYPES.get(record.topic)
+        personal = (
+            {p.split(".")[0].removesuffix("[]") for p, _ in ev.personal_data_paths(fact_type)}
+            if fact_type
+            else set()
+        )
+        for name in fact.corrected_fields:
+            if name in personal:
+                raise rule(
+                    f"corrected_fields.{name}",
+                    "personal_data_not_allowed",
+                    "personal data cannot be corrected through a correction event; record a new fact",
+                )
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get_event(self, seq: int) -> DecodedEvent:
+        record = self.ledger.get_record(seq)
+        if record is None:
+            raise EventNotFoundError(seq)
+        return self.decode(record)
+
+    def decode(self, record: LogRecord) -> DecodedEvent:
+        entry = parse_entry(record.entry)
+        body = entry.body
+        data = open_data(
+            body["type"], body["data"], entry.stream, entry.stream_version, self.subject_keys
+        )
+        return DecodedEvent(
+            seq=entry.seq,
+            type=body["type"],
+            type_version=body.get("type_version", 1),
+            stream=entry.stream,
+            stream_version=entry.stream_version,
+            event_id=body["event_id"],
+            occurred_at=body["occurred_at"],
+            recorded_at=body["recorded_at"],
+            backdated=body["backdated"],
+            data=data,
+            event_hash=entry_hash(record.entry).hex(),
+            signature=base64.b64encode(record.signature).decode(),
+            key_id=record.key_id,
+        )
+
+    def iter_records(self, start: int = 1, page: int = 1000) -> Iterator[LogRecord]:
+        while True:
+            records = self.ledger.select_records(start, page)
+            yield from records
+            if len(records) < page:
+                return
+            start = records[-1].seq + 1
+
+    def head(self) -> int:
+        return self.ledger.max_notification_id() or 0
+
+
+def _canonical(fact: ev.Fact) -> bytes:
+    """The content an event id stands for: the validated fact, normalised."""
+    return orjson.dumps(fact.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+
+
+__all__ = ["EVENT_CLASSES", "LedgerApplication", "Limits"]

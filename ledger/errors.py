@@ -1,0 +1,94 @@
+"""The ledger's errors, one tree under :class:`LedgerError`.
+
+::
+
+    LedgerError
+    ├── ValidationError          bad input; carries one or more field problems
+    ├── IdempotencyConflictError an event id was reused with different content
+    ├── ConcurrencyError         a stream kept changing under a command (retries exhausted)
+    ├── StorageError             the database failed or refused a write
+    ├── KeyMaterialError         a signing or master key is missing, unreadable or wrong
+    └── EventNotFoundError       no event at the requested sequence number
+
+Each error builds its message from its fields, then is raised; callers (the CLI, the HTTP
+problem handlers) act on the class and read the fields, never parse the message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class LedgerError(Exception):
+    """The root of every error the ledger raises on purpose."""
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One broken rule: where (``index`` in the batch, dotted ``field`` path), which rule, why."""
+
+    field: str
+    rule: str
+    message: str
+    index: int | None = None
+
+    def describe(self) -> str:
+        where = self.field if self.index is None else f"[{self.index}].{self.field}"
+        return f"{where}: {self.message} (rule: {self.rule})"
+
+
+class ValidationError(LedgerError):
+    """Raised when an event or a batch breaks a rule; nothing of it has been stored."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        if not problems:
+            raise ValueError("a ValidationError needs at least one problem")
+        self.problems = problems
+        super().__init__("; ".join(problem.describe() for problem in problems))
+
+    @classmethod
+    def single(cls, field: str, rule: str, message: str) -> ValidationError:
+        return cls([FieldProblem(field=field, rule=rule, message=message)])
+
+    def at_index(self, index: int) -> ValidationError:
+        """The same problems, located at item ``index`` of a batch."""
+        return ValidationError(
+            [
+                FieldProblem(field=p.field, rule=p.rule, message=p.message, index=index)
+                for p in self.problems
+            ]
+        )
+
+
+class IdempotencyConflictError(LedgerError):
+    """Raised when an event id that was recorded before arrives with different content."""
+
+    def __init__(self, event_id: str, seq: int, index: int | None = None) -> None:
+        self.event_id = event_id
+        self.seq = seq
+        self.index = index
+        where = "" if index is None else f"item {index}: "
+        super().__init__(
+            f"{where}event_id {event_id!r} was already recorded as event {seq} "
+            "with different content; an event id can name only one event"
+        )
+
+
+class ConcurrencyError(LedgerError):
+    """Raised when a command kept losing version races after every retry."""
+
+
+class StorageError(LedgerError):
+    """Raised when the database cannot be reached or refuses a write."""
+
+
+class KeyMaterialError(LedgerError):
+    """Raised when a signing key or the master key is missing, unreadable or wrong."""
+
+
+class EventNotFoundError(LedgerError):
+    """Raised when no event has the requested sequence number."""
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        super().__init__(f"no event has sequence number {seq}")

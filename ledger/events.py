@@ -1,0 +1,453 @@
+"""The event catalogue, version 1: every fact an emitting service can record.
+
+A *fact* is what a service sends: a JSON object with a ``type`` (``consent.given``), the
+emitter's ``event_id`` (its idempotency key), ``occurred_at`` (the emitter's clock, with an
+offset) and the fields of its type. :func:`parse_fact` validates one and returns the typed
+model, or raises :class:`~ledger.errors.ValidationError` naming each field and rule.
+
+Fields that are personal data are marked :data:`SubjectRef` (the emitter's own reference to a
+person) or :data:`PersonalText` (contact details, IP addresses, free text about a person). The
+ledger never stores them in plaintext: see :mod:`ledger.sealing`. ``docs/events.md`` lists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias, Union, get_args, get_origin
+
+import orjson
+import pydantic
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from ledger.errors import FieldProblem, ValidationError
+from ledger.vocabulary import (
+    AgeAttestationMethod,
+    CollectionMethod,
+    DisclosureKind,
+    LegalBasis,
+    NotificationChannel,
+    RecipientRole,
+    RefusalGround,
+    RequestKind,
+    RiskLevel,
+)
+
+CATALOGUE_VERSION = 1
+MAX_EVENT_BYTES = 64 * 1024
+MAX_SUBJECTS_PER_EVENT = 1000
+
+
+@dataclass(frozen=True)
+class PersonalData:
+    """Marks a field as personal data: stored only encrypted under its subject's key."""
+
+    kind: Literal["subject", "text"]
+
+
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
+]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+OrgText = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+SubjectRef = Annotated[
+    str, StringConstraints(min_length=1, max_length=256), PersonalData("subject")
+]
+PersonalText = Annotated[
+    str, StringConstraints(min_length=1, max_length=2000), PersonalData("text")
+]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+DataCategory = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+]
+PurposeId = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Fact(_Model):
+    """Fields every fact carries."""
+
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+    SUBJECT_SCOPED: ClassVar[bool] = False
+    """True when the fact concerns one subject, named by its ``subject`` field."""
+
+    event_id: Identifier
+    occurred_at: AwareDatetime
+
+
+# -- policy -----------------------------------------------------------------------------------
+
+
+class Purpose(_Model):
+    id: PurposeId
+    name: Name
+    legal_basis: LegalBasis
+    retention_days: int = Field(ge=0, le=36500)
+    separate_consent: bool = False
+    """PIPL 14/23/39 and GDPR 7(2): asked for on its own, never bundled."""
+    description: OrgText | None = None
+
+
+class PolicyVersionPublished(Fact):
+    TYPE = "policy.version_published"
+    type: Literal["policy.version_published"]
+    version: Identifier
+    effective_at: AwareDatetime
+    material: bool
+    """A material change: consent given under earlier versions must be renewed."""
+    purposes: list[Purpose] = Field(min_length=1, max_length=100)
+    text_digest: Digest
+    url: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    minimum_age: int | None = Field(default=None, ge=0, le=21)
+    """Overrides the ledger's configured minimum age from this version on."""
+
+
+# -- recipients -------------------------------------------------------------------------------
+
+
+class RecipientRegistered(Fact):
+    TYPE = "recipient.registered"
+    type: Literal["recipient.registered"]
+    recipient_id: Identifier
+    name: Name
+    role: RecipientRole
+    country: CountryCode
+    agreement_ref: Name | None = None
+    parent_recipient_id: Identifier | None = None
+    """For a sub-processor: the processor that engaged it."""
+    purposes: list[PurposeId] = Field(default_factory=list, max_length=100)
+    data_categories: list[DataCategory] = Field(default_factory=list, max_length=100)
+
+
+class RecipientUpdated(Fact):
+    TYPE = "recipient.updated"
+    type: Literal["recipient.updated"]
+    recipient_id: Identifier
+    name: Name | None = None
+    country: CountryCode | None = None
+    agreement_ref: Name | None = None
+    purposes: list[PurposeId] | None = Field(default=None, max_length=100)
+    data_categories: list[DataCategory] | None = Field(default=None, max_length=100)
+
+
+class RecipientTerminated(Fact):
+    TYPE = "recipient.terminated"
+    type: Literal["recipient.terminated"]
+    recipient_id: Identifier
+    reason: OrgText | None = None
+
+
+# -- consent ----------------------------------------------------------------------------------
+
+
+class Evidence(_Model):
+    """What the subject saw and how it was captured (ISO/IEC 27560 ``notice`` fields)."""
+
+    notice_id: Identifier | None = None
+    form_id: Identifier | None = None
+    notice_digest: Digest | None = None
+    ip_address: PersonalText | None = None
+    user_agent: PersonalText | None = None
+
+
+class Guardian(_Model):
+    """Who consented on a minor's behalf (GDPR 8, PIPL 31)."""
+
+    name: PersonalText
+    relationship: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    contact: PersonalText | None = None
+
+
+class _ConsentFact(Fact):
+    SUBJECT_SCOPED = True
+    subject: SubjectRef
+    purposes: list[PurposeId] = Field(min_length=1, max_length=100)
+    policy_version: Identifier
+    collection_method: CollectionMethod
+    evidence: Evidence | None = None
+    contact: PersonalText | None = None
+    """The channel the consent covers, such as the e-mail address for marketing mail."""
+
+
+class ConsentGiven(_ConsentFact):
+    TYPE = "consent.given"
+    type: Literal["consent.given"]
+    expires_at: AwareDatetime | None = None
+    guardian: Guardian | None = None
+
+
+class ConsentRefused(_ConsentFact):
+    TYPE = "consent.refused"
+    type: Literal["consent.refused"]
+
+
+class ConsentWithdrawn(_ConsentFact):
+    TYPE = "consent.withdrawn"
+    type: Literal["consent.withdrawn"]
+
+
+class AgeAttested(Fact):
+    TYPE = "subject.age_attested"
+    SUBJECT_SCOPED = True
+    type: Literal["subject.age_attested"]
+    subject: SubjectRef
+    age: int = Field(ge=0, le=150)
+    method: AgeAttestationMethod
+
+
+# -- disclosures ------------------------------------------------------------------------------
+
+
+class DisclosureRecorded(Fact):
+    TYPE = "disclosure.recorded"
+    type: Literal["disclosure.recorded"]
+    disclosure_id: Identifier
+    recipient_id: Identifier
+    kind: DisclosureKind
+    subjects: list[SubjectRef] = Field(min_length=1, max_length=MAX_SUBJECTS_PER_EVENT)
+    data_categories: list[DataCategory] = Field(min_length=1, max_length=100)
+    purpose: PurposeId
+    legal_basis: LegalBasis
+    de_identified: bool
+    destination_country: CountryCode
+    policy_version: Identifier | None = None
+
+
+# -- incidents --------------------------------------------------------------------------------
+
+
+class AffectedRule(_Model):
+    """Find the affected subjects in the log: disclosed to this recipient in this window."""
+
+    recipient_id: Identifier
+    disclosed_from: AwareDatetime
+    disclosed_to: AwareDatetime
+
+
+class IncidentOpened(Fact):
+    TYPE = "incident.opened"
+    type: Literal["incident.opened"]
+    incident_id: Identifier
+    detected_at: AwareDatetime
+    summary: OrgText
+    recipient_id: Identifier | None = None
+    data_categories: list[DataCategory] = Field(default_factory=list, max_length=100)
+
+
+class IncidentAssessed(Fact):
+    TYPE = "incident.assessed"
+    type: Literal["incident.assessed"]
+    incident_id: Identifier
+    risk: RiskLevel
+    data_categories: list[DataCategory] = Field(min_length=1, max_length=100)
+    likely_consequences: OrgText
+    affected_subjects: list[SubjectRef] = Field(
+        default_factory=list, max_length=MAX_SUBJECTS_PER_EVENT
+    )
+    affected_rule: AffectedRule | None = None
+    approximate_subject_count: int | None = Field(default=None, ge=0)
+
+
+class IncidentContained(Fact):
+    TYPE = "incident.contained"
+    type: Literal["incident.contained"]
+    incident_id: Identifier
+    measures: OrgText
+
+
+class IncidentAuthorityNotified(Fact):
+    TYPE = "incident.authority_notified"
+    type: Literal["incident.authority_notified"]
+    incident_id: Identifier
+    authority: Name
+    reference: Name | None = None
+    dpo_contact: OrgText
+    """GDPR 33(3)(b): where more information can be obtained."""
+    delay_reason: OrgText | None = None
+    """GDPR 33(1): the reasons, when the notification comes after 72 hours."""
+
+
+class IncidentSubjectsNotified(Fact):
+    TYPE = "incident.subjects_notified"
+    type: Literal["incident.subjects_notified"]
+    incident_id: Identifier
+    channel: NotificationChannel
+    subject_count: int = Field(ge=0)
+    message_digest: Digest | None = None
+
+
+class IncidentClosed(Fact):
+    TYPE = "incident.closed"
+    type: Literal["incident.closed"]
+    incident_id: Identifier
+    resolution: OrgText
+
+
+# -- data-subject requests --------------------------------------------------------------------
+
+
+class RequestReceived(Fact):
+    TYPE = "request.received"
+    SUBJECT_SCOPED = True
+    type: Literal["request.received"]
+    request_id: Identifier
+    subject: SubjectRef
+    kind: RequestKind
+    channel: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    details: PersonalText | None = None
+    purposes: list[PurposeId] = Field(default_factory=list, max_length=100)
+
+
+class _RequestStep(Fact):
+    SUBJECT_SCOPED = True
+    request_id: Identifier
+    subject: SubjectRef
+
+
+class RequestIdentityVerified(_RequestStep):
+    TYPE = "request.identity_verified"
+    type: Literal["request.identity_verified"]
+    method: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class RequestExtended(_RequestStep):
+    TYPE = "request.extended"
+    type: Literal["request.extended"]
+    extension_days: int = Field(ge=1, le=60)
+    reason: OrgText
+
+
+class RequestFulfilled(_RequestStep):
+    TYPE = "request.fulfilled"
+    type: Literal["request.fulfilled"]
+    note: PersonalText | None = None
+
+
+class RequestRefused(_RequestStep):
+    TYPE = "request.refused"
+    type: Literal["request.refused"]
+    ground: RefusalGround
+    explanation: OrgText
+
+
+# -- corrections ------------------------------------------------------------------------------
+
+
+class CorrectionRecorded(Fact):
+    TYPE = "correction.recorded"
+    type: Literal["correction.recorded"]
+    corrects_event_id: Identifier
+    reason: OrgText
+    corrected_fields: dict[str, Any] = Field(default_factory=dict)
+    """The corrected values, by field name; personal data is never put here."""
+
+
+AnyFact: TypeAlias = Union[  # noqa: UP007 (a discriminated union is spelled this way)
+    PolicyVersionPublished,
+    RecipientRegistered,
+    RecipientUpdated,
+    RecipientTerminated,
+    ConsentGiven,
+    ConsentRefused,
+    ConsentWithdrawn,
+    AgeAttested,
+    DisclosureRecorded,
+    IncidentOpened,
+    IncidentAssessed,
+    IncidentContained,
+    IncidentAuthorityNotified,
+    IncidentSubjectsNotified,
+    IncidentClosed,
+    RequestReceived,
+    RequestIdentityVerified,
+    RequestExtended,
+    RequestFulfilled,
+    RequestRefused,
+    CorrectionRecorded,
+]
+
+FACT_TYPES: dict[str, type[Fact]] = {cls.TYPE: cls for cls in get_args(AnyFact)}
+_ADAPTER: pydantic.TypeAdapter[AnyFact] = pydantic.TypeAdapter(
+    Annotated[AnyFact, Field(discriminator="type")]
+)
+
+
+def parse_fact(raw: Mapping[str, Any]) -> Fact:
+    """Validate one fact; raise :class:`ValidationError` naming every broken field and rule."""
+    if not isinstance(raw, Mapping):
+        raise ValidationError.single("", "object_required", "an event must be a JSON object")
+    size = len(orjson.dumps(raw, default=str))
+    if size > MAX_EVENT_BYTES:
+        raise ValidationError.single(
+            "",
+            "max_event_bytes",
+            f"the event is {size} bytes encoded; the limit is {MAX_EVENT_BYTES}",
+        )
+    type_name = raw.get("type")
+    if type_name not in FACT_TYPES:
+        known = ", ".join(sorted(FACT_TYPES))
+        rule = "required" if type_name is None else "type_unknown"
+        raise ValidationError.single("type", rule, f"type must be one of: {known}")
+    try:
+        return _ADAPTER.validate_python(dict(raw))
+    except pydantic.ValidationError as exc:
+        raise ValidationError(list(_problems(exc, str(type_name)))) from None
+
+
+def _problems(exc: pydantic.ValidationError, tag: str) -> Iterator[FieldProblem]:
+    for error in exc.errors(include_url=False):
+        loc = list(error["loc"])
+        if loc and loc[0] == tag:
+            loc = loc[1:]
+        field = ""
+        for part in loc:
+            field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
+        rule = {"missing": "required", "extra_forbidden": "unknown_field"}.get(
+            error["type"], error["type"]
+        )
+        yield FieldProblem(field=field, rule=rule, message=error["msg"])
+
+
+def personal_data_paths(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str]]:
+    """Every personal-data field of ``model`` as ``(dotted path, kind)``; ``[]`` marks a list."""
+    paths: list[tuple[str, str]] = []
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        marker = next((m for m in info.metadata if isinstance(m, PersonalData)), None)
+        if marker is not None:
+            paths.append((path, marker.kind))
+            continue
+        paths.extend(_annotation_paths(info.annotation, path))
+    return paths
+
+
+def _annotation_paths(annotation: Any, path: str) -> list[tuple[str, str]]:
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        found = [m for m in annotation.__metadata__ if isinstance(m, PersonalData)]
+        return [(path, found[0].kind)] if found else []
+    if origin is list:
+        return _annotation_paths(get_args(annotation)[0], f"{path}[]")
+    if origin is dict:
+        return []
+    if get_args(annotation):  # X | None
+        return [p for arg in get_args(annotation) for p in _annotation_paths(arg, path)]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return personal_data_paths(annotation, f"{path}.")
+    return []
+
+
+def occurred_at_of(raw: Mapping[str, Any]) -> datetime | None:
+    """``occurred_at`` of a raw fact, when it parses; used only in diagnostics."""
+    try:
+        return datetime.fromisoformat(str(raw.get("occurred_at")))
+    except ValueError:
+        return None

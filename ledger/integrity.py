@@ -1,0 +1,112 @@
+"""Check the whole stored log: every entry's bytes, signature and place in the order.
+
+:func:`check_log` reads every row, in storage order, and reports each problem with the
+sequence number it concerns:
+
+- the entry does not parse, or its signature does not verify under the keyring;
+- the row's columns (seq, stream, stream version, type, key id) disagree with the signed entry
+  (a row moved, swapped or copied);
+- a sequence number is missing (a row deleted) or present twice (a row inserted);
+- a stream's versions do not run 1, 2, 3 ... in sequence order;
+- an emitter's event id points at an event that is not there (the tail was cut).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ledger.recorder import LedgerRecorder
+from ledger.signing import Keyring
+from ledger.verifier.entry import EntryError, parse_entry
+
+
+@dataclass(frozen=True)
+class LogProblem:
+    seq: int | None
+    message: str
+
+    def describe(self) -> str:
+        return f"event {self.seq}: {self.message}" if self.seq is not None else self.message
+
+
+@dataclass
+class LogReport:
+    checked: int = 0
+    head: int = 0
+    problems: list[LogProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_log(
+    recorder: LedgerRecorder, keyring: Keyring, progress: Callable[[int], None] | None = None
+) -> LogReport:
+    report = LogReport()
+    add = report.problems.append
+    seen: set[int] = set()
+    stream_versions: dict[str, list[tuple[int, int]]] = {}
+    for record in recorder.select_record_rows():
+        report.checked += 1
+        if progress is not None:
+            progress(1)
+        seq = record.seq
+        if seq in seen:
+            add(LogProblem(seq, "sequence number stored twice (a row was inserted)"))
+        seen.add(seq)
+        if not keyring.verify(record.key_id, record.entry, record.signature):
+            if record.key_id not in keyring.public_keys:
+                add(LogProblem(seq, f"signed by unknown key {record.key_id!r}"))
+            else:
+                add(
+                    LogProblem(
+                        seq, "signature does not verify: the bytes or the signature were altered"
+                    )
+                )
+        try:
+            entry = parse_entry(record.entry)
+        except EntryError as exc:
+            add(LogProblem(seq, f"entry does not parse: {exc}"))
+            continue
+        if entry.seq != seq:
+            add(
+                LogProblem(
+                    seq, f"row holds the signed entry of event {entry.seq} (rows moved or swapped)"
+                )
+            )
+        if entry.key_id != record.key_id:
+            add(
+                LogProblem(
+                    seq, f"row names key {record.key_id}, the entry was signed as {entry.key_id}"
+                )
+            )
+        if (entry.stream, entry.stream_version) != (
+            record.originator_id,
+            record.originator_version,
+        ):
+            add(LogProblem(seq, "row's stream or stream version differs from its signed entry"))
+        if entry.body.get("type") != record.topic:
+            add(LogProblem(seq, f"row's type {record.topic!r} differs from its signed entry"))
+        stream_versions.setdefault(entry.stream, []).append((entry.seq, entry.stream_version))
+    report.head = max(seen, default=0)
+    for missing in sorted(set(range(1, report.head + 1)) - seen):
+        add(LogProblem(missing, "missing (a row was deleted)"))
+    for stream, pairs in stream_versions.items():
+        versions = [version for _, version in sorted(pairs)]
+        if versions != list(range(1, len(versions) + 1)):
+            add(
+                LogProblem(
+                    None, f"stream {stream}: versions {versions[:10]} do not run 1, 2, 3 in order"
+                )
+            )
+    for claim in recorder.select_all_claims():
+        if claim.seq not in seen:
+            add(
+                LogProblem(
+                    claim.seq, f"missing, though event id {claim.event_id!r} was recorded as it"
+                )
+            )
+    report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
+    return report

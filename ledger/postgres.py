@@ -1,0 +1,309 @@
+"""PostgreSQL storage (psycopg 3, pooled), for when a database URL is configured.
+
+``LOCK TABLE ... IN EXCLUSIVE MODE`` is the log's write lock: it serialises writers across
+processes (readers are not blocked), so the sequence number read under it is gapless. A
+trigger refuses UPDATE, DELETE and TRUNCATE of the log and its claims. Each commit also sends
+``NOTIFY ledger_events`` for followers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from ledger.errors import StorageError
+from ledger.recorder import LedgerRecorder, LogRecord, RecordedClaim
+from ledger.signing import Signer
+from ledger.subject_keys import KeyStore
+
+SCHEMA_LOCK_ID = 0x6C6564676572  # "ledger": serialises schema creation across processes
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS {s}.ledger_events (
+    seq bigint PRIMARY KEY,
+    originator_id text NOT NULL,
+    originator_version bigint NOT NULL,
+    topic text NOT NULL,
+    entry bytea NOT NULL,
+    signature bytea NOT NULL,
+    key_id text NOT NULL,
+    UNIQUE (originator_id, originator_version)
+);
+CREATE TABLE IF NOT EXISTS {s}.ledger_claims (
+    event_id text PRIMARY KEY,
+    digest bytea NOT NULL,
+    seq bigint NOT NULL
+);
+CREATE OR REPLACE FUNCTION {s}.ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$;
+CREATE OR REPLACE TRIGGER ledger_events_append_only
+    BEFORE UPDATE OR DELETE ON {s}.ledger_events
+    FOR EACH ROW EXECUTE FUNCTION {s}.ledger_refuse_change();
+CREATE OR REPLACE TRIGGER ledger_events_no_truncate
+    BEFORE TRUNCATE ON {s}.ledger_events
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.ledger_refuse_change();
+CREATE OR REPLACE TRIGGER ledger_claims_append_only
+    BEFORE UPDATE OR DELETE ON {s}.ledger_claims
+    FOR EACH ROW EXECUTE FUNCTION {s}.ledger_refuse_change();
+CREATE TABLE IF NOT EXISTS {s}.ledger_subject_keys (
+    pseudonym text PRIMARY KEY,
+    wrapped bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {s}.ledger_secrets (name text PRIMARY KEY, wrapped bytea NOT NULL);
+"""
+
+_COLUMNS = "seq, originator_id, originator_version, topic, entry, signature, key_id"
+
+
+def create_pool(url: str, max_size: int = 10) -> ConnectionPool:
+    try:
+        pool = ConnectionPool(url, min_size=1, max_size=max_size, open=False)
+        pool.open(wait=True, timeout=10)
+    except (psycopg.Error, psycopg_pool_errors()) as exc:
+        raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
+    return pool
+
+
+def psycopg_pool_errors() -> type[Exception]:
+    from psycopg_pool import PoolTimeout
+
+    return PoolTimeout
+
+
+def create_schema(pool: ConnectionPool, schema: str) -> None:
+    statements = SCHEMA.replace("{s}", sql.Identifier(schema).as_string())
+    with pool.connection() as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_ID,))
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        conn.execute(statements.encode())
+
+
+class _PostgresWrite:
+    def __init__(
+        self, conn: psycopg.Connection[Any], table: sql.Composable, claims: sql.Composable
+    ) -> None:
+        self.conn = conn
+        self.table = table
+        self.claims = claims
+
+    def max_seq(self) -> int:
+        row = self.conn.execute(sql.SQL("SELECT max(seq) FROM {}").format(self.table)).fetchone()
+        return int(row[0] or 0) if row else 0
+
+    def select_claims(self, event_ids: Sequence[str]) -> dict[str, RecordedClaim]:
+        return _select_claims(self.conn, self.claims, event_ids)
+
+    def insert_records(self, records: Sequence[LogRecord]) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(
+                sql.SQL(
+                    "INSERT INTO {} (" + _COLUMNS + ") VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                ).format(self.table),
+                [
+                    (
+                        r.seq,
+                        r.originator_id,
+                        r.originator_version,
+                        r.topic,
+                        r.entry,
+                        r.signature,
+                        r.key_id,
+                    )
+                    for r in records
+                ],
+            )
+
+    def insert_claims(self, claims: Sequence[RecordedClaim]) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(
+                sql.SQL("INSERT INTO {} (event_id, digest, seq) VALUES (%s, %s, %s)").format(
+                    self.claims
+                ),
+                [(c.event_id, c.digest, c.seq) for c in claims],
+            )
+
+
+def _select_claims(
+    conn: psycopg.Connection[Any], table: sql.Composable, event_ids: Sequence[str]
+) -> dict[str, RecordedClaim]:
+    rows = conn.execute(
+        sql.SQL("SELECT event_id, digest, seq FROM {} WHERE event_id = ANY(%s)").format(table),
+        (list(event_ids),),
+    ).fetchall()
+    return {r[0]: RecordedClaim(r[0], bytes(r[1]), int(r[2])) for r in rows}
+
+
+def _record(row: Sequence[Any]) -> LogRecord:
+    return LogRecord(
+        seq=int(row[0]),
+        originator_id=str(row[1]),
+        originator_version=int(row[2]),
+        topic=str(row[3]),
+        entry=bytes(row[4]),
+        signature=bytes(row[5]),
+        key_id=str(row[6]),
+    )
+
+
+class PostgresLedgerRecorder(LedgerRecorder):
+    def __init__(
+        self, pool: ConnectionPool, signer: Signer, schema: str = "public", **kwargs: Any
+    ) -> None:
+        super().__init__(signer, **kwargs)
+        self.pool = pool
+        self.schema = schema
+        self.table = sql.Identifier(schema, "ledger_events")
+        self.claims_table = sql.Identifier(schema, "ledger_claims")
+        create_schema(pool, schema)
+
+    @contextmanager
+    def _write_transaction(self) -> Iterator[_PostgresWrite]:
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(self.table))
+                yield _PostgresWrite(conn, self.table, self.claims_table)
+                conn.execute(
+                    sql.SQL("NOTIFY {}").format(sql.Identifier(f"{self.schema}_ledger_events"))
+                )
+        except psycopg.errors.UniqueViolation as exc:
+            raise IntegrityError(str(exc)) from exc
+        except psycopg.Error as exc:
+            raise StorageError(f"PostgreSQL refused the append: {exc}") from exc
+
+    def _close_connections(self) -> None:
+        self.pool.close()
+
+    def _query(self, query: sql.Composable, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.pool.connection() as conn:
+            return conn.execute(query, params).fetchall()
+
+    def select_claims(self, event_ids: Sequence[str]) -> dict[str, RecordedClaim]:
+        with self.pool.connection() as conn:
+            return _select_claims(conn, self.claims_table, event_ids)
+
+    def select_records(self, start: int, limit: int) -> list[LogRecord]:
+        query = sql.SQL("SELECT " + _COLUMNS + " FROM {} WHERE seq >= %s ORDER BY seq LIMIT %s")
+        return [_record(r) for r in self._query(query.format(self.table), (start, limit))]
+
+    def select_record_rows(self) -> Iterator[LogRecord]:
+        query = sql.SQL("SELECT " + _COLUMNS + " FROM {} ORDER BY ctid").format(self.table)
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor(name="rows") as cur:
+            cur.execute(query)
+            while rows := cur.fetchmany(1000):
+                yield from (_record(r) for r in rows)
+
+    def select_all_claims(self) -> Iterator[RecordedClaim]:
+        query = sql.SQL("SELECT event_id, digest, seq FROM {}").format(self.claims_table)
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor(name="claims") as cur:
+            cur.execute(query)
+            while rows := cur.fetchmany(1000):
+                yield from (RecordedClaim(r[0], bytes(r[1]), int(r[2])) for r in rows)
+
+    def select_events(
+        self,
+        originator_id: Any,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        text = "SELECT originator_id, originator_version, topic, entry FROM {} WHERE originator_id = %s"
+        params: list[Any] = [str(originator_id)]
+        if gt is not None:
+            text += " AND originator_version > %s"
+            params.append(gt)
+        if lte is not None:
+            text += " AND originator_version <= %s"
+            params.append(lte)
+        text += " ORDER BY originator_version" + (" DESC" if desc else "")
+        if limit is not None:
+            text += " LIMIT %s"
+            params.append(limit)
+        return [
+            StoredEvent(originator_id=r[0], originator_version=r[1], topic=r[2], state=bytes(r[3]))
+            for r in self._query(sql.SQL(text).format(self.table), params)  # type: ignore[arg-type]
+        ]
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        text = "SELECT seq, originator_id, originator_version, topic, entry FROM {} "
+        text += "WHERE seq >= %s" if inclusive_of_start else "WHERE seq > %s"
+        params: list[Any] = [start or 0]
+        if stop is not None:
+            text += " AND seq <= %s"
+            params.append(stop)
+        if topics:
+            text += " AND topic = ANY(%s)"
+            params.append(list(topics))
+        text += " ORDER BY seq LIMIT %s"
+        params.append(limit)
+        return [
+            Notification(
+                id=r[0], originator_id=r[1], originator_version=r[2], topic=r[3], state=bytes(r[4])
+            )
+            for r in self._query(sql.SQL(text).format(self.table), params)  # type: ignore[arg-type]
+        ]
+
+    def max_notification_id(self) -> int | None:
+        rows = self._query(sql.SQL("SELECT max(seq) FROM {}").format(self.table))
+        return None if rows[0][0] is None else int(rows[0][0])
+
+
+class PostgresKeyStore(KeyStore):
+    def __init__(self, pool: ConnectionPool, schema: str = "public") -> None:
+        self.pool = pool
+        self.keys = sql.Identifier(schema, "ledger_subject_keys")
+        self.secrets = sql.Identifier(schema, "ledger_secrets")
+
+    def insert_missing(self, wrapped: dict[str, bytes]) -> None:
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(
+                sql.SQL(
+                    "INSERT INTO {} (pseudonym, wrapped) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+                ).format(self.keys),
+                list(wrapped.items()),
+            )
+
+    def select(self, pseudonyms: Iterable[str]) -> dict[str, bytes]:
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                sql.SQL("SELECT pseudonym, wrapped FROM {} WHERE pseudonym = ANY(%s)").format(
+                    self.keys
+                ),
+                (list(pseudonyms),),
+            ).fetchall()
+        return {r[0]: bytes(r[1]) for r in rows}
+
+    def get_secret(self, name: str) -> bytes | None:
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                sql.SQL("SELECT wrapped FROM {} WHERE name = %s").format(self.secrets), (name,)
+            ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def put_secret_if_absent(self, name: str, wrapped: bytes) -> None:
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} (name, wrapped) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+                ).format(self.secrets),
+                (name, wrapped),
+            )
+
+    def close(self) -> None:
+        """The pool belongs to the recorder, which closes it."""

@@ -1,0 +1,322 @@
+"""The ledger's recorder: one signed, gapless, append-only log, written by group commit.
+
+:class:`LedgerRecorder` is an ``eventsourcing`` :class:`ApplicationRecorder` whose
+notification ids are the ledger's own sequence numbers (1, 2, 3 ... with no gaps), so
+projections built on the library see the same order the signatures cover. Backends
+(:mod:`ledger.sqlite`, :mod:`ledger.postgres`) supply the template hooks; this module owns the
+commit protocol:
+
+1. Callers hand a unit (the events of one command or batch, plus the emitter event ids it
+   claims) to :meth:`LedgerRecorder.append` and block.
+2. One committer thread takes every unit waiting, opens one write transaction (which holds the
+   log's write lock), reads the head, gives each event the next sequence number, builds and
+   signs its entry, inserts entries and claims, and commits.
+3. Only after the commit returns does any caller get its :class:`CommittedEntry` list back.
+
+A unit that conflicts (a stream version or an event id taken by another writer) fails alone:
+the group is retried one unit per transaction, and the losers get
+:class:`eventsourcing.persistence.IntegrityError`.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    IntegrityError,
+    ListenNotifySubscription,
+    StoredEvent,
+    Subscription,
+)
+
+from ledger.errors import StorageError
+from ledger.signing import Signer
+from ledger.verifier.entry import ENTRY_FORMAT
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An emitter's event id, the keyed digest of its content, and which event it names."""
+
+    event_id: str
+    digest: bytes
+    position: int
+    """Index, in the unit's stored events, of the event this id names."""
+
+
+@dataclass(frozen=True)
+class RecordedClaim:
+    event_id: str
+    digest: bytes
+    seq: int
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One row of the log as stored: the entry bytes and their signature."""
+
+    seq: int
+    originator_id: str
+    originator_version: int
+    topic: str
+    entry: bytes
+    signature: bytes
+    key_id: str
+
+
+CommittedEntry = LogRecord
+
+
+class WriteTransaction(Protocol):
+    """What the commit protocol needs from a backend while it holds the write lock."""
+
+    def max_seq(self) -> int: ...
+
+    def select_claims(self, event_ids: Sequence[str]) -> dict[str, RecordedClaim]: ...
+
+    def insert_records(self, records: Sequence[LogRecord]) -> None: ...
+
+    def insert_claims(self, claims: Sequence[RecordedClaim]) -> None: ...
+
+
+def encode_entry(seq: int, stored_event: StoredEvent, key_id: str) -> bytes:
+    """The signed entry: the mapper's body embedded verbatim, keys sorted (format 1)."""
+    return orjson.dumps(
+        {
+            "body": orjson.Fragment(stored_event.state),
+            "format": ENTRY_FORMAT,
+            "key_id": key_id,
+            "seq": seq,
+            "stream": str(stored_event.originator_id),
+            "stream_version": stored_event.originator_version,
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+
+
+@dataclass
+class _Unit:
+    stored_events: Sequence[StoredEvent]
+    claims: Sequence[Claim]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: list[LogRecord] | None = None
+    error: BaseException | None = None
+
+    @property
+    def size(self) -> int:
+        return max(1, len(self.stored_events))
+
+
+class LedgerRecorder(ApplicationRecorder, ABC):
+    def __init__(self, signer: Signer, *, max_group_events: int = 2000) -> None:
+        self.signer = signer
+        self.max_group_events = max_group_events
+        self._queue: list[_Unit] = []
+        self._condition = threading.Condition()
+        self._closed = False
+        self._committer: threading.Thread | None = None
+        self.groups_committed = 0
+        self.events_committed = 0
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def append(
+        self, stored_events: Sequence[StoredEvent], claims: Sequence[Claim] = ()
+    ) -> list[LogRecord]:
+        """Record ``stored_events`` atomically; return their records once committed."""
+        if not stored_events:
+            return []
+        unit = _Unit(stored_events=stored_events, claims=claims)
+        with self._condition:
+            if self._closed:
+                raise StorageError("the recorder is closed")
+            if self._committer is None:
+                self._committer = threading.Thread(
+                    target=self._run_committer, name="ledger-committer", daemon=True
+                )
+                self._committer.start()
+            self._queue.append(unit)
+            self._condition.notify_all()
+        unit.done.wait()
+        if unit.error is not None:
+            raise unit.error
+        assert unit.result is not None
+        return unit.result
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        claims: Sequence[Claim] = kwargs.get("claims", ())
+        return [record.seq for record in self.append(stored_events, claims)]
+
+    def close(self) -> None:
+        """Stop after committing every unit already handed in."""
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+            committer = self._committer
+        if committer is not None:
+            committer.join()
+        self._close_connections()
+
+    def _run_committer(self) -> None:
+        while True:
+            with self._condition:
+                while not self._queue and not self._closed:
+                    self._condition.wait()
+                if not self._queue:
+                    return
+                group: list[_Unit] = []
+                total = 0
+                while self._queue and (
+                    not group or total + self._queue[0].size <= self.max_group_events
+                ):
+                    unit = self._queue.pop(0)
+                    group.append(unit)
+                    total += unit.size
+            self._commit_group(group)
+
+    def _commit_group(self, group: list[_Unit]) -> None:
+        try:
+            self._commit(group)
+        except IntegrityError:
+            if len(group) == 1:
+                group[0].error = IntegrityError("a stream version or event id was taken")
+            else:
+                for unit in group:
+                    self._commit_group([unit])
+                return
+        except BaseException as exc:  # every waiter must wake, whatever happened
+            for unit in group:
+                if unit.result is None and unit.error is None:
+                    unit.error = _as_storage_error(exc)
+        for unit in group:
+            unit.done.set()
+
+    def _commit(self, group: list[_Unit]) -> None:
+        outcomes: list[tuple[_Unit, list[LogRecord] | None, BaseException | None]] = []
+        with self._write_transaction() as txn:
+            wanted = [claim.event_id for unit in group for claim in unit.claims]
+            taken: set[str] = set(txn.select_claims(wanted)) if wanted else set()
+            versions: set[tuple[str, int]] = set()
+            seq = txn.max_seq()
+            records: list[LogRecord] = []
+            claims: list[RecordedClaim] = []
+            for unit in group:
+                unit_versions = {
+                    (str(e.originator_id), e.originator_version) for e in unit.stored_events
+                }
+                unit_ids = {claim.event_id for claim in unit.claims}
+                if unit_ids & taken or unit_versions & versions:
+                    clash = IntegrityError("a stream version or event id was taken")
+                    outcomes.append((unit, None, clash))
+                    continue
+                taken |= unit_ids
+                versions |= unit_versions
+                unit_records = []
+                for stored_event in unit.stored_events:
+                    seq += 1
+                    entry = encode_entry(seq, stored_event, self.signer.key_id)
+                    unit_records.append(
+                        LogRecord(
+                            seq=seq,
+                            originator_id=str(stored_event.originator_id),
+                            originator_version=stored_event.originator_version,
+                            topic=stored_event.topic,
+                            entry=entry,
+                            signature=self.signer.sign(entry),
+                            key_id=self.signer.key_id,
+                        )
+                    )
+                claims.extend(
+                    RecordedClaim(c.event_id, c.digest, unit_records[c.position].seq)
+                    for c in unit.claims
+                )
+                records.extend(unit_records)
+                outcomes.append((unit, unit_records, None))
+            if records:
+                txn.insert_records(records)
+                txn.insert_claims(claims)
+        # Committed: only now may anyone see a receipt.
+        self.groups_committed += 1
+        self.events_committed += len(records)
+        for unit, result, error in outcomes:
+            unit.result, unit.error = result, error
+
+    # -- template hooks for backends -----------------------------------------------------------
+
+    @abstractmethod
+    def _write_transaction(self) -> AbstractContextManager[WriteTransaction]:
+        """A transaction holding the log's write lock; commits on clean exit.
+
+        Must raise :class:`eventsourcing.persistence.IntegrityError` on a uniqueness
+        violation, and commit durably (fsync) before returning.
+        """
+
+    @abstractmethod
+    def _close_connections(self) -> None: ...
+
+    @abstractmethod
+    def select_claims(self, event_ids: Sequence[str]) -> dict[str, RecordedClaim]:
+        """Recorded claims for those event ids (outside any write transaction)."""
+
+    @abstractmethod
+    def select_records(self, start: int, limit: int) -> list[LogRecord]:
+        """Up to ``limit`` records with ``seq >= start``, in order."""
+
+    @abstractmethod
+    def select_record_rows(self) -> Iterator[LogRecord]:
+        """Every stored row in storage order, whatever it holds (for verification)."""
+
+    @abstractmethod
+    def select_all_claims(self) -> Iterator[RecordedClaim]: ...
+
+    # -- reading, as the eventsourcing library expects -----------------------------------------
+
+    def get_record(self, seq: int) -> LogRecord | None:
+        records = self.select_records(seq, 1)
+        return records[0] if records and records[0].seq == seq else None
+
+    def subscribe(
+        self, gt: int | None = None, topics: Sequence[str] = ()
+    ) -> Subscription[ApplicationRecorder]:
+        return PollingSubscription(recorder=self, gt=gt, topics=topics)
+
+
+class PollingSubscription(ListenNotifySubscription[ApplicationRecorder]):
+    """Follows the log by polling (a lost wake-up can only delay, never stall, it)."""
+
+    poll_interval = 0.1
+
+    def __init__(
+        self, recorder: ApplicationRecorder, gt: int | None = None, topics: Sequence[str] = ()
+    ) -> None:
+        super().__init__(recorder=recorder, gt=gt, topics=topics)
+        self._poller = threading.Thread(target=self._poll, daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._has_been_stopped:
+            self._has_been_notified.set()
+            threading.Event().wait(self.poll_interval)
+
+    def __exit__(self, *args: object, **kwargs: Any) -> None:
+        try:
+            super().__exit__(*args, **kwargs)
+        finally:
+            self._poller.join()
+
+
+def _as_storage_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, (StorageError, IntegrityError)):
+        return exc
+    error = StorageError(f"the append was not committed: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error

@@ -1,0 +1,138 @@
+"""Turn a validated fact into the ``data`` the log stores, and open it again for reading.
+
+Storing (:func:`seal_fact`): the subject reference becomes ``subject`` (the pseudonym) plus
+``subject_ref`` (sealed); every other personal-data field is sealed in place under the same
+subject's key; a list of subject references becomes a list of ``{"subject", "ref"}`` objects,
+each sealed under its own subject's key. Reading (:func:`open_data`): the reverse, with
+:data:`ERASED` where a subject's key no longer exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from ledger.events import FACT_TYPES, Fact, personal_data_paths
+from ledger.subject_keys import SealError, SubjectKeys, event_aad, open_text, seal_text
+
+ERASED = "[erased]"
+ENVELOPE_FIELDS = ("type", "event_id", "occurred_at")
+
+_PATHS: dict[str, list[tuple[str, str]]] = {
+    type_name: personal_data_paths(cls) for type_name, cls in FACT_TYPES.items()
+}
+
+
+def fact_pseudonyms(fact: Fact, keys: SubjectKeys) -> list[str]:
+    """Pseudonyms of every subject the fact names (whose keys sealing will need)."""
+    refs: list[str] = []
+    for path, kind in _PATHS[fact.TYPE]:
+        if kind != "subject":
+            continue
+        value = getattr(fact, path.removesuffix("[]"))
+        refs.extend(value if isinstance(value, list) else [value])
+    return [keys.pseudonym(ref) for ref in refs]
+
+
+def seal_fact(fact: Fact, stream: UUID, stream_version: int, keys: SubjectKeys) -> dict[str, Any]:
+    """The stored ``data`` of a fact: envelope fields removed, personal data sealed."""
+    data = fact.model_dump(mode="json", exclude_none=True)
+    for name in ENVELOPE_FIELDS:
+        data.pop(name, None)
+    paths = _PATHS[fact.TYPE]
+    pseudonyms = fact_pseudonyms(fact, keys)
+    subject_keys = keys.keys_for(pseudonyms, create=True)
+    owner_key: bytes | None = None
+    if fact.SUBJECT_SCOPED:
+        pseudonym = keys.pseudonym(data["subject"])
+        owner_key = subject_keys[pseudonym]
+        data["subject_ref"] = seal_text(
+            owner_key, data["subject"], event_aad(stream, stream_version, "subject_ref")
+        )
+        data["subject"] = pseudonym
+    for path, kind in paths:
+        if kind == "subject" and path.endswith("[]"):
+            name = path[:-2]
+            sealed_list = []
+            for index, ref in enumerate(data[name]):
+                pseudonym = keys.pseudonym(ref)
+                aad = event_aad(stream, stream_version, f"{name}[{index}].ref")
+                sealed_list.append(
+                    {"subject": pseudonym, "ref": seal_text(subject_keys[pseudonym], ref, aad)}
+                )
+            data[name] = sealed_list
+        elif kind == "text":
+            assert owner_key is not None, f"{fact.TYPE}.{path} has no subject to seal it for"
+            key = owner_key
+            _replace(
+                data,
+                path,
+                lambda text, path=path: seal_text(  # type: ignore[misc]
+                    key, text, event_aad(stream, stream_version, path)
+                ),
+            )
+    return data
+
+
+def open_data(
+    type_name: str,
+    data: dict[str, Any],
+    stream: UUID | str,
+    stream_version: int,
+    keys: SubjectKeys,
+) -> dict[str, Any]:
+    """A copy of stored ``data`` with personal data opened (or :data:`ERASED`).
+
+    Raises :class:`SealError` when a sealed value exists but does not open under its
+    subject's key: the ciphertext was altered or moved from another event or field.
+    """
+    opened = _deep_copy(data)
+    paths = _PATHS.get(type_name, [])
+    needed: list[str] = []
+    if "subject" in opened and isinstance(opened["subject"], str):
+        needed.append(opened["subject"])
+    for path, kind in paths:
+        if kind == "subject" and path.endswith("[]"):
+            needed.extend(item["subject"] for item in opened.get(path[:-2], []))
+    found = keys.keys_for(needed, create=False)
+
+    def open_with(pseudonym: str, sealed: str, path: str) -> str:
+        key = found.get(pseudonym)
+        if key is None:
+            return ERASED
+        return open_text(key, sealed, event_aad(stream, stream_version, path))
+
+    owner = opened.get("subject")
+    if isinstance(owner, str) and "subject_ref" in opened:
+        opened["subject_ref"] = open_with(owner, opened["subject_ref"], "subject_ref")
+    for path, kind in paths:
+        if kind == "subject" and path.endswith("[]"):
+            name = path[:-2]
+            for index, item in enumerate(opened.get(name, [])):
+                item["ref"] = open_with(item["subject"], item["ref"], f"{name}[{index}].ref")
+        elif kind == "text" and isinstance(owner, str):
+            _replace(opened, path, lambda v, path=path: open_with(owner, v, path))  # type: ignore[misc]
+    return opened
+
+
+def _replace(data: dict[str, Any], path: str, transform: Callable[[str], str]) -> None:
+    *parents, leaf = path.split(".")
+    node: Any = data
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return
+    if isinstance(node, dict) and isinstance(node.get(leaf), str):
+        node[leaf] = transform(node[leaf])
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+__all__ = ["ERASED", "SealError", "fact_pseudonyms", "open_data", "seal_fact"]
