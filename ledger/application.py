@@ -510,7 +510,7 @@ class LedgerApplication(Application[UUID]):
                 raise rule(
                     f"corrected_fields.{name}",
                     "personal_data_not_allowed",
-                    "personal data cannot be corrected through a correction event; record a new fact",
+                    "personal data cannot be corrected by a correction event; record a new fact",
                 )
 
     # -- reading -------------------------------------------------------------------------------

@@ -218,7 +218,8 @@ class DisclosureRecorded(Fact):
     legal_basis: LegalBasis
     de_identified: bool
     destination_country: CountryCode
-    policy_version: Identifier | None = None
+    policy_version: Identifier
+    """The policy version whose purpose the disclosure serves."""
 
 
 # -- incidents --------------------------------------------------------------------------------

@@ -59,7 +59,18 @@ CREATE TABLE IF NOT EXISTS {s}.ledger_subject_keys (
 CREATE TABLE IF NOT EXISTS {s}.ledger_secrets (name text PRIMARY KEY, wrapped bytea NOT NULL);
 """
 
-_COLUMNS = "seq, originator_id, originator_version, topic, entry, signature, key_id"
+_COLUMNS = sql.SQL(", ").join(
+    sql.Identifier(name)
+    for name in (
+        "seq",
+        "originator_id",
+        "originator_version",
+        "topic",
+        "entry",
+        "signature",
+        "key_id",
+    )
+)
 
 
 def create_pool(url: str, max_size: int = 10) -> ConnectionPool:
@@ -103,9 +114,9 @@ class _PostgresWrite:
     def insert_records(self, records: Sequence[LogRecord]) -> None:
         with self.conn.cursor() as cur:
             cur.executemany(
-                sql.SQL(
-                    "INSERT INTO {} (" + _COLUMNS + ") VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                ).format(self.table),
+                sql.SQL("INSERT INTO {} ({}) VALUES (%s, %s, %s, %s, %s, %s, %s)").format(
+                    self.table, _COLUMNS
+                ),
                 [
                     (
                         r.seq,
@@ -180,20 +191,21 @@ class PostgresLedgerRecorder(LedgerRecorder):
     def _close_connections(self) -> None:
         self.pool.close()
 
-    def _query(self, query: sql.Composable, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def _query(self, query: sql.Composed, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.pool.connection() as conn:
-            return conn.execute(query, params).fetchall()
+            rows: list[tuple[Any, ...]] = conn.execute(query, params).fetchall()
+        return rows
 
     def select_claims(self, event_ids: Sequence[str]) -> dict[str, RecordedClaim]:
         with self.pool.connection() as conn:
             return _select_claims(conn, self.claims_table, event_ids)
 
     def select_records(self, start: int, limit: int) -> list[LogRecord]:
-        query = sql.SQL("SELECT " + _COLUMNS + " FROM {} WHERE seq >= %s ORDER BY seq LIMIT %s")
-        return [_record(r) for r in self._query(query.format(self.table), (start, limit))]
+        query = sql.SQL("SELECT {} FROM {} WHERE seq >= %s ORDER BY seq LIMIT %s")
+        return [_record(r) for r in self._query(query.format(_COLUMNS, self.table), (start, limit))]
 
     def select_record_rows(self) -> Iterator[LogRecord]:
-        query = sql.SQL("SELECT " + _COLUMNS + " FROM {} ORDER BY ctid").format(self.table)
+        query = sql.SQL("SELECT {} FROM {} ORDER BY ctid").format(_COLUMNS, self.table)
         with self.pool.connection() as conn, conn.transaction(), conn.cursor(name="rows") as cur:
             cur.execute(query)
             while rows := cur.fetchmany(1000):
@@ -215,7 +227,8 @@ class PostgresLedgerRecorder(LedgerRecorder):
         desc: bool = False,
         limit: int | None = None,
     ) -> Sequence[StoredEvent]:
-        text = "SELECT originator_id, originator_version, topic, entry FROM {} WHERE originator_id = %s"
+        text = "SELECT originator_id, originator_version, topic, entry FROM {}"
+        text += " WHERE originator_id = %s"
         params: list[Any] = [str(originator_id)]
         if gt is not None:
             text += " AND originator_version > %s"
@@ -229,7 +242,7 @@ class PostgresLedgerRecorder(LedgerRecorder):
             params.append(limit)
         return [
             StoredEvent(originator_id=r[0], originator_version=r[1], topic=r[2], state=bytes(r[3]))
-            for r in self._query(sql.SQL(text).format(self.table), params)  # type: ignore[arg-type]
+            for r in self._query(sql.SQL(text).format(self.table), params)
         ]
 
     def select_notifications(
@@ -256,7 +269,7 @@ class PostgresLedgerRecorder(LedgerRecorder):
             Notification(
                 id=r[0], originator_id=r[1], originator_version=r[2], topic=r[3], state=bytes(r[4])
             )
-            for r in self._query(sql.SQL(text).format(self.table), params)  # type: ignore[arg-type]
+            for r in self._query(sql.SQL(text).format(self.table), params)
         ]
 
     def max_notification_id(self) -> int | None:

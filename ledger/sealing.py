@@ -10,6 +10,7 @@ each sealed under its own subject's key. Reading (:func:`open_data`): the revers
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -64,14 +65,7 @@ def seal_fact(fact: Fact, stream: UUID, stream_version: int, keys: SubjectKeys) 
             data[name] = sealed_list
         elif kind == "text":
             assert owner_key is not None, f"{fact.TYPE}.{path} has no subject to seal it for"
-            key = owner_key
-            _replace(
-                data,
-                path,
-                lambda text, path=path: seal_text(  # type: ignore[misc]
-                    key, text, event_aad(stream, stream_version, path)
-                ),
-            )
+            _replace(data, path, partial(_seal, owner_key, event_aad(stream, stream_version, path)))
     return data
 
 
@@ -87,7 +81,7 @@ def open_data(
     Raises :class:`SealError` when a sealed value exists but does not open under its
     subject's key: the ciphertext was altered or moved from another event or field.
     """
-    opened = _deep_copy(data)
+    opened: dict[str, Any] = _deep_copy(data)
     paths = _PATHS.get(type_name, [])
     needed: list[str] = []
     if "subject" in opened and isinstance(opened["subject"], str):
@@ -114,6 +108,10 @@ def open_data(
         elif kind == "text" and isinstance(owner, str):
             _replace(opened, path, lambda v, path=path: open_with(owner, v, path))  # type: ignore[misc]
     return opened
+
+
+def _seal(key: bytes, aad: bytes, text: str) -> str:
+    return seal_text(key, text, aad)
 
 
 def _replace(data: dict[str, Any], path: str, transform: Callable[[str], str]) -> None:

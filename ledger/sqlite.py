@@ -99,7 +99,7 @@ class _SQLiteWrite:
 
     def insert_records(self, records: Sequence[LogRecord]) -> None:
         self.conn.executemany(
-            f"INSERT INTO ledger_events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO ledger_events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
             [
                 (
                     r.seq,
@@ -283,7 +283,8 @@ class SQLiteKeyStore(KeyStore):
                 chunk = ids[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 for pseudonym, wrapped in self._conn.execute(
-                    f"SELECT pseudonym, wrapped FROM ledger_subject_keys WHERE pseudonym IN ({marks})",  # noqa: S608
+                    "SELECT pseudonym, wrapped FROM ledger_subject_keys "  # noqa: S608
+                    f"WHERE pseudonym IN ({marks})",
                     chunk,
                 ):
                     found[pseudonym] = bytes(wrapped)

@@ -33,7 +33,7 @@ KEY_BYTES = 32
 NONCE_BYTES = bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 SEALED_PREFIX = "sealed:v1:"
 MASTER_KEY_ENV = "CONSENT_LEDGER_MASTER_KEY"
-PSEUDONYM_SECRET_NAME = "pseudonym-secret"
+PSEUDONYM_SECRET_NAME = "pseudonym-secret"  # noqa: S105 (a name, not a secret)
 
 
 class SealError(ValueError):

@@ -1,0 +1,102 @@
+"""The consent-ledger command, as an operator runs it, on both backends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner, Result
+
+from api.cli import cli
+from ledger.config import Settings
+from tests import facts
+from tests.conftest import RawDatabase
+
+
+def run(settings: Settings, *args: str, stdin: str | None = None) -> Result:
+    options = ["--data-dir", str(settings.data_dir)]
+    env = {}
+    if settings.database_url:
+        options += ["--database-url", settings.database_url]
+        env["CONSENT_LEDGER_DATABASE_SCHEMA"] = settings.database_schema
+    return CliRunner().invoke(cli, [*options, *args], input=stdin, env=env, catch_exceptions=False)
+
+
+def write_jsonl(path: Path, items: list[dict[str, object]]) -> Path:
+    path.write_bytes(b"".join(orjson.dumps(item) + b"\n" for item in items))
+    return path
+
+
+@pytest.fixture
+def events_file(tmp_path: Path) -> tuple[Path, list[dict[str, object]]]:
+    pol = facts.policy()
+    items = [pol] + [
+        facts.consent(facts.ref("user"), pol["version"], contact="a@example.org") for _ in range(5)
+    ]
+    return write_jsonl(tmp_path / "events.jsonl", items), items
+
+
+def test_import_then_verify_then_show(
+    settings: Settings, events_file: tuple[Path, list[dict[str, object]]]
+) -> None:
+    path, items = events_file
+    result = run(settings, "import", str(path), "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    assert "imported 6 new events, 0 already recorded; head is now 11" in result.output
+    again = run(settings, "import", str(path))
+    assert "imported 0 new events, 6 already recorded; head is now 11" in again.output
+    verified = run(settings, "verify-log")
+    assert verified.exit_code == 0 and "ok: 11 events" in verified.output
+    shown = orjson.loads(run(settings, "show", "3").output)
+    assert shown["event_id"] == items[1]["event_id"] and shown["data"]["contact"] == "a@example.org"
+    tail = [orjson.loads(line) for line in run(settings, "tail", "-n", "3").output.splitlines()]
+    assert [event["seq"] for event in tail] == [9, 10, 11]
+
+
+def test_import_stops_at_a_bad_line_and_says_what_is_stored(
+    settings: Settings, tmp_path: Path
+) -> None:
+    pol = facts.policy()
+    items = [
+        pol,
+        facts.consent("u1", pol["version"]),
+        facts.consent("u2", pol["version"], purposes=["telepathy"]),
+    ]
+    result = run(
+        settings, "import", str(write_jsonl(tmp_path / "bad.jsonl", items)), "--batch-size", "2"
+    )
+    assert result.exit_code == 1
+    assert "line 3: purposes[0]:" in result.output and "purpose_unknown" in result.output
+    assert "lines 1-2 are stored" in result.output
+    not_json = tmp_path / "broken.jsonl"
+    not_json.write_text('{"type": \n')
+    assert "line 1: not JSON" in run(settings, "import", str(not_json)).output
+
+
+def test_verify_log_names_the_tampered_event(
+    settings: Settings, events_file: tuple[Path, list[dict[str, object]]], raw_db: RawDatabase
+) -> None:
+    run(settings, "import", str(events_file[0]))
+    raw_db.drop_append_only_guards()
+    [(entry,)] = raw_db.execute("SELECT entry FROM ledger_events WHERE seq = 5")
+    raw_db.execute(
+        "UPDATE ledger_events SET entry = ? WHERE seq = 5",
+        (bytes(entry).replace(b"web_form", b"web_fork"),),
+    )
+    result = run(settings, "verify-log")
+    assert result.exit_code == 1
+    assert "event 5: signature does not verify" in result.output
+    assert "1 problem(s) in 11 stored events" in result.output
+
+
+def test_show_of_a_missing_event_is_a_clear_error(settings: Settings) -> None:
+    result = CliRunner().invoke(cli, ["--data-dir", str(settings.data_dir), "show", "99"])
+    assert result.exit_code != 0
+    assert "no event has sequence number 99" in str(result.exception or result.output)
+
+
+def test_keygen_rotate_adds_a_key(settings: Settings) -> None:
+    assert "keys exist already" in run(settings, "keygen").output
+    assert "signing key" in run(settings, "keygen", "--rotate").output
+    assert len(list(settings.keys_dir.glob("*.pub"))) == 2

@@ -1,0 +1,138 @@
+"""Whoever edits the database directly is caught by verification, which names the event."""
+
+from __future__ import annotations
+
+import pytest
+from nacl.signing import SigningKey
+
+from ledger.application import LedgerApplication
+from ledger.config import Settings, load_keyring
+from ledger.integrity import LogReport, check_log
+from ledger.verifier.entry import key_id_for
+from tests import facts
+from tests.conftest import RawDatabase
+
+
+@pytest.fixture
+def filled(ledger: LedgerApplication, raw_db: RawDatabase) -> LedgerApplication:
+    pol = facts.policy()
+    subjects = [facts.ref("user") for _ in range(3)]
+    ledger.append([pol] + [facts.consent(s, pol["version"]) for s in subjects])  # seq 1..7
+    ledger.append([facts.consent(subjects[0], pol["version"], kind="withdrawn")])  # seq 8
+    assert check_log(ledger.ledger, load_keyring(ledger_settings(raw_db))).ok
+    raw_db.drop_append_only_guards()
+    return ledger
+
+
+INSERT = (
+    "INSERT INTO ledger_events "
+    "(seq, originator_id, originator_version, topic, entry, signature, key_id) "
+)
+
+
+def ledger_settings(raw_db: RawDatabase) -> Settings:
+    return raw_db.settings
+
+
+def verify(app: LedgerApplication, raw_db: RawDatabase) -> LogReport:
+    return check_log(app.ledger, load_keyring(raw_db.settings))
+
+
+def problems_of(report: LogReport) -> dict[int | None, str]:
+    """Each named event with all that is wrong with it, one problem a line."""
+    found: dict[int | None, str] = {}
+    for problem in report.problems:
+        found[problem.seq] = (found.get(problem.seq, "") + "\n" + problem.message).strip()
+    return found
+
+
+def test_an_untouched_log_verifies(filled: LedgerApplication, raw_db: RawDatabase) -> None:
+    report = verify(filled, raw_db)
+    assert report.ok and report.checked == 8 and report.head == 8
+
+
+def test_a_changed_byte_is_named(filled: LedgerApplication, raw_db: RawDatabase) -> None:
+    [(entry,)] = raw_db.execute("SELECT entry FROM ledger_events WHERE seq = 5")
+    changed = bytes(entry).replace(b'"web_form"', b'"web_forn"')
+    assert changed != bytes(entry)
+    raw_db.execute("UPDATE ledger_events SET entry = ? WHERE seq = 5", (changed,))
+    problems = problems_of(verify(filled, raw_db))
+    assert list(problems) == [5]
+    assert "signature does not verify" in problems[5]
+
+
+def test_a_changed_signature_is_named(filled: LedgerApplication, raw_db: RawDatabase) -> None:
+    raw_db.execute("UPDATE ledger_events SET signature = ? WHERE seq = 2", (b"\0" * 64,))
+    assert list(problems_of(verify(filled, raw_db))) == [2]
+
+
+def test_a_deleted_row_is_named(filled: LedgerApplication, raw_db: RawDatabase) -> None:
+    raw_db.execute("DELETE FROM ledger_events WHERE seq = 4")
+    problems = problems_of(verify(filled, raw_db))
+    assert 4 in problems and "missing" in problems[4]
+
+
+def test_a_deleted_last_row_is_named(filled: LedgerApplication, raw_db: RawDatabase) -> None:
+    raw_db.execute("DELETE FROM ledger_events WHERE seq = 8")
+    problems = problems_of(verify(filled, raw_db))
+    assert list(problems) == [8] and "was recorded as it" in problems[8]
+
+
+def test_two_swapped_rows_are_named(filled: LedgerApplication, raw_db: RawDatabase) -> None:
+    rows = {
+        seq: (entry, signature)
+        for seq, entry, signature in raw_db.execute(
+            "SELECT seq, entry, signature FROM ledger_events WHERE seq IN (3, 5)"
+        )
+    }
+    for seq, other in ((3, 5), (5, 3)):
+        raw_db.execute(
+            "UPDATE ledger_events SET entry = ?, signature = ? WHERE seq = ?", (*rows[other], seq)
+        )
+    problems = problems_of(verify(filled, raw_db))
+    assert {3, 5} <= set(problems)
+    assert "holds the signed entry of event 5" in problems[3]
+
+
+def test_a_copied_row_is_named(filled: LedgerApplication, raw_db: RawDatabase) -> None:
+    raw_db.execute(
+        INSERT
+        + "SELECT 9, originator_id, originator_version + 100, topic, entry, signature, key_id "
+        "FROM ledger_events WHERE seq = 3"
+    )
+    problems = problems_of(verify(filled, raw_db))
+    assert 9 in problems and "holds the signed entry of event 3" in problems[9]
+
+
+def test_a_forged_row_is_named(filled: LedgerApplication, raw_db: RawDatabase) -> None:
+    [(entry,)] = raw_db.execute("SELECT entry FROM ledger_events WHERE seq = 8")
+    forger = SigningKey.generate()
+    forged_key_id = key_id_for(bytes(forger.verify_key))
+    old_key_id = filled.ledger.signer.key_id
+    forged = (
+        bytes(entry)
+        .replace(b'"seq":8', b'"seq":9')
+        .replace(old_key_id.encode(), forged_key_id.encode())
+    )
+    raw_db.execute(
+        INSERT
+        + "SELECT 9, originator_id, originator_version + 1, topic, ?, ?, ? "
+        + "FROM ledger_events WHERE seq = 8",
+        (forged, forger.sign(forged).signature, forged_key_id),
+    )
+    problems = problems_of(verify(filled, raw_db))
+    assert [seq for seq in problems if seq is not None] == [9] and "unknown key" in problems[9]
+
+
+def test_a_row_inserted_in_the_middle_is_named(
+    filled: LedgerApplication, raw_db: RawDatabase
+) -> None:
+    # Shift event 8 up and put a copy of event 2 where it was.
+    raw_db.execute("UPDATE ledger_events SET seq = 9 WHERE seq = 8")
+    raw_db.execute(
+        INSERT
+        + "SELECT 8, originator_id || 'x', originator_version, topic, entry, signature, key_id "
+        "FROM ledger_events WHERE seq = 2"
+    )
+    problems = problems_of(verify(filled, raw_db))
+    assert {8, 9} <= set(problems)
