@@ -59,6 +59,7 @@ class PolicyVersion(LedgerAggregate):
 
     def __init__(self, data: dict[str, Any], **_: Any) -> None:
         self.policy_version: str = data["version"]
+        self.effective_at = datetime.fromisoformat(data["effective_at"])
         self.minimum_age: int | None = data.get("minimum_age")
         self.purposes: dict[str, dict[str, Any]] = {p["id"]: p for p in data["purposes"]}
 
@@ -73,6 +74,32 @@ class PolicyVersion(LedgerAggregate):
                     f"(it has: {', '.join(sorted(self.purposes))})",
                 )
 
+    def check_in_effect(self, occurred_at: datetime) -> None:
+        if occurred_at < self.effective_at:
+            raise rule(
+                "policy_version",
+                "policy_not_in_effect",
+                f"policy version {self.policy_version} takes effect at "
+                f"{self.effective_at.isoformat()}, after the fact occurred",
+            )
+
+    def check_consent_purposes(self, purposes: list[str]) -> None:
+        """Consent covers consent-based purposes; a separate-consent purpose stands alone."""
+        for index, purpose in enumerate(purposes):
+            declared = self.purposes[purpose]
+            if declared["legal_basis"] != "consent":
+                raise rule(
+                    f"purposes[{index}]",
+                    "purpose_not_consent_based",
+                    f"purpose {purpose!r} rests on {declared['legal_basis']}, not on consent",
+                )
+            if declared.get("separate_consent") and len(purposes) > 1:
+                raise rule(
+                    f"purposes[{index}]",
+                    "separate_consent_bundled",
+                    f"purpose {purpose!r} needs its own consent, not one bundled with others",
+                )
+
 
 @register
 class Recipient(LedgerAggregate):
@@ -80,9 +107,6 @@ class Recipient(LedgerAggregate):
 
     class Registered(LedgerCreated):
         TYPE = "recipient.registered"
-
-        def apply(self, aggregate: Recipient) -> None:
-            aggregate.terminated = False
 
     class Updated(LedgerEvent):
         TYPE = "recipient.updated"
@@ -93,14 +117,22 @@ class Recipient(LedgerAggregate):
         def apply(self, aggregate: Recipient) -> None:
             aggregate.terminated = True
 
-    def __init__(self, **_: Any) -> None:
+    def __init__(self, data: dict[str, Any], **_: Any) -> None:
+        self.role: str = data["role"]
         self.terminated = False
 
-    def check_active(self) -> None:
-        if self.terminated:
+    def check_may_engage_sub_processor(self) -> None:
+        self.check_active("parent_recipient_id")
+        if self.role not in ("processor", "sub_processor"):
             raise rule(
-                "recipient_id", "recipient_terminated", "the recipient was terminated already"
+                "parent_recipient_id",
+                "parent_not_processor",
+                f"a sub-processor is engaged by a processor; this recipient's role is {self.role}",
             )
+
+    def check_active(self, field: str = "recipient_id") -> None:
+        if self.terminated:
+            raise rule(field, "recipient_terminated", "the recipient was terminated already")
 
 
 @register
@@ -112,9 +144,6 @@ class Disclosure(LedgerAggregate):
 
     def __init__(self, **_: Any) -> None:
         pass
-
-
-INCIDENT_STEPS = ("assessed", "contained", "authority_notified", "subjects_notified")
 
 
 @register

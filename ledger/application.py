@@ -21,6 +21,7 @@ from uuid import UUID
 import orjson
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Mapper, StoredEvent
+from eventsourcing.utils import Environment, EnvType
 
 from ledger import events as ev
 from ledger.aggregates import (
@@ -103,6 +104,8 @@ class _Batch:
         self.aggregates: dict[UUID, LedgerAggregate] = {}
         self.events: list[LedgerEvent] = []
         self.created: set[UUID] = set()
+        self.types_by_event_id: dict[str, str] = {}
+        self.keys = app.subject_keys.session()
 
     def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
         aggregate = self.aggregates.get(aggregate_id)
@@ -151,6 +154,11 @@ class LedgerApplication(Application[UUID]):
         self._stream_locks = _StreamLocks()
         super().__init__(env={"AGGREGATE_CACHE_MAXSIZE": "10000"})
         self.ledger: LedgerRecorder = recorder
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        """Only the given settings: the ledger is configured by ``ledger.config``, and
+        eventsourcing variables in the process environment must not change its storage."""
+        return Environment(name, dict(env or {}))
 
     def construct_mapper(self) -> Mapper[UUID]:
         return LedgerMapper()
@@ -277,19 +285,36 @@ class LedgerApplication(Application[UUID]):
         self, facts: list[ev.Fact], digests: list[bytes], indexes: list[int], now: datetime
     ) -> list[LogRecord]:
         batch = _Batch(self)
+        try:
+            records = self._run_batch(batch, facts, digests, indexes, now)
+        except BaseException:
+            batch.keys.abandoned()
+            raise
+        batch.keys.committed()
+        return records
+
+    def _run_batch(
+        self,
+        batch: _Batch,
+        facts: list[ev.Fact],
+        digests: list[bytes],
+        indexes: list[int],
+        now: datetime,
+    ) -> list[LogRecord]:
         principal: list[int] = []
         for fact, index in zip(facts, indexes, strict=True):
             try:
                 self._handle(batch, fact, now)
             except ValidationError as exc:
                 raise exc.at_index(index) from None
+            batch.types_by_event_id[fact.event_id] = fact.TYPE
             principal.append(len(batch.events) - 1)
         stored: list[StoredEvent] = [self.mapper.to_stored_event(e) for e in batch.events]
         claims = [
             Claim(fact.event_id, digest, position)
             for fact, digest, position in zip(facts, digests, principal, strict=True)
         ]
-        records = self.ledger.append(stored, claims)
+        records = self.ledger.append(stored, claims, batch.keys.new_wrapped_keys)
         return [records[position] for position in principal]
 
     # -- commands, one per fact type -----------------------------------------------------------
@@ -303,7 +328,7 @@ class LedgerApplication(Application[UUID]):
         }
 
         def sealed(aggregate_id: UUID, version: int) -> dict[str, Any]:
-            return seal_fact(fact, aggregate_id, version, self.subject_keys)
+            return seal_fact(fact, aggregate_id, version, batch.keys)
 
         def create(cls: type[A], created: type[LedgerCreated], aggregate_id: UUID) -> A:
             return batch.create(
@@ -332,8 +357,15 @@ class LedgerApplication(Application[UUID]):
                         "recipient_exists",
                         f"recipient {fact.recipient_id} is registered already",
                     )
+                if fact.role == "sub_processor" and fact.parent_recipient_id is None:
+                    raise rule(
+                        "parent_recipient_id",
+                        "parent_required",
+                        "a sub-processor names the processor that engaged it",
+                    )
                 if fact.parent_recipient_id is not None:
-                    self._recipient(batch, fact.parent_recipient_id, "parent_recipient_id")
+                    parent = self._recipient(batch, fact.parent_recipient_id, "parent_recipient_id")
+                    parent.check_may_engage_sub_processor()
                 create(Recipient, Recipient.Registered, key)
             case ev.RecipientUpdated():
                 recipient = self._recipient(batch, fact.recipient_id, "recipient_id")
@@ -345,7 +377,9 @@ class LedgerApplication(Application[UUID]):
                 trigger(recipient, Recipient.Terminated)
             case ev.ConsentGiven() | ev.ConsentRefused() | ev.ConsentWithdrawn():
                 policy = self._policy(batch, fact.policy_version, "policy_version")
+                policy.check_in_effect(fact.occurred_at)
                 policy.check_purposes(fact.purposes, "purposes")
+                policy.check_consent_purposes(fact.purposes)
                 subject = self._subject(batch, fact.subject, envelope)
                 if isinstance(fact, ev.ConsentGiven):
                     minimum_age = (
@@ -377,6 +411,7 @@ class LedgerApplication(Application[UUID]):
                         f"disclosure {fact.disclosure_id} is recorded already",
                     )
                 policy = self._policy(batch, fact.policy_version, "policy_version")
+                policy.check_in_effect(fact.occurred_at)
                 policy.check_purposes([fact.purpose], "purpose")
                 create(Disclosure, Disclosure.Recorded, key)
             case ev.IncidentOpened():
@@ -441,7 +476,7 @@ class LedgerApplication(Application[UUID]):
                         "request_unknown",
                         f"no request {fact.request_id} was received",
                     )
-                request.check_step(self.subject_keys.pseudonym(fact.subject))
+                request.check_step(batch.keys.pseudonym(fact.subject))
                 request_events: dict[type[ev.Fact], type[LedgerEvent]] = {
                     ev.RequestIdentityVerified: RightsRequest.IdentityVerified,
                     ev.RequestExtended: RightsRequest.Extended,
@@ -451,13 +486,13 @@ class LedgerApplication(Application[UUID]):
                 trigger(request, request_events[type(fact)])
             case ev.CorrectionRecorded():
                 key = stream_id("correction", fact.event_id)
-                self._check_correction(fact)
+                self._check_correction(batch, fact)
                 create(Correction, Correction.Recorded, key)
             case _:
                 raise LedgerError(f"no command handles {fact.TYPE}")
 
     def _subject(self, batch: _Batch, subject_ref: str, envelope: dict[str, Any]) -> Subject:
-        pseudonym = self.subject_keys.pseudonym(subject_ref)
+        pseudonym = batch.keys.pseudonym(subject_ref)
         key = UUID(pseudonym)
         subject = batch.find(Subject, key)
         if subject is None:
@@ -490,27 +525,36 @@ class LedgerApplication(Application[UUID]):
                 self._policies[version] = policy
         return policy
 
-    def _check_correction(self, fact: ev.CorrectionRecorded) -> None:
-        claim = self.ledger.select_claims([fact.corrects_event_id]).get(fact.corrects_event_id)
-        record = None if claim is None else self.ledger.get_record(claim.seq)
-        if record is None:
+    def _check_correction(self, batch: _Batch, fact: ev.CorrectionRecorded) -> None:
+        """The corrected event exists (earlier, or earlier in this batch); fields are its own."""
+        type_name = batch.types_by_event_id.get(fact.corrects_event_id)
+        if type_name is None:
+            claims = self.ledger.select_claims([fact.corrects_event_id])
+            claim = claims.get(fact.corrects_event_id)
+            record = None if claim is None else self.ledger.get_record(claim.seq)
+            type_name = None if record is None else record.topic
+        if type_name is None:
             raise rule(
                 "corrects_event_id",
                 "corrected_event_unknown",
                 f"no event {fact.corrects_event_id} was recorded",
             )
-        fact_type = ev.FACT_TYPES.get(record.topic)
-        personal = (
-            {p.split(".")[0].removesuffix("[]") for p, _ in ev.personal_data_paths(fact_type)}
-            if fact_type
-            else set()
-        )
+        fact_type = ev.FACT_TYPES[type_name]
+        personal = {
+            p.split(".")[0].removesuffix("[]") for p, _ in ev.personal_data_paths(fact_type)
+        }
         for name in fact.corrected_fields:
             if name in personal:
                 raise rule(
                     f"corrected_fields.{name}",
                     "personal_data_not_allowed",
                     "personal data cannot be corrected by a correction event; record a new fact",
+                )
+            if name not in fact_type.model_fields or name in ("type", "event_id"):
+                raise rule(
+                    f"corrected_fields.{name}",
+                    "field_unknown",
+                    f"{type_name} has no correctable field {name!r}",
                 )
 
     # -- reading -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ CONSENT_LEDGER_MASTER_KEY_FILE   <data dir>/master.key        master key file, m
 CONSENT_LEDGER_MINIMUM_AGE       18                           consent below it needs a guardian
 CONSENT_LEDGER_BACKDATE_HOURS    24                           older facts are flagged backdated
 CONSENT_LEDGER_MAX_BATCH         1000                         events per append
+CONSENT_LEDGER_MAX_GROUP_EVENTS  2000                         events per shared commit
 ===============================  ===========================  ================================
 """
 
@@ -51,6 +52,8 @@ class Settings:
     keys_dir_override: Path | None = None
     master_key_file_override: Path | None = None
     limits: Limits = field(default_factory=Limits)
+    max_group_events: int = 2000
+    """At most this many events share one commit (1 turns group commit off)."""
 
     @property
     def keys_dir(self) -> Path:
@@ -109,6 +112,7 @@ class Settings:
             database_schema=schema,
             keys_dir_override=Path(keys_dir) if keys_dir else None,
             master_key_file_override=Path(master_file) if master_file else None,
+            max_group_events=integer("MAX_GROUP_EVENTS", 2000, 1, 100_000),
             limits=Limits(
                 max_batch=integer("MAX_BATCH", 1000, 1, 100_000),
                 minimum_age=integer("MINIMUM_AGE", 18, 0, 21),
@@ -151,14 +155,22 @@ def open_ledger(settings: Settings, *, create_keys: bool | None = None) -> Ledge
     if settings.database_url is None:
         from ledger.sqlite import SQLiteKeyStore, SQLiteLedgerRecorder
 
-        recorder = SQLiteLedgerRecorder(settings.sqlite_path, signer)
         store = SQLiteKeyStore(settings.sqlite_path.with_name("keystore.sqlite3"))
+        recorder = SQLiteLedgerRecorder(
+            settings.sqlite_path, signer, store, max_group_events=settings.max_group_events
+        )
     else:
         from ledger.postgres import PostgresKeyStore, PostgresLedgerRecorder, create_pool
 
         pool = create_pool(settings.database_url)
-        recorder = PostgresLedgerRecorder(pool, signer, schema=settings.database_schema)
         store = PostgresKeyStore(pool, schema=settings.database_schema)
+        recorder = PostgresLedgerRecorder(
+            pool,
+            signer,
+            store,
+            schema=settings.database_schema,
+            max_group_events=settings.max_group_events,
+        )
     try:
         subject_keys = SubjectKeys(store, master_key)
     except KeyMaterialError:

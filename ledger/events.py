@@ -20,6 +20,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeAlias, Union, get_args
 import orjson
 import pydantic
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from ledger.errors import FieldProblem, ValidationError
 from ledger.vocabulary import (
@@ -108,6 +109,17 @@ class PolicyVersionPublished(Fact):
     url: Annotated[str, StringConstraints(max_length=2000)] | None = None
     minimum_age: int | None = Field(default=None, ge=0, le=21)
     """Overrides the ledger's configured minimum age from this version on."""
+
+    @pydantic.field_validator("purposes")
+    @classmethod
+    def _purpose_ids_are_unique(cls, purposes: list[Purpose]) -> list[Purpose]:
+        ids = [p.id for p in purposes]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise PydanticCustomError(
+                "purpose_repeated", "purpose ids must be unique; repeated: {ids}", {"ids": repeated}
+            )
+        return purposes
 
 
 # -- recipients -------------------------------------------------------------------------------
@@ -323,7 +335,7 @@ class RequestExtended(_RequestStep):
     TYPE = "request.extended"
     type: Literal["request.extended"]
     extension_days: int = Field(ge=1, le=60)
-    reason: OrgText
+    reason: PersonalText
 
 
 class RequestFulfilled(_RequestStep):
@@ -336,7 +348,7 @@ class RequestRefused(_RequestStep):
     TYPE = "request.refused"
     type: Literal["request.refused"]
     ground: RefusalGround
-    explanation: OrgText
+    explanation: PersonalText
 
 
 # -- corrections ------------------------------------------------------------------------------
@@ -347,7 +359,7 @@ class CorrectionRecorded(Fact):
     type: Literal["correction.recorded"]
     corrects_event_id: Identifier
     reason: OrgText
-    corrected_fields: dict[str, Any] = Field(default_factory=dict)
+    corrected_fields: dict[str, Any] = Field(default_factory=dict, max_length=50)
     """The corrected values, by field name; personal data is never put here."""
 
 
@@ -385,7 +397,10 @@ def parse_fact(raw: Mapping[str, Any]) -> Fact:
     """Validate one fact; raise :class:`ValidationError` naming every broken field and rule."""
     if not isinstance(raw, Mapping):
         raise ValidationError.single("", "object_required", "an event must be a JSON object")
-    size = len(orjson.dumps(raw, default=str))
+    try:
+        size = len(orjson.dumps(raw))
+    except TypeError as exc:
+        raise ValidationError.single("", "json_required", f"not JSON data: {exc}") from None
     if size > MAX_EVENT_BYTES:
         raise ValidationError.single(
             "",
@@ -398,7 +413,8 @@ def parse_fact(raw: Mapping[str, Any]) -> Fact:
         rule = "required" if type_name is None else "type_unknown"
         raise ValidationError.single("type", rule, f"type must be one of: {known}")
     try:
-        return _ADAPTER.validate_python(dict(raw))
+        # JSON mode, strict: "15" is not an age, "yes" is not true, 1700000000 is not a date.
+        return _ADAPTER.validate_json(orjson.dumps(raw), strict=True)
     except pydantic.ValidationError as exc:
         raise ValidationError(list(_problems(exc, str(type_name)))) from None
 

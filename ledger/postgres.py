@@ -2,20 +2,20 @@
 
 ``LOCK TABLE ... IN EXCLUSIVE MODE`` is the log's write lock: it serialises writers across
 processes (readers are not blocked), so the sequence number read under it is gapless. A
-trigger refuses UPDATE, DELETE and TRUNCATE of the log and its claims. Each commit also sends
-``NOTIFY ledger_events`` for followers.
+trigger refuses UPDATE, DELETE and TRUNCATE of the log and its claims. Each commit also
+notifies the channel ``<schema>_ledger_events`` for followers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
 from psycopg import sql
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ledger.errors import StorageError
 from ledger.recorder import LedgerRecorder, LogRecord, RecordedClaim
@@ -73,19 +73,13 @@ _COLUMNS = sql.SQL(", ").join(
 )
 
 
-def create_pool(url: str, max_size: int = 10) -> ConnectionPool:
+def create_pool(url: str, max_size: int = 20) -> ConnectionPool:
     try:
         pool = ConnectionPool(url, min_size=1, max_size=max_size, open=False)
         pool.open(wait=True, timeout=10)
-    except (psycopg.Error, psycopg_pool_errors()) as exc:
+    except (psycopg.Error, PoolTimeout) as exc:
         raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
     return pool
-
-
-def psycopg_pool_errors() -> type[Exception]:
-    from psycopg_pool import PoolTimeout
-
-    return PoolTimeout
 
 
 def create_schema(pool: ConnectionPool, schema: str) -> None:
@@ -97,48 +91,33 @@ def create_schema(pool: ConnectionPool, schema: str) -> None:
 
 
 class _PostgresWrite:
-    def __init__(
-        self, conn: psycopg.Connection[Any], table: sql.Composable, claims: sql.Composable
-    ) -> None:
+    """The write transaction's statements: two round trips besides LOCK and COMMIT."""
+
+    def __init__(self, conn: psycopg.Connection[Any], recorder: PostgresLedgerRecorder) -> None:
         self.conn = conn
-        self.table = table
-        self.claims = claims
+        self.recorder = recorder
 
-    def max_seq(self) -> int:
-        row = self.conn.execute(sql.SQL("SELECT max(seq) FROM {}").format(self.table)).fetchone()
-        return int(row[0] or 0) if row else 0
+    def read_head(self, event_ids: Sequence[str]) -> tuple[int, set[str]]:
+        row = self.conn.execute(self.recorder.read_head_statement, (list(event_ids),)).fetchone()
+        assert row is not None
+        return int(row[0] or 0), set(row[1])
 
-    def select_claims(self, event_ids: Sequence[str]) -> dict[str, RecordedClaim]:
-        return _select_claims(self.conn, self.claims, event_ids)
-
-    def insert_records(self, records: Sequence[LogRecord]) -> None:
-        with self.conn.cursor() as cur:
-            cur.executemany(
-                sql.SQL("INSERT INTO {} ({}) VALUES (%s, %s, %s, %s, %s, %s, %s)").format(
-                    self.table, _COLUMNS
-                ),
-                [
-                    (
-                        r.seq,
-                        r.originator_id,
-                        r.originator_version,
-                        r.topic,
-                        r.entry,
-                        r.signature,
-                        r.key_id,
-                    )
-                    for r in records
-                ],
-            )
-
-    def insert_claims(self, claims: Sequence[RecordedClaim]) -> None:
-        with self.conn.cursor() as cur:
-            cur.executemany(
-                sql.SQL("INSERT INTO {} (event_id, digest, seq) VALUES (%s, %s, %s)").format(
-                    self.claims
-                ),
-                [(c.event_id, c.digest, c.seq) for c in claims],
-            )
+    def write(self, records: Sequence[LogRecord], claims: Sequence[RecordedClaim]) -> None:
+        self.conn.execute(
+            self.recorder.write_statement,
+            (
+                [r.seq for r in records],
+                [r.originator_id for r in records],
+                [r.originator_version for r in records],
+                [r.topic for r in records],
+                [r.entry for r in records],
+                [r.signature for r in records],
+                [r.key_id for r in records],
+                [c.event_id for c in claims],
+                [c.digest for c in claims],
+                [c.seq for c in claims],
+            ),
+        )
 
 
 def _select_claims(
@@ -165,13 +144,36 @@ def _record(row: Sequence[Any]) -> LogRecord:
 
 class PostgresLedgerRecorder(LedgerRecorder):
     def __init__(
-        self, pool: ConnectionPool, signer: Signer, schema: str = "public", **kwargs: Any
+        self,
+        pool: ConnectionPool,
+        signer: Signer,
+        key_store: KeyStore,
+        schema: str = "public",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(signer, **kwargs)
+        super().__init__(signer, key_store, **kwargs)
         self.pool = pool
         self.schema = schema
         self.table = sql.Identifier(schema, "ledger_events")
         self.claims_table = sql.Identifier(schema, "ledger_claims")
+        self.channel = f"{schema}_ledger_events"
+        self.read_head_statement = sql.SQL(
+            "SELECT (SELECT max(seq) FROM {events}), "
+            "ARRAY(SELECT event_id FROM {claims} WHERE event_id = ANY(%s))"
+        ).format(events=self.table, claims=self.claims_table)
+        self.write_statement = sql.SQL(
+            "WITH e AS (INSERT INTO {events} ({columns}) SELECT * FROM unnest("
+            "%s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::bytea[], %s::bytea[], "
+            "%s::text[]) RETURNING 1), "
+            "c AS (INSERT INTO {claims} (event_id, digest, seq) SELECT * FROM unnest("
+            "%s::text[], %s::bytea[], %s::bigint[]) RETURNING 1) "
+            "SELECT pg_notify({channel}, ''), (SELECT count(*) FROM e), (SELECT count(*) FROM c)"
+        ).format(
+            events=self.table,
+            columns=_COLUMNS,
+            claims=self.claims_table,
+            channel=sql.Literal(self.channel),
+        )
         create_schema(pool, schema)
 
     @contextmanager
@@ -179,10 +181,7 @@ class PostgresLedgerRecorder(LedgerRecorder):
         try:
             with self.pool.connection() as conn, conn.transaction():
                 conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(self.table))
-                yield _PostgresWrite(conn, self.table, self.claims_table)
-                conn.execute(
-                    sql.SQL("NOTIFY {}").format(sql.Identifier(f"{self.schema}_ledger_events"))
-                )
+                yield _PostgresWrite(conn, self)
         except psycopg.errors.UniqueViolation as exc:
             raise IntegrityError(str(exc)) from exc
         except psycopg.Error as exc:
@@ -283,23 +282,28 @@ class PostgresKeyStore(KeyStore):
         self.keys = sql.Identifier(schema, "ledger_subject_keys")
         self.secrets = sql.Identifier(schema, "ledger_secrets")
 
-    def insert_missing(self, wrapped: dict[str, bytes]) -> None:
-        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            cur.executemany(
-                sql.SQL(
-                    "INSERT INTO {} (pseudonym, wrapped) VALUES (%s, %s) ON CONFLICT DO NOTHING"
-                ).format(self.keys),
-                list(wrapped.items()),
-            )
+    def persist(self, wrapped: Mapping[str, bytes]) -> dict[str, bytes]:
+        with self.pool.connection() as conn, conn.transaction():
+            with conn.cursor() as cur:
+                cur.executemany(
+                    sql.SQL(
+                        "INSERT INTO {} (pseudonym, wrapped) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+                    ).format(self.keys),
+                    sorted(wrapped.items()),  # one order for every writer: no deadlock
+                )
+            return self._select(conn, list(wrapped))
 
     def select(self, pseudonyms: Iterable[str]) -> dict[str, bytes]:
         with self.pool.connection() as conn:
-            rows = conn.execute(
-                sql.SQL("SELECT pseudonym, wrapped FROM {} WHERE pseudonym = ANY(%s)").format(
-                    self.keys
-                ),
-                (list(pseudonyms),),
-            ).fetchall()
+            return self._select(conn, list(pseudonyms))
+
+    def _select(self, conn: psycopg.Connection[Any], pseudonyms: list[str]) -> dict[str, bytes]:
+        rows = conn.execute(
+            sql.SQL("SELECT pseudonym, wrapped FROM {} WHERE pseudonym = ANY(%s)").format(
+                self.keys
+            ),
+            (pseudonyms,),
+        ).fetchall()
         return {r[0]: bytes(r[1]) for r in rows}
 
     def get_secret(self, name: str) -> bytes | None:

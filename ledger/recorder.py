@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -38,6 +38,7 @@ from eventsourcing.persistence import (
 
 from ledger.errors import StorageError
 from ledger.signing import Signer
+from ledger.subject_keys import KeyStore
 from ledger.verifier.entry import ENTRY_FORMAT
 
 
@@ -77,13 +78,13 @@ CommittedEntry = LogRecord
 class WriteTransaction(Protocol):
     """What the commit protocol needs from a backend while it holds the write lock."""
 
-    def max_seq(self) -> int: ...
+    def read_head(self, event_ids: Sequence[str]) -> tuple[int, set[str]]:
+        """The highest sequence number, and which of ``event_ids`` are claimed already."""
+        ...
 
-    def select_claims(self, event_ids: Sequence[str]) -> dict[str, RecordedClaim]: ...
-
-    def insert_records(self, records: Sequence[LogRecord]) -> None: ...
-
-    def insert_claims(self, claims: Sequence[RecordedClaim]) -> None: ...
+    def write(self, records: Sequence[LogRecord], claims: Sequence[RecordedClaim]) -> None:
+        """Insert the records and claims (raising IntegrityError on a uniqueness clash)."""
+        ...
 
 
 def encode_entry(seq: int, stored_event: StoredEvent, key_id: str) -> bytes:
@@ -105,6 +106,7 @@ def encode_entry(seq: int, stored_event: StoredEvent, key_id: str) -> bytes:
 class _Unit:
     stored_events: Sequence[StoredEvent]
     claims: Sequence[Claim]
+    new_keys: Mapping[str, bytes]
     done: threading.Event = field(default_factory=threading.Event)
     result: list[LogRecord] | None = None
     error: BaseException | None = None
@@ -115,8 +117,11 @@ class _Unit:
 
 
 class LedgerRecorder(ApplicationRecorder, ABC):
-    def __init__(self, signer: Signer, *, max_group_events: int = 2000) -> None:
+    def __init__(
+        self, signer: Signer, key_store: KeyStore, *, max_group_events: int = 2000
+    ) -> None:
         self.signer = signer
+        self.key_store = key_store
         self.max_group_events = max_group_events
         self._queue: list[_Unit] = []
         self._condition = threading.Condition()
@@ -128,12 +133,19 @@ class LedgerRecorder(ApplicationRecorder, ABC):
     # -- writing ------------------------------------------------------------------------------
 
     def append(
-        self, stored_events: Sequence[StoredEvent], claims: Sequence[Claim] = ()
+        self,
+        stored_events: Sequence[StoredEvent],
+        claims: Sequence[Claim] = (),
+        new_keys: Mapping[str, bytes] | None = None,
     ) -> list[LogRecord]:
-        """Record ``stored_events`` atomically; return their records once committed."""
+        """Record ``stored_events`` atomically; return their records once committed.
+
+        ``new_keys`` are the wrapped keys of subjects whose data these events are the first
+        to seal; they are stored durably before the events commit.
+        """
         if not stored_events:
             return []
-        unit = _Unit(stored_events=stored_events, claims=claims)
+        unit = _Unit(stored_events=stored_events, claims=claims, new_keys=new_keys or {})
         with self._condition:
             if self._closed:
                 raise StorageError("the recorder is closed")
@@ -165,6 +177,7 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         if committer is not None:
             committer.join()
         self._close_connections()
+        self.key_store.close()
 
     def _run_committer(self) -> None:
         while True:
@@ -200,13 +213,31 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         for unit in group:
             unit.done.set()
 
+    def _persist_keys(self, group: list[_Unit]) -> list[_Unit]:
+        """Store the group's new subject keys; the units whose key lost a race fail."""
+        wanted: dict[str, bytes] = {}
+        for unit in group:
+            for pseudonym, wrapped in unit.new_keys.items():
+                wanted.setdefault(pseudonym, wrapped)
+        if not wanted:
+            return group
+        stored = self.key_store.persist(wanted)
+        ready = []
+        for unit in group:
+            if all(stored.get(p) == w for p, w in unit.new_keys.items()):
+                ready.append(unit)
+            else:
+                unit.error = IntegrityError("another writer made this subject's key first")
+        return ready
+
     def _commit(self, group: list[_Unit]) -> None:
         outcomes: list[tuple[_Unit, list[LogRecord] | None, BaseException | None]] = []
+        group = self._persist_keys(group)
+        if not group:
+            return
         with self._write_transaction() as txn:
-            wanted = [claim.event_id for unit in group for claim in unit.claims]
-            taken: set[str] = set(txn.select_claims(wanted)) if wanted else set()
+            seq, taken = txn.read_head([c.event_id for unit in group for c in unit.claims])
             versions: set[tuple[str, int]] = set()
-            seq = txn.max_seq()
             records: list[LogRecord] = []
             claims: list[RecordedClaim] = []
             for unit in group:
@@ -242,8 +273,7 @@ class LedgerRecorder(ApplicationRecorder, ABC):
                 records.extend(unit_records)
                 outcomes.append((unit, unit_records, None))
             if records:
-                txn.insert_records(records)
-                txn.insert_claims(claims)
+                txn.write(records, claims)
         # Committed: only now may anyone see a receipt.
         self.groups_committed += 1
         self.events_committed += len(records)

@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from ledger.events import FACT_TYPES, Fact, personal_data_paths
-from ledger.subject_keys import SealError, SubjectKeys, event_aad, open_text, seal_text
+from ledger.subject_keys import KeySource, SealError, event_aad, open_text, seal_text
 
 ERASED = "[erased]"
 ENVELOPE_FIELDS = ("type", "event_id", "occurred_at")
@@ -25,7 +25,7 @@ _PATHS: dict[str, list[tuple[str, str]]] = {
 }
 
 
-def fact_pseudonyms(fact: Fact, keys: SubjectKeys) -> list[str]:
+def fact_pseudonyms(fact: Fact, keys: KeySource) -> list[str]:
     """Pseudonyms of every subject the fact names (whose keys sealing will need)."""
     refs: list[str] = []
     for path, kind in _PATHS[fact.TYPE]:
@@ -36,7 +36,7 @@ def fact_pseudonyms(fact: Fact, keys: SubjectKeys) -> list[str]:
     return [keys.pseudonym(ref) for ref in refs]
 
 
-def seal_fact(fact: Fact, stream: UUID, stream_version: int, keys: SubjectKeys) -> dict[str, Any]:
+def seal_fact(fact: Fact, stream: UUID, stream_version: int, keys: KeySource) -> dict[str, Any]:
     """The stored ``data`` of a fact: envelope fields removed, personal data sealed."""
     data = fact.model_dump(mode="json", exclude_none=True)
     for name in ENVELOPE_FIELDS:
@@ -74,7 +74,7 @@ def open_data(
     data: dict[str, Any],
     stream: UUID | str,
     stream_version: int,
-    keys: SubjectKeys,
+    keys: KeySource,
 ) -> dict[str, Any]:
     """A copy of stored ``data`` with personal data opened (or :data:`ERASED`).
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -90,14 +90,11 @@ class _SQLiteWrite:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    def max_seq(self) -> int:
+    def read_head(self, event_ids: Sequence[str]) -> tuple[int, set[str]]:
         row = self.conn.execute("SELECT max(seq) FROM ledger_events").fetchone()
-        return int(row[0] or 0)
+        return int(row[0] or 0), set(_select_claims(self.conn, event_ids))
 
-    def select_claims(self, event_ids: Sequence[str]) -> dict[str, RecordedClaim]:
-        return _select_claims(self.conn, event_ids)
-
-    def insert_records(self, records: Sequence[LogRecord]) -> None:
+    def write(self, records: Sequence[LogRecord], claims: Sequence[RecordedClaim]) -> None:
         self.conn.executemany(
             f"INSERT INTO ledger_events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
             [
@@ -113,8 +110,6 @@ class _SQLiteWrite:
                 for r in records
             ],
         )
-
-    def insert_claims(self, claims: Sequence[RecordedClaim]) -> None:
         self.conn.executemany(
             "INSERT INTO ledger_claims (event_id, digest, seq) VALUES (?, ?, ?)",
             [(c.event_id, c.digest, c.seq) for c in claims],
@@ -148,8 +143,8 @@ def _record(row: Sequence[Any]) -> LogRecord:
 
 
 class SQLiteLedgerRecorder(LedgerRecorder):
-    def __init__(self, path: Path, signer: Signer, **kwargs: Any) -> None:
-        super().__init__(signer, **kwargs)
+    def __init__(self, path: Path, signer: Signer, key_store: KeyStore, **kwargs: Any) -> None:
+        super().__init__(signer, key_store, **kwargs)
         self.path = path
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -268,26 +263,29 @@ class SQLiteKeyStore(KeyStore):
         self._lock = threading.Lock()
         self._conn.executescript(KEYSTORE_SCHEMA)
 
-    def insert_missing(self, wrapped: dict[str, bytes]) -> None:
+    def persist(self, wrapped: Mapping[str, bytes]) -> dict[str, bytes]:
         with self._lock, _immediate(self._conn) as conn:
             conn.executemany(
                 "INSERT OR IGNORE INTO ledger_subject_keys (pseudonym, wrapped) VALUES (?, ?)",
                 list(wrapped.items()),
             )
+            return self._select(list(wrapped))
 
     def select(self, pseudonyms: Iterable[str]) -> dict[str, bytes]:
-        ids = list(pseudonyms)
-        found: dict[str, bytes] = {}
         with self._lock:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                for pseudonym, wrapped in self._conn.execute(
-                    "SELECT pseudonym, wrapped FROM ledger_subject_keys "  # noqa: S608
-                    f"WHERE pseudonym IN ({marks})",
-                    chunk,
-                ):
-                    found[pseudonym] = bytes(wrapped)
+            return self._select(list(pseudonyms))
+
+    def _select(self, ids: list[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for pseudonym, wrapped in self._conn.execute(
+                "SELECT pseudonym, wrapped FROM ledger_subject_keys "  # noqa: S608
+                f"WHERE pseudonym IN ({marks})",
+                chunk,
+            ):
+                found[pseudonym] = bytes(wrapped)
         return found
 
     def get_secret(self, name: str) -> bytes | None:

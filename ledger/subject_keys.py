@@ -20,8 +20,9 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Protocol
 from uuid import UUID
 
 from nacl import bindings
@@ -113,8 +114,12 @@ class KeyStore(ABC):
     """Where wrapped subject keys and ledger secrets live (apart from the event log)."""
 
     @abstractmethod
-    def insert_missing(self, wrapped: dict[str, bytes]) -> None:
-        """Store each ``pseudonym -> wrapped key`` that is not stored yet; keep existing ones."""
+    def persist(self, wrapped: Mapping[str, bytes]) -> dict[str, bytes]:
+        """Durably store each ``pseudonym -> wrapped key`` not stored yet, in one transaction.
+
+        Returns the wrapped key now stored for each of those pseudonyms: the given one, or the
+        one another writer stored first.
+        """
 
     @abstractmethod
     def select(self, pseudonyms: Iterable[str]) -> dict[str, bytes]:
@@ -128,26 +133,44 @@ class KeyStore(ABC):
     def put_secret_if_absent(self, name: str, wrapped: bytes) -> None:
         """Store a wrapped ledger secret unless one of that name exists."""
 
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class KeySource(Protocol):
+    """What sealing and opening need: pseudonyms and subject keys."""
+
+    def pseudonym(self, subject_ref: str) -> str: ...
+
+    def keys_for(self, pseudonyms: Iterable[str], *, create: bool) -> dict[str, bytes]: ...
+
 
 class SubjectKeys:
-    """Pseudonyms, per-subject keys (cached, bounded) and their wrapping by the master key."""
+    """Pseudonyms, per-subject keys (cached, bounded) and their wrapping by the master key.
+
+    A new subject's key is made *pending*: it is used to seal at once, shared by every batch of
+    this process that needs it, and stored durably by the recorder just before the first events
+    sealed under it commit (see :class:`KeySession`), so that new subjects cost no commit of
+    their own.
+    """
 
     def __init__(self, store: KeyStore, master_key: bytes, cache_size: int = 100_000) -> None:
-        self._store = store
+        self.store = store
         self._master_key = master_key
         self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._pending: dict[str, tuple[bytes, bytes]] = {}
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._secret = self._load_secret()
 
     def _load_secret(self) -> bytes:
         aad = f"secret|{PSEUDONYM_SECRET_NAME}".encode()
-        wrapped = self._store.get_secret(PSEUDONYM_SECRET_NAME)
+        wrapped = self.store.get_secret(PSEUDONYM_SECRET_NAME)
         if wrapped is None:
-            self._store.put_secret_if_absent(
+            self.store.put_secret_if_absent(
                 PSEUDONYM_SECRET_NAME, encrypt(self._master_key, os.urandom(KEY_BYTES), aad)
             )
-            wrapped = self._store.get_secret(PSEUDONYM_SECRET_NAME)
+            wrapped = self.store.get_secret(PSEUDONYM_SECRET_NAME)
             assert wrapped is not None
         try:
             return decrypt(self._master_key, wrapped, aad)
@@ -166,9 +189,18 @@ class SubjectKeys:
         """A keyed digest of an event's content, for idempotency (no plaintext dictionary)."""
         return hmac.new(self._secret, b"content\0" + canonical, hashlib.sha256).digest()
 
+    def session(self) -> KeySession:
+        return KeySession(self)
+
     def keys_for(self, pseudonyms: Iterable[str], *, create: bool) -> dict[str, bytes]:
-        """Subject keys by pseudonym; with ``create``, make the missing ones first."""
-        wanted = list(dict.fromkeys(pseudonyms))
+        """Stored subject keys by pseudonym (``create`` is for sessions; here it must be off)."""
+        if create:
+            raise ValueError("new subject keys are made in a KeySession, which stores them")
+        return self._lookup(list(dict.fromkeys(pseudonyms)), None)
+
+    def _lookup(
+        self, wanted: list[str], new: dict[str, tuple[bytes, bytes]] | None
+    ) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
         with self._lock:
             for pseudonym in wanted:
@@ -177,25 +209,81 @@ class SubjectKeys:
                     self._cache.move_to_end(pseudonym)
                     found[pseudonym] = key
         missing = [p for p in wanted if p not in found]
-        if missing and create:
-            self._store.insert_missing(
-                {p: encrypt(self._master_key, os.urandom(KEY_BYTES), _wrap_aad(p)) for p in missing}
-            )
         if missing:
-            for pseudonym, wrapped in self._store.select(missing).items():
-                try:
-                    found[pseudonym] = decrypt(self._master_key, wrapped, _wrap_aad(pseudonym))
-                except SealError:
-                    raise KeyMaterialError(
-                        f"the wrapped key of subject {pseudonym} does not open with the master key"
-                    ) from None
+            stored = self.store.select(missing)
+            for pseudonym, wrapped in stored.items():
+                found[pseudonym] = self._unwrap(pseudonym, wrapped)
             with self._lock:
-                for pseudonym in missing:
-                    if pseudonym in found:
-                        self._cache[pseudonym] = found[pseudonym]
-                while len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
+                for pseudonym in stored:
+                    self._remember(pseudonym, found[pseudonym])
+                if new is not None:
+                    for pseudonym in missing:
+                        if pseudonym in found:
+                            continue
+                        pending = self._pending.get(pseudonym)
+                        if pending is None:
+                            key = os.urandom(KEY_BYTES)
+                            pending = (key, encrypt(self._master_key, key, _wrap_aad(pseudonym)))
+                            self._pending[pseudonym] = pending
+                        found[pseudonym] = pending[0]
+                        new[pseudonym] = pending
         return found
+
+    def _unwrap(self, pseudonym: str, wrapped: bytes) -> bytes:
+        try:
+            return decrypt(self._master_key, wrapped, _wrap_aad(pseudonym))
+        except SealError:
+            raise KeyMaterialError(
+                f"the wrapped key of subject {pseudonym} does not open with the master key"
+            ) from None
+
+    def _remember(self, pseudonym: str, key: bytes) -> None:
+        self._cache[pseudonym] = key
+        self._cache.move_to_end(pseudonym)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def _settle(self, new: dict[str, tuple[bytes, bytes]], *, stored: bool) -> None:
+        with self._lock:
+            for pseudonym, pending in new.items():
+                if self._pending.get(pseudonym) == pending:
+                    del self._pending[pseudonym]
+                if stored:
+                    self._remember(pseudonym, pending[0])
+
+
+class KeySession:
+    """The keys one batch uses; the new ones travel with its events to the recorder."""
+
+    def __init__(self, keys: SubjectKeys) -> None:
+        self._keys = keys
+        self._new: dict[str, tuple[bytes, bytes]] = {}
+        self._pseudonyms: dict[str, str] = {}
+
+    def pseudonym(self, subject_ref: str) -> str:
+        pseudonym = self._pseudonyms.get(subject_ref)
+        if pseudonym is None:
+            pseudonym = self._pseudonyms[subject_ref] = self._keys.pseudonym(subject_ref)
+        return pseudonym
+
+    def keys_for(self, pseudonyms: Iterable[str], *, create: bool) -> dict[str, bytes]:
+        wanted = list(dict.fromkeys(pseudonyms))
+        known = {p: self._new[p][0] for p in wanted if p in self._new}
+        rest = [p for p in wanted if p not in known]
+        return known | self._keys._lookup(rest, self._new if create else None)
+
+    @property
+    def new_wrapped_keys(self) -> dict[str, bytes]:
+        """Pseudonym -> wrapped key, for the subjects this batch meets first."""
+        return {pseudonym: wrapped for pseudonym, (_, wrapped) in self._new.items()}
+
+    def committed(self) -> None:
+        """The batch committed: its new keys are stored; cache them."""
+        self._keys._settle(self._new, stored=True)
+
+    def abandoned(self) -> None:
+        """The batch lost a race: forget its new keys, the stored ones win on retry."""
+        self._keys._settle(self._new, stored=False)
 
 
 def _wrap_aad(pseudonym: str) -> bytes:

@@ -33,6 +33,7 @@ PURPOSES = [
         "name": "Usage analytics",
         "legal_basis": "consent",
         "retention_days": 365,
+        "separate_consent": True,
     },
 ]
 
@@ -43,7 +44,7 @@ def policy(version: str | None = None, **fields: Any) -> dict[str, Any]:
         "event_id": ref("evt"),
         "occurred_at": now(),
         "version": version or ref("policy"),
-        "effective_at": now(),
+        "effective_at": "2026-01-01T00:00:00Z",
         "material": False,
         "text_digest": "sha256:" + "ab" * 32,
         "purposes": PURPOSES,

@@ -105,7 +105,7 @@ def test_a_batch_with_a_malformed_event_names_every_problem(ledger: LedgerApplic
     with pytest.raises(ValidationError) as caught:
         ledger.append([pol, broken])
     found = {(p.index, p.field, p.rule) for p in caught.value.problems}
-    assert (1, "occurred_at", "datetime_from_date_parsing") in found
+    assert (1, "occurred_at", "datetime_parsing") in found
     assert (1, "extra", "unknown_field") in found
     assert ledger.head() == 0
 

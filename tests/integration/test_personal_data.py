@@ -150,3 +150,35 @@ def test_subjects_are_pseudonymous_and_stable(ledger: LedgerApplication) -> None
     keys = ledger.subject_keys
     assert keys.pseudonym("user-1") == keys.pseudonym("user-1") != keys.pseudonym("user-2")
     assert "user-1" not in keys.pseudonym("user-1")
+
+
+def test_two_writers_making_a_new_subjects_key_agree_on_one(
+    ledger: LedgerApplication, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that sealed under a key another writer beat it to storing starts again."""
+    from ledger.config import open_ledger
+
+    pol = facts.policy()
+    subject = facts.ref("user")
+    ledger.append([pol])
+    other = open_ledger(settings)
+    try:
+        other.append([facts.consent(subject, pol["version"], contact="won@example.org")])
+        # This writer looked before the other one stored the key: it sees no key.
+        real_select = ledger.subject_keys.store.select
+        calls = []
+
+        def stale_select(pseudonyms: list[str]) -> dict[str, bytes]:
+            calls.append(pseudonyms)
+            return {} if len(calls) == 1 else real_select(pseudonyms)
+
+        monkeypatch.setattr(ledger.subject_keys.store, "select", stale_select)
+        [receipt] = ledger.append(
+            [facts.consent(subject, pol["version"], contact="late@example.org")]
+        )
+        assert len(calls) >= 2  # it lost the race once, then used the stored key
+        assert ledger.get_event(receipt.seq).data["contact"] == "late@example.org"
+        assert other.get_event(receipt.seq).data["contact"] == "late@example.org"
+        assert ledger.get_event(receipt.seq - 1).data["contact"] == "won@example.org"
+    finally:
+        other.close()

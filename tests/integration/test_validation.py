@@ -73,7 +73,7 @@ CASES: list[tuple[str, Setup, Callable[[str, str], Fact], str, str]] = [
         nothing,
         lambda v, s: dict(facts.consent(s, v), occurred_at="01/03/2026"),
         "occurred_at",
-        "datetime_from_date_parsing",
+        "datetime_parsing",
     ),
     (
         "expiry before the fact",
@@ -198,6 +198,43 @@ CASES: list[tuple[str, Setup, Callable[[str, str], Fact], str, str]] = [
         "request_unknown",
     ),
     (
+        "consent to a contract purpose",
+        nothing,
+        lambda v, s: facts.consent(s, v, purposes=["service_provision"]),
+        "purposes[0]",
+        "purpose_not_consent_based",
+    ),
+    (
+        "separate consent bundled",
+        nothing,
+        lambda v, s: facts.consent(s, v, purposes=["marketing_email", "usage_analytics"]),
+        "purposes[1]",
+        "separate_consent_bundled",
+    ),
+    (
+        "policy not yet in effect",
+        nothing,
+        lambda v, s: dict(facts.consent(s, v), occurred_at="2020-01-01T00:00:00Z"),
+        "policy_version",
+        "policy_not_in_effect",
+    ),
+    (
+        "purpose declared twice",
+        nothing,
+        lambda v, s: facts.policy(purposes=[facts.PURPOSES[0], facts.PURPOSES[0]]),
+        "purposes",
+        "purpose_repeated",
+    ),
+    ("age as a string", nothing, lambda v, s: dict(facts.age(s, 30), age="30"), "age", "int_type"),
+    ("flag as a word", nothing, lambda v, s: facts.policy(material="yes"), "material", "bool_type"),
+    (
+        "time as a number",
+        nothing,
+        lambda v, s: dict(facts.consent(s, v), occurred_at=1700000000),
+        "occurred_at",
+        "datetime_type",
+    ),
+    (
         "correction of nothing",
         nothing,
         lambda v, s: {
@@ -227,6 +264,76 @@ def test_a_broken_rule_names_field_and_rule(
         ledger.append([facts.policy(), make(pol["version"], subject)])
     assert [(p.index, p.field, p.rule) for p in caught.value.problems][:1] == [(1, field, rule)]
     assert ledger.head() == head
+
+
+def test_a_sub_processor_is_engaged_by_a_processor(ledger: LedgerApplication) -> None:
+    partner = facts.recipient(role="third_party")
+    ledger.append([partner])
+    with pytest.raises(ValidationError) as caught:
+        ledger.append(
+            [facts.recipient(role="sub_processor", parent_recipient_id=partner["recipient_id"])]
+        )
+    assert caught.value.problems[0].rule == "parent_not_processor"
+    with pytest.raises(ValidationError) as caught:
+        ledger.append([facts.recipient(role="sub_processor")])
+    assert (caught.value.problems[0].field, caught.value.problems[0].rule) == (
+        "parent_recipient_id",
+        "parent_required",
+    )
+
+
+def test_a_correction_may_name_an_event_earlier_in_its_batch(ledger: LedgerApplication) -> None:
+    opened = facts.incident()
+    correction = {
+        "type": "correction.recorded",
+        "event_id": facts.ref("e"),
+        "occurred_at": facts.now(),
+        "corrects_event_id": opened["event_id"],
+        "reason": "detected a day earlier",
+        "corrected_fields": {"detected_at": "2026-01-01T00:00:00Z"},
+    }
+    assert len(ledger.append([opened, correction])) == 2
+    with pytest.raises(ValidationError) as caught:
+        ledger.append(
+            [{**correction, "event_id": facts.ref("e"), "corrected_fields": {"colour": "red"}}]
+        )
+    assert (caught.value.problems[0].field, caught.value.problems[0].rule) == (
+        "corrected_fields.colour",
+        "field_unknown",
+    )
+
+
+def test_a_sub_processor_is_engaged_by_a_processor(ledger: LedgerApplication) -> None:
+    partner = facts.recipient(role="third_party")
+    ledger.append([partner])
+    sub = facts.recipient(role="sub_processor", parent_recipient_id=partner["recipient_id"])
+    with pytest.raises(ValidationError) as caught:
+        ledger.append([sub])
+    assert caught.value.problems[0].rule == "parent_not_processor"
+    with pytest.raises(ValidationError) as caught:
+        ledger.append([facts.recipient(role="sub_processor")])
+    assert (caught.value.problems[0].field, caught.value.problems[0].rule) == (
+        "parent_recipient_id",
+        "parent_required",
+    )
+
+
+def test_a_correction_may_name_an_event_earlier_in_its_batch(ledger: LedgerApplication) -> None:
+    opened = facts.incident()
+    correction = {
+        "type": "correction.recorded",
+        "event_id": facts.ref("e"),
+        "occurred_at": facts.now(),
+        "corrects_event_id": opened["event_id"],
+        "reason": "detected a day earlier",
+        "corrected_fields": {"detected_at": "2026-01-01T00:00:00Z"},
+    }
+    assert len(ledger.append([opened, correction])) == 2
+    renamed = {**correction, "event_id": facts.ref("e"), "corrected_fields": {"colour": "red"}}
+    with pytest.raises(ValidationError) as caught:
+        ledger.append([renamed])
+    problem = caught.value.problems[0]
+    assert (problem.field, problem.rule) == ("corrected_fields.colour", "field_unknown")
 
 
 def test_a_minor_may_consent_through_a_guardian(ledger: LedgerApplication) -> None:
