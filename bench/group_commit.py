@@ -209,7 +209,12 @@ def measure_ledger(
         def op() -> None:
             n = next(numbers)
             name = f"{run_id}-t{threads}-w{worker}-{n}"
-            receipts = app.append([consent_fact(f"ev-{name}", f"subject-{name}", now)])
+            if args.subjects == "known":
+                # Each worker cycles through its own share of subjects recorded before.
+                subject = f"known-{(worker * 1000 + n) % KNOWN_SUBJECTS}"
+            else:
+                subject = f"subject-{name}"
+            receipts = app.append([consent_fact(f"ev-{name}", subject, now)])
             if len(receipts) != 1 or receipts[0].duplicate:
                 raise AssertionError(f"unexpected receipts {receipts!r}")
 
@@ -224,10 +229,22 @@ def measure_ledger(
     return measure(threads, make_op, warmup=args.warmup, seconds=args.seconds, snapshot=snapshot)
 
 
-def open_bench_ledger(settings: Settings) -> LedgerApplication:
+KNOWN_SUBJECTS = 64_000
+
+
+def open_bench_ledger(settings: Settings, args: argparse.Namespace) -> LedgerApplication:
     app = open_ledger(settings)
     now = datetime.now(UTC).isoformat()
     app.append([policy_fact(now)])
+    if args.subjects == "known":
+        print(f"   recording {KNOWN_SUBJECTS:,} subjects first ...", flush=True)
+        for start in range(0, KNOWN_SUBJECTS, 1000):
+            app.append(
+                [
+                    consent_fact(f"ev-known-{n}", f"known-{n}", now)
+                    for n in range(start, start + 1000)
+                ]
+            )
     return app
 
 
@@ -385,7 +402,7 @@ def run_backend(backend: Backend, threads: list[int], args: argparse.Namespace) 
     rows: list[Row] = []
     run_id = secrets.token_hex(4)
     print(f"\n== {backend.name}: opening the ledger and the baseline application", flush=True)
-    ledger = open_bench_ledger(backend.ledger_settings)
+    ledger = open_bench_ledger(backend.ledger_settings, args)
     # The same ledger with group commit off: one transaction per append, all else equal.
     single = open_ledger(replace(backend.ledger_settings, max_group_events=1))
     try:
@@ -497,6 +514,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument(
+        "--subjects",
+        choices=("new", "known"),
+        default="new",
+        help="new: every append names a subject never seen (2 log rows, a new key); "
+        "known: subjects recorded before the run (1 row, no new key)",
+    )
+    parser.add_argument(
         "--seconds", type=float, default=5.0, help="measured wall time per figure (default 5)"
     )
     parser.add_argument(
@@ -534,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = datetime.now(UTC)
     json_path: Path = args.json or RESULTS_DIR / (
-        f"group_commit-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+        f"group_commit-{args.subjects}-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     )
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     facts = machine_facts(args.pg_url if "postgres" in backends else None)
@@ -548,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {key}: {value}")
     print(
         f"  window: {args.seconds:g}s measured after {args.warmup:g}s warm-up, "
-        f"threads {args.thread_counts}"
+        f"threads {args.thread_counts}, {args.subjects} subjects"
     )
 
     rows: list[Row] = []
@@ -578,6 +602,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": args.seconds,
             "warmup": args.warmup,
             "threads": args.thread_counts,
+            "subjects": args.subjects,
             "pg_url": args.pg_url if "postgres" in backends else None,
         },
         "machine": facts,

@@ -75,7 +75,10 @@ _COLUMNS = sql.SQL(", ").join(
 
 def create_pool(url: str, max_size: int = 20) -> ConnectionPool:
     try:
-        pool = ConnectionPool(url, min_size=1, max_size=max_size, open=False)
+        # Autocommit: a read is one round trip; writes open explicit transactions.
+        pool = ConnectionPool(
+            url, min_size=1, max_size=max_size, open=False, kwargs={"autocommit": True}
+        )
         pool.open(wait=True, timeout=10)
     except (psycopg.Error, PoolTimeout) as exc:
         raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
@@ -101,6 +104,14 @@ class _PostgresWrite:
         row = self.conn.execute(self.recorder.read_head_statement, (list(event_ids),)).fetchone()
         assert row is not None
         return int(row[0] or 0), set(row[1])
+
+    def persist_keys(self, wrapped: Mapping[str, bytes]) -> dict[str, bytes] | None:
+        items = sorted(wrapped.items())
+        rows = self.conn.execute(
+            self.recorder.persist_keys_statement,
+            ([p for p, _ in items], [w for _, w in items], [p for p, _ in items]),
+        ).fetchall()
+        return {r[0]: bytes(r[1]) for r in rows}
 
     def write(self, records: Sequence[LogRecord], claims: Sequence[RecordedClaim]) -> None:
         self.conn.execute(
@@ -161,6 +172,16 @@ class PostgresLedgerRecorder(LedgerRecorder):
             "SELECT (SELECT max(seq) FROM {events}), "
             "ARRAY(SELECT event_id FROM {claims} WHERE event_id = ANY(%s))"
         ).format(events=self.table, claims=self.claims_table)
+        # Inserted rows come back from the CTE; rows stored before come from the table (the
+        # statement's snapshot does not see its own inserts). A key another writer is storing
+        # right now is in neither: the unit then fails and retries with the stored key.
+        self.persist_keys_statement = sql.SQL(
+            "WITH ins AS (INSERT INTO {keys} (pseudonym, wrapped) "
+            "SELECT * FROM unnest(%s::text[], %s::bytea[]) "
+            "ON CONFLICT DO NOTHING RETURNING pseudonym, wrapped) "
+            "SELECT pseudonym, wrapped FROM ins UNION ALL "
+            "SELECT pseudonym, wrapped FROM {keys} WHERE pseudonym = ANY(%s)"
+        ).format(keys=sql.Identifier(schema, "ledger_subject_keys"))
         self.write_statement = sql.SQL(
             "WITH e AS (INSERT INTO {events} ({columns}) SELECT * FROM unnest("
             "%s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::bytea[], %s::bytea[], "

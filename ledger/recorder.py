@@ -86,6 +86,14 @@ class WriteTransaction(Protocol):
         """Insert the records and claims (raising IntegrityError on a uniqueness clash)."""
         ...
 
+    def persist_keys(self, wrapped: Mapping[str, bytes]) -> dict[str, bytes] | None:
+        """Store new subject keys in this transaction, as :meth:`KeyStore.persist` does.
+
+        None when the key store is not in the log's database: then they are stored in a
+        transaction of their own, committed first.
+        """
+        ...
+
 
 def encode_entry(seq: int, stored_event: StoredEvent, key_id: str) -> bytes:
     """The signed entry: the mapper's body embedded verbatim, keys sorted (format 1)."""
@@ -213,15 +221,22 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         for unit in group:
             unit.done.set()
 
-    def _persist_keys(self, group: list[_Unit]) -> list[_Unit]:
-        """Store the group's new subject keys; the units whose key lost a race fail."""
+    def _persist_keys(self, group: list[_Unit], txn: WriteTransaction) -> list[_Unit]:
+        """Store the group's new subject keys before its events; units whose key lost fail.
+
+        In the log's own transaction when the backend can (PostgreSQL), else committed just
+        before it (SQLite's key store is a file of its own): a key is durable no later than
+        the first event sealed under it.
+        """
         wanted: dict[str, bytes] = {}
         for unit in group:
             for pseudonym, wrapped in unit.new_keys.items():
                 wanted.setdefault(pseudonym, wrapped)
         if not wanted:
             return group
-        stored = self.key_store.persist(wanted)
+        stored = txn.persist_keys(wanted)
+        if stored is None:
+            stored = self.key_store.persist(wanted)
         ready = []
         for unit in group:
             if all(stored.get(p) == w for p, w in unit.new_keys.items()):
@@ -232,10 +247,8 @@ class LedgerRecorder(ApplicationRecorder, ABC):
 
     def _commit(self, group: list[_Unit]) -> None:
         outcomes: list[tuple[_Unit, list[LogRecord] | None, BaseException | None]] = []
-        group = self._persist_keys(group)
-        if not group:
-            return
         with self._write_transaction() as txn:
+            group = self._persist_keys(group, txn)
             seq, taken = txn.read_head([c.event_id for unit in group for c in unit.claims])
             versions: set[tuple[str, int]] = set()
             records: list[LogRecord] = []

@@ -90,6 +90,9 @@ class _SQLiteWrite:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
+    def persist_keys(self, wrapped: Mapping[str, bytes]) -> dict[str, bytes] | None:
+        return None  # the key store is its own file, committed first
+
     def read_head(self, event_ids: Sequence[str]) -> tuple[int, set[str]]:
         row = self.conn.execute("SELECT max(seq) FROM ledger_events").fetchone()
         return int(row[0] or 0), set(_select_claims(self.conn, event_ids))
