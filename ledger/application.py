@@ -119,6 +119,20 @@ class _Batch:
             raise LedgerError(f"stream {aggregate_id} is a {type(aggregate).__name__}")
         return aggregate
 
+    def absent(self, cls: type[A], kind: str, natural_id: str, field: str, name: str) -> UUID:
+        """The id for a new stream; rule ``name`` is broken when it exists already."""
+        key = stream_id(kind, natural_id)
+        if self.find(cls, key) is not None:
+            raise rule(field, name, f"{kind} {natural_id} is recorded already")
+        return key
+
+    def existing(self, cls: type[A], kind: str, natural_id: str, field: str, name: str) -> A:
+        """A stream that must exist; rule ``name`` is broken when it does not."""
+        aggregate = self.find(cls, stream_id(kind, natural_id))
+        if aggregate is None:
+            raise rule(field, name, f"no {kind} {natural_id} was recorded")
+        return aggregate
+
     def create(
         self, cls: type[A], created: type[LedgerCreated], aggregate_id: UUID, **kw: Any
     ) -> A:
@@ -341,22 +355,14 @@ class LedgerApplication(Application[UUID]):
 
         match fact:
             case ev.PolicyVersionPublished():
-                key = stream_id("policy", fact.version)
-                if batch.find(PolicyVersion, key) is not None:
-                    raise rule(
-                        "version",
-                        "policy_version_exists",
-                        f"policy version {fact.version} was published already",
-                    )
+                key = batch.absent(
+                    PolicyVersion, "policy", fact.version, "version", "policy_version_exists"
+                )
                 create(PolicyVersion, PolicyVersion.Published, key)
             case ev.RecipientRegistered():
-                key = stream_id("recipient", fact.recipient_id)
-                if batch.find(Recipient, key) is not None:
-                    raise rule(
-                        "recipient_id",
-                        "recipient_exists",
-                        f"recipient {fact.recipient_id} is registered already",
-                    )
+                key = batch.absent(
+                    Recipient, "recipient", fact.recipient_id, "recipient_id", "recipient_exists"
+                )
                 if fact.role == "sub_processor" and fact.parent_recipient_id is None:
                     raise rule(
                         "parent_recipient_id",
@@ -403,25 +409,21 @@ class LedgerApplication(Application[UUID]):
             case ev.AgeAttested():
                 trigger(self._subject(batch, fact.subject, envelope), Subject.AgeAttested)
             case ev.DisclosureRecorded():
-                key = stream_id("disclosure", fact.disclosure_id)
-                if batch.find(Disclosure, key) is not None:
-                    raise rule(
-                        "disclosure_id",
-                        "disclosure_exists",
-                        f"disclosure {fact.disclosure_id} is recorded already",
-                    )
+                key = batch.absent(
+                    Disclosure,
+                    "disclosure",
+                    fact.disclosure_id,
+                    "disclosure_id",
+                    "disclosure_exists",
+                )
                 policy = self._policy(batch, fact.policy_version, "policy_version")
                 policy.check_in_effect(fact.occurred_at)
                 policy.check_purposes([fact.purpose], "purpose")
                 create(Disclosure, Disclosure.Recorded, key)
             case ev.IncidentOpened():
-                key = stream_id("incident", fact.incident_id)
-                if batch.find(Incident, key) is not None:
-                    raise rule(
-                        "incident_id",
-                        "incident_exists",
-                        f"incident {fact.incident_id} is open already",
-                    )
+                key = batch.absent(
+                    Incident, "incident", fact.incident_id, "incident_id", "incident_exists"
+                )
                 create(Incident, Incident.Opened, key)
             case (
                 ev.IncidentAssessed()
@@ -430,13 +432,9 @@ class LedgerApplication(Application[UUID]):
                 | ev.IncidentSubjectsNotified()
                 | ev.IncidentClosed()
             ):
-                incident = batch.find(Incident, stream_id("incident", fact.incident_id))
-                if incident is None:
-                    raise rule(
-                        "incident_id",
-                        "incident_unknown",
-                        f"no incident {fact.incident_id} was opened",
-                    )
+                incident = batch.existing(
+                    Incident, "incident", fact.incident_id, "incident_id", "incident_unknown"
+                )
                 incident.check_open()
                 if isinstance(fact, ev.IncidentAssessed) and fact.affected_rule is not None:
                     window = fact.affected_rule
@@ -455,13 +453,9 @@ class LedgerApplication(Application[UUID]):
                 }
                 trigger(incident, incident_events[type(fact)])
             case ev.RequestReceived():
-                key = stream_id("request", fact.request_id)
-                if batch.find(RightsRequest, key) is not None:
-                    raise rule(
-                        "request_id",
-                        "request_exists",
-                        f"request {fact.request_id} was received already",
-                    )
+                key = batch.absent(
+                    RightsRequest, "request", fact.request_id, "request_id", "request_exists"
+                )
                 create(RightsRequest, RightsRequest.Received, key)
             case (
                 ev.RequestIdentityVerified()
@@ -469,13 +463,9 @@ class LedgerApplication(Application[UUID]):
                 | ev.RequestFulfilled()
                 | ev.RequestRefused()
             ):
-                request = batch.find(RightsRequest, stream_id("request", fact.request_id))
-                if request is None:
-                    raise rule(
-                        "request_id",
-                        "request_unknown",
-                        f"no request {fact.request_id} was received",
-                    )
+                request = batch.existing(
+                    RightsRequest, "request", fact.request_id, "request_id", "request_unknown"
+                )
                 request.check_step(batch.keys.pseudonym(fact.subject))
                 request_events: dict[type[ev.Fact], type[LedgerEvent]] = {
                     ev.RequestIdentityVerified: RightsRequest.IdentityVerified,
@@ -505,21 +495,14 @@ class LedgerApplication(Application[UUID]):
         return subject
 
     def _recipient(self, batch: _Batch, recipient_id: str, field: str) -> Recipient:
-        recipient = batch.find(Recipient, stream_id("recipient", recipient_id))
-        if recipient is None:
-            raise rule(field, "recipient_unknown", f"no recipient {recipient_id} is registered")
-        return recipient
+        return batch.existing(Recipient, "recipient", recipient_id, field, "recipient_unknown")
 
     def _policy(self, batch: _Batch, version: str, field: str) -> PolicyVersion:
         with self._policies_lock:
             cached = self._policies.get(version)
         if cached is not None:
             return cached
-        policy = batch.find(PolicyVersion, stream_id("policy", version))
-        if policy is None:
-            raise rule(
-                field, "policy_version_unknown", f"no policy version {version} was published"
-            )
+        policy = batch.existing(PolicyVersion, "policy", version, field, "policy_version_unknown")
         if policy.id not in batch.created:  # published versions never change: cache them
             with self._policies_lock:
                 self._policies[version] = policy

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
+from eventsourcing.persistence import IntegrityError
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -131,28 +131,6 @@ class _PostgresWrite:
         )
 
 
-def _select_claims(
-    conn: psycopg.Connection[Any], table: sql.Composable, event_ids: Sequence[str]
-) -> dict[str, RecordedClaim]:
-    rows = conn.execute(
-        sql.SQL("SELECT event_id, digest, seq FROM {} WHERE event_id = ANY(%s)").format(table),
-        (list(event_ids),),
-    ).fetchall()
-    return {r[0]: RecordedClaim(r[0], bytes(r[1]), int(r[2])) for r in rows}
-
-
-def _record(row: Sequence[Any]) -> LogRecord:
-    return LogRecord(
-        seq=int(row[0]),
-        originator_id=str(row[1]),
-        originator_version=int(row[2]),
-        topic=str(row[3]),
-        entry=bytes(row[4]),
-        signature=bytes(row[5]),
-        key_id=str(row[6]),
-    )
-
-
 class PostgresLedgerRecorder(LedgerRecorder):
     def __init__(
         self,
@@ -166,12 +144,14 @@ class PostgresLedgerRecorder(LedgerRecorder):
         self.pool = pool
         self.schema = schema
         self.table = sql.Identifier(schema, "ledger_events")
-        self.claims_table = sql.Identifier(schema, "ledger_claims")
+        self.claims_sql = sql.Identifier(schema, "ledger_claims")
+        self.events_table = f'"{schema}".ledger_events'
+        self.claims_table = f'"{schema}".ledger_claims'
         self.channel = f"{schema}_ledger_events"
         self.read_head_statement = sql.SQL(
             "SELECT (SELECT max(seq) FROM {events}), "
             "ARRAY(SELECT event_id FROM {claims} WHERE event_id = ANY(%s))"
-        ).format(events=self.table, claims=self.claims_table)
+        ).format(events=self.table, claims=self.claims_sql)
         # Inserted rows come back from the CTE; rows stored before come from the table (the
         # statement's snapshot does not see its own inserts). A key another writer is storing
         # right now is in neither: the unit then fails and retries with the stored key.
@@ -192,7 +172,7 @@ class PostgresLedgerRecorder(LedgerRecorder):
         ).format(
             events=self.table,
             columns=_COLUMNS,
-            claims=self.claims_table,
+            claims=self.claims_sql,
             channel=sql.Literal(self.channel),
         )
         create_schema(pool, schema)
@@ -211,90 +191,26 @@ class PostgresLedgerRecorder(LedgerRecorder):
     def _close_connections(self) -> None:
         self.pool.close()
 
-    def _query(self, query: sql.Composed, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def _select(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self.pool.connection() as conn:
-            rows: list[tuple[Any, ...]] = conn.execute(query, params).fetchall()
+            rows: list[tuple[Any, ...]] = conn.execute(
+                query.replace("?", "%s").encode(), params
+            ).fetchall()
         return rows
-
-    def select_claims(self, event_ids: Sequence[str]) -> dict[str, RecordedClaim]:
-        with self.pool.connection() as conn:
-            return _select_claims(conn, self.claims_table, event_ids)
-
-    def select_records(self, start: int, limit: int) -> list[LogRecord]:
-        query = sql.SQL("SELECT {} FROM {} WHERE seq >= %s ORDER BY seq LIMIT %s")
-        return [_record(r) for r in self._query(query.format(_COLUMNS, self.table), (start, limit))]
 
     def select_record_rows(self) -> Iterator[LogRecord]:
         query = sql.SQL("SELECT {} FROM {} ORDER BY ctid").format(_COLUMNS, self.table)
         with self.pool.connection() as conn, conn.transaction(), conn.cursor(name="rows") as cur:
             cur.execute(query)
             while rows := cur.fetchmany(1000):
-                yield from (_record(r) for r in rows)
+                yield from (LogRecord.from_row(r) for r in rows)
 
     def select_all_claims(self) -> Iterator[RecordedClaim]:
-        query = sql.SQL("SELECT event_id, digest, seq FROM {}").format(self.claims_table)
+        query = sql.SQL("SELECT event_id, digest, seq FROM {}").format(self.claims_sql)
         with self.pool.connection() as conn, conn.transaction(), conn.cursor(name="claims") as cur:
             cur.execute(query)
             while rows := cur.fetchmany(1000):
                 yield from (RecordedClaim(r[0], bytes(r[1]), int(r[2])) for r in rows)
-
-    def select_events(
-        self,
-        originator_id: Any,
-        *,
-        gt: int | None = None,
-        lte: int | None = None,
-        desc: bool = False,
-        limit: int | None = None,
-    ) -> Sequence[StoredEvent]:
-        text = "SELECT originator_id, originator_version, topic, entry FROM {}"
-        text += " WHERE originator_id = %s"
-        params: list[Any] = [str(originator_id)]
-        if gt is not None:
-            text += " AND originator_version > %s"
-            params.append(gt)
-        if lte is not None:
-            text += " AND originator_version <= %s"
-            params.append(lte)
-        text += " ORDER BY originator_version" + (" DESC" if desc else "")
-        if limit is not None:
-            text += " LIMIT %s"
-            params.append(limit)
-        return [
-            StoredEvent(originator_id=r[0], originator_version=r[1], topic=r[2], state=bytes(r[3]))
-            for r in self._query(sql.SQL(text).format(self.table), params)
-        ]
-
-    def select_notifications(
-        self,
-        start: int | None,
-        limit: int,
-        stop: int | None = None,
-        topics: Sequence[str] = (),
-        *,
-        inclusive_of_start: bool = True,
-    ) -> Sequence[Notification]:
-        text = "SELECT seq, originator_id, originator_version, topic, entry FROM {} "
-        text += "WHERE seq >= %s" if inclusive_of_start else "WHERE seq > %s"
-        params: list[Any] = [start or 0]
-        if stop is not None:
-            text += " AND seq <= %s"
-            params.append(stop)
-        if topics:
-            text += " AND topic = ANY(%s)"
-            params.append(list(topics))
-        text += " ORDER BY seq LIMIT %s"
-        params.append(limit)
-        return [
-            Notification(
-                id=r[0], originator_id=r[1], originator_version=r[2], topic=r[3], state=bytes(r[4])
-            )
-            for r in self._query(sql.SQL(text).format(self.table), params)
-        ]
-
-    def max_notification_id(self) -> int | None:
-        rows = self._query(sql.SQL("SELECT max(seq) FROM {}").format(self.table))
-        return None if rows[0][0] is None else int(rows[0][0])
 
 
 class PostgresKeyStore(KeyStore):

@@ -11,7 +11,7 @@ commit protocol:
 2. One committer thread takes every unit waiting, opens one write transaction (which holds the
    log's write lock), reads the head, gives each event the next sequence number, builds and
    signs its entry, inserts entries and claims, and commits.
-3. Only after the commit returns does any caller get its :class:`CommittedEntry` list back.
+3. Only after the commit returns does any caller get its :class:`LogRecord` list back.
 
 A unit that conflicts (a stream version or an event id taken by another writer) fails alone:
 the group is retried one unit per transaction, and the losers get
@@ -32,6 +32,7 @@ from eventsourcing.persistence import (
     ApplicationRecorder,
     IntegrityError,
     ListenNotifySubscription,
+    Notification,
     StoredEvent,
     Subscription,
 )
@@ -71,8 +72,21 @@ class LogRecord:
     signature: bytes
     key_id: str
 
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> LogRecord:
+        """A row selected as :data:`RECORD_COLUMNS`."""
+        return cls(
+            seq=int(row[0]),
+            originator_id=str(row[1]),
+            originator_version=int(row[2]),
+            topic=str(row[3]),
+            entry=bytes(row[4]),
+            signature=bytes(row[5]),
+            key_id=str(row[6]),
+        )
 
-CommittedEntry = LogRecord
+
+RECORD_COLUMNS = "seq, originator_id, originator_version, topic, entry, signature, key_id"
 
 
 class WriteTransaction(Protocol):
@@ -307,25 +321,103 @@ class LedgerRecorder(ApplicationRecorder, ABC):
     def _close_connections(self) -> None: ...
 
     @abstractmethod
-    def select_claims(self, event_ids: Sequence[str]) -> dict[str, RecordedClaim]:
-        """Recorded claims for those event ids (outside any write transaction)."""
-
-    @abstractmethod
-    def select_records(self, start: int, limit: int) -> list[LogRecord]:
-        """Up to ``limit`` records with ``seq >= start``, in order."""
-
-    @abstractmethod
     def select_record_rows(self) -> Iterator[LogRecord]:
         """Every stored row in storage order, whatever it holds (for verification)."""
 
     @abstractmethod
     def select_all_claims(self) -> Iterator[RecordedClaim]: ...
 
-    # -- reading, as the eventsourcing library expects -----------------------------------------
+    events_table = "ledger_events"
+    """How SQL names the log table (backends may qualify it)."""
+    claims_table = "ledger_claims"
+
+    @abstractmethod
+    def _select(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run one read; ``query`` marks its parameters with ``?``."""
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def select_claims(self, event_ids: Sequence[str]) -> dict[str, RecordedClaim]:
+        """Recorded claims for those event ids (outside any write transaction)."""
+        found: dict[str, RecordedClaim] = {}
+        ids = list(event_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            query = f"SELECT event_id, digest, seq FROM {self.claims_table} "  # noqa: S608
+            query += f"WHERE event_id IN ({', '.join('?' * len(chunk))})"
+            for event_id, digest, seq in self._select(query, chunk):
+                found[event_id] = RecordedClaim(event_id, bytes(digest), int(seq))
+        return found
+
+    def select_records(self, start: int, limit: int) -> list[LogRecord]:
+        """Up to ``limit`` records with ``seq >= start``, in order."""
+        query = f"SELECT {RECORD_COLUMNS} FROM {self.events_table} "  # noqa: S608
+        query += "WHERE seq >= ? ORDER BY seq LIMIT ?"
+        return [LogRecord.from_row(row) for row in self._select(query, (start, limit))]
 
     def get_record(self, seq: int) -> LogRecord | None:
         records = self.select_records(seq, 1)
         return records[0] if records and records[0].seq == seq else None
+
+    def select_events(
+        self,
+        originator_id: Any,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        query = f"SELECT originator_id, originator_version, topic, entry FROM {self.events_table}"  # noqa: S608
+        query += " WHERE originator_id = ?"
+        params: list[Any] = [str(originator_id)]
+        if gt is not None:
+            query += " AND originator_version > ?"
+            params.append(gt)
+        if lte is not None:
+            query += " AND originator_version <= ?"
+            params.append(lte)
+        query += " ORDER BY originator_version" + (" DESC" if desc else "")
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
+        return [
+            StoredEvent(originator_id=r[0], originator_version=r[1], topic=r[2], state=bytes(r[3]))
+            for r in self._select(query, params)
+        ]
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        query = (
+            f"SELECT seq, originator_id, originator_version, topic, entry FROM {self.events_table}"  # noqa: S608
+        )
+        query += " WHERE seq >= ?" if inclusive_of_start else " WHERE seq > ?"
+        params: list[Any] = [start or 0]
+        if stop is not None:
+            query += " AND seq <= ?"
+            params.append(stop)
+        if topics:
+            query += f" AND topic IN ({', '.join('?' * len(topics))})"
+            params.extend(topics)
+        query += " ORDER BY seq LIMIT ?"
+        params.append(limit)
+        return [
+            Notification(
+                id=r[0], originator_id=r[1], originator_version=r[2], topic=r[3], state=bytes(r[4])
+            )
+            for r in self._select(query, params)
+        ]
+
+    def max_notification_id(self) -> int | None:
+        [(head,)] = self._select(f"SELECT max(seq) FROM {self.events_table}", ())  # noqa: S608
+        return None if head is None else int(head)
 
     def subscribe(
         self, gt: int | None = None, topics: Sequence[str] = ()

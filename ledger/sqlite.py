@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
+from eventsourcing.persistence import IntegrityError
 
 from ledger.errors import StorageError
-from ledger.recorder import LedgerRecorder, LogRecord, RecordedClaim
+from ledger.recorder import RECORD_COLUMNS, LedgerRecorder, LogRecord, RecordedClaim
 from ledger.signing import Signer
 from ledger.subject_keys import KeyStore
 
@@ -55,8 +55,6 @@ CREATE TABLE IF NOT EXISTS ledger_subject_keys (
 );
 CREATE TABLE IF NOT EXISTS ledger_secrets (name TEXT PRIMARY KEY, wrapped BLOB NOT NULL);
 """
-
-_COLUMNS = "seq, originator_id, originator_version, topic, entry, signature, key_id"
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -99,7 +97,7 @@ class _SQLiteWrite:
 
     def write(self, records: Sequence[LogRecord], claims: Sequence[RecordedClaim]) -> None:
         self.conn.executemany(
-            f"INSERT INTO ledger_events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            f"INSERT INTO ledger_events ({RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
             [
                 (
                     r.seq,
@@ -131,18 +129,6 @@ def _select_claims(conn: sqlite3.Connection, event_ids: Sequence[str]) -> dict[s
         ):
             found[event_id] = RecordedClaim(event_id, bytes(digest), int(seq))
     return found
-
-
-def _record(row: Sequence[Any]) -> LogRecord:
-    return LogRecord(
-        seq=int(row[0]),
-        originator_id=str(row[1]),
-        originator_version=int(row[2]),
-        topic=str(row[3]),
-        entry=bytes(row[4]),
-        signature=bytes(row[5]),
-        key_id=str(row[6]),
-    )
 
 
 class SQLiteLedgerRecorder(LedgerRecorder):
@@ -181,83 +167,19 @@ class SQLiteLedgerRecorder(LedgerRecorder):
         self._local = threading.local()
         self._writer = None
 
-    def select_claims(self, event_ids: Sequence[str]) -> dict[str, RecordedClaim]:
-        return _select_claims(self._reader(), event_ids)
-
-    def select_records(self, start: int, limit: int) -> list[LogRecord]:
-        rows = self._reader().execute(
-            f"SELECT {_COLUMNS} FROM ledger_events WHERE seq >= ? ORDER BY seq LIMIT ?",  # noqa: S608
-            (start, limit),
-        )
-        return [_record(row) for row in rows]
+    def _select(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self._reader().execute(query, params).fetchall()
 
     def select_record_rows(self) -> Iterator[LogRecord]:
-        cursor = self._reader().execute(f"SELECT {_COLUMNS} FROM ledger_events ORDER BY rowid")  # noqa: S608
+        query = f"SELECT {RECORD_COLUMNS} FROM ledger_events ORDER BY rowid"  # noqa: S608
+        cursor = self._reader().execute(query)
         while rows := cursor.fetchmany(1000):
-            yield from (_record(row) for row in rows)
+            yield from (LogRecord.from_row(row) for row in rows)
 
     def select_all_claims(self) -> Iterator[RecordedClaim]:
         cursor = self._reader().execute("SELECT event_id, digest, seq FROM ledger_claims")
         while rows := cursor.fetchmany(1000):
             yield from (RecordedClaim(r[0], bytes(r[1]), int(r[2])) for r in rows)
-
-    def select_events(
-        self,
-        originator_id: Any,
-        *,
-        gt: int | None = None,
-        lte: int | None = None,
-        desc: bool = False,
-        limit: int | None = None,
-    ) -> Sequence[StoredEvent]:
-        sql = "SELECT originator_id, originator_version, topic, entry FROM ledger_events "
-        sql += "WHERE originator_id = ?"
-        params: list[Any] = [str(originator_id)]
-        if gt is not None:
-            sql += " AND originator_version > ?"
-            params.append(gt)
-        if lte is not None:
-            sql += " AND originator_version <= ?"
-            params.append(lte)
-        sql += " ORDER BY originator_version" + (" DESC" if desc else "")
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [
-            StoredEvent(originator_id=r[0], originator_version=r[1], topic=r[2], state=bytes(r[3]))
-            for r in self._reader().execute(sql, params)
-        ]
-
-    def select_notifications(
-        self,
-        start: int | None,
-        limit: int,
-        stop: int | None = None,
-        topics: Sequence[str] = (),
-        *,
-        inclusive_of_start: bool = True,
-    ) -> Sequence[Notification]:
-        sql = "SELECT seq, originator_id, originator_version, topic, entry FROM ledger_events "
-        sql += "WHERE seq >= ?" if inclusive_of_start else "WHERE seq > ?"
-        params: list[Any] = [start or 0]
-        if stop is not None:
-            sql += " AND seq <= ?"
-            params.append(stop)
-        if topics:
-            sql += f" AND topic IN ({','.join('?' * len(topics))})"
-            params.extend(topics)
-        sql += " ORDER BY seq LIMIT ?"
-        params.append(limit)
-        return [
-            Notification(
-                id=r[0], originator_id=r[1], originator_version=r[2], topic=r[3], state=bytes(r[4])
-            )
-            for r in self._reader().execute(sql, params)
-        ]
-
-    def max_notification_id(self) -> int | None:
-        row = self._reader().execute("SELECT max(seq) FROM ledger_events").fetchone()
-        return None if row[0] is None else int(row[0])
 
 
 class SQLiteKeyStore(KeyStore):

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from ledger.config import Settings, open_ledger
-from ledger.errors import ValidationError
 from ledger.events import FACT_TYPES, parse_fact
 from ledger.receipts import Receipt
 
@@ -94,5 +93,3 @@ def test_the_examples_import_into_a_fresh_ledger_in_one_batch(
     finally:
         app.close()
     assert_one_receipt_per_line(receipts, lines)
-
-
