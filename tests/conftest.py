@@ -89,11 +89,11 @@ class RawDatabase:
                 conn.execute(f'SET search_path TO "{self.settings.database_schema}"')
                 yield conn
         else:
-            conn = sqlite3.connect(self.settings.sqlite_path, isolation_level=None)
+            lite = sqlite3.connect(self.settings.sqlite_path, isolation_level=None)
             try:
-                yield conn
+                yield lite
             finally:
-                conn.close()
+                lite.close()
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         if self.postgres:

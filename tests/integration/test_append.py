@@ -142,7 +142,7 @@ def test_streams_rebuild_from_the_log(ledger: LedgerApplication) -> None:
     pol = facts.policy()
     subject = facts.ref("user")
     ledger.append([pol, facts.age(subject, 30), facts.consent(subject, pol["version"])])
-    stored = ledger.repository.get(_subject_id(ledger, subject))
+    stored: Subject = ledger.repository.get(_subject_id(ledger, subject))
     assert isinstance(stored, Subject)
     assert stored.attested_age == 30 and stored.version == 3
 
