@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 from datetime import timedelta
 from uuid import UUID
 
@@ -149,3 +150,22 @@ def test_streams_rebuild_from_the_log(ledger: LedgerApplication) -> None:
 
 def _subject_id(ledger: LedgerApplication, subject: str) -> UUID:
     return UUID(ledger.subject_keys.pseudonym(subject))
+
+
+def test_a_subscription_follows_the_log_in_sequence_order(ledger: LedgerApplication) -> None:
+    ledger.append([facts.policy()])
+    seen: list[int] = []
+
+    def follow() -> None:
+        with ledger.ledger.subscribe(gt=0) as subscription:
+            for notification in subscription:
+                seen.append(notification.id)
+                if len(seen) == 3:
+                    return
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    ledger.append([facts.policy(), facts.policy()])  # after the follower started
+    follower.join(timeout=10)
+    assert not follower.is_alive(), f"the subscription stalled after {seen}"
+    assert seen == [1, 2, 3]
