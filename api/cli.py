@@ -16,6 +16,7 @@ from typing import Any
 import click
 import orjson
 
+from api.cli_read_models import COMMANDS
 from ledger.application import LedgerApplication
 from ledger.config import Settings, SettingsError, generate_keys, load_keyring, open_ledger
 from ledger.errors import IdempotencyConflictError, LedgerError, ValidationError
@@ -230,6 +231,10 @@ def tail(ctx: click.Context, count: int, follow: bool, interval: float) -> None:
         return
     finally:
         app.close()
+
+
+for _command in COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

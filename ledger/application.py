@@ -522,23 +522,9 @@ class LedgerApplication(Application[UUID]):
                 "corrected_event_unknown",
                 f"no event {fact.corrects_event_id} was recorded",
             )
-        fact_type = ev.FACT_TYPES[type_name]
-        personal = {
-            p.split(".")[0].removesuffix("[]") for p, _ in ev.personal_data_paths(fact_type)
-        }
-        for name in fact.corrected_fields:
-            if name in personal:
-                raise rule(
-                    f"corrected_fields.{name}",
-                    "personal_data_not_allowed",
-                    "personal data cannot be corrected by a correction event; record a new fact",
-                )
-            if name not in fact_type.model_fields or name in ("type", "event_id"):
-                raise rule(
-                    f"corrected_fields.{name}",
-                    "field_unknown",
-                    f"{type_name} has no correctable field {name!r}",
-                )
+        problems = ev.correction_problems(type_name, fact.corrected_fields)
+        if problems:
+            raise ValidationError(problems)
 
     # -- reading -------------------------------------------------------------------------------
 

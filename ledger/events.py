@@ -315,6 +315,8 @@ class RequestReceived(Fact):
     subject: SubjectRef
     kind: RequestKind
     channel: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    jurisdiction: CountryCode | None = None
+    """Whose deadline applies (ISO 3166 code, or EU); the register's due date depends on it."""
     details: PersonalText | None = None
     purposes: list[PurposeId] = Field(default_factory=list, max_length=100)
 
@@ -468,3 +470,64 @@ def occurred_at_of(raw: Mapping[str, Any]) -> datetime | None:
         return datetime.fromisoformat(str(raw.get("occurred_at")))
     except ValueError:
         return None
+
+
+IDENTITY_FIELDS = frozenset(
+    {"type", "event_id", "version", "recipient_id", "disclosure_id", "incident_id", "request_id"}
+)
+"""Fields that say which stream an event belongs to: a correction cannot move an event."""
+
+
+def correction_problems(type_name: str, fields: Mapping[str, Any]) -> list[FieldProblem]:
+    """What is wrong with correcting these fields of an event of ``type_name``.
+
+    Each value is validated as the catalogue validates that field (strict JSON mode).
+    """
+    fact_type = FACT_TYPES[type_name]
+    personal = {p.split(".")[0].removesuffix("[]") for p, _ in personal_data_paths(fact_type)}
+    problems: list[FieldProblem] = []
+    for name, value in fields.items():
+        where = f"corrected_fields.{name}"
+        if name in personal:
+            problems.append(
+                FieldProblem(
+                    where,
+                    "personal_data_not_allowed",
+                    "personal data cannot be corrected by a correction event; record a new fact",
+                )
+            )
+        elif name in IDENTITY_FIELDS:
+            problems.append(
+                FieldProblem(
+                    where, "field_not_correctable", f"{name} places the event; it cannot change"
+                )
+            )
+        elif name not in fact_type.model_fields:
+            problems.append(
+                FieldProblem(where, "field_unknown", f"{type_name} has no field {name!r}")
+            )
+        else:
+            problems.extend(_field_problems(fact_type, name, value, where))
+    return problems
+
+
+def _field_problems(fact_type: type[Fact], name: str, value: Any, where: str) -> list[FieldProblem]:
+    info = fact_type.model_fields[name]
+    annotation: Any = info.annotation
+    adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(
+        Annotated[(annotation, *info.metadata)] if info.metadata else annotation
+    )
+    try:
+        adapter.validate_json(orjson.dumps(value), strict=True)
+    except pydantic.ValidationError as exc:
+        return [
+            FieldProblem(
+                where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]),
+                e["type"],
+                e["msg"],
+            )
+            for e in exc.errors(include_url=False)
+        ]
+    except orjson.JSONEncodeError as exc:
+        return [FieldProblem(where, "json_required", str(exc))]
+    return []

@@ -1,0 +1,239 @@
+"""``consent-ledger projections ...`` and the commands that query the read models.
+
+Query commands first bring the read models up to the head of the log, so what they print
+includes every event recorded before they ran (read your writes), whether or not a
+``projections run`` worker is running.
+"""
+
+from __future__ import annotations
+
+import csv
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import orjson
+
+from ledger.config import Settings, open_ledger
+from projections.base import PoisonEventError
+from projections.read_models import ReadModels, ReadModelSettings
+
+
+@contextmanager
+def read_models(ctx: click.Context, *, catch_up: bool = True) -> Iterator[ReadModels]:
+    settings: Settings = ctx.obj
+    app = open_ledger(settings)
+    models = ReadModels(app, settings, ReadModelSettings.from_env())
+    try:
+        if catch_up:
+            models.runner.catch_up()
+        yield models
+    finally:
+        models.close()
+        app.close()
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+
+
+def _moment(value: datetime | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+TIME = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"])
+
+
+# -- projections ------------------------------------------------------------------------------
+
+
+@click.group("projections")
+def projections_group() -> None:
+    """Run, inspect and rebuild the read models."""
+
+
+@projections_group.command("run")
+@click.option("--once", is_flag=True, help="Catch up to the head of the log, then stop.")
+@click.pass_context
+def projections_run(ctx: click.Context, once: bool) -> None:
+    """Catch every read model up, then follow the log until SIGTERM or Ctrl-C."""
+    with read_models(ctx, catch_up=False) as models:
+        if once:
+            read = models.runner.catch_up()
+            click.echo(f"caught up: {read} events read")
+            return
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+
+        def report(exc: PoisonEventError) -> None:
+            click.echo(f"error: {exc}", err=True)
+
+        click.echo("following the log (Ctrl-C to stop)", err=True)
+        models.runner.follow(stop, on_error=report)
+
+
+@projections_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def projections_status(ctx: click.Context, as_json: bool) -> None:
+    """Each read model's position, lag (events and seconds) and error, if any."""
+    with read_models(ctx, catch_up=False) as models:
+        statuses = models.runner.status()
+    if as_json:
+        _echo_json([s.as_dict() for s in statuses])
+        return
+    for s in statuses:
+        line = (
+            f"{s.name:<14} version {s.version:<22} position {s.position:>9} of {s.head:<9} "
+            f"lag {s.lag_events} events, {s.lag_seconds:.1f} s"
+        )
+        click.echo(line + (f"  FAILED: {s.error}" if s.error else ""))
+
+
+@projections_group.command("rebuild")
+@click.argument("names", nargs=-1)
+@click.pass_context
+def projections_rebuild(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Drop NAMES (default: all) and rebuild them from the first event."""
+    with read_models(ctx, catch_up=False) as models:
+        total = models.runner.app.head()
+        chosen = list(names) or list(models.runner.projections)
+        for name in chosen:
+            models.runner.projection(name)  # unknown names fail before anything is dropped
+        for name in chosen:
+            with click.progressbar(
+                length=total, label=f"rebuilding {name}", file=sys.stderr
+            ) as bar:
+                models.runner.rebuild([name], progress=bar.update)
+        click.echo(f"rebuilt {', '.join(chosen)} from {total} events")
+
+
+# -- queries ----------------------------------------------------------------------------------
+
+
+@click.group("consent")
+def consent_group() -> None:
+    """Consent state of a subject (by the emitter's reference)."""
+
+
+@consent_group.command("state")
+@click.argument("subject")
+@click.option("--at", "moment", type=TIME, help="As of this time (default: now, UTC).")
+@click.pass_context
+def consent_state(ctx: click.Context, subject: str, moment: datetime | None) -> None:
+    """Every purpose SUBJECT decided on, with its status at the moment."""
+    with read_models(ctx) as models:
+        pseudonym = models.runner.app.subject_keys.pseudonym(subject)
+        states = models.consent.state(pseudonym, _moment(moment))
+    _echo_json({"subject": pseudonym, "purposes": [s.as_dict() for s in states]})
+
+
+@consent_group.command("check")
+@click.argument("subject")
+@click.argument("purpose")
+@click.option("--at", "moment", type=TIME, help="At this time (default: now, UTC).")
+@click.pass_context
+def consent_check(ctx: click.Context, subject: str, purpose: str, moment: datetime | None) -> None:
+    """May PURPOSE be used for SUBJECT? Exit status 0 when yes, 3 when no."""
+    with read_models(ctx) as models:
+        pseudonym = models.runner.app.subject_keys.pseudonym(subject)
+        verdict = models.consent.decide(pseudonym, purpose, _moment(moment))
+    _echo_json(
+        {
+            "subject": pseudonym,
+            "purpose": purpose,
+            "allowed": verdict.valid,
+            "status": verdict.status,
+            "dpv_status": verdict.dpv,
+            "decided_by_seq": verdict.seq,
+            "policy_version": verdict.policy_version,
+            "since": verdict.since,
+        }
+    )
+    if not verdict.valid:
+        ctx.exit(3)
+
+
+@click.command("disclosures")
+@click.option("--subject", help="The emitter's reference of a subject.")
+@click.option("--recipient", help="A recipient id.")
+@click.option("--from", "start", type=TIME, help="Occurred at or after.")
+@click.option("--to", "end", type=TIME, help="Occurred before.")
+@click.option("--violations", is_flag=True, help="Only disclosures flagged as violations.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV for a spreadsheet instead of JSON.")
+@click.pass_context
+def disclosures(
+    ctx: click.Context,
+    subject: str | None,
+    recipient: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    violations: bool,
+    as_csv: bool,
+) -> None:
+    """Disclosure history, one row per subject per disclosure, with its verdict."""
+    with read_models(ctx) as models:
+        pseudonym = None if subject is None else models.runner.app.subject_keys.pseudonym(subject)
+        rows: list[dict[str, Any]] = []
+        after = None
+        while True:
+            page = models.disclosures.find(
+                subject=pseudonym,
+                recipient_id=recipient,
+                start=None if start is None else _moment(start),
+                end=None if end is None else _moment(end),
+                violations_only=violations,
+                after=after,
+            )
+            rows.extend(row.as_dict() for row in page)
+            if len(page) < 1000:
+                break
+            after = (page[-1].occurred_at, page[-1].seq, page[-1].subject)
+    if not as_csv:
+        _echo_json(rows)
+        return
+    writer = csv.writer(sys.stdout)
+    if rows:
+        writer.writerow(rows[0].keys())
+    for row in rows:
+        writer.writerow(";".join(v) if isinstance(v, list) else v for v in row.values())
+
+
+@click.command("incidents")
+@click.argument("incident_id", required=False)
+@click.pass_context
+def incidents(ctx: click.Context, incident_id: str | None) -> None:
+    """The incident register with deadlines (or one incident)."""
+    now = datetime.now(UTC)
+    with read_models(ctx) as models:
+        if incident_id is None:
+            _echo_json([record.as_dict() for record in models.incidents.list(now)])
+            return
+        record = models.incidents.get(incident_id, now)
+    if record is None:
+        raise click.ClickException(f"no incident {incident_id} was opened")
+    _echo_json(record.as_dict())
+
+
+@click.command("requests")
+@click.option("--overdue", is_flag=True, help="Only open requests past their due date.")
+@click.option("--subject", help="The emitter's reference of a subject.")
+@click.pass_context
+def requests(ctx: click.Context, overdue: bool, subject: str | None) -> None:
+    """The data-subject request register with due dates."""
+    now = datetime.now(UTC)
+    with read_models(ctx) as models:
+        pseudonym = None if subject is None else models.runner.app.subject_keys.pseudonym(subject)
+        records = models.requests.list(now, overdue_only=overdue, subject=pseudonym)
+    _echo_json([record.as_dict() for record in records])
+
+
+COMMANDS = (projections_group, consent_group, disclosures, incidents, requests)

@@ -1,0 +1,143 @@
+"""What every read model shares: the event as projections see it, and the projection role.
+
+A projection is a pure function of the log. It sees events in sequence order, writes only its
+own ``proj_*`` tables, and never reads another projection's tables: two projections at
+different positions must not see each other half-way. Personal data stays sealed: read models
+hold pseudonyms, never the emitter's references.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import orjson
+
+from ledger.errors import LedgerError
+from projections.database import Sql
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """An event of the log, decoded for projections (personal data still sealed)."""
+
+    seq: int
+    type: str
+    stream: str
+    stream_version: int
+    event_id: str | None
+    occurred_at: str
+    recorded_at: str
+    data: dict[str, Any]
+
+    @classmethod
+    def from_entry(cls, entry: bytes) -> LoggedEvent:
+        decoded = orjson.loads(entry)
+        body = decoded["body"]
+        return cls(
+            seq=decoded["seq"],
+            type=body["type"],
+            stream=decoded["stream"],
+            stream_version=decoded["stream_version"],
+            event_id=body["event_id"],
+            occurred_at=body["occurred_at"],
+            recorded_at=body["recorded_at"],
+            data=body["data"],
+        )
+
+
+class ProjectionError(LedgerError):
+    """A projection cannot go on; the message says which and why."""
+
+
+class PoisonEventError(ProjectionError):
+    """A projection failed on one event; it stops there and never skips it."""
+
+    def __init__(self, projection: str, seq: int, type_name: str, cause: BaseException) -> None:
+        self.projection = projection
+        self.seq = seq
+        self.type_name = type_name
+        super().__init__(
+            f"projection {projection} stopped at event {seq} ({type_name}): "
+            f"{type(cause).__name__}: {cause}"
+        )
+
+
+def utc(text: str) -> str:
+    """Any RFC 3339 time as the stored form: UTC, microseconds, ``Z``."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"time {text!r} has no offset")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_utc(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+class Projection(ABC):
+    """A read model: its tables, the event types it reads, and how each changes its rows."""
+
+    name: ClassVar[str]
+    version: ClassVar[int]
+    """Raise it when the code changes what rows hold: the projection then rebuilds itself."""
+    tables: ClassVar[Mapping[str, str]]
+    """Table name -> column definitions (portable SQL)."""
+    indexes: ClassVar[tuple[str, ...]] = ()
+    """``CREATE INDEX IF NOT EXISTS`` statements."""
+    topics: ClassVar[frozenset[str]]
+    """The event types it reads; a correction of one of them is read too."""
+
+    def version_tag(self) -> str:
+        """What decides whether stored rows are still valid (the version, and parameters)."""
+        return str(self.version)
+
+    def create(self, sql: Sql) -> None:
+        for table, columns in self.tables.items():
+            sql.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+        for statement in self.indexes:
+            sql.execute(statement)
+
+    def drop(self, sql: Sql) -> None:
+        for table in self.tables:
+            sql.execute(f"DROP TABLE IF EXISTS {table}")
+
+    @abstractmethod
+    def process(self, sql: Sql, event: LoggedEvent) -> None:
+        """Apply one event (of :attr:`topics`, or ``correction.recorded``)."""
+
+
+class CorrectableProjection(Projection):
+    """A projection that applies ``correction.recorded`` to the events it read."""
+
+    @abstractmethod
+    def correct(self, sql: Sql, original: LoggedEvent, corrected: LoggedEvent) -> None:
+        """Replace what ``original`` contributed by what ``corrected`` says (same seq)."""
+
+
+def corrected_event(original: LoggedEvent, fields: Mapping[str, Any]) -> LoggedEvent:
+    """``original`` with the corrected fields applied (``occurred_at`` included)."""
+    data = dict(original.data)
+    occurred_at = original.occurred_at
+    for name, value in fields.items():
+        if name == "occurred_at":
+            occurred_at = utc(str(value))
+        else:
+            data[name] = value
+    return LoggedEvent(
+        seq=original.seq,
+        type=original.type,
+        stream=original.stream,
+        stream_version=original.stream_version,
+        event_id=original.event_id,
+        occurred_at=occurred_at,
+        recorded_at=original.recorded_at,
+        data=data,
+    )

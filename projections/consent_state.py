@@ -1,0 +1,125 @@
+"""Consent state: per subject and purpose, now and at any moment (GDPR 7(1), 7(3)).
+
+Stored: every decision, the policy versions, age attestations, and the validity intervals
+derived from the decisions. Computed when asked (never stored by hand): expiry, renewal after
+a material policy change, a minor's consent without a guardian, so a question about a past
+moment gets the answer that was true then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from projections.base import CorrectableProjection, LoggedEvent
+from projections.consent_book import BOOK_TYPES, CONSENT_TYPES, ConsentBook, subjects_and_purposes
+from projections.consent_rules import Interval, Verdict, intervals, moment_text
+from projections.database import ProjectionDatabase, Sql
+
+BOOK = ConsentBook("proj_consent_")
+INTERVALS = "proj_consent_intervals"
+
+
+class ConsentState(CorrectableProjection):
+    name = "consent_state"
+    version = 1
+    topics = BOOK_TYPES
+    tables: ClassVar[Mapping[str, str]] = {
+        **BOOK.tables,
+        INTERVALS: (
+            "subject TEXT NOT NULL, purpose TEXT NOT NULL, valid_from TEXT NOT NULL, "
+            "valid_until TEXT, end_reason TEXT, given_seq BIGINT NOT NULL, ended_seq BIGINT, "
+            "policy_version TEXT NOT NULL, guardian INTEGER NOT NULL, "
+            "PRIMARY KEY (subject, purpose, given_seq)"
+        ),
+    }
+
+    def process(self, sql: Sql, event: LoggedEvent) -> None:
+        BOOK.record(sql, event)
+        if event.type in CONSENT_TYPES:
+            for subject, purpose in subjects_and_purposes(event):
+                self._derive(sql, subject, purpose)
+
+    def correct(self, sql: Sql, original: LoggedEvent, corrected: LoggedEvent) -> None:
+        BOOK.retract(sql, original)
+        BOOK.record(sql, corrected)
+        if original.type in CONSENT_TYPES:
+            pairs = subjects_and_purposes(original) + subjects_and_purposes(corrected)
+            for subject, purpose in dict.fromkeys(pairs):
+                self._derive(sql, subject, purpose)
+
+    def _derive(self, sql: Sql, subject: str, purpose: str) -> None:
+        sql.execute(
+            f"DELETE FROM {INTERVALS} WHERE subject = ? AND purpose = ?", (subject, purpose)
+        )
+        sql.executemany(
+            f"INSERT INTO {INTERVALS} (subject, purpose, valid_from, valid_until, end_reason, "
+            "given_seq, ended_seq, policy_version, guardian) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    subject,
+                    purpose,
+                    span.valid_from,
+                    span.valid_until,
+                    span.end_reason,
+                    span.given_seq,
+                    span.ended_seq,
+                    span.policy_version,
+                    int(span.guardian),
+                )
+                for span in intervals(BOOK.decisions(sql, subject, purpose))
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class PurposeState:
+    purpose: str
+    verdict: Verdict
+
+    def as_dict(self) -> dict[str, Any]:
+        v = self.verdict
+        return {
+            "purpose": self.purpose,
+            "status": v.status,
+            "dpv_status": v.dpv,
+            "valid": v.valid,
+            "policy_version": v.policy_version,
+            "since": v.since,
+            "decided_by_seq": v.seq,
+        }
+
+
+class ConsentStateView:
+    """Questions about consent, answered from the consent-state projection."""
+
+    def __init__(self, db: ProjectionDatabase, default_minimum_age: int = 18) -> None:
+        self.db = db
+        self.default_minimum_age = default_minimum_age
+
+    def state(self, subject: str, now: datetime) -> list[PurposeState]:
+        """Every purpose the subject ever decided on, as it stands at ``now``."""
+        moment = moment_text(now)
+        with self.db.reading() as sql:
+            return [
+                PurposeState(purpose, self._verdict(sql, subject, purpose, moment))
+                for purpose in BOOK.purposes_of(sql, subject)
+            ]
+
+    def decide(self, subject: str, purpose: str, at: datetime) -> Verdict:
+        """May ``purpose`` be used for ``subject`` at ``at``? With the reason and its event."""
+        with self.db.reading() as sql:
+            return self._verdict(sql, subject, purpose, moment_text(at))
+
+    def _verdict(self, sql: Sql, subject: str, purpose: str, moment: str) -> Verdict:
+        return BOOK.verdict(sql, subject, purpose, moment, self.default_minimum_age)
+
+    def intervals(self, subject: str, purpose: str) -> list[Interval]:
+        rows = self.db.query(
+            f"SELECT valid_from, valid_until, end_reason, given_seq, ended_seq, policy_version, "
+            f"guardian FROM {INTERVALS} WHERE subject = ? AND purpose = ? ORDER BY valid_from",
+            (subject, purpose),
+        )
+        return [Interval(r[0], r[1], r[2], int(r[3]), r[4], r[5], bool(r[6])) for r in rows]

@@ -1,0 +1,316 @@
+"""Disclosure history: one row per subject per disclosure, with a compliance verdict.
+
+GDPR 15(1)(c) asks for the specific recipients, so a row names the recipient; the query side
+joins its registered name, role and country. The verdict is computed from the log:
+
+- ``recipient_unregistered`` / ``recipient_terminated``: the recipient was not registered, or
+  was terminated, when the disclosure occurred;
+- ``lawful_exception``: a legal basis other than consent (legal obligation, vital interests ...);
+- ``consent_valid`` / ``consent_missing``: consent for the purpose was, or was not, valid for
+  that subject when the disclosure occurred (a violation, still recorded: the ledger records
+  facts, it does not hide them).
+
+A later fact that changes the answer (a back-dated withdrawal, a material policy change, an age
+attestation, a recipient's registration) recomputes the affected rows, so the rows are always
+the function of the whole log, whatever order the facts were recorded in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+import orjson
+
+from projections.base import CorrectableProjection, LoggedEvent, dumps, utc
+from projections.consent_book import BOOK_TYPES, CONSENT_TYPES, ConsentBook, subjects_and_purposes
+from projections.consent_rules import moment_text
+from projections.database import ProjectionDatabase, Row, Sql
+
+BOOK = ConsentBook("proj_dc_")
+RECIPIENTS = "proj_dc_recipients"
+ROWS = "proj_disclosures"
+RECIPIENT_TYPES = frozenset({"recipient.registered", "recipient.updated", "recipient.terminated"})
+VIOLATIONS = frozenset({"recipient_unregistered", "recipient_terminated", "consent_missing"})
+
+
+class DisclosureHistory(CorrectableProjection):
+    name = "disclosures"
+    version = 1
+    topics = BOOK_TYPES | RECIPIENT_TYPES | {"disclosure.recorded"}
+    tables: ClassVar[Mapping[str, str]] = {
+        **BOOK.tables,
+        RECIPIENTS: (
+            "recipient_id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, "
+            "country TEXT NOT NULL, agreement_ref TEXT, registered_at TEXT NOT NULL, "
+            "terminated_at TEXT, seq BIGINT NOT NULL"
+        ),
+        ROWS: (
+            "seq BIGINT NOT NULL, subject TEXT NOT NULL, disclosure_id TEXT NOT NULL, "
+            "occurred_at TEXT NOT NULL, recipient_id TEXT NOT NULL, kind TEXT NOT NULL, "
+            "data_categories TEXT NOT NULL, purpose TEXT NOT NULL, legal_basis TEXT NOT NULL, "
+            "de_identified INTEGER NOT NULL, destination_country TEXT NOT NULL, "
+            "policy_version TEXT NOT NULL, verdict TEXT NOT NULL, violation INTEGER NOT NULL, "
+            "consent_seq BIGINT, PRIMARY KEY (seq, subject)"
+        ),
+    }
+    indexes = (
+        f"CREATE INDEX IF NOT EXISTS proj_disclosures_subject ON {ROWS} (subject, occurred_at)",
+        f"CREATE INDEX IF NOT EXISTS proj_disclosures_recipient ON {ROWS} "
+        "(recipient_id, occurred_at)",
+        f"CREATE INDEX IF NOT EXISTS proj_disclosures_time ON {ROWS} (occurred_at)",
+    )
+
+    def __init__(self, default_minimum_age: int = 18) -> None:
+        self.default_minimum_age = default_minimum_age
+
+    def version_tag(self) -> str:
+        # Verdicts depend on the minimum age: another setting means other rows.
+        return f"{self.version}-minimum-age-{self.default_minimum_age}"
+
+    def process(self, sql: Sql, event: LoggedEvent) -> None:
+        if event.type in BOOK_TYPES:
+            BOOK.record(sql, event)
+        elif event.type in RECIPIENT_TYPES:
+            self._record_recipient(sql, event)
+        else:
+            self._record_disclosure(sql, event)
+        self._recompute_after(sql, event)
+
+    def correct(self, sql: Sql, original: LoggedEvent, corrected: LoggedEvent) -> None:
+        if original.type in BOOK_TYPES:
+            BOOK.retract(sql, original)
+            BOOK.record(sql, corrected)
+        elif original.type == "disclosure.recorded":
+            sql.execute(f"DELETE FROM {ROWS} WHERE seq = ?", (original.seq,))
+            self._record_disclosure(sql, corrected)
+        elif original.type in RECIPIENT_TYPES:
+            self._correct_recipient(sql, original, corrected)
+        self._recompute_after(sql, original)
+        self._recompute_after(sql, corrected)
+
+    # -- recording -----------------------------------------------------------------------------
+
+    def _record_recipient(self, sql: Sql, event: LoggedEvent) -> None:
+        data = event.data
+        if event.type == "recipient.registered":
+            sql.execute(
+                f"INSERT INTO {RECIPIENTS} (recipient_id, name, role, country, agreement_ref, "
+                "registered_at, terminated_at, seq) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+                (
+                    data["recipient_id"],
+                    data["name"],
+                    data["role"],
+                    data["country"],
+                    data.get("agreement_ref"),
+                    event.occurred_at,
+                    event.seq,
+                ),
+            )
+        elif event.type == "recipient.updated":
+            for column in ("name", "country", "agreement_ref"):
+                if column in data:
+                    sql.execute(
+                        f"UPDATE {RECIPIENTS} SET {column} = ? WHERE recipient_id = ?",
+                        (data[column], data["recipient_id"]),
+                    )
+        else:
+            sql.execute(
+                f"UPDATE {RECIPIENTS} SET terminated_at = ? WHERE recipient_id = ?",
+                (event.occurred_at, data["recipient_id"]),
+            )
+
+    def _correct_recipient(self, sql: Sql, original: LoggedEvent, corrected: LoggedEvent) -> None:
+        if original.type == "recipient.registered":
+            sql.execute(f"DELETE FROM {RECIPIENTS} WHERE seq = ?", (original.seq,))
+        self._record_recipient(sql, corrected)
+
+    def _record_disclosure(self, sql: Sql, event: LoggedEvent) -> None:
+        data = event.data
+        sql.executemany(
+            f"INSERT INTO {ROWS} (seq, subject, disclosure_id, occurred_at, recipient_id, kind, "
+            "data_categories, purpose, legal_basis, de_identified, destination_country, "
+            "policy_version, verdict, violation, consent_seq) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, NULL)",
+            [
+                (
+                    event.seq,
+                    subject,
+                    data["disclosure_id"],
+                    event.occurred_at,
+                    data["recipient_id"],
+                    data["kind"],
+                    dumps(data["data_categories"]),
+                    data["purpose"],
+                    data["legal_basis"],
+                    int(data["de_identified"]),
+                    data["destination_country"],
+                    data["policy_version"],
+                )
+                for subject in dict.fromkeys(item["subject"] for item in data["subjects"])
+            ],
+        )
+
+    # -- verdicts ------------------------------------------------------------------------------
+
+    def _recompute_after(self, sql: Sql, event: LoggedEvent) -> None:
+        """Recompute the verdicts ``event`` can change, and only those."""
+        data = event.data
+        params: list[Any]
+        if event.type == "disclosure.recorded":
+            where, params = "seq = ?", [event.seq]
+        elif event.type in CONSENT_TYPES:
+            pairs = subjects_and_purposes(event)
+            where = " OR ".join("(subject = ? AND purpose = ?)" for _ in pairs)
+            params = [value for pair in pairs for value in pair]
+        elif event.type == "subject.age_attested":
+            where, params = "subject = ?", [data["subject"]]
+        elif event.type == "policy.version_published":
+            if not data["material"]:
+                return
+            where, params = (
+                "legal_basis = 'consent' AND occurred_at >= ?",
+                [utc(data["effective_at"])],
+            )
+        elif event.type in RECIPIENT_TYPES:
+            where, params = "recipient_id = ?", [data["recipient_id"]]
+        else:
+            return
+        rows = sql.execute(
+            f"SELECT seq, subject, occurred_at, recipient_id, purpose, legal_basis FROM {ROWS} "
+            f"WHERE {where}",
+            params,
+        )
+        for row in rows:
+            verdict, consent_seq = self._verdict(sql, row)
+            sql.execute(
+                f"UPDATE {ROWS} SET verdict = ?, violation = ?, consent_seq = ? "
+                "WHERE seq = ? AND subject = ?",
+                (verdict, int(verdict in VIOLATIONS), consent_seq, row[0], row[1]),
+            )
+
+    def _verdict(self, sql: Sql, row: Row) -> tuple[str, int | None]:
+        _, subject, occurred_at, recipient_id, purpose, legal_basis = row
+        recipient = sql.execute(
+            f"SELECT registered_at, terminated_at FROM {RECIPIENTS} WHERE recipient_id = ?",
+            (recipient_id,),
+        )
+        if not recipient or recipient[0][0] > occurred_at:
+            return "recipient_unregistered", None
+        if recipient[0][1] is not None and recipient[0][1] <= occurred_at:
+            return "recipient_terminated", None
+        if legal_basis != "consent":
+            return "lawful_exception", None
+        verdict = BOOK.verdict(sql, subject, purpose, occurred_at, self.default_minimum_age)
+        return ("consent_valid" if verdict.valid else "consent_missing"), verdict.seq
+
+
+@dataclass(frozen=True)
+class DisclosureRow:
+    seq: int
+    subject: str
+    disclosure_id: str
+    occurred_at: str
+    recipient_id: str
+    recipient_name: str | None
+    recipient_role: str | None
+    recipient_country: str | None
+    kind: str
+    data_categories: list[str]
+    purpose: str
+    legal_basis: str
+    de_identified: bool
+    destination_country: str
+    policy_version: str
+    verdict: str
+    violation: bool
+    consent_seq: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+class DisclosureHistoryView:
+    """Disclosures by subject, by recipient and by period (occurred_at, end exclusive)."""
+
+    COLUMNS = (
+        "d.seq, d.subject, d.disclosure_id, d.occurred_at, d.recipient_id, r.name, r.role, "
+        "r.country, d.kind, d.data_categories, d.purpose, d.legal_basis, d.de_identified, "
+        "d.destination_country, d.policy_version, d.verdict, d.violation, d.consent_seq"
+    )
+
+    def __init__(self, db: ProjectionDatabase) -> None:
+        self.db = db
+
+    def find(
+        self,
+        *,
+        subject: str | None = None,
+        recipient_id: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        violations_only: bool = False,
+        after: tuple[str, int, str] | None = None,
+        limit: int = 1000,
+    ) -> list[DisclosureRow]:
+        """Rows in (occurred_at, seq, subject) order; ``after``: the page before's last row."""
+        where: list[str] = []
+        params: list[Any] = []
+        for condition, value in (
+            ("d.subject = ?", subject),
+            ("d.recipient_id = ?", recipient_id),
+            ("d.occurred_at >= ?", None if start is None else moment_text(start)),
+            ("d.occurred_at < ?", None if end is None else moment_text(end)),
+        ):
+            if value is not None:
+                where.append(condition)
+                params.append(value)
+        if violations_only:
+            where.append("d.violation = 1")
+        if after is not None:
+            where.append(
+                "(d.occurred_at > ? OR (d.occurred_at = ? AND (d.seq > ? OR "
+                "(d.seq = ? AND d.subject > ?))))"
+            )
+            params += [after[0], after[0], after[1], after[1], after[2]]
+        query = f"SELECT {self.COLUMNS} FROM {ROWS} d LEFT JOIN {RECIPIENTS} r "
+        query += "ON r.recipient_id = d.recipient_id"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY d.occurred_at, d.seq, d.subject LIMIT ?"
+        params.append(limit)
+        return [_row(r) for r in self.db.query(query, params)]
+
+    def subjects_disclosed_to(self, recipient_id: str, start: str, end: str) -> list[str]:
+        """Pseudonyms whose data went to the recipient in [start, end): for incidents."""
+        rows = self.db.query(
+            f"SELECT DISTINCT subject FROM {ROWS} WHERE recipient_id = ? AND occurred_at >= ? "
+            "AND occurred_at < ? ORDER BY subject",
+            (recipient_id, utc(start), utc(end)),
+        )
+        return [str(r[0]) for r in rows]
+
+
+def _row(r: Sequence[Any]) -> DisclosureRow:
+    return DisclosureRow(
+        seq=int(r[0]),
+        subject=r[1],
+        disclosure_id=r[2],
+        occurred_at=r[3],
+        recipient_id=r[4],
+        recipient_name=r[5],
+        recipient_role=r[6],
+        recipient_country=r[7],
+        kind=r[8],
+        data_categories=orjson.loads(r[9]),
+        purpose=r[10],
+        legal_basis=r[11],
+        de_identified=bool(r[12]),
+        destination_country=r[13],
+        policy_version=r[14],
+        verdict=r[15],
+        violation=bool(r[16]),
+        consent_seq=None if r[17] is None else int(r[17]),
+    )

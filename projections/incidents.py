@@ -1,0 +1,414 @@
+"""The incident register: every security incident, its 72-hour clock and its GDPR 33(3) contents.
+
+Stored: one row per incident in ``proj_incidents``, and the subjects an assessment names, by
+pseudonym, in ``proj_incident_subjects`` (the subjects an ``affected_rule`` selects are found
+in the disclosure history, never copied here). Computed when asked, never stored: the authority
+deadline (detection + 72 hours by default), whether it is overdue or was missed, whether the
+subjects still have to be told (GDPR 34), and which GDPR 33(3) contents are still missing.
+
+When an incident has several events of one kind, the latest assessment and the latest
+containment are the ones shown (a re-assessment replaces the earlier one; the subjects named by
+any assessment stay affected), while the *first* notification of the authority and of the
+subjects is the one shown: it is the one that met, or missed, the deadline. Each of those
+columns comes with the ``seq`` of the event it shows, so a reader can fetch and verify it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import orjson
+
+from projections.base import (
+    CorrectableProjection,
+    LoggedEvent,
+    ProjectionError,
+    dumps,
+    parse_utc,
+    utc,
+)
+from projections.database import ProjectionDatabase, Row, Sql
+
+INCIDENTS = "proj_incidents"
+SUBJECTS = "proj_incident_subjects"
+
+OPENED = "incident.opened"
+ASSESSED = "incident.assessed"
+CONTAINED = "incident.contained"
+AUTHORITY_NOTIFIED = "incident.authority_notified"
+SUBJECTS_NOTIFIED = "incident.subjects_notified"
+CLOSED = "incident.closed"
+INCIDENT_TYPES = frozenset(
+    {OPENED, ASSESSED, CONTAINED, AUTHORITY_NOTIFIED, SUBJECTS_NOTIFIED, CLOSED}
+)
+
+STATUSES = ("open", "assessed", "contained", "closed")
+"""In the order an incident moves through them; it never moves back."""
+STEP_STATUS = {ASSESSED: "assessed", CONTAINED: "contained", CLOSED: "closed"}
+
+STEP_SEQ = {
+    ASSESSED: "assessed_seq",
+    CONTAINED: "contained_seq",
+    AUTHORITY_NOTIFIED: "authority_notified_seq",
+    SUBJECTS_NOTIFIED: "subjects_notified_seq",
+    CLOSED: "closed_seq",
+}
+"""The column holding the seq of the event a step's columns show."""
+FIRST_WINS = frozenset({AUTHORITY_NOTIFIED, SUBJECTS_NOTIFIED})
+"""Steps shown by their first event (the others by their latest)."""
+
+COLUMNS = (
+    "incident_id",
+    "opened_seq",
+    "detected_at",
+    "summary",
+    "recipient_id",
+    "status",
+    "risk",
+    "data_categories",
+    "likely_consequences",
+    "affected_rule",
+    "approximate_subject_count",
+    "assessed_at",
+    "assessed_seq",
+    "contained_at",
+    "contained_seq",
+    "measures",
+    "authority_notified_at",
+    "authority_notified_seq",
+    "authority",
+    "authority_reference",
+    "dpo_contact",
+    "delay_reason",
+    "subjects_notified_at",
+    "subjects_notified_seq",
+    "subjects_notified_channel",
+    "subjects_notified_count",
+    "closed_at",
+    "closed_seq",
+    "resolution",
+    "last_seq",
+)
+
+
+class IncidentRegister(CorrectableProjection):
+    name = "incidents"
+    version = 1
+    topics = INCIDENT_TYPES
+    tables: ClassVar[Mapping[str, str]] = {
+        INCIDENTS: (
+            "incident_id TEXT PRIMARY KEY, opened_seq BIGINT NOT NULL, detected_at TEXT NOT NULL, "
+            "summary TEXT NOT NULL, recipient_id TEXT, status TEXT NOT NULL, risk TEXT, "
+            "data_categories TEXT NOT NULL, likely_consequences TEXT, affected_rule TEXT, "
+            "approximate_subject_count INTEGER, assessed_at TEXT, assessed_seq BIGINT, "
+            "contained_at TEXT, contained_seq BIGINT, measures TEXT, "
+            "authority_notified_at TEXT, authority_notified_seq BIGINT, authority TEXT, "
+            "authority_reference TEXT, dpo_contact TEXT, delay_reason TEXT, "
+            "subjects_notified_at TEXT, subjects_notified_seq BIGINT, "
+            "subjects_notified_channel TEXT, subjects_notified_count INTEGER, "
+            "closed_at TEXT, closed_seq BIGINT, resolution TEXT, last_seq BIGINT NOT NULL"
+        ),
+        SUBJECTS: (
+            "incident_id TEXT NOT NULL, subject TEXT NOT NULL, seq BIGINT NOT NULL, "
+            "PRIMARY KEY (incident_id, subject)"
+        ),
+    }
+    indexes = (
+        f"CREATE INDEX IF NOT EXISTS proj_incidents_detected ON {INCIDENTS} (detected_at)",
+        f"CREATE INDEX IF NOT EXISTS proj_incident_subjects_subject ON {SUBJECTS} (subject)",
+    )
+
+    def process(self, sql: Sql, event: LoggedEvent) -> None:
+        incident_id = event.data["incident_id"]
+        columns = _contribution(event)
+        if event.type == OPENED:
+            names = ["incident_id", "opened_seq", "status", *columns, "last_seq"]
+            values = [incident_id, event.seq, "open", *columns.values(), event.seq]
+            sql.execute(
+                f"INSERT INTO {INCIDENTS} ({', '.join(names)}) "
+                f"VALUES ({', '.join('?' for _ in names)})",
+                values,
+            )
+            return
+        status, step_seq = _state(sql, incident_id, STEP_SEQ[event.type])
+        if event.type in FIRST_WINS and step_seq is not None:
+            columns = {}  # a follow-up: the first notification stays the one shown
+        if event.type in STEP_STATUS:
+            columns["status"] = _later(status, STEP_STATUS[event.type])
+        columns["last_seq"] = event.seq
+        _update(sql, incident_id, columns)
+        if event.type == ASSESSED:
+            sql.executemany(
+                f"INSERT INTO {SUBJECTS} (incident_id, subject, seq) VALUES (?, ?, ?) "
+                "ON CONFLICT (incident_id, subject) DO NOTHING",
+                [
+                    (incident_id, item["subject"], event.seq)
+                    for item in event.data.get("affected_subjects", [])
+                ],
+            )
+
+    def correct(self, sql: Sql, original: LoggedEvent, corrected: LoggedEvent) -> None:
+        """Apply the corrected fields to the columns they fill, when the row still shows them.
+
+        A corrected field whose value the catalogue would refuse, or that fills no column
+        (``incident_id`` included: an event stays in its incident), is ignored; so is a
+        correction of an assessment or containment a later one replaced, or of a follow-up
+        notification. The affected subjects are personal data, never corrected this way.
+        """
+        incident_id = original.data["incident_id"]
+        before = _contribution(original)
+        after = _contribution(corrected)
+        changed = {name: value for name, value in after.items() if before.get(name) != value}
+        if not changed:
+            return
+        if original.type == OPENED:
+            _, assessed_seq = _state(sql, incident_id, "assessed_seq")
+            if assessed_seq is not None:  # an assessment's categories replaced these
+                changed.pop("data_categories", None)
+        else:
+            _, step_seq = _state(sql, incident_id, STEP_SEQ[original.type])
+            if step_seq != original.seq:
+                return
+        if changed:
+            _update(sql, incident_id, changed)
+
+
+def _contribution(event: LoggedEvent) -> dict[str, Any]:
+    """The columns an event fills, with their stored values."""
+    data = event.data
+    if event.type == OPENED:
+        return {
+            "detected_at": utc(data["detected_at"]),
+            "summary": data["summary"],
+            "recipient_id": data.get("recipient_id"),
+            "data_categories": dumps(data.get("data_categories", [])),
+        }
+    if event.type == ASSESSED:
+        rule = data.get("affected_rule")
+        return {
+            "risk": data["risk"],
+            "data_categories": dumps(data["data_categories"]),
+            "likely_consequences": data["likely_consequences"],
+            "affected_rule": None if rule is None else dumps(_normalised_rule(rule)),
+            "approximate_subject_count": data.get("approximate_subject_count"),
+            "assessed_at": event.occurred_at,
+            "assessed_seq": event.seq,
+        }
+    if event.type == CONTAINED:
+        return {
+            "measures": data["measures"],
+            "contained_at": event.occurred_at,
+            "contained_seq": event.seq,
+        }
+    if event.type == AUTHORITY_NOTIFIED:
+        return {
+            "authority": data["authority"],
+            "authority_reference": data.get("reference"),
+            "dpo_contact": data["dpo_contact"],
+            "delay_reason": data.get("delay_reason"),
+            "authority_notified_at": event.occurred_at,
+            "authority_notified_seq": event.seq,
+        }
+    if event.type == SUBJECTS_NOTIFIED:
+        return {
+            "subjects_notified_channel": data["channel"],
+            "subjects_notified_count": data["subject_count"],
+            "subjects_notified_at": event.occurred_at,
+            "subjects_notified_seq": event.seq,
+        }
+    if event.type == CLOSED:
+        return {
+            "resolution": data["resolution"],
+            "closed_at": event.occurred_at,
+            "closed_seq": event.seq,
+        }
+    raise ProjectionError(f"the incident register does not read {event.type}")
+
+
+def _normalised_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "recipient_id": rule["recipient_id"],
+        "disclosed_from": utc(rule["disclosed_from"]),
+        "disclosed_to": utc(rule["disclosed_to"]),
+    }
+
+
+def _state(sql: Sql, incident_id: str, seq_column: str) -> tuple[str, int | None]:
+    """The incident's status, and the seq in ``seq_column``."""
+    rows = sql.execute(
+        f"SELECT status, {seq_column} FROM {INCIDENTS} WHERE incident_id = ?", (incident_id,)
+    )
+    if not rows:
+        raise ProjectionError(f"incident {incident_id!r} was never opened in the register")
+    status, seq = rows[0]
+    return str(status), None if seq is None else int(seq)
+
+
+def _update(sql: Sql, incident_id: str, columns: Mapping[str, Any]) -> None:
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    sql.execute(
+        f"UPDATE {INCIDENTS} SET {assignments} WHERE incident_id = ?",
+        [*columns.values(), incident_id],
+    )
+
+
+def _later(current: str, reached: str) -> str:
+    return max(current, reached, key=STATUSES.index)
+
+
+# -- the query side ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IncidentRecord:
+    """One incident as the register holds it, and what follows from it at ``now``."""
+
+    incident_id: str
+    opened_seq: int
+    detected_at: datetime
+    summary: str
+    recipient_id: str | None
+    status: str
+    risk: str | None
+    data_categories: tuple[str, ...]
+    likely_consequences: str | None
+    affected_rule: Mapping[str, str] | None
+    approximate_subject_count: int | None
+    assessed_at: datetime | None
+    assessed_seq: int | None
+    contained_at: datetime | None
+    contained_seq: int | None
+    measures: str | None
+    authority_notified_at: datetime | None
+    authority_notified_seq: int | None
+    authority: str | None
+    authority_reference: str | None
+    dpo_contact: str | None
+    delay_reason: str | None
+    subjects_notified_at: datetime | None
+    subjects_notified_seq: int | None
+    subjects_notified_channel: str | None
+    subjects_notified_count: int | None
+    closed_at: datetime | None
+    closed_seq: int | None
+    resolution: str | None
+    last_seq: int
+    affected_subjects: tuple[str, ...]
+    """Pseudonyms of the subjects the assessments name."""
+    # computed at the moment asked about
+    authority_deadline: datetime
+    authority_overdue: bool
+    """Not notified, the risk is not ``unlikely`` (or not assessed yet), the deadline passed."""
+    authority_notified_late: bool
+    subjects_notification_due: bool
+    """High risk, and the subjects were not told yet (GDPR 34)."""
+    article_33_3: Mapping[str, Any]
+    """The GDPR 33(3) contents known so far, and ``missing``: those not recorded yet."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+class IncidentRegisterView:
+    """Questions about incidents, answered from the incident register."""
+
+    def __init__(self, db: ProjectionDatabase, authority_deadline_hours: int = 72) -> None:
+        self.db = db
+        self.authority_deadline = timedelta(hours=authority_deadline_hours)
+
+    def list(self, now: datetime) -> list[IncidentRecord]:
+        """Every incident, in the order they were detected."""
+        _check_aware(now)
+        with self.db.reading() as sql:
+            rows = sql.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM {INCIDENTS} ORDER BY detected_at, incident_id"
+            )
+            affected: dict[str, list[str]] = {}
+            for incident_id, subject in sql.execute(
+                f"SELECT incident_id, subject FROM {SUBJECTS} ORDER BY incident_id, seq, subject"
+            ):
+                affected.setdefault(incident_id, []).append(subject)
+        return [self._record(row, affected.get(row[0], []), now) for row in rows]
+
+    def get(self, incident_id: str, now: datetime) -> IncidentRecord | None:
+        _check_aware(now)
+        with self.db.reading() as sql:
+            rows = sql.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM {INCIDENTS} WHERE incident_id = ?",
+                (incident_id,),
+            )
+            if not rows:
+                return None
+            subjects = sql.execute(
+                f"SELECT subject FROM {SUBJECTS} WHERE incident_id = ? ORDER BY seq, subject",
+                (incident_id,),
+            )
+        return self._record(rows[0], [s[0] for s in subjects], now)
+
+    def _record(self, row: Row, affected: Sequence[str], now: datetime) -> IncidentRecord:
+        stored = dict(zip(COLUMNS, row, strict=True))
+        for name in COLUMNS:
+            if name.endswith("_at") and stored[name] is not None:
+                stored[name] = parse_utc(stored[name])
+        stored["data_categories"] = tuple(orjson.loads(stored["data_categories"]))
+        if stored["affected_rule"] is not None:
+            stored["affected_rule"] = orjson.loads(stored["affected_rule"])
+        deadline = stored["detected_at"] + self.authority_deadline
+        notified = stored["authority_notified_at"]
+        return IncidentRecord(
+            **stored,
+            affected_subjects=tuple(affected),
+            authority_deadline=deadline,
+            authority_overdue=(
+                notified is None and stored["risk"] != "unlikely" and now > deadline
+            ),
+            authority_notified_late=notified is not None and notified > deadline,
+            subjects_notification_due=(
+                stored["risk"] == "high_risk" and stored["subjects_notified_at"] is None
+            ),
+            article_33_3=_article_33_3(stored, len(affected)),
+        )
+
+
+def _article_33_3(stored: Mapping[str, Any], affected_count: int) -> dict[str, Any]:
+    """GDPR 33(3): (a) the nature, with categories and numbers of subjects; (b) the DPO's
+    contact; (c) the likely consequences; (d) the measures taken or proposed."""
+    count = stored["approximate_subject_count"]
+    nature = {
+        "summary": stored["summary"],
+        "data_categories": list(stored["data_categories"]),
+        "approximate_subject_count": count,
+        "affected_subject_count": affected_count,
+    }
+    known = {
+        "nature": bool(stored["data_categories"]) and (count is not None or affected_count > 0),
+        "dpo_contact": stored["dpo_contact"] is not None,
+        "likely_consequences": stored["likely_consequences"] is not None,
+        "measures": stored["measures"] is not None,
+    }
+    return {
+        "nature": nature,
+        "dpo_contact": stored["dpo_contact"],
+        "likely_consequences": stored["likely_consequences"],
+        "measures": stored["measures"],
+        "missing": [name for name, present in known.items() if not present],
+    }
+
+
+def _check_aware(now: datetime) -> None:
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime (with its offset)")
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON holds it: times in the stored form, tuples as lists."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

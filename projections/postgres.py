@@ -1,0 +1,76 @@
+"""Read models on PostgreSQL: ``proj_*`` tables in the ledger's schema."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from projections.database import ProjectionDatabase, Row, Sql
+
+SCHEMA_LOCK_ID = 0x70726F6A  # "proj": serialises creating and dropping read-model tables
+
+
+def _pg(query: str) -> bytes:
+    return query.replace("?", "%s").encode()
+
+
+class _PostgresSql:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def execute(self, query: str, params: Sequence[Any] = ()) -> list[Row]:
+        cursor = self.conn.execute(_pg(query), params)
+        return cursor.fetchall() if cursor.description else []
+
+    def executemany(self, query: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self.conn.cursor() as cursor:
+            cursor.executemany(_pg(query), list(rows))
+
+
+class PostgresProjectionDatabase(ProjectionDatabase):
+    dialect = "postgres"
+
+    def __init__(self, url: str, schema: str, max_size: int = 8) -> None:
+        self.url = url
+        self.schema = schema
+        self.pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            kwargs={"autocommit": True, "options": f"-c search_path={schema}"},
+        )
+        self.pool.open(wait=True, timeout=10)
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        with self.pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[_PostgresSql]:
+        with self._connection() as conn, conn.transaction():
+            yield _PostgresSql(conn)
+
+    @contextmanager
+    def reading(self) -> Iterator[_PostgresSql]:
+        with self._connection() as conn:
+            yield _PostgresSql(conn)
+
+    def lock_schema(self, sql: Sql) -> None:
+        sql.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_ID,))
+
+    def table_names(self) -> list[str]:
+        rows = self.query(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = ? AND left(table_name, 5) = 'proj_' ORDER BY table_name",
+            (self.schema,),
+        )
+        return [str(r[0]) for r in rows]
+
+    def close(self) -> None:
+        self.pool.close()

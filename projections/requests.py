@@ -1,0 +1,306 @@
+"""The register of data-subject requests: access, rectification, erasure, withdrawal,
+cancellation, each with its deadline (GDPR 12(3); the first customer's policy: 15 days).
+
+Stored: one row per request in ``proj_requests``, its subject by pseudonym. Computed when asked,
+never stored: the due date (received + the days of the request's jurisdiction, or the default,
++ every extension), whether an open request is overdue, whether a closed one was answered late,
+and the days left. So another deadline setting needs no rebuild.
+
+A request whose identity was verified more than once shows the first verification, with its
+``seq``; a request is closed once, by its fulfilment or its refusal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+from projections.base import CorrectableProjection, LoggedEvent, ProjectionError, parse_utc
+from projections.database import ProjectionDatabase, Row, Sql
+
+REQUESTS = "proj_requests"
+
+RECEIVED = "request.received"
+IDENTITY_VERIFIED = "request.identity_verified"
+EXTENDED = "request.extended"
+FULFILLED = "request.fulfilled"
+REFUSED = "request.refused"
+REQUEST_TYPES = frozenset({RECEIVED, IDENTITY_VERIFIED, EXTENDED, FULFILLED, REFUSED})
+
+OPEN_STATUSES = ("received", "identity_verified")
+CLOSING = {FULFILLED: "fulfilled", REFUSED: "refused"}
+
+COLUMNS = (
+    "request_id",
+    "subject",
+    "kind",
+    "channel",
+    "jurisdiction",
+    "received_at",
+    "received_seq",
+    "identity_verified_at",
+    "identity_verified_seq",
+    "extension_days",
+    "extensions",
+    "status",
+    "closed_at",
+    "closed_seq",
+    "refusal_ground",
+    "last_seq",
+)
+
+
+class RequestRegister(CorrectableProjection):
+    name = "requests"
+    version = 1
+    topics = REQUEST_TYPES
+    tables: ClassVar[Mapping[str, str]] = {
+        REQUESTS: (
+            "request_id TEXT PRIMARY KEY, subject TEXT NOT NULL, kind TEXT NOT NULL, "
+            "channel TEXT NOT NULL, jurisdiction TEXT, received_at TEXT NOT NULL, "
+            "received_seq BIGINT NOT NULL, identity_verified_at TEXT, "
+            "identity_verified_seq BIGINT, extension_days INTEGER NOT NULL, "
+            "extensions INTEGER NOT NULL, status TEXT NOT NULL, closed_at TEXT, "
+            "closed_seq BIGINT, refusal_ground TEXT, last_seq BIGINT NOT NULL"
+        ),
+    }
+    indexes = (
+        f"CREATE INDEX IF NOT EXISTS proj_requests_subject ON {REQUESTS} (subject)",
+        f"CREATE INDEX IF NOT EXISTS proj_requests_status ON {REQUESTS} (status, received_at)",
+    )
+
+    def process(self, sql: Sql, event: LoggedEvent) -> None:
+        data = event.data
+        request_id = data["request_id"]
+        if event.type == RECEIVED:
+            sql.execute(
+                f"INSERT INTO {REQUESTS} (request_id, subject, kind, channel, jurisdiction, "
+                "received_at, received_seq, extension_days, extensions, status, last_seq) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, 'received', ?)",
+                (
+                    request_id,
+                    data["subject"],
+                    data["kind"],
+                    data["channel"],
+                    data.get("jurisdiction"),
+                    event.occurred_at,
+                    event.seq,
+                    event.seq,
+                ),
+            )
+            return
+        status, verified_seq = _state(sql, request_id)
+        columns: dict[str, Any] = {"last_seq": event.seq}
+        if event.type == IDENTITY_VERIFIED and verified_seq is None:
+            columns.update(_contribution(event))
+            if status == "received":
+                columns["status"] = "identity_verified"
+        elif event.type == EXTENDED:
+            sql.execute(
+                f"UPDATE {REQUESTS} SET extension_days = extension_days + ?, "
+                "extensions = extensions + 1 WHERE request_id = ?",
+                (int(data["extension_days"]), request_id),
+            )
+        elif event.type in CLOSING:
+            columns.update(_contribution(event), status=CLOSING[event.type])
+        _update(sql, request_id, columns)
+
+    def correct(self, sql: Sql, original: LoggedEvent, corrected: LoggedEvent) -> None:
+        """Apply the corrected fields to the columns they fill.
+
+        ``received_at`` follows the ``occurred_at`` of ``request.received``, ``closed_at`` that
+        of the closing event; a corrected ``extension_days`` moves the total by the difference.
+        A value the catalogue would refuse, or a field that fills no column (``request_id``
+        included), is ignored; so is a correction of a verification after the first.
+        """
+        request_id = original.data["request_id"]
+        if original.type == EXTENDED:
+            difference = int(corrected.data["extension_days"]) - int(
+                original.data["extension_days"]
+            )
+            if difference:
+                sql.execute(
+                    f"UPDATE {REQUESTS} SET extension_days = extension_days + ? "
+                    "WHERE request_id = ?",
+                    (difference, request_id),
+                )
+            return
+        before = _contribution(original)
+        changed = {
+            name: value
+            for name, value in _contribution(corrected).items()
+            if before.get(name) != value
+        }
+        if original.type == IDENTITY_VERIFIED:
+            _, verified_seq = _state(sql, request_id)
+            if verified_seq != original.seq:
+                return
+        if changed:
+            _update(sql, request_id, changed)
+
+
+def _contribution(event: LoggedEvent) -> dict[str, Any]:
+    """The columns an event fills (other than the status and the extension totals)."""
+    data = event.data
+    if event.type == RECEIVED:
+        return {
+            "kind": data["kind"],
+            "channel": data["channel"],
+            "jurisdiction": data.get("jurisdiction"),
+            "received_at": event.occurred_at,
+        }
+    if event.type == IDENTITY_VERIFIED:
+        return {"identity_verified_at": event.occurred_at, "identity_verified_seq": event.seq}
+    if event.type in CLOSING:
+        return {
+            "closed_at": event.occurred_at,
+            "closed_seq": event.seq,
+            "refusal_ground": data.get("ground"),
+        }
+    if event.type == EXTENDED:
+        return {}
+    raise ProjectionError(f"the request register does not read {event.type}")
+
+
+def _state(sql: Sql, request_id: str) -> tuple[str, int | None]:
+    """The request's status and the seq of its first identity verification."""
+    rows = sql.execute(
+        f"SELECT status, identity_verified_seq FROM {REQUESTS} WHERE request_id = ?",
+        (request_id,),
+    )
+    if not rows:
+        raise ProjectionError(f"request {request_id!r} was never received in the register")
+    status, seq = rows[0]
+    return str(status), None if seq is None else int(seq)
+
+
+def _update(sql: Sql, request_id: str, columns: Mapping[str, Any]) -> None:
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    sql.execute(
+        f"UPDATE {REQUESTS} SET {assignments} WHERE request_id = ?",
+        [*columns.values(), request_id],
+    )
+
+
+# -- the query side ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request as the register holds it, and its deadline as it stands at ``now``."""
+
+    request_id: str
+    subject: str
+    """The subject's pseudonym."""
+    kind: str
+    channel: str
+    jurisdiction: str | None
+    received_at: datetime
+    received_seq: int
+    identity_verified_at: datetime | None
+    identity_verified_seq: int | None
+    extension_days: int
+    """The days of every extension, together."""
+    extensions: int
+    status: str
+    closed_at: datetime | None
+    closed_seq: int | None
+    refusal_ground: str | None
+    last_seq: int
+    # computed at the moment asked about
+    due_at: datetime
+    overdue: bool
+    """Still open, and ``now`` is past the due date."""
+    answered_late: bool
+    """Closed after the due date."""
+    days_left: int | None
+    """Whole days until the due date (negative once overdue); ``None`` once closed."""
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+class RequestRegisterView:
+    """Questions about data-subject requests, answered from the request register."""
+
+    def __init__(
+        self,
+        db: ProjectionDatabase,
+        due_days: int = 15,
+        due_days_by_jurisdiction: Mapping[str, int] | None = None,
+    ) -> None:
+        self.db = db
+        self.due_days = due_days
+        self.due_days_by_jurisdiction = dict(due_days_by_jurisdiction or {})
+
+    def list(
+        self, now: datetime, *, overdue_only: bool = False, subject: str | None = None
+    ) -> list[RequestRecord]:
+        """Requests in the order they were received; ``subject`` is a pseudonym."""
+        _check_aware(now)
+        where: list[str] = []
+        params: list[Any] = []
+        if overdue_only:
+            where.append(f"status IN ({', '.join('?' for _ in OPEN_STATUSES)})")
+            params.extend(OPEN_STATUSES)
+        if subject is not None:
+            where.append("subject = ?")
+            params.append(subject)
+        rows = self.db.query(
+            f"SELECT {', '.join(COLUMNS)} FROM {REQUESTS}"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + " ORDER BY received_at, request_id",
+            params,
+        )
+        records = [self._record(row, now) for row in rows]
+        return [r for r in records if r.overdue] if overdue_only else records
+
+    def get(self, request_id: str, now: datetime) -> RequestRecord | None:
+        _check_aware(now)
+        rows = self.db.query(
+            f"SELECT {', '.join(COLUMNS)} FROM {REQUESTS} WHERE request_id = ?", (request_id,)
+        )
+        return self._record(rows[0], now) if rows else None
+
+    def due_days_for(self, jurisdiction: str | None) -> int:
+        if jurisdiction is None:
+            return self.due_days
+        return self.due_days_by_jurisdiction.get(jurisdiction, self.due_days)
+
+    def _record(self, row: Row, now: datetime) -> RequestRecord:
+        stored = dict(zip(COLUMNS, row, strict=True))
+        for name in COLUMNS:
+            if name.endswith("_at") and stored[name] is not None:
+                stored[name] = parse_utc(stored[name])
+        stored["extension_days"] = int(stored["extension_days"])
+        stored["extensions"] = int(stored["extensions"])
+        days = self.due_days_for(stored["jurisdiction"]) + stored["extension_days"]
+        due_at = stored["received_at"] + timedelta(days=days)
+        is_open = stored["status"] in OPEN_STATUSES
+        closed_at = stored["closed_at"]
+        return RequestRecord(
+            **stored,
+            due_at=due_at,
+            overdue=is_open and now > due_at,
+            answered_late=closed_at is not None and closed_at > due_at,
+            days_left=(math.floor((due_at - now) / timedelta(days=1)) if is_open else None),
+        )
+
+
+def _check_aware(now: datetime) -> None:
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime (with its offset)")
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON holds it: times in the stored form."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return value

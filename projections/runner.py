@@ -1,0 +1,361 @@
+"""Runs read models: catch each one up from its recorded position, then follow the log.
+
+Positions live in ``proj_positions`` (name, version tag, position, error), written in the
+same transaction as the rows of the events they cover, so a crash at any moment leaves every
+projection exactly at a batch boundary: no event is applied twice or skipped. A projection
+whose version tag changed is dropped and rebuilt from the first event. An event a projection
+cannot process stops that projection, with the event named in its status; the others go on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from ledger.application import LedgerApplication
+from projections.base import (
+    CorrectableProjection,
+    LoggedEvent,
+    PoisonEventError,
+    Projection,
+    ProjectionError,
+    corrected_event,
+    dumps,
+    parse_utc,
+)
+from projections.database import ProjectionDatabase, Sql
+
+POSITIONS = (
+    "CREATE TABLE IF NOT EXISTS proj_positions ("
+    "name TEXT PRIMARY KEY, version TEXT NOT NULL, position BIGINT NOT NULL, "
+    "error TEXT, error_seq BIGINT, updated_at TEXT NOT NULL)"
+)
+CORRECTIONS = (
+    "CREATE TABLE IF NOT EXISTS proj_corrections ("
+    "projection TEXT NOT NULL, event_id TEXT NOT NULL, seq BIGINT NOT NULL, "
+    "fields TEXT NOT NULL, PRIMARY KEY (projection, seq))"
+)
+CORRECTION = "correction.recorded"
+
+
+@dataclass(frozen=True)
+class ProjectionStatus:
+    name: str
+    version: str
+    position: int
+    head: int
+    lag_events: int
+    lag_seconds: float
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "position": self.position,
+            "head": self.head,
+            "lag_events": self.lag_events,
+            "lag_seconds": self.lag_seconds,
+            "error": self.error,
+        }
+
+
+class ProjectionRunner:
+    def __init__(
+        self,
+        app: LedgerApplication,
+        db: ProjectionDatabase,
+        projections: Sequence[Projection],
+        *,
+        batch_size: int = 500,
+        poll_interval: float = 0.5,
+    ) -> None:
+        self.app = app
+        self.db = db
+        self.projections = {p.name: p for p in projections}
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self._wake = threading.Event()
+        with db.transaction() as sql:
+            db.lock_schema(sql)
+            sql.execute(POSITIONS)
+            sql.execute(CORRECTIONS)
+        for projection in projections:
+            self._prepare(projection)
+
+    def _prepare(self, projection: Projection) -> None:
+        """Create its tables; drop and start again when its version tag changed."""
+        with self.db.transaction() as sql:
+            self.db.lock_schema(sql)
+            rows = sql.execute(
+                "SELECT version FROM proj_positions WHERE name = ?", (projection.name,)
+            )
+            if rows and rows[0][0] != projection.version_tag():
+                self._forget(sql, projection)
+                rows = []
+            projection.create(sql)
+            if not rows:
+                sql.execute(
+                    "INSERT INTO proj_positions (name, version, position, updated_at) "
+                    "VALUES (?, ?, 0, ?)",
+                    (projection.name, projection.version_tag(), _now()),
+                )
+
+    @staticmethod
+    def _forget(sql: Sql, projection: Projection) -> None:
+        projection.drop(sql)
+        sql.execute("DELETE FROM proj_positions WHERE name = ?", (projection.name,))
+        sql.execute("DELETE FROM proj_corrections WHERE projection = ?", (projection.name,))
+
+    def projection(self, name: str) -> Projection:
+        try:
+            return self.projections[name]
+        except KeyError:
+            known = ", ".join(sorted(self.projections))
+            raise ProjectionError(f"no projection {name!r} (there are: {known})") from None
+
+    # -- positions -----------------------------------------------------------------------------
+
+    def position(self, name: str) -> int:
+        rows = self.db.query("SELECT position FROM proj_positions WHERE name = ?", (name,))
+        return int(rows[0][0]) if rows else 0
+
+    def status(self) -> list[ProjectionStatus]:
+        head = self.app.head()
+        head_time = self._recorded_at(head)
+        result = []
+        for name, version, position, error in self.db.query(
+            "SELECT name, version, position, error FROM proj_positions ORDER BY name"
+        ):
+            if name not in self.projections:
+                continue
+            lag_seconds = 0.0
+            if position < head and head_time is not None:
+                behind = self._recorded_at(position + 1)
+                if behind is not None:
+                    lag_seconds = max(0.0, (head_time - behind).total_seconds())
+            result.append(
+                ProjectionStatus(
+                    name, version, int(position), head, head - int(position), lag_seconds, error
+                )
+            )
+        return result
+
+    def _recorded_at(self, seq: int) -> datetime | None:
+        record = self.app.ledger.get_record(seq) if seq >= 1 else None
+        if record is None:
+            return None
+        return parse_utc(LoggedEvent.from_entry(record.entry).recorded_at)
+
+    # -- catching up ---------------------------------------------------------------------------
+
+    def catch_up(
+        self, names: Sequence[str] | None = None, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Bring projections to the head of the log; the number of events read."""
+        total = 0
+        failures: list[PoisonEventError] = []
+        for name in names or list(self.projections):
+            try:
+                total += self._catch_up_one(self.projection(name), progress)
+            except PoisonEventError as exc:
+                failures.append(exc)  # the others still catch up
+        if failures:
+            raise failures[0]
+        return total
+
+    def _catch_up_one(self, projection: Projection, progress: Callable[[int], None] | None) -> int:
+        read = 0
+        topics = sorted(projection.topics | {CORRECTION})
+        while True:
+            position = self.position(projection.name)
+            head = self.app.head()
+            if position >= head:
+                return read
+            notifications = self.app.ledger.select_notifications(
+                start=position,
+                limit=self.batch_size,
+                stop=head,
+                topics=topics,
+                inclusive_of_start=False,
+            )
+            # Fewer than a batch: nothing else of interest up to the head.
+            end = notifications[-1].id if len(notifications) == self.batch_size else head
+            events = [LoggedEvent.from_entry(n.state) for n in notifications]
+            try:
+                with self.db.transaction() as sql:
+                    if self._claim(sql, projection.name) != position:
+                        continue  # another runner moved it meanwhile: read again
+                    for event in events:
+                        self._apply(projection, sql, event)
+                    sql.execute(
+                        "UPDATE proj_positions SET position = ?, error = NULL, error_seq = NULL, "
+                        "updated_at = ? WHERE name = ?",
+                        (end, _now(), projection.name),
+                    )
+            except PoisonEventError as exc:
+                with self.db.transaction() as sql:
+                    sql.execute(
+                        "UPDATE proj_positions SET error = ?, error_seq = ?, updated_at = ? "
+                        "WHERE name = ?",
+                        (str(exc), exc.seq, _now(), projection.name),
+                    )
+                raise
+            read += end - position
+            if progress is not None:
+                progress(end - position)
+
+    def _claim(self, sql: Sql, name: str) -> int:
+        """The position, locked until this transaction ends: one runner per batch, even when
+        several processes run the same projections."""
+        lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""
+        rows = sql.execute(f"SELECT position FROM proj_positions WHERE name = ?{lock}", (name,))
+        return int(rows[0][0])
+
+    def _apply(self, projection: Projection, sql: Sql, event: LoggedEvent) -> None:
+        try:
+            if event.type != CORRECTION:
+                projection.process(sql, event)
+                return
+            if not isinstance(projection, CorrectableProjection):
+                return
+            original = self._corrected_original(event)
+            if original is None or original.type not in projection.topics:
+                return
+            # Corrections of one event build on each other: the second corrects the first.
+            event_id = event.data["corrects_event_id"]
+            previous = original
+            for (fields,) in sql.execute(
+                "SELECT fields FROM proj_corrections WHERE projection = ? AND event_id = ? "
+                "ORDER BY seq",
+                (projection.name, event_id),
+            ):
+                previous = corrected_event(previous, orjson.loads(fields))
+            fields = event.data.get("corrected_fields", {})
+            projection.correct(sql, previous, corrected_event(previous, fields))
+            sql.execute(
+                "INSERT INTO proj_corrections (projection, event_id, seq, fields) "
+                "VALUES (?, ?, ?, ?)",
+                (projection.name, event_id, event.seq, dumps(fields)),
+            )
+        except Exception as exc:  # a poison event: name it, never skip it
+            raise PoisonEventError(projection.name, event.seq, event.type, exc) from exc
+
+    def _corrected_original(self, correction: LoggedEvent) -> LoggedEvent | None:
+        event_id = correction.data["corrects_event_id"]
+        claim = self.app.ledger.select_claims([event_id]).get(event_id)
+        record = None if claim is None else self.app.ledger.get_record(claim.seq)
+        return None if record is None else LoggedEvent.from_entry(record.entry)
+
+    def rebuild(
+        self, names: Sequence[str] | None = None, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Drop and rebuild from the first event; the ledger may go on accepting events."""
+        chosen = [self.projection(n) for n in (names or list(self.projections))]
+        for projection in chosen:
+            with self.db.transaction() as sql:
+                self.db.lock_schema(sql)
+                self._forget(sql, projection)
+            self._prepare(projection)
+        return self.catch_up([p.name for p in chosen], progress)
+
+    # -- following -----------------------------------------------------------------------------
+
+    def wait_for(self, seq: int, timeout: float, names: Sequence[str] | None = None) -> bool:
+        """Read your writes: True once every named projection has processed event ``seq``."""
+        deadline = time.monotonic() + timeout
+        wanted = list(names or self.projections)
+        while True:
+            if all(self.position(name) >= seq for name in wanted):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(0.05, remaining))
+
+    def follow(self, stop: threading.Event, on_error: Callable[[PoisonEventError], None]) -> None:
+        """Catch up, then keep up until ``stop`` is set (a notification wakes it early)."""
+        failed: set[str] = set()
+        with self._wakeups(stop):
+            while not stop.is_set():
+                for name in self.projections:
+                    if name in failed:
+                        continue
+                    try:
+                        self.catch_up([name])
+                    except PoisonEventError as exc:
+                        failed.add(name)
+                        on_error(exc)
+                self._wake.wait(self.poll_interval)
+                self._wake.clear()
+
+    def _wakeups(self, stop: threading.Event) -> _Listener:
+        return _Listener(self, stop)
+
+
+class _Listener:
+    """On PostgreSQL, LISTEN for the ledger's commits; the poll covers a lost notification."""
+
+    def __init__(self, runner: ProjectionRunner, stop: threading.Event) -> None:
+        self.runner = runner
+        self.stop = stop
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Listener:
+        channel = getattr(self.runner.app.ledger, "channel", None)
+        url = getattr(self.runner.db, "url", None)
+        if channel and url:
+            self.thread = threading.Thread(
+                target=self._listen, args=(url, channel), daemon=True, name="projection-listen"
+            )
+            self.thread.start()
+        return self
+
+    def _listen(self, url: str, channel: str) -> None:
+        import psycopg
+        from psycopg import sql
+
+        while not self.stop.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    while not self.stop.is_set():
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            self.runner._wake.set()
+            except psycopg.Error:
+                self.stop.wait(1.0)  # the poll keeps projections moving meanwhile
+
+    def __exit__(self, *exc: object) -> None:
+        if self.thread is not None:
+            self.stop.set()
+            self.thread.join()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def table_digest(db: ProjectionDatabase, tables: Sequence[str] | None = None) -> str:
+    """SHA-256 over every row of the read models' tables, in a stable order."""
+    import hashlib
+
+    import orjson
+
+    digest = hashlib.sha256()
+    for table in tables or [t for t in db.table_names() if t != "proj_positions"]:
+        rows = db.query(f"SELECT * FROM {table}")
+        digest.update(table.encode() + b"\n")
+        for row in sorted(orjson.dumps(list(row), default=str) for row in rows):
+            digest.update(row + b"\n")
+    return digest.hexdigest()
+
+
+def iter_batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
