@@ -32,7 +32,17 @@ def _open(ctx: click.Context) -> LedgerApplication:
     return open_ledger(_settings(ctx))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LedgerGroup(click.Group):
+    """Turns the ledger's own errors into a one-line message and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LedgerError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=LedgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -238,11 +248,7 @@ for _command in COMMANDS:
 
 
 def main() -> None:
-    try:
-        cli(standalone_mode=True)
-    except LedgerError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    cli()
 
 
 if __name__ == "__main__":

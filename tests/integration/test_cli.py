@@ -91,12 +91,63 @@ def test_verify_log_names_the_tampered_event(
 
 
 def test_show_of_a_missing_event_is_a_clear_error(settings: Settings) -> None:
-    result = CliRunner().invoke(cli, ["--data-dir", str(settings.data_dir), "show", "99"])
-    assert result.exit_code != 0
-    assert "no event has sequence number 99" in str(result.exception or result.output)
+    result = run(settings, "show", "99")
+    assert result.exit_code == 1
+    assert "Error: no event has sequence number 99" in result.output
 
 
 def test_keygen_rotate_adds_a_key(settings: Settings) -> None:
     assert "keys exist already" in run(settings, "keygen").output
     assert "signing key" in run(settings, "keygen", "--rotate").output
     assert len(list(settings.keys_dir.glob("*.pub"))) == 2
+
+
+def test_read_models_from_the_command_line(settings: Settings, tmp_path: Path) -> None:
+    pol = facts.policy(effective_at="2026-01-01T00:00:00Z")
+    rcpt = facts.recipient(role="third_party", occurred_at="2026-01-01T00:00:00Z")
+    given = facts.consent("user-cli-1", pol["version"], occurred_at="2026-02-01T00:00:00Z")
+    shared = facts.disclosure(
+        rcpt["recipient_id"], ["user-cli-1"], pol["version"], occurred_at="2026-03-01T00:00:00Z"
+    )
+    withdrawn = facts.consent(
+        "user-cli-1", pol["version"], kind="withdrawn", occurred_at="2026-04-01T00:00:00Z"
+    )
+    late = facts.disclosure(
+        rcpt["recipient_id"], ["user-cli-1"], pol["version"], occurred_at="2026-05-01T00:00:00Z"
+    )
+    items = [
+        pol,
+        rcpt,
+        given,
+        shared,
+        withdrawn,
+        late,
+        facts.incident(),
+        facts.request("user-cli-1"),
+    ]
+    assert run(settings, "import", str(write_jsonl(tmp_path / "e.jsonl", items))).exit_code == 0
+
+    state = orjson.loads(run(settings, "consent", "state", "user-cli-1").output)
+    assert [p["status"] for p in state["purposes"]] == ["withdrawn"]
+    then = run(settings, "consent", "check", "user-cli-1", "marketing_email", "--at", "2026-03-01")
+    assert then.exit_code == 0 and orjson.loads(then.output)["allowed"] is True
+    now = run(settings, "consent", "check", "user-cli-1", "marketing_email")
+    assert now.exit_code == 3 and orjson.loads(now.output)["status"] == "withdrawn"
+
+    rows = orjson.loads(run(settings, "disclosures", "--subject", "user-cli-1").output)
+    assert [r["verdict"] for r in rows] == ["consent_valid", "consent_missing"]
+    csv_out = run(settings, "disclosures", "--violations", "--csv").output.splitlines()
+    assert csv_out[0].startswith("seq,subject,") and len(csv_out) == 2
+    assert "user-cli-1" not in "".join(csv_out)  # pseudonyms only
+
+    assert len(orjson.loads(run(settings, "incidents").output)) == 1
+    [request] = orjson.loads(run(settings, "requests").output)
+    assert request["status"] == "received" and not request["overdue"]
+
+    status = orjson.loads(run(settings, "projections", "status", "--json").output)
+    assert {s["name"] for s in status} == {"consent_state", "disclosures", "incidents", "requests"}
+    assert all(s["lag_events"] == 0 and s["error"] is None for s in status)
+    rebuilt = run(settings, "projections", "rebuild", "disclosures")
+    assert rebuilt.exit_code == 0 and "rebuilt disclosures" in rebuilt.output
+    unknown = run(settings, "projections", "rebuild", "nonsense")
+    assert unknown.exit_code != 0 and "no projection 'nonsense'" in unknown.output
