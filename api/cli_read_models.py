@@ -70,8 +70,13 @@ def projections_run(ctx: click.Context, once: bool) -> None:
             click.echo(f"caught up: {read} events read")
             return
         stop = threading.Event()
+
+        def stop_following(*_: object) -> None:
+            stop.set()
+            models.runner.wake()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+            signal.signal(sig, stop_following)
 
         def report(exc: PoisonEventError) -> None:
             click.echo(f"error: {exc}", err=True)

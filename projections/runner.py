@@ -295,6 +295,10 @@ class ProjectionRunner:
                 self._wake.wait(self.poll_interval)
                 self._wake.clear()
 
+    def wake(self) -> None:
+        """Look at the log now (a notification arrived, or ``follow`` should see its stop)."""
+        self._wake.set()
+
     def _wakeups(self, stop: threading.Event) -> _Listener:
         return _Listener(self, stop)
 
@@ -327,7 +331,7 @@ class _Listener:
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                     while not self.stop.is_set():
                         for _ in conn.notifies(timeout=0.5, stop_after=1):
-                            self.runner._wake.set()
+                            self.runner.wake()
             except psycopg.Error:
                 self.stop.wait(1.0)  # the poll keeps projections moving meanwhile
 

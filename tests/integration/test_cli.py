@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import orjson
@@ -151,3 +152,36 @@ def test_read_models_from_the_command_line(settings: Settings, tmp_path: Path) -
     assert rebuilt.exit_code == 0 and "rebuilt disclosures" in rebuilt.output
     unknown = run(settings, "projections", "rebuild", "nonsense")
     assert unknown.exit_code != 0 and "no projection 'nonsense'" in unknown.output
+
+
+def test_projections_run_follows_the_log_and_stops_on_sigterm(settings: Settings) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.integration.test_concurrency import ROOT, settings_env
+
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "projections", "run"],
+        env=settings_env(settings),
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert follower.stderr is not None
+        assert b"following the log" in follower.stderr.readline()
+        assert (
+            run(settings, "import", "-", stdin=orjson.dumps(facts.policy()).decode()).exit_code == 0
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            status = orjson.loads(run(settings, "projections", "status", "--json").output)
+            if all(s["position"] == 1 for s in status):
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.1)
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        assert follower.wait(timeout=20) == 0
+        assert follower.stderr is not None
+        follower.stderr.close()

@@ -206,3 +206,23 @@ def test_two_runners_never_apply_a_batch_twice(
     finally:
         for db in dbs:
             db.close()
+
+
+def test_on_postgresql_a_notification_wakes_the_follower(
+    ledger: LedgerApplication, settings: Settings, runner: ProjectionRunner
+) -> None:
+    if settings.database_url is None:
+        pytest.skip("SQLite has no notifications: its runner polls (the test above)")
+    runner.poll_interval = 60  # only a notification can wake it in time
+    stop = threading.Event()
+    follower = threading.Thread(target=runner.follow, args=(stop, lambda exc: None), daemon=True)
+    follower.start()
+    try:
+        time.sleep(0.5)  # let it catch up and start listening
+        [receipt] = ledger.append([facts.policy()])
+        assert runner.wait_for(receipt.seq, timeout=10)
+    finally:
+        stop.set()
+        runner.wake()
+        follower.join(timeout=10)
+    assert not follower.is_alive()
