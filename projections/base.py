@@ -109,6 +109,13 @@ class Projection(ABC):
         for table in self.tables:
             sql.execute(f"DROP TABLE IF EXISTS {table}")
 
+    def begin(self, sql: Sql) -> None:  # noqa: B027 (most projections keep nothing)
+        """A batch starts in this transaction: load what the batch may keep in memory.
+
+        Within a batch only this runner writes the projection's tables (its position row is
+        locked), so a cache loaded here and kept up to date by the batch's own writes is exact.
+        """
+
     @abstractmethod
     def process(self, sql: Sql, event: LoggedEvent) -> None:
         """Apply one event (of :attr:`topics`, or ``correction.recorded``)."""

@@ -17,7 +17,11 @@ BOOK_TYPES = CONSENT_TYPES | {"policy.version_published", "subject.age_attested"
 
 
 class ConsentBook:
+    """The tables under one prefix. A projection's own book may cache the policy versions for
+    a batch (:meth:`begin`); a reader's book reads them every time."""
+
     def __init__(self, prefix: str) -> None:
+        self._policies: dict[str, Policy] | None = None
         self.decisions_table = f"{prefix}decisions"
         self.policies_table = f"{prefix}policies"
         self.ages_table = f"{prefix}ages"
@@ -36,6 +40,10 @@ class ConsentBook:
                 "attested_at TEXT NOT NULL, PRIMARY KEY (subject, seq)"
             ),
         }
+
+    def begin(self, sql: Sql) -> None:
+        self._policies = None
+        self._policies = self.policies(sql)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -62,17 +70,26 @@ class ConsentBook:
                 ],
             )
         elif event.type == "policy.version_published":
+            policy = Policy(
+                data["version"],
+                utc(data["effective_at"]),
+                bool(data["material"]),
+                data.get("minimum_age"),
+                event.seq,
+            )
             sql.execute(
                 f"INSERT INTO {self.policies_table} (version, effective_at, material, "
                 "minimum_age, seq) VALUES (?, ?, ?, ?, ?)",
                 (
-                    data["version"],
-                    utc(data["effective_at"]),
-                    int(data["material"]),
-                    data.get("minimum_age"),
-                    event.seq,
+                    policy.version,
+                    policy.effective_at,
+                    int(policy.material),
+                    policy.minimum_age,
+                    policy.seq,
                 ),
             )
+            if self._policies is not None:
+                self._policies[policy.version] = policy
         elif event.type == "subject.age_attested":
             sql.execute(
                 f"INSERT INTO {self.ages_table} (subject, seq, age, attested_at) "
@@ -86,6 +103,8 @@ class ConsentBook:
             sql.execute(f"DELETE FROM {self.decisions_table} WHERE seq = ?", (event.seq,))
         elif event.type == "policy.version_published":
             sql.execute(f"DELETE FROM {self.policies_table} WHERE seq = ?", (event.seq,))
+            if self._policies is not None:
+                self._policies.pop(event.data["version"], None)
         elif event.type == "subject.age_attested":
             sql.execute(f"DELETE FROM {self.ages_table} WHERE seq = ?", (event.seq,))
 
@@ -108,6 +127,8 @@ class ConsentBook:
         return [str(r[0]) for r in rows]
 
     def policies(self, sql: Sql) -> dict[str, Policy]:
+        if self._policies is not None:
+            return self._policies
         rows = sql.execute(
             f"SELECT version, effective_at, material, minimum_age, seq FROM {self.policies_table}"
         )

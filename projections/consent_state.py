@@ -18,7 +18,9 @@ from projections.consent_book import BOOK_TYPES, CONSENT_TYPES, ConsentBook, sub
 from projections.consent_rules import Interval, Verdict, intervals, moment_text
 from projections.database import ProjectionDatabase, Sql
 
-BOOK = ConsentBook("proj_consent_")
+PREFIX = "proj_consent_"
+BOOK = ConsentBook(PREFIX)
+"""For readers: no cache."""
 INTERVALS = "proj_consent_intervals"
 
 
@@ -36,15 +38,21 @@ class ConsentState(CorrectableProjection):
         ),
     }
 
+    def __init__(self) -> None:
+        self.book = ConsentBook(PREFIX)
+
+    def begin(self, sql: Sql) -> None:
+        self.book.begin(sql)
+
     def process(self, sql: Sql, event: LoggedEvent) -> None:
-        BOOK.record(sql, event)
+        self.book.record(sql, event)
         if event.type in CONSENT_TYPES:
             for subject, purpose in subjects_and_purposes(event):
                 self._derive(sql, subject, purpose)
 
     def correct(self, sql: Sql, original: LoggedEvent, corrected: LoggedEvent) -> None:
-        BOOK.retract(sql, original)
-        BOOK.record(sql, corrected)
+        self.book.retract(sql, original)
+        self.book.record(sql, corrected)
         if original.type in CONSENT_TYPES:
             pairs = subjects_and_purposes(original) + subjects_and_purposes(corrected)
             for subject, purpose in dict.fromkeys(pairs):
@@ -69,7 +77,7 @@ class ConsentState(CorrectableProjection):
                     span.policy_version,
                     int(span.guardian),
                 )
-                for span in intervals(BOOK.decisions(sql, subject, purpose))
+                for span in intervals(self.book.decisions(sql, subject, purpose))
             ],
         )
 

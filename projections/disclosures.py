@@ -29,7 +29,8 @@ from projections.consent_book import BOOK_TYPES, CONSENT_TYPES, ConsentBook, sub
 from projections.consent_rules import moment_text
 from projections.database import ProjectionDatabase, Row, Sql
 
-BOOK = ConsentBook("proj_dc_")
+PREFIX = "proj_dc_"
+BOOK = ConsentBook(PREFIX)
 RECIPIENTS = "proj_dc_recipients"
 ROWS = "proj_disclosures"
 RECIPIENT_TYPES = frozenset({"recipient.registered", "recipient.updated", "recipient.terminated"})
@@ -65,6 +66,18 @@ class DisclosureHistory(CorrectableProjection):
 
     def __init__(self, default_minimum_age: int = 18) -> None:
         self.default_minimum_age = default_minimum_age
+        self.book = ConsentBook(PREFIX)
+        self._recipients: dict[str, tuple[str, str | None]] = {}
+        """Per batch: recipient id -> (registered_at, terminated_at)."""
+
+    def begin(self, sql: Sql) -> None:
+        self.book.begin(sql)
+        self._recipients = {
+            r[0]: (r[1], r[2])
+            for r in sql.execute(
+                f"SELECT recipient_id, registered_at, terminated_at FROM {RECIPIENTS}"
+            )
+        }
 
     def version_tag(self) -> str:
         # Verdicts depend on the minimum age: another setting means other rows.
@@ -72,17 +85,18 @@ class DisclosureHistory(CorrectableProjection):
 
     def process(self, sql: Sql, event: LoggedEvent) -> None:
         if event.type in BOOK_TYPES:
-            BOOK.record(sql, event)
+            self.book.record(sql, event)
         elif event.type in RECIPIENT_TYPES:
             self._record_recipient(sql, event)
         else:
-            self._record_disclosure(sql, event)
+            self._record_disclosure(sql, event)  # with its verdicts
+            return
         self._recompute_after(sql, event)
 
     def correct(self, sql: Sql, original: LoggedEvent, corrected: LoggedEvent) -> None:
         if original.type in BOOK_TYPES:
-            BOOK.retract(sql, original)
-            BOOK.record(sql, corrected)
+            self.book.retract(sql, original)
+            self.book.record(sql, corrected)
         elif original.type == "disclosure.recorded":
             sql.execute(f"DELETE FROM {ROWS} WHERE seq = ?", (original.seq,))
             self._record_disclosure(sql, corrected)
@@ -127,14 +141,32 @@ class DisclosureHistory(CorrectableProjection):
             sql.execute(f"DELETE FROM {RECIPIENTS} WHERE seq = ?", (original.seq,))
         self._record_recipient(sql, corrected)
 
+    def _remember_recipient(self, sql: Sql, recipient_id: str) -> None:
+        rows = sql.execute(
+            f"SELECT registered_at, terminated_at FROM {RECIPIENTS} WHERE recipient_id = ?",
+            (recipient_id,),
+        )
+        if rows:
+            self._recipients[recipient_id] = (rows[0][0], rows[0][1])
+        else:
+            self._recipients.pop(recipient_id, None)
+
     def _record_disclosure(self, sql: Sql, event: LoggedEvent) -> None:
         data = event.data
-        sql.executemany(
-            f"INSERT INTO {ROWS} (seq, subject, disclosure_id, occurred_at, recipient_id, kind, "
-            "data_categories, purpose, legal_basis, de_identified, destination_country, "
-            "policy_version, verdict, violation, consent_seq) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, NULL)",
-            [
+        rows = []
+        for subject in dict.fromkeys(item["subject"] for item in data["subjects"]):
+            verdict, consent_seq = self._verdict(
+                sql,
+                (
+                    event.seq,
+                    subject,
+                    event.occurred_at,
+                    data["recipient_id"],
+                    data["purpose"],
+                    data["legal_basis"],
+                ),
+            )
+            rows.append(
                 (
                     event.seq,
                     subject,
@@ -148,9 +180,17 @@ class DisclosureHistory(CorrectableProjection):
                     int(data["de_identified"]),
                     data["destination_country"],
                     data["policy_version"],
+                    verdict,
+                    int(verdict in VIOLATIONS),
+                    consent_seq,
                 )
-                for subject in dict.fromkeys(item["subject"] for item in data["subjects"])
-            ],
+            )
+        sql.executemany(
+            f"INSERT INTO {ROWS} (seq, subject, disclosure_id, occurred_at, recipient_id, kind, "
+            "data_categories, purpose, legal_basis, de_identified, destination_country, "
+            "policy_version, verdict, violation, consent_seq) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
         )
 
     # -- verdicts ------------------------------------------------------------------------------
@@ -162,9 +202,14 @@ class DisclosureHistory(CorrectableProjection):
         if event.type == "disclosure.recorded":
             where, params = "seq = ?", [event.seq]
         elif event.type in CONSENT_TYPES:
-            pairs = subjects_and_purposes(event)
-            where = " OR ".join("(subject = ? AND purpose = ?)" for _ in pairs)
-            params = [value for pair in pairs for value in pair]
+            # A verdict depends on decisions at or before its own moment: earlier rows stand.
+            for subject, purpose in subjects_and_purposes(event):
+                self._recompute(
+                    sql,
+                    "subject = ? AND purpose = ? AND occurred_at >= ?",
+                    [subject, purpose, event.occurred_at],
+                )
+            return
         elif event.type == "subject.age_attested":
             where, params = "subject = ?", [data["subject"]]
         elif event.type == "policy.version_published":
@@ -175,9 +220,13 @@ class DisclosureHistory(CorrectableProjection):
                 [utc(data["effective_at"])],
             )
         elif event.type in RECIPIENT_TYPES:
+            self._remember_recipient(sql, data["recipient_id"])
             where, params = "recipient_id = ?", [data["recipient_id"]]
         else:
             return
+        self._recompute(sql, where, params)
+
+    def _recompute(self, sql: Sql, where: str, params: list[Any]) -> None:
         rows = sql.execute(
             f"SELECT seq, subject, occurred_at, recipient_id, purpose, legal_basis FROM {ROWS} "
             f"WHERE {where}",
@@ -193,17 +242,14 @@ class DisclosureHistory(CorrectableProjection):
 
     def _verdict(self, sql: Sql, row: Row) -> tuple[str, int | None]:
         _, subject, occurred_at, recipient_id, purpose, legal_basis = row
-        recipient = sql.execute(
-            f"SELECT registered_at, terminated_at FROM {RECIPIENTS} WHERE recipient_id = ?",
-            (recipient_id,),
-        )
-        if not recipient or recipient[0][0] > occurred_at:
+        recipient = self._recipients.get(recipient_id)
+        if recipient is None or recipient[0] > occurred_at:
             return "recipient_unregistered", None
-        if recipient[0][1] is not None and recipient[0][1] <= occurred_at:
+        if recipient[1] is not None and recipient[1] <= occurred_at:
             return "recipient_terminated", None
         if legal_basis != "consent":
             return "lawful_exception", None
-        verdict = BOOK.verdict(sql, subject, purpose, occurred_at, self.default_minimum_age)
+        verdict = self.book.verdict(sql, subject, purpose, occurred_at, self.default_minimum_age)
         return ("consent_valid" if verdict.valid else "consent_missing"), verdict.seq
 
 

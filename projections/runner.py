@@ -192,6 +192,7 @@ class ProjectionRunner:
                 with self.db.transaction() as sql:
                     if self._claim(sql, projection.name) != position:
                         continue  # another runner moved it meanwhile: read again
+                    projection.begin(sql)
                     for event in events:
                         self._apply(projection, sql, event)
                     sql.execute(
