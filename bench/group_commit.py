@@ -26,12 +26,8 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import secrets
-import shutil
-import sqlite3
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -39,21 +35,25 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
-from psycopg import sql
+from harness import (
+    RESULTS_DIR,
+    machine_facts,
+    markdown_table,
+    temporary_directory,
+    temporary_schema,
+)
 
 from ledger.application import LedgerApplication
 from ledger.config import Settings, generate_keys, open_ledger
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_THREADS = (1, 16, 64)
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 POLICY_VERSION = "bench-v1"
 PURPOSE = "service"
 MAX_ERRORS = 1000
@@ -285,8 +285,7 @@ class Backend:
 
 @contextmanager
 def sqlite_backend() -> Iterator[Backend]:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-group-commit-"))
-    try:
+    with temporary_directory("bench-group-commit-") as tmp:
         yield Backend(
             name="sqlite",
             ledger_settings=Settings(data_dir=tmp / "ledger"),
@@ -295,18 +294,15 @@ def sqlite_backend() -> Iterator[Backend]:
                 "SQLITE_DBNAME": str(tmp / "baseline.sqlite3"),
             },
         )
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextmanager
 def postgres_backend(url: str) -> Iterator[Backend]:
     info = psycopg.conninfo.conninfo_to_dict(url)
-    schema = f"bench_gc_{secrets.token_hex(6)}"
-    tmp = Path(tempfile.mkdtemp(prefix="bench-group-commit-"))
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    try:
+    with (
+        temporary_directory("bench-group-commit-") as tmp,
+        temporary_schema(url, "bench_gc_") as schema,
+    ):
         settings = Settings(data_dir=tmp / "ledger", database_url=url, database_schema=schema)
         generate_keys(settings)
         yield Backend(
@@ -323,50 +319,6 @@ def postgres_backend(url: str) -> Iterator[Backend]:
                 "POSTGRES_ENABLE_DB_FUNCTIONS": "no",
             },
         )
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-
-
-# -- machine facts ----------------------------------------------------------------------------
-
-
-def machine_facts(pg_url: str | None) -> dict[str, Any]:
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    facts: dict[str, Any] = {
-        "nproc": nproc,
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "python_implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "eventsourcing": metadata.version("eventsourcing"),
-        "psycopg": metadata.version("psycopg"),
-        "sqlite": sqlite3.sqlite_version,
-        "sqlite_default_synchronous": _sqlite_default_synchronous(),
-        "loadavg_at_start": list(os.getloadavg()),
-    }
-    if pg_url is not None:
-        try:
-            with psycopg.connect(pg_url, autocommit=True, connect_timeout=10) as conn:
-                for setting in ("server_version", "fsync", "synchronous_commit", "wal_sync_method"):
-                    row = conn.execute(f"SHOW {setting}").fetchone()
-                    facts[f"postgres_{setting}"] = row[0] if row else None
-        except psycopg.Error as exc:
-            facts["postgres_error"] = str(exc)
-    return facts
-
-
-def _sqlite_default_synchronous() -> str:
-    """PRAGMA synchronous of a new WAL connection (what the baseline's recorder gets)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        conn = sqlite3.connect(Path(tmp) / "probe.sqlite3")
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            level = conn.execute("PRAGMA synchronous").fetchone()[0]
-        finally:
-            conn.close()
-    return {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(level, str(level))
 
 
 # -- running and reporting --------------------------------------------------------------------
@@ -493,18 +445,7 @@ def format_table(rows: list[Row]) -> str:
                 f"{r.ledger_errors}/{r.baseline_errors}",
             ]
         )
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
-    out = [
-        "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |",
-        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-    ]
-    for line in lines:
-        cells = [
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(line, widths, strict=True))
-        ]
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)
+    return markdown_table(headers, lines)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

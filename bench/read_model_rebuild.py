@@ -27,14 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import secrets
-import shutil
-import sqlite3
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -42,12 +37,16 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg import sql
+from harness import (
+    RESULTS_DIR,
+    machine_facts,
+    markdown_table,
+    temporary_directory,
+    temporary_schema,
+)
 
 from ledger.application import LedgerApplication
 from ledger.config import Settings, generate_keys, open_ledger
@@ -58,7 +57,6 @@ from projections.runner import ProjectionRunner, table_digest
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_EVENTS = 20_000
 MIN_EVENTS = 100
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PAGE = 500
 """Raw read page size, the runner's default ``batch_size``."""
 APPEND_BATCH = 500
@@ -674,70 +672,19 @@ def check_status(runner: ProjectionRunner, head: int) -> list[str]:
 
 @contextmanager
 def sqlite_backend() -> Iterator[Settings]:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-projections-"))
-    try:
+    with temporary_directory("bench-read-models-") as tmp:
         yield Settings(data_dir=tmp / "ledger")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextmanager
 def postgres_backend(url: str) -> Iterator[Settings]:
-    schema = f"bench_proj_{secrets.token_hex(6)}"
-    tmp = Path(tempfile.mkdtemp(prefix="bench-projections-"))
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    try:
+    with (
+        temporary_directory("bench-read-models-") as tmp,
+        temporary_schema(url, "bench_rm_") as schema,
+    ):
         settings = Settings(data_dir=tmp / "ledger", database_url=url, database_schema=schema)
         generate_keys(settings)
         yield settings
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-
-
-# -- machine facts ----------------------------------------------------------------------------
-
-
-def machine_facts(pg_url: str | None) -> dict[str, Any]:
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    facts: dict[str, Any] = {
-        "nproc": nproc,
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "python_implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "eventsourcing": metadata.version("eventsourcing"),
-        "psycopg": metadata.version("psycopg"),
-        "orjson": metadata.version("orjson"),
-        "sqlite": sqlite3.sqlite_version,
-        "loadavg_at_start": list(os.getloadavg()),
-        **git_facts(),
-    }
-    if pg_url is not None:
-        try:
-            with psycopg.connect(pg_url, autocommit=True, connect_timeout=10) as conn:
-                for setting in ("server_version", "fsync", "synchronous_commit", "shared_buffers"):
-                    row = conn.execute(f"SHOW {setting}").fetchone()
-                    facts[f"postgres_{setting}"] = row[0] if row else None
-        except psycopg.Error as exc:
-            facts["postgres_error"] = str(exc)
-    return facts
-
-
-def git_facts() -> dict[str, Any]:
-    """The commit measured, and the files changed since (the working tree is what runs)."""
-    root = Path(__file__).resolve().parents[1]
-
-    def git(*argv: str) -> str:
-        done = subprocess.run(
-            ["git", *argv], cwd=root, capture_output=True, text=True, timeout=10, check=False
-        )
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    changed = [line[3:] for line in git("status", "--porcelain").splitlines() if line]
-    return {"git_commit": git("rev-parse", "--short", "HEAD") or None, "git_changed": changed}
 
 
 # -- running and reporting --------------------------------------------------------------------
@@ -758,18 +705,7 @@ def format_table(rows: list[Row]) -> str:
         ]
         for r in rows
     ]
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
-    out = [
-        "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |",
-        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-    ]
-    for line in lines:
-        cells = [
-            c.ljust(w) if i < 2 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(line, widths, strict=True))
-        ]
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)
+    return markdown_table(headers, lines, left=2)
 
 
 def format_fill(results: list[BackendResult]) -> str:
