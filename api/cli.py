@@ -6,7 +6,9 @@ Settings come from ``CONSENT_LEDGER_*`` environment variables (see ``ledger/conf
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -21,6 +23,7 @@ from ledger.application import LedgerApplication
 from ledger.config import Settings, SettingsError, generate_keys, load_keyring, open_ledger
 from ledger.errors import IdempotencyConflictError, LedgerError, ValidationError
 from ledger.integrity import check_log
+from ledger.verifier.note import format_verifier_key
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -182,7 +185,8 @@ def verify_log(ctx: click.Context) -> None:
     try:
         total = app.head()
         with click.progressbar(length=total, label="verifying", file=sys.stderr) as bar:
-            report = check_log(app.ledger, keyring, progress=bar.update)
+            origin = app.checkpointer.origin if app.checkpointer else None
+            report = check_log(app.ledger, keyring, progress=bar.update, origin=origin)
     finally:
         app.close()
     for problem in report.problems:
@@ -198,6 +202,50 @@ def verify_log(ctx: click.Context) -> None:
         f"ok: {report.checked} events, 1..{report.head}, every signature verifies "
         f"({settings.describe_storage()})"
     )
+
+
+@cli.command()
+@click.option(
+    "--every",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    metavar="SECONDS",
+    help="Keep signing, every SECONDS while events arrive, until Ctrl-C / SIGTERM.",
+)
+@click.pass_context
+def checkpoint(ctx: click.Context, every: float | None) -> None:
+    """Sign a checkpoint of the log (C2SP signed note) and print it."""
+    app = _open(ctx)
+    try:
+        signed = app.sign_checkpoint()
+        click.echo(signed.note, nl=False)
+        if every is None:
+            return
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        while not stop.wait(every):
+            latest = app.sign_checkpoint()
+            if latest.size != signed.size:
+                signed = latest
+                click.echo(signed.note, nl=False)
+    finally:
+        app.close()
+
+
+@cli.command()
+@click.pass_context
+def keys(ctx: click.Context) -> None:
+    """The verifier keys of the log's checkpoints, one a line (C2SP form)."""
+    settings = _settings(ctx)
+    keyring = load_keyring(settings)
+    app = _open(ctx)
+    try:
+        origin = app.ledger.origin(settings.origin)
+    finally:
+        app.close()
+    for public_key in keyring.public_keys.values():
+        click.echo(format_verifier_key(origin, public_key))
 
 
 @cli.command()

@@ -50,6 +50,7 @@ from ledger.errors import (
     ValidationError,
 )
 from ledger.mapper import LedgerMapper, format_time
+from ledger.merkle_log import Checkpointer, SignedCheckpoint
 from ledger.receipts import DecodedEvent, Receipt
 from ledger.recorder import Claim, LedgerRecorder, LogRecord
 from ledger.sealing import open_data, seal_fact
@@ -158,7 +159,10 @@ class LedgerApplication(Application[UUID]):
         subject_keys: SubjectKeys,
         limits: Limits | None = None,
         clock: Callable[[], datetime] | None = None,
+        *,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
+        self.checkpointer = checkpointer
         self._ledger_recorder = recorder
         self.subject_keys = subject_keys
         self.limits = limits or Limits()
@@ -563,6 +567,12 @@ class LedgerApplication(Application[UUID]):
             if len(records) < page:
                 return
             start = records[-1].seq + 1
+
+    def sign_checkpoint(self) -> SignedCheckpoint:
+        """Sign a checkpoint of the log as it stands (or return the last, if nothing is new)."""
+        if self.checkpointer is None:
+            raise LedgerError("this ledger was opened without a checkpoint signer")
+        return self.ledger.sign_checkpoint(self.checkpointer)
 
     def head(self) -> int:
         return self.ledger.max_notification_id() or 0

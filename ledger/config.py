@@ -13,6 +13,7 @@ CONSENT_LEDGER_MINIMUM_AGE       18                           consent below it n
 CONSENT_LEDGER_BACKDATE_HOURS    24                           older facts are flagged backdated
 CONSENT_LEDGER_MAX_BATCH         1000                         events per append
 CONSENT_LEDGER_MAX_GROUP_EVENTS  2000                         events per shared commit
+CONSENT_LEDGER_ORIGIN            (made up once, then kept)    the log's name in checkpoints
 ===============================  ===========================  ================================
 """
 
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from ledger.application import LedgerApplication, Limits
 from ledger.errors import KeyMaterialError, LedgerError
+from ledger.merkle_log import Checkpointer
 from ledger.recorder import LedgerRecorder
 from ledger.signing import Keyring, generate_signing_key, load_signer, write_private_file
 from ledger.subject_keys import (
@@ -54,6 +56,8 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     max_group_events: int = 2000
     """At most this many events share one commit (1 turns group commit off)."""
+    origin: str | None = None
+    """The log's name in its checkpoints; made up once and kept when not configured."""
 
     @property
     def keys_dir(self) -> Path:
@@ -113,6 +117,7 @@ class Settings:
             keys_dir_override=Path(keys_dir) if keys_dir else None,
             master_key_file_override=Path(master_file) if master_file else None,
             max_group_events=integer("MAX_GROUP_EVENTS", 2000, 1, 100_000),
+            origin=get("ORIGIN"),
             limits=Limits(
                 max_batch=integer("MAX_BATCH", 1000, 1, 100_000),
                 minimum_age=integer("MINIMUM_AGE", 18, 0, 21),
@@ -173,10 +178,12 @@ def open_ledger(settings: Settings, *, create_keys: bool | None = None) -> Ledge
         )
     try:
         subject_keys = SubjectKeys(store, master_key)
-    except KeyMaterialError:
+        recorder.build_tree()  # a log from before the tree was kept gets its nodes once
+        checkpointer = Checkpointer(signer, recorder.origin(settings.origin))
+    except LedgerError:
         recorder.close()
         raise
-    return LedgerApplication(recorder, subject_keys, settings.limits)
+    return LedgerApplication(recorder, subject_keys, settings.limits, checkpointer=checkpointer)
 
 
 def load_keyring(settings: Settings) -> Keyring:

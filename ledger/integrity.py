@@ -8,7 +8,10 @@ sequence number it concerns:
   (a row moved, swapped or copied);
 - a sequence number is missing (a row deleted) or present twice (a row inserted);
 - a stream's versions do not run 1, 2, 3 ... in sequence order;
-- an emitter's event id points at an event that is not there (the tail was cut).
+- an emitter's event id points at an event that is not there (the tail was cut);
+- the stored Merkle tree is not the tree of the entries;
+- a signed checkpoint does not verify, does not match the entries, or is larger than the log
+  (the tail was cut, claims and all).
 """
 
 from __future__ import annotations
@@ -16,9 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ledger.merkle_log import CompactRange, TreeError
 from ledger.recorder import LedgerRecorder
 from ledger.signing import Keyring
+from ledger.verifier.checkpoint import CheckpointError, open_checkpoint
 from ledger.verifier.entry import EntryError, parse_entry
+from ledger.verifier.merkle import leaf_hash
+from ledger.verifier.note import NoteError, format_verifier_key, parse_verifier_key
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,10 @@ class LogReport:
 
 
 def check_log(
-    recorder: LedgerRecorder, keyring: Keyring, progress: Callable[[int], None] | None = None
+    recorder: LedgerRecorder,
+    keyring: Keyring,
+    progress: Callable[[int], None] | None = None,
+    origin: str | None = None,
 ) -> LogReport:
     report = LogReport()
     add = report.problems.append
@@ -108,5 +118,84 @@ def check_log(
                     claim.seq, f"missing, though event id {claim.event_id!r} was recorded as it"
                 )
             )
+    report.problems.extend(_check_tree(recorder, keyring, report.head, origin))
     report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
     return report
+
+
+def _check_tree(
+    recorder: LedgerRecorder, keyring: Keyring, head: int, origin: str | None
+) -> list[LogProblem]:
+    """Recompute the tree from the entries, in order; compare it and every checkpoint."""
+    problems: list[LogProblem] = []
+    checkpoints = recorder.checkpoints()
+    verifiers = (
+        [
+            parse_verifier_key(format_verifier_key(origin, key))
+            for key in keyring.public_keys.values()
+        ]
+        if origin is not None
+        else []
+    )
+    for checkpoint in checkpoints:
+        if origin is None:
+            continue
+        try:
+            opened = open_checkpoint(checkpoint.note, origin, verifiers)
+        except (NoteError, CheckpointError) as exc:
+            problems.append(LogProblem(None, f"checkpoint of size {checkpoint.size}: {exc}"))
+            continue
+        if (opened.size, opened.root_hash) != (checkpoint.size, checkpoint.root):
+            problems.append(
+                LogProblem(None, f"checkpoint of size {checkpoint.size}: its note says otherwise")
+            )
+    if checkpoints and checkpoints[-1].size > head:
+        problems.append(
+            LogProblem(
+                None,
+                f"a checkpoint was signed at size {checkpoints[-1].size} but the log ends at "
+                f"{head}: events were removed from its end",
+            )
+        )
+    expected = {c.size: c.root for c in checkpoints}
+    tree = CompactRange()
+    if 0 in expected and expected[0] != tree.root():
+        problems.append(LogProblem(None, "checkpoint of size 0 has a wrong root"))
+    start = 1
+    while True:
+        records = recorder.select_records(start, 1000)
+        created: list[tuple[int, int, bytes]] = []
+        for record in records:
+            if record.seq != tree.size + 1:
+                return problems  # a gap, reported above; the tree cannot be recomputed past it
+            created.extend(tree.append(leaf_hash(record.entry)))
+            wanted = expected.get(tree.size)
+            if wanted is not None and wanted != tree.root():
+                problems.append(
+                    LogProblem(
+                        tree.size, f"the checkpoint of size {tree.size} does not match the entries"
+                    )
+                )
+        stored_nodes = recorder.select_nodes([(level, index) for level, index, _ in created])
+        for level, index, value in created:
+            if stored_nodes.get((level, index)) != value:
+                first, last = (index << level) + 1, (index + 1) << level
+                span = f"event {first}" if level == 0 else f"events {first}..{last}"
+                problems.append(
+                    LogProblem(
+                        first if level == 0 else None,
+                        f"the stored Merkle node at level {level}, index {index} ({span}) "
+                        "does not match the entries",
+                    )
+                )
+        if len(records) < 1000:
+            break
+        start = records[-1].seq + 1
+    try:
+        stored = recorder.tree().root(tree.size)
+    except TreeError as exc:
+        problems.append(LogProblem(None, f"the stored Merkle tree is incomplete: {exc}"))
+        return problems
+    if stored != tree.root():
+        problems.append(LogProblem(None, "the stored Merkle tree does not match the entries"))
+    return problems

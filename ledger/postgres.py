@@ -23,6 +23,7 @@ from ledger.signing import Signer
 from ledger.subject_keys import KeyStore
 
 SCHEMA_LOCK_ID = 0x6C6564676572  # "ledger": serialises schema creation across processes
+TREE_LOCK_ID = 0x74726565  # "tree": one checkpoint signer or tree builder at a time
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS {s}.ledger_events (
@@ -50,6 +51,26 @@ CREATE OR REPLACE TRIGGER ledger_events_no_truncate
     FOR EACH STATEMENT EXECUTE FUNCTION {s}.ledger_refuse_change();
 CREATE OR REPLACE TRIGGER ledger_claims_append_only
     BEFORE UPDATE OR DELETE ON {s}.ledger_claims
+    FOR EACH ROW EXECUTE FUNCTION {s}.ledger_refuse_change();
+CREATE TABLE IF NOT EXISTS {s}.ledger_merkle_nodes (
+    level smallint NOT NULL,
+    idx bigint NOT NULL,
+    hash bytea NOT NULL,
+    PRIMARY KEY (level, idx)
+);
+CREATE TABLE IF NOT EXISTS {s}.ledger_checkpoints (
+    size bigint PRIMARY KEY,
+    root bytea NOT NULL,
+    note text NOT NULL,
+    key_id text NOT NULL,
+    signed_at text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {s}.ledger_meta (name text PRIMARY KEY, value text NOT NULL);
+CREATE OR REPLACE TRIGGER ledger_merkle_nodes_append_only
+    BEFORE UPDATE OR DELETE ON {s}.ledger_merkle_nodes
+    FOR EACH ROW EXECUTE FUNCTION {s}.ledger_refuse_change();
+CREATE OR REPLACE TRIGGER ledger_checkpoints_append_only
+    BEFORE UPDATE OR DELETE ON {s}.ledger_checkpoints
     FOR EACH ROW EXECUTE FUNCTION {s}.ledger_refuse_change();
 CREATE TABLE IF NOT EXISTS {s}.ledger_subject_keys (
     pseudonym text PRIMARY KEY,
@@ -113,7 +134,15 @@ class _PostgresWrite:
         ).fetchall()
         return {r[0]: bytes(r[1]) for r in rows}
 
-    def write(self, records: Sequence[LogRecord], claims: Sequence[RecordedClaim]) -> None:
+    def read_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        return _read_nodes(self.conn, self.recorder, keys)
+
+    def write(
+        self,
+        records: Sequence[LogRecord],
+        claims: Sequence[RecordedClaim],
+        nodes: Sequence[tuple[int, int, bytes]],
+    ) -> None:
         self.conn.execute(
             self.recorder.write_statement,
             (
@@ -127,7 +156,90 @@ class _PostgresWrite:
                 [c.event_id for c in claims],
                 [c.digest for c in claims],
                 [c.seq for c in claims],
+                [n[0] for n in nodes],
+                [n[1] for n in nodes],
+                [n[2] for n in nodes],
             ),
+        )
+
+
+def _read_nodes(
+    conn: psycopg.Connection[Any],
+    recorder: PostgresLedgerRecorder,
+    keys: Sequence[tuple[int, int]],
+) -> dict[tuple[int, int], bytes]:
+    if not keys:
+        return {}
+    rows = conn.execute(
+        recorder.read_nodes_statement, ([k[0] for k in keys], [k[1] for k in keys])
+    ).fetchall()
+    return {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
+
+
+class _PostgresTree:
+    def __init__(self, conn: psycopg.Connection[Any], recorder: PostgresLedgerRecorder) -> None:
+        self.conn = conn
+        self.recorder = recorder
+        self.nodes = sql.Identifier(recorder.schema, "ledger_merkle_nodes")
+        self.checkpoints = sql.Identifier(recorder.schema, "ledger_checkpoints")
+        self.meta = sql.Identifier(recorder.schema, "ledger_meta")
+
+    def _one(self, query: sql.Composed, params: Sequence[Any] = ()) -> Any:
+        row = self.conn.execute(query, params).fetchone()
+        return None if row is None else row[0]
+
+    def head(self) -> int:
+        return int(self._one(sql.SQL("SELECT max(seq) FROM {}").format(self.recorder.table)) or 0)
+
+    def tree_size(self) -> int:
+        top = self._one(sql.SQL("SELECT max(idx) FROM {} WHERE level = 0").format(self.nodes))
+        return 0 if top is None else int(top) + 1
+
+    def entries(self, first_seq: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = self.conn.execute(
+            sql.SQL("SELECT seq, entry FROM {} WHERE seq >= %s ORDER BY seq LIMIT %s").format(
+                self.recorder.table
+            ),
+            (first_seq, limit),
+        ).fetchall()
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    def read_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        return _read_nodes(self.conn, self.recorder, keys)
+
+    def insert_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(
+                sql.SQL("INSERT INTO {} (level, idx, hash) VALUES (%s, %s, %s)").format(self.nodes),
+                list(nodes),
+            )
+
+    def last_checkpoint(self) -> tuple[int, bytes, str] | None:
+        row = self.conn.execute(
+            sql.SQL("SELECT size, root, note FROM {} ORDER BY size DESC LIMIT 1").format(
+                self.checkpoints
+            )
+        ).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]), str(row[2]))
+
+    def insert_checkpoint(self, size: int, root: bytes, note: str, key_id: str, at: str) -> None:
+        self.conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (size, root, note, key_id, signed_at) VALUES (%s, %s, %s, %s, %s)"
+            ).format(self.checkpoints),
+            (size, root, note, key_id, at),
+        )
+
+    def get_meta(self, name: str) -> str | None:
+        value = self._one(
+            sql.SQL("SELECT value FROM {} WHERE name = %s").format(self.meta), (name,)
+        )
+        return None if value is None else str(value)
+
+    def put_meta(self, name: str, value: str) -> None:
+        self.conn.execute(
+            sql.SQL("INSERT INTO {} (name, value) VALUES (%s, %s)").format(self.meta),
+            (name, value),
         )
 
 
@@ -147,11 +259,17 @@ class PostgresLedgerRecorder(LedgerRecorder):
         self.claims_sql = sql.Identifier(schema, "ledger_claims")
         self.events_table = f'"{schema}".ledger_events'
         self.claims_table = f'"{schema}".ledger_claims'
+        self.checkpoints_table = f'"{schema}".ledger_checkpoints'
         self.channel = f"{schema}_ledger_events"
         self.read_head_statement = sql.SQL(
             "SELECT (SELECT max(seq) FROM {events}), "
             "ARRAY(SELECT event_id FROM {claims} WHERE event_id = ANY(%s))"
         ).format(events=self.table, claims=self.claims_sql)
+        self.read_nodes_statement = sql.SQL(
+            "SELECT n.level, n.idx, n.hash FROM {nodes} n "
+            "JOIN unnest(%s::smallint[], %s::bigint[]) AS k(level, idx) "
+            "ON n.level = k.level AND n.idx = k.idx"
+        ).format(nodes=sql.Identifier(schema, "ledger_merkle_nodes"))
         # Inserted rows come back from the CTE; rows stored before come from the table (the
         # statement's snapshot does not see its own inserts). A key another writer is storing
         # right now is in neither: the unit then fails and retries with the stored key.
@@ -167,12 +285,16 @@ class PostgresLedgerRecorder(LedgerRecorder):
             "%s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::bytea[], %s::bytea[], "
             "%s::text[]) RETURNING 1), "
             "c AS (INSERT INTO {claims} (event_id, digest, seq) SELECT * FROM unnest("
-            "%s::text[], %s::bytea[], %s::bigint[]) RETURNING 1) "
-            "SELECT pg_notify({channel}, ''), (SELECT count(*) FROM e), (SELECT count(*) FROM c)"
+            "%s::text[], %s::bytea[], %s::bigint[]) RETURNING 1), "
+            "n AS (INSERT INTO {nodes} (level, idx, hash) SELECT * FROM unnest("
+            "%s::smallint[], %s::bigint[], %s::bytea[]) RETURNING 1) "
+            "SELECT pg_notify({channel}, ''), (SELECT count(*) FROM e), (SELECT count(*) FROM c), "
+            "(SELECT count(*) FROM n)"
         ).format(
             events=self.table,
             columns=_COLUMNS,
             claims=self.claims_sql,
+            nodes=sql.Identifier(schema, "ledger_merkle_nodes"),
             channel=sql.Literal(self.channel),
         )
         create_schema(pool, schema)
@@ -187,6 +309,22 @@ class PostgresLedgerRecorder(LedgerRecorder):
             raise IntegrityError(str(exc)) from exc
         except psycopg.Error as exc:
             raise StorageError(f"PostgreSQL refused the append: {exc}") from exc
+
+    @contextmanager
+    def _tree_transaction(self) -> Iterator[_PostgresTree]:
+        # One signer or builder at a time; SHARE mode holds off appends (EXCLUSIVE) so the
+        # head and the nodes read are of one tree, without blocking readers.
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (TREE_LOCK_ID,))
+                conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(self.table))
+                yield _PostgresTree(conn, self)
+        except psycopg.Error as exc:
+            raise StorageError(f"PostgreSQL refused the tree update: {exc}") from exc
+
+    def select_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        with self.pool.connection() as conn:
+            return _read_nodes(conn, self, keys)
 
     def _close_connections(self) -> None:
         self.pool.close()

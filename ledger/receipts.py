@@ -27,6 +27,11 @@ class Receipt:
     duplicate: bool = False
     """True when this event id had been recorded before with the same content."""
 
+    @property
+    def leaf_index(self) -> int:
+        """The event's leaf in the log's Merkle tree (sequenced in the same commit)."""
+        return self.seq - 1
+
     @classmethod
     def from_record(cls, record: LogRecord, event_id: str, *, duplicate: bool) -> Receipt:
         body = orjson.loads(record.entry)["body"]
@@ -43,6 +48,7 @@ class Receipt:
     def as_dict(self) -> dict[str, Any]:
         return {
             "seq": self.seq,
+            "leaf_index": self.leaf_index,
             "event_id": self.event_id,
             "event_hash": self.event_hash,
             "signature": self.signature,

@@ -38,6 +38,16 @@ from eventsourcing.persistence import (
 )
 
 from ledger.errors import StorageError
+from ledger.merkle_log import (
+    Checkpointer,
+    SignedCheckpoint,
+    StoredTree,
+    TreeTransaction,
+    build_missing_nodes,
+    nodes_for_leaves,
+    origin_of,
+    right_edge,
+)
 from ledger.signing import Signer
 from ledger.subject_keys import KeyStore
 from ledger.verifier.entry import ENTRY_FORMAT
@@ -96,8 +106,17 @@ class WriteTransaction(Protocol):
         """The highest sequence number, and which of ``event_ids`` are claimed already."""
         ...
 
-    def write(self, records: Sequence[LogRecord], claims: Sequence[RecordedClaim]) -> None:
-        """Insert the records and claims (raising IntegrityError on a uniqueness clash)."""
+    def read_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Stored Merkle nodes by (level, index)."""
+        ...
+
+    def write(
+        self,
+        records: Sequence[LogRecord],
+        claims: Sequence[RecordedClaim],
+        nodes: Sequence[tuple[int, int, bytes]],
+    ) -> None:
+        """Insert records, claims and the Merkle nodes they complete (IntegrityError on a clash)."""
         ...
 
     def persist_keys(self, wrapped: Mapping[str, bytes]) -> dict[str, bytes] | None:
@@ -264,6 +283,8 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         with self._write_transaction() as txn:
             group = self._persist_keys(group, txn)
             seq, taken = txn.read_head([c.event_id for unit in group for c in unit.claims])
+            tree_size = seq
+            edge = txn.read_nodes(right_edge(tree_size))
             versions: set[tuple[str, int]] = set()
             records: list[LogRecord] = []
             claims: list[RecordedClaim] = []
@@ -300,7 +321,8 @@ class LedgerRecorder(ApplicationRecorder, ABC):
                 records.extend(unit_records)
                 outcomes.append((unit, unit_records, None))
             if records:
-                txn.write(records, claims)
+                nodes = nodes_for_leaves(tree_size, [r.entry for r in records], edge)
+                txn.write(records, claims, nodes)
         # Committed: only now may anyone see a receipt.
         self.groups_committed += 1
         self.events_committed += len(records)
@@ -318,6 +340,14 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         """
 
     @abstractmethod
+    def _tree_transaction(self) -> AbstractContextManager[TreeTransaction]:
+        """A transaction in which no append commits: for building the tree and checkpoints."""
+
+    @abstractmethod
+    def select_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Stored Merkle nodes by (level, index), outside any transaction."""
+
+    @abstractmethod
     def _close_connections(self) -> None: ...
 
     @abstractmethod
@@ -330,10 +360,43 @@ class LedgerRecorder(ApplicationRecorder, ABC):
     events_table = "ledger_events"
     """How SQL names the log table (backends may qualify it)."""
     claims_table = "ledger_claims"
+    checkpoints_table = "ledger_checkpoints"
 
     @abstractmethod
     def _select(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """Run one read; ``query`` marks its parameters with ``?``."""
+
+    # -- the Merkle tree and checkpoints --------------------------------------------------------
+
+    def build_tree(self) -> int:
+        """Add the Merkle nodes of events recorded before the tree was kept (a one-off)."""
+        with self._tree_transaction() as txn:
+            return build_missing_nodes(txn)
+
+    def origin(self, configured: str | None = None) -> str:
+        with self._tree_transaction() as txn:
+            return origin_of(txn, configured)
+
+    def sign_checkpoint(self, checkpointer: Checkpointer) -> SignedCheckpoint:
+        with self._tree_transaction() as txn:
+            return checkpointer.sign(txn)
+
+    def tree(self) -> StoredTree:
+        return StoredTree(self)
+
+    def checkpoints(self) -> list[SignedCheckpoint]:
+        """Every checkpoint signed, smallest first."""
+        query = f"SELECT size, root, note FROM {self.checkpoints_table} ORDER BY size"  # noqa: S608
+        return [
+            SignedCheckpoint(int(r[0]), bytes(r[1]), str(r[2])) for r in self._select(query, ())
+        ]
+
+    def latest_checkpoint(self) -> SignedCheckpoint | None:
+        query = f"SELECT size, root, note FROM {self.checkpoints_table} "  # noqa: S608
+        rows = self._select(query + "ORDER BY size DESC LIMIT 1", ())
+        return (
+            SignedCheckpoint(int(rows[0][0]), bytes(rows[0][1]), str(rows[0][2])) if rows else None
+        )
 
     # -- reading -------------------------------------------------------------------------------
 

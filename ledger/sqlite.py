@@ -45,6 +45,28 @@ CREATE TRIGGER IF NOT EXISTS ledger_claims_no_update BEFORE UPDATE ON ledger_cla
 BEGIN SELECT RAISE(ABORT, 'ledger_claims is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS ledger_claims_no_delete BEFORE DELETE ON ledger_claims
 BEGIN SELECT RAISE(ABORT, 'ledger_claims is append-only'); END;
+CREATE TABLE IF NOT EXISTS ledger_merkle_nodes (
+    level INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+);
+CREATE TABLE IF NOT EXISTS ledger_checkpoints (
+    size INTEGER PRIMARY KEY,
+    root BLOB NOT NULL,
+    note TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    signed_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ledger_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TRIGGER IF NOT EXISTS ledger_merkle_nodes_no_update BEFORE UPDATE ON ledger_merkle_nodes
+BEGIN SELECT RAISE(ABORT, 'ledger_merkle_nodes is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS ledger_merkle_nodes_no_delete BEFORE DELETE ON ledger_merkle_nodes
+BEGIN SELECT RAISE(ABORT, 'ledger_merkle_nodes is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS ledger_checkpoints_no_update BEFORE UPDATE ON ledger_checkpoints
+BEGIN SELECT RAISE(ABORT, 'ledger_checkpoints is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS ledger_checkpoints_no_delete BEFORE DELETE ON ledger_checkpoints
+BEGIN SELECT RAISE(ABORT, 'ledger_checkpoints is append-only'); END;
 """
 
 KEYSTORE_SCHEMA = """
@@ -95,7 +117,18 @@ class _SQLiteWrite:
         row = self.conn.execute("SELECT max(seq) FROM ledger_events").fetchone()
         return int(row[0] or 0), set(_select_claims(self.conn, event_ids))
 
-    def write(self, records: Sequence[LogRecord], claims: Sequence[RecordedClaim]) -> None:
+    def read_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        return _read_nodes(self.conn, keys)
+
+    def write(
+        self,
+        records: Sequence[LogRecord],
+        claims: Sequence[RecordedClaim],
+        nodes: Sequence[tuple[int, int, bytes]],
+    ) -> None:
+        self.conn.executemany(
+            "INSERT INTO ledger_merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes
+        )
         self.conn.executemany(
             f"INSERT INTO ledger_events ({RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
             [
@@ -115,6 +148,67 @@ class _SQLiteWrite:
             "INSERT INTO ledger_claims (event_id, digest, seq) VALUES (?, ?, ?)",
             [(c.event_id, c.digest, c.seq) for c in claims],
         )
+
+
+class _SQLiteTree:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def head(self) -> int:
+        return int(self.conn.execute("SELECT max(seq) FROM ledger_events").fetchone()[0] or 0)
+
+    def tree_size(self) -> int:
+        row = self.conn.execute("SELECT max(idx) FROM ledger_merkle_nodes WHERE level = 0")
+        top = row.fetchone()[0]
+        return 0 if top is None else int(top) + 1
+
+    def entries(self, first_seq: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = self.conn.execute(
+            "SELECT seq, entry FROM ledger_events WHERE seq >= ? ORDER BY seq LIMIT ?",
+            (first_seq, limit),
+        )
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    def read_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        return _read_nodes(self.conn, keys)
+
+    def insert_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        self.conn.executemany(
+            "INSERT INTO ledger_merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes
+        )
+
+    def last_checkpoint(self) -> tuple[int, bytes, str] | None:
+        row = self.conn.execute(
+            "SELECT size, root, note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]), str(row[2]))
+
+    def insert_checkpoint(self, size: int, root: bytes, note: str, key_id: str, at: str) -> None:
+        self.conn.execute(
+            "INSERT INTO ledger_checkpoints (size, root, note, key_id, signed_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (size, root, note, key_id, at),
+        )
+
+    def get_meta(self, name: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM ledger_meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def put_meta(self, name: str, value: str) -> None:
+        self.conn.execute("INSERT INTO ledger_meta (name, value) VALUES (?, ?)", (name, value))
+
+
+def _read_nodes(
+    conn: sqlite3.Connection, keys: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], bytes]:
+    found: dict[tuple[int, int], bytes] = {}
+    for level, index in keys:
+        row = conn.execute(
+            "SELECT hash FROM ledger_merkle_nodes WHERE level = ? AND idx = ?", (level, index)
+        ).fetchone()
+        if row is not None:
+            found[(level, index)] = bytes(row[0])
+    return found
 
 
 def _select_claims(conn: sqlite3.Connection, event_ids: Sequence[str]) -> dict[str, RecordedClaim]:
@@ -158,6 +252,15 @@ class SQLiteLedgerRecorder(LedgerRecorder):
                 self._connections.append(self._writer)
         with _immediate(self._writer) as conn:
             yield _SQLiteWrite(conn)
+
+    @contextmanager
+    def _tree_transaction(self) -> Iterator[_SQLiteTree]:
+        # A connection of the calling thread; BEGIN IMMEDIATE holds off the committer.
+        with _immediate(self._reader()) as conn:
+            yield _SQLiteTree(conn)
+
+    def select_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        return _read_nodes(self._reader(), keys)
 
     def _close_connections(self) -> None:
         with self._connections_lock:

@@ -107,17 +107,12 @@ class RawDatabase:
 
     def drop_append_only_guards(self) -> None:
         """What an attacker with database access does first."""
-        if self.postgres:
-            self.execute("ALTER TABLE ledger_events DISABLE TRIGGER USER")
-            self.execute("ALTER TABLE ledger_claims DISABLE TRIGGER USER")
-        else:
-            for name in (
-                "events_no_update",
-                "events_no_delete",
-                "claims_no_update",
-                "claims_no_delete",
-            ):
-                self.execute(f"DROP TRIGGER ledger_{name}")
+        for table in ("events", "claims", "merkle_nodes", "checkpoints"):
+            if self.postgres:
+                self.execute(f"ALTER TABLE ledger_{table} DISABLE TRIGGER USER")
+            else:
+                for change in ("update", "delete"):
+                    self.execute(f"DROP TRIGGER ledger_{table}_no_{change}")
 
 
 @pytest.fixture

@@ -35,7 +35,8 @@ def ledger_settings(raw_db: RawDatabase) -> Settings:
 
 
 def verify(app: LedgerApplication, raw_db: RawDatabase) -> LogReport:
-    return check_log(app.ledger, load_keyring(raw_db.settings))
+    assert app.checkpointer is not None
+    return check_log(app.ledger, load_keyring(raw_db.settings), origin=app.checkpointer.origin)
 
 
 def problems_of(report: LogReport) -> dict[int | None, str]:
@@ -57,8 +58,9 @@ def test_a_changed_byte_is_named(filled: LedgerApplication, raw_db: RawDatabase)
     assert changed != bytes(entry)
     raw_db.execute("UPDATE ledger_events SET entry = ? WHERE seq = 5", (changed,))
     problems = problems_of(verify(filled, raw_db))
-    assert list(problems) == [5]
+    assert set(problems) <= {5, None}
     assert "signature does not verify" in problems[5]
+    assert "level 0, index 4 (event 5)" in problems[5]  # and the tree no longer matches it
 
 
 def test_a_changed_signature_is_named(filled: LedgerApplication, raw_db: RawDatabase) -> None:
@@ -136,3 +138,37 @@ def test_a_row_inserted_in_the_middle_is_named(
     )
     problems = problems_of(verify(filled, raw_db))
     assert {8, 9} <= set(problems)
+
+
+def test_a_changed_merkle_node_is_named(filled: LedgerApplication, raw_db: RawDatabase) -> None:
+    raw_db.execute(
+        "UPDATE ledger_merkle_nodes SET hash = ? WHERE level = 1 AND idx = 1", (b"\2" * 32,)
+    )
+    report = verify(filled, raw_db)
+    assert [p.message for p in report.problems if "level 1, index 1" in p.message] == [
+        "the stored Merkle node at level 1, index 1 (events 3..4) does not match the entries"
+    ]
+
+
+def test_a_cut_tail_is_caught_by_the_last_checkpoint(
+    filled: LedgerApplication, raw_db: RawDatabase
+) -> None:
+    signed = filled.sign_checkpoint()
+    assert signed.size == 8
+    # Remove the last event with everything that points at it: the claim and its tree nodes.
+    raw_db.execute("DELETE FROM ledger_claims WHERE seq = 8")
+    raw_db.execute("DELETE FROM ledger_events WHERE seq = 8")
+    raw_db.execute("DELETE FROM ledger_merkle_nodes WHERE level = 0 AND idx = 7")
+    raw_db.execute("DELETE FROM ledger_merkle_nodes WHERE level > 0 AND (idx + 1) << level = 8")
+    messages = [p.message for p in verify(filled, raw_db).problems]
+    assert any("signed at size 8 but the log ends at 7" in m for m in messages), messages
+
+
+def test_a_forged_checkpoint_is_named(filled: LedgerApplication, raw_db: RawDatabase) -> None:
+    signed = filled.sign_checkpoint()
+    raw_db.execute(
+        "UPDATE ledger_checkpoints SET note = ? WHERE size = ?",
+        (signed.note.replace("\n8\n", "\n9\n"), signed.size),
+    )
+    messages = [p.message for p in verify(filled, raw_db).problems]
+    assert any("checkpoint of size 8" in m and "does not verify" in m for m in messages), messages
