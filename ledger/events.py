@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, TypeAlias, Union, get_args, get_origin
 
 import orjson
@@ -462,14 +461,6 @@ def _annotation_paths(annotation: Any, path: str) -> list[tuple[str, str]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return personal_data_paths(annotation, f"{path}.")
     return []
-
-
-def occurred_at_of(raw: Mapping[str, Any]) -> datetime | None:
-    """``occurred_at`` of a raw fact, when it parses; used only in diagnostics."""
-    try:
-        return datetime.fromisoformat(str(raw.get("occurred_at")))
-    except ValueError:
-        return None
 
 
 IDENTITY_FIELDS = frozenset(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -359,8 +359,3 @@ def table_digest(db: ProjectionDatabase, tables: Sequence[str] | None = None) ->
         for row in sorted(orjson.dumps(list(row), default=str) for row in rows):
             digest.update(row + b"\n")
     return digest.hexdigest()
-
-
-def iter_batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -207,6 +207,20 @@ def test_queries_by_recipient_and_period_with_pages(world: World) -> None:
     assert [r.seq for r in first + rest] == [r.seq for r in rows]
 
 
+def test_an_incident_window_finds_the_subjects_disclosed_to_a_recipient(world: World) -> None:
+    other = facts.ref("user")
+    world.record(world.consent_fact("given", -50))
+    world.record(world.disclosure(-20), world.disclosure(-5))
+    late = facts.disclosure(
+        world.recipient["recipient_id"], [other], world.policy["version"], occurred_at=at(-1)
+    )
+    world.record(late)
+    found = world.disclosures.subjects_disclosed_to(
+        world.recipient["recipient_id"], at(-21), at(-4)
+    )
+    assert found == [world.pseudonym]
+
+
 def test_the_read_models_hold_no_plaintext_reference(world: World) -> None:
     world.record(world.consent_fact("given", -50), world.disclosure(-40))
     everything = "".join(

@@ -84,6 +84,7 @@ def test_checkpoints_are_signed_notes_consistent_with_each_other(
     proof = ledger.ledger.tree().consistency_proof(first.size, second.size)
     verify_consistency(first.size, second.size, proof, first.root, second.root)
     assert [c.size for c in ledger.ledger.checkpoints()] == [0, 4, 13]
+    assert ledger.ledger.latest_checkpoint() == second
 
 
 def test_several_signers_never_sign_backwards(
