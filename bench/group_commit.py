@@ -43,6 +43,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
 from harness import (
     RESULTS_DIR,
+    announce,
     machine_facts,
     markdown_table,
     temporary_directory,
@@ -503,14 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     facts = machine_facts(args.pg_url if "postgres" in backends else None)
-    python = Path(sys.executable)
-    if python.is_relative_to(Path.cwd()):
-        python = python.relative_to(Path.cwd())
-    command = " ".join([str(python), *sys.argv])
-    print(f"group-commit benchmark, {started.isoformat(timespec='seconds')}")
-    print(f"command: {command}")
-    for key, value in facts.items():
-        print(f"  {key}: {value}")
+    command = announce("group-commit benchmark", started, facts)
     print(
         f"  window: {args.seconds:g}s measured after {args.warmup:g}s warm-up, "
         f"threads {args.thread_counts}, {args.subjects} subjects"

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,19 @@ def git_facts() -> dict[str, Any]:
 
     changed = [line[3:] for line in git("status", "--porcelain").splitlines() if line]
     return {"git_commit": git("rev-parse", "--short", "HEAD") or None, "git_changed": changed}
+
+
+def announce(title: str, started: datetime, facts: dict[str, Any]) -> str:
+    """Print the run's title, command line and machine facts; return the command line."""
+    python = Path(sys.executable)
+    if python.is_relative_to(Path.cwd()):
+        python = python.relative_to(Path.cwd())
+    command = " ".join([str(python), *sys.argv])
+    print(f"{title}, {started.isoformat(timespec='seconds')}")
+    print(f"command: {command}")
+    for key, value in facts.items():
+        print(f"  {key}: {value}")
+    return command
 
 
 def markdown_table(headers: Sequence[str], lines: Sequence[Sequence[str]], left: int = 1) -> str:

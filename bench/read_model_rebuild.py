@@ -42,6 +42,7 @@ from typing import Any
 
 from harness import (
     RESULTS_DIR,
+    announce,
     machine_facts,
     markdown_table,
     temporary_directory,
@@ -754,14 +755,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     facts = machine_facts(args.pg_url if "postgres" in backends else None)
-    python = Path(sys.executable)
-    if python.is_relative_to(Path.cwd()):
-        python = python.relative_to(Path.cwd())
-    command = " ".join([str(python), *sys.argv])
-    print(f"projection rebuild benchmark, {started.isoformat(timespec='seconds')}")
-    print(f"command: {command}")
-    for key, value in facts.items():
-        print(f"  {key}: {value}")
+    command = announce("projection rebuild benchmark", started, facts)
 
     results: list[BackendResult] = []
     for name in backends:
