@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from eventsourcing.persistence import IntegrityError
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ledger.errors import StorageError
@@ -95,6 +96,11 @@ _COLUMNS = sql.SQL(", ").join(
 
 
 def create_pool(url: str, max_size: int = 20) -> ConnectionPool:
+    # Try one connection first: a clear error at once, not a pool retrying in the background.
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot connect to PostgreSQL {describe(url)}: {exc}") from None
     try:
         # Autocommit: a read is one round trip; writes open explicit transactions.
         pool = ConnectionPool(
@@ -102,8 +108,17 @@ def create_pool(url: str, max_size: int = 20) -> ConnectionPool:
         )
         pool.open(wait=True, timeout=10)
     except (psycopg.Error, PoolTimeout) as exc:
-        raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
+        raise StorageError(f"cannot connect to PostgreSQL {describe(url)}: {exc}") from exc
     return pool
+
+
+def describe(url: str) -> str:
+    """Where a URL points, without its password."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "(unreadable URL)"
+    return f"at {info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
 
 
 def create_schema(pool: ConnectionPool, schema: str) -> None:
