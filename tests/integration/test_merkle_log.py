@@ -157,3 +157,19 @@ def test_the_origin_is_kept_once_chosen(settings: Settings) -> None:
     with pytest.raises(TreeError, match="would make another log"):
         open_ledger(replace(settings, origin="another.example/log"))
     open_ledger(replace(settings, origin=origin)).close()
+
+
+def test_checkpoints_stay_consistent_across_a_restart(settings: Settings) -> None:
+    app = open_ledger(settings)
+    fill(app, [3])
+    first = app.sign_checkpoint()
+    app.close()
+    app = open_ledger(settings)
+    try:
+        fill(app, [4])
+        second = app.sign_checkpoint()
+        proof = app.ledger.tree().consistency_proof(first.size, second.size)
+        verify_consistency(first.size, second.size, proof, first.root, second.root)
+        assert [c.size for c in app.ledger.checkpoints()] == [3, 7]
+    finally:
+        app.close()

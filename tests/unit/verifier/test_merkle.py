@@ -288,3 +288,30 @@ def test_precondition_errors_name_the_values() -> None:
         consistency_proof(0, 5, FULL)
     with pytest.raises(IndexError, match="level 1, index 1 in a tree of 3 leaves"):
         MemoryNodeReader(LEAVES[:3]).node(1, 1)
+
+
+def test_proofs_in_large_random_trees_match_an_independent_recomputation() -> None:
+    import random
+
+    from ledger.verifier.merkle import (
+        MemoryNodeReader,
+        consistency_proof,
+        inclusion_proof,
+        leaf_hash,
+        root_from_leaf_hashes,
+        verify_consistency,
+        verify_inclusion,
+    )
+
+    rng = random.Random(9162)
+    hashes = [leaf_hash(rng.randbytes(rng.randrange(0, 40))) for _ in range(4000)]
+    reader = MemoryNodeReader(hashes)
+    for size in sorted(rng.sample(range(1, 4001), 25)):
+        expected = root_from_leaf_hashes(hashes[:size])  # the RFC's recursive definition
+        for index in rng.sample(range(size), min(size, 10)):
+            verify_inclusion(
+                index, size, hashes[index], inclusion_proof(index, size, reader), expected
+            )
+        smaller = rng.randrange(1, size + 1)
+        proof = consistency_proof(smaller, size, reader)
+        verify_consistency(smaller, size, proof, root_from_leaf_hashes(hashes[:smaller]), expected)
