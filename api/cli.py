@@ -19,6 +19,7 @@ import click
 import orjson
 
 from api.cli_read_models import COMMANDS
+from api.cli_server import COMMANDS as SERVER_COMMANDS
 from ledger.application import LedgerApplication
 from ledger.config import Settings, SettingsError, generate_keys, load_keyring, open_ledger
 from ledger.errors import IdempotencyConflictError, LedgerError, ValidationError
@@ -291,7 +292,7 @@ def tail(ctx: click.Context, count: int, follow: bool, interval: float) -> None:
         app.close()
 
 
-for _command in COMMANDS:
+for _command in (*COMMANDS, *SERVER_COMMANDS):
     cli.add_command(_command)
 
 

@@ -45,6 +45,9 @@ class PostgresProjectionDatabase(ProjectionDatabase):
             kwargs={"autocommit": True, "options": f"-c search_path={schema}"},
         )
         self.pool.open(wait=True, timeout=10)
+        with self.transaction() as sql:
+            self.lock_schema(sql)
+            sql.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:

@@ -1,0 +1,134 @@
+"""API clients: bearer tokens with scopes, stored hashed.
+
+A token is 32 random bytes (``cl_`` + URL-safe base64), shown once when the client is added;
+only its SHA-256 is stored (a token this random needs no slow hash), so a copy of the database
+lets no one call the API. Revoking keeps the row, so the history of who had access stays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from ledger.errors import LedgerError
+from projections.database import ProjectionDatabase
+
+TOKEN_PREFIX = "cl_"  # noqa: S105 (a prefix, not a secret)
+
+
+class Scope(StrEnum):
+    WRITE_EVENTS = "events:write"
+    READ_STATE = "state:read"
+    READ_HISTORY = "history:read"
+    """Histories, disclosures, exports: what a regulator or the privacy team reads."""
+    MANAGE_INCIDENTS = "incidents:manage"
+    ADMIN = "admin"
+
+
+class ClientError(LedgerError):
+    """A client cannot be added or revoked as asked."""
+
+
+@dataclass(frozen=True)
+class Client:
+    client_id: str
+    name: str
+    scopes: frozenset[Scope]
+    created_at: str
+    revoked_at: str | None
+
+    def allows(self, scope: Scope) -> bool:
+        return self.revoked_at is None and (scope in self.scopes or Scope.ADMIN in self.scopes)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ClientStore:
+    def __init__(self, db: ProjectionDatabase) -> None:
+        self.db = db
+        with db.transaction() as sql:
+            db.lock_schema(sql)
+            sql.execute(
+                "CREATE TABLE IF NOT EXISTS api_clients (client_id TEXT PRIMARY KEY, "
+                "name TEXT NOT NULL UNIQUE, token_hash TEXT NOT NULL UNIQUE, "
+                "scopes TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT)"
+            )
+
+    def add(self, name: str, scopes: list[Scope]) -> tuple[Client, str]:
+        """A new client and its token (the only time the token is seen)."""
+        if not name or len(name) > 100 or not name.isprintable():
+            raise ClientError("a client name is 1 to 100 printable characters")
+        if not scopes:
+            raise ClientError("a client needs at least one scope")
+        if self.find_by_name(name) is not None:
+            raise ClientError(f"a client named {name!r} exists already")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        client = Client(str(uuid.uuid4()), name, frozenset(scopes), _now(), None)
+        with self.db.transaction() as sql:
+            sql.execute(
+                "INSERT INTO api_clients (client_id, name, token_hash, scopes, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    client.client_id,
+                    name,
+                    hash_token(token),
+                    " ".join(sorted(scopes)),
+                    client.created_at,
+                ),
+            )
+        return client, token
+
+    def authenticate(self, token: str) -> Client | None:
+        """The client a token belongs to, revoked or not; None for an unknown token."""
+        rows = self.db.query(
+            "SELECT client_id, name, scopes, created_at, revoked_at FROM api_clients "
+            "WHERE token_hash = ?",
+            (hash_token(token),),
+        )
+        return _client(rows[0]) if rows else None
+
+    def find_by_name(self, name: str) -> Client | None:
+        rows = self.db.query(
+            "SELECT client_id, name, scopes, created_at, revoked_at FROM api_clients "
+            "WHERE name = ?",
+            (name,),
+        )
+        return _client(rows[0]) if rows else None
+
+    def list(self) -> list[Client]:
+        rows = self.db.query(
+            "SELECT client_id, name, scopes, created_at, revoked_at FROM api_clients ORDER BY name"
+        )
+        return [_client(row) for row in rows]
+
+    def revoke(self, name: str) -> Client:
+        client = self.find_by_name(name)
+        if client is None:
+            raise ClientError(f"no client named {name!r}")
+        if client.revoked_at is None:
+            with self.db.transaction() as sql:
+                sql.execute("UPDATE api_clients SET revoked_at = ? WHERE name = ?", (_now(), name))
+        revoked = self.find_by_name(name)
+        assert revoked is not None
+        return revoked
+
+
+def _client(row: tuple[object, ...]) -> Client:
+    client_id, name, scopes, created_at, revoked_at = row
+    return Client(
+        str(client_id),
+        str(name),
+        frozenset(Scope(s) for s in str(scopes).split()),
+        str(created_at),
+        None if revoked_at is None else str(revoked_at),
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,0 +1,93 @@
+"""RFC 9457 problem details for every error the API returns, keyed by error class."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ledger.errors import (
+    EventNotFoundError,
+    IdempotencyConflictError,
+    LedgerError,
+    StorageError,
+    ValidationError,
+)
+
+PROBLEM = "application/problem+json"
+
+
+class ProblemError(Exception):
+    """An error the API answers with a problem document."""
+
+    def __init__(self, status: int, title: str, detail: str, **extra: Any) -> None:
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.extra = extra
+        super().__init__(detail)
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    headers = {"WWW-Authenticate": 'Bearer realm="consent-ledger"'} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def api_problem(_: Request, exc: ProblemError) -> JSONResponse:
+        return problem(exc.status, exc.title, exc.detail, **exc.extra)
+
+    @app.exception_handler(ValidationError)
+    async def invalid(_: Request, exc: ValidationError) -> JSONResponse:
+        errors = [
+            {"index": p.index, "field": p.field, "rule": p.rule, "detail": p.message}
+            for p in exc.problems
+        ]
+        if any(p.rule == "batch_too_large" for p in exc.problems):
+            return problem(413, "Batch too large", str(exc), errors=errors)
+        return problem(422, "Invalid event", str(exc), errors=errors)
+
+    @app.exception_handler(IdempotencyConflictError)
+    async def conflict(_: Request, exc: IdempotencyConflictError) -> JSONResponse:
+        return problem(
+            409, "Event id already used", str(exc), event_id=exc.event_id, index=exc.index
+        )
+
+    @app.exception_handler(EventNotFoundError)
+    async def not_found(_: Request, exc: EventNotFoundError) -> JSONResponse:
+        return problem(404, "No such event", str(exc))
+
+    @app.exception_handler(StorageError)
+    async def unavailable(_: Request, exc: StorageError) -> JSONResponse:
+        return problem(503, "Storage unavailable", "the ledger cannot reach its storage now")
+
+    @app.exception_handler(LedgerError)
+    async def refused(_: Request, exc: LedgerError) -> JSONResponse:
+        return problem(422, "Refused", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ())),
+                "rule": e.get("type"),
+                "detail": e.get("msg"),
+            }
+            for e in exc.errors()
+        ]
+        return problem(
+            422, "Invalid request", "the request's parameters are not valid", errors=errors
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def internal(_: Request, exc: Exception) -> JSONResponse:
+        return problem(500, "Internal error", "the ledger could not answer; nothing was stored")

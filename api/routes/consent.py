@@ -1,0 +1,82 @@
+"""Consent questions: a subject's state, and "may purpose P be used now / at T?"."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import LedgerDep, ReadModelsDep, StateReader
+from api.problems import ProblemError
+from projections.read_models import ReadModels
+
+router = APIRouter(prefix="/v1/consent", tags=["consent"])
+
+Subject = Annotated[str, Query(min_length=1, max_length=256, description="The emitter's reference")]
+Purpose = Annotated[str, Query(min_length=1, max_length=64, description="A purpose id")]
+At = Annotated[datetime | None, Query(description="RFC 3339; default now")]
+WaitFor = Annotated[int | None, Query(ge=1, description="A receipt's seq to wait for (bounded)")]
+
+WAIT_SECONDS = 5.0
+
+
+async def _wait(models: ReadModels, seq: int | None) -> None:
+    """Read your writes: wait, bounded, until the consent state has processed ``seq``."""
+    if seq is None:
+        return
+    done = await run_in_threadpool(models.runner.wait_for, seq, WAIT_SECONDS, ["consent_state"])
+    if not done:
+        raise ProblemError(
+            503,
+            "Not yet",
+            f"event {seq} is not in the consent state yet; retry shortly",
+            retry_after=1,
+        )
+
+
+def _moment(at: datetime | None) -> datetime:
+    if at is None:
+        return datetime.now(UTC)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+@router.get("/state", summary="Every purpose a subject decided on, as it stands at a moment")
+async def state(
+    ledger: LedgerDep,
+    models: ReadModelsDep,
+    _: StateReader,
+    subject: Subject,
+    at: At = None,
+    wait_for: WaitFor = None,
+) -> dict[str, Any]:
+    await _wait(models, wait_for)
+    pseudonym = ledger.subject_keys.pseudonym(subject)
+    states = await run_in_threadpool(models.consent.state, pseudonym, _moment(at))
+    return {"subject": pseudonym, "purposes": [s.as_dict() for s in states]}
+
+
+@router.get("/decision", summary="May this purpose be used for this subject, now or at a moment?")
+async def decision(
+    ledger: LedgerDep,
+    models: ReadModelsDep,
+    _: StateReader,
+    subject: Subject,
+    purpose: Purpose,
+    at: At = None,
+    wait_for: WaitFor = None,
+) -> dict[str, Any]:
+    await _wait(models, wait_for)
+    pseudonym = ledger.subject_keys.pseudonym(subject)
+    verdict = await run_in_threadpool(models.consent.decide, pseudonym, purpose, _moment(at))
+    return {
+        "subject": pseudonym,
+        "purpose": purpose,
+        "allowed": verdict.valid,
+        "status": verdict.status,
+        "dpv_status": verdict.dpv,
+        "decided_by_seq": verdict.seq,
+        "policy_version": verdict.policy_version,
+        "since": verdict.since,
+    }

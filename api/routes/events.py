@@ -1,0 +1,61 @@
+"""Appending events, and reading one back with its signature."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from api.deps import HistoryReader, LedgerDep, Writer
+from api.problems import ProblemError
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+def _parse_body(raw: bytes) -> tuple[list[dict[str, Any]], bool]:
+    """The events of a request body, and whether it was a batch (a JSON array)."""
+    if len(raw) > MAX_BODY_BYTES:
+        raise ProblemError(
+            413, "Body too large", f"a request body is at most {MAX_BODY_BYTES} bytes"
+        )
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ProblemError(400, "Malformed JSON", f"the body is not JSON: {exc}") from None
+    if isinstance(body, dict):
+        return [body], False
+    if isinstance(body, list):
+        return body, True
+    raise ProblemError(400, "Malformed body", "send one event (an object) or a batch (an array)")
+
+
+@router.post(
+    "",
+    summary="Append one event (an object) or a batch (an array), all or nothing",
+    responses={
+        201: {"description": "Recorded; a receipt per event, returned only after commit"},
+        200: {"description": "Every event was recorded before with the same content"},
+        409: {"description": "An event id was recorded before with different content"},
+        413: {"description": "Too many events, or too large a body"},
+        422: {"description": "An event breaks a rule; the errors name index, field and rule"},
+    },
+)
+async def append(request: Request, ledger: LedgerDep, _: Writer) -> JSONResponse:
+    facts, batch = _parse_body(await request.body())
+    from starlette.concurrency import run_in_threadpool
+
+    receipts = await run_in_threadpool(ledger.append, facts)
+    status = 200 if all(r.duplicate for r in receipts) else 201
+    payload: Any = [r.as_dict() for r in receipts] if batch else receipts[0].as_dict()
+    return JSONResponse({"receipts": payload} if batch else payload, status_code=status)
+
+
+@router.get("/{seq}", summary="One stored event: its entry, signature and decoded content")
+def get_event(seq: int, ledger: LedgerDep, _: HistoryReader) -> dict[str, Any]:
+    if seq < 1:
+        raise ProblemError(404, "No such event", f"no event has sequence number {seq}")
+    return ledger.get_event(seq).as_dict()

@@ -1,0 +1,221 @@
+"""The HTTP API end to end: a real ``consent-ledger serve`` process, httpx as the client."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from api.cli import cli
+from ledger.config import Settings
+from tests import facts
+from tests.integration.test_concurrency import ROOT, settings_env
+
+
+@dataclass
+class Server:
+    url: str
+    tokens: dict[str, str]
+    settings: Settings
+
+    def client(self, who: str | None = "writer") -> httpx.Client:
+        headers = {} if who is None else {"Authorization": f"Bearer {self.tokens[who]}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def add_client(settings: Settings, name: str, *scopes: str) -> str:
+    args = ["--data-dir", str(settings.data_dir)]
+    if settings.database_url:
+        args += ["--database-url", settings.database_url]
+    options = [part for scope in scopes for part in ("--scope", scope)]
+    env = {"CONSENT_LEDGER_DATABASE_SCHEMA": settings.database_schema}
+    result = CliRunner().invoke(cli, [*args, "clients", "add", name, *options], env=env)
+    assert result.exit_code == 0, result.output
+    return result.output.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[Server]:
+    tokens = {
+        "writer": add_client(settings, "writer", "events:write", "state:read", "history:read"),
+        "reader": add_client(settings, "reader", "state:read"),
+        "revoked": add_client(settings, "revoked", "admin"),
+    }
+    args = ["--data-dir", str(settings.data_dir)]
+    env = {"CONSENT_LEDGER_DATABASE_SCHEMA": settings.database_schema}
+    revoked = CliRunner().invoke(
+        cli,
+        [
+            *args,
+            *(["--database-url", settings.database_url] if settings.database_url else []),
+            "clients",
+            "revoke",
+            "revoked",
+        ],
+        env=env,
+    )
+    assert revoked.exit_code == 0, revoked.output
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+        env=settings_env(settings),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.1)
+    try:
+        yield Server(url, tokens, settings)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        if process.stderr:
+            process.stderr.close()
+
+
+def problem_of(response: httpx.Response) -> dict[str, Any]:
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["status"] == response.status_code
+    return body
+
+
+def test_append_then_read_your_writes(server: Server) -> None:
+    pol = facts.policy()
+    subject = facts.ref("user")
+    with server.client() as http:
+        assert http.post("/v1/events", json=pol).status_code == 201
+        given = facts.consent(subject, pol["version"])
+        receipt = http.post("/v1/events", json=given).json()
+        assert receipt["seq"] == 3 and receipt["leaf_index"] == 2
+        decision = http.get(
+            "/v1/consent/decision",
+            params={"subject": subject, "purpose": "marketing_email", "wait_for": receipt["seq"]},
+        ).json()
+        assert decision["allowed"] is True and decision["decided_by_seq"] == 3
+        state = http.get("/v1/consent/state", params={"subject": subject}).json()
+        assert [p["status"] for p in state["purposes"]] == ["given"]
+        event = http.get("/v1/events/3").json()
+        assert (
+            event["data"]["subject_ref"] == subject and event["signature"] == receipt["signature"]
+        )
+
+
+def test_a_batch_is_all_or_nothing_and_a_retry_returns_the_same_receipts(server: Server) -> None:
+    pol = facts.policy()
+    good = [facts.consent(facts.ref("user"), pol["version"]) for _ in range(3)]
+    bad = facts.consent(facts.ref("user"), pol["version"], purposes=["telepathy"])
+    with server.client() as http:
+        http.post("/v1/events", json=pol)
+        refused = http.post("/v1/events", json=[*good, bad])
+        assert refused.status_code == 422
+        [error] = problem_of(refused)["errors"]
+        assert (error["index"], error["field"], error["rule"]) == (
+            3,
+            "purposes[0]",
+            "purpose_unknown",
+        )
+        assert http.get("/v1/events/2").status_code == 404  # nothing stored
+        first = http.post("/v1/events", json=good)
+        again = http.post("/v1/events", json=good)
+        assert (first.status_code, again.status_code) == (201, 200)
+        strip = [{k: v for k, v in r.items() if k != "duplicate"} for r in first.json()["receipts"]]
+        assert [
+            {k: v for k, v in r.items() if k != "duplicate"} for r in again.json()["receipts"]
+        ] == strip
+        changed = dict(good[0], collection_method="paper")
+        assert problem_of(http.post("/v1/events", json=changed))["title"] == "Event id already used"
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"{not json", 400),
+        (b"\xff\xfe\x00", 400),
+        (b"42", 400),
+        (orjson.dumps({"type": "consent.given"}), 422),
+        (orjson.dumps([]), 422),
+        (orjson.dumps([facts.policy() for _ in range(1001)]), 413),
+    ],
+)
+def test_bad_bodies_get_a_clear_problem_and_store_nothing(
+    server: Server, body: bytes, status: int
+) -> None:
+    with server.client() as http:
+        response = http.post("/v1/events", content=body)
+        assert response.status_code == status
+        problem_of(response)
+        assert http.get("/v1/events/1").status_code == 404
+
+
+ROUTES = [
+    ("POST", "/v1/events", "events:write"),
+    ("GET", "/v1/events/1", "history:read"),
+    ("GET", "/v1/consent/state?subject=u", "state:read"),
+    ("GET", "/v1/consent/decision?subject=u&purpose=p", "state:read"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "scope"), ROUTES)
+def test_every_route_checks_its_token_and_scope(
+    server: Server, method: str, path: str, scope: str
+) -> None:
+    body = orjson.dumps(facts.policy()) if method == "POST" else None
+    for who, expected in ((None, 401), ("revoked", 401)):
+        with server.client(who) as http:
+            response = http.request(method, path, content=body)
+            assert response.status_code == expected, (who, response.text)
+            assert "token" in problem_of(response)["detail"]
+    with httpx.Client(base_url=server.url, headers={"Authorization": "Bearer cl_forged"}) as http:
+        assert http.request(method, path, content=body).status_code == 401
+    with server.client("reader") as http:
+        response = http.request(method, path, content=body)
+        if scope == "state:read":
+            assert response.status_code == 200
+        else:
+            assert response.status_code == 403 and scope in problem_of(response)["detail"]
+    with server.client("writer") as http:
+        assert http.request(method, path, content=body).status_code in (200, 201, 404)
+
+
+def test_the_public_routes_and_unknown_ones(server: Server) -> None:
+    with server.client(None) as http:
+        assert http.get("/healthz").json() == {"status": "ok"}
+        assert http.get("/readyz").status_code == 200
+        assert problem_of(http.get("/no/such/route"))["status"] == 404
+        assert http.get("/openapi.json").json()["info"]["title"] == "Consent Ledger"
+    with server.client() as http:
+        http.post("/v1/events", json=facts.policy())
+    deadline = time.monotonic() + 10
+    with server.client(None) as http:
+        while (response := http.get("/v1/checkpoint")).status_code != 200:
+            assert time.monotonic() < deadline, "no checkpoint was signed"
+            time.sleep(0.2)
+        note = response.text
+        keys = http.get("/v1/keys").text
+    assert note.splitlines()[1] == "1" and keys.count("\n") == 1
