@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
-def _parse_body(raw: bytes) -> tuple[list[dict[str, Any]], bool]:
+def parse_body(raw: bytes) -> tuple[list[dict[str, Any]], bool]:
     """The events of a request body, and whether it was a batch (a JSON array)."""
     if len(raw) > MAX_BODY_BYTES:
         raise ProblemError(
@@ -45,7 +45,7 @@ def _parse_body(raw: bytes) -> tuple[list[dict[str, Any]], bool]:
     },
 )
 async def append(request: Request, ledger: LedgerDep, _: Writer) -> JSONResponse:
-    facts, batch = _parse_body(await request.body())
+    facts, batch = parse_body(await request.body())
     from starlette.concurrency import run_in_threadpool
 
     receipts = await run_in_threadpool(ledger.append, facts)

@@ -54,6 +54,7 @@ def server(settings: Settings) -> Iterator[Server]:
     tokens = {
         "writer": add_client(settings, "writer", "events:write", "state:read", "history:read"),
         "reader": add_client(settings, "reader", "state:read"),
+        "responder": add_client(settings, "responder", "incidents:manage"),
         "revoked": add_client(settings, "revoked", "admin"),
     }
     args = ["--data-dir", str(settings.data_dir)]
@@ -176,6 +177,10 @@ def test_bad_bodies_get_a_clear_problem_and_store_nothing(
 ROUTES = [
     ("POST", "/v1/events", "events:write"),
     ("GET", "/v1/events/1", "history:read"),
+    ("GET", "/v1/disclosures", "history:read"),
+    ("GET", "/v1/requests", "history:read"),
+    ("GET", "/v1/incidents", "incidents:manage"),
+    ("POST", "/v1/incidents", "incidents:manage"),
     ("GET", "/v1/consent/state?subject=u", "state:read"),
     ("GET", "/v1/consent/decision?subject=u&purpose=p", "state:read"),
 ]
@@ -185,7 +190,9 @@ ROUTES = [
 def test_every_route_checks_its_token_and_scope(
     server: Server, method: str, path: str, scope: str
 ) -> None:
-    body = orjson.dumps(facts.policy()) if method == "POST" else None
+    body = None
+    if method == "POST":
+        body = orjson.dumps(facts.incident() if "incidents" in path else facts.policy())
     for who, expected in ((None, 401), ("revoked", 401)):
         with server.client(who) as http:
             response = http.request(method, path, content=body)
@@ -199,7 +206,8 @@ def test_every_route_checks_its_token_and_scope(
             assert response.status_code == 200
         else:
             assert response.status_code == 403 and scope in problem_of(response)["detail"]
-    with server.client("writer") as http:
+    right = "responder" if scope == "incidents:manage" else "writer"
+    with server.client(right) as http:
         assert http.request(method, path, content=body).status_code in (200, 201, 404)
 
 
@@ -219,3 +227,51 @@ def test_the_public_routes_and_unknown_ones(server: Server) -> None:
         note = response.text
         keys = http.get("/v1/keys").text
     assert note.splitlines()[1] == "1" and keys.count("\n") == 1
+
+
+def test_histories_and_registers(server: Server) -> None:
+    pol = facts.policy()
+    rcpt = facts.recipient(role="third_party", occurred_at="2026-01-01T00:00:00Z")
+    subject = facts.ref("user")
+    given = facts.consent(subject, pol["version"], occurred_at="2026-02-01T00:00:00Z")
+    shared = [
+        facts.disclosure(
+            rcpt["recipient_id"], [subject], pol["version"], occurred_at=f"2026-03-0{day}T00:00:00Z"
+        )
+        for day in range(1, 6)
+    ]
+    with server.client() as http:
+        last = http.post("/v1/events", json=[pol, rcpt, given, *shared, facts.request(subject)])
+        seq = last.json()["receipts"][-1]["seq"]
+        http.get("/v1/consent/state", params={"subject": subject, "wait_for": seq})
+        deadline = time.monotonic() + 10
+        while len(http.get("/v1/requests").json()) < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        page = http.get("/v1/disclosures", params={"subject": subject, "limit": 3}).json()
+        assert [i["verdict"] for i in page["items"]] == ["consent_valid"] * 3
+        rest = http.get(
+            "/v1/disclosures", params={"subject": subject, "cursor": page["next_cursor"]}
+        ).json()
+        assert len(rest["items"]) == 2 and rest["next_cursor"] is None
+        window = http.get("/v1/disclosures", params={"from": "2026-03-02", "to": "2026-03-04"})
+        assert len(window.json()["items"]) == 2
+        as_csv = http.get(
+            "/v1/disclosures", params={"recipient": rcpt["recipient_id"], "format": "csv"}
+        )
+        assert as_csv.headers["content-type"].startswith("text/csv")
+        assert len(as_csv.text.strip().splitlines()) == 6 and subject not in as_csv.text
+        assert http.get("/v1/disclosures", params={"cursor": "nonsense"}).status_code == 400
+        [request] = http.get("/v1/requests").json()
+        assert request["status"] == "received" and not request["overdue"]
+    with server.client("responder") as http:
+        opened = facts.incident()
+        assert http.post("/v1/incidents", json=opened).status_code == 201
+        refused = http.post("/v1/incidents", json=facts.policy())
+        assert refused.status_code == 422 and "incident" in problem_of(refused)["detail"]
+        deadline = time.monotonic() + 10
+        while (found := http.get(f"/v1/incidents/{opened['incident_id']}")).status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert found.json()["authority_deadline"]
+        assert http.get("/v1/incidents/never").status_code == 404

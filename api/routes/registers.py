@@ -1,0 +1,131 @@
+"""Histories and registers: disclosures (JSON or CSV, cursor pages), incidents, requests."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import HistoryReader, IncidentManager, LedgerDep, ReadModelsDep
+from api.problems import ProblemError
+from api.routes.events import parse_body
+
+router = APIRouter(tags=["histories and registers"])
+
+Moment = Annotated[datetime | None, Query(description="RFC 3339")]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _cursor(value: str | None) -> tuple[str, int, str] | None:
+    if value is None:
+        return None
+    try:
+        occurred_at, seq, subject = orjson.loads(base64.urlsafe_b64decode(value.encode()))
+        return str(occurred_at), int(seq), str(subject)
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise ProblemError(400, "Bad cursor", "the cursor is not one this API gave") from None
+
+
+@router.get(
+    "/v1/disclosures", summary="Disclosures by subject, recipient and period, with verdicts"
+)
+async def disclosures(
+    request: Request,
+    ledger: LedgerDep,
+    models: ReadModelsDep,
+    _: HistoryReader,
+    subject: Annotated[
+        str | None, Query(max_length=256, description="The emitter's reference")
+    ] = None,
+    recipient: Annotated[str | None, Query(max_length=128)] = None,
+    start: Annotated[
+        datetime | None, Query(alias="from", description="Occurred at or after")
+    ] = None,
+    end: Annotated[datetime | None, Query(alias="to", description="Occurred before")] = None,
+    violations: bool = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+    format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
+) -> Response:
+    pseudonym = None if subject is None else ledger.subject_keys.pseudonym(subject)
+    rows = await run_in_threadpool(
+        models.disclosures.find,
+        subject=pseudonym,
+        recipient_id=recipient,
+        start=_utc(start),
+        end=_utc(end),
+        violations_only=violations,
+        after=_cursor(cursor),
+        limit=limit,
+    )
+    items = [row.as_dict() for row in rows]
+    following = None
+    if len(rows) == limit:
+        last = rows[-1]
+        following = base64.urlsafe_b64encode(
+            orjson.dumps([last.occurred_at, last.seq, last.subject])
+        ).decode()
+    if format == "csv" or "text/csv" in request.headers.get("accept", ""):
+        out = io.StringIO()
+        writer = csv.writer(out)
+        if items:
+            writer.writerow(items[0].keys())
+        for item in items:
+            writer.writerow(";".join(v) if isinstance(v, list) else v for v in item.values())
+        headers = {"Link": f'<?cursor={following}>; rel="next"'} if following else None
+        return Response(out.getvalue(), media_type="text/csv", headers=headers)
+    return JSONResponse({"items": items, "next_cursor": following})
+
+
+@router.get("/v1/incidents", summary="The incident register, with deadlines computed now")
+async def incidents(models: ReadModelsDep, _: IncidentManager) -> list[dict[str, Any]]:
+    records = await run_in_threadpool(models.incidents.list, datetime.now(UTC))
+    return [record.as_dict() for record in records]
+
+
+@router.get("/v1/incidents/{incident_id}", summary="One incident, its deadlines and subjects")
+async def incident(incident_id: str, models: ReadModelsDep, _: IncidentManager) -> dict[str, Any]:
+    record = await run_in_threadpool(models.incidents.get, incident_id, datetime.now(UTC))
+    if record is None:
+        raise ProblemError(404, "No such incident", f"no incident {incident_id} was opened")
+    return record.as_dict()
+
+
+@router.post("/v1/incidents", status_code=201, summary="Record incident facts (incident.* only)")
+async def record_incident(request: Request, ledger: LedgerDep, _: IncidentManager) -> JSONResponse:
+    facts, batch = parse_body(await request.body())
+    for index, fact in enumerate(facts):
+        if not str(fact.get("type", "")).startswith("incident."):
+            raise ProblemError(
+                422, "Not an incident fact", f"item {index}: this route takes incident.* facts"
+            )
+    receipts = await run_in_threadpool(ledger.append, facts)
+    payload: Any = [r.as_dict() for r in receipts]
+    return JSONResponse({"receipts": payload} if batch else payload[0], status_code=201)
+
+
+@router.get("/v1/requests", summary="The data-subject request register, with due dates")
+async def requests(
+    ledger: LedgerDep,
+    models: ReadModelsDep,
+    _: HistoryReader,
+    overdue: bool = False,
+    subject: Annotated[str | None, Query(max_length=256)] = None,
+) -> list[dict[str, Any]]:
+    pseudonym = None if subject is None else ledger.subject_keys.pseudonym(subject)
+    records = await run_in_threadpool(
+        models.requests.list, datetime.now(UTC), overdue_only=overdue, subject=pseudonym
+    )
+    return [record.as_dict() for record in records]
