@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.clients import ClientStore
+from api.metrics import Metrics
 from api.routes import consent, events, log, registers
 from ledger.config import Settings, load_keyring, open_ledger
 from projections.base import PoisonEventError
@@ -47,6 +48,7 @@ def create_app(settings: Settings, read_settings: ReadModelSettings | None = Non
         app.state.read_models = models
         app.state.keyring = load_keyring(settings)
         app.state.clients = ClientStore(client_db)
+        app.state.metrics = Metrics(ledger, models)
         stop = threading.Event()
         workers = [
             threading.Thread(target=_follow, args=(models, stop), name="read-models", daemon=True),

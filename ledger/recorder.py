@@ -21,8 +21,9 @@ the group is retried one unit per transaction, and the losers get
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -170,6 +171,8 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         self._committer: threading.Thread | None = None
         self.groups_committed = 0
         self.events_committed = 0
+        self.on_commit: Callable[[float, int], None] | None = None
+        """Called after each commit with its duration in seconds and its number of events."""
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -279,6 +282,7 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         return ready
 
     def _commit(self, group: list[_Unit]) -> None:
+        started = time.perf_counter()
         outcomes: list[tuple[_Unit, list[LogRecord] | None, BaseException | None]] = []
         with self._write_transaction() as txn:
             group = self._persist_keys(group, txn)
@@ -326,6 +330,8 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         # Committed: only now may anyone see a receipt.
         self.groups_committed += 1
         self.events_committed += len(records)
+        if self.on_commit is not None:
+            self.on_commit(time.perf_counter() - started, len(records))
         for unit, result, error in outcomes:
             unit.result, unit.error = result, error
 

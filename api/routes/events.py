@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import HistoryReader, LedgerDep, Writer
 from api.problems import ProblemError
@@ -36,6 +37,11 @@ def parse_body(raw: bytes) -> tuple[list[dict[str, Any]], bool]:
 @router.post(
     "",
     summary="Append one event (an object) or a batch (an array), all or nothing",
+    description=(
+        "Each event gets a receipt (sequence number, leaf index, event hash, Ed25519 signature, "
+        "key id, recorded time), returned only after the commit. `Prefer: return=minimal` "
+        "returns the sequence numbers only. A batch holds at most 1,000 events (413 above)."
+    ),
     responses={
         201: {"description": "Recorded; a receipt per event, returned only after commit"},
         200: {"description": "Every event was recorded before with the same content"},
@@ -46,10 +52,18 @@ def parse_body(raw: bytes) -> tuple[list[dict[str, Any]], bool]:
 )
 async def append(request: Request, ledger: LedgerDep, _: Writer) -> JSONResponse:
     facts, batch = parse_body(await request.body())
-    from starlette.concurrency import run_in_threadpool
-
     receipts = await run_in_threadpool(ledger.append, facts)
+    repeated = sum(r.duplicate for r in receipts)
+    request.app.state.metrics.appended(len(receipts) - repeated, repeated)
     status = 200 if all(r.duplicate for r in receipts) else 201
+    if "return=minimal" in request.headers.get("prefer", ""):
+        # For high-volume emitters: the sequence numbers only, in order.
+        minimal: Any = [r.seq for r in receipts] if batch else receipts[0].seq
+        return JSONResponse(
+            {"seqs": minimal} if batch else {"seq": minimal},
+            status_code=status,
+            headers={"Preference-Applied": "return=minimal"},
+        )
     payload: Any = [r.as_dict() for r in receipts] if batch else receipts[0].as_dict()
     return JSONResponse({"receipts": payload} if batch else payload, status_code=status)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import LedgerDep, ReadModelsDep
+from api.deps import Admin, LedgerDep, ReadModelsDep
 from api.problems import ProblemError
 from ledger.signing import Keyring
 from ledger.verifier.note import format_verifier_key
@@ -33,6 +34,12 @@ def keys(request: Request, ledger: LedgerDep) -> str:
     keyring: Keyring = request.app.state.keyring
     origin = ledger.checkpointer.origin
     return "".join(format_verifier_key(origin, key) + "\n" for key in keyring.public_keys.values())
+
+
+@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics (admin)")
+def metrics(request: Request, _: Admin) -> Response:
+    registry = request.app.state.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz", summary="The process answers")

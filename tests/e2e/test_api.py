@@ -55,6 +55,7 @@ def server(settings: Settings) -> Iterator[Server]:
         "writer": add_client(settings, "writer", "events:write", "state:read", "history:read"),
         "reader": add_client(settings, "reader", "state:read"),
         "responder": add_client(settings, "responder", "incidents:manage"),
+        "admin": add_client(settings, "admin", "admin"),
         "revoked": add_client(settings, "revoked", "admin"),
     }
     args = ["--data-dir", str(settings.data_dir)]
@@ -149,6 +150,9 @@ def test_a_batch_is_all_or_nothing_and_a_retry_returns_the_same_receipts(server:
         assert [
             {k: v for k, v in r.items() if k != "duplicate"} for r in again.json()["receipts"]
         ] == strip
+        minimal = http.post("/v1/events", json=good, headers={"Prefer": "return=minimal"})
+        assert minimal.json() == {"seqs": [r["seq"] for r in first.json()["receipts"]]}
+        assert minimal.headers["preference-applied"] == "return=minimal"
         changed = dict(good[0], collection_method="paper")
         assert problem_of(http.post("/v1/events", json=changed))["title"] == "Event id already used"
 
@@ -181,6 +185,7 @@ ROUTES = [
     ("GET", "/v1/requests", "history:read"),
     ("GET", "/v1/incidents", "incidents:manage"),
     ("POST", "/v1/incidents", "incidents:manage"),
+    ("GET", "/metrics", "admin"),
     ("GET", "/v1/consent/state?subject=u", "state:read"),
     ("GET", "/v1/consent/decision?subject=u&purpose=p", "state:read"),
 ]
@@ -206,7 +211,7 @@ def test_every_route_checks_its_token_and_scope(
             assert response.status_code == 200
         else:
             assert response.status_code == 403 and scope in problem_of(response)["detail"]
-    right = "responder" if scope == "incidents:manage" else "writer"
+    right = {"incidents:manage": "responder", "admin": "admin"}.get(scope, "writer")
     with server.client(right) as http:
         assert http.request(method, path, content=body).status_code in (200, 201, 404)
 
@@ -275,3 +280,15 @@ def test_histories_and_registers(server: Server) -> None:
             time.sleep(0.1)
         assert found.json()["authority_deadline"]
         assert http.get("/v1/incidents/never").status_code == 404
+
+
+def test_metrics_count_appends_commits_and_lag(server: Server) -> None:
+    with server.client() as http:
+        http.post("/v1/events", json=[facts.policy() for _ in range(3)])
+        http.post("/v1/events", json=facts.policy())
+    with server.client("admin") as http:
+        text = http.get("/metrics").text
+    assert 'ledger_events_appended_total{outcome="new"} 4.0' in text
+    assert "ledger_append_batch_size_count 2.0" in text
+    assert "ledger_commit_seconds_count" in text and "ledger_head 4.0" in text
+    assert 'ledger_projection_lag_events{projection="consent_state"}' in text

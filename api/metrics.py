@@ -1,0 +1,97 @@
+"""Prometheus metrics: appends, batch sizes, commit latency, checkpoints, read-model lag.
+
+Counters of the ledger and the read models are read when Prometheus scrapes (a collector),
+so nothing on the append path waits for them. No label carries a subject or a token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ledger.application import LedgerApplication
+from projections.read_models import ReadModels
+
+
+class LedgerCollector(Collector):
+    def __init__(self, ledger: LedgerApplication, models: ReadModels) -> None:
+        self.ledger = ledger
+        self.models = models
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "ledger_head", "Sequence number of the newest event", self.ledger.head()
+        )
+        latest = self.ledger.ledger.latest_checkpoint()
+        yield GaugeMetricFamily(
+            "ledger_checkpoint_size",
+            "Tree size of the latest signed checkpoint",
+            latest.size if latest else 0,
+        )
+        lag = GaugeMetricFamily(
+            "ledger_projection_lag_events",
+            "Events a read model has still to process",
+            labels=["projection"],
+        )
+        lag_seconds = GaugeMetricFamily(
+            "ledger_projection_lag_seconds",
+            "How far behind a read model is, in seconds",
+            labels=["projection"],
+        )
+        failed = GaugeMetricFamily(
+            "ledger_projection_failed",
+            "1 when a read model stopped at a poison event",
+            labels=["projection"],
+        )
+        for status in self.models.runner.status():
+            lag.add_metric([status.name], status.lag_events)
+            lag_seconds.add_metric([status.name], status.lag_seconds)
+            failed.add_metric([status.name], 1 if status.error else 0)
+        yield lag
+        yield lag_seconds
+        yield failed
+
+
+class Metrics:
+    def __init__(self, ledger: LedgerApplication, models: ReadModels) -> None:
+        self.registry = CollectorRegistry()
+        self.events = Counter(
+            "ledger_events_appended",
+            "Events accepted by POST, new or repeated (idempotent retries)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "ledger_append_batch_size",
+            "Events per append request",
+            buckets=(1, 2, 5, 10, 50, 100, 250, 500, 1000),
+            registry=self.registry,
+        )
+        self.commit_seconds = Histogram(
+            "ledger_commit_seconds",
+            "Duration of one group commit (signing, writing, fsync)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=self.registry,
+        )
+        self.commit_events = Histogram(
+            "ledger_commit_events",
+            "Events sharing one commit",
+            buckets=(1, 2, 5, 10, 50, 100, 500, 2000),
+            registry=self.registry,
+        )
+        self.registry.register(LedgerCollector(ledger, models))
+        ledger.ledger.on_commit = self._observe_commit
+
+    def _observe_commit(self, seconds: float, events: int) -> None:
+        self.commit_seconds.observe(seconds)
+        self.commit_events.observe(events)
+
+    def appended(self, new: int, repeated: int) -> None:
+        self.batch_size.observe(new + repeated)
+        if new:
+            self.events.labels("new").inc(new)
+        if repeated:
+            self.events.labels("repeated").inc(repeated)
