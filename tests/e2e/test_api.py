@@ -120,6 +120,10 @@ def test_append_then_read_your_writes(server: Server) -> None:
             params={"subject": subject, "purpose": "marketing_email", "wait_for": receipt["seq"]},
         ).json()
         assert decision["allowed"] is True and decision["decided_by_seq"] == 3
+        too_far = http.get(
+            "/v1/consent/state", params={"subject": subject, "wait_for": receipt["seq"] + 100}
+        )
+        assert too_far.status_code == 503 and too_far.headers["retry-after"] == "1"
         state = http.get("/v1/consent/state", params={"subject": subject}).json()
         assert [p["status"] for p in state["purposes"]] == ["given"]
         event = http.get("/v1/events/3").json()
