@@ -296,3 +296,33 @@ def test_metrics_count_appends_commits_and_lag(server: Server) -> None:
     assert "ledger_append_batch_size_count 2.0" in text
     assert "ledger_commit_seconds_count" in text and "ledger_head 4.0" in text
     assert 'ledger_projection_lag_events{projection="consent_state"}' in text
+
+
+def test_the_python_client(server: Server) -> None:
+    from api.client import LedgerAPIError, LedgerClient
+
+    pol = facts.policy()
+    rcpt = facts.recipient(occurred_at="2026-01-01T00:00:00Z")
+    subject = facts.ref("user")
+    with LedgerClient(server.url, server.tokens["writer"]) as ledger:
+        [policy_receipt, _] = ledger.append_batch([pol, rcpt])
+        receipt = ledger.append(facts.consent(subject, pol["version"]))
+        assert receipt.seq > policy_receipt.seq and not receipt.duplicate
+        answer = ledger.decision(subject, "marketing_email", wait_for=receipt.seq)
+        assert answer.allowed and answer.decided_by_seq == receipt.seq
+        shared = [
+            facts.disclosure(rcpt["recipient_id"], [subject], pol["version"]) for _ in range(5)
+        ]
+        last = ledger.append_batch(shared)[-1]
+        ledger.consent_state(subject, wait_for=last.seq)
+        deadline = time.monotonic() + 10
+        while len(list(ledger.disclosures(subject=subject, page_size=2))) < 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert ledger.event(receipt.seq)["data"]["subject_ref"] == subject
+        with pytest.raises(LedgerAPIError) as caught:
+            ledger.append(facts.consent(subject, pol["version"], purposes=["telepathy"]))
+        assert caught.value.status == 422 and caught.value.errors[0]["rule"] == "purpose_unknown"
+    with LedgerClient(server.url, "cl_wrong") as stranger, pytest.raises(LedgerAPIError) as caught:
+        stranger.event(1)
+    assert caught.value.status == 401
