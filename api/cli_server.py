@@ -98,6 +98,20 @@ def clients_list(ctx: click.Context) -> None:
         store.db.close()
 
 
+@clients_group.command("set-key")
+@click.argument("name")
+@click.argument("public_key")
+@click.pass_context
+def clients_set_key(ctx: click.Context, name: str, public_key: str) -> None:
+    """Register NAME's Ed25519 PUBLIC_KEY (base64): its requests must be signed from now on."""
+    store = _store(ctx)
+    try:
+        client = store.set_key(name, public_key)
+    finally:
+        store.db.close()
+    click.echo(f"{client.name} signs its requests from now on (Content-Signature: ed25519=...)")
+
+
 @clients_group.command("revoke")
 @click.argument("name")
 @click.pass_context

@@ -7,6 +7,7 @@ lets no one call the API. Revoking keeps the row, so the history of who had acce
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 import uuid
@@ -40,6 +41,8 @@ class Client:
     scopes: frozenset[Scope]
     created_at: str
     revoked_at: str | None
+    public_key: bytes | None = None
+    """The client's Ed25519 key: once set, every request it sends must be signed."""
 
     def allows(self, scope: Scope) -> bool:
         return self.revoked_at is None and (scope in self.scopes or Scope.ADMIN in self.scopes)
@@ -57,7 +60,7 @@ class ClientStore:
             sql.execute(
                 "CREATE TABLE IF NOT EXISTS api_clients (client_id TEXT PRIMARY KEY, "
                 "name TEXT NOT NULL UNIQUE, token_hash TEXT NOT NULL UNIQUE, "
-                "scopes TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT)"
+                "scopes TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT, public_key TEXT)"
             )
 
     def add(self, name: str, scopes: list[Scope]) -> tuple[Client, str]:
@@ -87,7 +90,7 @@ class ClientStore:
     def authenticate(self, token: str) -> Client | None:
         """The client a token belongs to, revoked or not; None for an unknown token."""
         rows = self.db.query(
-            "SELECT client_id, name, scopes, created_at, revoked_at FROM api_clients "
+            "SELECT client_id, name, scopes, created_at, revoked_at, public_key FROM api_clients "
             "WHERE token_hash = ?",
             (hash_token(token),),
         )
@@ -95,7 +98,7 @@ class ClientStore:
 
     def find_by_name(self, name: str) -> Client | None:
         rows = self.db.query(
-            "SELECT client_id, name, scopes, created_at, revoked_at FROM api_clients "
+            "SELECT client_id, name, scopes, created_at, revoked_at, public_key FROM api_clients "
             "WHERE name = ?",
             (name,),
         )
@@ -103,9 +106,26 @@ class ClientStore:
 
     def list(self) -> list[Client]:
         rows = self.db.query(
-            "SELECT client_id, name, scopes, created_at, revoked_at FROM api_clients ORDER BY name"
+            "SELECT client_id, name, scopes, created_at, revoked_at, public_key FROM api_clients "
+            "ORDER BY name"
         )
         return [_client(row) for row in rows]
+
+    def set_key(self, name: str, public_key: str) -> Client:
+        """Register the client's Ed25519 public key (base64 of 32 bytes)."""
+        try:
+            raw = base64.b64decode(public_key, validate=True)
+        except ValueError:
+            raise ClientError("the public key is not base64") from None
+        if len(raw) != 32:
+            raise ClientError(f"an Ed25519 public key is 32 bytes, not {len(raw)}")
+        if self.find_by_name(name) is None:
+            raise ClientError(f"no client named {name!r}")
+        with self.db.transaction() as sql:
+            sql.execute("UPDATE api_clients SET public_key = ? WHERE name = ?", (public_key, name))
+        client = self.find_by_name(name)
+        assert client is not None
+        return client
 
     def revoke(self, name: str) -> Client:
         client = self.find_by_name(name)
@@ -120,13 +140,14 @@ class ClientStore:
 
 
 def _client(row: tuple[object, ...]) -> Client:
-    client_id, name, scopes, created_at, revoked_at = row
+    client_id, name, scopes, created_at, revoked_at, public_key = row
     return Client(
         str(client_id),
         str(name),
         frozenset(Scope(s) for s in str(scopes).split()),
         str(created_at),
         None if revoked_at is None else str(revoked_at),
+        None if public_key is None else base64.b64decode(str(public_key)),
     )
 
 

@@ -100,8 +100,9 @@ class _StreamLocks:
 class _Batch:
     """The aggregates one batch touches and the events it produces, in batch order."""
 
-    def __init__(self, app: LedgerApplication) -> None:
+    def __init__(self, app: LedgerApplication, emitter: dict[str, Any] | None = None) -> None:
         self.app = app
+        self.emitter = emitter
         self.aggregates: dict[UUID, LedgerAggregate] = {}
         self.events: list[LedgerEvent] = []
         self.created: set[UUID] = set()
@@ -190,8 +191,14 @@ class LedgerApplication(Application[UUID]):
 
     # -- appending -----------------------------------------------------------------------------
 
-    def append(self, raw_facts: Sequence[Mapping[str, Any]]) -> list[Receipt]:
-        """Record a batch of facts, all or nothing; a receipt per fact, in order."""
+    def append(
+        self, raw_facts: Sequence[Mapping[str, Any]], emitter: Mapping[str, Any] | None = None
+    ) -> list[Receipt]:
+        """Record a batch of facts, all or nothing; a receipt per fact, in order.
+
+        ``emitter`` is the sending service's signature of its request (client, key id, body
+        hash, signature), kept in every new event of the batch (non-repudiation).
+        """
         facts = self._parse_batch(raw_facts)
         now = self.clock()
         self._check_clocks(facts, now)
@@ -216,7 +223,11 @@ class LedgerApplication(Application[UUID]):
                 try:
                     with self._stream_locks.holding(streams):
                         records = self._record_facts(
-                            [facts[i] for i in fresh], [digests[i] for i in fresh], fresh, now
+                            emitter,
+                            [facts[i] for i in fresh],
+                            [digests[i] for i in fresh],
+                            fresh,
+                            now,
                         )
                 except IntegrityError:
                     # Another process took a stream version or an event id: start again.
@@ -300,9 +311,14 @@ class LedgerApplication(Application[UUID]):
             raise ValidationError(problems)
 
     def _record_facts(
-        self, facts: list[ev.Fact], digests: list[bytes], indexes: list[int], now: datetime
+        self,
+        emitter: Mapping[str, Any] | None,
+        facts: list[ev.Fact],
+        digests: list[bytes],
+        indexes: list[int],
+        now: datetime,
     ) -> list[LogRecord]:
-        batch = _Batch(self)
+        batch = _Batch(self, None if emitter is None else dict(emitter))
         try:
             records = self._run_batch(batch, facts, digests, indexes, now)
         except BaseException:
@@ -343,6 +359,7 @@ class LedgerApplication(Application[UUID]):
             "occurred_at": fact.occurred_at,
             "backdated": now - fact.occurred_at > self.limits.backdate_tolerance,
             "timestamp": now,
+            "emitter": batch.emitter,
         }
 
         def sealed(aggregate_id: UUID, version: int) -> dict[str, Any]:
@@ -491,7 +508,11 @@ class LedgerApplication(Application[UUID]):
         subject = batch.find(Subject, key)
         if subject is None:
             system = dict(
-                envelope, event_id=None, backdated=False, occurred_at=envelope["timestamp"]
+                envelope,
+                event_id=None,
+                backdated=False,
+                occurred_at=envelope["timestamp"],
+                emitter=None,
             )
             subject = batch.create(
                 Subject, Subject.Registered, key, data={"subject": pseudonym}, **system
@@ -558,6 +579,7 @@ class LedgerApplication(Application[UUID]):
             event_hash=entry_hash(record.entry).hex(),
             signature=base64.b64encode(record.signature).decode(),
             key_id=record.key_id,
+            emitter=body.get("emitter"),
         )
 
     def iter_records(self, start: int = 1, page: int = 1000) -> Iterator[LogRecord]:

@@ -30,6 +30,8 @@ class LedgerEvent(Aggregate.Event):
     occurred_at: datetime
     backdated: bool
     data: dict[str, Any]
+    emitter: dict[str, Any] | None
+    """The emitting service's signature over the request it sent, when it signs (else None)."""
 
 
 class LedgerCreated(LedgerEvent, Aggregate.Created):

@@ -48,7 +48,7 @@ class LedgerMapper(Mapper[UUID]):
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         event = cast(LedgerEvent, domain_event)
-        body = {
+        body: dict[str, Any] = {
             "backdated": event.backdated,
             "data": event.data,
             "event_id": event.event_id,
@@ -57,6 +57,8 @@ class LedgerMapper(Mapper[UUID]):
             "type": event.TYPE,
             "type_version": getattr(type(event), "class_version", 1),
         }
+        if event.emitter is not None:
+            body["emitter"] = event.emitter
         return StoredEvent(
             originator_id=event.originator_id,
             originator_version=event.originator_version,
@@ -89,6 +91,7 @@ class LedgerMapper(Mapper[UUID]):
             "event_id": body["event_id"],
             "occurred_at": parse_time(body["occurred_at"]),
             "backdated": body["backdated"],
+            "emitter": body.get("emitter"),
             "data": body["data"],
         }
         if issubclass(cls, LedgerCreated):

@@ -75,6 +75,8 @@ class DecodedEvent:
     event_hash: str
     signature: str
     key_id: str
+    emitter: dict[str, Any] | None = None
+    """The emitting service's signature of the request that carried the event, if it signs."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -91,4 +93,5 @@ class DecodedEvent:
             "event_hash": self.event_hash,
             "signature": self.signature,
             "key_id": self.key_id,
+            "emitter": self.emitter,
         }

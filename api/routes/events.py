@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import HistoryReader, LedgerDep, Writer
 from api.problems import ProblemError
+from api.signatures import HEADER, check_request_signature
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -50,9 +51,11 @@ def parse_body(raw: bytes) -> tuple[list[dict[str, Any]], bool]:
         422: {"description": "An event breaks a rule; the errors name index, field and rule"},
     },
 )
-async def append(request: Request, ledger: LedgerDep, _: Writer) -> JSONResponse:
-    facts, batch = parse_body(await request.body())
-    receipts = await run_in_threadpool(ledger.append, facts)
+async def append(request: Request, ledger: LedgerDep, client: Writer) -> JSONResponse:
+    raw = await request.body()
+    emitter = check_request_signature(client, request.headers.get(HEADER), raw)
+    facts, batch = parse_body(raw)
+    receipts = await run_in_threadpool(ledger.append, facts, emitter)
     repeated = sum(r.duplicate for r in receipts)
     request.app.state.metrics.appended(len(receipts) - repeated, repeated)
     status = 200 if all(r.duplicate for r in receipts) else 201

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import HistoryReader, IncidentManager, LedgerDep, ReadModelsDep
 from api.problems import ProblemError
 from api.routes.events import parse_body
+from api.signatures import HEADER, check_request_signature
 
 router = APIRouter(tags=["histories and registers"])
 
@@ -104,14 +105,18 @@ async def incident(incident_id: str, models: ReadModelsDep, _: IncidentManager) 
 
 
 @router.post("/v1/incidents", status_code=201, summary="Record incident facts (incident.* only)")
-async def record_incident(request: Request, ledger: LedgerDep, _: IncidentManager) -> JSONResponse:
-    facts, batch = parse_body(await request.body())
+async def record_incident(
+    request: Request, ledger: LedgerDep, client: IncidentManager
+) -> JSONResponse:
+    raw = await request.body()
+    emitter = check_request_signature(client, request.headers.get(HEADER), raw)
+    facts, batch = parse_body(raw)
     for index, fact in enumerate(facts):
         if not str(fact.get("type", "")).startswith("incident."):
             raise ProblemError(
                 422, "Not an incident fact", f"item {index}: this route takes incident.* facts"
             )
-    receipts = await run_in_threadpool(ledger.append, facts)
+    receipts = await run_in_threadpool(ledger.append, facts, emitter)
     payload: Any = [r.as_dict() for r in receipts]
     return JSONResponse({"receipts": payload} if batch else payload[0], status_code=201)
 

@@ -326,3 +326,43 @@ def test_the_python_client(server: Server) -> None:
     with LedgerClient(server.url, "cl_wrong") as stranger, pytest.raises(LedgerAPIError) as caught:
         stranger.event(1)
     assert caught.value.status == 401
+
+
+def test_a_client_with_a_key_must_sign_and_its_signature_is_kept(server: Server) -> None:
+    import base64
+    import hashlib
+
+    from nacl.signing import SigningKey
+
+    key = SigningKey.generate()
+    public = base64.b64encode(bytes(key.verify_key)).decode()
+    args = ["--data-dir", str(server.settings.data_dir)]
+    if server.settings.database_url:
+        args += ["--database-url", server.settings.database_url]
+    env = {"CONSENT_LEDGER_DATABASE_SCHEMA": server.settings.database_schema}
+    runner = CliRunner()
+    bad = runner.invoke(cli, [*args, "clients", "set-key", "writer", "not-a-key"], env=env)
+    assert bad.exit_code == 1 and "base64" in bad.output
+    done = runner.invoke(cli, [*args, "clients", "set-key", "writer", public], env=env)
+    assert done.exit_code == 0, done.output
+
+    body = orjson.dumps([facts.policy(), facts.policy()])
+    signature = base64.b64encode(key.sign(body).signature).decode()
+    with server.client() as http:
+        unsigned = http.post("/v1/events", content=body)
+        assert unsigned.status_code == 401 and "Content-Signature" in problem_of(unsigned)["detail"]
+        forged = base64.b64encode(SigningKey.generate().sign(body).signature).decode()
+        wrong = http.post(
+            "/v1/events", content=body, headers={"Content-Signature": f"ed25519={forged}"}
+        )
+        assert wrong.status_code == 401
+        assert http.get("/v1/events/1").status_code == 404  # nothing stored
+        signed = http.post(
+            "/v1/events", content=body, headers={"Content-Signature": f"ed25519={signature}"}
+        )
+        assert signed.status_code == 201
+        event = http.get("/v1/events/2").json()
+    kept = event["emitter"]
+    assert kept["client"] == "writer" and kept["signature"] == signature
+    assert kept["body_sha256"] == hashlib.sha256(body).hexdigest()
+    key.verify_key.verify(body, base64.b64decode(kept["signature"]))  # provable by the sender
