@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from api import problems
 from api.clients import ClientStore
 from api.metrics import Metrics
-from api.routes import consent, events, log, registers
+from api.routes import consent, events, log, registers, subjects
 from ledger.config import Settings, load_keyring, open_ledger
 from projections.base import PoisonEventError
 from projections.database import ProjectionDatabase
@@ -76,7 +76,7 @@ def create_app(settings: Settings, read_settings: ReadModelSettings | None = Non
         lifespan=lifespan,
     )
     problems.install(app)
-    for router in (events.router, consent.router, registers.router, log.router):
+    for router in (events.router, consent.router, subjects.router, registers.router, log.router):
         app.include_router(router)
     return app
 

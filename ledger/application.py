@@ -559,11 +559,17 @@ class LedgerApplication(Application[UUID]):
             raise EventNotFoundError(seq)
         return self.decode(record)
 
-    def decode(self, record: LogRecord) -> DecodedEvent:
+    def decode(self, record: LogRecord, only_subject: str | None = None) -> DecodedEvent:
+        """The event for reading; with ``only_subject`` (a pseudonym), others' data withheld."""
         entry = parse_entry(record.entry)
         body = entry.body
         data = open_data(
-            body["type"], body["data"], entry.stream, entry.stream_version, self.subject_keys
+            body["type"],
+            body["data"],
+            entry.stream,
+            entry.stream_version,
+            self.subject_keys,
+            only=only_subject,
         )
         return DecodedEvent(
             seq=entry.seq,

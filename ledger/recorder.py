@@ -424,6 +424,12 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         query += "WHERE seq >= ? ORDER BY seq LIMIT ?"
         return [LogRecord.from_row(row) for row in self._select(query, (start, limit))]
 
+    def select_stream_records(self, stream: str) -> list[LogRecord]:
+        """Every record of one stream (aggregate), in order."""
+        query = f"SELECT {RECORD_COLUMNS} FROM {self.events_table} "  # noqa: S608
+        query += "WHERE originator_id = ? ORDER BY originator_version"
+        return [LogRecord.from_row(row) for row in self._select(query, (stream,))]
+
     def get_record(self, seq: int) -> LogRecord | None:
         records = self.select_records(seq, 1)
         return records[0] if records and records[0].seq == seq else None

@@ -18,6 +18,7 @@ from ledger.events import FACT_TYPES, Fact, personal_data_paths
 from ledger.subject_keys import KeySource, SealError, event_aad, open_text, seal_text
 
 ERASED = "[erased]"
+WITHHELD = "[another subject]"
 ENVELOPE_FIELDS = ("type", "event_id", "occurred_at")
 
 _PATHS: dict[str, list[tuple[str, str]]] = {
@@ -75,8 +76,12 @@ def open_data(
     stream: UUID | str,
     stream_version: int,
     keys: KeySource,
+    only: str | None = None,
 ) -> dict[str, Any]:
     """A copy of stored ``data`` with personal data opened (or :data:`ERASED`).
+
+    With ``only`` (a pseudonym), only that subject's data is opened; every other subject's
+    stays closed as :data:`WITHHELD` (what a subject's own access request may show).
 
     Raises :class:`SealError` when a sealed value exists but does not open under its
     subject's key: the ciphertext was altered or moved from another event or field.
@@ -89,9 +94,13 @@ def open_data(
     for path, kind in paths:
         if kind == "subject" and path.endswith("[]"):
             needed.extend(item["subject"] for item in opened.get(path[:-2], []))
+    if only is not None:
+        needed = [p for p in needed if p == only]
     found = keys.keys_for(needed, create=False)
 
     def open_with(pseudonym: str, sealed: str, path: str) -> str:
+        if only is not None and pseudonym != only:
+            return WITHHELD
         key = found.get(pseudonym)
         if key is None:
             return ERASED

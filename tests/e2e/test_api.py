@@ -190,6 +190,7 @@ ROUTES = [
     ("GET", "/v1/incidents", "incidents:manage"),
     ("POST", "/v1/incidents", "incidents:manage"),
     ("GET", "/metrics", "admin"),
+    ("GET", "/v1/subjects/history?subject=u", "history:read"),
     ("GET", "/v1/consent/state?subject=u", "state:read"),
     ("GET", "/v1/consent/decision?subject=u&purpose=p", "state:read"),
 ]
@@ -366,3 +367,56 @@ def test_a_client_with_a_key_must_sign_and_its_signature_is_kept(server: Server)
     assert kept["client"] == "writer" and kept["signature"] == signature
     assert kept["body_sha256"] == hashlib.sha256(body).hexdigest()
     key.verify_key.verify(body, base64.b64decode(kept["signature"]))  # provable by the sender
+
+
+def test_a_subjects_history_shows_only_their_data(server: Server) -> None:
+    pol = facts.policy()
+    rcpt = facts.recipient(occurred_at="2026-01-01T00:00:00Z")
+    me, other = facts.ref("user"), facts.ref("user")
+    opened = facts.incident()
+    assessed = {
+        "type": "incident.assessed",
+        "event_id": facts.ref("e"),
+        "occurred_at": facts.now(),
+        "incident_id": opened["incident_id"],
+        "risk": "high_risk",
+        "data_categories": ["contact"],
+        "likely_consequences": "Phishing",
+        "affected_subjects": [me, other],
+    }
+    with server.client() as http:
+        receipts = http.post(
+            "/v1/events",
+            json=[
+                pol,
+                rcpt,
+                facts.consent(me, pol["version"], contact="me@example.org"),
+                facts.consent(other, pol["version"], contact="other@example.org"),
+                facts.disclosure(rcpt["recipient_id"], [me, other], pol["version"]),
+                facts.request(me, details="please show me everything"),
+                opened,
+                assessed,
+            ],
+        ).json()["receipts"]
+        last = receipts[-1]["seq"]
+        http.get("/v1/consent/state", params={"subject": me, "wait_for": last})
+        deadline = time.monotonic() + 10
+        while True:
+            body = http.get("/v1/subjects/history", params={"subject": me}).json()
+            types = [e["type"] for e in body["events"]]
+            if "incident.assessed" in types and "request.received" in types:
+                break
+            assert time.monotonic() < deadline, types
+            time.sleep(0.1)
+    text = orjson.dumps(body).decode()
+    assert "me@example.org" in text and "please show me everything" in text
+    assert other not in text and "other@example.org" not in text
+    assert "[another subject]" in text
+    assert types == [
+        "subject.registered",
+        "consent.given",
+        "disclosure.recorded",
+        "request.received",
+        "incident.opened",
+        "incident.assessed",
+    ]
