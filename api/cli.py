@@ -250,7 +250,7 @@ def keys(ctx: click.Context) -> None:
 
 
 @cli.command()
-@click.argument("seq", type=click.IntRange(min=1))
+@click.argument("seq", type=click.IntRange(min=1, max=2**63 - 1))
 @click.pass_context
 def show(ctx: click.Context, seq: int) -> None:
     """Print event SEQ as JSON, personal data opened (or "[erased]")."""

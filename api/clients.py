@@ -62,6 +62,18 @@ class ClientStore:
                 "name TEXT NOT NULL UNIQUE, token_hash TEXT NOT NULL UNIQUE, "
                 "scopes TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT, public_key TEXT)"
             )
+            # Tables from before clients could register keys get the column.
+            columns = {
+                str(row[0]).lower()
+                for row in sql.execute(
+                    "SELECT name FROM pragma_table_info('api_clients')"
+                    if db.dialect == "sqlite"
+                    else "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_name = 'api_clients' AND table_schema = current_schema()"
+                )
+            }
+            if "public_key" not in columns:
+                sql.execute("ALTER TABLE api_clients ADD COLUMN public_key TEXT")
 
     def add(self, name: str, scopes: list[Scope]) -> tuple[Client, str]:
         """A new client and its token (the only time the token is seen)."""

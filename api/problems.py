@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.errors import (
@@ -18,6 +19,46 @@ from ledger.errors import (
 )
 
 PROBLEM = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+_PROBLEM_SCHEMA = Problem.model_json_schema()
+_MEANING = {
+    400: "Malformed request",
+    401: "No valid token",
+    403: "The token lacks the route's scope",
+    404: "Not found",
+    409: "An event id reused with other content",
+    413: "Too large",
+    422: "Invalid input: the errors name index, field and rule",
+    500: "Internal error",
+    503: "Storage unavailable, or not caught up yet (Retry-After)",
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for these statuses: problem documents."""
+    return {
+        status: {
+            "description": _MEANING[status],
+            "content": {PROBLEM: {"schema": _PROBLEM_SCHEMA}},
+        }
+        for status in statuses
+    }
+
+
+COMMON = documented(400, 401, 403, 404, 422, 500, 503)
+WRITES = documented(400, 401, 403, 404, 409, 413, 422, 500, 503)
 
 
 class ProblemError(Exception):

@@ -98,6 +98,7 @@ class LogRecord:
 
 
 RECORD_COLUMNS = "seq, originator_id, originator_version, topic, entry, signature, key_id"
+MAX_SEQ = 2**63 - 1
 
 
 class WriteTransaction(Protocol):
@@ -420,6 +421,8 @@ class LedgerRecorder(ApplicationRecorder, ABC):
 
     def select_records(self, start: int, limit: int) -> list[LogRecord]:
         """Up to ``limit`` records with ``seq >= start``, in order."""
+        if start > MAX_SEQ:
+            return []  # storage holds 64-bit sequence numbers
         query = f"SELECT {RECORD_COLUMNS} FROM {self.events_table} "  # noqa: S608
         query += "WHERE seq >= ? ORDER BY seq LIMIT ?"
         return [LogRecord.from_row(row) for row in self._select(query, (start, limit))]

@@ -9,15 +9,17 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import LedgerDep, ReadModelsDep, StateReader
-from api.problems import ProblemError
+from api.problems import COMMON, ProblemError
 from projections.read_models import ReadModels
 
-router = APIRouter(prefix="/v1/consent", tags=["consent"])
+router = APIRouter(prefix="/v1/consent", tags=["consent"], responses=COMMON)
 
 Subject = Annotated[str, Query(min_length=1, max_length=256, description="The emitter's reference")]
 Purpose = Annotated[str, Query(min_length=1, max_length=64, description="A purpose id")]
 At = Annotated[datetime | None, Query(description="RFC 3339; default now")]
-WaitFor = Annotated[int | None, Query(ge=1, description="A receipt's seq to wait for (bounded)")]
+WaitFor = Annotated[
+    int | None, Query(ge=1, le=2**63 - 1, description="A receipt's seq to wait for (bounded)")
+]
 
 WAIT_SECONDS = 5.0
 
@@ -26,6 +28,12 @@ async def _wait(models: ReadModels, seq: int | None) -> None:
     """Read your writes: wait, bounded, until the consent state has processed ``seq``."""
     if seq is None:
         return
+    head = await run_in_threadpool(models.runner.app.head)
+    if seq > head:
+        # Every receipt names a committed event; a later number names none.
+        raise ProblemError(
+            422, "No such event yet", f"no event {seq} was recorded (the log ends at {head})"
+        )
     done = await run_in_threadpool(models.runner.wait_for, seq, WAIT_SECONDS, ["consent_state"])
     if not done:
         raise ProblemError(

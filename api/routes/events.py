@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import HistoryReader, LedgerDep, Writer
-from api.problems import ProblemError
+from api.problems import WRITES, ProblemError
 from api.signatures import HEADER, check_request_signature
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
+router = APIRouter(prefix="/v1/events", tags=["events"], responses=WRITES)
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_SEQ = 2**63 - 1
+"""Sequence numbers are 64-bit in storage."""
 
 
 def parse_body(raw: bytes) -> tuple[list[dict[str, Any]], bool]:
@@ -72,7 +74,9 @@ async def append(request: Request, ledger: LedgerDep, client: Writer) -> JSONRes
 
 
 @router.get("/{seq}", summary="One stored event: its entry, signature and decoded content")
-def get_event(seq: int, ledger: LedgerDep, _: HistoryReader) -> dict[str, Any]:
-    if seq < 1:
-        raise ProblemError(404, "No such event", f"no event has sequence number {seq}")
+def get_event(
+    seq: Annotated[int, Path(ge=1, le=MAX_SEQ, description="The event's sequence number")],
+    ledger: LedgerDep,
+    _: HistoryReader,
+) -> dict[str, Any]:
     return ledger.get_event(seq).as_dict()

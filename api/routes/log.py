@@ -9,11 +9,11 @@ from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import Admin, LedgerDep, ReadModelsDep
-from api.problems import ProblemError
+from api.problems import COMMON, ProblemError
 from ledger.signing import Keyring
 from ledger.verifier.note import format_verifier_key
 
-router = APIRouter(tags=["log"])
+router = APIRouter(tags=["log"], responses=COMMON)
 
 READY_LAG_EVENTS = 10_000
 

@@ -14,11 +14,11 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import HistoryReader, IncidentManager, LedgerDep, ReadModelsDep
-from api.problems import ProblemError
+from api.problems import WRITES, ProblemError
 from api.routes.events import parse_body
 from api.signatures import HEADER, check_request_signature
 
-router = APIRouter(tags=["histories and registers"])
+router = APIRouter(tags=["histories and registers"], responses=WRITES)
 
 Moment = Annotated[datetime | None, Query(description="RFC 3339")]
 
@@ -40,7 +40,14 @@ def _cursor(value: str | None) -> tuple[str, int, str] | None:
 
 
 @router.get(
-    "/v1/disclosures", summary="Disclosures by subject, recipient and period, with verdicts"
+    "/v1/disclosures",
+    summary="Disclosures by subject, recipient and period, with verdicts",
+    responses={
+        200: {
+            "description": "A page of rows (JSON), or the rows as CSV (format=csv)",
+            "content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}}},
+        }
+    },
 )
 async def disclosures(
     request: Request,

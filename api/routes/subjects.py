@@ -15,12 +15,13 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import HistoryReader, LedgerDep, ReadModelsDep
+from api.problems import COMMON
 from ledger.application import LedgerApplication
 from ledger.domain import stream_id
 from ledger.recorder import LogRecord
 from projections.read_models import ReadModels
 
-router = APIRouter(prefix="/v1/subjects", tags=["subjects"])
+router = APIRouter(prefix="/v1/subjects", tags=["subjects"], responses=COMMON)
 
 
 def history(ledger: LedgerApplication, models: ReadModels, subject: str) -> dict[str, Any]:
