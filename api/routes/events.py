@@ -17,6 +17,27 @@ router = APIRouter(prefix="/v1/events", tags=["events"], responses=WRITES)
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_SEQ = 2**63 - 1
+CONSENT_EXAMPLE = {
+    "type": "consent.given",
+    "event_id": "evt-0010",
+    "occurred_at": "2026-03-05T21:14:03+09:00",
+    "subject": "user-10482",
+    "purposes": ["marketing_email"],
+    "policy_version": "2026-03",
+    "collection_method": "web_form",
+    "contact": "hana.kim@example.com",
+}
+RECEIPT_EXAMPLE = {
+    "seq": 10,
+    "leaf_index": 9,
+    "event_id": "evt-0010",
+    "event_hash": "d89040974ba3322e99db0529bb1d3bff6071ed94c80e33283132cfaec7a44fc9",
+    "signature": "68LBRHVYKa5fl/yDfKqM0/ajiK6gqe9wXI6eZggc/1nLzCdErfvHh/0SZFx/kQc2X/UK01xy70"
+    "35RLz4zvaSDw==",
+    "key_id": "6775c32dd645dad0",
+    "recorded_at": "2026-11-29T05:34:36.386137Z",
+    "duplicate": False,
+}
 """Sequence numbers are 64-bit in storage."""
 
 
@@ -46,11 +67,35 @@ def parse_body(raw: bytes) -> tuple[list[dict[str, Any]], bool]:
         "returns the sequence numbers only. A batch holds at most 1,000 events (413 above)."
     ),
     responses={
-        201: {"description": "Recorded; a receipt per event, returned only after commit"},
-        200: {"description": "Every event was recorded before with the same content"},
-        409: {"description": "An event id was recorded before with different content"},
-        413: {"description": "Too many events, or too large a body"},
-        422: {"description": "An event breaks a rule; the errors name index, field and rule"},
+        201: {
+            "description": "Recorded; a receipt per event, returned only after commit",
+            "content": {"application/json": {"example": RECEIPT_EXAMPLE}},
+        },
+        200: {
+            "description": "Every event was recorded before with the same content",
+            "content": {"application/json": {"example": dict(RECEIPT_EXAMPLE, duplicate=True)}},
+        },
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "One fact (an object) or a batch (an array of facts); the catalogue "
+            "of types and fields is docs/events.md.",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"type": "object"},
+                            {"type": "array", "items": {"type": "object"}, "maxItems": 1000},
+                        ]
+                    },
+                    "examples": {
+                        "consent": {"summary": "consent.given", "value": CONSENT_EXAMPLE},
+                        "batch": {"summary": "a batch", "value": [CONSENT_EXAMPLE]},
+                    },
+                }
+            },
+        }
     },
 )
 async def append(request: Request, ledger: LedgerDep, client: Writer) -> JSONResponse:

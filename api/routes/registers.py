@@ -108,7 +108,17 @@ async def incident(incident_id: str, models: ReadModelsDep, _: IncidentManager) 
     record = await run_in_threadpool(models.incidents.get, incident_id, datetime.now(UTC))
     if record is None:
         raise ProblemError(404, "No such incident", f"no incident {incident_id} was opened")
-    return record.as_dict()
+    body = record.as_dict()
+    rule = record.affected_rule
+    if rule is not None:
+        # The rule's subjects come from the log: disclosed to that recipient in that window.
+        body["subjects_by_rule"] = await run_in_threadpool(
+            models.disclosures.subjects_disclosed_to,
+            rule["recipient_id"],
+            rule["disclosed_from"],
+            rule["disclosed_to"],
+        )
+    return body
 
 
 @router.post("/v1/incidents", status_code=201, summary="Record incident facts (incident.* only)")

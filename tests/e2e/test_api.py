@@ -285,6 +285,28 @@ def test_histories_and_registers(server: Server) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         assert found.json()["authority_deadline"]
+        assessed = {
+            "type": "incident.assessed",
+            "event_id": facts.ref("e"),
+            "occurred_at": facts.now(),
+            "incident_id": opened["incident_id"],
+            "risk": "risk",
+            "data_categories": ["contact"],
+            "likely_consequences": "Spam",
+            "affected_rule": {
+                "recipient_id": rcpt["recipient_id"],
+                "disclosed_from": "2026-03-01T00:00:00Z",
+                "disclosed_to": "2026-03-03T00:00:00Z",
+            },
+        }
+        assert http.post("/v1/incidents", json=assessed).status_code == 201
+        deadline = time.monotonic() + 10
+        while "subjects_by_rule" not in (
+            got := http.get(f"/v1/incidents/{opened['incident_id']}").json()
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert len(got["subjects_by_rule"]) == 1 and subject not in got["subjects_by_rule"]
         assert http.get("/v1/incidents/never").status_code == 404
 
 
