@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import LedgerDep, ReadModelsDep, StateReader
+from api.examples import DECISION, STATE, example
 from api.problems import COMMON, ProblemError
 from projections.read_models import ReadModels
 
@@ -50,7 +51,11 @@ def _moment(at: datetime | None) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-@router.get("/state", summary="Every purpose a subject decided on, as it stands at a moment")
+@router.get(
+    "/state",
+    summary="Every purpose a subject decided on, as it stands at a moment",
+    responses=example(STATE),
+)
 async def state(
     ledger: LedgerDep,
     models: ReadModelsDep,
@@ -65,7 +70,11 @@ async def state(
     return {"subject": pseudonym, "purposes": [s.as_dict() for s in states]}
 
 
-@router.get("/decision", summary="May this purpose be used for this subject, now or at a moment?")
+@router.get(
+    "/decision",
+    summary="May this purpose be used for this subject, now or at a moment?",
+    responses=example(DECISION),
+)
 async def decision(
     ledger: LedgerDep,
     models: ReadModelsDep,

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import HistoryReader, LedgerDep, Writer
+from api.examples import EVENT, example
 from api.problems import WRITES, ProblemError
 from api.signatures import HEADER, check_request_signature
 
@@ -118,7 +119,11 @@ async def append(request: Request, ledger: LedgerDep, client: Writer) -> JSONRes
     return JSONResponse({"receipts": payload} if batch else payload, status_code=status)
 
 
-@router.get("/{seq}", summary="One stored event: its entry, signature and decoded content")
+@router.get(
+    "/{seq}",
+    summary="One stored event: its entry, signature and decoded content",
+    responses=example(EVENT),
+)
 def get_event(
     seq: Annotated[int, Path(ge=1, le=MAX_SEQ, description="The event's sequence number")],
     ledger: LedgerDep,

@@ -14,8 +14,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import HistoryReader, IncidentManager, LedgerDep, ReadModelsDep
+from api.examples import DISCLOSURES, INCIDENT, REQUESTS, example
 from api.problems import WRITES, ProblemError
-from api.routes.events import parse_body
+from api.routes.events import RECEIPT_EXAMPLE, parse_body
 from api.signatures import HEADER, check_request_signature
 
 router = APIRouter(tags=["histories and registers"], responses=WRITES)
@@ -45,7 +46,10 @@ def _cursor(value: str | None) -> tuple[str, int, str] | None:
     responses={
         200: {
             "description": "A page of rows (JSON), or the rows as CSV (format=csv)",
-            "content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}}},
+            "content": {
+                "application/json": {"example": DISCLOSURES},
+                "text/csv": {"schema": {"type": "string"}},
+            },
         }
     },
 )
@@ -97,13 +101,21 @@ async def disclosures(
     return JSONResponse({"items": items, "next_cursor": following})
 
 
-@router.get("/v1/incidents", summary="The incident register, with deadlines computed now")
+@router.get(
+    "/v1/incidents",
+    summary="The incident register, with deadlines computed now",
+    responses=example([INCIDENT]),
+)
 async def incidents(models: ReadModelsDep, _: IncidentManager) -> list[dict[str, Any]]:
     records = await run_in_threadpool(models.incidents.list, datetime.now(UTC))
     return [record.as_dict() for record in records]
 
 
-@router.get("/v1/incidents/{incident_id}", summary="One incident, its deadlines and subjects")
+@router.get(
+    "/v1/incidents/{incident_id}",
+    summary="One incident, its deadlines and subjects",
+    responses=example(INCIDENT),
+)
 async def incident(incident_id: str, models: ReadModelsDep, _: IncidentManager) -> dict[str, Any]:
     record = await run_in_threadpool(models.incidents.get, incident_id, datetime.now(UTC))
     if record is None:
@@ -121,7 +133,17 @@ async def incident(incident_id: str, models: ReadModelsDep, _: IncidentManager) 
     return body
 
 
-@router.post("/v1/incidents", status_code=201, summary="Record incident facts (incident.* only)")
+@router.post(
+    "/v1/incidents",
+    status_code=201,
+    summary="Record incident facts (incident.* only)",
+    responses={
+        201: {
+            "description": "Recorded; a receipt per fact",
+            "content": {"application/json": {"example": RECEIPT_EXAMPLE}},
+        }
+    },
+)
 async def record_incident(
     request: Request, ledger: LedgerDep, client: IncidentManager
 ) -> JSONResponse:
@@ -138,7 +160,11 @@ async def record_incident(
     return JSONResponse({"receipts": payload} if batch else payload[0], status_code=201)
 
 
-@router.get("/v1/requests", summary="The data-subject request register, with due dates")
+@router.get(
+    "/v1/requests",
+    summary="The data-subject request register, with due dates",
+    responses=example(REQUESTS),
+)
 async def requests(
     ledger: LedgerDep,
     models: ReadModelsDep,

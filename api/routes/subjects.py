@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import HistoryReader, LedgerDep, ReadModelsDep
+from api.examples import EVENT, example
 from api.problems import COMMON
 from ledger.application import LedgerApplication
 from ledger.domain import stream_id
@@ -55,7 +56,11 @@ def history(ledger: LedgerApplication, models: ReadModels, subject: str) -> dict
     return {"subject": pseudonym, "events": events}
 
 
-@router.get("/history", summary="Everything the log holds about a subject (an access request)")
+@router.get(
+    "/history",
+    summary="Everything the log holds about a subject (an access request)",
+    responses=example({"subject": EVENT["stream"], "events": [EVENT]}),
+)
 async def subject_history(
     ledger: LedgerDep,
     models: ReadModelsDep,
