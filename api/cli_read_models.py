@@ -151,18 +151,7 @@ def consent_check(ctx: click.Context, subject: str, purpose: str, moment: dateti
     with read_models(ctx) as models:
         pseudonym = models.runner.app.subject_keys.pseudonym(subject)
         verdict = models.consent.decide(pseudonym, purpose, _moment(moment))
-    _echo_json(
-        {
-            "subject": pseudonym,
-            "purpose": purpose,
-            "allowed": verdict.valid,
-            "status": verdict.status,
-            "dpv_status": verdict.dpv,
-            "decided_by_seq": verdict.seq,
-            "policy_version": verdict.policy_version,
-            "since": verdict.since,
-        }
-    )
+    _echo_json(verdict.answer(pseudonym, purpose))
     if not verdict.valid:
         ctx.exit(3)
 

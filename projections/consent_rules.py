@@ -81,6 +81,19 @@ class Verdict:
     def dpv(self) -> str | None:
         return None if self.status is None else DPV_STATUS[self.status]
 
+    def answer(self, subject: str, purpose: str) -> dict[str, object]:
+        """The answer to "may I?", as the API and the CLI give it."""
+        return {
+            "subject": subject,
+            "purpose": purpose,
+            "allowed": self.valid,
+            "status": self.status,
+            "dpv_status": self.dpv,
+            "decided_by_seq": self.seq,
+            "policy_version": self.policy_version,
+            "since": self.since,
+        }
+
 
 def in_time_order(decisions: Sequence[Decision]) -> list[Decision]:
     return sorted(decisions, key=lambda d: (d.occurred_at, d.seq))

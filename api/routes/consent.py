@@ -87,13 +87,4 @@ async def decision(
     await _wait(models, wait_for)
     pseudonym = ledger.subject_keys.pseudonym(subject)
     verdict = await run_in_threadpool(models.consent.decide, pseudonym, purpose, _moment(at))
-    return {
-        "subject": pseudonym,
-        "purpose": purpose,
-        "allowed": verdict.valid,
-        "status": verdict.status,
-        "dpv_status": verdict.dpv,
-        "decided_by_seq": verdict.seq,
-        "policy_version": verdict.policy_version,
-        "since": verdict.since,
-    }
+    return verdict.answer(pseudonym, purpose)
