@@ -201,13 +201,18 @@ class _SQLiteTree:
 def _read_nodes(
     conn: sqlite3.Connection, keys: Sequence[tuple[int, int]]
 ) -> dict[tuple[int, int], bytes]:
+    """Stored nodes by (level, index): one query per 400 keys (a commit reads the right edge)."""
     found: dict[tuple[int, int], bytes] = {}
-    for level, index in keys:
-        row = conn.execute(
-            "SELECT hash FROM ledger_merkle_nodes WHERE level = ? AND idx = ?", (level, index)
-        ).fetchone()
-        if row is not None:
-            found[(level, index)] = bytes(row[0])
+    for start in range(0, len(keys), 400):
+        chunk = keys[start : start + 400]
+        marks = ", ".join("(?, ?)" for _ in chunk)
+        rows = conn.execute(
+            "SELECT level, idx, hash FROM ledger_merkle_nodes "  # noqa: S608
+            f"WHERE (level, idx) IN (VALUES {marks})",
+            [part for key in chunk for part in key],
+        )
+        for level, index, value in rows:
+            found[(int(level), int(index))] = bytes(value)
     return found
 
 
