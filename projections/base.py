@@ -11,13 +11,26 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import orjson
 
 from ledger.errors import LedgerError
+from ledger.verifier.corrections import apply_correction
+from ledger.verifier.times import parse_utc, utc
 from projections.database import Sql
+
+__all__ = [
+    "CorrectableProjection",
+    "LoggedEvent",
+    "PoisonEventError",
+    "Projection",
+    "ProjectionError",
+    "corrected_event",
+    "dumps",
+    "parse_utc",
+    "utc",
+]
 
 
 @dataclass(frozen=True)
@@ -34,18 +47,18 @@ class LoggedEvent:
     data: dict[str, Any]
 
     @classmethod
-    def from_entry(cls, entry: bytes) -> LoggedEvent:
-        decoded = orjson.loads(entry)
-        body = decoded["body"]
+    def from_body(cls, seq: int, body: bytes) -> LoggedEvent:
+        """The event whose stored body is ``body``, at ``seq`` in the log."""
+        decoded = orjson.loads(body)
         return cls(
-            seq=decoded["seq"],
-            type=body["type"],
+            seq=seq,
+            type=decoded["type"],
             stream=decoded["stream"],
             stream_version=decoded["stream_version"],
-            event_id=body["event_id"],
-            occurred_at=body["occurred_at"],
-            recorded_at=body["recorded_at"],
-            data=body["data"],
+            event_id=decoded["event_id"],
+            occurred_at=decoded["occurred_at"],
+            recorded_at=decoded["recorded_at"],
+            data=decoded["data"],
         )
 
 
@@ -64,18 +77,6 @@ class PoisonEventError(ProjectionError):
             f"projection {projection} stopped at event {seq} ({type_name}): "
             f"{type(cause).__name__}: {cause}"
         )
-
-
-def utc(text: str) -> str:
-    """Any RFC 3339 time as the stored form: UTC, microseconds, ``Z``."""
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        raise ValueError(f"time {text!r} has no offset")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def parse_utc(text: str) -> datetime:
-    return datetime.fromisoformat(text)
 
 
 def dumps(value: Any) -> str:
@@ -130,14 +131,9 @@ class CorrectableProjection(Projection):
 
 
 def corrected_event(original: LoggedEvent, fields: Mapping[str, Any]) -> LoggedEvent:
-    """``original`` with the corrected fields applied (``occurred_at`` included)."""
-    data = dict(original.data)
-    occurred_at = original.occurred_at
-    for name, value in fields.items():
-        if name == "occurred_at":
-            occurred_at = utc(str(value))
-        else:
-            data[name] = value
+    """``original`` with the corrected fields applied (``occurred_at`` included); the rule is
+    :func:`ledger.verifier.corrections.apply_correction`, which the report applies too."""
+    occurred_at, data = apply_correction(original.occurred_at, original.data, fields)
     return LoggedEvent(
         seq=original.seq,
         type=original.type,

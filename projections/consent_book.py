@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ledger.verifier.consent_rules import Age, Decision, Policy, Verdict, verdict_at
 from projections.base import LoggedEvent, utc
-from projections.consent_rules import Age, Decision, Policy, Verdict, verdict_at
 from projections.database import Sql
 
 CONSENT_TYPES = frozenset({"consent.given", "consent.refused", "consent.withdrawn"})

@@ -1,18 +1,17 @@
 """Disclosure history: one row per subject per disclosure, with a compliance verdict.
 
 GDPR 15(1)(c) asks for the specific recipients, so a row names the recipient; the query side
-joins its registered name, role and country. The verdict is computed from the log:
-
-- ``recipient_unregistered`` / ``recipient_terminated``: the recipient was not registered, or
-  was terminated, when the disclosure occurred;
-- ``lawful_exception``: a legal basis other than consent (legal obligation, vital interests ...);
-- ``consent_valid`` / ``consent_missing``: consent for the purpose was, or was not, valid for
-  that subject when the disclosure occurred (a violation, still recorded: the ledger records
-  facts, it does not hide them).
+joins its registered name, role and country. The verdict (``recipient_unregistered``,
+``recipient_terminated``, ``lawful_exception``, ``consent_valid`` or ``consent_missing``) is
+computed from the log by :func:`ledger.verifier.verdicts.disclosure_verdict`, the function the
+offline verifier's report uses too; a violation is still recorded (the ledger records facts, it
+does not hide them).
 
 A later fact that changes the answer (a back-dated withdrawal, a material policy change, an age
 attestation, a recipient's registration) recomputes the affected rows, so the rows are always
-the function of the whole log, whatever order the facts were recorded in.
+the function of the whole log, whatever order the facts were recorded in. A recipient's row is
+the fold of its facts in log order (:func:`ledger.verifier.verdicts.recipient_after`), kept in
+``proj_dc_recipient_facts`` so that a correction of any of them folds them again.
 """
 
 from __future__ import annotations
@@ -24,22 +23,31 @@ from typing import Any, ClassVar
 
 import orjson
 
+from ledger.verifier.consent_rules import moment_text
+from ledger.verifier.verdicts import (
+    RECIPIENT_TYPES,
+    VIOLATIONS,
+    Recipient,
+    disclosure_verdict,
+    recipient_after,
+)
 from projections.base import CorrectableProjection, LoggedEvent, dumps, utc
 from projections.consent_book import BOOK_TYPES, CONSENT_TYPES, ConsentBook, subjects_and_purposes
-from projections.consent_rules import moment_text
 from projections.database import ProjectionDatabase, Row, Sql
 
 PREFIX = "proj_dc_"
 BOOK = ConsentBook(PREFIX)
 RECIPIENTS = "proj_dc_recipients"
+RECIPIENT_FACTS = "proj_dc_recipient_facts"
 ROWS = "proj_disclosures"
-RECIPIENT_TYPES = frozenset({"recipient.registered", "recipient.updated", "recipient.terminated"})
-VIOLATIONS = frozenset({"recipient_unregistered", "recipient_terminated", "consent_missing"})
+RECIPIENT_COLUMNS = (
+    "recipient_id, name, role, country, agreement_ref, registered_at, terminated_at, seq"
+)
 
 
 class DisclosureHistory(CorrectableProjection):
     name = "disclosures"
-    version = 1
+    version = 2
     topics = BOOK_TYPES | RECIPIENT_TYPES | {"disclosure.recorded"}
     tables: ClassVar[Mapping[str, str]] = {
         **BOOK.tables,
@@ -47,6 +55,10 @@ class DisclosureHistory(CorrectableProjection):
             "recipient_id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, "
             "country TEXT NOT NULL, agreement_ref TEXT, registered_at TEXT NOT NULL, "
             "terminated_at TEXT, seq BIGINT NOT NULL"
+        ),
+        RECIPIENT_FACTS: (
+            "seq BIGINT PRIMARY KEY, recipient_id TEXT NOT NULL, type TEXT NOT NULL, "
+            "occurred_at TEXT NOT NULL, data TEXT NOT NULL"
         ),
         ROWS: (
             "seq BIGINT NOT NULL, subject TEXT NOT NULL, disclosure_id TEXT NOT NULL, "
@@ -62,21 +74,21 @@ class DisclosureHistory(CorrectableProjection):
         f"CREATE INDEX IF NOT EXISTS proj_disclosures_recipient ON {ROWS} "
         "(recipient_id, occurred_at)",
         f"CREATE INDEX IF NOT EXISTS proj_disclosures_time ON {ROWS} (occurred_at)",
+        f"CREATE INDEX IF NOT EXISTS proj_dc_recipient_facts_recipient ON {RECIPIENT_FACTS} "
+        "(recipient_id, seq)",
     )
 
     def __init__(self, default_minimum_age: int = 18) -> None:
         self.default_minimum_age = default_minimum_age
         self.book = ConsentBook(PREFIX)
-        self._recipients: dict[str, tuple[str, str | None]] = {}
-        """Per batch: recipient id -> (registered_at, terminated_at)."""
+        self._recipients: dict[str, Recipient] = {}
+        """Per batch: the recipients as their rows hold them."""
 
     def begin(self, sql: Sql) -> None:
         self.book.begin(sql)
         self._recipients = {
-            r[0]: (r[1], r[2])
-            for r in sql.execute(
-                f"SELECT recipient_id, registered_at, terminated_at FROM {RECIPIENTS}"
-            )
+            r[0]: _recipient(r)
+            for r in sql.execute(f"SELECT {RECIPIENT_COLUMNS} FROM {RECIPIENTS}")
         }
 
     def version_tag(self) -> str:
@@ -108,48 +120,55 @@ class DisclosureHistory(CorrectableProjection):
     # -- recording -----------------------------------------------------------------------------
 
     def _record_recipient(self, sql: Sql, event: LoggedEvent) -> None:
-        data = event.data
-        if event.type == "recipient.registered":
-            sql.execute(
-                f"INSERT INTO {RECIPIENTS} (recipient_id, name, role, country, agreement_ref, "
-                "registered_at, terminated_at, seq) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
-                (
-                    data["recipient_id"],
-                    data["name"],
-                    data["role"],
-                    data["country"],
-                    data.get("agreement_ref"),
-                    event.occurred_at,
-                    event.seq,
-                ),
-            )
-        elif event.type == "recipient.updated":
-            for column in ("name", "country", "agreement_ref"):
-                if column in data:
-                    sql.execute(
-                        f"UPDATE {RECIPIENTS} SET {column} = ? WHERE recipient_id = ?",
-                        (data[column], data["recipient_id"]),
-                    )
-        else:
-            sql.execute(
-                f"UPDATE {RECIPIENTS} SET terminated_at = ? WHERE recipient_id = ?",
-                (event.occurred_at, data["recipient_id"]),
-            )
+        sql.execute(
+            f"INSERT INTO {RECIPIENT_FACTS} (seq, recipient_id, type, occurred_at, data) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (
+                event.seq,
+                event.data["recipient_id"],
+                event.type,
+                event.occurred_at,
+                dumps(event.data),
+            ),
+        )
+        self._fold_recipient(sql, event.data["recipient_id"])
 
     def _correct_recipient(self, sql: Sql, original: LoggedEvent, corrected: LoggedEvent) -> None:
-        if original.type == "recipient.registered":
-            sql.execute(f"DELETE FROM {RECIPIENTS} WHERE seq = ?", (original.seq,))
-        self._record_recipient(sql, corrected)
-
-    def _remember_recipient(self, sql: Sql, recipient_id: str) -> None:
-        rows = sql.execute(
-            f"SELECT registered_at, terminated_at FROM {RECIPIENTS} WHERE recipient_id = ?",
-            (recipient_id,),
+        sql.execute(
+            f"UPDATE {RECIPIENT_FACTS} SET occurred_at = ?, data = ? WHERE seq = ?",
+            (corrected.occurred_at, dumps(corrected.data), original.seq),
         )
-        if rows:
-            self._recipients[recipient_id] = (rows[0][0], rows[0][1])
-        else:
+        self._fold_recipient(sql, original.data["recipient_id"])
+
+    def _fold_recipient(self, sql: Sql, recipient_id: str) -> None:
+        """The recipient's row: its facts folded again, in log order."""
+        recipient: Recipient | None = None
+        for seq, type_name, occurred_at, data in sql.execute(
+            f"SELECT seq, type, occurred_at, data FROM {RECIPIENT_FACTS} WHERE recipient_id = ? "
+            "ORDER BY seq",
+            (recipient_id,),
+        ):
+            recipient = recipient_after(
+                recipient, type_name, int(seq), occurred_at, orjson.loads(data)
+            )
+        sql.execute(f"DELETE FROM {RECIPIENTS} WHERE recipient_id = ?", (recipient_id,))
+        if recipient is None:
             self._recipients.pop(recipient_id, None)
+            return
+        sql.execute(
+            f"INSERT INTO {RECIPIENTS} ({RECIPIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                recipient.recipient_id,
+                recipient.name,
+                recipient.role,
+                recipient.country,
+                recipient.agreement_ref,
+                recipient.registered_at,
+                recipient.terminated_at,
+                recipient.seq,
+            ),
+        )
+        self._recipients[recipient_id] = recipient
 
     def _record_disclosure(self, sql: Sql, event: LoggedEvent) -> None:
         data = event.data
@@ -220,7 +239,6 @@ class DisclosureHistory(CorrectableProjection):
                 [utc(data["effective_at"])],
             )
         elif event.type in RECIPIENT_TYPES:
-            self._remember_recipient(sql, data["recipient_id"])
             where, params = "recipient_id = ?", [data["recipient_id"]]
         else:
             return
@@ -242,15 +260,16 @@ class DisclosureHistory(CorrectableProjection):
 
     def _verdict(self, sql: Sql, row: Row) -> tuple[str, int | None]:
         _, subject, occurred_at, recipient_id, purpose, legal_basis = row
-        recipient = self._recipients.get(recipient_id)
-        if recipient is None or recipient[0] > occurred_at:
-            return "recipient_unregistered", None
-        if recipient[1] is not None and recipient[1] <= occurred_at:
-            return "recipient_terminated", None
-        if legal_basis != "consent":
-            return "lawful_exception", None
-        verdict = self.book.verdict(sql, subject, purpose, occurred_at, self.default_minimum_age)
-        return ("consent_valid" if verdict.valid else "consent_missing"), verdict.seq
+        return disclosure_verdict(
+            occurred_at,
+            legal_basis,
+            self._recipients.get(recipient_id),
+            lambda: self.book.verdict(sql, subject, purpose, occurred_at, self.default_minimum_age),
+        )
+
+
+def _recipient(r: Row) -> Recipient:
+    return Recipient(r[0], r[1], r[2], r[3], r[4], r[5], r[6], int(r[7]))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,207 @@
+"""When consent is valid: pure functions over recorded decisions (no storage, no clock).
+
+Decisions for one subject and purpose are ordered by when they occurred (then by sequence
+number, so a back-dated fact takes its place in time without reordering the log). Each
+``given`` opens a validity interval, closed by the next decision or by its own expiry.
+Whether an interval makes consent valid at a moment also depends on facts that can arrive
+later: a material policy change (renewal required) and the subject's attested age
+(a minor's consent without a guardian is invalid). Statuses use W3C DPV terms.
+
+Standard library only: the consent-state and disclosure read models and the offline verifier's
+report (:mod:`ledger.verifier.report`) decide with this one implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from ledger.verifier.times import parse_utc, utc
+
+DPV_STATUS = {
+    "given": "dpv:ConsentGiven",
+    "refused": "dpv:ConsentRefused",
+    "withdrawn": "dpv:ConsentWithdrawn",
+    "expired": "dpv:ConsentExpired",
+    "renewal_required": "dpv:ConsentInvalidated",
+    "invalid_minor": "dpv:ConsentInvalidated",
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    seq: int
+    occurred_at: str
+    decision: str
+    """given, refused or withdrawn"""
+    policy_version: str
+    expires_at: str | None
+    guardian: bool
+
+
+@dataclass(frozen=True)
+class Interval:
+    valid_from: str
+    valid_until: str | None
+    end_reason: str | None
+    """withdrawn, refused, expired, renewed (given again), or None while open"""
+    given_seq: int
+    ended_seq: int | None
+    policy_version: str
+    guardian: bool
+
+
+@dataclass(frozen=True)
+class Policy:
+    version: str
+    effective_at: str
+    material: bool
+    minimum_age: int | None
+    seq: int
+
+
+@dataclass(frozen=True)
+class Age:
+    age: int
+    attested_at: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The answer to "may this purpose be used for this subject at that moment?"."""
+
+    valid: bool
+    status: str | None
+    """Why: a DPV-backed status, or None when no decision was ever recorded."""
+    seq: int | None
+    """The event that decides it (the consent, the withdrawal, the policy, the age)."""
+    policy_version: str | None
+    since: str | None
+
+    @property
+    def dpv(self) -> str | None:
+        return None if self.status is None else DPV_STATUS[self.status]
+
+    def answer(self, subject: str, purpose: str) -> dict[str, object]:
+        """The answer to "may I?", as the API and the CLI give it."""
+        return {
+            "subject": subject,
+            "purpose": purpose,
+            "allowed": self.valid,
+            "status": self.status,
+            "dpv_status": self.dpv,
+            "decided_by_seq": self.seq,
+            "policy_version": self.policy_version,
+            "since": self.since,
+        }
+
+
+def in_time_order(decisions: Sequence[Decision]) -> list[Decision]:
+    return sorted(decisions, key=lambda d: (d.occurred_at, d.seq))
+
+
+def intervals(decisions: Sequence[Decision]) -> list[Interval]:
+    """Validity intervals of one subject and purpose, from all its decisions."""
+    result: list[Interval] = []
+    open_given: Decision | None = None
+
+    def close(at: str | None, reason: str | None, seq: int | None) -> None:
+        assert open_given is not None
+        until, why, by = at, reason, seq
+        expiry = open_given.expires_at
+        if expiry is not None and (until is None or expiry < until):
+            until, why, by = expiry, "expired", None
+        result.append(
+            Interval(
+                valid_from=open_given.occurred_at,
+                valid_until=until,
+                end_reason=why,
+                given_seq=open_given.seq,
+                ended_seq=by,
+                policy_version=open_given.policy_version,
+                guardian=open_given.guardian,
+            )
+        )
+
+    for decision in in_time_order(decisions):
+        if open_given is not None:
+            reason = "renewed" if decision.decision == "given" else decision.decision
+            close(decision.occurred_at, reason, decision.seq)
+            open_given = None
+        if decision.decision == "given":
+            open_given = decision
+    if open_given is not None:
+        close(None, None, None)
+    return result
+
+
+def superseded_at(version: str, policies: Mapping[str, Policy]) -> Policy | None:
+    """The first material version that takes effect after ``version``: consent must be renewed."""
+    own = policies.get(version)
+    if own is None:
+        return None
+    later = [p for p in policies.values() if p.material and p.effective_at > own.effective_at]
+    return min(later, key=lambda p: (p.effective_at, p.version), default=None)
+
+
+def age_on(age: Age, moment: str) -> int:
+    """The attested age carried to ``moment`` (whole years before or after the attestation)."""
+    then, now = parse_utc(age.attested_at), parse_utc(moment)
+    years = now.year - then.year - ((now.month, now.day) < (then.month, then.day))
+    return age.age + years
+
+
+def verdict_at(
+    moment: str,
+    decisions: Sequence[Decision],
+    policies: Mapping[str, Policy],
+    age: Age | None,
+    default_minimum_age: int,
+) -> Verdict:
+    """Was consent valid at ``moment``? Decided from the facts, not from stored statuses."""
+    spans = intervals(decisions)
+    if not any(d.occurred_at <= moment for d in decisions):
+        return Verdict(False, None, None, None, None)
+    for span in spans:
+        if span.valid_from <= moment and (span.valid_until is None or moment < span.valid_until):
+            return _qualify(span, moment, policies, age, default_minimum_age)
+    # No interval covers the moment: the last decision before it says why.
+    before = [d for d in in_time_order(decisions) if d.occurred_at <= moment]
+    last = before[-1]
+    if last.decision == "given":  # its interval ended by expiry before the moment
+        return Verdict(False, "expired", last.seq, last.policy_version, last.expires_at)
+    return Verdict(False, last.decision, last.seq, last.policy_version, last.occurred_at)
+
+
+def _qualify(
+    span: Interval,
+    moment: str,
+    policies: Mapping[str, Policy],
+    age: Age | None,
+    default_minimum_age: int,
+) -> Verdict:
+    superseding = superseded_at(span.policy_version, policies)
+    if superseding is not None and superseding.effective_at <= moment:
+        return Verdict(
+            False,
+            "renewal_required",
+            superseding.seq,
+            span.policy_version,
+            superseding.effective_at,
+        )
+    policy = policies.get(span.policy_version)
+    minimum = (
+        policy.minimum_age
+        if policy is not None and policy.minimum_age is not None
+        else default_minimum_age
+    )
+    if age is not None and not span.guardian and age_on(age, span.valid_from) < minimum:
+        return Verdict(False, "invalid_minor", age.seq, span.policy_version, span.valid_from)
+    return Verdict(True, "given", span.given_seq, span.policy_version, span.valid_from)
+
+
+def moment_text(moment: datetime) -> str:
+    """A datetime in the stored form, to compare with stored times."""
+    return utc(moment.isoformat())
