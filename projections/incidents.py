@@ -17,48 +17,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import orjson
 
+from ledger.verifier import incident_rules as rules
+from ledger.verifier.incident_rules import (
+    ASSESSED,
+    INCIDENT_TYPES,
+    OPENED,
+    STEP_SEQ,
+)
 from projections.base import (
     CorrectableProjection,
     LoggedEvent,
     ProjectionError,
     dumps,
     parse_utc,
-    utc,
 )
 from projections.database import ProjectionDatabase, Row, Sql
 
 INCIDENTS = "proj_incidents"
 SUBJECTS = "proj_incident_subjects"
-
-OPENED = "incident.opened"
-ASSESSED = "incident.assessed"
-CONTAINED = "incident.contained"
-AUTHORITY_NOTIFIED = "incident.authority_notified"
-SUBJECTS_NOTIFIED = "incident.subjects_notified"
-CLOSED = "incident.closed"
-INCIDENT_TYPES = frozenset(
-    {OPENED, ASSESSED, CONTAINED, AUTHORITY_NOTIFIED, SUBJECTS_NOTIFIED, CLOSED}
-)
-
-STATUSES = ("open", "assessed", "contained", "closed")
-"""In the order an incident moves through them; it never moves back."""
-STEP_STATUS = {ASSESSED: "assessed", CONTAINED: "contained", CLOSED: "closed"}
-
-STEP_SEQ = {
-    ASSESSED: "assessed_seq",
-    CONTAINED: "contained_seq",
-    AUTHORITY_NOTIFIED: "authority_notified_seq",
-    SUBJECTS_NOTIFIED: "subjects_notified_seq",
-    CLOSED: "closed_seq",
-}
-"""The column holding the seq of the event a step's columns show."""
-FIRST_WINS = frozenset({AUTHORITY_NOTIFIED, SUBJECTS_NOTIFIED})
-"""Steps shown by their first event (the others by their latest)."""
 
 COLUMNS = (
     "incident_id",
@@ -134,12 +115,13 @@ class IncidentRegister(CorrectableProjection):
             )
             return
         status, step_seq = _state(sql, incident_id, STEP_SEQ[event.type])
-        if event.type in FIRST_WINS and step_seq is not None:
-            columns = {}  # a follow-up: the first notification stays the one shown
-        if event.type in STEP_STATUS:
-            columns["status"] = _later(status, STEP_STATUS[event.type])
-        columns["last_seq"] = event.seq
-        _update(sql, incident_id, columns)
+        _update(
+            sql,
+            incident_id,
+            _stored(
+                rules.step(event.type, event.seq, event.occurred_at, event.data, status, step_seq)
+            ),
+        )
         if event.type == ASSESSED:
             sql.executemany(
                 f"INSERT INTO {SUBJECTS} (incident_id, subject, seq) VALUES (?, ?, ?) "
@@ -178,62 +160,20 @@ class IncidentRegister(CorrectableProjection):
 
 def _contribution(event: LoggedEvent) -> dict[str, Any]:
     """The columns an event fills, with their stored values."""
-    data = event.data
-    if event.type == OPENED:
-        return {
-            "detected_at": utc(data["detected_at"]),
-            "summary": data["summary"],
-            "recipient_id": data.get("recipient_id"),
-            "data_categories": dumps(data.get("data_categories", [])),
-        }
-    if event.type == ASSESSED:
-        rule = data.get("affected_rule")
-        return {
-            "risk": data["risk"],
-            "data_categories": dumps(data["data_categories"]),
-            "likely_consequences": data["likely_consequences"],
-            "affected_rule": None if rule is None else dumps(_normalised_rule(rule)),
-            "approximate_subject_count": data.get("approximate_subject_count"),
-            "assessed_at": event.occurred_at,
-            "assessed_seq": event.seq,
-        }
-    if event.type == CONTAINED:
-        return {
-            "measures": data["measures"],
-            "contained_at": event.occurred_at,
-            "contained_seq": event.seq,
-        }
-    if event.type == AUTHORITY_NOTIFIED:
-        return {
-            "authority": data["authority"],
-            "authority_reference": data.get("reference"),
-            "dpo_contact": data["dpo_contact"],
-            "delay_reason": data.get("delay_reason"),
-            "authority_notified_at": event.occurred_at,
-            "authority_notified_seq": event.seq,
-        }
-    if event.type == SUBJECTS_NOTIFIED:
-        return {
-            "subjects_notified_channel": data["channel"],
-            "subjects_notified_count": data["subject_count"],
-            "subjects_notified_at": event.occurred_at,
-            "subjects_notified_seq": event.seq,
-        }
-    if event.type == CLOSED:
-        return {
-            "resolution": data["resolution"],
-            "closed_at": event.occurred_at,
-            "closed_seq": event.seq,
-        }
-    raise ProjectionError(f"the incident register does not read {event.type}")
+    try:
+        fields = rules.contribution(event.type, event.seq, event.occurred_at, event.data)
+    except ValueError as exc:
+        raise ProjectionError(f"the incident register does not read {event.type}") from exc
+    return _stored(fields)
 
 
-def _normalised_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "recipient_id": rule["recipient_id"],
-        "disclosed_from": utc(rule["disclosed_from"]),
-        "disclosed_to": utc(rule["disclosed_to"]),
-    }
+def _stored(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Fields as the register's columns hold them (lists and objects as JSON)."""
+    stored = dict(fields)
+    for name in ("data_categories", "affected_rule"):
+        if stored.get(name) is not None:
+            stored[name] = dumps(stored[name])
+    return stored
 
 
 def _state(sql: Sql, incident_id: str, seq_column: str) -> tuple[str, int | None]:
@@ -253,10 +193,6 @@ def _update(sql: Sql, incident_id: str, columns: Mapping[str, Any]) -> None:
         f"UPDATE {INCIDENTS} SET {assignments} WHERE incident_id = ?",
         [*columns.values(), incident_id],
     )
-
-
-def _later(current: str, reached: str) -> str:
-    return max(current, reached, key=STATUSES.index)
 
 
 # -- the query side ----------------------------------------------------------------------------
@@ -317,7 +253,7 @@ class IncidentRegisterView:
 
     def __init__(self, db: ProjectionDatabase, authority_deadline_hours: int = 72) -> None:
         self.db = db
-        self.authority_deadline = timedelta(hours=authority_deadline_hours)
+        self.authority_deadline_hours = authority_deadline_hours
 
     def list(self, now: datetime) -> list[IncidentRecord]:
         """Every incident, in the order they were detected."""
@@ -356,46 +292,19 @@ class IncidentRegisterView:
         stored["data_categories"] = tuple(orjson.loads(stored["data_categories"]))
         if stored["affected_rule"] is not None:
             stored["affected_rule"] = orjson.loads(stored["affected_rule"])
-        deadline = stored["detected_at"] + self.authority_deadline
+        deadline = rules.authority_deadline(stored["detected_at"], self.authority_deadline_hours)
         notified = stored["authority_notified_at"]
         return IncidentRecord(
             **stored,
             affected_subjects=tuple(affected),
             authority_deadline=deadline,
-            authority_overdue=(
-                notified is None and stored["risk"] != "unlikely" and now > deadline
+            authority_overdue=rules.authority_overdue(notified, stored["risk"], deadline, now),
+            authority_notified_late=rules.authority_notified_late(notified, deadline),
+            subjects_notification_due=rules.subjects_notification_due(
+                stored["risk"], stored["subjects_notified_at"]
             ),
-            authority_notified_late=notified is not None and notified > deadline,
-            subjects_notification_due=(
-                stored["risk"] == "high_risk" and stored["subjects_notified_at"] is None
-            ),
-            article_33_3=_article_33_3(stored, len(affected)),
+            article_33_3=rules.article_33_3(stored, len(affected)),
         )
-
-
-def _article_33_3(stored: Mapping[str, Any], affected_count: int) -> dict[str, Any]:
-    """GDPR 33(3): (a) the nature, with categories and numbers of subjects; (b) the DPO's
-    contact; (c) the likely consequences; (d) the measures taken or proposed."""
-    count = stored["approximate_subject_count"]
-    nature = {
-        "summary": stored["summary"],
-        "data_categories": list(stored["data_categories"]),
-        "approximate_subject_count": count,
-        "affected_subject_count": affected_count,
-    }
-    known = {
-        "nature": bool(stored["data_categories"]) and (count is not None or affected_count > 0),
-        "dpo_contact": stored["dpo_contact"] is not None,
-        "likely_consequences": stored["likely_consequences"] is not None,
-        "measures": stored["measures"] is not None,
-    }
-    return {
-        "nature": nature,
-        "dpo_contact": stored["dpo_contact"],
-        "likely_consequences": stored["likely_consequences"],
-        "measures": stored["measures"],
-        "missing": [name for name, present in known.items() if not present],
-    }
 
 
 def _check_aware(now: datetime) -> None:

@@ -12,26 +12,24 @@ A request whose identity was verified more than once shows the first verificatio
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from ledger.verifier import request_rules as rules
+from ledger.verifier.request_rules import (
+    CLOSING,
+    EXTENDED,
+    IDENTITY_VERIFIED,
+    OPEN_STATUSES,
+    RECEIVED,
+    REQUEST_TYPES,
+)
 from projections.base import CorrectableProjection, LoggedEvent, ProjectionError, parse_utc
 from projections.database import ProjectionDatabase, Row, Sql
 
 REQUESTS = "proj_requests"
-
-RECEIVED = "request.received"
-IDENTITY_VERIFIED = "request.identity_verified"
-EXTENDED = "request.extended"
-FULFILLED = "request.fulfilled"
-REFUSED = "request.refused"
-REQUEST_TYPES = frozenset({RECEIVED, IDENTITY_VERIFIED, EXTENDED, FULFILLED, REFUSED})
-
-OPEN_STATUSES = ("received", "identity_verified")
-CLOSING = {FULFILLED: "fulfilled", REFUSED: "refused"}
 
 COLUMNS = (
     "request_id",
@@ -144,25 +142,10 @@ class RequestRegister(CorrectableProjection):
 
 def _contribution(event: LoggedEvent) -> dict[str, Any]:
     """The columns an event fills (other than the status and the extension totals)."""
-    data = event.data
-    if event.type == RECEIVED:
-        return {
-            "kind": data["kind"],
-            "channel": data["channel"],
-            "jurisdiction": data.get("jurisdiction"),
-            "received_at": event.occurred_at,
-        }
-    if event.type == IDENTITY_VERIFIED:
-        return {"identity_verified_at": event.occurred_at, "identity_verified_seq": event.seq}
-    if event.type in CLOSING:
-        return {
-            "closed_at": event.occurred_at,
-            "closed_seq": event.seq,
-            "refusal_ground": data.get("ground"),
-        }
-    if event.type == EXTENDED:
-        return {}
-    raise ProjectionError(f"the request register does not read {event.type}")
+    try:
+        return rules.contribution(event.type, event.seq, event.occurred_at, event.data)
+    except ValueError as exc:
+        raise ProjectionError(f"the request register does not read {event.type}") from exc
 
 
 def _state(sql: Sql, request_id: str) -> tuple[str, int | None]:
@@ -270,9 +253,7 @@ class RequestRegisterView:
         return self._record(rows[0], now) if rows else None
 
     def due_days_for(self, jurisdiction: str | None) -> int:
-        if jurisdiction is None:
-            return self.due_days
-        return self.due_days_by_jurisdiction.get(jurisdiction, self.due_days)
+        return rules.due_days_for(jurisdiction, self.due_days, self.due_days_by_jurisdiction)
 
     def _record(self, row: Row, now: datetime) -> RequestRecord:
         stored = dict(zip(COLUMNS, row, strict=True))
@@ -281,16 +262,18 @@ class RequestRegisterView:
                 stored[name] = parse_utc(stored[name])
         stored["extension_days"] = int(stored["extension_days"])
         stored["extensions"] = int(stored["extensions"])
-        days = self.due_days_for(stored["jurisdiction"]) + stored["extension_days"]
-        due_at = stored["received_at"] + timedelta(days=days)
-        is_open = stored["status"] in OPEN_STATUSES
-        closed_at = stored["closed_at"]
+        due_at = rules.due_at(
+            stored["received_at"],
+            self.due_days_for(stored["jurisdiction"]),
+            stored["extension_days"],
+        )
+        status = stored["status"]
         return RequestRecord(
             **stored,
             due_at=due_at,
-            overdue=is_open and now > due_at,
-            answered_late=closed_at is not None and closed_at > due_at,
-            days_left=(math.floor((due_at - now) / timedelta(days=1)) if is_open else None),
+            overdue=rules.overdue(status, due_at, now),
+            answered_late=rules.answered_late(stored["closed_at"], due_at),
+            days_left=rules.days_left(status, due_at, now),
         )
 
 
