@@ -1,30 +1,154 @@
 """The HTTP API: ``create_app(settings)`` wires the ledger, the read models and the routes.
 
-While the app runs, two threads keep things moving: the read models follow the log, and a
-checkpoint is signed every second while events arrive.
+By default two threads keep things moving while the app runs: the read models follow the log,
+and a checkpoint is signed every second while events arrive. Either can be left to its own
+process (``consent-ledger projections run``, ``consent-ledger checkpoint --every 1``) with
+``serve --no-projections --no-signer``, as docker-compose.yml does; the API then reads what
+those processes write to the shared database (read-your-writes waits on their positions).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 
-from api import problems
-from api.clients import ClientStore
+from api import logs, problems
+from api.clients import ClientStore, Scope, hash_token
 from api.metrics import Metrics
 from api.routes import consent, events, log, registers, subjects
-from ledger.config import Settings, load_keyring, open_ledger
+from ledger.config import Environment, Settings, SettingsError, load_keyring, open_ledger
 from projections.base import PoisonEventError
 from projections.database import ProjectionDatabase
 from projections.read_models import ReadModels, ReadModelSettings
 
 logger = logging.getLogger("consent_ledger.api")
 CHECKPOINT_INTERVAL = 1.0
+
+ADMIN_TOKEN_FILE = "CONSENT_LEDGER_ADMIN_TOKEN_FILE"  # noqa: S105 (a variable name)
+ADMIN_CLIENT_PREFIX = "admin-token-file-"
+"""Clients made from the admin token file are named this plus the start of the token's hash."""
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{32,512}")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How ``consent-ledger serve`` runs: ``CONSENT_LEDGER_*`` variables, overridden by flags."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    projections: bool = True
+    """Follow the log with the read models in this process (off: ``projections run`` does)."""
+    signer: bool = True
+    """Sign checkpoints in this process (off: ``checkpoint --every 1`` does)."""
+    admin_token_file: Path | None = None
+    """A file holding a token that the API accepts with the admin scope."""
+    log_format: str = "auto"
+    log_level: str = "info"
+    shutdown_timeout: int = 20
+    """Seconds a stopping server waits for requests in flight before cancelling them."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
+        env = Environment(environ)
+        host = env.text("HOST") or "127.0.0.1"
+        if not re.fullmatch(r"[A-Za-z0-9.:\[\]-]{1,253}", host):
+            raise SettingsError(f"CONSENT_LEDGER_HOST={host!r} is not a host name or address")
+        return cls(
+            host=host,
+            port=env.integer("PORT", 8000, 1, 65535),
+            workers=env.integer("WORKERS", 1, 1, 64),
+            projections=env.flag("PROJECTIONS", True),
+            signer=env.flag("SIGNER", True),
+            admin_token_file=env.file("ADMIN_TOKEN_FILE", must_exist=True),
+            log_format=env.choice("LOG_FORMAT", "auto", logs.FORMATS),
+            log_level=env.choice("LOG_LEVEL", "info", logs.LEVELS),
+            shutdown_timeout=env.integer("SHUTDOWN_TIMEOUT", 20, 1, 3600),
+        )
+
+    def environment(self) -> dict[str, str]:
+        """These settings as the variables :meth:`from_env` reads (for worker processes)."""
+        values = {
+            "HOST": self.host,
+            "PORT": str(self.port),
+            "WORKERS": str(self.workers),
+            "PROJECTIONS": "true" if self.projections else "false",
+            "SIGNER": "true" if self.signer else "false",
+            "LOG_FORMAT": self.log_format,
+            "LOG_LEVEL": self.log_level,
+            "SHUTDOWN_TIMEOUT": str(self.shutdown_timeout),
+        }
+        if self.admin_token_file is not None:
+            values["ADMIN_TOKEN_FILE"] = str(self.admin_token_file)
+        return {f"CONSENT_LEDGER_{k}": v for k, v in values.items()}
+
+
+def read_admin_token(path: Path) -> str:
+    """The token in the admin token file; :class:`SettingsError` (never showing it) if unfit."""
+    try:
+        token = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(
+            f"{ADMIN_TOKEN_FILE}={path} cannot be read ({exc.__class__.__name__})"
+        ) from None
+    if not _TOKEN.fullmatch(token):
+        raise SettingsError(
+            f"{ADMIN_TOKEN_FILE}={path} must hold one token of 32 to 512 characters "
+            "(letters, digits, ._~+/=-), such as one 'consent-ledger clients add' prints; "
+            "its content is not shown"
+        )
+    return token
+
+
+def ensure_admin_client(store: ClientStore, token: str) -> str:
+    """Make ``token`` a live admin token; the client's name.
+
+    The client is named after the token's hash, so a new token in the file gets a new client and
+    the clients of earlier file tokens are revoked (their rows stay, as every revoked client's
+    does). A token that belongs to a revoked client, or to one without the admin scope, is
+    refused: the file must not bring back or widen what someone took away.
+    """
+    digest = hash_token(token)
+    name = ADMIN_CLIENT_PREFIX + digest[:12]
+    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    with store.db.transaction() as sql:
+        store.db.lock_schema(sql)
+        rows = sql.execute(
+            "SELECT name, scopes, revoked_at FROM api_clients WHERE token_hash = ?", (digest,)
+        )
+        if rows:
+            owner, scopes, revoked_at = rows[0]
+            if revoked_at is not None:
+                raise SettingsError(
+                    f"the token in {ADMIN_TOKEN_FILE} belongs to client {owner}, revoked at "
+                    f"{revoked_at}; write a new token into the file"
+                )
+            if Scope.ADMIN.value not in str(scopes).split():
+                raise SettingsError(
+                    f"the token in {ADMIN_TOKEN_FILE} belongs to client {owner}, which lacks the "
+                    "admin scope; write a new token into the file"
+                )
+            return str(owner)
+        sql.execute(
+            "UPDATE api_clients SET revoked_at = ? WHERE revoked_at IS NULL AND name LIKE ?",
+            (now, ADMIN_CLIENT_PREFIX + "%"),
+        )
+        sql.execute(
+            "INSERT INTO api_clients (client_id, name, token_hash, scopes, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (str(uuid.uuid4()), name, digest, Scope.ADMIN.value, now),
+        )
+    return name
 
 
 def open_client_database(settings: Settings) -> ProjectionDatabase:
@@ -38,7 +162,13 @@ def open_client_database(settings: Settings) -> ProjectionDatabase:
     return PostgresProjectionDatabase(settings.database_url, settings.database_schema, max_size=4)
 
 
-def create_app(settings: Settings, read_settings: ReadModelSettings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    read_settings: ReadModelSettings | None = None,
+    server: ServerSettings | None = None,
+) -> FastAPI:
+    serving = server or ServerSettings.from_env()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ledger = open_ledger(settings)
@@ -49,18 +179,37 @@ def create_app(settings: Settings, read_settings: ReadModelSettings | None = Non
         app.state.keyring = load_keyring(settings)
         app.state.clients = ClientStore(client_db)
         app.state.metrics = Metrics(ledger, models)
+        if serving.admin_token_file is not None:
+            ensure_admin_client(app.state.clients, read_admin_token(serving.admin_token_file))
         stop = threading.Event()
-        workers = [
-            threading.Thread(target=_follow, args=(models, stop), name="read-models", daemon=True),
-            threading.Thread(
-                target=_checkpoints, args=(ledger, stop), name="checkpoints", daemon=True
-            ),
-        ]
+        workers = []
+        if serving.projections:
+            workers.append(
+                threading.Thread(
+                    target=_follow, args=(models, stop), name="read-models", daemon=True
+                )
+            )
+        if serving.signer:
+            workers.append(
+                threading.Thread(
+                    target=_checkpoints, args=(ledger, stop), name="checkpoints", daemon=True
+                )
+            )
         for worker in workers:
             worker.start()
+        logger.info(
+            "API started",
+            extra={
+                "storage": settings.describe_storage(),
+                "projections": "in this process" if serving.projections else "elsewhere",
+                "signer": "in this process" if serving.signer else "elsewhere",
+            },
+        )
         try:
             yield
         finally:
+            # uvicorn calls this after the requests in flight have had their answers, so every
+            # append that was handed to the recorder is committed (close() drains it).
             stop.set()
             models.runner.wake()
             for worker in workers:
@@ -68,6 +217,7 @@ def create_app(settings: Settings, read_settings: ReadModelSettings | None = Non
             client_db.close()
             models.close()
             ledger.close()
+            logger.info("API stopped: every accepted append is committed")
 
     app = FastAPI(
         title="Consent Ledger",
@@ -78,6 +228,7 @@ def create_app(settings: Settings, read_settings: ReadModelSettings | None = Non
     problems.install(app)
     for router in (events.router, consent.router, subjects.router, registers.router, log.router):
         app.include_router(router)
+    app.add_middleware(logs.RequestLogMiddleware)
     return app
 
 

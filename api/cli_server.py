@@ -1,12 +1,17 @@
-"""``consent-ledger serve`` and ``consent-ledger clients add|list|revoke``."""
+"""``consent-ledger serve``, ``healthcheck`` and ``clients add|list|set-key|revoke``."""
 
 from __future__ import annotations
 
 import os
+import signal
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import click
 
-from api.app import open_client_database
+from api import logs
+from api.app import ServerSettings, ensure_admin_client, open_client_database, read_admin_token
 from api.clients import ClientStore, Scope
 from ledger.config import Settings, generate_keys
 
@@ -14,41 +19,139 @@ SCOPES = click.Choice([s.value for s in Scope])
 
 
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--host", default=None, help="Address to listen on [env CONSENT_LEDGER_HOST; 127.0.0.1]."
+)
+@click.option(
+    "--port",
+    default=None,
+    type=click.IntRange(1, 65535),
+    help="Port [env CONSENT_LEDGER_PORT; 8000].",
+)
 @click.option(
     "--workers",
-    default=1,
-    show_default=True,
+    default=None,
     type=click.IntRange(1, 64),
-    help="Worker processes (PostgreSQL only; SQLite serves from one).",
+    help="Worker processes, PostgreSQL only; SQLite serves from one "
+    "[env CONSENT_LEDGER_WORKERS; 1].",
+)
+@click.option(
+    "--projections/--no-projections",
+    default=None,
+    help="Keep the read models up to date in this process [env CONSENT_LEDGER_PROJECTIONS; on]. "
+    "Turn off when 'consent-ledger projections run' runs as a process of its own.",
+)
+@click.option(
+    "--signer/--no-signer",
+    default=None,
+    help="Sign a checkpoint every second in this process [env CONSENT_LEDGER_SIGNER; on]. "
+    "Turn off when 'consent-ledger checkpoint --every 1' runs as a process of its own.",
+)
+@click.option(
+    "--admin-token-file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path),
+    help="A file whose token the API accepts with the admin scope "
+    "[env CONSENT_LEDGER_ADMIN_TOKEN_FILE; none].",
+)
+@click.option(
+    "--log-format",
+    default=None,
+    type=click.Choice(logs.FORMATS),
+    help="JSON lines or text; auto: text on a terminal [env CONSENT_LEDGER_LOG_FORMAT; auto].",
+)
+@click.option(
+    "--log-level",
+    default=None,
+    type=click.Choice(logs.LEVELS),
+    help="[env CONSENT_LEDGER_LOG_LEVEL; info]",
+)
+@click.option(
+    "--shutdown-timeout",
+    default=None,
+    type=click.IntRange(1, 3600),
+    metavar="SECONDS",
+    help="On SIGTERM, how long requests in flight may still take "
+    "[env CONSENT_LEDGER_SHUTDOWN_TIMEOUT; 20].",
 )
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
-    """Serve the HTTP API (OpenAPI docs at /docs)."""
+def serve(ctx: click.Context, /, **flags: Any) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs).
+
+    SIGTERM or Ctrl-C stops it gracefully: no new connections, the requests in flight get their
+    answers, every append handed to the log is committed, and the exit status is 0.
+    """
     import uvicorn
 
     settings: Settings = ctx.obj
+    server = replace(ServerSettings.from_env(), **{k: v for k, v in flags.items() if v is not None})
     if settings.database_url is None:
-        if workers > 1:
+        if server.workers > 1:
             raise click.UsageError(
                 "--workers needs PostgreSQL (--database-url); SQLite has one writer"
             )
         generate_keys(settings)  # the embedded default needs no setup
+    if server.admin_token_file is not None:
+        token = read_admin_token(server.admin_token_file)
+        store = _store(ctx)
+        try:
+            ensure_admin_client(store, token)
+        finally:
+            store.db.close()
     # The workers read the same settings from the environment.
     os.environ["CONSENT_LEDGER_DATA_DIR"] = str(settings.data_dir)
     if settings.database_url is not None:
         os.environ["CONSENT_LEDGER_DATABASE_URL"] = settings.database_url
-    click.echo(f"serving on http://{host}:{port} (docs at /docs), {settings.describe_storage()}")
-    uvicorn.run(
-        "api.asgi:create",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=False,  # request lines may carry subject references: never logged
-        log_level="warning",
+    os.environ.update(server.environment())
+    click.echo(
+        f"serving on http://{server.host}:{server.port} (docs at /docs), "
+        f"{settings.describe_storage()}; read models "
+        f"{'in this process' if server.projections else 'run elsewhere'}, checkpoints "
+        f"{'signed in this process' if server.signer else 'signed elsewhere'}"
     )
+    # uvicorn, having shut down gracefully, raises SIGTERM again to die by it; this handler
+    # makes that a normal exit (status 0), which is what the drain achieved.
+    previous = signal.signal(signal.SIGTERM, _exit_normally)
+    try:
+        uvicorn.run(
+            "api.asgi:create",
+            factory=True,
+            host=server.host,
+            port=server.port,
+            workers=server.workers,
+            access_log=False,  # request lines may carry subject references: api/logs.py logs
+            log_config=logs.dict_config(server.log_format, server.log_level),
+            log_level=server.log_level,
+            timeout_graceful_shutdown=server.shutdown_timeout,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_normally(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+@click.command("healthcheck")
+@click.option("--url", default=None, help="The API's address [default: from the settings].")
+@click.option("--ready", is_flag=True, help="Ask /readyz (storage and read models) instead.")
+@click.option("--timeout", default=3.0, show_default=True, type=click.FloatRange(0.1, 60))
+def healthcheck(url: str | None, ready: bool, timeout: float) -> None:
+    """Exit 0 when the API answers /healthz (or /readyz) with 200: for container health checks."""
+    import httpx
+
+    if url is None:
+        server = ServerSettings.from_env()
+        host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "[::]") else server.host  # noqa: S104
+        url = f"http://{host}:{server.port}"
+    path = "/readyz" if ready else "/healthz"
+    try:
+        status = httpx.get(url.rstrip("/") + path, timeout=timeout).status_code
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"{url}{path}: {exc.__class__.__name__}") from None
+    if status != 200:
+        raise click.ClickException(f"{url}{path} answered {status}")
+    click.echo(f"{path}: ok")
 
 
 @click.group("clients")
@@ -125,4 +228,4 @@ def clients_revoke(ctx: click.Context, name: str) -> None:
     click.echo(f"revoked {client.name} at {client.revoked_at}")
 
 
-COMMANDS = (serve, clients_group)
+COMMANDS = (serve, healthcheck, clients_group)

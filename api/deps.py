@@ -37,6 +37,7 @@ def authorised(scope: Scope) -> Callable[[Request], Client]:
         client = store.authenticate(token.strip())
         if client is None or client.revoked_at is not None:
             raise ProblemError(401, "Unauthorized", "the token is not valid")
+        request.state.client_name = client.name  # for the request's log line (api/logs.py)
         if not client.allows(scope):
             raise ProblemError(403, "Forbidden", f"this route needs the scope {scope.value}")
         return client

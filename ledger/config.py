@@ -1,30 +1,24 @@
 """Ledger settings from the environment, and the one place that wires a ledger together.
 
-===============================  ===========================  ================================
-environment variable             default                      meaning
-===============================  ===========================  ================================
-CONSENT_LEDGER_DATA_DIR          ./consent-ledger-data        keys, master key, SQLite file
-CONSENT_LEDGER_DATABASE_URL      (unset: SQLite)              postgresql://... to use PostgreSQL
-CONSENT_LEDGER_DATABASE_SCHEMA   public                       PostgreSQL schema for the tables
-CONSENT_LEDGER_KEYS_DIR          <data dir>/keys              Ed25519 signing keys
-CONSENT_LEDGER_MASTER_KEY        (unset: the key file)        base64 master key (32 bytes)
-CONSENT_LEDGER_MASTER_KEY_FILE   <data dir>/master.key        master key file, mode 0600
-CONSENT_LEDGER_MINIMUM_AGE       18                           consent below it needs a guardian
-CONSENT_LEDGER_BACKDATE_HOURS    24                           older facts are flagged backdated
-CONSENT_LEDGER_MAX_BATCH         1000                         events per append
-CONSENT_LEDGER_MAX_GROUP_EVENTS  2000                         events per shared commit
-CONSENT_LEDGER_ORIGIN            (made up once, then kept)    the log's name in checkpoints
-===============================  ===========================  ================================
+Every setting, with its default and its command-line flag, is in ``docs/configuration.md``;
+``tests/unit/ledger/test_config_docs.py`` keeps that table and :data:`VARIABLES` in step.
+
+Each value is checked when it is read (:class:`Environment`): a bad one stops start-up with a
+:class:`SettingsError` whose message names the environment variable, and never repeats the
+value of a secret (the master key) or a database URL (it may hold a password).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ledger.application import LedgerApplication, Limits
 from ledger.errors import KeyMaterialError, LedgerError
@@ -41,9 +35,158 @@ from ledger.subject_keys import (
 
 ENV_PREFIX = "CONSENT_LEDGER_"
 
+VARIABLES = (
+    "DATA_DIR",
+    "DATABASE_URL",
+    "DATABASE_SCHEMA",
+    "KEYS_DIR",
+    "MASTER_KEY",
+    "MASTER_KEY_FILE",
+    "MINIMUM_AGE",
+    "BACKDATE_HOURS",
+    "MAX_BATCH",
+    "MAX_GROUP_EVENTS",
+    "ORIGIN",
+)
+"""The variables :meth:`Settings.from_env` reads (without the ``CONSENT_LEDGER_`` prefix)."""
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
 
 class SettingsError(LedgerError):
     """A setting has a value the ledger cannot use; the message names the setting."""
+
+
+class Environment:
+    """Typed, checked reads of ``CONSENT_LEDGER_*`` variables; an empty value counts as unset.
+
+    Every method raises :class:`SettingsError` naming the variable when its value is unusable.
+    """
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = os.environ if environ is None else environ
+
+    @staticmethod
+    def name(name: str) -> str:
+        return ENV_PREFIX + name
+
+    def text(self, name: str) -> str | None:
+        value = self.environ.get(ENV_PREFIX + name)
+        return value if value not in (None, "") else None
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise SettingsError(f"{ENV_PREFIX}{name}={raw!r} is not an integer") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{ENV_PREFIX}{name}={value} is outside {low}..{high}")
+        return value
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise SettingsError(f"{ENV_PREFIX}{name}={raw!r} is not a number") from None
+        if not low <= value <= high:  # also refuses nan
+            raise SettingsError(f"{ENV_PREFIX}{name}={raw!r} is outside {low:g}..{high:g}")
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        if raw.strip().lower() in _TRUE:
+            return True
+        if raw.strip().lower() in _FALSE:
+            return False
+        raise SettingsError(f"{ENV_PREFIX}{name}={raw!r} is not true or false (or 1 or 0)")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        if raw.strip().lower() not in choices:
+            raise SettingsError(f"{ENV_PREFIX}{name}={raw!r} is not one of {', '.join(choices)}")
+        return raw.strip().lower()
+
+    def directory(self, name: str) -> Path | None:
+        """A directory: it may not exist yet, but what exists must be a readable directory."""
+        raw = self.text(name)
+        if raw is None:
+            return None
+        path = Path(raw)
+        if path.exists() and not path.is_dir():
+            raise SettingsError(f"{ENV_PREFIX}{name}={raw} is not a directory")
+        if path.is_dir() and not os.access(path, os.R_OK | os.X_OK):
+            raise SettingsError(f"{ENV_PREFIX}{name}={raw} is not readable by this user")
+        return path
+
+    def file(self, name: str, *, must_exist: bool = False) -> Path | None:
+        """A file: when it exists (or must), a regular file this user can read."""
+        raw = self.text(name)
+        if raw is None:
+            return None
+        path = Path(raw)
+        if not path.exists():
+            if must_exist:
+                raise SettingsError(f"{ENV_PREFIX}{name}={raw}: no such file")
+            return path
+        if not path.is_file():
+            raise SettingsError(f"{ENV_PREFIX}{name}={raw} is not a regular file")
+        if not os.access(path, os.R_OK):
+            raise SettingsError(f"{ENV_PREFIX}{name}={raw} is not readable by this user")
+        return path
+
+
+def check_database_url(url: str, setting: str = ENV_PREFIX + "DATABASE_URL") -> str:
+    """A PostgreSQL URL, or :class:`SettingsError`; the URL itself is never repeated."""
+    if not re.match(r"^postgres(ql)?://", url):
+        raise SettingsError(f"{setting} must start with postgresql:// (SQLite needs no URL)")
+    if any(c.isspace() for c in url):
+        raise SettingsError(f"{setting} contains white space")
+    try:
+        urlsplit(url).port  # noqa: B018 (reading it checks it)
+    except ValueError:
+        raise SettingsError(f"{setting} has a port that is not a number 0..65535") from None
+    return url
+
+
+def check_schema(schema: str, setting: str = ENV_PREFIX + "DATABASE_SCHEMA") -> str:
+    if not re.match(r"^[a-z_][a-z0-9_]{0,62}$", schema):
+        raise SettingsError(f"{setting}={schema!r} is not a plain identifier")
+    return schema
+
+
+def _check_master_key(env: Environment) -> None:
+    """The master key given as a value: base64 of 32 bytes (the value never appears)."""
+    raw = env.environ.get(MASTER_KEY_ENV)
+    if raw is None:
+        return
+    try:
+        size = len(base64.b64decode(raw.strip(), validate=True))
+    except (binascii.Error, ValueError):
+        raise SettingsError(f"{MASTER_KEY_ENV} is not base64 (its value is not shown)") from None
+    if size != 32:
+        raise SettingsError(f"{MASTER_KEY_ENV} holds {size} bytes; a master key is 32")
+
+
+def _check_origin(origin: str | None) -> str | None:
+    if origin is not None and (
+        origin != origin.strip() or not origin.isprintable() or len(origin) > 255
+    ):
+        raise SettingsError(
+            f"{ENV_PREFIX}ORIGIN={origin!r} must be one line of at most 255 printable "
+            "characters, no edge spaces (like ledger.example.org/consents)"
+        )
+    return origin
 
 
 @dataclass(frozen=True)
@@ -82,46 +225,24 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-
-        def get(name: str) -> str | None:
-            value = env.get(ENV_PREFIX + name)
-            return value if value not in (None, "") else None
-
-        def integer(name: str, default: int, low: int, high: int) -> int:
-            raw = get(name)
-            if raw is None:
-                return default
-            try:
-                value = int(raw)
-            except ValueError:
-                raise SettingsError(f"{ENV_PREFIX}{name}={raw!r} is not an integer") from None
-            if not low <= value <= high:
-                raise SettingsError(f"{ENV_PREFIX}{name}={value} is outside {low}..{high}")
-            return value
-
-        url = get("DATABASE_URL")
-        if url is not None and not re.match(r"^postgres(ql)?://", url):
-            raise SettingsError(
-                f"{ENV_PREFIX}DATABASE_URL must start with postgresql:// (SQLite needs no URL)"
-            )
-        schema = get("DATABASE_SCHEMA") or "public"
-        if not re.match(r"^[a-z_][a-z0-9_]{0,62}$", schema):
-            raise SettingsError(f"{ENV_PREFIX}DATABASE_SCHEMA={schema!r} is not a plain identifier")
-        keys_dir = get("KEYS_DIR")
-        master_file = get("MASTER_KEY_FILE")
+        """The ``CONSENT_LEDGER_*`` settings; a bad one raises :class:`SettingsError`."""
+        env = Environment(environ)
+        url = env.text("DATABASE_URL")
+        if url is not None:
+            check_database_url(url)
+        _check_master_key(env)
         return cls(
-            data_dir=Path(get("DATA_DIR") or "consent-ledger-data"),
+            data_dir=env.directory("DATA_DIR") or Path("consent-ledger-data"),
             database_url=url,
-            database_schema=schema,
-            keys_dir_override=Path(keys_dir) if keys_dir else None,
-            master_key_file_override=Path(master_file) if master_file else None,
-            max_group_events=integer("MAX_GROUP_EVENTS", 2000, 1, 100_000),
-            origin=get("ORIGIN"),
+            database_schema=check_schema(env.text("DATABASE_SCHEMA") or "public"),
+            keys_dir_override=env.directory("KEYS_DIR"),
+            master_key_file_override=env.file("MASTER_KEY_FILE"),
+            max_group_events=env.integer("MAX_GROUP_EVENTS", 2000, 1, 100_000),
+            origin=_check_origin(env.text("ORIGIN")),
             limits=Limits(
-                max_batch=integer("MAX_BATCH", 1000, 1, 100_000),
-                minimum_age=integer("MINIMUM_AGE", 18, 0, 21),
-                backdate_tolerance=timedelta(hours=integer("BACKDATE_HOURS", 24, 0, 24 * 3650)),
+                max_batch=env.integer("MAX_BATCH", 1000, 1, 100_000),
+                minimum_age=env.integer("MINIMUM_AGE", 18, 0, 21),
+                backdate_tolerance=timedelta(hours=env.integer("BACKDATE_HOURS", 24, 0, 24 * 3650)),
             ),
         )
 
