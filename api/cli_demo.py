@@ -1,0 +1,199 @@
+"""``consent-ledger demo``: load the demo data set (``api/demo.py``, ``docs/demo.md``).
+
+The facts are appended in batches of the ledger's maximum size, then the read models catch up,
+and the summary printed is read back from them: the violations the disclosure history found,
+the overdue requests, the incident's clock. Rerunning is safe: the demo's event ids are stable,
+so facts recorded before get their original receipts and nothing is stored twice; on a later
+day the demo is regenerated with the anchor it was first loaded with (read from its first
+fact), so its content is the same.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from datetime import UTC, date, datetime
+
+import click
+
+from api.cli_server import serve as serve_command
+from api.demo import (
+    DEFAULT_SEED,
+    DEFAULT_USERS,
+    FIRST_EVENT_ID,
+    MAX_USERS,
+    DemoDataSet,
+    anchor_of,
+    default_anchor,
+    generate,
+)
+from ledger.application import LedgerApplication
+from ledger.config import Settings, open_ledger
+from ledger.errors import IdempotencyConflictError, ValidationError
+from projections.read_models import ReadModels, ReadModelSettings
+
+
+@click.command("demo")
+@click.option(
+    "--users",
+    default=DEFAULT_USERS,
+    show_default=True,
+    type=click.IntRange(20, MAX_USERS),
+    help="Members who sign up over the demo's year.",
+)
+@click.option("--seed", default=DEFAULT_SEED, show_default=True, help="Seed of the generator.")
+@click.option(
+    "--anchor",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="The day (UTC) the demo's year ends; default: the day this ledger's demo was first "
+    "loaded, else today.",
+)
+@click.option("--serve", is_flag=True, help="Then serve the HTTP API, as `serve` does.")
+@click.pass_context
+def demo(ctx: click.Context, users: int, seed: int, anchor: datetime | None, serve: bool) -> None:
+    """Load a year of a consumer app's consent, disclosures, an incident and requests.
+
+    Made up, but modelled on a real privacy policy: purposes, policy versions with a material
+    change, processors and third parties, members' consents and withdrawals, disclosures with
+    a handful of planted violations, one incident, requests (one overdue). Needs an empty
+    ledger, or one that holds this demo already (then nothing is stored twice).
+    """
+    settings: Settings = ctx.obj
+    app = open_ledger(settings)
+    try:
+        chosen = _anchor(app, None if anchor is None else anchor.date())
+        data = generate(users, seed, chosen)
+        new, again = _append(app, data, settings.limits.max_batch)
+        models = ReadModels(app, settings, ReadModelSettings.from_env())
+        try:
+            _catch_up(models)
+            _summary(models, data, new, again, app.head())
+        finally:
+            models.close()
+    finally:
+        app.close()
+    if serve:
+        ctx.invoke(serve_command)
+
+
+def _anchor(app: LedgerApplication, asked: date | None) -> date:
+    """The anchor of the demo this ledger holds, else the one asked for, else today."""
+    claim = app.ledger.select_claims([FIRST_EVENT_ID]).get(FIRST_EVENT_ID)
+    if claim is None:
+        head = app.head()
+        if head:
+            raise click.ClickException(
+                f"the demo needs an empty ledger, and this one holds {head} events of its own; "
+                "give another --data-dir (or PostgreSQL schema) for the demo"
+            )
+        today = default_anchor()
+        if asked is not None and asked > today:
+            raise click.BadParameter(
+                f"{asked} is in the future; the demo's facts must lie in the past",
+                param_hint="--anchor",
+            )
+        return asked or today
+    loaded = anchor_of({"occurred_at": app.get_event(claim.seq).occurred_at})
+    if asked is not None and asked != loaded:
+        raise click.BadParameter(
+            f"this ledger holds the demo anchored at {loaded}; rerun without --anchor, or "
+            "use another --data-dir",
+            param_hint="--anchor",
+        )
+    return loaded
+
+
+def _append(app: LedgerApplication, data: DemoDataSet, batch: int) -> tuple[int, int]:
+    new = again = 0
+    with click.progressbar(
+        length=len(data.facts), label="appending the demo", file=sys.stderr
+    ) as bar:
+        for first in range(0, len(data.facts), batch):
+            facts = data.facts[first : first + batch]
+            try:
+                receipts = app.append(facts)
+            except IdempotencyConflictError as exc:
+                raise click.ClickException(
+                    f"{exc}: this ledger holds a demo generated with other options "
+                    "(--users, --seed); rerun with those, or use another --data-dir"
+                ) from None
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{facts[p.index]['event_id'] if p.index is not None else '(batch)'}: "
+                    f"{p.field or '(event)'}: {p.message} (rule: {p.rule})"
+                    for p in exc.problems
+                )
+                raise click.ClickException(f"the ledger refused the demo: {problems}") from None
+            new += sum(not r.duplicate for r in receipts)
+            again += sum(r.duplicate for r in receipts)
+            bar.update(len(facts))
+    return new, again
+
+
+def _catch_up(models: ReadModels) -> None:
+    runner = models.runner
+    head = runner.app.head()
+    behind = sum(max(0, head - runner.position(name)) for name in runner.projections)
+    with click.progressbar(
+        length=behind, label="catching up the read models", file=sys.stderr
+    ) as bar:
+        runner.catch_up(progress=bar.update)
+
+
+def _summary(models: ReadModels, data: DemoDataSet, new: int, again: int, head: int) -> None:
+    now = datetime.now(UTC)
+    found: Counter[str] = Counter()
+    after = None
+    while True:
+        page = models.disclosures.find(violations_only=True, after=after)
+        found.update(row.verdict for row in page)
+        if len(page) < 1000:
+            break
+        after = (page[-1].occurred_at, page[-1].seq, page[-1].subject)
+    overdue = models.requests.list(now, overdue_only=True)
+    incident = models.incidents.get(data.incident_id, now)
+    click.echo(
+        f"demo loaded: {len(data.facts)} facts ({new} new, {again} recorded before) about "
+        f"{data.users} members, the year to {data.anchor}; the log's head is {head}"
+    )
+    kinds = ", ".join(f"{found[v]} {v}" for v in sorted(found)) or "none"
+    planted = (
+        "as planted"
+        if dict(found) == {k: v for k, v in data.violations.items() if v}
+        else (f"planted: {data.violations}")
+    )
+    click.echo(f"disclosure violations found: {kinds} ({planted})")
+    click.echo(
+        "overdue requests: "
+        + (", ".join(f"{r.request_id} (due {r.due_at:%Y-%m-%d})" for r in overdue) or "none")
+    )
+    if incident is not None:
+        click.echo(
+            f"incident {incident.incident_id}: {incident.status}, risk {incident.risk}, "
+            f"authority deadline {incident.authority_deadline:%Y-%m-%d %H:%M} UTC, notified "
+            + ("late" if incident.authority_notified_late else "in time")
+        )
+    click.echo(
+        f"material policy change v2.0: {len(data.renewed)} members renewed their consent, "
+        f"{len(data.renewal_required)} have consent awaiting renewal"
+    )
+    examples = [
+        ("consent-ledger disclosures --violations", ""),
+        ("consent-ledger requests --overdue", ""),
+        (f"consent-ledger incidents {data.incident_id}", ""),
+    ]
+    if data.renewal_required:
+        examples.append(
+            (f"consent-ledger consent state {data.renewal_required[0]}", "renewal required")
+        )
+    if data.minors:
+        examples.append((f"consent-ledger consent state {data.minors[0]}", "a minor"))
+    examples.append(("consent-ledger serve", "then http://127.0.0.1:8000/docs"))
+    click.echo("look (with the same --data-dir / --database-url):")
+    for command, note in examples:
+        click.echo(f"  {command:<48} {note}".rstrip())
+    click.echo("  the HTTP API wants a token: consent-ledger clients add demo --scope admin")
+
+
+COMMANDS = (demo,)
