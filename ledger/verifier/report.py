@@ -1,0 +1,1157 @@
+"""The human report of an export bundle: ``report.html`` and CSV files, rendered from its events.
+
+The verifier re-renders the report from the bundle's verified events and compares the bytes
+with the report the bundle carries, so the report must say exactly what the events say: an
+edited report (a violation hidden, a deadline moved) no longer matches. Hence:
+
+- the verdicts come from the rules the read models use (:mod:`ledger.verifier.consent_rules`,
+  :mod:`ledger.verifier.verdicts`, :mod:`ledger.verifier.incident_rules`,
+  :mod:`ledger.verifier.request_rules`), corrections applied as the read models apply them
+  (:mod:`ledger.verifier.corrections`);
+- the output is a function of its inputs only: no clock (what is "overdue" is judged as of the
+  last ``recorded_at`` among the events), no randomness, dictionaries iterated in sorted order;
+- standard library only, so that a regulator can run it.
+
+The events are read in four passes (``events()`` is called four times): the corrections, the
+context the verdicts need (policies, recipients, consent decisions and age attestations per
+subject, incidents, requests), the disclosure rows for ``disclosures.csv`` and the verdict
+counts, and the HTML. Memory holds the context, never the disclosure rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import IO, Any
+
+from ledger.verifier import incident_rules, request_rules
+from ledger.verifier.consent_rules import (
+    Age,
+    Decision,
+    Policy,
+    Verdict,
+    in_time_order,
+    intervals,
+    superseded_at,
+    verdict_at,
+)
+from ledger.verifier.corrections import CORRECTION, apply_corrections
+from ledger.verifier.times import parse_utc, stored, utc
+from ledger.verifier.verdicts import (
+    RECIPIENT_TYPES,
+    VERDICTS,
+    VIOLATIONS,
+    Recipient,
+    disclosure_verdict,
+    recipient_after,
+)
+
+SCOPE_KINDS = ("subject", "recipient", "period", "incident", "all")
+CONSENT_TYPES = frozenset({"consent.given", "consent.refused", "consent.withdrawn"})
+POLICY = "policy.version_published"
+AGE = "subject.age_attested"
+DISCLOSURE = "disclosure.recorded"
+
+CONSENT_COLUMNS = (
+    "subject",
+    "subject_ref",
+    "purpose",
+    "at",
+    "change",
+    "seq",
+    "policy_version",
+    "expires_at",
+    "guardian",
+    "status",
+    "dpv_status",
+    "valid",
+)
+CONSENT_STATUS_COLUMNS = (
+    "subject",
+    "subject_ref",
+    "purpose",
+    "as_of",
+    "status",
+    "dpv_status",
+    "valid",
+    "since",
+    "policy_version",
+    "decided_by_seq",
+)
+DISCLOSURE_COLUMNS = (
+    "seq",
+    "disclosure_id",
+    "occurred_at",
+    "recorded_at",
+    "backdated",
+    "subject",
+    "subject_ref",
+    "recipient_id",
+    "recipient_name",
+    "recipient_role",
+    "recipient_country",
+    "kind",
+    "purpose",
+    "legal_basis",
+    "data_categories",
+    "de_identified",
+    "destination_country",
+    "policy_version",
+    "verdict",
+    "violation",
+    "consent_seq",
+)
+INCIDENT_COLUMNS = (
+    "incident_id",
+    "status",
+    "detected_at",
+    "recipient_id",
+    "risk",
+    "data_categories",
+    "approximate_subject_count",
+    "affected_subject_count",
+    "assessed_at",
+    "contained_at",
+    "authority_deadline",
+    "authority_notified_at",
+    "authority",
+    "authority_deadline_status",
+    "subjects_notified_at",
+    "subjects_notification_due",
+    "closed_at",
+    "article_33_3_missing",
+    "opened_seq",
+    "last_seq",
+)
+REQUEST_COLUMNS = (
+    "request_id",
+    "subject",
+    "subject_ref",
+    "kind",
+    "channel",
+    "jurisdiction",
+    "received_at",
+    "identity_verified_at",
+    "extensions",
+    "extension_days",
+    "due_at",
+    "status",
+    "closed_at",
+    "refusal_ground",
+    "overdue",
+    "answered_late",
+    "days_left",
+    "received_seq",
+    "last_seq",
+)
+
+DEADLINE_STATUS_TEXT = {
+    "met": "met",
+    "missed": "missed: notified late",
+    "overdue": "missed: not notified",
+    "pending": "pending",
+    "not_required": "not required (risk unlikely)",
+}
+
+STYLE = """\
+body{font-family:system-ui,sans-serif;margin:2em;color:#1a1a1a;line-height:1.4}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}
+th,td{border:1px solid #bbb;padding:.25em .5em;text-align:left;vertical-align:top}
+th{background:#eee}
+tr.violation td,td.violation{background:#fde2e2}
+.violation{color:#8b0000;font-weight:bold}
+code{font-size:.95em}
+dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}
+dt{font-weight:bold}
+dd{margin:0}
+"""
+
+
+class ReportError(ValueError):
+    """The scope, the checkpoint or the events cannot make a report."""
+
+
+@dataclass(frozen=True)
+class ReportEvent:
+    """One event of the bundle, as the report reads it."""
+
+    seq: int
+    type: str
+    """The catalogue type, such as ``consent.given``."""
+    occurred_at: str
+    """RFC 3339, UTC, microseconds, ``Z``: as stored."""
+    recorded_at: str
+    event_id: str | None
+    backdated: bool
+    data: Mapping[str, Any]
+    """The fact's data exactly as signed: subjects as pseudonyms (``subject``, or lists of
+    ``{"subject", "ref"}``), personal data as ``sealed:v1:...`` strings. Verdicts use this."""
+    shown: Mapping[str, Any]
+    """The same data for people to read: personal data opened, or ``[erased]``, ``[another
+    subject]`` or ``[sealed]`` where it cannot be shown. Only displayed, never decided on."""
+
+
+# -- the context: what the verdicts need ------------------------------------------------------
+
+
+@dataclass
+class _Incident:
+    fields: dict[str, Any]
+    affected: dict[str, None] = field(default_factory=dict)
+    """Pseudonyms the assessments name, in the order named."""
+    timeline: list[tuple[int, str, str, str]] = field(default_factory=list)
+    """(seq, occurred_at, type, what it says), corrections included."""
+
+
+@dataclass
+class _Context:
+    as_of: str | None = None
+    """The last ``recorded_at`` among the events: the moment "overdue" is judged at."""
+    corrections: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
+    policies: dict[str, Policy] = field(default_factory=dict)
+    recipients: dict[str, Recipient] = field(default_factory=dict)
+    decisions: dict[tuple[str, str], list[Decision]] = field(default_factory=dict)
+    ages: dict[str, Age] = field(default_factory=dict)
+    refs: dict[str, str] = field(default_factory=dict)
+    """Pseudonym -> the reference as shown (opened, ``[erased]`` ...)."""
+    incidents: dict[str, _Incident] = field(default_factory=dict)
+    incident_of_event: dict[str, str] = field(default_factory=dict)
+    requests: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def consent(self, subject: str, purpose: str, moment: str, minimum_age: int) -> Verdict:
+        return verdict_at(
+            moment,
+            self.decisions.get((subject, purpose), []),
+            self.policies,
+            self.ages.get(subject),
+            minimum_age,
+        )
+
+
+@dataclass(frozen=True)
+class _Fact:
+    """An event with every correction of it applied."""
+
+    event: ReportEvent
+    occurred_at: str
+    data: Mapping[str, Any]
+    shown: Mapping[str, Any]
+
+    @property
+    def seq(self) -> int:
+        return self.event.seq
+
+    @property
+    def type(self) -> str:
+        return self.event.type
+
+
+def _facts(
+    events: Iterable[ReportEvent], corrections: Mapping[str, Sequence[Mapping[str, Any]]]
+) -> Iterator[_Fact]:
+    last = 0
+    for event in events:
+        if event.seq <= last:
+            raise ReportError(f"events out of order: {event.seq} after {last}")
+        last = event.seq
+        fixes = corrections.get(event.event_id or "", ()) if event.event_id else ()
+        occurred_at, data = apply_corrections(event.occurred_at, event.data, fixes)
+        _, shown = apply_corrections(event.occurred_at, event.shown, fixes)
+        yield _Fact(event, occurred_at, data, shown)
+
+
+def _read_corrections(events: Iterable[ReportEvent], context: _Context) -> None:
+    for event in events:
+        if context.as_of is None or event.recorded_at > context.as_of:
+            context.as_of = event.recorded_at
+        if event.type == CORRECTION:
+            fields = event.data.get("corrected_fields", {})
+            context.corrections.setdefault(event.data["corrects_event_id"], []).append(fields)
+
+
+def _read_context(facts: Iterable[_Fact], context: _Context) -> None:
+    for fact in facts:
+        data, kind = fact.data, fact.type
+        if kind == POLICY:
+            context.policies[data["version"]] = Policy(
+                data["version"],
+                utc(data["effective_at"]),
+                bool(data["material"]),
+                data.get("minimum_age"),
+                fact.seq,
+            )
+        elif kind in RECIPIENT_TYPES:
+            recipient_id = data["recipient_id"]
+            after = recipient_after(
+                context.recipients.get(recipient_id), kind, fact.seq, fact.occurred_at, data
+            )
+            if after is None:
+                context.recipients.pop(recipient_id, None)
+            else:
+                context.recipients[recipient_id] = after
+        elif kind in CONSENT_TYPES:
+            subject = data["subject"]
+            context.refs.setdefault(subject, str(fact.shown.get("subject_ref", "[sealed]")))
+            expires = data.get("expires_at")
+            for purpose in dict.fromkeys(data["purposes"]):
+                context.decisions.setdefault((subject, purpose), []).append(
+                    Decision(
+                        fact.seq,
+                        fact.occurred_at,
+                        kind.removeprefix("consent."),
+                        data["policy_version"],
+                        None if expires is None else utc(expires),
+                        "guardian" in data,
+                    )
+                )
+        elif kind == AGE:
+            subject = data["subject"]
+            context.refs.setdefault(subject, str(fact.shown.get("subject_ref", "[sealed]")))
+            age = Age(int(data["age"]), fact.occurred_at, fact.seq)
+            known = context.ages.get(subject)
+            if known is None or (age.attested_at, age.seq) > (known.attested_at, known.seq):
+                context.ages[subject] = age
+        elif kind in incident_rules.INCIDENT_TYPES:
+            _read_incident(fact, context)
+        elif kind in request_rules.REQUEST_TYPES:
+            _read_request(fact, context)
+        elif kind == CORRECTION:
+            incident_id = context.incident_of_event.get(fact.data["corrects_event_id"])
+            if incident_id is not None:
+                context.incidents[incident_id].timeline.append(
+                    (fact.seq, fact.occurred_at, kind, _describe(kind, fact.shown))
+                )
+
+
+def _read_incident(fact: _Fact, context: _Context) -> None:
+    data, kind = fact.data, fact.type
+    incident_id = data["incident_id"]
+    if kind == incident_rules.OPENED:
+        fields = incident_rules.contribution(kind, fact.seq, fact.occurred_at, data)
+        incident = _Incident(
+            {"incident_id": incident_id, "opened_seq": fact.seq, "status": "open", **fields}
+        )
+        incident.fields["last_seq"] = fact.seq
+        context.incidents[incident_id] = incident
+    else:
+        found = context.incidents.get(incident_id)
+        if found is None:
+            return  # a step of an incident whose opening is not among the events
+        incident = found
+        status = str(incident.fields["status"])
+        step_seq = incident.fields.get(incident_rules.STEP_SEQ[kind])
+        incident.fields.update(
+            incident_rules.step(kind, fact.seq, fact.occurred_at, data, status, step_seq)
+        )
+        for item in data.get("affected_subjects", []):
+            incident.affected.setdefault(item["subject"], None)
+    if fact.event.event_id is not None:
+        context.incident_of_event[fact.event.event_id] = incident_id
+    incident.timeline.append((fact.seq, fact.occurred_at, kind, _describe(kind, fact.shown)))
+
+
+def _read_request(fact: _Fact, context: _Context) -> None:
+    data, kind = fact.data, fact.type
+    request_id = data["request_id"]
+    fields = request_rules.contribution(kind, fact.seq, fact.occurred_at, data)
+    if kind == request_rules.RECEIVED:
+        context.refs.setdefault(data["subject"], str(fact.shown.get("subject_ref", "[sealed]")))
+        context.requests[request_id] = {
+            "request_id": request_id,
+            "subject": data["subject"],
+            **fields,
+            "received_seq": fact.seq,
+            "identity_verified_at": None,
+            "identity_verified_seq": None,
+            "extension_days": 0,
+            "extensions": 0,
+            "status": "received",
+            "closed_at": None,
+            "closed_seq": None,
+            "refusal_ground": None,
+            "last_seq": fact.seq,
+        }
+        return
+    request = context.requests.get(request_id)
+    if request is None:
+        return  # a step of a request whose receipt is not among the events
+    if kind == request_rules.IDENTITY_VERIFIED:
+        if request["identity_verified_seq"] is None:
+            request.update(fields)
+            if request["status"] == "received":
+                request["status"] = "identity_verified"
+    elif kind == request_rules.EXTENDED:
+        request["extension_days"] += int(data["extension_days"])
+        request["extensions"] += 1
+    else:
+        request.update(fields, status=request_rules.CLOSING[kind])
+    request["last_seq"] = fact.seq
+
+
+def _describe(kind: str, shown: Mapping[str, Any]) -> str:
+    """What an incident step or a correction says, in a line."""
+    keys = {
+        incident_rules.OPENED: ("detected_at", "summary", "recipient_id"),
+        incident_rules.ASSESSED: ("risk", "data_categories", "likely_consequences"),
+        incident_rules.CONTAINED: ("measures",),
+        incident_rules.AUTHORITY_NOTIFIED: ("authority", "reference", "delay_reason"),
+        incident_rules.SUBJECTS_NOTIFIED: ("channel", "subject_count"),
+        incident_rules.CLOSED: ("resolution",),
+        CORRECTION: ("corrects_event_id", "reason", "corrected_fields"),
+    }[kind]
+    return "; ".join(f"{k}: {_text(shown[k])}" for k in keys if shown.get(k) is not None)
+
+
+# -- selection by scope -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Scope:
+    kind: str
+    subject: str | None = None
+    recipient_id: str | None = None
+    start: str | None = None
+    end: str | None = None
+    incident_id: str | None = None
+
+    @classmethod
+    def parse(cls, scope: Mapping[str, Any]) -> _Scope:
+        kind = scope.get("kind")
+        try:
+            if kind == "subject":
+                return cls(kind, subject=str(scope["subject"]))
+            if kind == "recipient":
+                return cls(kind, recipient_id=str(scope["recipient_id"]))
+            if kind == "period":
+                return cls(kind, start=utc(str(scope["from"])), end=utc(str(scope["to"])))
+            if kind == "incident":
+                return cls(kind, incident_id=str(scope["incident_id"]))
+        except (KeyError, ValueError) as exc:
+            raise ReportError(f"scope {dict(scope)!r} is incomplete: {exc}") from None
+        if kind == "all":
+            return cls(kind)
+        raise ReportError(f"scope kind {kind!r} is not one of {', '.join(SCOPE_KINDS)}")
+
+    @property
+    def shows_consent(self) -> bool:
+        return self.kind in ("subject", "all")
+
+    @property
+    def shows_incidents(self) -> bool:
+        return self.kind in ("subject", "recipient", "incident", "all")
+
+    @property
+    def shows_requests(self) -> bool:
+        return self.kind in ("subject", "all")
+
+    def consent_subjects(self, context: _Context) -> list[str]:
+        if not self.shows_consent:
+            return []
+        subjects = sorted({s for s, _ in context.decisions})
+        return [s for s in subjects if self.subject is None or s == self.subject]
+
+    def incidents(self, context: _Context) -> list[_Incident]:
+        if not self.shows_incidents:
+            return []
+        chosen = []
+        for incident in context.incidents.values():
+            f = incident.fields
+            rule = f.get("affected_rule") or {}
+            if (
+                self.kind == "all"
+                or (self.kind == "incident" and f["incident_id"] == self.incident_id)
+                or (self.kind == "subject" and self.subject in incident.affected)
+                or (
+                    self.kind == "recipient"
+                    and self.recipient_id in (f.get("recipient_id"), rule.get("recipient_id"))
+                )
+            ):
+                chosen.append(incident)
+        return sorted(chosen, key=lambda i: (i.fields["detected_at"], i.fields["incident_id"]))
+
+    def requests(self, context: _Context) -> list[dict[str, Any]]:
+        if not self.shows_requests:
+            return []
+        chosen = [r for r in context.requests.values() if self.subject in (None, r["subject"])]
+        return sorted(chosen, key=lambda r: (r["received_at"], r["request_id"]))
+
+    def reports_row(
+        self, subject: str, occurred_at: str, recipient_id: str, context: _Context
+    ) -> bool:
+        """Whether one subject's row of a disclosure is within the scope."""
+        if self.kind == "all":
+            return True
+        if self.kind == "subject":
+            return subject == self.subject
+        if self.kind == "recipient":
+            return recipient_id == self.recipient_id
+        if self.kind == "period":
+            assert self.start is not None and self.end is not None
+            return self.start <= occurred_at < self.end
+        incident = context.incidents.get(self.incident_id or "")
+        rule = None if incident is None else incident.fields.get("affected_rule")
+        if rule is None:
+            return False
+        return bool(
+            recipient_id == rule["recipient_id"]
+            and rule["disclosed_from"] <= occurred_at < rule["disclosed_to"]
+        )
+
+    def title(self, context: _Context) -> str:
+        if self.kind == "subject":
+            assert self.subject is not None
+            ref = context.refs.get(self.subject)
+            return f"subject {self.subject}" + (f" ({ref})" if ref else "")
+        if self.kind == "recipient":
+            assert self.recipient_id is not None
+            recipient = context.recipients.get(self.recipient_id)
+            name = f" ({recipient.name})" if recipient is not None else ""
+            return f"recipient {self.recipient_id}{name}"
+        if self.kind == "period":
+            return f"disclosures from {self.start} to {self.end} (end excluded)"
+        if self.kind == "incident":
+            return f"incident {self.incident_id}"
+        return "the whole log"
+
+    def covers(self) -> str:
+        return {
+            "subject": "the subject's consent, the disclosures of the subject's data, the "
+            "subject's requests and the incidents whose assessment names the subject",
+            "recipient": "the disclosures to the recipient and the incidents at the recipient",
+            "period": "the disclosures that occurred in the period",
+            "incident": "the incident, and the disclosures its assessment's rule selects "
+            "(the recipient, in the window)",
+            "all": "every subject's consent, every disclosure, incident and request",
+        }[self.kind]
+
+
+# -- rows -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Settings:
+    minimum_age: int
+    authority_deadline_hours: int
+    request_due_days: int
+    request_due_days_by_jurisdiction: Mapping[str, int]
+
+
+def _disclosure_rows(
+    facts: Iterable[_Fact], context: _Context, scope: _Scope, settings: _Settings
+) -> Iterator[dict[str, Any]]:
+    """One row per subject per disclosure within the scope, in log order, then by subject."""
+    for fact in facts:
+        if fact.type != DISCLOSURE:
+            continue
+        data = fact.data
+        refs = {
+            item["subject"]: item.get("ref")
+            for item in fact.shown.get("subjects", [])
+            if isinstance(item, Mapping)
+        }
+        recipient = context.recipients.get(data["recipient_id"])
+        for subject in sorted(dict.fromkeys(item["subject"] for item in data["subjects"])):
+            if not scope.reports_row(subject, fact.occurred_at, data["recipient_id"], context):
+                continue
+            verdict, consent_seq = disclosure_verdict(
+                fact.occurred_at,
+                data["legal_basis"],
+                recipient,
+                partial(
+                    context.consent,
+                    subject,
+                    data["purpose"],
+                    fact.occurred_at,
+                    settings.minimum_age,
+                ),
+            )
+            yield {
+                "seq": fact.seq,
+                "disclosure_id": data["disclosure_id"],
+                "occurred_at": fact.occurred_at,
+                "recorded_at": fact.event.recorded_at,
+                "backdated": fact.event.backdated,
+                "subject": subject,
+                "subject_ref": refs.get(subject, "[sealed]"),
+                "recipient_id": data["recipient_id"],
+                "recipient_name": None if recipient is None else recipient.name,
+                "recipient_role": None if recipient is None else recipient.role,
+                "recipient_country": None if recipient is None else recipient.country,
+                "kind": data["kind"],
+                "purpose": data["purpose"],
+                "legal_basis": data["legal_basis"],
+                "data_categories": list(data["data_categories"]),
+                "de_identified": bool(data["de_identified"]),
+                "destination_country": data["destination_country"],
+                "policy_version": data["policy_version"],
+                "verdict": verdict,
+                "violation": verdict in VIOLATIONS,
+                "consent_seq": consent_seq,
+            }
+
+
+def _consent_rows(subject: str, context: _Context, settings: _Settings) -> Iterator[dict[str, Any]]:
+    """The subject's consent timeline, purpose by purpose: each decision, each expiry and each
+    material policy change that required renewal, with the status from that moment on."""
+    purposes = sorted(p for s, p in context.decisions if s == subject)
+    for purpose in purposes:
+        decisions = context.decisions[(subject, purpose)]
+        entries: list[tuple[str, int, int, dict[str, Any]]] = []
+        for d in in_time_order(decisions):
+            entries.append(
+                (
+                    d.occurred_at,
+                    d.seq,
+                    0,
+                    {
+                        "change": d.decision,
+                        "seq": d.seq,
+                        "policy_version": d.policy_version,
+                        "expires_at": d.expires_at,
+                        "guardian": d.guardian,
+                    },
+                )
+            )
+        for span in intervals(decisions):
+            if span.end_reason == "expired" and span.valid_until is not None:
+                entries.append(
+                    (
+                        span.valid_until,
+                        span.given_seq,
+                        1,
+                        {
+                            "change": "expired",
+                            "seq": span.given_seq,
+                            "policy_version": span.policy_version,
+                        },
+                    )
+                )
+            superseding = superseded_at(span.policy_version, context.policies)
+            if (
+                superseding is not None
+                and span.valid_from < superseding.effective_at
+                and (span.valid_until is None or superseding.effective_at < span.valid_until)
+            ):
+                entries.append(
+                    (
+                        superseding.effective_at,
+                        superseding.seq,
+                        2,
+                        {
+                            "change": "renewal_required",
+                            "seq": superseding.seq,
+                            "policy_version": superseding.version,
+                        },
+                    )
+                )
+        for at, _, _, entry in sorted(entries, key=lambda e: e[:3]):
+            verdict = context.consent(subject, purpose, at, settings.minimum_age)
+            yield {
+                "subject": subject,
+                "subject_ref": context.refs.get(subject, "[sealed]"),
+                "purpose": purpose,
+                "at": at,
+                "expires_at": None,
+                "guardian": None,
+                **entry,
+                "status": verdict.status,
+                "dpv_status": verdict.dpv,
+                "valid": verdict.valid,
+            }
+
+
+def _consent_status_rows(
+    subject: str, context: _Context, settings: _Settings
+) -> Iterator[dict[str, Any]]:
+    """Each purpose the subject decided on, as it stands at the last recorded event."""
+    as_of = context.as_of or ""
+    for purpose in sorted(p for s, p in context.decisions if s == subject):
+        verdict = context.consent(subject, purpose, as_of, settings.minimum_age)
+        yield {
+            "subject": subject,
+            "subject_ref": context.refs.get(subject, "[sealed]"),
+            "purpose": purpose,
+            "as_of": as_of,
+            "status": verdict.status,
+            "dpv_status": verdict.dpv,
+            "valid": verdict.valid,
+            "since": verdict.since,
+            "policy_version": verdict.policy_version,
+            "decided_by_seq": verdict.seq,
+        }
+
+
+def _incident_row(incident: _Incident, context: _Context, settings: _Settings) -> dict[str, Any]:
+    f = incident.fields
+    deadline = incident_rules.authority_deadline(
+        parse_utc(f["detected_at"]), settings.authority_deadline_hours
+    )
+    notified = f.get("authority_notified_at")
+    notified_at = None if notified is None else parse_utc(notified)
+    if notified_at is not None:
+        status = (
+            "missed" if incident_rules.authority_notified_late(notified_at, deadline) else "met"
+        )
+    elif f.get("risk") == "unlikely":
+        status = "not_required"
+    elif context.as_of is not None and incident_rules.authority_overdue(
+        None, f.get("risk"), deadline, parse_utc(context.as_of)
+    ):
+        status = "overdue"
+    else:
+        status = "pending"
+    article = incident_rules.article_33_3(f, len(incident.affected))
+    return {
+        "incident_id": f["incident_id"],
+        "status": f["status"],
+        "detected_at": f["detected_at"],
+        "recipient_id": f.get("recipient_id"),
+        "risk": f.get("risk"),
+        "data_categories": list(f.get("data_categories") or []),
+        "approximate_subject_count": f.get("approximate_subject_count"),
+        "affected_subject_count": len(incident.affected),
+        "assessed_at": f.get("assessed_at"),
+        "contained_at": f.get("contained_at"),
+        "authority_deadline": stored(deadline),
+        "authority_notified_at": notified,
+        "authority": f.get("authority"),
+        "authority_deadline_status": status,
+        "subjects_notified_at": f.get("subjects_notified_at"),
+        "subjects_notification_due": incident_rules.subjects_notification_due(
+            f.get("risk"), f.get("subjects_notified_at")
+        ),
+        "closed_at": f.get("closed_at"),
+        "article_33_3_missing": list(article["missing"]),
+        "opened_seq": f["opened_seq"],
+        "last_seq": f["last_seq"],
+    }
+
+
+def _request_row(
+    request: Mapping[str, Any], context: _Context, settings: _Settings
+) -> dict[str, Any]:
+    days = request_rules.due_days_for(
+        request["jurisdiction"],
+        settings.request_due_days,
+        settings.request_due_days_by_jurisdiction,
+    )
+    due = request_rules.due_at(parse_utc(request["received_at"]), days, request["extension_days"])
+    closed = request["closed_at"]
+    status = request["status"]
+    now = None if context.as_of is None else parse_utc(context.as_of)
+    return {
+        "request_id": request["request_id"],
+        "subject": request["subject"],
+        "subject_ref": context.refs.get(request["subject"], "[sealed]"),
+        "kind": request["kind"],
+        "channel": request["channel"],
+        "jurisdiction": request["jurisdiction"],
+        "received_at": request["received_at"],
+        "identity_verified_at": request["identity_verified_at"],
+        "extensions": request["extensions"],
+        "extension_days": request["extension_days"],
+        "due_at": stored(due),
+        "status": status,
+        "closed_at": closed,
+        "refusal_ground": request["refusal_ground"],
+        "overdue": now is not None and request_rules.overdue(status, due, now),
+        "answered_late": request_rules.answered_late(
+            None if closed is None else parse_utc(closed), due
+        ),
+        "days_left": None if now is None else request_rules.days_left(status, due, now),
+        "received_seq": request["received_seq"],
+        "last_seq": request["last_seq"],
+    }
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    """A value as the report and the CSV files write it."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ";".join(_text(v) for v in value)
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={_text(value[k])}" for k in sorted(value))
+    return str(value)
+
+
+def _e(value: Any) -> str:
+    return html.escape(_text(value), quote=True)
+
+
+def _write_csv(
+    directory: Path, name: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]
+) -> None:
+    with (directory / name).open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_text(row[c]) for c in columns])
+
+
+def _table_head(out: IO[str], headings: Sequence[str]) -> None:
+    out.write("<table>\n<thead><tr>")
+    out.write("".join(f"<th>{_e(h)}</th>" for h in headings))
+    out.write("</tr></thead>\n<tbody>\n")
+
+
+def _table_row(out: IO[str], cells: Sequence[Any], violation: bool = False) -> None:
+    out.write('<tr class="violation">' if violation else "<tr>")
+    out.write("".join(f"<td>{_e(c)}</td>" for c in cells))
+    out.write("</tr>\n")
+
+
+def _table_end(out: IO[str]) -> None:
+    out.write("</tbody>\n</table>\n")
+
+
+@dataclass(frozen=True)
+class _Checkpoint:
+    origin: str
+    size: str
+    root_hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> _Checkpoint:
+        lines = text.split("\n")
+        if len(lines) < 3 or not lines[1].isdigit():
+            raise ReportError("the checkpoint text does not start with origin, size and hash")
+        return cls(lines[0], lines[1], lines[2])
+
+
+def write_report(
+    scope: Mapping[str, Any],
+    checkpoint_text: str,
+    events: Callable[[], Iterable[ReportEvent]],
+    directory: Path,
+    *,
+    default_minimum_age: int,
+    authority_deadline_hours: int = incident_rules.DEFAULT_AUTHORITY_DEADLINE_HOURS,
+    request_due_days: int = request_rules.DEFAULT_DUE_DAYS,
+    request_due_days_by_jurisdiction: Mapping[str, int] | None = None,
+) -> list[str]:
+    """Write ``report.html`` and the CSV files into ``directory``; return their names, sorted.
+
+    ``events()`` iterates the bundle's events in sequence order; it is called four times.
+    ``scope`` is ``{"kind": "subject", "subject": <pseudonym>}``, ``{"kind": "recipient",
+    "recipient_id": ...}``, ``{"kind": "period", "from": <RFC 3339>, "to": <RFC 3339>}`` (end
+    excluded), ``{"kind": "incident", "incident_id": ...}`` or ``{"kind": "all"}``. The
+    settings are those the read models use; the verifier must pass the values the bundle
+    was made with.
+    """
+    target = _Scope.parse(scope)
+    checkpoint = _Checkpoint.parse(checkpoint_text)
+    settings = _Settings(
+        default_minimum_age,
+        authority_deadline_hours,
+        request_due_days,
+        dict(request_due_days_by_jurisdiction or {}),
+    )
+    context = _Context()
+    _read_corrections(events(), context)
+    _read_context(_facts(events(), context.corrections), context)
+
+    written = ["disclosures.csv", "report.html"]
+    counts: Counter[str] = Counter()
+
+    def counted(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for row in rows:
+            counts[row["verdict"]] += 1
+            yield row
+
+    _write_csv(
+        directory,
+        "disclosures.csv",
+        DISCLOSURE_COLUMNS,
+        counted(_disclosure_rows(_facts(events(), context.corrections), context, target, settings)),
+    )
+    subjects = target.consent_subjects(context)
+    if target.shows_consent:
+        _write_csv(
+            directory,
+            "consent.csv",
+            CONSENT_COLUMNS,
+            (row for s in subjects for row in _consent_rows(s, context, settings)),
+        )
+        _write_csv(
+            directory,
+            "consent_status.csv",
+            CONSENT_STATUS_COLUMNS,
+            (row for s in subjects for row in _consent_status_rows(s, context, settings)),
+        )
+        written += ["consent.csv", "consent_status.csv"]
+    incidents = [(i, _incident_row(i, context, settings)) for i in target.incidents(context)]
+    if target.shows_incidents:
+        _write_csv(directory, "incidents.csv", INCIDENT_COLUMNS, (row for _, row in incidents))
+        written.append("incidents.csv")
+    requests = [_request_row(r, context, settings) for r in target.requests(context)]
+    if target.shows_requests:
+        _write_csv(directory, "requests.csv", REQUEST_COLUMNS, requests)
+        written.append("requests.csv")
+
+    with (directory / "report.html").open("w", encoding="utf-8", newline="\n") as out:
+        _write_head(out, target, checkpoint, context)
+        _write_summary(out, counts, incidents, requests, target)
+        if target.shows_consent:
+            _write_consent(out, subjects, context, settings)
+        _write_disclosures(
+            out,
+            _disclosure_rows(_facts(events(), context.corrections), context, target, settings),
+        )
+        if target.shows_incidents:
+            _write_incidents(out, incidents)
+        if target.shows_requests:
+            _write_requests(out, requests)
+        out.write("</body>\n</html>\n")
+    return sorted(written)
+
+
+def _write_head(out: IO[str], scope: _Scope, checkpoint: _Checkpoint, context: _Context) -> None:
+    title = f"Consent Ledger report: {scope.title(context)}"
+    out.write('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n')
+    out.write(f"<title>{_e(title)}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n")
+    out.write(f"<h1>{_e(title)}</h1>\n")
+    out.write(f"<p>This report covers {_e(scope.covers())}.</p>\n<dl>\n")
+    for term, value in (
+        ("Scope", scope.title(context)),
+        ("Log (checkpoint origin)", checkpoint.origin),
+        ("Checkpoint tree size", checkpoint.size),
+        ("Checkpoint root hash", checkpoint.root_hash),
+        ("As of (last event recorded)", context.as_of or "no events"),
+    ):
+        out.write(f"<dt>{_e(term)}</dt><dd><code>{_e(value)}</code></dd>\n")
+    out.write("</dl>\n")
+    out.write(
+        "<p>Every fact below comes from signed events proven included in this checkpoint; "
+        "verdicts and deadlines are computed from those events, corrections applied. "
+        "Times are UTC as the log stores them.</p>\n"
+    )
+
+
+def _write_summary(
+    out: IO[str],
+    counts: Mapping[str, int],
+    incidents: Sequence[tuple[_Incident, dict[str, Any]]],
+    requests: Sequence[Mapping[str, Any]],
+    scope: _Scope,
+) -> None:
+    out.write("<h2>Summary</h2>\n")
+    violations = sum(counts.get(v, 0) for v in VIOLATIONS)
+    out.write(
+        f'<p class="{"violation" if violations else "ok"}">'
+        f"Disclosure rows with a violation: {violations} of {sum(counts.values())}.</p>\n"
+    )
+    _table_head(out, ("verdict", "violation", "rows"))
+    for verdict in VERDICTS:
+        n = counts.get(verdict, 0)
+        _table_row(out, (verdict, verdict in VIOLATIONS, n), verdict in VIOLATIONS and n > 0)
+    _table_end(out)
+    if scope.shows_incidents:
+        missed = sum(
+            1 for _, row in incidents if row["authority_deadline_status"] in ("missed", "overdue")
+        )
+        out.write(f"<p>Incidents: {len(incidents)}; authority deadline missed: {missed}.</p>\n")
+    if scope.shows_requests:
+        overdue = sum(1 for r in requests if r["overdue"])
+        late = sum(1 for r in requests if r["answered_late"])
+        out.write(f"<p>Requests: {len(requests)}; overdue: {overdue}; answered late: {late}.</p>\n")
+
+
+def _write_consent(
+    out: IO[str], subjects: Sequence[str], context: _Context, settings: _Settings
+) -> None:
+    out.write("<h2>Consent</h2>\n")
+    if not subjects:
+        out.write("<p>No consent decisions.</p>\n")
+    for subject in subjects:
+        out.write(
+            f"<h3>Subject <code>{_e(subject)}</code> "
+            f"({_e(context.refs.get(subject, '[sealed]'))})</h3>\n"
+        )
+        out.write(f"<p>As of {_e(context.as_of)}:</p>\n")
+        _table_head(
+            out, ("purpose", "status", "DPV status", "since", "policy version", "decided by event")
+        )
+        for row in _consent_status_rows(subject, context, settings):
+            _table_row(
+                out,
+                (
+                    row["purpose"],
+                    row["status"],
+                    row["dpv_status"],
+                    row["since"],
+                    row["policy_version"],
+                    row["decided_by_seq"],
+                ),
+            )
+        _table_end(out)
+        out.write("<p>Timeline:</p>\n")
+        _table_head(
+            out,
+            (
+                "purpose",
+                "at",
+                "change",
+                "event",
+                "policy version",
+                "expires",
+                "guardian",
+                "status from then",
+                "DPV status",
+            ),
+        )
+        for row in _consent_rows(subject, context, settings):
+            _table_row(
+                out,
+                (
+                    row["purpose"],
+                    row["at"],
+                    row["change"],
+                    row["seq"],
+                    row["policy_version"],
+                    row["expires_at"],
+                    row["guardian"],
+                    row["status"],
+                    row["dpv_status"],
+                ),
+            )
+        _table_end(out)
+
+
+def _write_disclosures(out: IO[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    out.write("<h2>Disclosures</h2>\n")
+    out.write(
+        "<p>One row per subject per disclosure, in log order. Violations are highlighted.</p>\n"
+    )
+    _table_head(
+        out,
+        (
+            "event",
+            "occurred at",
+            "disclosure",
+            "subject",
+            "recipient",
+            "role",
+            "country",
+            "kind",
+            "purpose",
+            "legal basis",
+            "data categories",
+            "de-identified",
+            "destination",
+            "verdict",
+            "consent event",
+        ),
+    )
+    for row in rows:
+        subject = f"{row['subject']} ({_text(row['subject_ref'])})"
+        recipient = row["recipient_id"]
+        if row["recipient_name"] is not None:
+            recipient = f"{row['recipient_name']} ({recipient})"
+        _table_row(
+            out,
+            (
+                row["seq"],
+                row["occurred_at"],
+                row["disclosure_id"],
+                subject,
+                recipient,
+                row["recipient_role"],
+                row["recipient_country"],
+                row["kind"],
+                row["purpose"],
+                row["legal_basis"],
+                row["data_categories"],
+                row["de_identified"],
+                row["destination_country"],
+                row["verdict"],
+                row["consent_seq"],
+            ),
+            bool(row["violation"]),
+        )
+    _table_end(out)
+
+
+def _write_incidents(
+    out: IO[str], incidents: Sequence[tuple[_Incident, Mapping[str, Any]]]
+) -> None:
+    out.write("<h2>Incidents</h2>\n")
+    if not incidents:
+        out.write("<p>No incidents.</p>\n")
+    for incident, row in incidents:
+        out.write(f"<h3>Incident <code>{_e(row['incident_id'])}</code></h3>\n<dl>\n")
+        status = row["authority_deadline_status"]
+        for term, value in (
+            ("Status", row["status"]),
+            ("Summary", incident.fields.get("summary")),
+            ("Detected", row["detected_at"]),
+            ("Risk", row["risk"]),
+            ("Authority deadline (GDPR 33(1))", row["authority_deadline"]),
+            ("Authority notified", row["authority_notified_at"]),
+            ("Deadline", DEADLINE_STATUS_TEXT[status]),
+            ("Subjects notified", row["subjects_notified_at"]),
+            ("Subjects still to notify (GDPR 34)", row["subjects_notification_due"]),
+            ("Affected subjects named", row["affected_subject_count"]),
+            ("GDPR 33(3) contents missing", row["article_33_3_missing"] or "none"),
+        ):
+            violation = (term == "Deadline" and status in ("missed", "overdue")) or (
+                term.startswith("Subjects still") and value is True
+            )
+            css = ' class="violation"' if violation else ""
+            out.write(f"<dt>{_e(term)}</dt><dd{css}>{_e(value)}</dd>\n")
+        out.write("</dl>\n")
+        _table_head(out, ("event", "occurred at", "step", "what it says"))
+        for seq, occurred_at, kind, said in incident.timeline:
+            _table_row(out, (seq, occurred_at, kind, said))
+        _table_end(out)
+
+
+def _write_requests(out: IO[str], requests: Sequence[Mapping[str, Any]]) -> None:
+    out.write("<h2>Requests</h2>\n")
+    _table_head(
+        out,
+        (
+            "request",
+            "subject",
+            "kind",
+            "received",
+            "identity verified",
+            "extensions (days)",
+            "due",
+            "status",
+            "closed",
+            "refusal ground",
+            "overdue",
+            "answered late",
+        ),
+    )
+    for r in requests:
+        _table_row(
+            out,
+            (
+                r["request_id"],
+                f"{r['subject']} ({_text(r['subject_ref'])})",
+                r["kind"],
+                r["received_at"],
+                r["identity_verified_at"],
+                f"{r['extensions']} ({r['extension_days']})",
+                r["due_at"],
+                r["status"],
+                r["closed_at"],
+                r["refusal_ground"],
+                r["overdue"],
+                r["answered_late"],
+            ),
+            bool(r["overdue"] or r["answered_late"]),
+        )
+    _table_end(out)
