@@ -124,6 +124,9 @@ def dict_config(log_format: str = "auto", level: str = "info") -> dict[str, Any]
             "uvicorn": {"handlers": [], "propagate": True, "level": upper},
             "uvicorn.error": {"handlers": [], "propagate": True, "level": upper},
             "uvicorn.access": {"handlers": [], "propagate": False, "level": "CRITICAL"},
+            # An HTTP client logs whole URLs, query strings included: only its warnings.
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
         },
     }
 
