@@ -350,6 +350,9 @@ def _read_incident(fact: _Fact, context: _Context) -> None:
         )
         for item in data.get("affected_subjects", []):
             incident.affected.setdefault(item["subject"], None)
+        for item in fact.shown.get("affected_subjects", []):
+            if isinstance(item, Mapping) and "subject" in item:
+                context.refs.setdefault(item["subject"], _text(item.get("ref", "[sealed]")))
     if fact.event.event_id is not None:
         context.incident_of_event[fact.event.event_id] = incident_id
     incident.timeline.append((fact.seq, fact.occurred_at, kind, _describe(kind, fact.shown)))
@@ -455,7 +458,9 @@ class _Scope:
         subjects = sorted({s for s, _ in context.decisions})
         return [s for s in subjects if self.subject is None or s == self.subject]
 
-    def incidents(self, context: _Context) -> list[_Incident]:
+    def incidents(self, context: _Context, selected: set[str]) -> list[_Incident]:
+        """The incidents reported; ``selected``: those whose assessment's rule selects a
+        reported disclosure row."""
         if not self.shows_incidents:
             return []
         chosen = []
@@ -465,7 +470,10 @@ class _Scope:
             if (
                 self.kind == "all"
                 or (self.kind == "incident" and f["incident_id"] == self.incident_id)
-                or (self.kind == "subject" and self.subject in incident.affected)
+                or (
+                    self.kind == "subject"
+                    and (self.subject in incident.affected or f["incident_id"] in selected)
+                )
                 or (
                     self.kind == "recipient"
                     and self.recipient_id in (f.get("recipient_id"), rule.get("recipient_id"))
@@ -521,7 +529,8 @@ class _Scope:
     def covers(self) -> str:
         return {
             "subject": "the subject's consent, the disclosures of the subject's data, the "
-            "subject's requests and the incidents whose assessment names the subject",
+            "subject's requests and the incidents whose assessment names the subject or selects "
+            "one of those disclosures by its rule",
             "recipient": "the disclosures to the recipient and the incidents at the recipient",
             "period": "the disclosures that occurred in the period",
             "incident": "the incident, and the disclosures its assessment's rule selects "
@@ -864,9 +873,21 @@ def write_report(
     written = ["disclosures.csv", "report.html"]
     counts: Counter[str] = Counter()
 
+    selected: set[str] = set()
+    rules = {
+        incident_id: incident.fields["affected_rule"]
+        for incident_id, incident in sorted(context.incidents.items())
+        if incident.fields.get("affected_rule") is not None
+    }
+
     def counted(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for row in rows:
             counts[row["verdict"]] += 1
+            for incident_id, rule in rules.items():
+                if row["recipient_id"] == rule["recipient_id"] and (
+                    rule["disclosed_from"] <= row["occurred_at"] < rule["disclosed_to"]
+                ):
+                    selected.add(incident_id)
             yield row
 
     _write_csv(
@@ -890,7 +911,9 @@ def write_report(
             (row for s in subjects for row in _consent_status_rows(s, context, settings)),
         )
         written += ["consent.csv", "consent_status.csv"]
-    incidents = [(i, _incident_row(i, context, settings)) for i in target.incidents(context)]
+    incidents = [
+        (i, _incident_row(i, context, settings)) for i in target.incidents(context, selected)
+    ]
     if target.shows_incidents:
         _write_csv(directory, "incidents.csv", INCIDENT_COLUMNS, (row for _, row in incidents))
         written.append("incidents.csv")
@@ -909,7 +932,7 @@ def write_report(
             _disclosure_rows(_facts(events(), context.corrections), context, target, settings),
         )
         if target.shows_incidents:
-            _write_incidents(out, incidents)
+            _write_incidents(out, incidents, context.refs, target.kind in ("incident", "all"))
         if target.shows_requests:
             _write_requests(out, requests)
         out.write("</body>\n</html>\n")
@@ -1083,8 +1106,13 @@ def _write_disclosures(out: IO[str], rows: Iterable[Mapping[str, Any]]) -> None:
 
 
 def _write_incidents(
-    out: IO[str], incidents: Sequence[tuple[_Incident, Mapping[str, Any]]]
+    out: IO[str],
+    incidents: Sequence[tuple[_Incident, Mapping[str, Any]]],
+    refs: Mapping[str, str],
+    list_subjects: bool,
 ) -> None:
+    """Incidents with their clocks; ``list_subjects``: name the subjects the assessments name
+    (not in a subject's own report, which must not list other people)."""
     out.write("<h2>Incidents</h2>\n")
     if not incidents:
         out.write("<p>No incidents.</p>\n")
@@ -1103,6 +1131,16 @@ def _write_incidents(
             ("Subjects still to notify (GDPR 34)", row["subjects_notification_due"]),
             ("Affected subjects named", row["affected_subject_count"]),
             ("GDPR 33(3) contents missing", row["article_33_3_missing"] or "none"),
+            *(
+                [
+                    (
+                        "Subjects named",
+                        [f"{s} ({refs.get(s, '[sealed]')})" for s in incident.affected],
+                    )
+                ]
+                if list_subjects
+                else []
+            ),
         ):
             violation = (term == "Deadline" and status in ("missed", "overdue")) or (
                 term.startswith("Subjects still") and value is True

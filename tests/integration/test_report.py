@@ -97,6 +97,17 @@ def planted() -> list[dict[str, Any]]:
             "policy_version": "2026-03",
             "collection_method": "mobile_app",
         },
+        # Within the window of the incident's rule: user-31255 is affected, though not named.
+        disclosure(
+            "plant-7",
+            "rcp-northwind-cloud",
+            "2026-05-15T10:00:00+09:00",
+            subjects=["user-31255"],
+            purpose="customer_support",
+            legal_basis="contract",
+            data_categories=["support.tickets"],
+            destination_country="IE",
+        ),
         # The advertising partner's disclosure happened before its registration.
         {
             "type": "correction.recorded",
@@ -371,6 +382,19 @@ def test_incidents_and_requests_agree_with_their_registers(desk: Desk) -> None:
     assert int(incident["affected_subject_count"]) == len(plain["affected_subjects"])
     page = (report / "report.html").read_text(encoding="utf-8")
     assert "corrects_event_id: evt-0020" in page
+    # A subject's report shows the incidents that name the subject or whose rule selects the
+    # subject's disclosures, and names nobody else.
+    for user, shown in (("user-10482", True), ("user-31255", True), ("user-44120", False)):
+        alone = desk.render({"kind": "subject", "subject": desk.pseudonym(user)})
+        assert [r["incident_id"] for r in rows(alone, "incidents.csv")] == (
+            ["inc-2026-003"] if shown else []
+        ), user
+        assert "Subjects named" not in (alone / "report.html").read_text(encoding="utf-8")
+    incident_page = (
+        desk.render({"kind": "incident", "incident_id": "inc-2026-003"}) / "report.html"
+    ).read_text(encoding="utf-8")
+    named = next(line for line in incident_page.splitlines() if "Subjects named" in line)
+    assert "(user-10482)" in named and "(user-20917)" in named and "user-31255" not in named
     requests = {r["request_id"]: r for r in rows(report, "requests.csv")}
     for record_ in RequestRegisterView(desk.runner.db).list(as_of):
         plain = record_.as_dict()
