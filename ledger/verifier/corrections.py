@@ -3,8 +3,10 @@
 The corrected fact stays in the log as recorded; readers apply ``corrected_fields`` on top of
 it: each named field of the fact's data is replaced, and ``occurred_at`` (given with any offset)
 replaces the fact's time in the stored form. Several corrections of one fact build on each
-other, in the order they were recorded. The read models (``projections.base.corrected_event``)
-and the report (:mod:`ledger.verifier.report`) apply corrections with this one function.
+other, in the order they were recorded; a correction of a correction changes nothing (its
+``corrected_fields`` are applied as recorded). The read models
+(``projections.base.corrected_event``) and the report (:mod:`ledger.verifier.report`) apply
+corrections with this one function.
 """
 
 from __future__ import annotations

@@ -266,6 +266,8 @@ def _facts(
 
 
 def _read_corrections(events: Iterable[ReportEvent], context: _Context) -> None:
+    """Pass 1: every correction's fields, by the event they correct, as recorded (like the
+    read models, a correction of a correction changes nothing); and the last ``recorded_at``."""
     for event in events:
         if context.as_of is None or event.recorded_at > context.as_of:
             context.as_of = event.recorded_at
@@ -321,7 +323,7 @@ def _read_context(facts: Iterable[_Fact], context: _Context) -> None:
         elif kind in request_rules.REQUEST_TYPES:
             _read_request(fact, context)
         elif kind == CORRECTION:
-            incident_id = context.incident_of_event.get(fact.data["corrects_event_id"])
+            incident_id = context.incident_of_event.get(fact.event.data["corrects_event_id"])
             if incident_id is not None:
                 context.incidents[incident_id].timeline.append(
                     (fact.seq, fact.occurred_at, kind, _describe(kind, fact.shown))
