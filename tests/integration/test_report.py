@@ -108,6 +108,15 @@ def planted() -> list[dict[str, Any]]:
             data_categories=["support.tickets"],
             destination_country="IE",
         ),
+        # A correction of a registration after the termination keeps the termination.
+        {
+            "type": "correction.recorded",
+            "event_id": "plant-8",
+            "occurred_at": "2026-10-01T11:00:00+09:00",
+            "corrects_event_id": "evt-0007",
+            "reason": "The registered name lacked the country.",
+            "corrected_fields": {"name": "Tellus Messaging Co., Ltd. (KR)"},
+        },
         # The advertising partner's disclosure happened before its registration.
         {
             "type": "correction.recorded",
@@ -298,6 +307,9 @@ def test_the_planted_violations_appear_in_the_html_and_the_csv(desk: Desk) -> No
     for key, verdict in expected.items():
         assert by_disclosure[key]["verdict"] == verdict, key
         assert by_disclosure[key]["violation"] == "true"
+    assert by_disclosure[("dsc-plant-1", "user-20917")]["recipient_name"] == (
+        "Tellus Messaging Co., Ltd. (KR)"
+    )
     assert by_disclosure[("dsc-2026-05-brightline", "user-10482")]["occurred_at"] == (
         "2026-03-01T03:00:00.000000Z"
     )
