@@ -542,7 +542,7 @@ def read_raw(app: LedgerApplication) -> Counter[str]:
         if not page:
             break
         for notification in page:
-            topics[LoggedEvent.from_entry(notification.state).type] += 1
+            topics[LoggedEvent.from_body(notification.id, notification.state).type] += 1
         position = page[-1].id
     return topics
 

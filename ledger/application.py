@@ -55,7 +55,8 @@ from ledger.receipts import DecodedEvent, Receipt
 from ledger.recorder import Claim, LedgerRecorder, LogRecord
 from ledger.sealing import open_data, seal_fact
 from ledger.subject_keys import SubjectKeys
-from ledger.verifier.entry import entry_hash, parse_entry
+from ledger.verifier.entry import entry_hash, parse_body
+from ledger.verifier.scopes import scopes_of, without_days
 
 A = TypeVar("A", bound=LedgerAggregate)
 
@@ -106,7 +107,6 @@ class _Batch:
         self.aggregates: dict[UUID, LedgerAggregate] = {}
         self.events: list[LedgerEvent] = []
         self.created: set[UUID] = set()
-        self.types_by_event_id: dict[str, str] = {}
         self.keys = app.subject_keys.session()
 
     def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
@@ -341,7 +341,6 @@ class LedgerApplication(Application[UUID]):
                 self._handle(batch, fact, now)
             except ValidationError as exc:
                 raise exc.at_index(index) from None
-            batch.types_by_event_id[fact.event_id] = fact.TYPE
             principal.append(len(batch.events) - 1)
         stored: list[StoredEvent] = [self.mapper.to_stored_event(e) for e in batch.events]
         claims = [
@@ -497,8 +496,9 @@ class LedgerApplication(Application[UUID]):
                 trigger(request, request_events[type(fact)])
             case ev.CorrectionRecorded():
                 key = stream_id("correction", fact.event_id)
-                self._check_correction(batch, fact)
-                create(Correction, Correction.Recorded, key)
+                concerns = self._check_correction(batch, fact)
+                data = dict(sealed(key, 1), concerns=concerns)
+                batch.create(Correction, Correction.Recorded, key, data=data, **envelope)
             case _:
                 raise LedgerError(f"no command handles {fact.TYPE}")
 
@@ -533,23 +533,36 @@ class LedgerApplication(Application[UUID]):
                 self._policies[version] = policy
         return policy
 
-    def _check_correction(self, batch: _Batch, fact: ev.CorrectionRecorded) -> None:
-        """The corrected event exists (earlier, or earlier in this batch); fields are its own."""
-        type_name = batch.types_by_event_id.get(fact.corrects_event_id)
-        if type_name is None:
-            claims = self.ledger.select_claims([fact.corrects_event_id])
-            claim = claims.get(fact.corrects_event_id)
+    def _check_correction(self, batch: _Batch, fact: ev.CorrectionRecorded) -> list[str]:
+        """The corrected event exists (earlier, or earlier in this batch); fields are its own.
+
+        Returns the scopes the corrected event concerns, which the correction concerns too.
+        """
+        wanted = fact.corrects_event_id
+        in_batch = [e for e in batch.events if e.event_id == wanted]
+        type_name: str | None = None
+        scopes: list[str] = []
+        if in_batch:
+            event = in_batch[0]
+            type_name = event.TYPE
+            scopes = scopes_of(type_name, event.data, format_time(event.occurred_at))
+        else:
+            claim = self.ledger.select_claims([wanted]).get(wanted)
             record = None if claim is None else self.ledger.get_record(claim.seq)
-            type_name = None if record is None else record.topic
+            if record is not None:
+                body = parse_body(record.body)
+                type_name = body["type"]
+                scopes = scopes_of(body["type"], body["data"], body["occurred_at"])
         if type_name is None:
             raise rule(
                 "corrects_event_id",
                 "corrected_event_unknown",
-                f"no event {fact.corrects_event_id} was recorded",
+                f"no event {wanted} was recorded",
             )
         problems = ev.correction_problems(type_name, fact.corrected_fields)
         if problems:
             raise ValidationError(problems)
+        return without_days(scopes)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -561,22 +574,21 @@ class LedgerApplication(Application[UUID]):
 
     def decode(self, record: LogRecord, only_subject: str | None = None) -> DecodedEvent:
         """The event for reading; with ``only_subject`` (a pseudonym), others' data withheld."""
-        entry = parse_entry(record.entry)
-        body = entry.body
+        body = parse_body(record.body)
         data = open_data(
             body["type"],
             body["data"],
-            entry.stream,
-            entry.stream_version,
+            UUID(body["stream"]),
+            body["stream_version"],
             self.subject_keys,
             only=only_subject,
         )
         return DecodedEvent(
-            seq=entry.seq,
+            seq=record.seq,
             type=body["type"],
             type_version=body.get("type_version", 1),
-            stream=entry.stream,
-            stream_version=entry.stream_version,
+            stream=body["stream"],
+            stream_version=body["stream_version"],
             event_id=body["event_id"],
             occurred_at=body["occurred_at"],
             recorded_at=body["recorded_at"],

@@ -92,3 +92,10 @@ class EventNotFoundError(LedgerError):
     def __init__(self, seq: int) -> None:
         self.seq = seq
         super().__init__(f"no event has sequence number {seq}")
+
+
+FORMAT_1_LOG = (
+    "the log in {where} was written by a development version (entry format 1, before "
+    "entries carried scope tags); this version reads format 2 only: start a new data "
+    "directory or schema and import the facts again"
+)

@@ -4,8 +4,10 @@
 sequence number it concerns:
 
 - the entry does not parse, or its signature does not verify under the keyring;
+- the body is not the one the entry commits to, or the entry's tags are not those of the
+  scopes the body concerns (a correction: those of the event it corrects);
 - the row's columns (seq, stream, stream version, type, key id) disagree with the signed entry
-  (a row moved, swapped or copied);
+  and body (a row moved, swapped or copied);
 - a sequence number is missing (a row deleted) or present twice (a row inserted);
 - a stream's versions do not run 1, 2, 3 ... in sequence order;
 - an emitter's event id points at an event that is not there (the tail was cut);
@@ -16,16 +18,19 @@ sequence number it concerns:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from ledger.merkle_log import CompactRange, TreeError
+from ledger.merkle_log import TreeError
 from ledger.recorder import LedgerRecorder
 from ledger.signing import Keyring
 from ledger.verifier.checkpoint import CheckpointError, open_checkpoint
-from ledger.verifier.entry import EntryError, parse_entry
-from ledger.verifier.merkle import leaf_hash
+from ledger.verifier.entry import EntryError, parse_body, parse_entry
+from ledger.verifier.merkle import CompactRange, leaf_hash
 from ledger.verifier.note import NoteError, format_verifier_key, parse_verifier_key
+from ledger.verifier.scopes import scopes_of, tags_for, without_days
 
 
 @dataclass(frozen=True)
@@ -92,14 +97,29 @@ def check_log(
                     seq, f"row names key {record.key_id}, the entry was signed as {entry.key_id}"
                 )
             )
-        if (entry.stream, entry.stream_version) != (
+        if hashlib.sha256(record.body).digest() != entry.body_sha256:
+            add(LogProblem(seq, "the body is not the one its signed entry commits to"))
+            continue
+        try:
+            body = parse_body(record.body)
+        except EntryError as exc:
+            add(LogProblem(seq, f"body does not parse: {exc}"))
+            continue
+        if (body["stream"], body["stream_version"]) != (
             record.originator_id,
             record.originator_version,
         ):
-            add(LogProblem(seq, "row's stream or stream version differs from its signed entry"))
-        if entry.body.get("type") != record.topic:
-            add(LogProblem(seq, f"row's type {record.topic!r} differs from its signed entry"))
-        stream_versions.setdefault(entry.stream, []).append((entry.seq, entry.stream_version))
+            add(LogProblem(seq, "row's stream or stream version differs from its signed body"))
+        if body["type"] != record.topic:
+            add(LogProblem(seq, f"row's type {record.topic!r} differs from its signed body"))
+        scopes = scopes_of(body["type"], body["data"], body["occurred_at"])
+        if tuple(tags_for(scopes, entry.seq)) != entry.tags:
+            add(LogProblem(seq, "the entry's tags are not those of the scopes its body concerns"))
+        if body["type"] == "correction.recorded":
+            problem = _check_concerns(recorder, body)
+            if problem is not None:
+                add(LogProblem(seq, problem))
+        stream_versions.setdefault(body["stream"], []).append((entry.seq, body["stream_version"]))
     report.head = max(seen, default=0)
     for missing in sorted(set(range(1, report.head + 1)) - seen):
         add(LogProblem(missing, "missing (a row was deleted)"))
@@ -121,6 +141,25 @@ def check_log(
     report.problems.extend(_check_tree(recorder, keyring, report.head, origin))
     report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
     return report
+
+
+def _check_concerns(recorder: LedgerRecorder, body: dict[str, Any]) -> str | None:
+    """A correction must concern the scopes of the event it corrects (so exports carry it)."""
+    wanted = body["data"].get("corrects_event_id")
+    claim = recorder.select_claims([wanted]).get(wanted) if isinstance(wanted, str) else None
+    record = None if claim is None else recorder.get_record(claim.seq)
+    if record is None:
+        return f"corrects event {wanted!r}, which is not in the log"
+    try:
+        corrected = parse_body(record.body)
+    except EntryError:
+        return None  # reported at the corrected event's own row
+    scopes = without_days(
+        scopes_of(corrected["type"], corrected["data"], corrected["occurred_at"])
+    )
+    if body["data"].get("concerns") != scopes:
+        return "the correction does not concern the scopes of the event it corrects"
+    return None
 
 
 def _check_tree(

@@ -1,14 +1,16 @@
 """Maps ledger events to the bytes the log stores, and back.
 
 Writing, :meth:`LedgerMapper.to_stored_event` encodes the event's *body* (type, versions,
-envelope, ``data``) as canonical JSON; the recorder then wraps that body, byte for byte, into
-the signed entry once the global sequence number is known (see :mod:`ledger.recorder`).
-Reading, :meth:`LedgerMapper.to_domain_event` takes the stored entry, finds the body and
-rebuilds the event, upcasting old ``type_version`` bodies.
+stream, envelope, ``data``) as canonical JSON and names the scopes the event concerns; the
+recorder then signs an entry that commits to the body's hash and to the scopes' tags, once the
+global sequence number is known (see :mod:`ledger.recorder`, :mod:`ledger.verifier.entry`).
+Reading, :meth:`LedgerMapper.to_domain_event` takes the stored body and rebuilds the event,
+upcasting old ``type_version`` bodies.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 from uuid import UUID
@@ -19,6 +21,14 @@ from eventsourcing.persistence import Mapper, MapperDeserialisationError, Stored
 from eventsourcing.utils import get_topic
 
 from ledger.domain import AGGREGATE_OF_CREATED, EVENT_CLASSES, LedgerCreated, LedgerEvent
+from ledger.verifier.scopes import scopes_of
+
+
+@dataclass(frozen=True)
+class LedgerStoredEvent(StoredEvent):
+    """A stored event (``state`` is its body) and the scopes its entry will be tagged with."""
+
+    scopes: tuple[str, ...] = field(default=())
 
 
 class OrjsonTranscoder(Transcoder):
@@ -48,32 +58,36 @@ class LedgerMapper(Mapper[UUID]):
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         event = cast(LedgerEvent, domain_event)
+        occurred_at = format_time(event.occurred_at)
         body: dict[str, Any] = {
             "backdated": event.backdated,
             "data": event.data,
             "event_id": event.event_id,
-            "occurred_at": format_time(event.occurred_at),
+            "occurred_at": occurred_at,
             "recorded_at": format_time(event.timestamp),
+            "stream": str(event.originator_id),
+            "stream_version": event.originator_version,
             "type": event.TYPE,
             "type_version": getattr(type(event), "class_version", 1),
         }
         if event.emitter is not None:
             body["emitter"] = event.emitter
-        return StoredEvent(
+        return LedgerStoredEvent(
             originator_id=event.originator_id,
             originator_version=event.originator_version,
             topic=event.TYPE,
             state=self.transcoder.encode(body),
+            scopes=tuple(scopes_of(event.TYPE, event.data, occurred_at)),
         )
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
         try:
-            body = self.transcoder.decode(stored_event.state)["body"]
+            body = self.transcoder.decode(stored_event.state)
             cls = EVENT_CLASSES[body["type"]]
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             msg = (
                 f"stored event {stored_event.originator_id} v{stored_event.originator_version} "
-                f"is not a ledger entry: {exc!r}"
+                f"is not a ledger event body: {exc!r}"
             )
             raise MapperDeserialisationError(msg) from exc
         return self.event_from_body(

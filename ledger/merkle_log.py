@@ -24,13 +24,11 @@ from ledger.errors import LedgerError
 from ledger.signing import Signer
 from ledger.verifier.checkpoint import Checkpoint, check_origin
 from ledger.verifier.merkle import (
-    EMPTY_ROOT,
     MerkleError,
     complete_nodes_after_append,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
-    node_hash,
     root,
     verify_consistency,
 )
@@ -117,35 +115,6 @@ class StoredTree:
             return consistency_proof(size1, size2, self)
         except MerkleError as exc:
             raise TreeError(str(exc)) from None
-
-
-class CompactRange:
-    """The right edge of a tree being read leaf by leaf: its root at any size, O(log n) memory."""
-
-    def __init__(self) -> None:
-        self.size = 0
-        self._stack: list[tuple[int, bytes]] = []
-
-    def append(self, hash_of_leaf: bytes) -> list[Node]:
-        """Add a leaf; the complete nodes it creates (the leaf first), as a store keeps them."""
-        leaf_index = self.size
-        level, value = 0, hash_of_leaf
-        created = [(0, leaf_index, value)]
-        while self._stack and self._stack[-1][0] == level:
-            _, left = self._stack.pop()
-            level, value = level + 1, node_hash(left, value)
-            created.append((level, leaf_index >> level, value))
-        self._stack.append((level, value))
-        self.size += 1
-        return created
-
-    def root(self) -> bytes:
-        if not self._stack:
-            return EMPTY_ROOT
-        value = self._stack[-1][1]
-        for _, left in reversed(self._stack[:-1]):
-            value = node_hash(left, value)
-        return value
 
 
 class TreeTransaction(Protocol):

@@ -18,7 +18,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ledger.errors import StorageError
+from ledger.errors import FORMAT_1_LOG, StorageError
 from ledger.recorder import LedgerRecorder, LogRecord, RecordedClaim
 from ledger.signing import Signer
 from ledger.subject_keys import KeyStore
@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS {s}.ledger_events (
     originator_version bigint NOT NULL,
     topic text NOT NULL,
     entry bytea NOT NULL,
+    body bytea NOT NULL,
     signature bytea NOT NULL,
     key_id text NOT NULL,
     UNIQUE (originator_id, originator_version)
@@ -89,6 +90,7 @@ _COLUMNS = sql.SQL(", ").join(
         "originator_version",
         "topic",
         "entry",
+        "body",
         "signature",
         "key_id",
     )
@@ -127,6 +129,13 @@ def create_schema(pool: ConnectionPool, schema: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_ID,))
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         conn.execute(statements.encode())
+        body = conn.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = %s "
+            "AND table_name = 'ledger_events' AND column_name = 'body'",
+            (schema,),
+        ).fetchone()
+        if body is None:
+            raise StorageError(FORMAT_1_LOG.format(where=f"schema {schema}"))
 
 
 class _PostgresWrite:
@@ -166,6 +175,7 @@ class _PostgresWrite:
                 [r.originator_version for r in records],
                 [r.topic for r in records],
                 [r.entry for r in records],
+                [r.body for r in records],
                 [r.signature for r in records],
                 [r.key_id for r in records],
                 [c.event_id for c in claims],
@@ -298,7 +308,7 @@ class PostgresLedgerRecorder(LedgerRecorder):
         self.write_statement = sql.SQL(
             "WITH e AS (INSERT INTO {events} ({columns}) SELECT * FROM unnest("
             "%s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::bytea[], %s::bytea[], "
-            "%s::text[]) RETURNING 1), "
+            "%s::bytea[], %s::text[]) RETURNING 1), "
             "c AS (INSERT INTO {claims} (event_id, digest, seq) SELECT * FROM unnest("
             "%s::text[], %s::bytea[], %s::bigint[]) RETURNING 1), "
             "n AS (INSERT INTO {nodes} (level, idx, hash) SELECT * FROM unnest("

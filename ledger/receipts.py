@@ -19,7 +19,7 @@ class Receipt:
     seq: int
     event_id: str
     event_hash: str
-    """SHA-256 of the stored entry bytes, hex."""
+    """SHA-256 of the signed entry bytes (the Merkle leaf, which commits to the body), hex."""
     signature: str
     """Ed25519 signature of the entry bytes, base64."""
     key_id: str
@@ -34,7 +34,7 @@ class Receipt:
 
     @classmethod
     def from_record(cls, record: LogRecord, event_id: str, *, duplicate: bool) -> Receipt:
-        body = orjson.loads(record.entry)["body"]
+        body = orjson.loads(record.body)
         return cls(
             seq=record.seq,
             event_id=event_id,

@@ -28,7 +28,6 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import orjson
 from eventsourcing.persistence import (
     ApplicationRecorder,
     IntegrityError,
@@ -51,7 +50,8 @@ from ledger.merkle_log import (
 )
 from ledger.signing import Signer
 from ledger.subject_keys import KeyStore
-from ledger.verifier.entry import ENTRY_FORMAT
+from ledger.verifier.entry import encode_entry
+from ledger.verifier.scopes import tags_for
 
 
 @dataclass(frozen=True)
@@ -73,13 +73,14 @@ class RecordedClaim:
 
 @dataclass(frozen=True)
 class LogRecord:
-    """One row of the log as stored: the entry bytes and their signature."""
+    """One row of the log as stored: the signed entry, the body it commits to, the signature."""
 
     seq: int
     originator_id: str
     originator_version: int
     topic: str
     entry: bytes
+    body: bytes
     signature: bytes
     key_id: str
 
@@ -92,12 +93,13 @@ class LogRecord:
             originator_version=int(row[2]),
             topic=str(row[3]),
             entry=bytes(row[4]),
-            signature=bytes(row[5]),
-            key_id=str(row[6]),
+            body=bytes(row[5]),
+            signature=bytes(row[6]),
+            key_id=str(row[7]),
         )
 
 
-RECORD_COLUMNS = "seq, originator_id, originator_version, topic, entry, signature, key_id"
+RECORD_COLUMNS = "seq, originator_id, originator_version, topic, entry, body, signature, key_id"
 MAX_SEQ = 2**63 - 1
 
 
@@ -130,19 +132,10 @@ class WriteTransaction(Protocol):
         ...
 
 
-def encode_entry(seq: int, stored_event: StoredEvent, key_id: str) -> bytes:
-    """The signed entry: the mapper's body embedded verbatim, keys sorted (format 1)."""
-    return orjson.dumps(
-        {
-            "body": orjson.Fragment(stored_event.state),
-            "format": ENTRY_FORMAT,
-            "key_id": key_id,
-            "seq": seq,
-            "stream": str(stored_event.originator_id),
-            "stream_version": stored_event.originator_version,
-        },
-        option=orjson.OPT_SORT_KEYS,
-    )
+def entry_for(seq: int, stored_event: StoredEvent, key_id: str) -> bytes:
+    """The signed entry of a body at ``seq``: its hash and the tags of the scopes it concerns."""
+    scopes: tuple[str, ...] = getattr(stored_event, "scopes", ())
+    return encode_entry(seq, key_id, stored_event.state, tags_for(scopes, seq))
 
 
 @dataclass
@@ -307,7 +300,7 @@ class LedgerRecorder(ApplicationRecorder, ABC):
                 unit_records = []
                 for stored_event in unit.stored_events:
                     seq += 1
-                    entry = encode_entry(seq, stored_event, self.signer.key_id)
+                    entry = entry_for(seq, stored_event, self.signer.key_id)
                     unit_records.append(
                         LogRecord(
                             seq=seq,
@@ -315,6 +308,7 @@ class LedgerRecorder(ApplicationRecorder, ABC):
                             originator_version=stored_event.originator_version,
                             topic=stored_event.topic,
                             entry=entry,
+                            body=stored_event.state,
                             signature=self.signer.sign(entry),
                             key_id=self.signer.key_id,
                         )
@@ -446,7 +440,7 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         desc: bool = False,
         limit: int | None = None,
     ) -> Sequence[StoredEvent]:
-        query = f"SELECT originator_id, originator_version, topic, entry FROM {self.events_table}"  # noqa: S608
+        query = f"SELECT originator_id, originator_version, topic, body FROM {self.events_table}"  # noqa: S608
         query += " WHERE originator_id = ?"
         params: list[Any] = [str(originator_id)]
         if gt is not None:
@@ -474,7 +468,7 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         inclusive_of_start: bool = True,
     ) -> Sequence[Notification]:
         query = (
-            f"SELECT seq, originator_id, originator_version, topic, entry FROM {self.events_table}"  # noqa: S608
+            f"SELECT seq, originator_id, originator_version, topic, body FROM {self.events_table}"  # noqa: S608
         )
         query += " WHERE seq >= ?" if inclusive_of_start else " WHERE seq > ?"
         params: list[Any] = [start or 0]

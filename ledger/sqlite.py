@@ -16,7 +16,7 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
-from ledger.errors import StorageError
+from ledger.errors import FORMAT_1_LOG, StorageError
 from ledger.recorder import RECORD_COLUMNS, LedgerRecorder, LogRecord, RecordedClaim
 from ledger.signing import Signer
 from ledger.subject_keys import KeyStore
@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS ledger_events (
     originator_version INTEGER NOT NULL,
     topic TEXT NOT NULL,
     entry BLOB NOT NULL,
+    body BLOB NOT NULL,
     signature BLOB NOT NULL,
     key_id TEXT NOT NULL,
     UNIQUE (originator_id, originator_version)
@@ -130,7 +131,7 @@ class _SQLiteWrite:
             "INSERT INTO ledger_merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes
         )
         self.conn.executemany(
-            f"INSERT INTO ledger_events ({RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            f"INSERT INTO ledger_events ({RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
             [
                 (
                     r.seq,
@@ -138,6 +139,7 @@ class _SQLiteWrite:
                     r.originator_version,
                     r.topic,
                     r.entry,
+                    r.body,
                     r.signature,
                     r.key_id,
                 )
@@ -239,6 +241,9 @@ class SQLiteLedgerRecorder(LedgerRecorder):
         self._connections_lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None
         self._reader().executescript(SCHEMA)
+        columns = {row[1] for row in self._reader().execute("PRAGMA table_info(ledger_events)")}
+        if "body" not in columns:
+            raise StorageError(FORMAT_1_LOG.format(where=path))
 
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

@@ -151,7 +151,7 @@ class ProjectionRunner:
         record = self.app.ledger.get_record(seq) if seq >= 1 else None
         if record is None:
             return None
-        return parse_utc(LoggedEvent.from_entry(record.entry).recorded_at)
+        return parse_utc(LoggedEvent.from_body(record.seq, record.body).recorded_at)
 
     # -- catching up ---------------------------------------------------------------------------
 
@@ -187,7 +187,7 @@ class ProjectionRunner:
             )
             # Fewer than a batch: nothing else of interest up to the head.
             end = notifications[-1].id if len(notifications) == self.batch_size else head
-            events = [LoggedEvent.from_entry(n.state) for n in notifications]
+            events = [LoggedEvent.from_body(n.id, n.state) for n in notifications]
             try:
                 with self.db.transaction() as sql:
                     if self._claim(sql, projection.name) != position:
@@ -252,7 +252,7 @@ class ProjectionRunner:
         event_id = correction.data["corrects_event_id"]
         claim = self.app.ledger.select_claims([event_id]).get(event_id)
         record = None if claim is None else self.app.ledger.get_record(claim.seq)
-        return None if record is None else LoggedEvent.from_entry(record.entry)
+        return None if record is None else LoggedEvent.from_body(record.seq, record.body)
 
     def rebuild(
         self, names: Sequence[str] | None = None, progress: Callable[[int], None] | None = None

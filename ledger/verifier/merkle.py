@@ -310,3 +310,32 @@ def _split(n: int) -> int:
 
 def _trailing_zeros(n: int) -> int:
     return (n & -n).bit_length() - 1
+
+
+class CompactRange:
+    """The right edge of a tree being read leaf by leaf: its root at any size, O(log n) memory."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._stack: list[tuple[int, bytes]] = []
+
+    def append(self, hash_of_leaf: bytes) -> list[tuple[int, int, bytes]]:
+        """Add a leaf; the complete nodes it creates (the leaf first), as a store keeps them."""
+        leaf_index = self.size
+        level, value = 0, hash_of_leaf
+        created = [(0, leaf_index, value)]
+        while self._stack and self._stack[-1][0] == level:
+            _, left = self._stack.pop()
+            level, value = level + 1, node_hash(left, value)
+            created.append((level, leaf_index >> level, value))
+        self._stack.append((level, value))
+        self.size += 1
+        return created
+
+    def root(self) -> bytes:
+        if not self._stack:
+            return EMPTY_ROOT
+        value = self._stack[-1][1]
+        for _, left in reversed(self._stack[:-1]):
+            value = node_hash(left, value)
+        return value

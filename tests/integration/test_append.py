@@ -14,7 +14,7 @@ from ledger.aggregates import Subject
 from ledger.application import LedgerApplication
 from ledger.config import Settings, load_keyring
 from ledger.errors import IdempotencyConflictError, ValidationError
-from ledger.verifier.entry import parse_entry
+from ledger.verifier.entry import parse_body, parse_entry
 from tests import facts
 from tests.conftest import RawDatabase
 
@@ -31,8 +31,10 @@ def test_a_receipt_names_the_stored_signed_entry(
     assert receipt.key_id == ledger.ledger.signer.key_id
     assert load_keyring(settings).verify(receipt.key_id, record.entry, record.signature)
     entry = parse_entry(record.entry)
-    assert entry.seq == receipt.seq and entry.body["event_id"] == pol["event_id"]
-    assert entry.body["recorded_at"] == receipt.recorded_at
+    body = parse_body(record.body)
+    assert entry.seq == receipt.seq and body["event_id"] == pol["event_id"]
+    assert body["recorded_at"] == receipt.recorded_at
+    assert entry.body_sha256 == hashlib.sha256(record.body).digest()
 
 
 def test_sequence_numbers_are_gapless_and_in_batch_order(ledger: LedgerApplication) -> None:

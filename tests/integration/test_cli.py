@@ -80,14 +80,14 @@ def test_verify_log_names_the_tampered_event(
 ) -> None:
     run(settings, "import", str(events_file[0]))
     raw_db.drop_append_only_guards()
-    [(entry,)] = raw_db.execute("SELECT entry FROM ledger_events WHERE seq = 5")
+    [(body,)] = raw_db.execute("SELECT body FROM ledger_events WHERE seq = 5")
     raw_db.execute(
-        "UPDATE ledger_events SET entry = ? WHERE seq = 5",
-        (bytes(entry).replace(b"web_form", b"web_fork"),),
+        "UPDATE ledger_events SET body = ? WHERE seq = 5",
+        (bytes(body).replace(b"web_form", b"web_fork"),),
     )
     result = run(settings, "verify-log")
     assert result.exit_code == 1
-    assert "event 5: signature does not verify" in result.output
+    assert "event 5: the body is not the one its signed entry commits to" in result.output
     assert "problem(s) in 11 stored events" in result.output
 
 

@@ -14,7 +14,7 @@ import orjson
 from ledger.application import LedgerApplication
 from ledger.config import Settings, load_keyring
 from ledger.integrity import check_log
-from ledger.verifier.entry import parse_entry
+from ledger.verifier.entry import parse_body
 from tests import facts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,7 +88,7 @@ def test_threads_and_processes_on_the_same_subjects(
     expected_ids |= {f"proc{p}-{b}-{i}" for p in range(2) for b in range(10) for i in range(3)}
     recorded: dict[str, int] = {}
     for record in ledger.iter_records():
-        event_id = parse_entry(record.entry).body["event_id"]
+        event_id = parse_body(record.body)["event_id"]
         if event_id is not None and event_id != pol["event_id"]:
             assert event_id not in recorded, f"{event_id} stored twice"
             recorded[event_id] = record.seq

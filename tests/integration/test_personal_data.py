@@ -11,7 +11,7 @@ from ledger.application import LedgerApplication
 from ledger.config import Settings
 from ledger.sealing import open_data
 from ledger.subject_keys import SealError
-from ledger.verifier.entry import parse_entry
+from ledger.verifier.entry import parse_body
 from tests import facts
 from tests.conftest import RawDatabase
 
@@ -118,28 +118,28 @@ def test_a_sealed_value_moved_to_another_event_does_not_open(ledger: LedgerAppli
             facts.consent(subject, pol["version"], kind="withdrawn", contact="second@example.org"),
         ]
     )
-    first, second = (parse_entry(ledger.ledger.get_record(r.seq).entry) for r in receipts[1:])  # type: ignore[union-attr]
-    moved = dict(second.body["data"], contact=first.body["data"]["contact"])
+    first, second = (parse_body(ledger.ledger.get_record(r.seq).body) for r in receipts[1:])  # type: ignore[union-attr]
+    moved = dict(second["data"], contact=first["data"]["contact"])
     with pytest.raises(SealError):
         open_data(
-            "consent.withdrawn", moved, second.stream, second.stream_version, ledger.subject_keys
+            "consent.withdrawn", moved, second["stream"], second["stream_version"], ledger.subject_keys
         )
-    into_other_field = dict(first.body["data"], subject_ref=first.body["data"]["contact"])
+    into_other_field = dict(first["data"], subject_ref=first["data"]["contact"])
     with pytest.raises(SealError):
         open_data(
             "consent.given",
             into_other_field,
-            first.stream,
-            first.stream_version,
+            first["stream"],
+            first["stream_version"],
             ledger.subject_keys,
         )
     # Untouched, both open.
     assert (
         open_data(
             "consent.given",
-            first.body["data"],
-            first.stream,
-            first.stream_version,
+            first["data"],
+            first["stream"],
+            first["stream_version"],
             ledger.subject_keys,
         )["contact"]
         == "first@example.org"

@@ -8,7 +8,8 @@ from nacl.signing import SigningKey
 from ledger.application import LedgerApplication
 from ledger.config import Settings, load_keyring
 from ledger.integrity import LogReport, check_log
-from ledger.verifier.entry import key_id_for
+from ledger.verifier.entry import encode_entry, key_id_for
+from ledger.verifier.scopes import tags_for
 from tests import facts
 from tests.conftest import RawDatabase
 
@@ -26,7 +27,7 @@ def filled(ledger: LedgerApplication, raw_db: RawDatabase) -> LedgerApplication:
 
 INSERT = (
     "INSERT INTO ledger_events "
-    "(seq, originator_id, originator_version, topic, entry, signature, key_id) "
+    "(seq, originator_id, originator_version, topic, entry, body, signature, key_id) "
 )
 
 
@@ -52,15 +53,39 @@ def test_an_untouched_log_verifies(filled: LedgerApplication, raw_db: RawDatabas
     assert report.ok and report.checked == 8 and report.head == 8
 
 
-def test_a_changed_byte_is_named(filled: LedgerApplication, raw_db: RawDatabase) -> None:
+def test_a_changed_body_byte_is_named(filled: LedgerApplication, raw_db: RawDatabase) -> None:
+    [(body,)] = raw_db.execute("SELECT body FROM ledger_events WHERE seq = 5")
+    changed = bytes(body).replace(b'"web_form"', b'"web_forn"')
+    assert changed != bytes(body)
+    raw_db.execute("UPDATE ledger_events SET body = ? WHERE seq = 5", (changed,))
+    problems = problems_of(verify(filled, raw_db))
+    assert list(problems) == [5]
+    assert "the body is not the one its signed entry commits to" in problems[5]
+
+
+def test_a_changed_entry_byte_is_named(filled: LedgerApplication, raw_db: RawDatabase) -> None:
     [(entry,)] = raw_db.execute("SELECT entry FROM ledger_events WHERE seq = 5")
-    changed = bytes(entry).replace(b'"web_form"', b'"web_forn"')
-    assert changed != bytes(entry)
-    raw_db.execute("UPDATE ledger_events SET entry = ? WHERE seq = 5", (changed,))
+    changed = bytearray(entry)
+    changed[-1] ^= 1  # a bit of its last tag
+    raw_db.execute("UPDATE ledger_events SET entry = ? WHERE seq = 5", (bytes(changed),))
     problems = problems_of(verify(filled, raw_db))
     assert set(problems) <= {5, None}
     assert "signature does not verify" in problems[5]
     assert "level 0, index 4 (event 5)" in problems[5]  # and the tree no longer matches it
+
+
+def test_wrong_tags_signed_by_the_ledger_are_named(
+    filled: LedgerApplication, raw_db: RawDatabase
+) -> None:
+    # The ledger's own key signs an entry whose tags hide whom the event concerns.
+    [(body,)] = raw_db.execute("SELECT body FROM ledger_events WHERE seq = 5")
+    entry = encode_entry(5, filled.ledger.signer.key_id, bytes(body), tags_for(["policy"], 5))
+    raw_db.execute(
+        "UPDATE ledger_events SET entry = ?, signature = ? WHERE seq = 5",
+        (entry, filled.ledger.signer.sign(entry)),
+    )
+    problems = problems_of(verify(filled, raw_db))
+    assert "the entry's tags are not those of the scopes its body concerns" in problems[5]
 
 
 def test_a_changed_signature_is_named(filled: LedgerApplication, raw_db: RawDatabase) -> None:
@@ -82,14 +107,15 @@ def test_a_deleted_last_row_is_named(filled: LedgerApplication, raw_db: RawDatab
 
 def test_two_swapped_rows_are_named(filled: LedgerApplication, raw_db: RawDatabase) -> None:
     rows = {
-        seq: (entry, signature)
-        for seq, entry, signature in raw_db.execute(
-            "SELECT seq, entry, signature FROM ledger_events WHERE seq IN (3, 5)"
+        seq: (entry, body, signature)
+        for seq, entry, body, signature in raw_db.execute(
+            "SELECT seq, entry, body, signature FROM ledger_events WHERE seq IN (3, 5)"
         )
     }
     for seq, other in ((3, 5), (5, 3)):
         raw_db.execute(
-            "UPDATE ledger_events SET entry = ?, signature = ? WHERE seq = ?", (*rows[other], seq)
+            "UPDATE ledger_events SET entry = ?, body = ?, signature = ? WHERE seq = ?",
+            (*rows[other], seq),
         )
     problems = problems_of(verify(filled, raw_db))
     assert {3, 5} <= set(problems)
@@ -99,7 +125,8 @@ def test_two_swapped_rows_are_named(filled: LedgerApplication, raw_db: RawDataba
 def test_a_copied_row_is_named(filled: LedgerApplication, raw_db: RawDatabase) -> None:
     raw_db.execute(
         INSERT
-        + "SELECT 9, originator_id, originator_version + 100, topic, entry, signature, key_id "
+        + "SELECT 9, originator_id, originator_version + 100, topic, entry, body, signature, "
+        "key_id "
         "FROM ledger_events WHERE seq = 3"
     )
     problems = problems_of(verify(filled, raw_db))
@@ -107,18 +134,13 @@ def test_a_copied_row_is_named(filled: LedgerApplication, raw_db: RawDatabase) -
 
 
 def test_a_forged_row_is_named(filled: LedgerApplication, raw_db: RawDatabase) -> None:
-    [(entry,)] = raw_db.execute("SELECT entry FROM ledger_events WHERE seq = 8")
+    [(body,)] = raw_db.execute("SELECT body FROM ledger_events WHERE seq = 8")
     forger = SigningKey.generate()
     forged_key_id = key_id_for(bytes(forger.verify_key))
-    old_key_id = filled.ledger.signer.key_id
-    forged = (
-        bytes(entry)
-        .replace(b'"seq":8', b'"seq":9')
-        .replace(old_key_id.encode(), forged_key_id.encode())
-    )
+    forged = encode_entry(9, forged_key_id, bytes(body), [])
     raw_db.execute(
         INSERT
-        + "SELECT 9, originator_id, originator_version + 1, topic, ?, ?, ? "
+        + "SELECT 9, originator_id, originator_version + 1, topic, ?, body, ?, ? "
         + "FROM ledger_events WHERE seq = 8",
         (forged, forger.sign(forged).signature, forged_key_id),
     )
@@ -133,7 +155,8 @@ def test_a_row_inserted_in_the_middle_is_named(
     raw_db.execute("UPDATE ledger_events SET seq = 9 WHERE seq = 8")
     raw_db.execute(
         INSERT
-        + "SELECT 8, originator_id || 'x', originator_version, topic, entry, signature, key_id "
+        + "SELECT 8, originator_id || 'x', originator_version, topic, entry, body, signature, "
+        "key_id "
         "FROM ledger_events WHERE seq = 2"
     )
     problems = problems_of(verify(filled, raw_db))
