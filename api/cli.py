@@ -19,6 +19,7 @@ import click
 import orjson
 
 from api.cli_demo import COMMANDS as DEMO_COMMANDS
+from api.cli_export import COMMANDS as EXPORT_COMMANDS
 from api.cli_read_models import COMMANDS
 from api.cli_server import COMMANDS as SERVER_COMMANDS
 from ledger.application import LedgerApplication
@@ -293,7 +294,7 @@ def tail(ctx: click.Context, count: int, follow: bool, interval: float) -> None:
         app.close()
 
 
-for _command in (*COMMANDS, *SERVER_COMMANDS, *DEMO_COMMANDS):
+for _command in (*COMMANDS, *SERVER_COMMANDS, *DEMO_COMMANDS, *EXPORT_COMMANDS):
     cli.add_command(_command)
 
 

@@ -110,6 +110,20 @@ class StoredTree:
         except MerkleError as exc:
             raise TreeError(str(exc)) from None
 
+    def inclusion_proofs(self, indexes: Sequence[int], size: int) -> list[list[bytes]]:
+        """Inclusion proofs of many leaves against one tree, reading their nodes in one go."""
+        recording = _Recording()
+        for index in indexes:
+            inclusion_proof(index, size, recording)
+        wanted = sorted(key for key in recording.asked if key not in self._cache)
+        found = self.source.select_nodes(wanted)
+        missing = [key for key in wanted if key not in found]
+        if missing:
+            raise TreeError(f"the tree has no node at level {missing[0][0]}, index {missing[0][1]}")
+        nodes = {**{k: self._cache[k] for k in recording.asked if k in self._cache}, **found}
+        reader = EdgeReader(nodes)
+        return [inclusion_proof(index, size, reader) for index in indexes]
+
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         try:
             return consistency_proof(size1, size2, self)

@@ -421,6 +421,23 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         query += "WHERE seq >= ? ORDER BY seq LIMIT ?"
         return [LogRecord.from_row(row) for row in self._select(query, (start, limit))]
 
+    def select_entries(self, start: int, stop: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to ``limit`` (seq, entry) pairs with ``start <= seq <= stop``, in order."""
+        query = f"SELECT seq, entry FROM {self.events_table} "  # noqa: S608
+        query += "WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?"
+        return [(int(r[0]), bytes(r[1])) for r in self._select(query, (start, stop, limit))]
+
+    def select_records_at(self, seqs: Sequence[int]) -> list[LogRecord]:
+        """The records at these sequence numbers (those that exist), in order."""
+        found: list[LogRecord] = []
+        wanted = sorted(set(seqs))
+        for first in range(0, len(wanted), 400):
+            chunk = wanted[first : first + 400]
+            query = f"SELECT {RECORD_COLUMNS} FROM {self.events_table} "  # noqa: S608
+            query += f"WHERE seq IN ({', '.join('?' * len(chunk))}) ORDER BY seq"
+            found.extend(LogRecord.from_row(row) for row in self._select(query, chunk))
+        return found
+
     def select_stream_records(self, stream: str) -> list[LogRecord]:
         """Every record of one stream (aggregate), in order."""
         query = f"SELECT {RECORD_COLUMNS} FROM {self.events_table} "  # noqa: S608

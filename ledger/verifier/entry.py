@@ -31,7 +31,7 @@ import json
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
@@ -109,15 +109,14 @@ def parse_entry(entry: bytes) -> Entry:
             f"this one {len(entry)}"
         )
     tags = tuple(
-        entry[start : start + TAG_SIZE]
-        for start in range(HEADER_SIZE, len(entry), TAG_SIZE)
+        entry[start : start + TAG_SIZE] for start in range(HEADER_SIZE, len(entry), TAG_SIZE)
     )
     if any(a >= b for a, b in itertools.pairwise(tags)):
         raise EntryError("tags are not in ascending order without repeats")
     return Entry(seq=seq, key_id=key_id.hex(), body_sha256=body_sha256, tags=tags)
 
 
-def read_entries(stream: BinaryIO) -> Iterator[bytes]:
+def read_entries(stream: IO[bytes]) -> Iterator[bytes]:
     """Entries written one after another (as in a bundle's ``leaves.bin``), one by one."""
     while True:
         header = stream.read(HEADER_SIZE)

@@ -15,9 +15,9 @@ Every event concerns a few **scopes**, named as text:
 A correction concerns the scopes of the event it corrects (recorded in its data, under
 ``concerns``), and the day it occurred.
 
-The entry carries one **tag** per scope: the first 16 bytes of
-``HMAC-SHA256(key = SHA-256("consent-ledger/tag/v1" || 0x00 || scope), message = seq as 8 bytes
-big-endian)``. A tag differs from one entry to the next, so tags link nothing; whoever knows a
+The entry carries one **tag** per scope: ``BLAKE2b(seq as 8 bytes big-endian, key = K,
+digest size 16)`` (RFC 7693, keyed mode), where ``K = SHA-256("consent-ledger/tag/v1" || 0x00 ||
+scope as UTF-8)``. A tag differs from one entry to the next, so tags link nothing; whoever knows a
 scope's name (an exported bundle gives the names of its scopes) can test every entry for it.
 A subject's scope name holds the pseudonym, which only the ledger can compute from the
 subject's reference, so the tags of other people's events tell a bundle's reader nothing.
@@ -30,9 +30,11 @@ Standard library only.
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import Iterable, Mapping
+from datetime import UTC, timedelta
 from typing import Any
+
+from ledger.verifier.times import parse_utc, utc
 
 TAG_DOMAIN = b"consent-ledger/tag/v1\x00"
 SUBJECT_LISTS = ("subjects", "affected_subjects")
@@ -84,9 +86,139 @@ def tag_key(scope: str) -> bytes:
 
 def tag(key: bytes, seq: int) -> bytes:
     """The tag an entry at ``seq`` carries for the scope of ``key``."""
-    return hmac.new(key, seq.to_bytes(8, "big"), hashlib.sha256).digest()[:16]
+    return hashlib.blake2b(seq.to_bytes(8, "big"), key=key, digest_size=16).digest()
 
 
 def tags_for(scopes: Iterable[str], seq: int) -> list[bytes]:
     """The tags of an entry at ``seq`` that concerns ``scopes``, sorted."""
     return sorted({tag(tag_key(scope), seq) for scope in scopes})
+
+
+SCOPE_KINDS = ("subject", "recipient", "incident", "period", "all")
+
+
+class ScopeError(ValueError):
+    """A bundle's scope is not one the ledger exports."""
+
+
+def days_between(start: str, end: str) -> list[str]:
+    """The UTC days ``day:YYYY-MM-DD`` that meet the period [start, end)."""
+    first, last = parse_utc(start), parse_utc(end)
+    if last <= first:
+        raise ScopeError(f"the period ends ({end}) before it starts ({start})")
+    days = []
+    day = first.astimezone(UTC).date()
+    final = (last - timedelta(microseconds=1)).astimezone(UTC).date()
+    while day <= final:
+        days.append(f"day:{day.isoformat()}")
+        day += timedelta(days=1)
+    return days
+
+
+class Closure:
+    """The scope names a bundle must be complete for: its own, and the context its report needs.
+
+    A bundle starts from the names of its scope and grows, by rules applied to the events it
+    holds, until no event adds a name:
+
+    - a subject: the subject's events and the policy; then each recipient the subject's data
+      was disclosed to (its registration, updates, termination) and each incident that names
+      the subject;
+    - a recipient: its registration and every disclosure to it, and the policy; then every
+      subject of those disclosures (their consent decides the verdicts);
+    - an incident: its events; then the recipient it names, and for the recipient its
+      assessment's rule names, every disclosure to it and the policy; then the subjects of the
+      disclosures in the rule's window;
+    - a period: every event that occurred on its days, and the policy; then the subjects and
+      recipients of the disclosures that occurred in the period;
+    - all: every entry (no names: nothing may be left out).
+    """
+
+    def __init__(self, scope: Mapping[str, Any]) -> None:
+        self.kind = scope.get("kind")
+        self.names: set[str] = set()
+        self._given: set[str] = set()
+        self._rules: list[tuple[str, str, str]] = []
+        self._disclosures: list[tuple[str, str, list[str]]] = []
+        try:
+            if self.kind == "subject":
+                self.key = str(scope["subject"])
+                self.names |= {f"subject:{self.key}", "policy"}
+            elif self.kind == "recipient":
+                self.key = str(scope["recipient_id"])
+                self.names |= {f"recipient:{self.key}", f"disclosed-to:{self.key}", "policy"}
+            elif self.kind == "incident":
+                self.key = str(scope["incident_id"])
+                self.names.add(f"incident:{self.key}")
+            elif self.kind == "period":
+                self.start, self.end = utc(str(scope["from"])), utc(str(scope["to"]))
+                self.names |= {*days_between(self.start, self.end), "policy"}
+            elif self.kind != "all":
+                raise ScopeError(f"scope kind {self.kind!r} is not one of {', '.join(SCOPE_KINDS)}")
+        except (KeyError, ValueError) as exc:
+            raise ScopeError(f"scope {dict(scope)!r} is incomplete: {exc}") from None
+
+    @property
+    def everything(self) -> bool:
+        return self.kind == "all"
+
+    def see(self, type_name: str, data: Mapping[str, Any], occurred_at: str) -> None:
+        """Take note of one event of the bundle (in any order)."""
+        family = type_name.partition(".")[0]
+        subjects = _subjects_named(data)
+        recipient = data.get("recipient_id")
+        if family == "disclosure" and isinstance(recipient, str):
+            self._disclosures.append((recipient, utc(occurred_at), subjects))
+            if self.kind == "subject" and self.key in subjects:
+                self.names.add(f"recipient:{recipient}")
+            elif self.kind == "recipient" and recipient == self.key:
+                self.names.update(f"subject:{s}" for s in subjects)
+        elif family == "incident":
+            incident = data.get("incident_id")
+            if self.kind == "subject" and self.key in subjects and isinstance(incident, str):
+                self.names.add(f"incident:{incident}")
+            if self.kind == "incident" and incident == self.key:
+                self._see_incident(data)
+        elif family == "correction" and self.kind == "incident":
+            fields = data.get("corrected_fields")
+            if f"incident:{self.key}" in data.get("concerns", []) and isinstance(fields, Mapping):
+                self._see_incident(fields)
+
+    def _see_incident(self, data: Mapping[str, Any]) -> None:
+        recipient = data.get("recipient_id")
+        if isinstance(recipient, str):
+            self.names.add(f"recipient:{recipient}")
+        rule = data.get("affected_rule")
+        if isinstance(rule, Mapping) and isinstance(rule.get("recipient_id"), str):
+            ruled = rule["recipient_id"]
+            self.names |= {f"recipient:{ruled}", f"disclosed-to:{ruled}", "policy"}
+            self._rules.append(
+                (ruled, utc(str(rule["disclosed_from"])), utc(str(rule["disclosed_to"])))
+            )
+
+    def grow(self) -> set[str]:
+        """The names not handed out yet: the scope's own at first, then those the events seen
+        since add. Empty when the closure is complete."""
+        for recipient, occurred_at, subjects in self._disclosures:
+            if self.kind == "period" and self.start <= occurred_at < self.end:
+                self.names.add(f"recipient:{recipient}")
+                self.names.update(f"subject:{s}" for s in subjects)
+            for ruled, start, end in self._rules:
+                if recipient == ruled and start <= occurred_at < end:
+                    self.names.update(f"subject:{s}" for s in subjects)
+        new = self.names - self._given
+        self._given |= new
+        return new
+
+
+def _subjects_named(data: Mapping[str, Any]) -> list[str]:
+    named = [data["subject"]] if isinstance(data.get("subject"), str) else []
+    for name in SUBJECT_LISTS:
+        listed = data.get(name)
+        if isinstance(listed, list):
+            named += [
+                item["subject"]
+                for item in listed
+                if isinstance(item, Mapping) and isinstance(item.get("subject"), str)
+            ]
+    return named

@@ -1,0 +1,252 @@
+"""Export a bundle for a regulator: one scope's events, proven complete against a checkpoint.
+
+:func:`export_bundle` signs (or reuses) a checkpoint of size N, writes the log's N entries to
+``leaves.bin`` while finding those tagged for the scope, grows the scope as
+:class:`ledger.verifier.scopes.Closure` says (the exporter and the verifier apply the same
+rules), writes those events with their inclusion proofs to ``entries.jsonl``, renders the
+report from them, and seals the whole with ``manifest.json``. It streams: memory holds the
+sequence numbers in scope and one page of records, never the log. The file formats are those
+of :mod:`ledger.verifier.bundle`, which checks them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ledger.application import LedgerApplication
+from ledger.errors import LedgerError
+from ledger.mapper import format_time
+from ledger.verifier.bundle import (
+    BUNDLE_FORMAT,
+    CHECKPOINT,
+    ENTRIES,
+    KEYS,
+    LEAVES,
+    MANIFEST,
+    BundleFiles,
+    entry_line,
+    file_digest,
+    render_report,
+)
+from ledger.verifier.entry import parse_body, parse_entry, read_entries
+from ledger.verifier.scopes import Closure, ScopeError, tag, tag_key
+
+PAGE = 1000
+Progress = Callable[[str, int, int], None]
+"""Called with a phase name, the units just done, and the phase's total."""
+
+
+class ExportError(LedgerError):
+    """The export cannot be made; the message says why."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    scope: dict[str, Any]
+    size: int
+    """The checkpoint's tree size (the leaves in the bundle)."""
+    entries: int
+    files: list[str]
+
+
+def export_bundle(
+    app: LedgerApplication,
+    scope: Mapping[str, Any],
+    target: Path,
+    *,
+    verifier_keys: Sequence[str],
+    report_settings: Mapping[str, Any],
+    progress: Progress | None = None,
+) -> ExportResult:
+    """Write the bundle of ``scope`` to ``target`` (a new directory, or a file ending .zip).
+
+    ``scope`` is as :class:`ledger.verifier.scopes.Closure` takes it (a subject by pseudonym).
+    ``report_settings`` are the read models' settings the report is rendered with.
+    """
+    if target.exists():
+        raise ExportError(f"{target} exists already; choose a new path")
+    try:
+        Closure(scope)
+    except ScopeError as exc:
+        raise ExportError(str(exc)) from None
+    tick = progress or (lambda _phase, _done, _total: None)
+    as_zip = target.suffix.lower() == ".zip"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=target.parent) as scratch:
+        directory = Path(scratch) / target.stem if as_zip else Path(scratch) / "bundle"
+        directory.mkdir()
+        writer = _BundleWriter(app, dict(scope), directory, tick)
+        result = writer.write(verifier_keys, report_settings)
+        if as_zip:
+            _zip_directory(directory, target)
+        else:
+            directory.rename(target)
+    return ExportResult(target, result.scope, result.size, result.entries, result.files)
+
+
+class _BundleWriter:
+    def __init__(
+        self,
+        app: LedgerApplication,
+        scope: dict[str, Any],
+        directory: Path,
+        tick: Progress,
+    ) -> None:
+        self.app = app
+        self.scope = scope
+        self.directory = directory
+        self.tick = tick
+
+    def write(
+        self, verifier_keys: Sequence[str], report_settings: Mapping[str, Any]
+    ) -> ExportResult:
+        signed = self.app.sign_checkpoint()
+        assert self.app.checkpointer is not None  # sign_checkpoint needs one
+        size = signed.size
+        (self.directory / CHECKPOINT).write_text(signed.note, encoding="utf-8")
+        (self.directory / KEYS).write_text(
+            "".join(f"{key}\n" for key in verifier_keys), encoding="utf-8"
+        )
+        closure = Closure(self.scope)
+        in_scope = self._write_leaves(size, closure)
+        while new := closure.grow():
+            found = self._scan_leaves(new) - in_scope
+            self._see(closure, found)
+            in_scope |= found
+        entries = self._write_entries(sorted(in_scope), size)
+        manifest: dict[str, Any] = {
+            "format": BUNDLE_FORMAT,
+            "scope": self.scope,
+            "closure": sorted(closure.names),
+            "checkpoint": {
+                "origin": self.app.checkpointer.origin,
+                "size": size,
+                "root": _b64(signed.root),
+            },
+            "counts": {"leaves": size, "entries": entries},
+            "settings": dict(report_settings),
+            "exported_at": format_time(datetime.now(UTC)),
+        }
+        files = BundleFiles(self.directory)
+        report_files = render_report(manifest, signed.note, files, self.directory)
+        manifest["report_files"] = report_files
+        manifest["files"] = {}
+        for name in sorted(p.name for p in self.directory.iterdir()):
+            with (self.directory / name).open("rb") as file:
+                digest, length = file_digest(file)
+            manifest["files"][name] = {"sha256": digest, "bytes": length}
+        (self.directory / MANIFEST).write_text(
+            json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+            encoding="utf-8",
+        )
+        names = sorted(p.name for p in self.directory.iterdir())
+        return ExportResult(self.directory, self.scope, size, entries, names)
+
+    def _write_leaves(self, size: int, closure: Closure) -> set[int]:
+        """Write every leaf up to ``size``; return the indexes tagged for the scope's names."""
+        names = closure.grow()
+        keys = [tag_key(name) for name in sorted(names)]
+        found: set[int] = set()
+        with (self.directory / LEAVES).open("wb") as out:
+            seq = 1
+            while seq <= size:
+                page = self.app.ledger.select_entries(seq, size, PAGE)
+                if not page or page[0][0] != seq:
+                    raise ExportError(f"the log has no event {seq} below its checkpoint {size}")
+                for number, entry in page:
+                    out.write(entry)
+                    if closure.everything or _tagged(entry, number, keys):
+                        found.add(number - 1)
+                seq = page[-1][0] + 1
+                self.tick("leaves", len(page), size)
+        self._see(closure, found)
+        return found
+
+    def _scan_leaves(self, names: set[str]) -> set[int]:
+        keys = [tag_key(name) for name in sorted(names)]
+        found: set[int] = set()
+        with (self.directory / LEAVES).open("rb") as file:
+            for index, entry in enumerate(read_entries(file)):
+                if _tagged(entry, index + 1, keys):
+                    found.add(index)
+        return found
+
+    def _see(self, closure: Closure, indexes: set[int]) -> None:
+        if closure.everything:
+            return
+        ordered = sorted(indexes)
+        for first in range(0, len(ordered), PAGE):
+            seqs = [index + 1 for index in ordered[first : first + PAGE]]
+            for record in self.app.ledger.select_records_at(seqs):
+                body = parse_body(record.body)
+                closure.see(body["type"], body["data"], body["occurred_at"])
+
+    def _write_entries(self, indexes: list[int], size: int) -> int:
+        only = self.scope["subject"] if self.scope.get("kind") == "subject" else ""
+        tree = self.app.ledger.tree()
+        with (self.directory / ENTRIES).open("wb") as out:
+            for first in range(0, len(indexes), PAGE):
+                page = indexes[first : first + PAGE]
+                records = self.app.ledger.select_records_at([i + 1 for i in page])
+                if len(records) != len(page):
+                    raise ExportError("an event in scope vanished from the log during export")
+                proofs = tree.inclusion_proofs(page, size)
+                for index, record, proof in zip(page, records, proofs, strict=True):
+                    event = self.app.decode(record, only_subject=only).as_dict()
+                    shown = {
+                        key: event[key]
+                        for key in (
+                            "seq",
+                            "type",
+                            "type_version",
+                            "stream",
+                            "stream_version",
+                            "event_id",
+                            "occurred_at",
+                            "recorded_at",
+                            "backdated",
+                            "data",
+                            "emitter",
+                        )
+                    }
+                    out.write(
+                        entry_line(
+                            index,
+                            record.entry,
+                            record.body,
+                            record.signature,
+                            record.key_id,
+                            proof,
+                            shown,
+                        )
+                    )
+                self.tick("entries", len(page), len(indexes))
+        return len(indexes)
+
+
+def _tagged(entry: bytes, seq: int, keys: Sequence[bytes]) -> bool:
+    tags = parse_entry(entry).tags
+    return bool(tags) and any(tag(key, seq) in tags for key in keys)
+
+
+def _zip_directory(directory: Path, target: Path) -> None:
+    partial = target.with_name(target.name + ".partial")
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(directory.iterdir()):
+            archive.write(path, f"{directory.name}/{path.name}")
+    partial.rename(target)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
