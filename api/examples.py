@@ -112,6 +112,85 @@ CHECKPOINT = (
 )
 KEYS = "consent-ledger.local/46baf3d6+b5b75f64+AdnR6c3dbT8I0KPK7Uj5dqcAQQxP3Bvp93H/5VwL4+9S\n"
 
+# The proofs and entry below come from a log of examples/events.jsonl (44 events), as the
+# routes answer them; the checkpoint is that log's, so the proofs verify against it.
+PROOF_CHECKPOINT = (
+    "consent-ledger.local/e4308d80\n"
+    "44\n"
+    "hYeIwgg75tkAldD7jCOFE47OvcBwsJoymcRmKDFgsd8=\n"
+    "\n"
+    "\u2014 consent-ledger.local/e4308d80 La+KdAgP/8aD/fdmm6KAw3buRL+wF9TjsnrZp5SbuiZGC7EW987tEl"
+    "UfKP0jo82h3IcoDy2BQ1GCy19ufSEw6sXhFwE=\n"
+)
+
+INCLUSION_PROOF = {
+    "index": 9,
+    "size": 44,
+    "leaf_hash": "lD9HRh21Xd7HU4jWYIy0moZno5UWOayM3vRQ1nhmgmg=",
+    "proof": [
+        "nlONVvZE7OT3NKTcNr6IOBbKv7rLT3g2HxneAsPcUfI=",
+        "Y6Djjw6KlavHkJVuIHkL3V5yPZG9bKWPeYyOqUwKXaw=",
+        "v9VTOlK2jxteHeIs0zVGV82A+dwL7a/jYmz6WSrNvXo=",
+        "iNy0BF29xX+WoTI5ZYdwwTEeLBc54tMWYgPGxEa59l0=",
+        "noTvwEbTii6s8VOw8P8x5vNRIrh44vVTb8QrGvNZJ1g=",
+        "o02Zsvo6YErStVDvJ7dW3wEf5PLK9o0zwxgjsx/ff04=",
+    ],
+    "checkpoint": PROOF_CHECKPOINT,
+}
+
+CONSISTENCY_PROOF = {
+    "from": 20,
+    "to": 44,
+    "proof": [
+        "wq6FoC3KNBYkh+3UmSC/8PVYYHLF32BeNdkLo3lyFQI=",
+        "YDOcQkmkFKIbSe3vEDz8o6t8MQSWJ4ObIYVo7rLzuR8=",
+        "ysdgIA6FzFe3hhqid/vIHTXfqczhPxOJanbDkI734QI=",
+        "WKC2AwSWIpxESNC55/lXPwwgSzpFH9fWVBZr2O/uP6Q=",
+        "o02Zsvo6YErStVDvJ7dW3wEf5PLK9o0zwxgjsx/ff04=",
+    ],
+}
+
+ENTRIES = {
+    "entries": [
+        {
+            "index": 9,
+            "entry": (
+                "AgAAAAAAAAAKJxvxnsnFHtN0VQbQBLX53aZUOcIirTLPPCAKo+h3ggDnwmIHzVt1vAACkoke"
+                "Grwa/xoFU0U0kJrdStxrFgn+M+31F/9fYy7djmw="
+            ),
+            "body": (
+                "eyJiYWNrZGF0ZWQiOnRydWUsImRhdGEiOnsiY29sbGVjdGlvbl9tZXRob2QiOiJ3ZWJfZm9y"
+                "bSIsImNvbnRhY3QiOiJzZWFsZWQ6djE6RzVkRDBaQUNkcGZ2TzNKdTFCM0l1SktUNDN5TUZT"
+                "cUxlbWRCRGpXWjdxMng3ZHdraGVrSk9JRWpnTC83Q2hGV0xQNDBMc0tNOENCL1hEMjdULzA9"
+                "IiwiZXZpZGVuY2UiOnsiZm9ybV9pZCI6InNpZ251cC13ZWItdjciLCJpcF9hZGRyZXNzIjoi"
+                "c2VhbGVkOnYxOmVjRFVrcHlZR2FiRjZyUDRMbWtNWHltZ0tuQjdRaGhnNUZ0RitYWmF0UVNU"
+                "Q0t6MmFDNmo2aE5UWUo1S0lwVWwxSEh0S3c9PSIsIm5vdGljZV9kaWdlc3QiOiJzaGEyNTY6"
+                "ODYxNjk5ZmU3YjQyMWRlNjIxZDhlYjVmZGI1MzMyNTI0M2ZiYjBiMzA0ZmFiZWE5YTZkZGY0"
+                "MzkzZTc0ODI4ZiIsIm5vdGljZV9pZCI6Im1hcmtldGluZy1lbWFpbC1ub3RpY2UtMjAyNi0w"
+                "MyIsInVzZXJfYWdlbnQiOiJzZWFsZWQ6djE6WHhzTnBvR29taktTMW9iSkl0WGtsZ3ZKZjlY"
+                "cHZVVHJTTlNTZVlVMzM3MzBLaEFyQXdiV3dvS2YzU2tOOFV0Y0tPbkFqOTNDUXA3ZVNEWGJy"
+                "WE5KbWdhYWJFOWVWMmNpZkd6YzlzMXhwNFJTNXZrN0xobURwamw1Tjk1T3ZodkJHaUpqbFZD"
+                "OTJHc2psYWIzODBQNnlXZFZQd2RoUitXcVFBeC9BOGRmRmJubnR0OVJrczc2b3JzRjE2UVB0"
+                "SEdESkhDZXJBWlBOdz09In0sInBvbGljeV92ZXJzaW9uIjoiMjAyNi0wMyIsInB1cnBvc2Vz"
+                "IjpbIm1hcmtldGluZ19lbWFpbCJdLCJzdWJqZWN0IjoiNzA1YTk4ZDYtYjhmMS00Y2U4LTk2"
+                "OTMtNGU0YmRmOGNjZGJmIiwic3ViamVjdF9yZWYiOiJzZWFsZWQ6djE6OHQyRXVzcEg3NjN5"
+                "bGRXaFp1T3FvWmpsRUU5MUErQXg3TmQ5dkNQaVM3bFdtdGtUNnR3TmNXVU91MEV5R09JMWx2"
+                "QT0ifSwiZXZlbnRfaWQiOiJldnQtMDAwOSIsIm9jY3VycmVkX2F0IjoiMjAyNi0wMy0wNVQx"
+                "MjoxNDowMy4wMDAwMDBaIiwicmVjb3JkZWRfYXQiOiIyMDI2LTExLTI5VDA4OjI0OjI5LjEz"
+                "MzI5MFoiLCJzdHJlYW0iOiI3MDVhOThkNi1iOGYxLTRjZTgtOTY5My00ZTRiZGY4Y2NkYmYi"
+                "LCJzdHJlYW1fdmVyc2lvbiI6MywidHlwZSI6ImNvbnNlbnQuZ2l2ZW4iLCJ0eXBlX3ZlcnNp"
+                "b24iOjF9"
+            ),
+            "signature": (
+                "Pg/zN7+8Vqi9CWnSU5tSgKRk1i7Zx1iucTFSsb1eckRL3s9xmYtsQAVvro22po3S7/1rDHW+"
+                "FNJNJt01tV+1Cg=="
+            ),
+            "key_id": "271bf19ec9c51ed3",
+        }
+    ],
+    "next": None,
+}
+
 
 def text_example(value: str, description: str = "OK") -> dict[int | str, dict[str, Any]]:
     return {200: {"description": description, "content": {"text/plain": {"example": value}}}}

@@ -1,22 +1,49 @@
-"""The log's public face: its latest checkpoint and verifier keys; health and readiness."""
+"""The log's public face: checkpoints, verifier keys, entries and Merkle proofs; health.
+
+The checkpoint and the keys are public. Entries and proofs need ``history:read``: an entry
+carries no personal data, but its tags say which scopes (subjects, recipients ...) it concerns,
+and a body holds the event's (sealed) data.
+
+Leaf indexes are 0-based (leaf ``i`` is the event ``seq = i + 1``), tree sizes count leaves, and
+ranges are half-open, as in RFC 9162. A proof may be asked for any tree size up to the log's
+current size; a client checks it against a root it trusts, that of a signed checkpoint.
+"""
 
 from __future__ import annotations
 
+import base64
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import Admin, LedgerDep, ReadModelsDep
-from api.examples import CHECKPOINT, KEYS, example, text_example
+from api.deps import Admin, HistoryReader, LedgerDep, ReadModelsDep
+from api.examples import (
+    CHECKPOINT,
+    CONSISTENCY_PROOF,
+    ENTRIES,
+    INCLUSION_PROOF,
+    KEYS,
+    example,
+    text_example,
+)
 from api.problems import COMMON, ProblemError
+from ledger.application import LedgerApplication
+from ledger.merkle_log import SignedCheckpoint
 from ledger.signing import Keyring
+from ledger.verifier.merkle import leaf_hash
 from ledger.verifier.note import format_verifier_key
 
 router = APIRouter(tags=["log"], responses=COMMON)
 
 READY_LAG_EVENTS = 10_000
+MAX_ENTRIES = 1000
+"""The most entries one ``GET /v1/entries`` answers; ``next`` says where to go on."""
+MAX_SIZE = 2**63 - 1
+"""Sequence numbers, and so tree sizes, are 64-bit in storage."""
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 @router.get(
@@ -79,3 +106,231 @@ def readyz(ledger: LedgerDep, models: ReadModelsDep) -> dict[str, Any]:
             503, "Not ready", "read models are failing or behind", failed=failed, lagging=lagging
         )
     return {"status": "ready", "head": head}
+
+
+# -- entries and proofs -------------------------------------------------------------------------
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+def _bad(name: str, rule: str, detail: str, status: int = 400, **extra: Any) -> ProblemError:
+    """A problem naming the query parameter ``name`` (as request validation errors do)."""
+    title = "Invalid parameter" if status == 400 else "Not in the log"
+    errors = [{"field": f"query.{name}", "rule": rule, "detail": detail}]
+    return ProblemError(status, title, detail, errors=errors, **extra)
+
+
+def _integer(request: Request, name: str, *, minimum: int = 0) -> int | None:
+    """The query parameter ``name`` as an integer in [minimum, 2**63-1], or None if absent."""
+    values = request.query_params.getlist(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise _bad(name, "repeated", f"{name} is given {len(values)} times; give it once")
+    text = values[0].strip()
+    if text.startswith("-") and _DIGITS.fullmatch(text[1:]):
+        raise _bad(name, "too_small", f"{name} must be at least {minimum}, not {text}")
+    if not _DIGITS.fullmatch(text) or int(text) > MAX_SIZE:
+        raise _bad(
+            name, "not_an_integer", f"{name} must be a whole number from {minimum} to {MAX_SIZE}"
+        )
+    value = int(text)
+    if value < minimum:
+        raise _bad(name, "too_small", f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def _required(request: Request, name: str, *, minimum: int = 0) -> int:
+    value = _integer(request, name, minimum=minimum)
+    if value is None:
+        raise _bad(name, "required", f"the query parameter {name} is required")
+    return value
+
+
+def _latest(ledger: LedgerApplication, name: str) -> SignedCheckpoint:
+    """The latest signed checkpoint, for a size the caller left out."""
+    latest = ledger.ledger.latest_checkpoint()
+    if latest is None:
+        raise ProblemError(
+            404,
+            "No checkpoint yet",
+            f"no checkpoint has been signed yet: give {name} explicitly",
+            errors=[{"field": f"query.{name}", "rule": "no_checkpoint", "detail": "none yet"}],
+        )
+    return latest
+
+
+def _within_log(ledger: LedgerApplication, name: str, size: int) -> None:
+    """A tree of ``size`` leaves exists: the log holds at least ``size`` entries."""
+    head = ledger.head()
+    if size > head:
+        raise _bad(
+            name,
+            "beyond_log",
+            f"{name} {size} is larger than the log, which holds {head} entries",
+            status=404,
+            log_size=head,
+        )
+
+
+def _query(name: str, description: str, *, required: bool, minimum: int = 0) -> dict[str, Any]:
+    """An integer query parameter as OpenAPI describes it (the route parses it itself)."""
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": {"type": "integer", "minimum": minimum, "maximum": MAX_SIZE},
+    }
+
+
+@router.get(
+    "/v1/proofs/inclusion",
+    summary="An RFC 9162 inclusion proof: leaf index in the tree of size",
+    description=(
+        "The audit path (RFC 9162 §2.1.3) of leaf `index` in the tree of the first `size` "
+        "leaves, base64 hashes bottom-up, with the leaf's hash. Without `size`, the tree of the "
+        "latest signed checkpoint, whose note is then returned as `checkpoint` so one answer is "
+        "enough to verify. 400: a parameter is missing, not a whole number, negative, `size` is "
+        "0 or `index` is not below `size`; 404: `size` is larger than the log (or, without "
+        "`size`, no checkpoint yet)."
+    ),
+    responses=example(INCLUSION_PROOF),
+    openapi_extra={
+        "parameters": [
+            _query("index", "The leaf's index, from 0 (the event seq - 1)", required=True),
+            _query(
+                "size",
+                "The tree size, from 1 [default: the latest checkpoint's]",
+                required=False,
+                minimum=1,
+            ),
+        ]
+    },
+)
+def inclusion(request: Request, ledger: LedgerDep, _: HistoryReader) -> dict[str, Any]:
+    index = _required(request, "index")
+    size = _integer(request, "size", minimum=1)
+    answer: dict[str, Any] = {}
+    if size is None:
+        latest = _latest(ledger, "size")
+        size = latest.size
+        answer["checkpoint"] = latest.note
+    if index >= size:
+        raise _bad(
+            "index",
+            "outside_tree",
+            f"leaf index {index} is outside a tree of size {size} (indexes run 0 to size - 1)",
+        )
+    _within_log(ledger, "size", size)
+    [record] = ledger.ledger.select_records(index + 1, 1)
+    proof = ledger.ledger.tree().inclusion_proof(index, size)
+    return {
+        "index": index,
+        "size": size,
+        "leaf_hash": _b64(leaf_hash(record.entry)),
+        "proof": [_b64(h) for h in proof],
+        **answer,
+    }
+
+
+@router.get(
+    "/v1/proofs/consistency",
+    summary="An RFC 9162 consistency proof between two tree sizes",
+    description=(
+        "The proof (RFC 9162 §2.1.4) that the tree of the first `from` leaves is a prefix of the "
+        "tree of the first `to`, base64 hashes. Without `to`, the latest signed checkpoint's "
+        "size, whose note is then returned as `checkpoint`. The proof is empty when `from` is 0 "
+        "(every tree extends the empty one: there is nothing to prove) or equals `to` (the "
+        "roots must then be equal). 400: a parameter is missing, not a whole number, negative, "
+        "or `from` is greater than `to`; 404: `to` is larger than the log (or, without `to`, "
+        "no checkpoint yet)."
+    ),
+    responses=example(CONSISTENCY_PROOF),
+    openapi_extra={
+        "parameters": [
+            _query("from", "The older tree's size, from 0", required=True),
+            _query(
+                "to", "The newer tree's size [default: the latest checkpoint's]", required=False
+            ),
+        ]
+    },
+)
+def consistency(request: Request, ledger: LedgerDep, _: HistoryReader) -> dict[str, Any]:
+    first = _required(request, "from")
+    second = _integer(request, "to")
+    answer: dict[str, Any] = {}
+    if second is None:
+        latest = _latest(ledger, "to")
+        second = latest.size
+        answer["checkpoint"] = latest.note
+    if first > second:
+        raise _bad(
+            "from", "sizes_reversed", f"from {first} is greater than to {second}: a log only grows"
+        )
+    _within_log(ledger, "to", second)
+    # RFC 9162 §2.1.4 proves only from a non-empty tree, and equal trees need no hashes.
+    proof = [] if first in (0, second) else ledger.ledger.tree().consistency_proof(first, second)
+    return {"from": first, "to": second, "proof": [_b64(h) for h in proof], **answer}
+
+
+@router.get(
+    "/v1/entries",
+    summary="Log entries by leaf index: the signed leaf, its body and signature",
+    description=(
+        "Entries with `start <= index < end` (`end` exclusive), at most "
+        f"{MAX_ENTRIES:,} in one answer: `entry` is the leaf input (the signed binary entry, "
+        "base64), `body` the event body it commits to, `signature` the ledger's Ed25519 "
+        "signature of the entry. An answer cut short by that limit, or by the end of the log, "
+        "has `next`: the index to ask for next (null once `end` is reached). Without `end`, up "
+        f"to {MAX_ENTRIES:,} entries. 400: a parameter is missing, not a whole number, negative, "
+        "or `end` is not above `start`; 404: `start` is at or past the end of the log (the "
+        "problem's `log_size` says how many entries there are)."
+    ),
+    responses=example(ENTRIES),
+    openapi_extra={
+        "parameters": [
+            _query("start", "The first leaf index, from 0", required=True),
+            _query(
+                "end",
+                f"One past the last leaf index [default: start + {MAX_ENTRIES}]",
+                required=False,
+                minimum=1,
+            ),
+        ]
+    },
+)
+def entries(request: Request, ledger: LedgerDep, _: HistoryReader) -> dict[str, Any]:
+    start = _required(request, "start")
+    end = _integer(request, "end", minimum=1)
+    if end is not None and end <= start:
+        raise _bad("end", "empty_range", f"end {end} must be greater than start {start}")
+    head = ledger.head()
+    if start >= head:
+        raise _bad(
+            "start",
+            "beyond_log",
+            f"start {start} is at or past the end of the log, which holds {head} entries",
+            status=404,
+            log_size=head,
+        )
+    wanted = min(end if end is not None else MAX_SIZE, start + MAX_ENTRIES, head) - start
+    records = ledger.ledger.select_records(start + 1, wanted)
+    stop = start + len(records)
+    # Cut short by the page limit or the log's end: say where to go on, unless end was reached.
+    following = None if end is not None and stop >= end else stop
+    return {
+        "entries": [
+            {
+                "index": record.seq - 1,
+                "entry": _b64(record.entry),
+                "body": _b64(record.body),
+                "signature": _b64(record.signature),
+                "key_id": record.key_id,
+            }
+            for record in records
+        ],
+        "next": following,
+    }
