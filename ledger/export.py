@@ -73,12 +73,12 @@ def export_bundle(
     ``scope`` is as :class:`ledger.verifier.scopes.Closure` takes it (a subject by pseudonym).
     ``report_settings`` are the read models' settings the report is rendered with.
     """
-    if target.exists():
-        raise ExportError(f"{target} exists already; choose a new path")
     try:
         Closure(scope)
     except ScopeError as exc:
         raise ExportError(str(exc)) from None
+    if target.exists():
+        raise ExportError(f"{target} exists already; choose a new path")
     tick = progress or (lambda _phase, _done, _total: None)
     as_zip = target.suffix.lower() == ".zip"
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,447 @@
+"""Export bundles: each scope verifies offline, is complete, and every tampering is named."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from nacl.signing import SigningKey
+
+from api.cli import cli
+from ledger.application import LedgerApplication
+from ledger.config import Settings, load_keyring
+from ledger.export import ExportError, export_bundle
+from ledger.verifier.bundle import BundleError, file_digest, verify_bundle
+from ledger.verifier.checkpoint import Checkpoint
+from ledger.verifier.entry import parse_body
+from ledger.verifier.note import Verifier, format_verifier_key, parse_verifier_key, sign_note
+from ledger.verifier.scopes import scopes_of
+from tests import facts
+
+REPORT_SETTINGS = {
+    "default_minimum_age": 18,
+    "authority_deadline_hours": 72,
+    "request_due_days": 15,
+    "request_due_days_by_jurisdiction": {},
+}
+
+
+@dataclass
+class World:
+    app: LedgerApplication
+    settings: Settings
+    alice: str
+    bob: str
+    carol: str
+    processor: str
+    ads: str
+    incident: str
+
+    def pseudonym(self, ref: str) -> str:
+        return self.app.subject_keys.pseudonym(ref)
+
+    def verifier_keys(self) -> list[str]:
+        assert self.app.checkpointer is not None
+        origin = self.app.checkpointer.origin
+        return [
+            format_verifier_key(origin, k) for k in load_keyring(self.settings).public_keys.values()
+        ]
+
+    def trusted(self) -> list[Verifier]:
+        return [parse_verifier_key(key) for key in self.verifier_keys()]
+
+    def export(self, scope: dict[str, Any], target: Path) -> Path:
+        export_bundle(
+            self.app,
+            scope,
+            target,
+            verifier_keys=self.verifier_keys(),
+            report_settings=REPORT_SETTINGS,
+        )
+        return target
+
+
+@pytest.fixture
+def world(ledger: LedgerApplication, settings: Settings) -> World:
+    pol = facts.policy()
+    version = pol["version"]
+    processor, ads = facts.ref("rcpt"), facts.ref("rcpt")
+    alice, bob, carol = facts.ref("alice"), facts.ref("bob"), facts.ref("carol")
+    incident = facts.ref("inc")
+    others = [facts.ref("user") for _ in range(40)]
+    ledger.append(
+        [
+            pol,
+            facts.recipient(processor),
+            facts.recipient(ads, role="third_party", country="US"),
+            facts.consent(alice, version, contact="alice@example.org"),
+            facts.consent(carol, version),
+            *[facts.consent(o, version) for o in others],
+        ]
+    )
+    shared = facts.disclosure(processor, [alice, bob], version)  # bob never consented
+    ledger.append(
+        [
+            shared,
+            facts.disclosure(ads, [carol], version),
+            facts.disclosure(ads, others[:10], version),
+            facts.request(alice),
+            {
+                **facts.incident(incident),
+                "recipient_id": processor,
+            },
+            {
+                "type": "correction.recorded",
+                "event_id": facts.ref("evt"),
+                "occurred_at": facts.now(),
+                "corrects_event_id": shared["event_id"],
+                "reason": "the data categories were wrong",
+                "corrected_fields": {"data_categories": ["contact", "usage"]},
+            },
+            facts.consent(alice, version, kind="withdrawn"),
+            *[facts.consent(o, version, kind="withdrawn") for o in others[20:30]],
+        ]
+    )
+    return World(ledger, settings, alice, bob, carol, processor, ads, incident)
+
+
+def events_concerning(app: LedgerApplication, scope_name: str) -> set[int]:
+    """Leaf indexes whose body concerns ``scope_name``, read from the bodies (not the tags)."""
+    found = set()
+    for record in app.iter_records():
+        body = parse_body(record.body)
+        if scope_name in scopes_of(body["type"], body["data"], body["occurred_at"]):
+            found.add(record.seq - 1)
+    return found
+
+
+def bundle_indexes(bundle: Path) -> list[int]:
+    with (bundle / "entries.jsonl").open("rb") as file:
+        return [json.loads(line)["index"] for line in file]
+
+
+def test_a_subjects_bundle_verifies_and_holds_all_their_events(
+    world: World, tmp_path: Path
+) -> None:
+    bundle = world.export(
+        {"kind": "subject", "subject": world.pseudonym(world.alice)}, tmp_path / "b"
+    )
+    report = verify_bundle(bundle, world.trusted())
+    alice = events_concerning(world.app, f"subject:{world.pseudonym(world.alice)}")
+    held = set(bundle_indexes(bundle))
+    assert alice <= held  # every event of hers, the correction of the shared disclosure too
+    assert report.entries == len(held) and report.size == world.app.head()
+    assert [line.split(":")[0] for line in report.checked] == [
+        "manifest",
+        "checkpoint",
+        "entries",
+        "leaves",
+        "completeness",
+        "report",
+    ]
+    # Her data is shown; the other subject of the shared disclosure is withheld.
+    text = b"".join(p.read_bytes() for p in bundle.iterdir())
+    assert b"alice@example.org" in text and world.alice.encode() in text
+    assert world.bob.encode() not in text and world.carol.encode() not in text
+    assert b"[another subject]" in text
+    # The report shows her rows only, and none of the other people's.
+    rows = (bundle / "disclosures.csv").read_text().splitlines()[1:]
+    assert len(rows) == 1 and world.pseudonym(world.alice) in rows[0]
+
+
+@pytest.mark.parametrize("kind", ["recipient", "incident", "period", "all"])
+def test_every_scope_verifies_and_is_complete(world: World, tmp_path: Path, kind: str) -> None:
+    records = list(world.app.iter_records())
+    first, last = parse_body(records[0].body), parse_body(records[-1].body)
+    scope: dict[str, Any] = {
+        "recipient": {"kind": "recipient", "recipient_id": world.processor},
+        "incident": {"kind": "incident", "incident_id": world.incident},
+        "period": {"kind": "period", "from": first["occurred_at"], "to": last["recorded_at"]},
+        "all": {"kind": "all"},
+    }[kind]
+    bundle = world.export(scope, tmp_path / "b")
+    verify_bundle(bundle, world.trusted())
+    held = set(bundle_indexes(bundle))
+    own = {
+        "recipient": f"disclosed-to:{world.processor}",
+        "incident": f"incident:{world.incident}",
+        "period": f"day:{first['occurred_at'][:10]}",
+        "all": None,
+    }[kind]
+    wanted = set(range(len(records))) if own is None else events_concerning(world.app, own)
+    assert wanted <= held
+    if kind == "recipient":  # bob's violation is reported, with his consent history as context
+        rows = (bundle / "disclosures.csv").read_text()
+        assert "consent_missing" in rows and world.pseudonym(world.bob) in rows
+
+
+def test_a_zipped_bundle_verifies(world: World, tmp_path: Path) -> None:
+    target = world.export(
+        {"kind": "subject", "subject": world.pseudonym(world.carol)}, tmp_path / "carol.zip"
+    )
+    assert zipfile.is_zipfile(target)
+    assert verify_bundle(target, world.trusted()).entries >= 2
+
+
+# -- the offline verifier ------------------------------------------------------------------------
+
+
+def test_the_verifier_runs_on_the_standard_library_and_pynacl_alone(
+    world: World, tmp_path: Path
+) -> None:
+    bundle = world.export(
+        {"kind": "subject", "subject": world.pseudonym(world.alice)}, tmp_path / "b"
+    )
+    keys = tmp_path / "keys.txt"
+    keys.write_text("\n".join(world.verifier_keys()) + "\n")
+    probe = (
+        "import runpy, sys\n"
+        "before = {name.split('.')[0] for name in sys.modules}\n"
+        f"sys.argv = ['ledger.verifier', {str(bundle)!r}, '--key', {str(keys)!r}]\n"
+        "try:\n"
+        "    runpy.run_module('ledger.verifier', run_name='__main__')\n"
+        "except SystemExit as exit:\n"
+        "    code = exit.code\n"
+        "tops = {name.split('.')[0] for name in sys.modules}\n"
+        "print(sorted(tops - before - set(sys.stdlib_module_names)))\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).parents[2],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "VERIFIED" in done.stdout
+    loaded = eval(done.stdout.strip().splitlines()[-1])
+    assert set(loaded) <= {"ledger", "nacl", "_cffi_backend", "_sodium"}, loaded
+
+
+def test_the_cli_exports_and_verifies(world: World, tmp_path: Path) -> None:
+    env = {"CONSENT_LEDGER_DATA_DIR": str(world.settings.data_dir)}
+    if world.settings.database_url is not None:
+        env["CONSENT_LEDGER_DATABASE_URL"] = world.settings.database_url
+        env["CONSENT_LEDGER_DATABASE_SCHEMA"] = world.settings.database_schema
+    runner = CliRunner()
+    out = tmp_path / "alice"
+    result = runner.invoke(cli, ["export", "--subject", world.alice, "--out", str(out)], env=env)
+    assert result.exit_code == 0, result.output
+    keys = runner.invoke(cli, ["keys"], env=env).output.strip()
+    result = runner.invoke(cli, ["verify", str(out), "--key", keys], env=env)
+    assert result.exit_code == 0, result.output
+    assert "ok  completeness" in result.output and "VERIFIED" in result.output
+    # Bad input: two scopes, no scope, a half period, a path that exists.
+    for args, message in (
+        (["--subject", "a", "--all"], "choose one scope"),
+        ([], "choose one scope"),
+        (["--from", "2026-01-01"], "needs both --from and --to"),
+        (["--from", "2026-01-01", "--to", "2025-01-01"], "ends"),
+        (["--all"], "exists already"),
+    ):
+        result = runner.invoke(cli, ["export", *args, "--out", str(out)], env=env)
+        assert result.exit_code != 0 and message in result.output, (args, result.output)
+
+
+# -- tampering -----------------------------------------------------------------------------------
+
+
+def _lines(bundle: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (bundle / "entries.jsonl").read_bytes().splitlines()]
+
+
+def _write_lines(bundle: Path, lines: list[dict[str, Any]]) -> None:
+    text = b"".join(json.dumps(line, sort_keys=True).encode() + b"\n" for line in lines)
+    (bundle / "entries.jsonl").write_bytes(text)
+
+
+def _flip(b64: str, at: int = -1) -> str:
+    raw = bytearray(base64.b64decode(b64))
+    raw[at] ^= 1
+    return base64.b64encode(bytes(raw)).decode()
+
+
+def _refresh_manifest(bundle: Path) -> None:
+    """What a careful forger does after editing: make the manifest's digests match again."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for name in manifest["files"]:
+        with (bundle / name).open("rb") as file:
+            digest, size = file_digest(file)
+        manifest["files"][name] = {"sha256": digest, "bytes": size}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def change_entry_byte(bundle: Path, world: World) -> None:
+    lines = _lines(bundle)
+    lines[1]["entry"] = _flip(lines[1]["entry"])
+    _write_lines(bundle, lines)
+
+
+def change_body_byte(bundle: Path, world: World) -> None:
+    lines = _lines(bundle)
+    at = next(i for i, line in enumerate(lines) if b"web_form" in base64.b64decode(line["body"]))
+    body = base64.b64decode(lines[at]["body"]).replace(b"web_form", b"web_forn")
+    lines[at]["body"] = base64.b64encode(body).decode()
+    _write_lines(bundle, lines)
+
+
+def change_decoded_event(bundle: Path, world: World) -> None:
+    lines = _lines(bundle)
+    lines[1]["event"]["occurred_at"] = "2020-01-01T00:00:00.000000Z"
+    _write_lines(bundle, lines)
+
+
+def remove_entry(bundle: Path, world: World) -> None:
+    lines = _lines(bundle)
+    del lines[2]
+    _write_lines(bundle, lines)
+
+
+def swap_entries(bundle: Path, world: World) -> None:
+    lines = _lines(bundle)
+    lines[1], lines[2] = lines[2], lines[1]
+    _write_lines(bundle, lines)
+
+
+def add_entry(bundle: Path, world: World) -> None:
+    """An authentic event of someone else, with a valid proof, slipped in."""
+    other = world.export(
+        {"kind": "subject", "subject": world.pseudonym(world.carol)}, bundle.parent / "other"
+    )
+    lines = _lines(bundle)
+    held = {line["index"] for line in lines}
+    extra = next(line for line in _lines(other) if line["index"] not in held)
+    _write_lines(bundle, sorted([*lines, extra], key=lambda line: line["index"]))
+
+
+def alter_proof(bundle: Path, world: World) -> None:
+    lines = _lines(bundle)
+    lines[0]["proof"][0] = _flip(lines[0]["proof"][0])
+    _write_lines(bundle, lines)
+
+
+def change_leaf(bundle: Path, world: World) -> None:
+    leaves = bytearray((bundle / "leaves.bin").read_bytes())
+    leaves[60] ^= 1
+    (bundle / "leaves.bin").write_bytes(bytes(leaves))
+
+
+def resign_checkpoint(bundle: Path, world: World) -> None:
+    text = (bundle / "checkpoint").read_text().split("\n\n")[0] + "\n"
+    origin = text.splitlines()[0]
+    (bundle / "checkpoint").write_text(sign_note(text, origin, SigningKey.generate()))
+
+
+def hide_violation(bundle: Path, world: World) -> None:
+    html = (bundle / "report.html").read_text()
+    edited = html.replace("consent_missing", "consent_valid")
+    assert edited != html
+    (bundle / "report.html").write_text(edited)
+
+
+TAMPERING: list[tuple[Callable[[Path, World], None], str, str]] = [
+    (change_entry_byte, "entries.jsonl", "inclusion proof does not lead to the checkpoint's root"),
+    (change_body_byte, "entries.jsonl", "its body is not the one its entry commits to"),
+    (change_decoded_event, "entries.jsonl", "decoded event differs from the signed body"),
+    (remove_entry, "entries.jsonl", "is tagged for the bundle's scope but is not in it"),
+    (swap_entries, "entries.jsonl", "out of order"),
+    (add_entry, "entries.jsonl", "is in the bundle but not in its scope"),
+    (alter_proof, "entries.jsonl", "inclusion proof does not lead to the checkpoint's root"),
+    (change_leaf, "leaves.bin", "leaves.bin"),
+    (resign_checkpoint, "checkpoint", "not signed by a trusted key"),
+    (hide_violation, "report.html", "report.html: does not follow from the events"),
+]
+
+
+@pytest.fixture
+def recipient_bundle(world: World, tmp_path: Path) -> Iterator[Path]:
+    # The processor's bundle holds bob's violation (consent_missing).
+    yield world.export({"kind": "recipient", "recipient_id": world.processor}, tmp_path / "b")
+
+
+@pytest.mark.parametrize(
+    ("tamper", "file", "named"), TAMPERING, ids=[t[0].__name__ for t in TAMPERING]
+)
+def test_tampering_is_caught_and_named(
+    world: World,
+    recipient_bundle: Path,
+    tamper: Callable[[Path, World], None],
+    file: str,
+    named: str,
+) -> None:
+    verify_bundle(recipient_bundle, world.trusted())
+    tamper(recipient_bundle, world)
+    # As is: the manifest's digest names the changed file.
+    with pytest.raises(BundleError) as caught:
+        verify_bundle(recipient_bundle, world.trusted())
+    assert file in str(caught.value)
+    # With the manifest's digests forged to match, the check that fails says what is wrong.
+    _refresh_manifest(recipient_bundle)
+    with pytest.raises(BundleError) as caught:
+        verify_bundle(recipient_bundle, world.trusted())
+    assert named in str(caught.value), str(caught.value)
+
+
+def test_a_lying_manifest_scope_is_caught(world: World, recipient_bundle: Path) -> None:
+    manifest = json.loads((recipient_bundle / "manifest.json").read_text())
+    manifest["scope"] = {"kind": "recipient", "recipient_id": world.ads}
+    (recipient_bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="completeness"):
+        verify_bundle(recipient_bundle, world.trusted())
+
+
+# -- a checkpoint the regulator holds ------------------------------------------------------------
+
+
+def test_a_previous_checkpoint_must_be_a_prefix(world: World, tmp_path: Path) -> None:
+    older = world.app.sign_checkpoint()
+    world.app.append([facts.policy()])
+    bundle = world.export({"kind": "all"}, tmp_path / "b")
+    report = verify_bundle(bundle, world.trusted(), previous=older.note)
+    assert any(line.startswith("consistency") for line in report.checked)
+    # A checkpoint of another history, signed by the same key: a fork is named.
+    assert world.app.checkpointer is not None
+    forked = Checkpoint(world.app.checkpointer.origin, older.size, b"\x07" * 32)
+    key = world.app.ledger.signer
+    note = sign_note(forked.text(), forked.origin, key.signing_key)
+    with pytest.raises(BundleError, match="another history"):
+        verify_bundle(bundle, world.trusted(), previous=note)
+    # A checkpoint larger than the bundle's: the log was cut.
+    larger = Checkpoint(world.app.checkpointer.origin, older.size + 100, b"\x07" * 32)
+    note = sign_note(larger.text(), larger.origin, key.signing_key)
+    with pytest.raises(BundleError, match="cut or forked"):
+        verify_bundle(bundle, world.trusted(), previous=note)
+
+
+def test_bad_bundles_and_keys_are_named(world: World, tmp_path: Path) -> None:
+    bundle = world.export(
+        {"kind": "subject", "subject": world.pseudonym(world.bob)}, tmp_path / "b"
+    )
+    stranger = parse_verifier_key(
+        format_verifier_key(
+            world.verifier_keys()[0].split("+")[0], bytes(SigningKey.generate().verify_key)
+        )
+    )
+    with pytest.raises(BundleError, match="checkpoint: not signed by a trusted key"):
+        verify_bundle(bundle, [stranger])
+    with pytest.raises(BundleError, match="does not exist"):
+        verify_bundle(tmp_path / "nowhere", world.trusted())
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BundleError, match=r"manifest\.json"):
+        verify_bundle(tmp_path / "empty", world.trusted())
+    with pytest.raises(ExportError, match="exists already"):
+        world.export({"kind": "all"}, bundle)
+    with pytest.raises(ExportError, match="scope kind"):
+        world.export({"kind": "everyone"}, tmp_path / "c")
