@@ -15,11 +15,12 @@ Every error the API answers becomes a :class:`LedgerAPIError` carrying the probl
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
@@ -59,6 +60,48 @@ class Decision:
     since: str | None
 
 
+@dataclass(frozen=True)
+class InclusionProof:
+    """Leaf ``index`` is in the tree of ``size`` leaves: the audit path, hashes bottom-up.
+
+    Check with ``ledger.verifier.merkle.verify_inclusion(index, size, leaf_hash, proof, root)``
+    against the root of a checkpoint you verified (``checkpoint``, when the API chose the size).
+    """
+
+    index: int
+    size: int
+    leaf_hash: bytes
+    proof: list[bytes]
+    checkpoint: str | None
+    """The signed note of the latest checkpoint, when no size was asked for."""
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    """The tree of ``size1`` leaves is a prefix of that of ``size2``: RFC 9162 hashes.
+
+    Empty when ``size1`` is 0 or equals ``size2``. Check with
+    ``ledger.verifier.merkle.verify_consistency(size1, size2, proof, root1, root2)``.
+    """
+
+    size1: int
+    size2: int
+    proof: list[bytes]
+    checkpoint: str | None
+    """The signed note of the latest checkpoint, when no ``to`` size was asked for."""
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One leaf: the signed entry bytes (the leaf input), the body it commits to, signature."""
+
+    index: int
+    entry: bytes
+    body: bytes
+    signature: bytes
+    key_id: str
+
+
 class LedgerClient:
     def __init__(
         self,
@@ -89,12 +132,16 @@ class LedgerClient:
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
-            try:
-                problem = response.json()
-            except ValueError:
-                problem = {"title": response.reason_phrase, "detail": response.text}
-            raise LedgerAPIError(response.status_code, problem)
+            self._raise(response)
         return response
+
+    @staticmethod
+    def _raise(response: httpx.Response) -> NoReturn:
+        try:
+            problem = response.json()
+        except ValueError:
+            problem = {"title": response.reason_phrase, "detail": response.text}
+        raise LedgerAPIError(response.status_code, problem)
 
     def append(self, event: Mapping[str, Any]) -> Receipt:
         """Record one event; its receipt once committed (the original one on a retry)."""
@@ -153,6 +200,57 @@ class LedgerClient:
     def checkpoint(self) -> str:
         """The latest signed checkpoint (a C2SP signed note): verify it before trusting it."""
         return self._call("GET", "/v1/checkpoint").text
+
+    def verifier_keys(self) -> list[str]:
+        """The checkpoints' verifier keys (``<origin>+<hash>+<key>``); compare them with the
+        keys you were given out of band before trusting them."""
+        return self._call("GET", "/v1/keys").text.splitlines()
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> InclusionProof:
+        """The proof that leaf ``index`` (a receipt's ``leaf_index``) is in the tree of ``size``
+        leaves; without ``size``, in the latest checkpoint's tree, returned with the proof."""
+        params = _params(index=index, size=size)
+        body = self._call("GET", "/v1/proofs/inclusion", params=params).json()
+        return InclusionProof(
+            index=body["index"],
+            size=body["size"],
+            leaf_hash=base64.b64decode(body["leaf_hash"]),
+            proof=[base64.b64decode(h) for h in body["proof"]],
+            checkpoint=body.get("checkpoint"),
+        )
+
+    def consistency_proof(self, size1: int, size2: int | None = None) -> ConsistencyProof:
+        """The proof that the tree of ``size1`` leaves is a prefix of that of ``size2``; without
+        ``size2``, of the latest checkpoint's tree, returned with the proof."""
+        params = _params(**{"from": size1, "to": size2})
+        body = self._call("GET", "/v1/proofs/consistency", params=params).json()
+        return ConsistencyProof(
+            size1=body["from"],
+            size2=body["to"],
+            proof=[base64.b64decode(h) for h in body["proof"]],
+            checkpoint=body.get("checkpoint"),
+        )
+
+    def entries(self, start: int = 0, end: int | None = None) -> Iterator[LogEntry]:
+        """The entries with ``start <= index < end`` (to the end of the log without ``end``),
+        following the API's pages."""
+        following: int | None = start
+        while following is not None and (end is None or following < end):
+            response = self._http.get("/v1/entries", params=_params(start=following, end=end))
+            if response.status_code == 404 and following > start:
+                return  # the log ends here
+            if response.status_code >= 400:
+                self._raise(response)
+            body = response.json()
+            for item in body["entries"]:
+                yield LogEntry(
+                    index=item["index"],
+                    entry=base64.b64decode(item["entry"]),
+                    body=base64.b64decode(item["body"]),
+                    signature=base64.b64decode(item["signature"]),
+                    key_id=item["key_id"],
+                )
+            following = body["next"]
 
 
 def _params(**values: Any) -> dict[str, str]:
