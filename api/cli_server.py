@@ -109,9 +109,9 @@ def serve(ctx: click.Context, /, **flags: Any) -> None:
         f"{'in this process' if server.projections else 'run elsewhere'}, checkpoints "
         f"{'signed in this process' if server.signer else 'signed elsewhere'}"
     )
-    # uvicorn, having shut down gracefully, raises SIGTERM again to die by it; this handler
-    # makes that a normal exit (status 0), which is what the drain achieved.
-    previous = signal.signal(signal.SIGTERM, _exit_normally)
+    # uvicorn, having shut down gracefully, raises SIGTERM (or SIGINT) again to die by it; this
+    # handler makes that a normal exit (status 0), which is what the drain achieved.
+    previous = {sig: signal.signal(sig, _exit_normally) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         uvicorn.run(
             "api.asgi:create",
@@ -125,7 +125,8 @@ def serve(ctx: click.Context, /, **flags: Any) -> None:
             timeout_graceful_shutdown=server.shutdown_timeout,
         )
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _exit_normally(signum: int, frame: object) -> None:
