@@ -204,17 +204,22 @@ def report_events(files: BundleFiles) -> Callable[[], Iterator[ReportEvent]]:
 
     def events() -> Iterator[ReportEvent]:
         with files.open(ENTRIES) as file:
-            for item in read_bundle_entries(file):
-                body = parse_body(item.body)
+            for number, raw in enumerate(file, start=1):
+                try:
+                    line = json.loads(raw)
+                    index, shown = _int(line["index"]), line["event"].get("data", {})
+                    body = parse_body(_unb64(line["body"]))
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    raise BundleError(ENTRIES, f"line {number}: {exc!r}") from None
                 yield ReportEvent(
-                    seq=item.index + 1,
+                    seq=index + 1,
                     type=body["type"],
                     occurred_at=body["occurred_at"],
                     recorded_at=body["recorded_at"],
                     event_id=body["event_id"],
                     backdated=body["backdated"],
                     data=body["data"],
-                    shown=item.event.get("data", {}),
+                    shown=shown,
                 )
 
     return events

@@ -216,6 +216,8 @@ class _Context:
     policies: dict[str, Policy] = field(default_factory=dict)
     recipients: dict[str, Recipient] = field(default_factory=dict)
     decisions: dict[tuple[str, str], list[Decision]] = field(default_factory=dict)
+    purposes_of: dict[str, set[str]] = field(default_factory=dict)
+    """Subject -> the purposes it decided on (an index of ``decisions``)."""
     ages: dict[str, Age] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)
     """Pseudonym -> the reference as shown (opened, ``[erased]`` ...)."""
@@ -301,6 +303,7 @@ def _read_context(facts: Iterable[_Fact], context: _Context) -> None:
             context.refs.setdefault(subject, str(fact.shown.get("subject_ref", "[sealed]")))
             expires = data.get("expires_at")
             for purpose in dict.fromkeys(data["purposes"]):
+                context.purposes_of.setdefault(subject, set()).add(purpose)
                 context.decisions.setdefault((subject, purpose), []).append(
                     Decision(
                         fact.seq,
@@ -609,7 +612,7 @@ def _disclosure_rows(
 def _consent_rows(subject: str, context: _Context, settings: _Settings) -> Iterator[dict[str, Any]]:
     """The subject's consent timeline, purpose by purpose: each decision, each expiry and each
     material policy change that required renewal, with the status from that moment on."""
-    purposes = sorted(p for s, p in context.decisions if s == subject)
+    purposes = sorted(context.purposes_of.get(subject, ()))
     for purpose in purposes:
         decisions = context.decisions[(subject, purpose)]
         entries: list[tuple[str, int, int, dict[str, Any]]] = []
@@ -681,7 +684,7 @@ def _consent_status_rows(
 ) -> Iterator[dict[str, Any]]:
     """Each purpose the subject decided on, as it stands at the last recorded event."""
     as_of = context.as_of or ""
-    for purpose in sorted(p for s, p in context.decisions if s == subject):
+    for purpose in sorted(context.purposes_of.get(subject, ())):
         verdict = context.consent(subject, purpose, as_of, settings.minimum_age)
         yield {
             "subject": subject,

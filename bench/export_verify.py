@@ -1,0 +1,299 @@
+"""Export and offline verification of bundles: speed, peak memory, sizes.
+
+Fills a ledger with N events (SQLite, or PostgreSQL with ``--pg``), then, each in a fresh
+process so that its peak memory (max RSS) is its own:
+
+- exports the whole log (``--all``) and one subject's history;
+- verifies both bundles with the offline verifier;
+- as the baseline, verifies the Ed25519 signature of every entry of the whole-log bundle and
+  nothing else (reading the same file).
+
+Run: ``python bench/export_verify.py --events 100000 [--pg postgresql://...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import harness
+
+from ledger.config import Settings, open_ledger
+
+PURPOSES = [
+    {
+        "id": "service_provision",
+        "name": "Service",
+        "legal_basis": "contract",
+        "retention_days": 730,
+    },
+    {"id": "marketing_email", "name": "E-mail", "legal_basis": "consent", "retention_days": 730},
+    {"id": "usage_analytics", "name": "Analytics", "legal_basis": "consent", "retention_days": 365},
+]
+TARGET = "user-target"
+
+
+def facts(n: int) -> list[dict[str, Any]]:
+    """About ``n`` facts: consents, withdrawals and disclosures of n/4 subjects, one traced."""
+    rng = random.Random(7)
+    start = datetime(2026, 1, 2, tzinfo=UTC)
+    out: list[dict[str, Any]] = [
+        {
+            "type": "policy.version_published",
+            "event_id": "bench-policy",
+            "occurred_at": "2026-01-01T00:00:00Z",
+            "version": "2026-01",
+            "effective_at": "2026-01-01T00:00:00Z",
+            "material": False,
+            "text_digest": "sha256:" + "ab" * 32,
+            "purposes": PURPOSES,
+        },
+        *[
+            {
+                "type": "recipient.registered",
+                "event_id": f"bench-rcpt-{i}",
+                "occurred_at": "2026-01-01T00:00:00Z",
+                "recipient_id": f"rcpt-{i}",
+                "name": f"Processor {i}",
+                "role": "processor",
+                "country": "IE",
+            }
+            for i in range(5)
+        ],
+    ]
+    subjects = max(1, n // 4)
+    for i in range(n - len(out)):
+        subject = TARGET if i % 5000 == 0 else f"user-{rng.randrange(subjects)}"
+        moment = (start + timedelta(seconds=i * 60)).isoformat()
+        roll = rng.random()
+        if roll < 0.6:
+            out.append(
+                {
+                    "type": "consent.given" if roll < 0.5 else "consent.withdrawn",
+                    "event_id": f"bench-{i}",
+                    "occurred_at": moment,
+                    "subject": subject,
+                    "purposes": ["marketing_email"],
+                    "policy_version": "2026-01",
+                    "collection_method": "web_form",
+                    "contact": f"{subject}@example.org",
+                }
+            )
+        else:
+            out.append(
+                {
+                    "type": "disclosure.recorded",
+                    "event_id": f"bench-{i}",
+                    "occurred_at": moment,
+                    "disclosure_id": f"disc-{i}",
+                    "recipient_id": f"rcpt-{rng.randrange(5)}",
+                    "kind": "delegated_processing",
+                    "subjects": [subject],
+                    "data_categories": ["contact"],
+                    "purpose": "marketing_email",
+                    "legal_basis": "consent",
+                    "de_identified": False,
+                    "destination_country": "IE",
+                    "policy_version": "2026-01",
+                }
+            )
+    return out
+
+
+def settings_for(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env({"CONSENT_LEDGER_DATA_DIR": args.data_dir})
+    if args.pg:
+        settings = Settings.from_env(
+            {
+                "CONSENT_LEDGER_DATA_DIR": args.data_dir,
+                "CONSENT_LEDGER_DATABASE_URL": args.pg,
+                "CONSENT_LEDGER_DATABASE_SCHEMA": args.schema,
+            }
+        )
+    return settings
+
+
+def phase(args: argparse.Namespace) -> dict[str, Any]:
+    """One measured step, in this (child) process."""
+    started = time.perf_counter()
+    result: dict[str, Any] = {}
+    if args.phase == "fill":
+        from ledger.config import generate_keys
+
+        settings = settings_for(args)
+        generate_keys(settings)
+        app = open_ledger(settings, create_keys=False)
+        try:
+            batch = facts(args.events)
+            for first in range(0, len(batch), 500):
+                app.append(batch[first : first + 500])
+            result["head"] = app.head()
+        finally:
+            app.close()
+    elif args.phase.startswith("export"):
+        from ledger.config import load_keyring
+        from ledger.export import export_bundle
+        from ledger.verifier.note import format_verifier_key
+
+        settings = settings_for(args)
+        app = open_ledger(settings)
+        try:
+            assert app.checkpointer is not None
+            keys = [
+                format_verifier_key(app.checkpointer.origin, k)
+                for k in load_keyring(settings).public_keys.values()
+            ]
+            Path(args.keys).write_text("\n".join(keys) + "\n")
+            scope = (
+                {"kind": "all"}
+                if args.phase == "export-all"
+                else {"kind": "subject", "subject": app.subject_keys.pseudonym(TARGET)}
+            )
+            started = time.perf_counter()
+            done = export_bundle(
+                app,
+                scope,
+                Path(args.bundle),
+                verifier_keys=keys,
+                report_settings={"default_minimum_age": 18},
+            )
+            result |= {"entries": done.entries, "leaves": done.size}
+        finally:
+            app.close()
+    elif args.phase.startswith("verify"):
+        from ledger.verifier.__main__ import trusted_keys
+        from ledger.verifier.bundle import verify_bundle
+
+        report = verify_bundle(Path(args.bundle), trusted_keys([args.keys]))
+        result |= {"entries": report.entries, "leaves": report.size}
+    elif args.phase == "baseline":
+        from nacl.signing import VerifyKey
+
+        from ledger.verifier.__main__ import trusted_keys
+
+        key = VerifyKey(trusted_keys([args.keys])[0].public_key)
+        count = 0
+        with (Path(args.bundle) / "entries.jsonl").open("rb") as file:
+            for line in file:
+                item = json.loads(line)
+                key.verify(base64.b64decode(item["entry"]), base64.b64decode(item["signature"]))
+                count += 1
+        result["entries"] = count
+    result["seconds"] = time.perf_counter() - started
+    return result
+
+
+def run_phase(args: argparse.Namespace, name: str, **extra: str) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--phase", name, "--events", str(args.events)]
+    command += ["--data-dir", args.data_dir, "--keys", args.keys]
+    if args.pg:
+        command += ["--pg", args.pg, "--schema", args.schema]
+    for option, value in extra.items():
+        command += [f"--{option}", value]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    output = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"phase {name} failed ({child.returncode})")
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    result["peak_mb"] = usage.ru_maxrss / 1024  # kilobytes on Linux
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--pg", default=None)
+    parser.add_argument("--phase", default=None)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--schema", default=None)
+    parser.add_argument("--keys", default=None)
+    parser.add_argument("--bundle", default=None)
+    args = parser.parse_args()
+    if args.phase is not None:
+        print(json.dumps(phase(args)))
+        return
+    started = datetime.now(UTC)
+    facts_ = harness.machine_facts(args.pg)
+    print(harness.announce("export and verify", started, facts_))
+    with harness.temporary_directory("bench-export-") as scratch:
+        args.data_dir = str(scratch / "data")
+        args.keys = str(scratch / "keys.txt")
+        if args.pg:
+            schema_context = harness.temporary_schema(args.pg, "bench_export")
+            args.schema = schema_context.__enter__()
+        rows: dict[str, dict[str, Any]] = {}
+        rows["fill"] = run_phase(args, "fill")
+        everything, subject = str(scratch / "all"), str(scratch / "subject.zip")
+        rows["export all"] = run_phase(args, "export-all", bundle=everything)
+        rows["verify all"] = run_phase(args, "verify-all", bundle=everything)
+        rows["Ed25519 verify alone (baseline)"] = run_phase(args, "baseline", bundle=everything)
+        rows["export one subject"] = run_phase(args, "export-subject", bundle=subject)
+        rows["verify one subject"] = run_phase(args, "verify-subject", bundle=subject)
+        sizes = {
+            name: sum(p.stat().st_size for p in (scratch / "all").iterdir()) for name in ["all"]
+        }
+        sizes["subject.zip"] = (scratch / "subject.zip").stat().st_size
+        sizes["leaves.bin"] = (scratch / "all" / "leaves.bin").stat().st_size
+        proof_hashes = [
+            len(json.loads(line)["proof"])
+            for line in (scratch / "all" / "entries.jsonl").open("rb")
+        ]
+        if args.pg:
+            schema_context.__exit__(None, None, None)
+    baseline = rows["Ed25519 verify alone (baseline)"]
+    base_rate = baseline["entries"] / baseline["seconds"]
+    lines = []
+    for name, row in rows.items():
+        leaves = row.get("leaves") or row.get("head") or row.get("entries") or 0
+        entries = row.get("entries", leaves)
+        rate = leaves / row["seconds"]
+        ratio = f"{rate / base_rate:.2f}" if name.startswith(("verify", "export")) else ""
+        lines.append(
+            [
+                name,
+                f"{entries:,}",
+                f"{leaves:,}",
+                f"{row['seconds']:.1f}",
+                f"{rate:,.0f}",
+                ratio,
+                f"{row['peak_mb']:.0f}",
+            ]
+        )
+    headers = ["step", "events in bundle", "log size", "seconds", "log events/s"]
+    print(harness.markdown_table([*headers, "÷ Ed25519 alone", "peak MB"], lines))
+    mean_proof = sum(proof_hashes) / len(proof_hashes)
+    print(
+        f"\nbundle of the whole log: {sizes['all'] / 1e6:.1f} MB ({sizes['all'] / args.events:.0f} "
+        f"B/event; leaves.bin {sizes['leaves.bin'] / args.events:.0f} B/leaf); one subject's "
+        f"zip: {sizes['subject.zip'] / 1e6:.1f} MB; inclusion proof at size {args.events:,}: "
+        f"{mean_proof:.1f} hashes = {mean_proof * 32:.0f} bytes on average"
+    )
+    record = {
+        "facts": facts_,
+        "events": args.events,
+        "backend": "postgresql" if args.pg else "sqlite",
+        "rows": rows,
+        "sizes": sizes,
+        "mean_proof_hashes": mean_proof,
+    }
+    harness.RESULTS_DIR.mkdir(exist_ok=True)
+    name = f"export_verify-{'pg' if args.pg else 'sqlite'}-{started:%Y%m%dT%H%M%SZ}.json"
+    (harness.RESULTS_DIR / name).write_text(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    resource.setrlimit(resource.RLIMIT_NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE))
+    main()
