@@ -193,7 +193,11 @@ def _summary(models: ReadModels, data: DemoDataSet, new: int, again: int, head: 
     click.echo("look (with the same --data-dir / --database-url):")
     for command, note in examples:
         click.echo(f"  {command:<48} {note}".rstrip())
-    click.echo("  the HTTP API wants a token: consent-ledger clients add demo --scope admin")
+    click.echo(
+        "  over HTTP: /docs, /v1/disclosures?violations=true, /v1/requests?overdue=true, "
+        f"/v1/incidents/{data.incident_id}"
+    )
+    click.echo("  (the API wants a token: consent-ledger clients add demo --scope admin)")
 
 
 COMMANDS = (demo,)
