@@ -22,6 +22,7 @@ from api.cli_demo import COMMANDS as DEMO_COMMANDS
 from api.cli_export import COMMANDS as EXPORT_COMMANDS
 from api.cli_read_models import COMMANDS
 from api.cli_server import COMMANDS as SERVER_COMMANDS
+from api.cli_subjects import COMMANDS as SUBJECT_COMMANDS
 from ledger.application import LedgerApplication
 from ledger.config import Settings, SettingsError, generate_keys, load_keyring, open_ledger
 from ledger.errors import IdempotencyConflictError, LedgerError, ValidationError
@@ -294,7 +295,7 @@ def tail(ctx: click.Context, count: int, follow: bool, interval: float) -> None:
         app.close()
 
 
-for _command in (*COMMANDS, *SERVER_COMMANDS, *DEMO_COMMANDS, *EXPORT_COMMANDS):
+for _command in (*COMMANDS, *SERVER_COMMANDS, *DEMO_COMMANDS, *EXPORT_COMMANDS, *SUBJECT_COMMANDS):
     cli.add_command(_command)
 
 

@@ -36,9 +36,31 @@ class Subject(LedgerAggregate):
             aggregate.attested_age = int(self.data["age"])
             aggregate.age_attested_at = self.occurred_at
 
+    class LifecycleStarted(LedgerEvent):
+        TYPE = "subject.lifecycle_started"
+
+    class Erased(LedgerEvent):
+        """The subject's key was destroyed in the same commit; no personal data here."""
+
+        TYPE = "subject.erased"
+
+        def apply(self, aggregate: Subject) -> None:
+            aggregate.erased_at_version = self.originator_version
+
     def __init__(self, **_: Any) -> None:
         self.attested_age: int | None = None
         self.age_attested_at: datetime | None = None
+        self.erased_at_version: int | None = None
+
+    def check_not_erased(self) -> None:
+        if self.erased_at_version is not None:
+            raise rule(
+                "subject",
+                "subject_erased",
+                "the subject was erased: nothing more is recorded for it; to record facts "
+                "about a new relationship with the same reference, send a "
+                "subject.lifecycle_started fact first",
+            )
 
     def check_may_consent(self, minimum_age: int, has_guardian: bool) -> None:
         if self.attested_age is not None and self.attested_age < minimum_age and not has_guardian:
@@ -206,6 +228,7 @@ class RightsRequest(LedgerAggregate):
 
     def __init__(self, data: dict[str, Any], **_: Any) -> None:
         self.subject: str = data["subject"]
+        self.kind: str = data["kind"]
         self.outcome: str | None = None
 
     def check_step(self, subject: str) -> None:

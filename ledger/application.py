@@ -47,16 +47,18 @@ from ledger.errors import (
     FieldProblem,
     IdempotencyConflictError,
     LedgerError,
+    SubjectErasedError,
     ValidationError,
 )
 from ledger.mapper import LedgerMapper, format_time
 from ledger.merkle_log import Checkpointer, SignedCheckpoint
 from ledger.receipts import DecodedEvent, Receipt
 from ledger.recorder import Claim, LedgerRecorder, LogRecord
-from ledger.sealing import open_data, seal_fact
-from ledger.subject_keys import SubjectKeys
+from ledger.sealing import fact_subject_refs, open_data, seal_fact
+from ledger.subject_keys import LifecycleError, SubjectKeys
 from ledger.verifier.entry import entry_hash, parse_body
 from ledger.verifier.scopes import scopes_of, without_days
+from ledger.vocabulary import ErasureGround
 
 A = TypeVar("A", bound=LedgerAggregate)
 
@@ -107,6 +109,8 @@ class _Batch:
         self.aggregates: dict[UUID, LedgerAggregate] = {}
         self.events: list[LedgerEvent] = []
         self.created: set[UUID] = set()
+        self.erasing: set[str] = set()
+        """Pseudonyms whose keys this batch destroys when it commits."""
         self.keys = app.subject_keys.session()
 
     def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
@@ -203,6 +207,9 @@ class LedgerApplication(Application[UUID]):
         now = self.clock()
         self._check_clocks(facts, now)
         digests = [self.subject_keys.digest(_canonical(fact)) for fact in facts]
+        refs = [ref for fact in facts for ref in fact_subject_refs(fact)]
+        self.subject_keys.prefetch(refs)
+        refreshed = False
         for attempt in range(MAX_ATTEMPTS):
             receipts: list[Receipt | None] = [None] * len(facts)
             recorded = self.ledger.select_claims([f.event_id for f in facts])
@@ -233,6 +240,16 @@ class LedgerApplication(Application[UUID]):
                     # Another process took a stream version or an event id: start again.
                     time.sleep(random.uniform(0, 0.005 * attempt))  # noqa: S311
                     continue
+                except SubjectErasedError as exc:
+                    # Erased meanwhile by another process, or it started a new lifecycle
+                    # that this process had not seen yet: look again, once.
+                    if refreshed:
+                        raise ValidationError.single(
+                            "subject", "subject_erased", str(exc)
+                        ) from None
+                    self.subject_keys.refresh(refs)
+                    refreshed = True
+                    continue
                 for index, record in zip(fresh, records, strict=True):
                     receipts[index] = Receipt.from_record(
                         record, facts[index].event_id, duplicate=False
@@ -249,7 +266,13 @@ class LedgerApplication(Application[UUID]):
                 return [stream_id("policy", fact.version)]
             case ev.RecipientRegistered() | ev.RecipientUpdated() | ev.RecipientTerminated():
                 return [stream_id("recipient", fact.recipient_id)]
-            case ev.ConsentGiven() | ev.ConsentRefused() | ev.ConsentWithdrawn() | ev.AgeAttested():
+            case (
+                ev.ConsentGiven()
+                | ev.ConsentRefused()
+                | ev.ConsentWithdrawn()
+                | ev.AgeAttested()
+                | ev.SubjectLifecycleStarted()
+            ):
                 return [UUID(self.subject_keys.pseudonym(fact.subject))]
             case ev.DisclosureRecorded():
                 return [stream_id("disclosure", fact.disclosure_id)]
@@ -325,6 +348,7 @@ class LedgerApplication(Application[UUID]):
             batch.keys.abandoned()
             raise
         batch.keys.committed()
+        self.subject_keys.forget(batch.erasing)
         return records
 
     def _run_batch(
@@ -341,13 +365,25 @@ class LedgerApplication(Application[UUID]):
                 self._handle(batch, fact, now)
             except ValidationError as exc:
                 raise exc.at_index(index) from None
+            except SubjectErasedError as exc:
+                field = "subject" if hasattr(fact, "subject") else "subjects"
+                raise ValidationError.single(field, "subject_erased", str(exc)).at_index(
+                    index
+                ) from None
             principal.append(len(batch.events) - 1)
         stored: list[StoredEvent] = [self.mapper.to_stored_event(e) for e in batch.events]
         claims = [
             Claim(fact.event_id, digest, position)
             for fact, digest, position in zip(facts, digests, principal, strict=True)
         ]
-        records = self.ledger.append(stored, claims, batch.keys.new_wrapped_keys)
+        records = self.ledger.append(
+            stored,
+            claims,
+            batch.keys.new_wrapped_keys,
+            sealed_under=batch.keys.sealed_under,
+            erase=batch.erasing,
+            lifecycles=batch.keys.lifecycles,
+        )
         return [records[position] for position in principal]
 
     # -- commands, one per fact type -----------------------------------------------------------
@@ -428,6 +464,16 @@ class LedgerApplication(Application[UUID]):
                 trigger(subject, event_class)
             case ev.AgeAttested():
                 trigger(self._subject(batch, fact.subject, envelope), Subject.AgeAttested)
+            case ev.SubjectLifecycleStarted():
+                try:
+                    batch.keys.start_lifecycle(fact.subject, batch.erasing)
+                except LifecycleError:
+                    raise rule(
+                        "subject",
+                        "subject_not_erased",
+                        "a new lifecycle starts only after the subject's erasure",
+                    ) from None
+                trigger(self._subject(batch, fact.subject, envelope), Subject.LifecycleStarted)
             case ev.DisclosureRecorded():
                 key = batch.absent(
                     Disclosure,
@@ -486,7 +532,8 @@ class LedgerApplication(Application[UUID]):
                 request = batch.existing(
                     RightsRequest, "request", fact.request_id, "request_id", "request_unknown"
                 )
-                request.check_step(batch.keys.pseudonym(fact.subject))
+                pseudonym = batch.keys.pseudonym(fact.subject)
+                request.check_step(pseudonym)
                 request_events: dict[type[ev.Fact], type[LedgerEvent]] = {
                     ev.RequestIdentityVerified: RightsRequest.IdentityVerified,
                     ev.RequestExtended: RightsRequest.Extended,
@@ -494,6 +541,12 @@ class LedgerApplication(Application[UUID]):
                     ev.RequestRefused: RightsRequest.Refused,
                 }
                 trigger(request, request_events[type(fact)])
+                grounds = {
+                    "erasure": ErasureGround.ERASURE_REQUEST,
+                    "account_cancellation": ErasureGround.ACCOUNT_CANCELLATION,
+                }
+                if isinstance(fact, ev.RequestFulfilled) and request.kind in grounds:
+                    self._erase(batch, pseudonym, grounds[request.kind], envelope, fact.request_id)
             case ev.CorrectionRecorded():
                 key = stream_id("correction", fact.event_id)
                 concerns = self._check_correction(batch, fact)
@@ -501,6 +554,68 @@ class LedgerApplication(Application[UUID]):
                 batch.create(Correction, Correction.Recorded, key, data=data, **envelope)
             case _:
                 raise LedgerError(f"no command handles {fact.TYPE}")
+
+    def _erase(
+        self,
+        batch: _Batch,
+        pseudonym: str,
+        ground: ErasureGround,
+        envelope: dict[str, Any],
+        request_id: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record the subject's erasure in this batch; its key is destroyed when it commits."""
+        system = dict(envelope, event_id=None, backdated=False, occurred_at=envelope["timestamp"])
+        subject = batch.find(Subject, UUID(pseudonym))
+        if subject is None:  # a subject known only from requests or disclosures
+            subject = batch.create(
+                Subject, Subject.Registered, UUID(pseudonym), data={"subject": pseudonym}, **system
+            )
+        subject.check_not_erased()
+        data: dict[str, Any] = {"subject": pseudonym, "ground": str(ground)}
+        if request_id is not None:
+            data["request_id"] = request_id
+        if details:
+            data["details"] = dict(details)
+        batch.trigger(subject, Subject.Erased, data=data, **system)
+        batch.erasing.add(pseudonym)
+
+    def erase(
+        self,
+        *,
+        subject_ref: str | None = None,
+        pseudonym: str | None = None,
+        ground: ErasureGround = ErasureGround.OPERATOR,
+        details: Mapping[str, Any] | None = None,
+    ) -> Receipt:
+        """Erase a subject (by reference or pseudonym): destroy its key, record why.
+
+        The erasure event holds no personal data (``details``, such as the retention periods
+        that ended, must hold none either); every event sealed under the key stays, signed and
+        proven, and shows ``[erased]`` where the personal data was.
+        """
+        if (subject_ref is None) == (pseudonym is None):
+            raise LedgerError("name the subject by its reference or by its pseudonym")
+        now = self.clock()
+        envelope = {"timestamp": now, "emitter": None}
+        for attempt in range(MAX_ATTEMPTS):
+            batch = _Batch(self)
+            target = pseudonym or batch.keys.pseudonym(str(subject_ref))
+            if not self.subject_keys.store.select([target]):
+                if self.subject_keys.store.erased([target]):
+                    raise rule("subject", "subject_erased", f"subject {target} was erased already")
+                raise LedgerError(f"no subject {target} is known to the ledger: nothing to erase")
+            with self._stream_locks.holding([UUID(target)]):
+                self._erase(batch, target, ground, envelope, details=details)
+                stored = [self.mapper.to_stored_event(e) for e in batch.events]
+                try:
+                    [record] = self.ledger.append(stored, (), erase=batch.erasing)
+                except IntegrityError:
+                    time.sleep(random.uniform(0, 0.005 * attempt))  # noqa: S311
+                    continue
+            self.subject_keys.forget(batch.erasing)
+            return Receipt.from_record(record, "", duplicate=False)
+        raise ConcurrencyError("the erasure lost the race for the subject's stream; try again")
 
     def _subject(self, batch: _Batch, subject_ref: str, envelope: dict[str, Any]) -> Subject:
         pseudonym = batch.keys.pseudonym(subject_ref)
@@ -517,6 +632,7 @@ class LedgerApplication(Application[UUID]):
             subject = batch.create(
                 Subject, Subject.Registered, key, data={"subject": pseudonym}, **system
             )
+        subject.check_not_erased()
         return subject
 
     def _recipient(self, batch: _Batch, recipient_id: str, field: str) -> Recipient:

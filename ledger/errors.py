@@ -82,6 +82,18 @@ class StorageError(LedgerError):
     """Raised when the database cannot be reached or refuses a write."""
 
 
+class SubjectErasedError(LedgerError):
+    """Personal data of an erased subject was about to be sealed: the append is refused."""
+
+    def __init__(self, pseudonyms: list[str]) -> None:
+        self.pseudonyms = sorted(pseudonyms)
+        super().__init__(
+            f"subject {', '.join(self.pseudonyms)} was erased: nothing more is recorded for "
+            "it; to record facts about a new relationship with the same reference, start a new "
+            "lifecycle first (a subject.lifecycle_started fact)"
+        )
+
+
 class KeyMaterialError(LedgerError):
     """Raised when a signing key or the master key is missing, unreadable or wrong."""
 

@@ -214,6 +214,16 @@ class AgeAttested(Fact):
     method: AgeAttestationMethod
 
 
+class SubjectLifecycleStarted(Fact):
+    """A reference whose subject was erased now names someone the ledger may record again."""
+
+    TYPE = "subject.lifecycle_started"
+    SUBJECT_SCOPED = True
+    type: Literal["subject.lifecycle_started"]
+    subject: SubjectRef
+    reason: OrgText | None = None
+
+
 # -- disclosures ------------------------------------------------------------------------------
 
 
@@ -373,6 +383,7 @@ AnyFact: TypeAlias = Union[  # noqa: UP007 (a discriminated union is spelled thi
     ConsentRefused,
     ConsentWithdrawn,
     AgeAttested,
+    SubjectLifecycleStarted,
     DisclosureRecorded,
     IncidentOpened,
     IncidentAssessed,

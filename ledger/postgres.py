@@ -80,6 +80,10 @@ CREATE TABLE IF NOT EXISTS {s}.ledger_subject_keys (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE IF NOT EXISTS {s}.ledger_secrets (name text PRIMARY KEY, wrapped bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}.ledger_subject_generations (
+    base text PRIMARY KEY,
+    generation integer NOT NULL
+);
 """
 
 _COLUMNS = sql.SQL(", ").join(
@@ -160,6 +164,14 @@ class _PostgresWrite:
 
     def read_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         return _read_nodes(self.conn, self.recorder, keys)
+
+    def erased_among(self, pseudonyms: Sequence[str]) -> set[str] | None:
+        return erased_keys(self.conn, self.recorder.keys_table, list(pseudonyms))
+
+    def destroy_keys(self, pseudonyms: Sequence[str]) -> bool:
+        destroy_keys(self.conn, self.recorder.keys_table, list(pseudonyms))
+        self.recorder.vacuum_after_commit = True
+        return True
 
     def write(
         self,
@@ -282,6 +294,8 @@ class PostgresLedgerRecorder(LedgerRecorder):
         self.schema = schema
         self.table = sql.Identifier(schema, "ledger_events")
         self.claims_sql = sql.Identifier(schema, "ledger_claims")
+        self.keys_table = sql.Identifier(schema, "ledger_subject_keys")
+        self.vacuum_after_commit = False
         self.events_table = f'"{schema}".ledger_events'
         self.claims_table = f'"{schema}".ledger_claims'
         self.checkpoints_table = f'"{schema}".ledger_checkpoints'
@@ -303,7 +317,8 @@ class PostgresLedgerRecorder(LedgerRecorder):
             "SELECT * FROM unnest(%s::text[], %s::bytea[]) "
             "ON CONFLICT DO NOTHING RETURNING pseudonym, wrapped) "
             "SELECT pseudonym, wrapped FROM ins UNION ALL "
-            "SELECT pseudonym, wrapped FROM {keys} WHERE pseudonym = ANY(%s)"
+            "SELECT pseudonym, wrapped FROM {keys} WHERE pseudonym = ANY(%s) "
+            "AND length(wrapped) > 0"
         ).format(keys=sql.Identifier(schema, "ledger_subject_keys"))
         self.write_statement = sql.SQL(
             "WITH e AS (INSERT INTO {events} ({columns}) SELECT * FROM unnest("
@@ -334,6 +349,9 @@ class PostgresLedgerRecorder(LedgerRecorder):
             raise IntegrityError(str(exc)) from exc
         except psycopg.Error as exc:
             raise StorageError(f"PostgreSQL refused the append: {exc}") from exc
+        if self.vacuum_after_commit:
+            self.vacuum_after_commit = False
+            vacuum_keys(self.pool, self.keys_table)
 
     @contextmanager
     def _tree_transaction(self) -> Iterator[_PostgresTree]:
@@ -380,7 +398,8 @@ class PostgresKeyStore(KeyStore):
     def __init__(self, pool: ConnectionPool, schema: str = "public") -> None:
         self.pool = pool
         self.keys = sql.Identifier(schema, "ledger_subject_keys")
-        self.secrets = sql.Identifier(schema, "ledger_secrets")
+        self.secrets_table = sql.Identifier(schema, "ledger_secrets")
+        self.generations_table = sql.Identifier(schema, "ledger_subject_generations")
 
     def persist(self, wrapped: Mapping[str, bytes]) -> dict[str, bytes]:
         with self.pool.connection() as conn, conn.transaction():
@@ -399,17 +418,86 @@ class PostgresKeyStore(KeyStore):
 
     def _select(self, conn: psycopg.Connection[Any], pseudonyms: list[str]) -> dict[str, bytes]:
         rows = conn.execute(
-            sql.SQL("SELECT pseudonym, wrapped FROM {} WHERE pseudonym = ANY(%s)").format(
-                self.keys
-            ),
+            sql.SQL(
+                "SELECT pseudonym, wrapped FROM {} WHERE pseudonym = ANY(%s) "
+                "AND length(wrapped) > 0"
+            ).format(self.keys),
             (pseudonyms,),
         ).fetchall()
         return {r[0]: bytes(r[1]) for r in rows}
 
+    def erased(self, pseudonyms: Iterable[str]) -> set[str]:
+        with self.pool.connection() as conn:
+            return erased_keys(conn, self.keys, list(pseudonyms))
+
+    def destroy(self, pseudonyms: Iterable[str]) -> None:
+        with self.pool.connection() as conn, conn.transaction():
+            destroy_keys(conn, self.keys, sorted(set(pseudonyms)))
+        vacuum_keys(self.pool, self.keys)
+
+    def generations(self, bases: Iterable[str]) -> dict[str, int]:
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                sql.SQL("SELECT base, generation FROM {} WHERE base = ANY(%s)").format(
+                    self.generations_table
+                ),
+                (list(bases),),
+            ).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def start_generation(self, base: str, generation: int) -> bool:
+        with self.pool.connection() as conn, conn.transaction():
+            if generation == 1:
+                row = conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {} (base, generation) VALUES (%s, 1) "
+                        "ON CONFLICT DO NOTHING RETURNING 1"
+                    ).format(self.generations_table),
+                    (base,),
+                ).fetchone()
+            else:
+                row = conn.execute(
+                    sql.SQL(
+                        "UPDATE {} SET generation = %s WHERE base = %s AND generation = %s "
+                        "RETURNING 1"
+                    ).format(self.generations_table),
+                    (generation, base, generation - 1),
+                ).fetchone()
+        return row is not None
+
+    def wrapped_keys(self) -> Iterable[tuple[str, bytes]]:
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                sql.SQL("SELECT pseudonym, wrapped FROM {} WHERE length(wrapped) > 0").format(
+                    self.keys
+                )
+            ).fetchall()
+        return [(str(r[0]), bytes(r[1])) for r in rows]
+
+    def secrets(self) -> dict[str, bytes]:
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                sql.SQL("SELECT name, wrapped FROM {}").format(self.secrets_table)
+            ).fetchall()
+        return {str(r[0]): bytes(r[1]) for r in rows}
+
+    def replace_wrapped(self, keys: Mapping[str, bytes], secrets: Mapping[str, bytes]) -> None:
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(
+                sql.SQL("UPDATE {} SET wrapped = %s WHERE pseudonym = %s").format(self.keys),
+                [(w, p) for p, w in sorted(keys.items())],
+            )
+            cur.executemany(
+                sql.SQL("UPDATE {} SET wrapped = %s WHERE name = %s").format(self.secrets_table),
+                [(w, n) for n, w in sorted(secrets.items())],
+            )
+        vacuum_keys(self.pool, self.keys)
+
     def get_secret(self, name: str) -> bytes | None:
         with self.pool.connection() as conn:
             row = conn.execute(
-                sql.SQL("SELECT wrapped FROM {} WHERE name = %s").format(self.secrets), (name,)
+                sql.SQL("SELECT wrapped FROM {} WHERE name = %s").format(self.secrets_table),
+                (name,),
             ).fetchone()
         return None if row is None else bytes(row[0])
 
@@ -418,9 +506,46 @@ class PostgresKeyStore(KeyStore):
             conn.execute(
                 sql.SQL(
                     "INSERT INTO {} (name, wrapped) VALUES (%s, %s) ON CONFLICT DO NOTHING"
-                ).format(self.secrets),
+                ).format(self.secrets_table),
                 (name, wrapped),
             )
 
     def close(self) -> None:
         """The pool belongs to the recorder, which closes it."""
+
+
+def erased_keys(
+    conn: psycopg.Connection[Any], keys: sql.Identifier, pseudonyms: list[str]
+) -> set[str]:
+    """Those of the pseudonyms whose key was destroyed (a tombstone: an empty wrapped key)."""
+    if not pseudonyms:
+        return set()
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT pseudonym FROM {} WHERE pseudonym = ANY(%s) AND length(wrapped) = 0"
+        ).format(keys),
+        (pseudonyms,),
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def destroy_keys(
+    conn: psycopg.Connection[Any], keys: sql.Identifier, pseudonyms: list[str]
+) -> None:
+    """Replace the keys with tombstones, in the caller's transaction."""
+    conn.execute(sql.SQL("DELETE FROM {} WHERE pseudonym = ANY(%s)").format(keys), (pseudonyms,))
+    conn.execute(
+        sql.SQL("INSERT INTO {} (pseudonym, wrapped) SELECT unnest(%s::text[]), ''::bytea").format(
+            keys
+        ),
+        (pseudonyms,),
+    )
+
+
+def vacuum_keys(pool: ConnectionPool, keys: sql.Identifier) -> None:
+    """Reclaim the dead rows that still hold destroyed or replaced keys (best effort)."""
+    try:
+        with pool.connection() as conn:
+            conn.execute(sql.SQL("VACUUM {}").format(keys))
+    except psycopg.Error:
+        pass  # the next autovacuum does it; docs/operations.md says what backups keep

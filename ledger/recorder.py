@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -37,7 +37,7 @@ from eventsourcing.persistence import (
     Subscription,
 )
 
-from ledger.errors import StorageError
+from ledger.errors import StorageError, SubjectErasedError
 from ledger.merkle_log import (
     Checkpointer,
     SignedCheckpoint,
@@ -123,6 +123,19 @@ class WriteTransaction(Protocol):
         """Insert records, claims and the Merkle nodes they complete (IntegrityError on a clash)."""
         ...
 
+    def erased_among(self, pseudonyms: Sequence[str]) -> set[str] | None:
+        """Which of these subjects' keys were destroyed, read in this transaction.
+
+        None when the key store is not in the log's database: then the key store is asked
+        (erasures happen under the log's write lock, so it cannot change meanwhile).
+        """
+        ...
+
+    def destroy_keys(self, pseudonyms: Sequence[str]) -> bool:
+        """Destroy these subjects' keys in this transaction; False if the key store is not in
+        the log's database (then they are destroyed in a transaction of their own, first)."""
+        ...
+
     def persist_keys(self, wrapped: Mapping[str, bytes]) -> dict[str, bytes] | None:
         """Store new subject keys in this transaction, as :meth:`KeyStore.persist` does.
 
@@ -143,6 +156,9 @@ class _Unit:
     stored_events: Sequence[StoredEvent]
     claims: Sequence[Claim]
     new_keys: Mapping[str, bytes]
+    sealed_under: frozenset[str] = frozenset()
+    erase: frozenset[str] = frozenset()
+    lifecycles: Mapping[str, int] = field(default_factory=dict)
     done: threading.Event = field(default_factory=threading.Event)
     result: list[LogRecord] | None = None
     error: BaseException | None = None
@@ -175,15 +191,31 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         stored_events: Sequence[StoredEvent],
         claims: Sequence[Claim] = (),
         new_keys: Mapping[str, bytes] | None = None,
+        *,
+        sealed_under: Iterable[str] = (),
+        erase: Iterable[str] = (),
+        lifecycles: Mapping[str, int] | None = None,
     ) -> list[LogRecord]:
         """Record ``stored_events`` atomically; return their records once committed.
 
         ``new_keys`` are the wrapped keys of subjects whose data these events are the first
-        to seal; they are stored durably before the events commit.
+        to seal; they are stored durably before the events commit. ``sealed_under`` names
+        every subject whose key sealed data in these events: if one was erased meanwhile,
+        the unit fails with :class:`SubjectErasedError`. ``erase`` names subjects whose keys
+        are destroyed with this commit (its events record the erasure). ``lifecycles``
+        (base pseudonym -> number) are new subject lifecycles these events start: stored with
+        this commit, each only if it is the next.
         """
         if not stored_events:
             return []
-        unit = _Unit(stored_events=stored_events, claims=claims, new_keys=new_keys or {})
+        unit = _Unit(
+            stored_events=stored_events,
+            claims=claims,
+            new_keys=new_keys or {},
+            sealed_under=frozenset(sealed_under),
+            erase=frozenset(erase),
+            lifecycles=dict(lifecycles or {}),
+        )
         with self._condition:
             if self._closed:
                 raise StorageError("the recorder is closed")
@@ -275,11 +307,47 @@ class LedgerRecorder(ApplicationRecorder, ABC):
                 unit.error = IntegrityError("another writer made this subject's key first")
         return ready
 
+    def _apply_erasures(self, group: list[_Unit], txn: WriteTransaction) -> list[_Unit]:
+        """Refuse units that seal under an erased subject's key; destroy the keys erased.
+
+        In group order: a unit that erases a subject comes before the units after it, which
+        then may not seal under that subject's key either.
+        """
+        involved = sorted({p for unit in group for p in unit.sealed_under | unit.erase})
+        erased: set[str] = set()
+        if involved:
+            in_transaction = txn.erased_among(involved)
+            erased = (
+                self.key_store.erased(involved) if in_transaction is None else in_transaction
+            )
+        ready: list[_Unit] = []
+        destroyed: set[str] = set()
+        for unit in group:
+            clash = unit.sealed_under & erased
+            if clash:
+                unit.error = SubjectErasedError(sorted(clash))
+                continue
+            ready.append(unit)
+            destroyed |= unit.erase - erased
+            erased |= unit.erase
+        if destroyed and not txn.destroy_keys(sorted(destroyed)):
+            self.key_store.destroy(destroyed)
+        started = []
+        for unit in ready:
+            for base, generation in sorted(unit.lifecycles.items()):
+                if not self.key_store.start_generation(base, generation):
+                    unit.error = IntegrityError("another writer started this lifecycle first")
+                    break
+            else:
+                started.append(unit)
+        return started
+
     def _commit(self, group: list[_Unit]) -> None:
         started = time.perf_counter()
         outcomes: list[tuple[_Unit, list[LogRecord] | None, BaseException | None]] = []
         with self._write_transaction() as txn:
             group = self._persist_keys(group, txn)
+            group = self._apply_erasures(group, txn)
             seq, taken = txn.read_head([c.event_id for unit in group for c in unit.claims])
             tree_size = seq
             edge = txn.read_nodes(right_edge(tree_size))

@@ -26,15 +26,20 @@ _PATHS: dict[str, list[tuple[str, str]]] = {
 }
 
 
-def fact_pseudonyms(fact: Fact, keys: KeySource) -> list[str]:
-    """Pseudonyms of every subject the fact names (whose keys sealing will need)."""
+def fact_subject_refs(fact: Fact) -> list[str]:
+    """The references of every subject the fact names."""
     refs: list[str] = []
     for path, kind in _PATHS[fact.TYPE]:
         if kind != "subject":
             continue
         value = getattr(fact, path.removesuffix("[]"))
         refs.extend(value if isinstance(value, list) else [value])
-    return [keys.pseudonym(ref) for ref in refs]
+    return refs
+
+
+def fact_pseudonyms(fact: Fact, keys: KeySource) -> list[str]:
+    """Pseudonyms of every subject the fact names (whose keys sealing will need)."""
+    return [keys.pseudonym(ref) for ref in fact_subject_refs(fact)]
 
 
 def seal_fact(fact: Fact, stream: UUID, stream_version: int, keys: KeySource) -> dict[str, Any]:
@@ -142,4 +147,4 @@ def _deep_copy(value: Any) -> Any:
     return value
 
 
-__all__ = ["ERASED", "SealError", "fact_pseudonyms", "open_data", "seal_fact"]
+__all__ = ["ERASED", "SealError", "fact_pseudonyms", "fact_subject_refs", "open_data", "seal_fact"]

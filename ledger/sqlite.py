@@ -77,6 +77,10 @@ CREATE TABLE IF NOT EXISTS ledger_subject_keys (
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 CREATE TABLE IF NOT EXISTS ledger_secrets (name TEXT PRIMARY KEY, wrapped BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger_subject_generations (
+    base TEXT PRIMARY KEY,
+    generation INTEGER NOT NULL
+);
 """
 
 
@@ -113,6 +117,12 @@ class _SQLiteWrite:
 
     def persist_keys(self, wrapped: Mapping[str, bytes]) -> dict[str, bytes] | None:
         return None  # the key store is its own file, committed first
+
+    def erased_among(self, pseudonyms: Sequence[str]) -> set[str] | None:
+        return None  # the key store is its own file
+
+    def destroy_keys(self, pseudonyms: Sequence[str]) -> bool:
+        return False  # the key store is its own file
 
     def read_head(self, event_ids: Sequence[str]) -> tuple[int, set[str]]:
         row = self.conn.execute("SELECT max(seq) FROM ledger_events").fetchone()
@@ -298,6 +308,8 @@ class SQLiteLedgerRecorder(LedgerRecorder):
 class SQLiteKeyStore(KeyStore):
     def __init__(self, path: Path) -> None:
         self._conn = connect(path)
+        # A destroyed key's bytes are overwritten with zeros, not left in free pages.
+        self._conn.execute("PRAGMA secure_delete=ON")
         self._lock = threading.Lock()
         self._conn.executescript(KEYSTORE_SCHEMA)
 
@@ -320,11 +332,96 @@ class SQLiteKeyStore(KeyStore):
             marks = ",".join("?" * len(chunk))
             for pseudonym, wrapped in self._conn.execute(
                 "SELECT pseudonym, wrapped FROM ledger_subject_keys "  # noqa: S608
-                f"WHERE pseudonym IN ({marks})",
+                f"WHERE pseudonym IN ({marks}) AND length(wrapped) > 0",
                 chunk,
             ):
                 found[pseudonym] = bytes(wrapped)
         return found
+
+    def erased(self, pseudonyms: Iterable[str]) -> set[str]:
+        ids = list(pseudonyms)
+        found: set[str] = set()
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    row[0]
+                    for row in self._conn.execute(
+                        "SELECT pseudonym FROM ledger_subject_keys "  # noqa: S608
+                        f"WHERE pseudonym IN ({marks}) AND length(wrapped) = 0",
+                        chunk,
+                    )
+                )
+        return found
+
+    def destroy(self, pseudonyms: Iterable[str]) -> None:
+        ids = sorted(set(pseudonyms))
+        with self._lock:
+            with _immediate(self._conn) as conn:
+                conn.executemany(
+                    "DELETE FROM ledger_subject_keys WHERE pseudonym = ?", [(p,) for p in ids]
+                )
+                conn.executemany(
+                    "INSERT INTO ledger_subject_keys (pseudonym, wrapped) VALUES (?, x'')",
+                    [(p,) for p in ids],
+                )
+            # The old pages leave the write-ahead log too.
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def generations(self, bases: Iterable[str]) -> dict[str, int]:
+        ids = list(bases)
+        found: dict[str, int] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for base, generation in self._conn.execute(
+                    "SELECT base, generation FROM ledger_subject_generations "  # noqa: S608
+                    f"WHERE base IN ({marks})",
+                    chunk,
+                ):
+                    found[base] = int(generation)
+        return found
+
+    def start_generation(self, base: str, generation: int) -> bool:
+        with self._lock, _immediate(self._conn) as conn:
+            row = conn.execute(
+                "SELECT generation FROM ledger_subject_generations WHERE base = ?", (base,)
+            ).fetchone()
+            if (0 if row is None else int(row[0])) != generation - 1:
+                return False
+            conn.execute(
+                "INSERT OR REPLACE INTO ledger_subject_generations (base, generation) "
+                "VALUES (?, ?)",
+                (base, generation),
+            )
+            return True
+
+    def wrapped_keys(self) -> Iterable[tuple[str, bytes]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT pseudonym, wrapped FROM ledger_subject_keys WHERE length(wrapped) > 0"
+            ).fetchall()
+        return [(str(r[0]), bytes(r[1])) for r in rows]
+
+    def secrets(self) -> dict[str, bytes]:
+        with self._lock:
+            rows = self._conn.execute("SELECT name, wrapped FROM ledger_secrets").fetchall()
+        return {str(r[0]): bytes(r[1]) for r in rows}
+
+    def replace_wrapped(self, keys: Mapping[str, bytes], secrets: Mapping[str, bytes]) -> None:
+        with self._lock:
+            with _immediate(self._conn) as conn:
+                conn.executemany(
+                    "UPDATE ledger_subject_keys SET wrapped = ? WHERE pseudonym = ?",
+                    [(w, p) for p, w in keys.items()],
+                )
+                conn.executemany(
+                    "UPDATE ledger_secrets SET wrapped = ? WHERE name = ?",
+                    [(w, n) for n, w in secrets.items()],
+                )
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def get_secret(self, name: str) -> bytes | None:
         with self._lock:

@@ -28,7 +28,7 @@ from uuid import UUID
 from nacl import bindings
 from nacl.exceptions import CryptoError
 
-from ledger.errors import KeyMaterialError
+from ledger.errors import KeyMaterialError, SubjectErasedError
 
 KEY_BYTES = 32
 NONCE_BYTES = bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
@@ -126,6 +126,34 @@ class KeyStore(ABC):
         """The wrapped keys of those pseudonyms that have one."""
 
     @abstractmethod
+    def erased(self, pseudonyms: Iterable[str]) -> set[str]:
+        """Those of the pseudonyms whose key was destroyed."""
+
+    @abstractmethod
+    def destroy(self, pseudonyms: Iterable[str]) -> None:
+        """Destroy the keys (a tombstone stays, so no key is ever made for them again)."""
+
+    @abstractmethod
+    def generations(self, bases: Iterable[str]) -> dict[str, int]:
+        """The lifecycle number of each base pseudonym that has started a new one."""
+
+    @abstractmethod
+    def start_generation(self, base: str, generation: int) -> bool:
+        """Record lifecycle ``generation`` of ``base`` if it is the next; False if not."""
+
+    @abstractmethod
+    def wrapped_keys(self) -> Iterable[tuple[str, bytes]]:
+        """Every live wrapped key (for re-wrapping under a new master key)."""
+
+    @abstractmethod
+    def replace_wrapped(self, keys: Mapping[str, bytes], secrets: Mapping[str, bytes]) -> None:
+        """Replace wrapped keys and secrets in one transaction (master key rotation)."""
+
+    @abstractmethod
+    def secrets(self) -> dict[str, bytes]:
+        """Every wrapped ledger secret, by name."""
+
+    @abstractmethod
     def get_secret(self, name: str) -> bytes | None:
         """A wrapped ledger secret, or None."""
 
@@ -158,6 +186,7 @@ class SubjectKeys:
         self.store = store
         self._master_key = master_key
         self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._generations: OrderedDict[str, int] = OrderedDict()
         self._pending: dict[str, tuple[bytes, bytes]] = {}
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -181,9 +210,102 @@ class SubjectKeys:
             ) from None
 
     def pseudonym(self, subject_ref: str) -> str:
-        """The subject's name in the log: a UUID that reveals nothing without the secret."""
-        mac = hmac.new(self._secret, b"pseudonym\0" + subject_ref.encode(), hashlib.sha256)
+        """The subject's name in the log: a UUID that reveals nothing without the secret.
+
+        Each lifecycle of a reference has its own: the first is the *base* pseudonym; after an
+        erasure, a new lifecycle (``start_lifecycle``) derives the next one.
+        """
+        base = self._derive(subject_ref, 0)
+        generation = self._generation(base)
+        return base if generation == 0 else self._derive(subject_ref, generation)
+
+    def _derive(self, subject_ref: str, generation: int) -> str:
+        message = b"pseudonym\0" + subject_ref.encode()
+        if generation:
+            message += b"\0" + str(generation).encode()
+        mac = hmac.new(self._secret, message, hashlib.sha256)
         return str(UUID(bytes=mac.digest()[:16]))
+
+    def _generation(self, base: str) -> int:
+        with self._lock:
+            cached = self._generations.get(base)
+            if cached is not None:
+                self._generations.move_to_end(base)
+                return cached
+        generation = self.store.generations([base]).get(base, 0)
+        self._remember_generations({base: generation})
+        return generation
+
+    def _remember_generations(self, generations: Mapping[str, int]) -> None:
+        with self._lock:
+            for base, generation in generations.items():
+                self._generations[base] = generation
+                self._generations.move_to_end(base)
+            while len(self._generations) > self._cache_size:
+                self._generations.popitem(last=False)
+
+    def prefetch(self, subject_refs: Iterable[str]) -> None:
+        """Read the lifecycles of many references in one go (before a batch is handled)."""
+        bases = {self._derive(ref, 0) for ref in subject_refs}
+        with self._lock:
+            unknown = [b for b in bases if b not in self._generations]
+        if unknown:
+            found = self.store.generations(unknown)
+            self._remember_generations({b: found.get(b, 0) for b in unknown})
+
+    def refresh(self, subject_refs: Iterable[str]) -> None:
+        """Forget what is cached of these references' lifecycles (another process moved on)."""
+        with self._lock:
+            for ref in subject_refs:
+                self._generations.pop(self._derive(ref, 0), None)
+
+    def next_lifecycle(
+        self, subject_ref: str, erasing: Iterable[str] = ()
+    ) -> tuple[str, str, int]:
+        """The base pseudonym, and the pseudonym and number of the reference's next lifecycle.
+
+        Allowed only when the current lifecycle was erased (or is being erased: ``erasing``);
+        the recorder stores the new number with the commit that records it.
+        """
+        self.refresh([subject_ref])
+        base = self._derive(subject_ref, 0)
+        generation = self._generation(base)
+        current = base if generation == 0 else self._derive(subject_ref, generation)
+        if current not in set(erasing) and not self.store.erased([current]):
+            raise LifecycleError(current)
+        return base, self._derive(subject_ref, generation + 1), generation + 1
+
+    def forget(self, pseudonyms: Iterable[str]) -> None:
+        """Drop erased subjects' keys from memory."""
+        with self._lock:
+            for pseudonym in pseudonyms:
+                self._cache.pop(pseudonym, None)
+                self._pending.pop(pseudonym, None)
+
+    def rotate_master_key(self, new_master_key: bytes) -> int:
+        """Re-wrap every subject key and secret under a new master key, in one transaction.
+
+        The log is not touched. Returns the number of subject keys re-wrapped.
+        """
+        if len(new_master_key) != KEY_BYTES:
+            raise KeyMaterialError(f"a master key is {KEY_BYTES} bytes")
+        keys = {
+            pseudonym: encrypt(
+                new_master_key, self._unwrap(pseudonym, wrapped), _wrap_aad(pseudonym)
+            )
+            for pseudonym, wrapped in self.store.wrapped_keys()
+        }
+        secrets = {}
+        for name, wrapped in self.store.secrets().items():
+            aad = f"secret|{name}".encode()
+            try:
+                plain = decrypt(self._master_key, wrapped, aad)
+            except SealError:
+                raise KeyMaterialError(f"secret {name} does not open with the master key") from None
+            secrets[name] = encrypt(new_master_key, plain, aad)
+        self.store.replace_wrapped(keys, secrets)
+        self._master_key = new_master_key
+        return len(keys)
 
     def digest(self, canonical: bytes) -> bytes:
         """A keyed digest of an event's content, for idempotency (no plaintext dictionary)."""
@@ -193,10 +315,17 @@ class SubjectKeys:
         return KeySession(self)
 
     def keys_for(self, pseudonyms: Iterable[str], *, create: bool) -> dict[str, bytes]:
-        """Stored subject keys by pseudonym (``create`` is for sessions; here it must be off)."""
+        """Stored subject keys by pseudonym, for reading (``create`` must be off).
+
+        Read from the store each time, never from the cache: a key another process destroyed
+        must not open anything here.
+        """
         if create:
             raise ValueError("new subject keys are made in a KeySession, which stores them")
-        return self._lookup(list(dict.fromkeys(pseudonyms)), None)
+        stored = self.store.select(list(dict.fromkeys(pseudonyms)))
+        return {
+            pseudonym: self._unwrap(pseudonym, wrapped) for pseudonym, wrapped in stored.items()
+        }
 
     def _lookup(
         self, wanted: list[str], new: dict[str, tuple[bytes, bytes]] | None
@@ -217,6 +346,10 @@ class SubjectKeys:
                 for pseudonym in stored:
                     self._remember(pseudonym, found[pseudonym])
                 if new is not None:
+                    unknown = [p for p in missing if p not in found and p not in self._pending]
+                    erased = self.store.erased(unknown) if unknown else set()
+                    if erased:
+                        raise SubjectErasedError(sorted(erased))
                     for pseudonym in missing:
                         if pseudonym in found:
                             continue
@@ -252,6 +385,14 @@ class SubjectKeys:
                     self._remember(pseudonym, pending[0])
 
 
+class LifecycleError(ValueError):
+    """A new lifecycle was asked for a subject whose current one was not erased."""
+
+    def __init__(self, pseudonym: str) -> None:
+        super().__init__(f"subject {pseudonym} was not erased: its lifecycle goes on")
+        self.pseudonym = pseudonym
+
+
 class KeySession:
     """The keys one batch uses; the new ones travel with its events to the recorder."""
 
@@ -259,6 +400,10 @@ class KeySession:
         self._keys = keys
         self._new: dict[str, tuple[bytes, bytes]] = {}
         self._pseudonyms: dict[str, str] = {}
+        self.lifecycles: dict[str, int] = {}
+        """Base pseudonym -> the lifecycle this batch starts."""
+        self.sealed_under: set[str] = set()
+        """Every subject whose key this batch sealed with."""
 
     def pseudonym(self, subject_ref: str) -> str:
         pseudonym = self._pseudonyms.get(subject_ref)
@@ -266,8 +411,17 @@ class KeySession:
             pseudonym = self._pseudonyms[subject_ref] = self._keys.pseudonym(subject_ref)
         return pseudonym
 
+    def start_lifecycle(self, subject_ref: str, erasing: Iterable[str]) -> str:
+        """From now on in this batch, the reference names its next lifecycle's pseudonym."""
+        base, pseudonym, generation = self._keys.next_lifecycle(subject_ref, erasing)
+        self.lifecycles[base] = generation
+        self._pseudonyms[subject_ref] = pseudonym
+        return pseudonym
+
     def keys_for(self, pseudonyms: Iterable[str], *, create: bool) -> dict[str, bytes]:
         wanted = list(dict.fromkeys(pseudonyms))
+        if create:
+            self.sealed_under.update(wanted)
         known = {p: self._new[p][0] for p in wanted if p in self._new}
         rest = [p for p in wanted if p not in known]
         return known | self._keys._lookup(rest, self._new if create else None)
@@ -278,8 +432,9 @@ class KeySession:
         return {pseudonym: wrapped for pseudonym, (_, wrapped) in self._new.items()}
 
     def committed(self) -> None:
-        """The batch committed: its new keys are stored; cache them."""
+        """The batch committed: its new keys and lifecycles are stored; cache them."""
         self._keys._settle(self._new, stored=True)
+        self._keys._remember_generations(self.lifecycles)
 
     def abandoned(self) -> None:
         """The batch lost a race: forget its new keys, the stored ones win on retry."""

@@ -86,6 +86,16 @@ class RefusalGround(StrEnum):
     NO_DATA_HELD = "no_data_held"
 
 
+class ErasureGround(StrEnum):
+    """Why a subject's personal data was erased (GDPR 17(1); the seed policy's promises)."""
+
+    ERASURE_REQUEST = "erasure_request"  # GDPR 17(1), a fulfilled erasure request
+    ACCOUNT_CANCELLATION = "account_cancellation"  # a fulfilled cancellation request
+    MINOR_DATA_FOUND = "minor_data_found"  # data of a child collected without a guardian
+    RETENTION_ENDED = "retention_ended"  # every purpose's retention period has passed
+    OPERATOR = "operator"  # an operator's decision, e.g. a court order
+
+
 class RiskLevel(StrEnum):
     UNLIKELY = "unlikely"  # no notification to the authority needed (GDPR 33(1))
     RISK = "risk"  # notify the authority

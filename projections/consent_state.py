@@ -22,12 +22,13 @@ PREFIX = "proj_consent_"
 BOOK = ConsentBook(PREFIX)
 """For readers: no cache."""
 INTERVALS = "proj_consent_intervals"
+ERASURES = "proj_consent_erasures"
 
 
 class ConsentState(CorrectableProjection):
     name = "consent_state"
-    version = 1
-    topics = BOOK_TYPES
+    version = 2
+    topics = BOOK_TYPES | {"subject.erased"}
     tables: ClassVar[Mapping[str, str]] = {
         **BOOK.tables,
         INTERVALS: (
@@ -35,6 +36,10 @@ class ConsentState(CorrectableProjection):
             "valid_until TEXT, end_reason TEXT, given_seq BIGINT NOT NULL, ended_seq BIGINT, "
             "policy_version TEXT NOT NULL, guardian INTEGER NOT NULL, "
             "PRIMARY KEY (subject, purpose, given_seq)"
+        ),
+        ERASURES: (
+            "subject TEXT PRIMARY KEY, seq BIGINT NOT NULL, erased_at TEXT NOT NULL, "
+            "ground TEXT NOT NULL"
         ),
     }
 
@@ -45,6 +50,12 @@ class ConsentState(CorrectableProjection):
         self.book.begin(sql)
 
     def process(self, sql: Sql, event: LoggedEvent) -> None:
+        if event.type == "subject.erased":
+            sql.execute(
+                f"INSERT INTO {ERASURES} (subject, seq, erased_at, ground) VALUES (?, ?, ?, ?)",
+                (event.data["subject"], event.seq, event.occurred_at, event.data["ground"]),
+            )
+            return
         self.book.record(sql, event)
         if event.type in CONSENT_TYPES:
             for subject, purpose in subjects_and_purposes(event):
@@ -122,7 +133,16 @@ class ConsentStateView:
             return self._verdict(sql, subject, purpose, moment_text(at))
 
     def _verdict(self, sql: Sql, subject: str, purpose: str, moment: str) -> Verdict:
+        erasure = _erasure(sql, subject)
+        if erasure is not None and erasure["erased_at"] <= moment:
+            # Nothing may be processed for an erased subject from its erasure on.
+            return Verdict(False, "erased", erasure["seq"], None, erasure["erased_at"])
         return BOOK.verdict(sql, subject, purpose, moment, self.default_minimum_age)
+
+    def erasure(self, subject: str) -> dict[str, Any] | None:
+        """When and why the subject was erased, or None."""
+        with self.db.reading() as sql:
+            return _erasure(sql, subject)
 
     def intervals(self, subject: str, purpose: str) -> list[Interval]:
         rows = self.db.query(
@@ -131,3 +151,12 @@ class ConsentStateView:
             (subject, purpose),
         )
         return [Interval(r[0], r[1], r[2], int(r[3]), r[4], r[5], bool(r[6])) for r in rows]
+
+
+def _erasure(sql: Sql, subject: str) -> dict[str, Any] | None:
+    rows = sql.execute(
+        f"SELECT seq, erased_at, ground FROM {ERASURES} WHERE subject = ?", (subject,)
+    )
+    for seq, erased_at, ground in rows:
+        return {"seq": int(seq), "erased_at": str(erased_at), "ground": str(ground)}
+    return None

@@ -67,7 +67,12 @@ async def state(
     await _wait(models, wait_for)
     pseudonym = ledger.subject_keys.pseudonym(subject)
     states = await run_in_threadpool(models.consent.state, pseudonym, _moment(at))
-    return {"subject": pseudonym, "purposes": [s.as_dict() for s in states]}
+    erasure = await run_in_threadpool(models.consent.erasure, pseudonym)
+    return {
+        "subject": pseudonym,
+        "erased": erasure,
+        "purposes": [s.as_dict() for s in states],
+    }
 
 
 @router.get(

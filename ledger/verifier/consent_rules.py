@@ -26,6 +26,7 @@ DPV_STATUS = {
     "expired": "dpv:ConsentExpired",
     "renewal_required": "dpv:ConsentInvalidated",
     "invalid_minor": "dpv:ConsentInvalidated",
+    "erased": "dpv:ConsentInvalidated",
 }
 
 
