@@ -73,12 +73,16 @@ def server(settings: Settings) -> Iterator[Server]:
     )
     assert revoked.exit_code == 0, revoked.output
     port = free_port()
+    # The server logs a line per request: to a file, never an undrained pipe (which fills
+    # after some 250 requests and stops the server).
+    log_path = settings.data_dir / "serve.log"
+    log = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
         env=settings_env(settings),
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -88,7 +92,7 @@ def server(settings: Settings) -> Iterator[Server]:
                 break
         except httpx.TransportError:
             pass
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert process.poll() is None, log_path.read_text(errors="replace")
         assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.1)
     try:
@@ -96,8 +100,7 @@ def server(settings: Settings) -> Iterator[Server]:
     finally:
         process.terminate()
         process.wait(timeout=20)
-        if process.stderr:
-            process.stderr.close()
+        log.close()
 
 
 def problem_of(response: httpx.Response) -> dict[str, Any]:
