@@ -100,10 +100,9 @@ def test_after_erasure_nothing_shows_the_person_and_every_proof_holds(
     alice, bob, _ = populate(ledger)
     pseudonym = ledger.subject_keys.pseudonym(alice)
     models.runner.catch_up()
-    before = [r.seq for r in ledger.iter_records() if pseudonym.encode() in r.body]
-    assert any(
-        ledger.decode(ledger.ledger.get_record(s)).data.get("contact") == CONTACT for s in before
-    )  # type: ignore[arg-type]
+    records = [r for r in ledger.iter_records() if pseudonym.encode() in r.body]
+    before = [r.seq for r in records]
+    assert any(ledger.decode(r).data.get("contact") == CONTACT for r in records)
 
     receipt = ledger.erase(subject_ref=alice, ground=ErasureGround.ERASURE_REQUEST)
     models.runner.catch_up()
@@ -280,3 +279,54 @@ def test_master_key_rotation_rewraps_and_the_old_key_fails_at_start(
     monkeypatch.setenv(MASTER_KEY_ENV, "not base64!")
     with pytest.raises(KeyMaterialError, match="not base64"):
         open_ledger(settings)
+
+
+def test_key_material_never_reaches_logs_exports_or_errors(
+    ledger: LedgerApplication,
+    settings: Settings,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    alice, _, _ = populate(ledger)
+    pseudonym = ledger.subject_keys.pseudonym(alice)
+    subject_key = ledger.subject_keys.keys_for([pseudonym], create=False)[pseudonym]
+    signing_key = bytes(ledger.ledger.signer.signing_key)
+    master_text = settings.master_key_file.read_text().strip()
+    secrets = {
+        "master key": [master_text.encode(), base64.b64decode(master_text)],
+        "signing key": [signing_key, base64.b64encode(signing_key)],
+        "subject key": [subject_key, base64.b64encode(subject_key), subject_key.hex().encode()],
+    }
+    assert ledger.checkpointer is not None
+    keys = [
+        format_verifier_key(ledger.checkpointer.origin, k)
+        for k in load_keyring(settings).public_keys.values()
+    ]
+    bundle = tmp_path / "all"
+    export_bundle(ledger, {"kind": "all"}, bundle, verifier_keys=keys, report_settings={})
+    messages: list[str] = []
+    ledger.erase(subject_ref=alice)
+    for attempt in (
+        lambda: ledger.erase(subject_ref=alice),
+        lambda: ledger.append([facts.consent(alice, "no-such-policy")]),
+        lambda: ledger.subject_keys.rotate_master_key(b"short"),
+    ):
+        with pytest.raises((LedgerError, ValueError)) as failed:
+            attempt()
+        messages.append(str(failed.value))
+    monkeypatch.setenv(MASTER_KEY_ENV, base64.b64encode(bytes(32)).decode())
+    with pytest.raises(KeyMaterialError) as wrong:
+        open_ledger(settings)
+    messages.append(str(wrong.value))
+    places = [("log", caplog.text.encode()), ("errors", "\n".join(messages).encode())]
+    places += [(str(p), p.read_bytes()) for p in bundle.iterdir()]
+    found = [
+        f"{name} in {where}"
+        for where, blob in places
+        for name, forms in secrets.items()
+        for form in forms
+        if form in blob
+    ]
+    assert found == []
