@@ -7,6 +7,8 @@ except the minimum age, which disclosure verdicts are computed with):
 CONSENT_LEDGER_AUTHORITY_DEADLINE_HOURS          72       hours from detection to the authority
 CONSENT_LEDGER_REQUEST_DUE_DAYS                  15       days to answer a data-subject request
 CONSENT_LEDGER_REQUEST_DUE_DAYS_BY_JURISDICTION  (none)   per jurisdiction, e.g. ``EU=30,CN=15``
+CONSENT_LEDGER_LEGAL_HOLD_DAYS                   365      days a refused request holds its
+                                                          subject from retention erasure
 ==============================================  =======  ====================================
 """
 
@@ -24,6 +26,7 @@ from projections.database import ProjectionDatabase
 from projections.disclosures import DisclosureHistory, DisclosureHistoryView
 from projections.incidents import IncidentRegister, IncidentRegisterView
 from projections.requests import RequestRegister, RequestRegisterView
+from projections.retention import DEFAULT_LEGAL_HOLD_DAYS, Retention, RetentionView
 from projections.runner import ProjectionRunner
 
 
@@ -32,6 +35,7 @@ class ReadModelSettings:
     authority_deadline_hours: int = 72
     request_due_days: int = 15
     request_due_days_by_jurisdiction: Mapping[str, int] = field(default_factory=dict)
+    legal_hold_days: int = DEFAULT_LEGAL_HOLD_DAYS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReadModelSettings:
@@ -59,6 +63,7 @@ class ReadModelSettings:
             authority_deadline_hours=number("AUTHORITY_DEADLINE_HOURS", 72, 24 * 365),
             request_due_days=number("REQUEST_DUE_DAYS", 15, 365),
             request_due_days_by_jurisdiction=by_jurisdiction,
+            legal_hold_days=number("LEGAL_HOLD_DAYS", DEFAULT_LEGAL_HOLD_DAYS, 36_500),
         )
 
 
@@ -85,7 +90,13 @@ class ReadModels:
         self.runner = ProjectionRunner(
             app,
             self.db,
-            [ConsentState(), DisclosureHistory(minimum_age), IncidentRegister(), RequestRegister()],
+            [
+                ConsentState(),
+                DisclosureHistory(minimum_age),
+                IncidentRegister(),
+                RequestRegister(),
+                Retention(),
+            ],
         )
         self.consent = ConsentStateView(self.db, minimum_age)
         self.disclosures = DisclosureHistoryView(self.db)
@@ -95,6 +106,7 @@ class ReadModels:
             read_settings.request_due_days,
             read_settings.request_due_days_by_jurisdiction,
         )
+        self.retention = RetentionView(self.db, minimum_age, read_settings.legal_hold_days)
 
     def close(self) -> None:
         self.db.close()
