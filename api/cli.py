@@ -21,6 +21,7 @@ import orjson
 from api.cli_demo import COMMANDS as DEMO_COMMANDS
 from api.cli_export import COMMANDS as EXPORT_COMMANDS
 from api.cli_read_models import COMMANDS
+from api.cli_retention import COMMANDS as RETENTION_COMMANDS
 from api.cli_server import COMMANDS as SERVER_COMMANDS
 from api.cli_subjects import COMMANDS as SUBJECT_COMMANDS
 from ledger.application import LedgerApplication
@@ -295,7 +296,14 @@ def tail(ctx: click.Context, count: int, follow: bool, interval: float) -> None:
         app.close()
 
 
-for _command in (*COMMANDS, *SERVER_COMMANDS, *DEMO_COMMANDS, *EXPORT_COMMANDS, *SUBJECT_COMMANDS):
+for _command in (
+    *COMMANDS,
+    *SERVER_COMMANDS,
+    *DEMO_COMMANDS,
+    *EXPORT_COMMANDS,
+    *SUBJECT_COMMANDS,
+    *RETENTION_COMMANDS,
+):
     cli.add_command(_command)
 
 
