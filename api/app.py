@@ -5,6 +5,9 @@ and a checkpoint is signed every second while events arrive. Either can be left 
 process (``consent-ledger projections run``, ``consent-ledger checkpoint --every 1``) with
 ``serve --no-projections --no-signer``, as docker-compose.yml does; the API then reads what
 those processes write to the shared database (read-your-writes waits on their positions).
+Where the read models run, a third thread runs retention (``projections.retention``) every
+``CONSENT_LEDGER_RETENTION_INTERVAL_HOURS`` (24; 0 turns it off), the first time ten minutes
+after start.
 """
 
 from __future__ import annotations
@@ -30,9 +33,12 @@ from ledger.config import Environment, Settings, SettingsError, load_keyring, op
 from projections.base import PoisonEventError
 from projections.database import ProjectionDatabase
 from projections.read_models import ReadModels, ReadModelSettings
+from projections.retention import run_retention
 
 logger = logging.getLogger("consent_ledger.api")
 CHECKPOINT_INTERVAL = 1.0
+RETENTION_FIRST_RUN = 600.0
+"""Seconds after start before the first retention run."""
 
 ADMIN_TOKEN_FILE = "CONSENT_LEDGER_ADMIN_TOKEN_FILE"  # noqa: S105 (a variable name)
 ADMIN_CLIENT_PREFIX = "admin-token-file-"
@@ -57,6 +63,9 @@ class ServerSettings:
     log_level: str = "info"
     shutdown_timeout: int = 20
     """Seconds a stopping server waits for requests in flight before cancelling them."""
+    retention_interval_hours: int = 24
+    """Hours between retention runs, in a process that runs the read models (0: none here).
+    Inherited by worker processes from the environment, like every variable without a flag."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
@@ -74,6 +83,7 @@ class ServerSettings:
             log_format=env.choice("LOG_FORMAT", "auto", logs.FORMATS),
             log_level=env.choice("LOG_LEVEL", "info", logs.LEVELS),
             shutdown_timeout=env.integer("SHUTDOWN_TIMEOUT", 20, 1, 3600),
+            retention_interval_hours=env.integer("RETENTION_INTERVAL_HOURS", 24, 0, 24 * 366),
         )
 
     def environment(self) -> dict[str, str]:
@@ -189,6 +199,15 @@ def create_app(
                     target=_follow, args=(models, stop), name="read-models", daemon=True
                 )
             )
+        if serving.projections and serving.retention_interval_hours:
+            workers.append(
+                threading.Thread(
+                    target=_retention,
+                    args=(ledger, models, stop, serving.retention_interval_hours * 3600.0),
+                    name="retention",
+                    daemon=True,
+                )
+            )
         if serving.signer:
             workers.append(
                 threading.Thread(
@@ -237,6 +256,28 @@ def _follow(models: ReadModels, stop: threading.Event) -> None:
         logger.error("read model stopped: %s", exc)
 
     models.runner.follow(stop, on_error=report)
+
+
+def _retention(ledger: Any, models: ReadModels, stop: threading.Event, every: float) -> None:
+    """Erase what retention makes due: first a while after start (so a restart loop does not
+    run it each time), then every ``every`` seconds."""
+    wait = min(every, RETENTION_FIRST_RUN)
+    while not stop.wait(wait):
+        wait = every
+        try:
+            outcome = run_retention(ledger, models, datetime.now(UTC), dry_run=False)
+        except Exception:
+            logger.exception("retention run failed")
+            continue
+        logger.info(
+            "retention run: %d erased, %d held, %d skipped, %d failed",
+            len(outcome.erased),
+            len(outcome.held),
+            len(outcome.skipped),
+            len(outcome.failed),
+        )
+        for subject, error in outcome.failed:
+            logger.error("retention: erasing %s failed: %s", subject, error)
 
 
 def _checkpoints(ledger: Any, stop: threading.Event) -> None:
