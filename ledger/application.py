@@ -601,9 +601,8 @@ class LedgerApplication(Application[UUID]):
         for attempt in range(MAX_ATTEMPTS):
             batch = _Batch(self)
             target = pseudonym or batch.keys.pseudonym(str(subject_ref))
-            if not self.subject_keys.store.select([target]):
-                if self.subject_keys.store.erased([target]):
-                    raise rule("subject", "subject_erased", f"subject {target} was erased already")
+            store = self.subject_keys.store
+            if not store.select([target]) and not store.erased([target]):
                 raise LedgerError(f"no subject {target} is known to the ledger: nothing to erase")
             with self._stream_locks.holding([UUID(target)]):
                 self._erase(batch, target, ground, envelope, details=details)

@@ -307,8 +307,11 @@ class LedgerRecorder(ApplicationRecorder, ABC):
                 unit.error = IntegrityError("another writer made this subject's key first")
         return ready
 
-    def _apply_erasures(self, group: list[_Unit], txn: WriteTransaction) -> list[_Unit]:
-        """Refuse units that seal under an erased subject's key; destroy the keys erased.
+    def _check_subjects(
+        self, group: list[_Unit], txn: WriteTransaction
+    ) -> tuple[list[_Unit], set[str]]:
+        """Refuse units that seal under an erased subject's key, or start a lifecycle that is
+        not the next; return the others and the subjects erased before this commit.
 
         In group order: a unit that erases a subject comes before the units after it, which
         then may not seal under that subject's key either.
@@ -320,34 +323,43 @@ class LedgerRecorder(ApplicationRecorder, ABC):
             erased = (
                 self.key_store.erased(involved) if in_transaction is None else in_transaction
             )
+        before = set(erased)
+        bases = sorted({base for unit in group for base in unit.lifecycles})
+        generations = self.key_store.generations(bases) if bases else {}
         ready: list[_Unit] = []
-        destroyed: set[str] = set()
         for unit in group:
             clash = unit.sealed_under & erased
             if clash:
                 unit.error = SubjectErasedError(sorted(clash))
                 continue
+            if any(generations.get(b, 0) + 1 != n for b, n in unit.lifecycles.items()):
+                unit.error = IntegrityError("another writer started this lifecycle first")
+                continue
+            generations.update(unit.lifecycles)
             ready.append(unit)
-            destroyed |= unit.erase - erased
             erased |= unit.erase
-        if destroyed and not txn.destroy_keys(sorted(destroyed)):
+        return ready, before
+
+    def _finish_subjects(
+        self, written: list[_Unit], erased_before: set[str], txn: WriteTransaction
+    ) -> None:
+        """After the write, still under the lock: destroy the keys erased, store lifecycles.
+
+        Only units whose events were written count; a write that failed destroyed nothing.
+        """
+        destroyed = sorted({p for unit in written for p in unit.erase} - erased_before)
+        if destroyed and not txn.destroy_keys(destroyed):
             self.key_store.destroy(destroyed)
-        started = []
-        for unit in ready:
+        for unit in written:
             for base, generation in sorted(unit.lifecycles.items()):
-                if not self.key_store.start_generation(base, generation):
-                    unit.error = IntegrityError("another writer started this lifecycle first")
-                    break
-            else:
-                started.append(unit)
-        return started
+                self.key_store.start_generation(base, generation)
 
     def _commit(self, group: list[_Unit]) -> None:
         started = time.perf_counter()
         outcomes: list[tuple[_Unit, list[LogRecord] | None, BaseException | None]] = []
         with self._write_transaction() as txn:
             group = self._persist_keys(group, txn)
-            group = self._apply_erasures(group, txn)
+            group, erased_before = self._check_subjects(group, txn)
             seq, taken = txn.read_head([c.event_id for unit in group for c in unit.claims])
             tree_size = seq
             edge = txn.read_nodes(right_edge(tree_size))
@@ -390,6 +402,8 @@ class LedgerRecorder(ApplicationRecorder, ABC):
             if records:
                 nodes = nodes_for_leaves(tree_size, [r.entry for r in records], edge)
                 txn.write(records, claims, nodes)
+                written = [unit for unit, result, _ in outcomes if result is not None]
+                self._finish_subjects(written, erased_before, txn)
         # Committed: only now may anyone see a receipt.
         self.groups_committed += 1
         self.events_committed += len(records)
