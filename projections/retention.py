@@ -6,8 +6,9 @@ is *due* for erasure at a moment ``T`` (:func:`retention_of`) when it is not era
 - for every purpose it decided on, consent is not valid at ``T`` (the shared rules of
   :mod:`ledger.verifier.consent_rules`), and ``T`` is at least the moment the current answer
   rests on (the withdrawal or refusal, the expiry, the material policy version, the minor's
-  consent: the verdict's ``since``) plus the purpose's period: the longest the policy versions
-  cited by the subject's decisions for that purpose declare;
+  consent: the verdict's ``since``) plus the purpose's period in the policy version that
+  decision cites (the version in force when consent ended, so a version that shortened or
+  lengthened the period governs from then on);
 - ``T`` is at least the subject's last event (a consent decision, an age attestation, a
   disclosure naming it, a step of one of its requests, a new lifecycle) plus the longest period
   among the purposes it decided on or had data disclosed for. A subject that decided on no
@@ -366,7 +367,9 @@ def retention_of(
     for purpose in sorted(decisions):
         own = decisions[purpose]
         verdict = verdict_at(moment, own, policies, age, default_minimum_age)
-        days = _longest(periods, purpose, {d.policy_version for d in own})
+        days = periods.get((verdict.policy_version or "", purpose))
+        if days is None:  # no decision yet at the moment, or a version without the purpose
+            days = _longest(periods, purpose, {d.policy_version for d in own})
         end = None
         if not verdict.valid and verdict.since is not None and days is not None:
             end = _plus_days(verdict.since, days)
