@@ -608,7 +608,9 @@ class LedgerApplication(Application[UUID]):
                 self._erase(batch, target, ground, envelope, details=details)
                 stored = [self.mapper.to_stored_event(e) for e in batch.events]
                 try:
-                    [record] = self.ledger.append(stored, (), erase=batch.erasing)
+                    # subject.erased last (after subject.registered, for a subject known
+                    # only from disclosures or requests).
+                    *_, record = self.ledger.append(stored, (), erase=batch.erasing)
                 except IntegrityError:
                     time.sleep(random.uniform(0, 0.005 * attempt))  # noqa: S311
                     continue
