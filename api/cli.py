@@ -24,6 +24,7 @@ from api.cli_read_models import COMMANDS
 from api.cli_retention import COMMANDS as RETENTION_COMMANDS
 from api.cli_server import COMMANDS as SERVER_COMMANDS
 from api.cli_subjects import COMMANDS as SUBJECT_COMMANDS
+from api.schedule import run_every
 from ledger.application import LedgerApplication
 from ledger.config import Settings, SettingsError, generate_keys, load_keyring, open_ledger
 from ledger.errors import IdempotencyConflictError, LedgerError, ValidationError
@@ -229,11 +230,15 @@ def checkpoint(ctx: click.Context, every: float | None) -> None:
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        while not stop.wait(every):
+        last = [signed]
+
+        def sign() -> None:
             latest = app.sign_checkpoint()
-            if latest.size != signed.size:
-                signed = latest
-                click.echo(signed.note, nl=False)
+            if latest.size != last[0].size:
+                last[0] = latest
+                click.echo(latest.note, nl=False)
+
+        run_every(every, stop, sign)
     finally:
         app.close()
 
