@@ -67,18 +67,16 @@ class World:
         return {self.pseudonyms[role] for role in roles}
 
 
-DUE = ("withdrawn_long_ago",)
+DUE = ("withdrawn_long_ago", "disclosed_only")
 HELD = ("open_request", "refused_request", "named_by_incident", "selected_by_incident")
 KEPT = ("valid", "withdrawn_recently")
 
 
-def populate(app: LedgerApplication, *, disclosure_only: bool = False) -> World:
-    """The subjects of :data:`DUE`, :data:`HELD` and :data:`KEPT`; with ``disclosure_only``,
-    also one known from a disclosure only, due too."""
+def populate(app: LedgerApplication) -> World:
+    """The subjects of :data:`DUE`, :data:`HELD` and :data:`KEPT`."""
     pol = facts.policy(effective_at="2020-01-01T00:00:00Z", purposes=PURPOSES)
     version, recipient, incident = pol["version"], facts.ref("rcpt"), facts.ref("inc")
-    roles = (*DUE, *HELD, *KEPT, *(("disclosed_only",) if disclosure_only else ()))
-    refs = {role: facts.ref(role.replace("_", "-")) for role in roles}
+    refs = {role: facts.ref(role.replace("_", "-")) for role in (*DUE, *HELD, *KEPT)}
 
     def given(role: str, days_ago: float) -> dict[str, Any]:
         return at(facts.consent(refs[role], version), days_ago)
@@ -139,8 +137,8 @@ def populate(app: LedgerApplication, *, disclosure_only: bool = False) -> World:
             },
         },
     ]
-    if disclosure_only:  # due: no decision; the latest version's longest period (90 days)
-        items.append(at(facts.disclosure(recipient, [refs["disclosed_only"]], version), 400))
+    # due: known from a disclosure only; the latest version's longest period (90 days)
+    items.append(at(facts.disclosure(recipient, [refs["disclosed_only"]], version), 400))
     app.append(items)
     return World(
         version,
@@ -168,10 +166,10 @@ def erased_events(app: LedgerApplication) -> list[Any]:
 def test_a_dry_run_lists_the_due_and_the_held_and_changes_nothing(
     ledger: LedgerApplication, models: ReadModels
 ) -> None:
-    world = populate(ledger, disclosure_only=True)
+    world = populate(ledger)
     head = ledger.head()
     outcome = run_retention(ledger, models, datetime.now(UTC), dry_run=True)
-    assert {s.subject for s in outcome.due} == world.of(*DUE, "disclosed_only")
+    assert {s.subject for s in outcome.due} == world.of(*DUE)
     assert {s.subject for s in outcome.held} == world.of(*HELD)
     assert outcome.erased == [] and ledger.head() == head
     assert ledger.subject_keys.store.erased(world.pseudonyms.values()) == set()
@@ -290,22 +288,8 @@ def test_an_erasure_by_another_run_meanwhile_is_skipped_not_fatal(
     monkeypatch.setattr(models.runner, "catch_up", lambda *args, **kwargs: 0)
     outcome = run_retention(ledger, models, datetime.now(UTC), dry_run=False)
     assert outcome.skipped == [(target, "erased already (by another run)")]
-    assert outcome.erased == [] and outcome.failed == []
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="LedgerApplication.erase of a subject without a subject stream (known from "
-    "disclosures or requests only) appends subject.registered and subject.erased, then "
-    "unpacks one record (ledger/application.py): ValueError",
-)
-def test_a_subject_known_only_from_a_disclosure_is_erased_when_due(
-    ledger: LedgerApplication, models: ReadModels
-) -> None:
-    world = populate(ledger, disclosure_only=True)
-    outcome = run_retention(ledger, models, datetime.now(UTC), dry_run=False)
+    assert {e.subject for e in outcome.erased} == world.of("disclosed_only")
     assert outcome.failed == []
-    assert {e.subject for e in outcome.erased} == world.of(*DUE, "disclosed_only")
 
 
 def test_a_real_run_refuses_a_later_moment(ledger: LedgerApplication, models: ReadModels) -> None:
@@ -332,7 +316,7 @@ def test_the_command_lists_then_erases(ledger: LedgerApplication, settings: Sett
         assert world.pseudonyms[role] in dry.output
     for ref in world.refs.values():
         assert ref not in dry.output  # pseudonyms only
-    assert "would erase 1 subject(s); 4 held" in dry.output
+    assert "would erase 2 subject(s); 4 held" in dry.output
     assert "request" in dry.output and "is open" in dry.output
     assert world.pseudonyms["withdrawn_recently"] not in dry.output
 
