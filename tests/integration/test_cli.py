@@ -146,7 +146,13 @@ def test_read_models_from_the_command_line(settings: Settings, tmp_path: Path) -
     assert request["status"] == "received" and not request["overdue"]
 
     status = orjson.loads(run(settings, "projections", "status", "--json").output)
-    assert {s["name"] for s in status} == {"consent_state", "disclosures", "incidents", "requests"}
+    assert {s["name"] for s in status} == {
+        "consent_state",
+        "disclosures",
+        "incidents",
+        "requests",
+        "retention",
+    }
     assert all(s["lag_events"] == 0 and s["error"] is None for s in status)
     rebuilt = run(settings, "projections", "rebuild", "disclosures")
     assert rebuilt.exit_code == 0 and "rebuilt disclosures" in rebuilt.output
