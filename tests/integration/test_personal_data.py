@@ -122,7 +122,11 @@ def test_a_sealed_value_moved_to_another_event_does_not_open(ledger: LedgerAppli
     moved = dict(second["data"], contact=first["data"]["contact"])
     with pytest.raises(SealError):
         open_data(
-            "consent.withdrawn", moved, second["stream"], second["stream_version"], ledger.subject_keys
+            "consent.withdrawn",
+            moved,
+            second["stream"],
+            second["stream_version"],
+            ledger.subject_keys,
         )
     into_other_field = dict(first["data"], subject_ref=first["data"]["contact"])
     with pytest.raises(SealError):
