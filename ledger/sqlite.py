@@ -326,34 +326,29 @@ class SQLiteKeyStore(KeyStore):
             return self._select(list(pseudonyms))
 
     def _select(self, ids: list[str]) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
+        rows = self._rows_in(
+            "SELECT pseudonym, wrapped FROM ledger_subject_keys WHERE length(wrapped) > 0 "
+            "AND pseudonym IN ({})",
+            ids,
+        )
+        return {str(pseudonym): bytes(wrapped) for pseudonym, wrapped in rows}
+
+    def _rows_in(self, query: str, ids: list[str]) -> list[tuple[Any, ...]]:
+        """Rows of ``query`` whose ``IN ({})`` takes ``ids``, 500 at a time."""
+        rows: list[tuple[Any, ...]] = []
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for pseudonym, wrapped in self._conn.execute(
-                "SELECT pseudonym, wrapped FROM ledger_subject_keys "  # noqa: S608
-                f"WHERE pseudonym IN ({marks}) AND length(wrapped) > 0",
-                chunk,
-            ):
-                found[pseudonym] = bytes(wrapped)
-        return found
+            rows += self._conn.execute(query.format(",".join("?" * len(chunk))), chunk)
+        return rows
 
     def erased(self, pseudonyms: Iterable[str]) -> set[str]:
-        ids = list(pseudonyms)
-        found: set[str] = set()
         with self._lock:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                found.update(
-                    row[0]
-                    for row in self._conn.execute(
-                        "SELECT pseudonym FROM ledger_subject_keys "  # noqa: S608
-                        f"WHERE pseudonym IN ({marks}) AND length(wrapped) = 0",
-                        chunk,
-                    )
-                )
-        return found
+            rows = self._rows_in(
+                "SELECT pseudonym FROM ledger_subject_keys WHERE length(wrapped) = 0 "
+                "AND pseudonym IN ({})",
+                list(pseudonyms),
+            )
+        return {str(row[0]) for row in rows}
 
     def destroy(self, pseudonyms: Iterable[str]) -> None:
         ids = sorted(set(pseudonyms))
@@ -370,19 +365,12 @@ class SQLiteKeyStore(KeyStore):
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def generations(self, bases: Iterable[str]) -> dict[str, int]:
-        ids = list(bases)
-        found: dict[str, int] = {}
         with self._lock:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                for base, generation in self._conn.execute(
-                    "SELECT base, generation FROM ledger_subject_generations "  # noqa: S608
-                    f"WHERE base IN ({marks})",
-                    chunk,
-                ):
-                    found[base] = int(generation)
-        return found
+            rows = self._rows_in(
+                "SELECT base, generation FROM ledger_subject_generations WHERE base IN ({})",
+                list(bases),
+            )
+        return {str(base): int(generation) for base, generation in rows}
 
     def start_generation(self, base: str, generation: int) -> bool:
         with self._lock, _immediate(self._conn) as conn:

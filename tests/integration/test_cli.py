@@ -7,21 +7,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-from click.testing import CliRunner, Result
 
-from api.cli import cli
 from ledger.config import Settings
 from tests import facts
+from tests.cli_runner import run_cli as run
 from tests.conftest import RawDatabase
-
-
-def run(settings: Settings, *args: str, stdin: str | None = None) -> Result:
-    options = ["--data-dir", str(settings.data_dir)]
-    env = {}
-    if settings.database_url:
-        options += ["--database-url", settings.database_url]
-        env["CONSENT_LEDGER_DATABASE_SCHEMA"] = settings.database_schema
-    return CliRunner().invoke(cli, [*options, *args], input=stdin, env=env, catch_exceptions=False)
 
 
 def write_jsonl(path: Path, items: list[dict[str, object]]) -> Path:

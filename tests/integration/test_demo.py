@@ -7,28 +7,18 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from click.testing import CliRunner, Result
 
-from api.cli import cli
 from api.demo import VIOLATIONS, DemoDataSet, default_anchor, generate
 from ledger.application import LedgerApplication
 from ledger.config import Settings, open_ledger
 from projections.disclosures import DisclosureRow
 from projections.read_models import ReadModels
 from tests import facts
+from tests.cli_runner import run_cli as run
 
 USERS = 60
 ANCHOR = default_anchor() - timedelta(days=2)
 """Two days ago: the CLI must take an anchor, and "now" is a little after it."""
-
-
-def run(settings: Settings, *args: str) -> Result:
-    options = ["--data-dir", str(settings.data_dir)]
-    env = {}
-    if settings.database_url:
-        options += ["--database-url", settings.database_url]
-        env["CONSENT_LEDGER_DATABASE_SCHEMA"] = settings.database_schema
-    return CliRunner().invoke(cli, [*options, *args], env=env, catch_exceptions=False)
 
 
 @pytest.fixture

@@ -5,23 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from click.testing import CliRunner, Result
-
-from api.cli import cli
 from api.demo import default_anchor, generate
 from ledger.config import Settings
+from tests.cli_runner import run_cli as run
 
 USERS = 40
 ANCHOR = default_anchor() - timedelta(days=2)
-
-
-def run(settings: Settings, *args: str) -> Result:
-    options = ["--data-dir", str(settings.data_dir)]
-    env = {}
-    if settings.database_url:
-        options += ["--database-url", settings.database_url]
-        env["CONSENT_LEDGER_DATABASE_SCHEMA"] = settings.database_schema
-    return CliRunner().invoke(cli, [*options, *args], env=env, catch_exceptions=False)
 
 
 def test_the_demo_exports_and_verifies(settings: Settings, tmp_path: Path) -> None:

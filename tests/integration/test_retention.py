@@ -11,11 +11,9 @@ from typing import Any
 
 import orjson
 import pytest
-from click.testing import CliRunner, Result
 
 import api.app
 from api.app import ServerSettings, create_app
-from api.cli import cli
 from ledger.application import LedgerApplication
 from ledger.config import Settings, SettingsError
 from ledger.errors import LedgerError
@@ -33,6 +31,7 @@ from projections.retention import (
 )
 from projections.runner import table_digest
 from tests import facts
+from tests.cli_runner import run_cli as run
 
 NOW = datetime.now(UTC)
 PURPOSES = [
@@ -297,15 +296,6 @@ def test_a_real_run_refuses_a_later_moment(ledger: LedgerApplication, models: Re
     with pytest.raises(LedgerError, match="uses the present"):
         run_retention(ledger, models, NOW + timedelta(days=40), dry_run=False)
     assert erased_events(ledger) == []
-
-
-def run(settings: Settings, *args: str) -> Result:
-    options = ["--data-dir", str(settings.data_dir)]
-    env = {}
-    if settings.database_url:
-        options += ["--database-url", settings.database_url]
-        env["CONSENT_LEDGER_DATABASE_SCHEMA"] = settings.database_schema
-    return CliRunner().invoke(cli, [*options, *args], env=env, catch_exceptions=False)
 
 
 def test_the_command_lists_then_erases(ledger: LedgerApplication, settings: Settings) -> None:
