@@ -158,6 +158,7 @@ class _Request:
     request_id: str
     subject: str
     steps: list[str]
+    kind: str = "access"
 
 
 class Workload:
@@ -180,6 +181,7 @@ class Workload:
         self.facts = 0
         self.sent: Counter[str] = Counter()
         self.subjects: list[str] = []
+        self.subjects_made = 0
         self.minors: set[str] = set()
         self.active: list[tuple[str, str]] = []
         """(subject, purpose) pairs whose consent was given and not withdrawn since."""
@@ -216,7 +218,9 @@ class Workload:
         return fact
 
     def _new_subject(self) -> str:
-        subject = f"user-{self.run_id}-{len(self.subjects)}"
+        # Numbered by subjects ever made: an erased subject's name is never reused.
+        subject = f"user-{self.run_id}-{self.subjects_made}"
+        self.subjects_made += 1
         self.subjects.append(subject)
         return subject
 
@@ -415,29 +419,53 @@ class Workload:
         at = self._time()
         if self.requests and (self.rng.random() < 0.65 or len(self.requests) >= 10):
             request = self.rng.choice(self.requests)
+            erases = request.kind == "erasure" and request.steps[0] == "fulfilled"
+            if erases and not allow_new:
+                # Fulfilling an erasure records subject.erased too: 2 log events, 1 left.
+                return self._consent(allow_new=False)
             step = request.steps.pop(0)
             if not request.steps:
                 self.requests.remove(request)
-            return self._emit(self._request_step(request, step, at))
+            fact = self._request_step(request, step, at)
+            if erases:
+                self._forget(request.subject)
+                return self._emit(fact, 2)
+            return self._emit(fact)
         if not self.subjects:
             return self._consent(allow_new=allow_new)
         steps = ["identity_verified"]
         if self.rng.random() < 0.15:
             steps.append("extended")
         steps.append("refused" if self.rng.random() < 0.1 else "fulfilled")
-        request = _Request(self._id("req"), self.rng.choice(self.subjects), steps)
+        kind = self.rng.choice(("access", "erasure", "rectification", "withdrawal"))
+        if kind == "erasure" and len(self.subjects) < 50:
+            steps[-1] = "refused"  # keep enough subjects for the other facts
+        request = _Request(self._id("req"), self.rng.choice(self.subjects), steps, kind)
         self.requests.append(request)
         fact = self._fact(
             "request.received",
             at,
             request_id=request.request_id,
             subject=request.subject,
-            kind=self.rng.choice(("access", "erasure", "rectification", "withdrawal")),
+            kind=kind,
             channel="web_form",
             jurisdiction=self.rng.choice(("EU", "CN", "DE", "FR")),
         )
         self.correctable["request.received"] = fact
         return self._emit(fact)
+
+    def _forget(self, subject: str) -> None:
+        """A fulfilled erasure request erases the subject: the ledger refuses any later fact
+        about them, so no later fact names them (nor corrects a fact that did)."""
+        self.subjects.remove(subject)
+        self.minors.discard(subject)
+        self.active = [pair for pair in self.active if pair[0] != subject]
+        self.requests = [r for r in self.requests if r.subject != subject]
+        self.correctable = {
+            kind: fact
+            for kind, fact in self.correctable.items()
+            if fact.get("subject") != subject and subject not in fact.get("subjects", ())
+        }
 
     def _request_step(self, request: _Request, step: str, at: datetime) -> dict[str, Any]:
         fields: dict[str, Any]
@@ -603,7 +631,7 @@ def run_backend(name: str, settings: Settings, args: argparse.Namespace) -> Back
             fill_appends=fill.appends,
             facts_sent=dict(workload.sent.most_common()),
             log_events=dict(topics.most_common()),
-            subjects=len(workload.subjects),
+            subjects=workload.subjects_made,
         )
         events = fill.events
         raw = timed(name, "raw read", events, events, lambda: read_raw(app))
