@@ -80,7 +80,8 @@ def git_facts() -> dict[str, Any]:
         done = subprocess.run(
             ["git", *argv], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
         )
-        return done.stdout.strip() if done.returncode == 0 else ""
+        # Only trailing white space: a porcelain line starts with its two status columns.
+        return done.stdout.rstrip() if done.returncode == 0 else ""
 
     changed = [line[3:] for line in git("status", "--porcelain").splitlines() if line]
     return {"git_commit": git("rev-parse", "--short", "HEAD") or None, "git_changed": changed}
