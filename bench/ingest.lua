@@ -1,9 +1,12 @@
 -- wrk script: POST consent.given facts with unique event ids and subjects.
--- Environment: LEDGER_TOKEN, LEDGER_POLICY (version), LEDGER_BATCH (events per request), LEDGER_RUN.
+-- Environment: LEDGER_TOKEN, LEDGER_POLICY (version), LEDGER_BATCH (events per request), LEDGER_RUN,
+-- LEDGER_DELAY_MS (optional: each connection waits this long after an answer before its next
+-- request, which caps the rate at connections * 1000 / (delay + latency) requests a second).
 local token = os.getenv("LEDGER_TOKEN")
 local policy = os.getenv("LEDGER_POLICY")
 local batch = tonumber(os.getenv("LEDGER_BATCH") or "1")
 local run = os.getenv("LEDGER_RUN") or "run"
+local delay_ms = tonumber(os.getenv("LEDGER_DELAY_MS") or "0")
 local counter = 0
 local thread_id = 0
 
@@ -36,10 +39,19 @@ function request()
   return wrk.format(nil, "/v1/events", nil, body)
 end
 
+if delay_ms > 0 then
+  function delay()
+    return delay_ms
+  end
+end
+
 function done(summary, latency, requests)
   local errors = summary.errors.status + summary.errors.connect + summary.errors.read
     + summary.errors.write + summary.errors.timeout
-  io.write(string.format("LEDGER_RESULT requests=%d errors=%d seconds=%.3f p50_ms=%.2f p99_ms=%.2f\n",
+  io.write(string.format(
+    "LEDGER_RESULT requests=%d errors=%d seconds=%.3f p50_ms=%.2f p99_ms=%.2f p999_ms=%.2f"
+      .. " max_ms=%.2f\n",
     summary.requests, errors, summary.duration / 1e6,
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    latency:percentile(99.9) / 1000, latency.max / 1000))
 end
