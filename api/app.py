@@ -29,16 +29,14 @@ from api import logs, problems
 from api.clients import ClientStore, Scope, hash_token
 from api.metrics import Metrics
 from api.routes import consent, events, log, registers, subjects
+from api.schedule import run_every
 from ledger.config import Environment, Settings, SettingsError, load_keyring, open_ledger
 from projections.base import PoisonEventError
 from projections.database import ProjectionDatabase
 from projections.read_models import ReadModels, ReadModelSettings
-from projections.retention import run_retention
+from projections.retention import retention_loop
 
 logger = logging.getLogger("consent_ledger.api")
-CHECKPOINT_INTERVAL = 1.0
-RETENTION_FIRST_RUN = 600.0
-"""Seconds after start before the first retention run."""
 
 ADMIN_TOKEN_FILE = "CONSENT_LEDGER_ADMIN_TOKEN_FILE"  # noqa: S105 (a variable name)
 ADMIN_CLIENT_PREFIX = "admin-token-file-"
@@ -60,12 +58,14 @@ class ServerSettings:
     admin_token_file: Path | None = None
     """A file holding a token that the API accepts with the admin scope."""
     log_format: str = "auto"
-    log_level: str = "info"
+    log_level: str = "warning"
+    """``info`` adds a line per request (compose sets it); ``warning`` keeps a terminal quiet."""
     shutdown_timeout: int = 20
     """Seconds a stopping server waits for requests in flight before cancelling them."""
     retention_interval_hours: int = 24
-    """Hours between retention runs, in a process that runs the read models (0: none here).
-    Inherited by worker processes from the environment, like every variable without a flag."""
+    """Hours between retention runs, in a process that runs the read models (0: none here)."""
+    checkpoint_interval_ms: int = 1000
+    """Milliseconds between checkpoints, at a fixed rate, in a process that signs them."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
@@ -81,9 +81,10 @@ class ServerSettings:
             signer=env.flag("SIGNER", True),
             admin_token_file=env.file("ADMIN_TOKEN_FILE", must_exist=True),
             log_format=env.choice("LOG_FORMAT", "auto", logs.FORMATS),
-            log_level=env.choice("LOG_LEVEL", "info", logs.LEVELS),
+            log_level=env.choice("LOG_LEVEL", "warning", logs.LEVELS),
             shutdown_timeout=env.integer("SHUTDOWN_TIMEOUT", 20, 1, 3600),
             retention_interval_hours=env.integer("RETENTION_INTERVAL_HOURS", 24, 0, 24 * 366),
+            checkpoint_interval_ms=env.integer("CHECKPOINT_INTERVAL_MS", 1000, 100, 3_600_000),
         )
 
     def environment(self) -> dict[str, str]:
@@ -97,6 +98,8 @@ class ServerSettings:
             "LOG_FORMAT": self.log_format,
             "LOG_LEVEL": self.log_level,
             "SHUTDOWN_TIMEOUT": str(self.shutdown_timeout),
+            "RETENTION_INTERVAL_HOURS": str(self.retention_interval_hours),
+            "CHECKPOINT_INTERVAL_MS": str(self.checkpoint_interval_ms),
         }
         if self.admin_token_file is not None:
             values["ADMIN_TOKEN_FILE"] = str(self.admin_token_file)
@@ -202,7 +205,7 @@ def create_app(
         if serving.projections and serving.retention_interval_hours:
             workers.append(
                 threading.Thread(
-                    target=_retention,
+                    target=retention_loop,
                     args=(ledger, models, stop, serving.retention_interval_hours * 3600.0),
                     name="retention",
                     daemon=True,
@@ -211,7 +214,10 @@ def create_app(
         if serving.signer:
             workers.append(
                 threading.Thread(
-                    target=_checkpoints, args=(ledger, stop), name="checkpoints", daemon=True
+                    target=_checkpoints,
+                    args=(ledger, stop, serving.checkpoint_interval_ms / 1000),
+                    name="checkpoints",
+                    daemon=True,
                 )
             )
         for worker in workers:
@@ -258,31 +264,13 @@ def _follow(models: ReadModels, stop: threading.Event) -> None:
     models.runner.follow(stop, on_error=report)
 
 
-def _retention(ledger: Any, models: ReadModels, stop: threading.Event, every: float) -> None:
-    """Erase what retention makes due: first a while after start (so a restart loop does not
-    run it each time), then every ``every`` seconds."""
-    wait = min(every, RETENTION_FIRST_RUN)
-    while not stop.wait(wait):
-        wait = every
-        try:
-            outcome = run_retention(ledger, models, datetime.now(UTC), dry_run=False)
-        except Exception:
-            logger.exception("retention run failed")
-            continue
-        logger.info(
-            "retention run: %d erased, %d held, %d skipped, %d failed",
-            len(outcome.erased),
-            len(outcome.held),
-            len(outcome.skipped),
-            len(outcome.failed),
-        )
-        for subject, error in outcome.failed:
-            logger.error("retention: erasing %s failed: %s", subject, error)
+def _checkpoints(ledger: Any, stop: threading.Event, interval: float) -> None:
+    """Sign at a fixed rate: a slow signing does not push the next one back."""
 
-
-def _checkpoints(ledger: Any, stop: threading.Event) -> None:
-    while not stop.wait(CHECKPOINT_INTERVAL):
+    def sign() -> None:
         try:
             ledger.sign_checkpoint()
         except Exception:
             logger.exception("checkpoint not signed")
+
+    run_every(interval, stop, sign)

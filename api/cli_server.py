@@ -64,7 +64,7 @@ SCOPES = click.Choice([s.value for s in Scope])
     "--log-level",
     default=None,
     type=click.Choice(logs.LEVELS),
-    help="[env CONSENT_LEDGER_LOG_LEVEL; info]",
+    help="info adds a line per request [env CONSENT_LEDGER_LOG_LEVEL; warning].",
 )
 @click.option(
     "--shutdown-timeout",
