@@ -19,9 +19,11 @@ from typing import Any
 import click
 import orjson
 
+from api.app import ServerSettings
 from ledger.config import Settings, open_ledger
 from projections.base import PoisonEventError
 from projections.read_models import ReadModels, ReadModelSettings
+from projections.retention import retention_loop
 
 
 @contextmanager
@@ -81,6 +83,14 @@ def projections_run(ctx: click.Context, once: bool) -> None:
         def report(exc: PoisonEventError) -> None:
             click.echo(f"error: {exc}", err=True)
 
+        hours = ServerSettings.from_env().retention_interval_hours
+        if hours:  # retention runs where the read models run
+            threading.Thread(
+                target=retention_loop,
+                args=(models.runner.app, models, stop, hours * 3600.0),
+                name="retention",
+                daemon=True,
+            ).start()
         click.echo("following the log (Ctrl-C to stop)", err=True)
         models.runner.follow(stop, on_error=report)
 

@@ -33,9 +33,11 @@ scheduled thread both call it.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ledger.application import LedgerApplication
@@ -759,3 +761,33 @@ def run_retention(
             continue
         outcome.erased.append(Erased(current.subject, receipt.seq, current.due_at))
     return outcome
+
+
+RETENTION_FIRST_RUN = 600.0
+"""Seconds after a process starts before its first scheduled retention run."""
+
+logger = logging.getLogger("consent_ledger.retention")
+
+
+def retention_loop(
+    app: LedgerApplication, models: ReadModels, stop: threading.Event, every: float
+) -> None:
+    """Erase what retention makes due: first a while after start (so a restart loop does not
+    run it each time), then every ``every`` seconds, until ``stop`` is set."""
+    wait = min(every, RETENTION_FIRST_RUN)
+    while not stop.wait(wait):
+        wait = every
+        try:
+            outcome = run_retention(app, models, datetime.now(UTC), dry_run=False)
+        except Exception:
+            logger.exception("retention run failed")
+            continue
+        logger.info(
+            "retention run: %d erased, %d held, %d skipped, %d failed",
+            len(outcome.erased),
+            len(outcome.held),
+            len(outcome.skipped),
+            len(outcome.failed),
+        )
+        for subject, error in outcome.failed:
+            logger.error("retention: erasing %s failed: %s", subject, error)

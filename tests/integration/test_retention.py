@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-import api.app
+import projections.retention
 from api.app import ServerSettings, create_app
 from ledger.application import LedgerApplication
 from ledger.config import Settings, SettingsError
@@ -347,7 +347,7 @@ def test_the_server_runs_retention_on_its_schedule(
     ledger: LedgerApplication, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = populate(ledger)
-    monkeypatch.setattr(api.app, "RETENTION_FIRST_RUN", 0.0)
+    monkeypatch.setattr(projections.retention, "RETENTION_FIRST_RUN", 0.0)
     due = world.of(*DUE)
 
     async def serve() -> set[str]:
