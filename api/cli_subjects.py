@@ -55,6 +55,24 @@ def erase(
     )
 
 
+@subjects_group.command("reapply-erasures")
+@click.pass_context
+def reapply_erasures(ctx: click.Context) -> None:
+    """After restoring a key store: destroy again the keys of every subject erased in the log."""
+    settings: Settings = ctx.obj
+    app = open_ledger(settings)
+    try:
+        revived = app.reapply_erasures()
+    finally:
+        app.close()
+    click.echo(
+        f"destroyed again the keys of {len(revived)} erased subjects that the restored key "
+        "store had brought back"
+        if revived
+        else "every erased subject's key is destroyed: nothing to do"
+    )
+
+
 @click.group("master-key")
 def master_key_group() -> None:
     """The master key that wraps every subject key."""

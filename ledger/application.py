@@ -618,6 +618,25 @@ class LedgerApplication(Application[UUID]):
             return Receipt.from_record(record, "", duplicate=False)
         raise ConcurrencyError("the erasure lost the race for the subject's stream; try again")
 
+    def reapply_erasures(self) -> list[str]:
+        """Destroy again every key the log says was destroyed (after restoring an older key
+        store, which brings erased subjects' keys back). Returns the pseudonyms it destroyed."""
+        erased: list[str] = []
+        position = 0
+        while True:
+            page = self.ledger.select_notifications(
+                position, 1000, topics=["subject.erased"], inclusive_of_start=False
+            )
+            erased += [parse_body(n.state)["data"]["subject"] for n in page]
+            if len(page) < 1000:
+                break
+            position = page[-1].id
+        revived = sorted(self.subject_keys.store.select(erased))
+        if revived:
+            self.subject_keys.store.destroy(revived)
+            self.subject_keys.forget(revived)
+        return revived
+
     def _subject(self, batch: _Batch, subject_ref: str, envelope: dict[str, Any]) -> Subject:
         pseudonym = batch.keys.pseudonym(subject_ref)
         key = UUID(pseudonym)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import sqlite3
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -330,3 +331,31 @@ def test_key_material_never_reaches_logs_exports_or_errors(
         if form in blob
     ]
     assert found == []
+
+
+def test_a_restored_key_store_does_not_bring_an_erased_subject_back(
+    ledger: LedgerApplication, settings: Settings
+) -> None:
+    alice, bob, _ = populate(ledger)
+    pseudonym, kept = ledger.subject_keys.pseudonym(alice), ledger.subject_keys.pseudonym(bob)
+    backup = ledger.subject_keys.store.select([pseudonym, kept])  # the key store's backup
+    ledger.erase(subject_ref=alice)
+    # Restored from that backup: alice's wrapped key is back in the store.
+    ledger.subject_keys.store.destroy([pseudonym])  # make room for the old row
+    if settings.database_url is None:
+        with sqlite3.connect(settings.sqlite_path.with_name("keystore.sqlite3")) as conn:
+            conn.execute("DELETE FROM ledger_subject_keys WHERE pseudonym = ?", (pseudonym,))
+    else:
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute(
+                f'DELETE FROM "{settings.database_schema}".ledger_subject_keys '
+                "WHERE pseudonym = %s",
+                (pseudonym,),
+            )
+    ledger.subject_keys.store.persist({pseudonym: backup[pseudonym]})
+    assert ledger.subject_keys.store.select([pseudonym])
+    assert ledger.reapply_erasures() == [pseudonym]
+    assert not ledger.subject_keys.store.select([pseudonym])
+    assert ledger.subject_keys.store.erased([pseudonym]) == {pseudonym}
+    assert ledger.subject_keys.store.select([kept])  # bob untouched
+    assert ledger.reapply_erasures() == []
