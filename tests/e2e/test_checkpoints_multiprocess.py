@@ -32,6 +32,7 @@ from api.client import LedgerClient
 from ledger.config import Settings, open_ledger
 from ledger.verifier.checkpoint import open_checkpoint
 from ledger.verifier.merkle import (
+    EMPTY_ROOT,
     leaf_hash,
     root_from_leaf_hashes,
     verify_consistency,
@@ -261,6 +262,11 @@ def test_checkpoints_of_two_processes_and_a_restart_form_one_consistent_sequence
         LedgerClient(b.url, token) as via_b,
     ):
         for n, (old, new) in enumerate(itertools.pairwise(opened)):
+            if old.size == 0:
+                # Signed before the first append: every tree extends the empty one (RFC 9162
+                # has no proof for it); its root must be the empty tree's.
+                assert old.root_hash == EMPTY_ROOT
+                continue
             answer = (via_a, via_b)[n % 2].consistency_proof(old.size, new.size)
             verify_consistency(old.size, new.size, answer.proof, old.root_hash, new.root_hash)
 
