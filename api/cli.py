@@ -70,7 +70,7 @@ def cli(ctx: click.Context, data_dir: Path | None, database_url: str | None) -> 
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.ClickException(str(exc)) from None
     if data_dir is not None:
         settings = replace(settings, data_dir=data_dir)
     if database_url is not None:
