@@ -342,14 +342,15 @@ class SubjectKeys:
             stored = self.store.select(missing)
             for pseudonym, wrapped in stored.items():
                 found[pseudonym] = self._unwrap(pseudonym, wrapped)
+            if new is not None:  # never a key for an erased subject (queried outside the lock)
+                unknown = [p for p in missing if p not in stored]
+                erased = self.store.erased(unknown) if unknown else set()
+                if erased:
+                    raise SubjectErasedError(sorted(erased))
             with self._lock:
                 for pseudonym in stored:
                     self._remember(pseudonym, found[pseudonym])
                 if new is not None:
-                    unknown = [p for p in missing if p not in found and p not in self._pending]
-                    erased = self.store.erased(unknown) if unknown else set()
-                    if erased:
-                        raise SubjectErasedError(sorted(erased))
                     for pseudonym in missing:
                         if pseudonym in found:
                             continue
