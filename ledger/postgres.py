@@ -149,10 +149,14 @@ class _PostgresWrite:
         self.conn = conn
         self.recorder = recorder
 
-    def read_head(self, event_ids: Sequence[str]) -> tuple[int, set[str]]:
-        row = self.conn.execute(self.recorder.read_head_statement, (list(event_ids),)).fetchone()
+    def read_head(
+        self, event_ids: Sequence[str], pseudonyms: Sequence[str]
+    ) -> tuple[int, set[str], set[str] | None]:
+        row = self.conn.execute(
+            self.recorder.read_head_statement, (list(event_ids), list(pseudonyms))
+        ).fetchone()
         assert row is not None
-        return int(row[0] or 0), set(row[1])
+        return int(row[0] or 0), set(row[1]), set(row[2])
 
     def persist_keys(self, wrapped: Mapping[str, bytes]) -> dict[str, bytes] | None:
         items = sorted(wrapped.items())
@@ -164,9 +168,6 @@ class _PostgresWrite:
 
     def read_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         return _read_nodes(self.conn, self.recorder, keys)
-
-    def erased_among(self, pseudonyms: Sequence[str]) -> set[str] | None:
-        return erased_keys(self.conn, self.recorder.keys_table, list(pseudonyms))
 
     def destroy_keys(self, pseudonyms: Sequence[str]) -> bool:
         destroy_keys(self.conn, self.recorder.keys_table, list(pseudonyms))
@@ -302,8 +303,10 @@ class PostgresLedgerRecorder(LedgerRecorder):
         self.channel = f"{schema}_ledger_events"
         self.read_head_statement = sql.SQL(
             "SELECT (SELECT max(seq) FROM {events}), "
-            "ARRAY(SELECT event_id FROM {claims} WHERE event_id = ANY(%s))"
-        ).format(events=self.table, claims=self.claims_sql)
+            "ARRAY(SELECT event_id FROM {claims} WHERE event_id = ANY(%s)), "
+            "ARRAY(SELECT pseudonym FROM {keys} WHERE pseudonym = ANY(%s) "
+            "AND length(wrapped) = 0)"
+        ).format(events=self.table, claims=self.claims_sql, keys=self.keys_table)
         self.read_nodes_statement = sql.SQL(
             "SELECT n.level, n.idx, n.hash FROM {nodes} n "
             "JOIN unnest(%s::smallint[], %s::bigint[]) AS k(level, idx) "

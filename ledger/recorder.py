@@ -106,8 +106,15 @@ MAX_SEQ = 2**63 - 1
 class WriteTransaction(Protocol):
     """What the commit protocol needs from a backend while it holds the write lock."""
 
-    def read_head(self, event_ids: Sequence[str]) -> tuple[int, set[str]]:
-        """The highest sequence number, and which of ``event_ids`` are claimed already."""
+    def read_head(
+        self, event_ids: Sequence[str], pseudonyms: Sequence[str]
+    ) -> tuple[int, set[str], set[str] | None]:
+        """The highest sequence number, which of ``event_ids`` are claimed already, and which
+        of the subjects ``pseudonyms`` were erased (their keys destroyed).
+
+        The last is None when the key store is not in the log's database: then the key store
+        is asked (erasures happen under the log's write lock, so it cannot change meanwhile).
+        """
         ...
 
     def read_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
@@ -121,14 +128,6 @@ class WriteTransaction(Protocol):
         nodes: Sequence[tuple[int, int, bytes]],
     ) -> None:
         """Insert records, claims and the Merkle nodes they complete (IntegrityError on a clash)."""
-        ...
-
-    def erased_among(self, pseudonyms: Sequence[str]) -> set[str] | None:
-        """Which of these subjects' keys were destroyed, read in this transaction.
-
-        None when the key store is not in the log's database: then the key store is asked
-        (erasures happen under the log's write lock, so it cannot change meanwhile).
-        """
         ...
 
     def destroy_keys(self, pseudonyms: Sequence[str]) -> bool:
@@ -308,7 +307,7 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         return ready
 
     def _check_subjects(
-        self, group: list[_Unit], txn: WriteTransaction
+        self, group: list[_Unit], erased_here: set[str] | None
     ) -> tuple[list[_Unit], set[str]]:
         """Refuse units that seal under an erased subject's key, or start a lifecycle that is
         not the next; return the others and the subjects erased before this commit.
@@ -317,12 +316,9 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         then may not seal under that subject's key either.
         """
         involved = sorted({p for unit in group for p in unit.sealed_under | unit.erase})
-        erased: set[str] = set()
-        if involved:
-            in_transaction = txn.erased_among(involved)
-            erased = (
-                self.key_store.erased(involved) if in_transaction is None else in_transaction
-            )
+        erased = set(erased_here) if erased_here is not None else set()
+        if erased_here is None and involved:
+            erased = self.key_store.erased(involved)
         before = set(erased)
         bases = sorted({base for unit in group for base in unit.lifecycles})
         generations = self.key_store.generations(bases) if bases else {}
@@ -359,8 +355,11 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         outcomes: list[tuple[_Unit, list[LogRecord] | None, BaseException | None]] = []
         with self._write_transaction() as txn:
             group = self._persist_keys(group, txn)
-            group, erased_before = self._check_subjects(group, txn)
-            seq, taken = txn.read_head([c.event_id for unit in group for c in unit.claims])
+            seq, taken, erased_here = txn.read_head(
+                [c.event_id for unit in group for c in unit.claims],
+                sorted({p for unit in group for p in unit.sealed_under | unit.erase}),
+            )
+            group, erased_before = self._check_subjects(group, erased_here)
             tree_size = seq
             edge = txn.read_nodes(right_edge(tree_size))
             versions: set[tuple[str, int]] = set()

@@ -118,15 +118,15 @@ class _SQLiteWrite:
     def persist_keys(self, wrapped: Mapping[str, bytes]) -> dict[str, bytes] | None:
         return None  # the key store is its own file, committed first
 
-    def erased_among(self, pseudonyms: Sequence[str]) -> set[str] | None:
-        return None  # the key store is its own file
-
     def destroy_keys(self, pseudonyms: Sequence[str]) -> bool:
         return False  # the key store is its own file
 
-    def read_head(self, event_ids: Sequence[str]) -> tuple[int, set[str]]:
+    def read_head(
+        self, event_ids: Sequence[str], pseudonyms: Sequence[str]
+    ) -> tuple[int, set[str], set[str] | None]:
         row = self.conn.execute("SELECT max(seq) FROM ledger_events").fetchone()
-        return int(row[0] or 0), set(_select_claims(self.conn, event_ids))
+        # The key store is a file of its own: the recorder asks it.
+        return int(row[0] or 0), set(_select_claims(self.conn, event_ids)), None
 
     def read_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         return _read_nodes(self.conn, keys)
