@@ -1,4 +1,5 @@
-"""Prometheus metrics: appends, batch sizes, commit latency, checkpoints, read-model lag.
+"""Prometheus metrics: appends, batch sizes, commit latency, checkpoints, read-model lag,
+overdue requests and incidents.
 
 Counters of the ledger and the read models are read when Prometheus scrapes (a collector),
 so nothing on the append path waits for them. No label carries a subject or a token.
@@ -7,6 +8,7 @@ so nothing on the append path waits for them. No label carries a subject or a to
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -25,11 +27,29 @@ class LedgerCollector(Collector):
         yield GaugeMetricFamily(
             "ledger_head", "Sequence number of the newest event", self.ledger.head()
         )
+        now = datetime.now(UTC)
         latest = self.ledger.ledger.latest_checkpoint()
         yield GaugeMetricFamily(
             "ledger_checkpoint_size",
             "Tree size of the latest signed checkpoint",
             latest.size if latest else 0,
+        )
+        if latest is not None and latest.signed_at is not None:
+            signed = datetime.fromisoformat(latest.signed_at)
+            yield GaugeMetricFamily(
+                "ledger_checkpoint_age_seconds",
+                "Seconds since the latest checkpoint was signed (alert when events wait)",
+                max(0.0, (now - signed).total_seconds()),
+            )
+        yield GaugeMetricFamily(
+            "ledger_requests_overdue",
+            "Data-subject requests still open past their due date",
+            len(self.models.requests.list(now, overdue_only=True)),
+        )
+        yield GaugeMetricFamily(
+            "ledger_incidents_authority_overdue",
+            "Incidents not notified to the authority past their deadline (GDPR 33: 72 hours)",
+            sum(1 for incident in self.models.incidents.list(now) if incident.authority_overdue),
         )
         lag = GaugeMetricFamily(
             "ledger_projection_lag_events",

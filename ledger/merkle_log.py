@@ -175,6 +175,8 @@ class SignedCheckpoint:
     size: int
     root: bytes
     note: str
+    signed_at: str | None = None
+    """When it was signed (RFC 3339, UTC), where the store says."""
 
 
 class Checkpointer:

@@ -474,11 +474,12 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         ]
 
     def latest_checkpoint(self) -> SignedCheckpoint | None:
-        query = f"SELECT size, root, note FROM {self.checkpoints_table} "  # noqa: S608
+        query = f"SELECT size, root, note, signed_at FROM {self.checkpoints_table} "  # noqa: S608
         rows = self._select(query + "ORDER BY size DESC LIMIT 1", ())
-        return (
-            SignedCheckpoint(int(rows[0][0]), bytes(rows[0][1]), str(rows[0][2])) if rows else None
-        )
+        if not rows:
+            return None
+        size, root, note, signed_at = rows[0]
+        return SignedCheckpoint(int(size), bytes(root), str(note), str(signed_at))
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -323,6 +324,27 @@ def test_metrics_count_appends_commits_and_lag(server: Server) -> None:
     assert "ledger_append_batch_size_count 2.0" in text
     assert "ledger_commit_events_count" in text and "ledger_head 4.0" in text
     assert 'ledger_projection_lag_events{projection="consent_state"}' in text
+    assert "ledger_requests_overdue 0.0" in text
+    assert "ledger_incidents_authority_overdue 0.0" in text
+
+
+def test_metrics_say_what_to_alert_on(server: Server) -> None:
+    long_ago = facts.now(timedelta(days=-40))
+    with server.client() as http:
+        request = dict(facts.request(facts.ref("user")), occurred_at=long_ago)
+        incident = dict(facts.incident(), occurred_at=long_ago, detected_at=long_ago)
+        for fact in (request, incident):
+            assert http.post("/v1/events", json=fact).status_code == 201
+    wanted = (
+        "ledger_requests_overdue 1.0",
+        "ledger_incidents_authority_overdue 1.0",
+        "ledger_checkpoint_age_seconds",
+    )
+    deadline = time.monotonic() + 20
+    with server.client("admin") as http:
+        while not all(w in (text := http.get("/metrics").text) for w in wanted):
+            assert time.monotonic() < deadline, [w for w in wanted if w not in text]
+            time.sleep(0.2)
 
 
 def test_the_python_client(server: Server) -> None:
