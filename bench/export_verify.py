@@ -47,6 +47,9 @@ def facts(n: int) -> list[dict[str, Any]]:
     """About ``n`` facts: consents, withdrawals and disclosures of n/4 subjects, one traced."""
     rng = random.Random(7)
     start = datetime(2026, 1, 2, tzinfo=UTC)
+    # A minute apart, or closer when that would reach the future (the ledger refuses facts
+    # dated more than 5 minutes ahead of its clock): 1,000,000 minutes is almost two years.
+    step = min(60.0, 0.9 * (datetime.now(UTC) - start).total_seconds() / max(1, n))
     out: list[dict[str, Any]] = [
         {
             "type": "policy.version_published",
@@ -74,7 +77,7 @@ def facts(n: int) -> list[dict[str, Any]]:
     subjects = max(1, n // 4)
     for i in range(n - len(out)):
         subject = TARGET if i % 5000 == 0 else f"user-{rng.randrange(subjects)}"
-        moment = (start + timedelta(seconds=i * 60)).isoformat()
+        moment = (start + timedelta(seconds=i * step)).isoformat()
         roll = rng.random()
         if roll < 0.6:
             out.append(
