@@ -18,6 +18,8 @@ from typing import Any
 import click
 import orjson
 
+from api import logs
+from api.app import ServerSettings
 from api.cli_demo import COMMANDS as DEMO_COMMANDS
 from api.cli_export import COMMANDS as EXPORT_COMMANDS
 from api.cli_read_models import COMMANDS
@@ -227,6 +229,8 @@ def checkpoint(ctx: click.Context, every: float | None) -> None:
         click.echo(signed.note, nl=False)
         if every is None:
             return
+        serving = ServerSettings.from_env()
+        logs.configure(serving.log_format, serving.log_level)
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())

@@ -19,6 +19,7 @@ from typing import Any
 import click
 import orjson
 
+from api import logs
 from api.app import ServerSettings
 from ledger.config import Settings, open_ledger
 from projections.base import PoisonEventError
@@ -66,6 +67,8 @@ def projections_group() -> None:
 @click.pass_context
 def projections_run(ctx: click.Context, once: bool) -> None:
     """Catch every read model up, then follow the log until SIGTERM or Ctrl-C."""
+    serving = ServerSettings.from_env()
+    logs.configure(serving.log_format, serving.log_level)
     with read_models(ctx, catch_up=False) as models:
         if once:
             read = models.runner.catch_up()
@@ -83,7 +86,7 @@ def projections_run(ctx: click.Context, once: bool) -> None:
         def report(exc: PoisonEventError) -> None:
             click.echo(f"error: {exc}", err=True)
 
-        hours = ServerSettings.from_env().retention_interval_hours
+        hours = serving.retention_interval_hours
         if hours:  # retention runs where the read models run
             threading.Thread(
                 target=retention_loop,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -175,8 +175,8 @@ class SignedCheckpoint:
     size: int
     root: bytes
     note: str
-    signed_at: str | None = None
-    """When it was signed (RFC 3339, UTC), where the store says."""
+    signed_at: str | None = field(default=None, compare=False)
+    """When it was signed (RFC 3339, UTC), where the store says; not part of its identity."""
 
 
 class Checkpointer:
