@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from ledger.postgres import SCHEMA_LOCK_ID as LEDGER_SCHEMA_LOCK_ID
 from projections.database import ProjectionDatabase, Row, Sql
 
 SCHEMA_LOCK_ID = 0x70726F6A  # "proj": serialises creating and dropping read-model tables
@@ -47,6 +48,10 @@ class PostgresProjectionDatabase(ProjectionDatabase):
         self.pool.open(wait=True, timeout=10)
         with self.transaction() as sql:
             self.lock_schema(sql)
+            # The ledger creates the same schema under its own lock: take it too, or two
+            # processes starting at once both try, and one fails (PostgreSQL's CREATE SCHEMA
+            # IF NOT EXISTS is not safe against a concurrent one).
+            sql.execute("SELECT pg_advisory_xact_lock(?)", (LEDGER_SCHEMA_LOCK_ID,))
             sql.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
 
     @contextmanager
