@@ -181,6 +181,9 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         self.groups_committed = 0
         self.events_committed = 0
         self.on_commit: Callable[[float, int], None] | None = None
+        self._edge: tuple[int, dict[tuple[int, int], bytes]] = (-1, {})
+        """The tree's right edge after this recorder's last commit, and the size it is of:
+        the next commit reads it from the database only when another writer came between."""
         """Called after each commit with its duration in seconds and its number of events."""
 
     # -- writing ------------------------------------------------------------------------------
@@ -361,7 +364,13 @@ class LedgerRecorder(ApplicationRecorder, ABC):
             )
             group, erased_before = self._check_subjects(group, erased_here)
             tree_size = seq
-            edge = txn.read_nodes(right_edge(tree_size))
+            cached_size, cached_edge = self._edge
+            edge = (
+                cached_edge
+                if cached_size == tree_size  # no other writer appended since our last commit
+                else txn.read_nodes(right_edge(tree_size))
+            )
+            new_edge = (cached_size, cached_edge)
             versions: set[tuple[str, int]] = set()
             records: list[LogRecord] = []
             claims: list[RecordedClaim] = []
@@ -401,9 +410,13 @@ class LedgerRecorder(ApplicationRecorder, ABC):
             if records:
                 nodes = nodes_for_leaves(tree_size, [r.entry for r in records], edge)
                 txn.write(records, claims, nodes)
+                known = {**edge, **{(level, index): value for level, index, value in nodes}}
+                size = tree_size + len(records)
+                new_edge = (size, {key: known[key] for key in right_edge(size)})
                 written = [unit for unit, result, _ in outcomes if result is not None]
                 self._finish_subjects(written, erased_before, txn)
         # Committed: only now may anyone see a receipt.
+        self._edge = new_edge
         self.groups_committed += 1
         self.events_committed += len(records)
         if self.on_commit is not None:
