@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import gzip
 import itertools
 import json
 import os
@@ -622,8 +623,8 @@ def run_postgres_server_rows(ctx: Context, rows: list[str]) -> None:
                     under = wrk_ingest(server.url, server.token, policy, seconds, 64, 1)
                     profiler.wait(timeout=120)
                     if out.exists():
-                        kept = RESULTS_DIR / f"profile-ingest1-{kind}-{args.stamp}.txt"
-                        shutil.copy(out, kept)
+                        kept = RESULTS_DIR / f"profile-ingest1-{kind}-{args.stamp}.txt.gz"
+                        kept.write_bytes(gzip.compress(out.read_bytes()))
                         ctx.profile[kind] = summarise_profile(out)
                         ctx.profile[kind]["raw"] = str(kept.relative_to(ROOT))
                         ctx.profile[kind]["events_per_s_while_profiled"] = under.events_per_s
