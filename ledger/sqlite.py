@@ -213,17 +213,24 @@ class _SQLiteTree:
 def _read_nodes(
     conn: sqlite3.Connection, keys: Sequence[tuple[int, int]]
 ) -> dict[tuple[int, int], bytes]:
-    """Stored nodes by (level, index): one query per 400 keys (a commit reads the right edge)."""
+    """Stored nodes by (level, index): one query per 400 keys (a commit reads the right edge).
+
+    Each level is its own ``level = ? AND idx IN (...)`` arm of a UNION ALL, so every arm is an
+    index search: SQLite plans ``(level, idx) IN (VALUES ...)`` as a scan of the whole table,
+    which made each append cost time in proportion to the log.
+    """
     found: dict[tuple[int, int], bytes] = {}
     for start in range(0, len(keys), 400):
-        chunk = keys[start : start + 400]
-        marks = ", ".join("(?, ?)" for _ in chunk)
-        rows = conn.execute(
+        by_level: dict[int, list[int]] = {}
+        for level, index in keys[start : start + 400]:
+            by_level.setdefault(level, []).append(index)
+        arms = [
             "SELECT level, idx, hash FROM ledger_merkle_nodes "  # noqa: S608
-            f"WHERE (level, idx) IN (VALUES {marks})",
-            [part for key in chunk for part in key],
-        )
-        for level, index, value in rows:
+            f"WHERE level = ? AND idx IN ({', '.join('?' * len(indexes))})"
+            for indexes in by_level.values()
+        ]
+        params = [part for level, indexes in by_level.items() for part in (level, *indexes)]
+        for level, index, value in conn.execute(" UNION ALL ".join(arms), params):
             found[(int(level), int(index))] = bytes(value)
     return found
 
