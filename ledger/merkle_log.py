@@ -15,16 +15,17 @@ and processes alike (:class:`Checkpointer`).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ledger.errors import LedgerError
 from ledger.signing import Signer
 from ledger.verifier.checkpoint import Checkpoint, check_origin
 from ledger.verifier.merkle import (
     MerkleError,
+    NodeReader,
     complete_nodes_after_append,
     consistency_proof,
     inclusion_proof,
@@ -35,6 +36,7 @@ from ledger.verifier.merkle import (
 from ledger.verifier.note import format_verifier_key, sign_note
 
 Node = tuple[int, int, bytes]
+T = TypeVar("T")
 ORIGIN_META = "origin"
 
 
@@ -101,14 +103,29 @@ class StoredTree:
             self._cache.update(found)
         return self._cache[key]
 
-    def root(self, size: int) -> bytes:
-        return root(size, self)
-
-    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+    def _with_nodes(self, compute: Callable[[NodeReader], T]) -> T:
+        """Run ``compute`` once to learn which nodes it reads, read them all in one query,
+        then run it on them (a proof is one round trip, not one per node)."""
+        recording = _Recording()
         try:
-            return inclusion_proof(index, size, self)
+            compute(recording)
+            wanted = sorted(key for key in recording.asked if key not in self._cache)
+            if wanted:
+                found = self.source.select_nodes(wanted)
+                missing = [key for key in wanted if key not in found]
+                if missing:
+                    level, index = missing[0]
+                    raise TreeError(f"the tree has no node at level {level}, index {index}")
+                self._cache.update(found)
+            return compute(self)
         except MerkleError as exc:
             raise TreeError(str(exc)) from None
+
+    def root(self, size: int) -> bytes:
+        return self._with_nodes(lambda reader: root(size, reader))
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        return self._with_nodes(lambda reader: inclusion_proof(index, size, reader))
 
     def inclusion_proofs(self, indexes: Sequence[int], size: int) -> list[list[bytes]]:
         """Inclusion proofs of many leaves against one tree, reading their nodes in one go."""
@@ -125,10 +142,7 @@ class StoredTree:
         return [inclusion_proof(index, size, reader) for index in indexes]
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
-        try:
-            return consistency_proof(size1, size2, self)
-        except MerkleError as exc:
-            raise TreeError(str(exc)) from None
+        return self._with_nodes(lambda reader: consistency_proof(size1, size2, reader))
 
 
 class TreeTransaction(Protocol):
