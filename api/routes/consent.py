@@ -65,14 +65,17 @@ async def state(
     wait_for: WaitFor = None,
 ) -> dict[str, Any]:
     await _wait(models, wait_for)
-    pseudonym = ledger.subject_keys.pseudonym(subject)
-    states = await run_in_threadpool(models.consent.state, pseudonym, _moment(at))
-    erasure = await run_in_threadpool(models.consent.erasure, pseudonym)
-    return {
-        "subject": pseudonym,
-        "erased": erasure,
-        "purposes": [s.as_dict() for s in states],
-    }
+
+    def answer() -> dict[str, Any]:  # in the threadpool: the pseudonym may need the database
+        pseudonym = ledger.subject_keys.pseudonym(subject)
+        states = models.consent.state(pseudonym, _moment(at))
+        return {
+            "subject": pseudonym,
+            "erased": models.consent.erasure(pseudonym),
+            "purposes": [s.as_dict() for s in states],
+        }
+
+    return await run_in_threadpool(answer)
 
 
 @router.get(
@@ -90,6 +93,9 @@ async def decision(
     wait_for: WaitFor = None,
 ) -> dict[str, Any]:
     await _wait(models, wait_for)
-    pseudonym = ledger.subject_keys.pseudonym(subject)
-    verdict = await run_in_threadpool(models.consent.decide, pseudonym, purpose, _moment(at))
-    return verdict.answer(pseudonym, purpose)
+
+    def answer() -> dict[str, Any]:  # one hop to the threadpool: pseudonym and query
+        pseudonym = ledger.subject_keys.pseudonym(subject)
+        return models.consent.decide(pseudonym, purpose, _moment(at)).answer(pseudonym, purpose)
+
+    return await run_in_threadpool(answer)

@@ -71,7 +71,9 @@ async def disclosures(
     cursor: str | None = None,
     format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
 ) -> Response:
-    pseudonym = None if subject is None else ledger.subject_keys.pseudonym(subject)
+    pseudonym = (
+        None if subject is None else await run_in_threadpool(ledger.subject_keys.pseudonym, subject)
+    )
     rows = await run_in_threadpool(
         models.disclosures.find,
         subject=pseudonym,
@@ -172,7 +174,9 @@ async def requests(
     overdue: bool = False,
     subject: Annotated[str | None, Query(max_length=256)] = None,
 ) -> list[dict[str, Any]]:
-    pseudonym = None if subject is None else ledger.subject_keys.pseudonym(subject)
+    pseudonym = (
+        None if subject is None else await run_in_threadpool(ledger.subject_keys.pseudonym, subject)
+    )
     records = await run_in_threadpool(
         models.requests.list, datetime.now(UTC), overdue_only=overdue, subject=pseudonym
     )
