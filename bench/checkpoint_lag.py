@@ -18,7 +18,6 @@ import bisect
 import itertools
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,8 @@ from harness import (
     RESULTS_DIR,
     ROOT,
     announce,
+    cli,
+    free_port,
     machine_facts,
     markdown_table,
     temporary_directory,
@@ -66,22 +67,6 @@ class Row:
     append_p99_ms: float
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -23,7 +23,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,8 @@ from harness import (
     RESULTS_DIR,
     ROOT,
     announce,
+    cli,
+    free_port,
     machine_facts,
     markdown_table,
     temporary_directory,
@@ -119,22 +120,6 @@ def format_table(figures: list[Figure]) -> str:
 # -- processes ----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout
 
 
 def wait_healthy(url: str, processes: list[subprocess.Popen[bytes]], deadline_s: float) -> None:
