@@ -35,9 +35,9 @@ from harness import (
     ROOT,
     announce,
     cli,
-    free_port,
     machine_facts,
     markdown_table,
+    start_server,
     temporary_directory,
     temporary_schema,
 )
@@ -65,8 +65,6 @@ class Row:
     lag_max_s: float
     append_p50_ms: float
     append_p99_ms: float
-
-
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -185,27 +183,9 @@ def measure(
     name: str, env: dict[str, str], seconds: float, poll: float, runs: list[tuple[int, int]]
 ) -> list[Row]:
     token = cli(env, "clients", "add", "bench", "--scope", "admin").strip().splitlines()[-1]
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_server(env)
     rows: list[Row] = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the server did not start")
-            time.sleep(0.2)
         for rate, batch in runs:
             version = f"lag-{time.time_ns()}"
             policy = {

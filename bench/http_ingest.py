@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -27,9 +26,9 @@ from harness import (
     ROOT,
     announce,
     cli,
-    free_port,
     machine_facts,
     markdown_table,
+    start_server,
     temporary_directory,
     temporary_schema,
 )
@@ -52,8 +51,6 @@ class Row:
     ratio_to_healthz: float
 
 
-
-
 def wrk(
     url: str, seconds: float, connections: int, script: Path | None, env: dict[str, str]
 ) -> str:
@@ -66,27 +63,9 @@ def wrk(
 
 def run_backend(name: str, env: dict[str, str], seconds: float) -> list[Row]:
     token = cli(env, "clients", "add", "bench", "--scope", "admin").strip().splitlines()[-1]
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_server(env)
     rows: list[Row] = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the server did not start")
-            time.sleep(0.2)
         headers = {"Authorization": f"Bearer {token}"}
         version = f"bench-{int(time.time())}"
         policy = {
