@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from dataclasses import replace
@@ -82,6 +83,9 @@ def serve(ctx: click.Context, /, **flags: Any) -> None:
     answers, every append handed to the log is committed, and the exit status is 0.
     """
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from api.listening import TcpConfig
 
     settings: Settings = ctx.obj
     server = replace(ServerSettings.from_env(), **{k: v for k, v in flags.items() if v is not None})
@@ -112,18 +116,23 @@ def serve(ctx: click.Context, /, **flags: Any) -> None:
     # uvicorn, having shut down gracefully, raises SIGTERM (or SIGINT) again to die by it; this
     # handler makes that a normal exit (status 0), which is what the drain achieved.
     previous = {sig: signal.signal(sig, _exit_normally) for sig in (signal.SIGTERM, signal.SIGINT)}
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": server.host,
+        "port": server.port,
+        "workers": server.workers,
+        "access_log": False,  # request lines may carry subject references: api/logs.py logs
+        "log_config": logs.dict_config(server.log_format, server.log_level),
+        "log_level": server.log_level,
+        "timeout_graceful_shutdown": server.shutdown_timeout,
+    }
     try:
-        uvicorn.run(
-            "api.asgi:create",
-            factory=True,
-            host=server.host,
-            port=server.port,
-            workers=server.workers,
-            access_log=False,  # request lines may carry subject references: api/logs.py logs
-            log_config=logs.dict_config(server.log_format, server.log_level),
-            log_level=server.log_level,
-            timeout_graceful_shutdown=server.shutdown_timeout,
-        )
+        if server.workers == 1:
+            uvicorn.run("api.asgi:create", **options)
+        else:  # as uvicorn.run does, but on a TCP socket (api/listening.py says why)
+            config = TcpConfig("api.asgi:create", **options)
+            with contextlib.suppress(KeyboardInterrupt):
+                Multiprocess(config, sockets=[config.bind_socket()]).run()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
