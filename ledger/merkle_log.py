@@ -103,23 +103,26 @@ class StoredTree:
             self._cache.update(found)
         return self._cache[key]
 
-    def _with_nodes(self, compute: Callable[[NodeReader], T]) -> T:
-        """Run ``compute`` once to learn which nodes it reads, read them all in one query,
-        then run it on them (a proof is one round trip, not one per node)."""
+    def _nodes_for(self, compute: Callable[[NodeReader], object]) -> dict[tuple[int, int], bytes]:
+        """Every node ``compute`` reads, learnt by running it once on dummies, then read in one
+        query (those not in the cache), so a proof is one round trip, not one per node."""
         recording = _Recording()
         try:
             compute(recording)
-            wanted = sorted(key for key in recording.asked if key not in self._cache)
-            if wanted:
-                found = self.source.select_nodes(wanted)
-                missing = [key for key in wanted if key not in found]
-                if missing:
-                    level, index = missing[0]
-                    raise TreeError(f"the tree has no node at level {level}, index {index}")
-                self._cache.update(found)
-            return compute(self)
         except MerkleError as exc:
             raise TreeError(str(exc)) from None
+        wanted = sorted(key for key in recording.asked if key not in self._cache)
+        found = self.source.select_nodes(wanted) if wanted else {}
+        missing = [key for key in wanted if key not in found]
+        if missing:
+            level, index = missing[0]
+            raise TreeError(f"the tree has no node at level {level}, index {index}")
+        return {**{k: self._cache[k] for k in recording.asked if k in self._cache}, **found}
+
+    def _with_nodes(self, compute: Callable[[NodeReader], T]) -> T:
+        """``compute`` on the stored nodes, read in one go and kept for later questions."""
+        self._cache.update(self._nodes_for(compute))
+        return compute(self)
 
     def root(self, size: int) -> bytes:
         return self._with_nodes(lambda reader: root(size, reader))
@@ -128,18 +131,13 @@ class StoredTree:
         return self._with_nodes(lambda reader: inclusion_proof(index, size, reader))
 
     def inclusion_proofs(self, indexes: Sequence[int], size: int) -> list[list[bytes]]:
-        """Inclusion proofs of many leaves against one tree, reading their nodes in one go."""
-        recording = _Recording()
-        for index in indexes:
-            inclusion_proof(index, size, recording)
-        wanted = sorted(key for key in recording.asked if key not in self._cache)
-        found = self.source.select_nodes(wanted)
-        missing = [key for key in wanted if key not in found]
-        if missing:
-            raise TreeError(f"the tree has no node at level {missing[0][0]}, index {missing[0][1]}")
-        nodes = {**{k: self._cache[k] for k in recording.asked if k in self._cache}, **found}
-        reader = EdgeReader(nodes)
-        return [inclusion_proof(index, size, reader) for index in indexes]
+        """Inclusion proofs of many leaves against one tree, their nodes read in one go and not
+        kept (an export asks for every leaf: the cache would grow with the log)."""
+
+        def proofs(reader: NodeReader) -> list[list[bytes]]:
+            return [inclusion_proof(index, size, reader) for index in indexes]
+
+        return proofs(EdgeReader(self._nodes_for(proofs)))
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         return self._with_nodes(lambda reader: consistency_proof(size1, size2, reader))

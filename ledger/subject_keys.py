@@ -213,7 +213,7 @@ class SubjectKeys:
         """The subject's name in the log: a UUID that reveals nothing without the secret.
 
         Each lifecycle of a reference has its own: the first is the *base* pseudonym; after an
-        erasure, a new lifecycle (``start_lifecycle``) derives the next one.
+        erasure, a new lifecycle (:meth:`next_lifecycle`) derives the next one.
         """
         base = self._derive(subject_ref, 0)
         generation = self._generation(base)

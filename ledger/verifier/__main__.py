@@ -21,7 +21,7 @@ def trusted_keys(values: list[str]) -> list[Verifier]:
     lines: list[str] = []
     for value in values:
         path = Path(value)
-        if ("+" not in value and path.is_file()) or path.is_file():
+        if path.is_file():
             lines += path.read_text(encoding="utf-8").splitlines()
         else:
             lines.append(value)

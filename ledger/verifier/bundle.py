@@ -30,7 +30,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import io
 import json
 import tempfile
 import zipfile
@@ -562,7 +561,7 @@ def _data_problem(signed: Any, shown: Any, path: str) -> str | None:
 
 
 def _first_diff(held: bytes, expected: bytes) -> str:
-    held_lines = io.BytesIO(held).read().decode(errors="replace").splitlines()
+    held_lines = held.decode(errors="replace").splitlines()
     want_lines = expected.decode(errors="replace").splitlines()
     for number, (a, b) in enumerate(zip(held_lines, want_lines, strict=False), start=1):
         if a != b:

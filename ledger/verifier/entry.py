@@ -153,11 +153,6 @@ def parse_body(body: bytes) -> dict[str, Any]:
     return obj
 
 
-def canonical_json(value: Any) -> bytes:
-    """The canonical JSON bodies are written in: sorted keys, compact, UTF-8 as itself."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def signature_is_valid(entry: bytes, signature: bytes, public_key: bytes) -> bool:
     """True when ``signature`` is the Ed25519 signature of ``entry`` by ``public_key``."""
     try:
