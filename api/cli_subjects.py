@@ -106,11 +106,17 @@ def rotate(ctx: click.Context, new_key_file: Path | None) -> None:
     assert len(new_key) == KEY_BYTES
     # The new key is on disk (0600) before anything is wrapped under it.
     write_private_file(staged, text)
-    app = open_ledger(settings)
     try:
-        count = app.subject_keys.rotate_master_key(new_key)
-    finally:
-        app.close()
+        app = open_ledger(settings)
+        try:
+            count = app.subject_keys.rotate_master_key(new_key)
+        finally:
+            app.close()
+    except BaseException:
+        # Re-wrapping is one transaction: it failed whole, the store still opens with the
+        # old key, and the new one must not be left behind looking like it matters.
+        staged.unlink()
+        raise
     staged.replace(target)
     click.echo(
         f"re-wrapped {count} subject keys under the new master key in {target}. Backups of "

@@ -7,6 +7,7 @@ triggers that refuse any UPDATE or DELETE of the log and its claims.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -368,7 +369,12 @@ class SQLiteKeyStore(KeyStore):
                     "INSERT INTO ledger_subject_keys (pseudonym, wrapped) VALUES (?, x'')",
                     [(p,) for p in ids],
                 )
-            # The old pages leave the write-ahead log too.
+            self._truncate_wal()
+
+    def _truncate_wal(self) -> None:
+        """After a commit: old pages (destroyed or re-wrapped keys) leave the write-ahead log
+        too. Best effort: the change is committed whatever happens here."""
+        with contextlib.suppress(sqlite3.Error):  # the next checkpoint does it
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def generations(self, bases: Iterable[str]) -> dict[str, int]:
@@ -416,7 +422,7 @@ class SQLiteKeyStore(KeyStore):
                     "UPDATE ledger_secrets SET wrapped = ? WHERE name = ?",
                     [(w, n) for n, w in secrets.items()],
                 )
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._truncate_wal()
 
     def get_secret(self, name: str) -> bytes | None:
         with self._lock:
