@@ -37,6 +37,7 @@ from harness import (
     cli,
     machine_facts,
     markdown_table,
+    marketing_policy,
     start_server,
     temporary_directory,
     temporary_schema,
@@ -188,23 +189,7 @@ def measure(
     try:
         for rate, batch in runs:
             version = f"lag-{time.time_ns()}"
-            policy = {
-                "type": "policy.version_published",
-                "event_id": f"policy-{version}",
-                "occurred_at": datetime.now(UTC).isoformat(),
-                "version": version,
-                "effective_at": "2026-01-01T00:00:00Z",
-                "material": False,
-                "text_digest": "sha256:" + "ab" * 32,
-                "purposes": [
-                    {
-                        "id": "marketing_email",
-                        "name": "Marketing e-mail",
-                        "legal_basis": "consent",
-                        "retention_days": 730,
-                    }
-                ],
-            }
+            policy = marketing_policy(version, datetime.now(UTC).isoformat())
             headers = {"Authorization": f"Bearer {token}"}
             httpx.post(f"{url}/v1/events", json=policy, headers=headers).raise_for_status()
             print(f"   {name}: {rate} events/s in requests of {batch} ...", end="", flush=True)

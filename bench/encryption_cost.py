@@ -72,23 +72,7 @@ def facts(prefix: str, numbers: Iterator[int], n: int) -> list[dict[str, Any]]:
 
 
 def policy() -> dict[str, Any]:
-    return {
-        "type": "policy.version_published",
-        "event_id": "bench-policy",
-        "occurred_at": "2026-01-01T00:00:00Z",
-        "version": "bench-v1",
-        "effective_at": "2026-01-01T00:00:00Z",
-        "material": False,
-        "text_digest": "sha256:" + "ab" * 32,
-        "purposes": [
-            {
-                "id": "marketing_email",
-                "name": "E-mail",
-                "legal_basis": "consent",
-                "retention_days": 730,
-            }
-        ],
-    }
+    return harness.marketing_policy("bench-v1", "2026-01-01T00:00:00Z")
 
 
 def measure(seconds: float, threads: int, op: Callable[[], int]) -> float:

@@ -186,3 +186,24 @@ def start_server(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
             server.terminate()
             raise SystemExit("the server did not start")
         time.sleep(0.2)
+
+
+def marketing_policy(version: str, occurred_at: str) -> dict[str, Any]:
+    """A policy version with one consent purpose (``marketing_email``) the benchmarks use."""
+    return {
+        "type": "policy.version_published",
+        "event_id": f"policy-{version}",
+        "occurred_at": occurred_at,
+        "version": version,
+        "effective_at": "2026-01-01T00:00:00Z",
+        "material": False,
+        "text_digest": "sha256:" + "ab" * 32,
+        "purposes": [
+            {
+                "id": "marketing_email",
+                "name": "Marketing e-mail",
+                "legal_basis": "consent",
+                "retention_days": 730,
+            }
+        ],
+    }

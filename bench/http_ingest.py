@@ -28,6 +28,7 @@ from harness import (
     cli,
     machine_facts,
     markdown_table,
+    marketing_policy,
     start_server,
     temporary_directory,
     temporary_schema,
@@ -68,23 +69,7 @@ def run_backend(name: str, env: dict[str, str], seconds: float) -> list[Row]:
     try:
         headers = {"Authorization": f"Bearer {token}"}
         version = f"bench-{int(time.time())}"
-        policy = {
-            "type": "policy.version_published",
-            "event_id": f"policy-{version}",
-            "occurred_at": datetime.now(UTC).isoformat(),
-            "version": version,
-            "effective_at": "2026-01-01T00:00:00Z",
-            "material": False,
-            "text_digest": "sha256:" + "ab" * 32,
-            "purposes": [
-                {
-                    "id": "marketing_email",
-                    "name": "Marketing e-mail",
-                    "legal_basis": "consent",
-                    "retention_days": 730,
-                }
-            ],
-        }
+        policy = marketing_policy(version, datetime.now(UTC).isoformat())
         httpx.post(f"{url}/v1/events", json=policy, headers=headers, timeout=30).raise_for_status()
         print(f"   {name}: /healthz ...", end="", flush=True)
         health = wrk(f"{url}/healthz", seconds, 64, None, env)
