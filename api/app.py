@@ -1,8 +1,8 @@
 """The HTTP API: ``create_app(settings)`` wires the ledger, the read models and the routes.
 
 By default two threads keep things moving while the app runs: the read models follow the log,
-and a checkpoint is signed every second while events arrive. Either can be left to its own
-process (``consent-ledger projections run``, ``consent-ledger checkpoint --every 1``) with
+and a checkpoint is signed every half second while events arrive. Either can be left to its own
+process (``consent-ledger projections run``, ``consent-ledger checkpoint --every 0.5``) with
 ``serve --no-projections --no-signer``, as docker-compose.yml does; the API then reads what
 those processes write to the shared database (read-your-writes waits on their positions).
 Where the read models run, a third thread runs retention (``projections.retention``) every
@@ -54,7 +54,7 @@ class ServerSettings:
     projections: bool = True
     """Follow the log with the read models in this process (off: ``projections run`` does)."""
     signer: bool = True
-    """Sign checkpoints in this process (off: ``checkpoint --every 1`` does)."""
+    """Sign checkpoints in this process (off: ``checkpoint --every 0.5`` does)."""
     admin_token_file: Path | None = None
     """A file holding a token that the API accepts with the admin scope."""
     log_format: str = "auto"
@@ -64,7 +64,7 @@ class ServerSettings:
     """Seconds a stopping server waits for requests in flight before cancelling them."""
     retention_interval_hours: int = 24
     """Hours between retention runs, in a process that runs the read models (0: none here)."""
-    checkpoint_interval_ms: int = 1000
+    checkpoint_interval_ms: int = 500
     """Milliseconds between checkpoints, at a fixed rate, in a process that signs them."""
 
     @classmethod
@@ -84,7 +84,7 @@ class ServerSettings:
             log_level=env.choice("LOG_LEVEL", "warning", logs.LEVELS),
             shutdown_timeout=env.integer("SHUTDOWN_TIMEOUT", 20, 1, 3600),
             retention_interval_hours=env.integer("RETENTION_INTERVAL_HOURS", 24, 0, 24 * 366),
-            checkpoint_interval_ms=env.integer("CHECKPOINT_INTERVAL_MS", 1000, 100, 3_600_000),
+            checkpoint_interval_ms=env.integer("CHECKPOINT_INTERVAL_MS", 500, 100, 3_600_000),
         )
 
     def environment(self) -> dict[str, str]:

@@ -150,7 +150,7 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
 
 class LedgerServer:
     """``consent-ledger serve`` and, when ``separate``, ``projections run`` and
-    ``checkpoint --every 1`` as processes of their own (``serve --no-projections --no-signer``,
+    ``checkpoint --every 0.5`` as processes of their own (``serve --no-projections --no-signer``,
     as docker-compose.yml runs it)."""
 
     def __init__(
@@ -190,7 +190,7 @@ class LedgerServer:
         self.server = self._spawn("serve", *serve)
         if self.separate:
             self._spawn("projections", "projections", "run")
-            self._spawn("signer", "checkpoint", "--every", "1")
+            self._spawn("signer", "checkpoint", "--every", "0.5")
         wait_healthy(self.url, self.processes, 90)
         return self
 
@@ -574,7 +574,7 @@ def run_postgres_server_rows(ctx: Context, rows: list[str]) -> None:
     """ingest1, ingest500, decision, lag: one server (fresh schema), rows in that order."""
     args = ctx.args
     seconds = args.seconds
-    side = " --no-projections --no-signer, + projections run, checkpoint --every 1"
+    side = " --no-projections --no-signer, + projections run, checkpoint --every 0.5"
     print(f"\n== PostgreSQL: serve --workers {args.workers}{side if args.separate else ''}")
     noop: dict[int, WrkResult] = {}
     with noop_server(args.workers, ctx.logs) as url:
