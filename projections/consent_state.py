@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from projections.base import CorrectableProjection, LoggedEvent
 from projections.consent_book import BOOK_TYPES, CONSENT_TYPES, ConsentBook, subjects_and_purposes
+from projections.consent_facts import FactReader, SubjectFacts
 from projections.consent_rules import Interval, Verdict, intervals, moment_text
 from projections.database import ProjectionDatabase, Sql
 
@@ -112,32 +113,39 @@ class PurposeState:
 
 
 class ConsentStateView:
-    """Questions about consent, answered from the consent-state projection."""
+    """Questions about consent, answered from the consent-state projection.
+
+    Each question is one statement (:class:`~projections.consent_facts.FactReader`), with the
+    policy versions kept in memory and checked against the table by that same statement.
+    """
 
     def __init__(self, db: ProjectionDatabase, default_minimum_age: int = 18) -> None:
         self.db = db
         self.default_minimum_age = default_minimum_age
+        self.reader = FactReader(db, BOOK, ERASURES)
+
+    def facts(self, subject: str, purpose: str | None = None) -> SubjectFacts:
+        """The subject's erasure, age, the policies, and their decisions on ``purpose`` (on
+        every purpose when None): what :meth:`state` and :meth:`decide` answer from."""
+        return self.reader.read(subject, purpose)
 
     def state(self, subject: str, now: datetime) -> list[PurposeState]:
         """Every purpose the subject ever decided on, as it stands at ``now``."""
+        return self.state_of(self.facts(subject), now)
+
+    def state_of(self, facts: SubjectFacts, now: datetime) -> list[PurposeState]:
         moment = moment_text(now)
-        with self.db.reading() as sql:
-            return [
-                PurposeState(purpose, self._verdict(sql, subject, purpose, moment))
-                for purpose in BOOK.purposes_of(sql, subject)
-            ]
+        return [
+            PurposeState(purpose, facts.verdict(purpose, moment, self.default_minimum_age))
+            for purpose in facts.purposes()
+        ]
 
     def decide(self, subject: str, purpose: str, at: datetime) -> Verdict:
         """May ``purpose`` be used for ``subject`` at ``at``? With the reason and its event."""
-        with self.db.reading() as sql:
-            return self._verdict(sql, subject, purpose, moment_text(at))
+        return self.verdict_of(self.facts(subject, purpose), purpose, at)
 
-    def _verdict(self, sql: Sql, subject: str, purpose: str, moment: str) -> Verdict:
-        erasure = _erasure(sql, subject)
-        if erasure is not None and erasure["erased_at"] <= moment:
-            # Nothing may be processed for an erased subject from its erasure on.
-            return Verdict(False, "erased", erasure["seq"], None, erasure["erased_at"])
-        return BOOK.verdict(sql, subject, purpose, moment, self.default_minimum_age)
+    def verdict_of(self, facts: SubjectFacts, purpose: str, at: datetime) -> Verdict:
+        return facts.verdict(purpose, moment_text(at), self.default_minimum_age)
 
     def erasure(self, subject: str) -> dict[str, Any] | None:
         """When and why the subject was erased, or None."""

@@ -11,6 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import LedgerDep, ReadModelsDep, StateReader
 from api.examples import DECISION, STATE, example
 from api.problems import COMMON, ProblemError
+from ledger.application import LedgerApplication
+from projections.consent_facts import SubjectFacts
 from projections.read_models import ReadModels
 
 router = APIRouter(prefix="/v1/consent", tags=["consent"], responses=COMMON)
@@ -45,6 +47,26 @@ async def _wait(models: ReadModels, seq: int | None) -> None:
         )
 
 
+def _facts(
+    ledger: LedgerApplication, models: ReadModels, subject: str, purpose: str | None
+) -> SubjectFacts:
+    """The facts about the reference's current lifecycle (one query, most of the time).
+
+    Call in the threadpool: the pseudonym may need the key store. An erased pseudonym may be
+    out of date here: another process (a second worker) may have begun the reference's next
+    lifecycle, which this one has not seen. So an erasure makes it look again, once.
+    """
+    keys = ledger.subject_keys
+    pseudonym = keys.pseudonym(subject)
+    facts = models.consent.facts(pseudonym, purpose)
+    if facts.erasure is not None:
+        keys.refresh([subject])
+        current = keys.pseudonym(subject)
+        if current != pseudonym:
+            facts = models.consent.facts(current, purpose)
+    return facts
+
+
 def _moment(at: datetime | None) -> datetime:
     if at is None:
         return datetime.now(UTC)
@@ -66,13 +88,12 @@ async def state(
 ) -> dict[str, Any]:
     await _wait(models, wait_for)
 
-    def answer() -> dict[str, Any]:  # in the threadpool: the pseudonym may need the database
-        pseudonym = ledger.subject_keys.pseudonym(subject)
-        states = models.consent.state(pseudonym, _moment(at))
+    def answer() -> dict[str, Any]:  # one hop to the threadpool: pseudonym and query
+        facts = _facts(ledger, models, subject, None)
         return {
-            "subject": pseudonym,
-            "erased": models.consent.erasure(pseudonym),
-            "purposes": [s.as_dict() for s in states],
+            "subject": facts.subject,
+            "erased": None if facts.erasure is None else facts.erasure.as_dict(),
+            "purposes": [s.as_dict() for s in models.consent.state_of(facts, _moment(at))],
         }
 
     return await run_in_threadpool(answer)
@@ -95,7 +116,8 @@ async def decision(
     await _wait(models, wait_for)
 
     def answer() -> dict[str, Any]:  # one hop to the threadpool: pseudonym and query
-        pseudonym = ledger.subject_keys.pseudonym(subject)
-        return models.consent.decide(pseudonym, purpose, _moment(at)).answer(pseudonym, purpose)
+        facts = _facts(ledger, models, subject, purpose)
+        verdict = models.consent.verdict_of(facts, purpose, _moment(at))
+        return verdict.answer(facts.subject, purpose)
 
     return await run_in_threadpool(answer)
