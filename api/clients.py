@@ -3,6 +3,12 @@
 A token is 32 random bytes (``cl_`` + URL-safe base64), shown once when the client is added;
 only its SHA-256 is stored (a token this random needs no slow hash), so a copy of the database
 lets no one call the API. Revoking keeps the row, so the history of who had access stays.
+
+A token the database confirmed as live in the last :data:`VERIFIED_SECONDS` is taken as live
+without asking it again (:meth:`ClientStore.recently_verified`), so a busy client costs one
+query a second, not one a request. A revocation or a key registered by another process (the
+``clients`` commands) therefore takes effect within that second; in the revoking process at
+once. Unknown and revoked tokens are never remembered: they are looked up every time.
 """
 
 from __future__ import annotations
@@ -10,7 +16,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -19,6 +28,10 @@ from ledger.errors import LedgerError
 from projections.database import ProjectionDatabase
 
 TOKEN_PREFIX = "cl_"  # noqa: S105 (a prefix, not a secret)
+VERIFIED_SECONDS = 1.0
+"""How long a token the database confirmed as live is taken as live without asking again."""
+VERIFIED_MAX = 1024
+"""How many verified tokens are remembered (the oldest verified is forgotten first)."""
 
 
 class Scope(StrEnum):
@@ -53,8 +66,18 @@ def hash_token(token: str) -> str:
 
 
 class ClientStore:
-    def __init__(self, db: ProjectionDatabase) -> None:
+    def __init__(
+        self,
+        db: ProjectionDatabase,
+        verified_seconds: float = VERIFIED_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.db = db
+        self.verified_seconds = verified_seconds
+        self._clock = clock
+        self._verified: dict[str, tuple[Client, float]] = {}
+        """Token hash -> its live client, and when the database said so (oldest first)."""
+        self._verified_lock = threading.Lock()
         with db.transaction() as sql:
             db.lock_schema(sql)
             sql.execute(
@@ -100,13 +123,39 @@ class ClientStore:
         return client, token
 
     def authenticate(self, token: str) -> Client | None:
-        """The client a token belongs to, revoked or not; None for an unknown token."""
+        """The client a token belongs to, revoked or not; None for an unknown token.
+
+        Asks the database; a live client is remembered for :meth:`recently_verified`.
+        """
+        digest = hash_token(token)
+        asked_at = self._clock()  # the row read is at least this fresh
         rows = self.db.query(
             "SELECT client_id, name, scopes, created_at, revoked_at, public_key FROM api_clients "
             "WHERE token_hash = ?",
-            (hash_token(token),),
+            (digest,),
         )
-        return _client(rows[0]) if rows else None
+        client = _client(rows[0]) if rows else None
+        with self._verified_lock:
+            self._verified.pop(digest, None)
+            if client is not None and client.revoked_at is None:
+                self._verified[digest] = (client, asked_at)
+                while len(self._verified) > VERIFIED_MAX:
+                    del self._verified[next(iter(self._verified))]
+        return client
+
+    def recently_verified(self, token: str) -> Client | None:
+        """The live client of a token the database confirmed less than ``verified_seconds``
+        ago; None when there is none (then ask :meth:`authenticate`). No I/O."""
+        found = self._verified.get(hash_token(token))
+        if found is None or self._clock() - found[1] >= self.verified_seconds:
+            return None
+        return found[0]
+
+    def _forget(self, name: str) -> None:
+        """Forget the verified tokens of client ``name`` (revoked, or its key changed)."""
+        with self._verified_lock:
+            for digest in [d for d, (c, _) in self._verified.items() if c.name == name]:
+                del self._verified[digest]
 
     def find_by_name(self, name: str) -> Client | None:
         rows = self.db.query(
@@ -135,6 +184,7 @@ class ClientStore:
             raise ClientError(f"no client named {name!r}")
         with self.db.transaction() as sql:
             sql.execute("UPDATE api_clients SET public_key = ? WHERE name = ?", (public_key, name))
+        self._forget(name)
         client = self.find_by_name(name)
         assert client is not None
         return client
@@ -146,6 +196,7 @@ class ClientStore:
         if client.revoked_at is None:
             with self.db.transaction() as sql:
                 sql.execute("UPDATE api_clients SET revoked_at = ? WHERE name = ?", (_now(), name))
+        self._forget(name)
         revoked = self.find_by_name(name)
         assert revoked is not None
         return revoked
