@@ -103,7 +103,12 @@ class _StreamLocks:
 class _Batch:
     """The aggregates one batch touches and the events it produces, in batch order."""
 
-    def __init__(self, app: LedgerApplication, emitter: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        app: LedgerApplication,
+        emitter: dict[str, Any] | None = None,
+        unknown_subjects: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.emitter = emitter
         self.aggregates: dict[UUID, LedgerAggregate] = {}
@@ -111,11 +116,17 @@ class _Batch:
         self.created: set[UUID] = set()
         self.erasing: set[str] = set()
         """Pseudonyms whose keys this batch destroys when it commits."""
-        self.keys = app.subject_keys.session()
+        self.keys = app.subject_keys.session(unknown_subjects)
+        self.new_streams = {UUID(pseudonym) for pseudonym in unknown_subjects}
+        """Subject streams that did not exist when the batch began: the key store knew
+        nothing of their subjects, and a subject's stream is only ever written with its key.
+        Not read; should one exist after all, the commit clashes and the retry reads it."""
 
     def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
         aggregate = self.aggregates.get(aggregate_id)
         if aggregate is None:
+            if aggregate_id in self.new_streams:
+                return None
             try:
                 aggregate = self.app.repository.get(aggregate_id)
             except AggregateNotFoundError:
@@ -208,11 +219,15 @@ class LedgerApplication(Application[UUID]):
         self._check_clocks(facts, now)
         digests = [self.subject_keys.digest(_canonical(fact)) for fact in facts]
         refs = [ref for fact in facts for ref in fact_subject_refs(fact)]
-        self.subject_keys.prefetch(refs)
+        unknown_subjects = self.subject_keys.prefetch(refs)
         refreshed = False
         for attempt in range(MAX_ATTEMPTS):
+            # The first attempt takes every fact for new and reads nothing it need not: a
+            # repeated event id then fails the commit (or the checks, for a fact whose
+            # aggregate it changed), and the next attempt reads the claims and answers it.
+            first = attempt == 0
             receipts: list[Receipt | None] = [None] * len(facts)
-            recorded = self.ledger.select_claims([f.event_id for f in facts])
+            recorded = {} if first else self.ledger.select_claims([f.event_id for f in facts])
             fresh: list[int] = []
             for index, fact in enumerate(facts):
                 claim = recorded.get(fact.event_id)
@@ -235,7 +250,12 @@ class LedgerApplication(Application[UUID]):
                             [digests[i] for i in fresh],
                             fresh,
                             now,
+                            unknown_subjects if first else frozenset(),
                         )
+                except ValidationError:
+                    if first:
+                        continue  # perhaps a repeated event: answered with its claim, or again
+                    raise
                 except IntegrityError:
                     # Another process took a stream version or an event id: start again.
                     time.sleep(random.uniform(0, 0.005 * attempt))  # noqa: S311
@@ -340,8 +360,9 @@ class LedgerApplication(Application[UUID]):
         digests: list[bytes],
         indexes: list[int],
         now: datetime,
+        unknown_subjects: frozenset[str] = frozenset(),
     ) -> list[LogRecord]:
-        batch = _Batch(self, None if emitter is None else dict(emitter))
+        batch = _Batch(self, None if emitter is None else dict(emitter), unknown_subjects)
         try:
             records = self._run_batch(batch, facts, digests, indexes, now)
         except BaseException:

@@ -19,9 +19,9 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ledger.errors import FORMAT_1_LOG, StorageError
-from ledger.recorder import LedgerRecorder, LogRecord, RecordedClaim
+from ledger.recorder import Head, LedgerRecorder, LogRecord, RecordedClaim
 from ledger.signing import Signer
-from ledger.subject_keys import KeyStore
+from ledger.subject_keys import KeyStore, Survey
 
 SCHEMA_LOCK_ID = 0x6C6564676572  # "ledger": serialises schema creation across processes
 TREE_LOCK_ID = 0x74726565  # "tree": one checkpoint signer or tree builder at a time
@@ -143,28 +143,32 @@ def create_schema(pool: ConnectionPool, schema: str) -> None:
 
 
 class _PostgresWrite:
-    """The write transaction's statements: two round trips besides LOCK and COMMIT."""
+    """The write transaction's statements, in pipeline mode: BEGIN, LOCK, the new keys and the
+    head are one round trip, the write and COMMIT another (a third reads the tree's right edge
+    when another writer appended since this recorder's last commit)."""
 
     def __init__(self, conn: psycopg.Connection[Any], recorder: PostgresLedgerRecorder) -> None:
         self.conn = conn
         self.recorder = recorder
 
     def read_head(
-        self, event_ids: Sequence[str], pseudonyms: Sequence[str]
-    ) -> tuple[int, set[str], set[str] | None]:
-        row = self.conn.execute(
+        self, event_ids: Sequence[str], pseudonyms: Sequence[str], new_keys: Mapping[str, bytes]
+    ) -> Head:
+        # Pipelined: BEGIN, LOCK, the key insert and this read go in one round trip.
+        stored: psycopg.Cursor[Any] | None = None
+        if new_keys:
+            items = sorted(new_keys.items())
+            stored = self.conn.execute(
+                self.recorder.persist_keys_statement,
+                ([p for p, _ in items], [w for _, w in items], [p for p, _ in items]),
+            )
+        head = self.conn.execute(
             self.recorder.read_head_statement, (list(event_ids), list(pseudonyms))
-        ).fetchone()
+        )
+        row = head.fetchone()
         assert row is not None
-        return int(row[0] or 0), set(row[1]), set(row[2])
-
-    def persist_keys(self, wrapped: Mapping[str, bytes]) -> dict[str, bytes] | None:
-        items = sorted(wrapped.items())
-        rows = self.conn.execute(
-            self.recorder.persist_keys_statement,
-            ([p for p, _ in items], [w for _, w in items], [p for p, _ in items]),
-        ).fetchall()
-        return {r[0]: bytes(r[1]) for r in rows}
+        stored_keys = {} if stored is None else {r[0]: bytes(r[1]) for r in stored.fetchall()}
+        return Head(int(row[0] or 0), set(row[1]), set(row[2]), stored_keys)
 
     def read_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         return _read_nodes(self.conn, self.recorder, keys)
@@ -301,52 +305,71 @@ class PostgresLedgerRecorder(LedgerRecorder):
         self.claims_table = f'"{schema}".ledger_claims'
         self.checkpoints_table = f'"{schema}".ledger_checkpoints'
         self.channel = f"{schema}_ledger_events"
-        self.read_head_statement = sql.SQL(
-            "SELECT (SELECT max(seq) FROM {events}), "
-            "ARRAY(SELECT event_id FROM {claims} WHERE event_id = ANY(%s)), "
-            "ARRAY(SELECT pseudonym FROM {keys} WHERE pseudonym = ANY(%s) "
-            "AND length(wrapped) = 0)"
-        ).format(events=self.table, claims=self.claims_sql, keys=self.keys_table)
-        self.read_nodes_statement = sql.SQL(
-            "SELECT n.level, n.idx, n.hash FROM {nodes} n "
-            "JOIN unnest(%s::smallint[], %s::bigint[]) AS k(level, idx) "
-            "ON n.level = k.level AND n.idx = k.idx"
-        ).format(nodes=sql.Identifier(schema, "ledger_merkle_nodes"))
+        self.read_head_statement = (
+            sql.SQL(
+                "SELECT (SELECT max(seq) FROM {events}), "
+                "ARRAY(SELECT event_id FROM {claims} WHERE event_id = ANY(%s)), "
+                "ARRAY(SELECT pseudonym FROM {keys} WHERE pseudonym = ANY(%s) "
+                "AND length(wrapped) = 0)"
+            )
+            .format(events=self.table, claims=self.claims_sql, keys=self.keys_table)
+            .as_bytes(None)
+        )
+        self.read_nodes_statement = (
+            sql.SQL(
+                "SELECT n.level, n.idx, n.hash FROM {nodes} n "
+                "JOIN unnest(%s::smallint[], %s::bigint[]) AS k(level, idx) "
+                "ON n.level = k.level AND n.idx = k.idx"
+            )
+            .format(nodes=sql.Identifier(schema, "ledger_merkle_nodes"))
+            .as_bytes(None)
+        )
         # Inserted rows come back from the CTE; rows stored before come from the table (the
         # statement's snapshot does not see its own inserts). A key another writer is storing
         # right now is in neither: the unit then fails and retries with the stored key.
-        self.persist_keys_statement = sql.SQL(
-            "WITH ins AS (INSERT INTO {keys} (pseudonym, wrapped) "
-            "SELECT * FROM unnest(%s::text[], %s::bytea[]) "
-            "ON CONFLICT DO NOTHING RETURNING pseudonym, wrapped) "
-            "SELECT pseudonym, wrapped FROM ins UNION ALL "
-            "SELECT pseudonym, wrapped FROM {keys} WHERE pseudonym = ANY(%s) "
-            "AND length(wrapped) > 0"
-        ).format(keys=sql.Identifier(schema, "ledger_subject_keys"))
-        self.write_statement = sql.SQL(
-            "WITH e AS (INSERT INTO {events} ({columns}) SELECT * FROM unnest("
-            "%s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::bytea[], %s::bytea[], "
-            "%s::bytea[], %s::text[]) RETURNING 1), "
-            "c AS (INSERT INTO {claims} (event_id, digest, seq) SELECT * FROM unnest("
-            "%s::text[], %s::bytea[], %s::bigint[]) RETURNING 1), "
-            "n AS (INSERT INTO {nodes} (level, idx, hash) SELECT * FROM unnest("
-            "%s::smallint[], %s::bigint[], %s::bytea[]) RETURNING 1) "
-            "SELECT pg_notify({channel}, ''), (SELECT count(*) FROM e), (SELECT count(*) FROM c), "
-            "(SELECT count(*) FROM n)"
-        ).format(
-            events=self.table,
-            columns=_COLUMNS,
-            claims=self.claims_sql,
-            nodes=sql.Identifier(schema, "ledger_merkle_nodes"),
-            channel=sql.Literal(self.channel),
+        self.persist_keys_statement = (
+            sql.SQL(
+                "WITH ins AS (INSERT INTO {keys} (pseudonym, wrapped) "
+                "SELECT * FROM unnest(%s::text[], %s::bytea[]) "
+                "ON CONFLICT DO NOTHING RETURNING pseudonym, wrapped) "
+                "SELECT pseudonym, wrapped FROM ins UNION ALL "
+                "SELECT pseudonym, wrapped FROM {keys} WHERE pseudonym = ANY(%s) "
+                "AND length(wrapped) > 0"
+            )
+            .format(keys=sql.Identifier(schema, "ledger_subject_keys"))
+            .as_bytes(None)
+        )
+        self.write_statement = (
+            sql.SQL(
+                "WITH e AS (INSERT INTO {events} ({columns}) SELECT * FROM unnest("
+                "%s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::bytea[], %s::bytea[], "
+                "%s::bytea[], %s::text[]) RETURNING 1), "
+                "c AS (INSERT INTO {claims} (event_id, digest, seq) SELECT * FROM unnest("
+                "%s::text[], %s::bytea[], %s::bigint[]) RETURNING 1), "
+                "n AS (INSERT INTO {nodes} (level, idx, hash) SELECT * FROM unnest("
+                "%s::smallint[], %s::bigint[], %s::bytea[]) RETURNING 1) "
+                "SELECT pg_notify({channel}, ''), (SELECT count(*) FROM e), "
+                "(SELECT count(*) FROM c), (SELECT count(*) FROM n)"
+            )
+            .format(
+                events=self.table,
+                columns=_COLUMNS,
+                claims=self.claims_sql,
+                nodes=sql.Identifier(schema, "ledger_merkle_nodes"),
+                channel=sql.Literal(self.channel),
+            )
+            .as_bytes(None)
+        )
+        self.lock_statement = (
+            sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(self.table).as_bytes(None)
         )
         create_schema(pool, schema)
 
     @contextmanager
     def _write_transaction(self) -> Iterator[_PostgresWrite]:
         try:
-            with self.pool.connection() as conn, conn.transaction():
-                conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(self.table))
+            with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
+                conn.execute(self.lock_statement)
                 yield _PostgresWrite(conn, self)
         except psycopg.errors.UniqueViolation as exc:
             raise IntegrityError(str(exc)) from exc
@@ -403,6 +426,35 @@ class PostgresKeyStore(KeyStore):
         self.keys = sql.Identifier(schema, "ledger_subject_keys")
         self.secrets_table = sql.Identifier(schema, "ledger_secrets")
         self.generations_table = sql.Identifier(schema, "ledger_subject_generations")
+        self.survey_statement = (
+            sql.SQL(
+                "SELECT base, generation, NULL::bytea FROM {generations} WHERE base = ANY(%s) "
+                "UNION ALL SELECT pseudonym, NULL, wrapped FROM {keys} WHERE pseudonym = ANY(%s)"
+            )
+            .format(generations=self.generations_table, keys=self.keys)
+            .as_bytes(None)
+        )
+        self.select_statement = (
+            sql.SQL(
+                "SELECT pseudonym, wrapped FROM {} WHERE pseudonym = ANY(%s) "
+                "AND length(wrapped) > 0"
+            )
+            .format(self.keys)
+            .as_bytes(None)
+        )
+
+    def survey(self, bases: Sequence[str]) -> Survey:
+        with self.pool.connection() as conn:
+            rows = conn.execute(self.survey_statement, (list(bases), list(bases))).fetchall()
+        found = Survey({}, {}, set())
+        for name, generation, wrapped in rows:
+            if wrapped is None:
+                found.generations[str(name)] = int(generation)
+            elif wrapped:
+                found.keys[str(name)] = bytes(wrapped)
+            else:
+                found.erased.add(str(name))
+        return found
 
     def persist(self, wrapped: Mapping[str, bytes]) -> dict[str, bytes]:
         with self.pool.connection() as conn, conn.transaction():
@@ -420,13 +472,7 @@ class PostgresKeyStore(KeyStore):
             return self._select(conn, list(pseudonyms))
 
     def _select(self, conn: psycopg.Connection[Any], pseudonyms: list[str]) -> dict[str, bytes]:
-        rows = conn.execute(
-            sql.SQL(
-                "SELECT pseudonym, wrapped FROM {} WHERE pseudonym = ANY(%s) "
-                "AND length(wrapped) > 0"
-            ).format(self.keys),
-            (pseudonyms,),
-        ).fetchall()
+        rows = conn.execute(self.select_statement, (pseudonyms,)).fetchall()
         return {r[0]: bytes(r[1]) for r in rows}
 
     def erased(self, pseudonyms: Iterable[str]) -> set[str]:

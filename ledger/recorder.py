@@ -103,18 +103,33 @@ RECORD_COLUMNS = "seq, originator_id, originator_version, topic, entry, body, si
 MAX_SEQ = 2**63 - 1
 
 
+@dataclass(frozen=True)
+class Head:
+    """What a commit reads first, under the log's write lock."""
+
+    seq: int
+    """The highest sequence number."""
+    taken: set[str]
+    """Which of the event ids asked about are claimed already."""
+    erased: set[str] | None
+    """Which of the subjects asked about were erased (their keys destroyed); None when the key
+    store is not in the log's database: then the key store is asked (erasures happen under
+    the log's write lock, so it cannot change meanwhile)."""
+    stored_keys: dict[str, bytes] | None
+    """The wrapped key now stored for each new key handed in: the one given, or the one
+    another writer stored first. None when the key store is not in the log's database: then
+    the recorder stores them in a transaction of their own, committed first."""
+
+
 class WriteTransaction(Protocol):
     """What the commit protocol needs from a backend while it holds the write lock."""
 
     def read_head(
-        self, event_ids: Sequence[str], pseudonyms: Sequence[str]
-    ) -> tuple[int, set[str], set[str] | None]:
-        """The highest sequence number, which of ``event_ids`` are claimed already, and which
-        of the subjects ``pseudonyms`` were erased (their keys destroyed).
-
-        The last is None when the key store is not in the log's database: then the key store
-        is asked (erasures happen under the log's write lock, so it cannot change meanwhile).
-        """
+        self, event_ids: Sequence[str], pseudonyms: Sequence[str], new_keys: Mapping[str, bytes]
+    ) -> Head:
+        """Store ``new_keys`` (as :meth:`KeyStore.persist` does) where the backend can do it
+        in this transaction, and read the head, the claims of ``event_ids`` and which of
+        ``pseudonyms`` were erased (a backend may do all of it in one round trip)."""
         ...
 
     def read_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
@@ -133,14 +148,6 @@ class WriteTransaction(Protocol):
     def destroy_keys(self, pseudonyms: Sequence[str]) -> bool:
         """Destroy these subjects' keys in this transaction; False if the key store is not in
         the log's database (then they are destroyed in a transaction of their own, first)."""
-        ...
-
-    def persist_keys(self, wrapped: Mapping[str, bytes]) -> dict[str, bytes] | None:
-        """Store new subject keys in this transaction, as :meth:`KeyStore.persist` does.
-
-        None when the key store is not in the log's database: then they are stored in a
-        transaction of their own, committed first.
-        """
         ...
 
 
@@ -285,20 +292,17 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         for unit in group:
             unit.done.set()
 
-    def _persist_keys(self, group: list[_Unit], txn: WriteTransaction) -> list[_Unit]:
+    def _keep_stored_keys(self, group: list[_Unit], head: Head) -> list[_Unit]:
         """Store the group's new subject keys before its events; units whose key lost fail.
 
-        In the log's own transaction when the backend can (PostgreSQL), else committed just
-        before it (SQLite's key store is a file of its own): a key is durable no later than
-        the first event sealed under it.
+        In the log's own transaction when the backend can (PostgreSQL: :meth:`read_head` did),
+        else committed just before it (SQLite's key store is a file of its own): a key is
+        durable no later than the first event sealed under it.
         """
-        wanted: dict[str, bytes] = {}
-        for unit in group:
-            for pseudonym, wrapped in unit.new_keys.items():
-                wanted.setdefault(pseudonym, wrapped)
+        wanted = _new_keys(group)
         if not wanted:
             return group
-        stored = txn.persist_keys(wanted)
+        stored = head.stored_keys
         if stored is None:
             stored = self.key_store.persist(wanted)
         ready = []
@@ -357,12 +361,14 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         started = time.perf_counter()
         outcomes: list[tuple[_Unit, list[LogRecord] | None, BaseException | None]] = []
         with self._write_transaction() as txn:
-            group = self._persist_keys(group, txn)
-            seq, taken, erased_here = txn.read_head(
+            head = txn.read_head(
                 [c.event_id for unit in group for c in unit.claims],
                 sorted({p for unit in group for p in unit.sealed_under | unit.erase}),
+                _new_keys(group),
             )
-            group, erased_before = self._check_subjects(group, erased_here)
+            group = self._keep_stored_keys(group, head)
+            group, erased_before = self._check_subjects(group, head.erased)
+            seq, taken = head.seq, set(head.taken)
             tree_size = seq
             cached_size, cached_edge = self._edge
             edge = (
@@ -631,6 +637,16 @@ class PollingSubscription(ListenNotifySubscription[ApplicationRecorder]):
             super().__exit__(*args, **kwargs)
         finally:
             self._poller.join()
+
+
+def _new_keys(group: Sequence[_Unit]) -> dict[str, bytes]:
+    """The wrapped keys of the subjects a group is the first to seal for (the first unit's
+    wins when two made one)."""
+    wanted: dict[str, bytes] = {}
+    for unit in group:
+        for pseudonym, wrapped in unit.new_keys.items():
+            wanted.setdefault(pseudonym, wrapped)
+    return wanted
 
 
 def _as_storage_error(exc: BaseException) -> BaseException:

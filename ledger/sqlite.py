@@ -18,9 +18,9 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError
 
 from ledger.errors import FORMAT_1_LOG, StorageError
-from ledger.recorder import RECORD_COLUMNS, LedgerRecorder, LogRecord, RecordedClaim
+from ledger.recorder import RECORD_COLUMNS, Head, LedgerRecorder, LogRecord, RecordedClaim
 from ledger.signing import Signer
-from ledger.subject_keys import KeyStore
+from ledger.subject_keys import KeyStore, Survey
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger_events (
@@ -116,18 +116,15 @@ class _SQLiteWrite:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    def persist_keys(self, wrapped: Mapping[str, bytes]) -> dict[str, bytes] | None:
-        return None  # the key store is its own file, committed first
-
     def destroy_keys(self, pseudonyms: Sequence[str]) -> bool:
         return False  # the key store is its own file
 
     def read_head(
-        self, event_ids: Sequence[str], pseudonyms: Sequence[str]
-    ) -> tuple[int, set[str], set[str] | None]:
+        self, event_ids: Sequence[str], pseudonyms: Sequence[str], new_keys: Mapping[str, bytes]
+    ) -> Head:
         row = self.conn.execute("SELECT max(seq) FROM ledger_events").fetchone()
-        # The key store is a file of its own: the recorder asks it.
-        return int(row[0] or 0), set(_select_claims(self.conn, event_ids)), None
+        # The key store is a file of its own: the recorder asks it, and stores new keys in it.
+        return Head(int(row[0] or 0), set(_select_claims(self.conn, event_ids)), None, None)
 
     def read_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         return _read_nodes(self.conn, keys)
@@ -341,13 +338,33 @@ class SQLiteKeyStore(KeyStore):
         )
         return {str(pseudonym): bytes(wrapped) for pseudonym, wrapped in rows}
 
-    def _rows_in(self, query: str, ids: list[str]) -> list[tuple[Any, ...]]:
-        """Rows of ``query`` whose ``IN ({})`` takes ``ids``, 500 at a time."""
+    def _rows_in(self, query: str, ids: list[str], times: int = 1) -> list[tuple[Any, ...]]:
+        """Rows of ``query`` whose ``IN ({})`` (each of ``times``) takes ``ids``, 400 at a
+        time."""
         rows: list[tuple[Any, ...]] = []
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            rows += self._conn.execute(query.format(",".join("?" * len(chunk))), chunk)
+        for start in range(0, len(ids), 400):
+            chunk = ids[start : start + 400]
+            rows += self._conn.execute(query.format(",".join("?" * len(chunk))), chunk * times)
         return rows
+
+    def survey(self, bases: Sequence[str]) -> Survey:
+        found = Survey({}, {}, set())
+        with self._lock:
+            rows = self._rows_in(
+                "SELECT pseudonym, NULL, wrapped FROM ledger_subject_keys WHERE pseudonym IN ({0}) "
+                "UNION ALL SELECT base, generation, NULL FROM ledger_subject_generations "
+                "WHERE base IN ({0})",
+                list(bases),
+                times=2,
+            )
+        for name, generation, wrapped in rows:
+            if wrapped is None:
+                found.generations[str(name)] = int(generation)
+            elif wrapped:
+                found.keys[str(name)] = bytes(wrapped)
+            else:
+                found.erased.add(str(name))
+        return found
 
     def erased(self, pseudonyms: Iterable[str]) -> set[str]:
         with self._lock:

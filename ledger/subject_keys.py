@@ -20,7 +20,8 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from uuid import UUID
@@ -110,8 +111,25 @@ def new_master_key_text() -> bytes:
     return base64.b64encode(os.urandom(KEY_BYTES)) + b"\n"
 
 
+@dataclass(frozen=True)
+class Survey:
+    """What the key store holds for some subjects, read in one go before a batch."""
+
+    generations: dict[str, int]
+    """The lifecycle number of each base pseudonym that has started a new one."""
+    keys: dict[str, bytes]
+    """The live wrapped keys of those pseudonyms that have one."""
+    erased: set[str]
+    """Those of the pseudonyms whose key was destroyed."""
+
+
 class KeyStore(ABC):
     """Where wrapped subject keys and ledger secrets live (apart from the event log)."""
+
+    def survey(self, bases: Sequence[str]) -> Survey:
+        """The lifecycles of ``bases`` and the keys of their first lifecycles (whose
+        pseudonyms are the bases themselves). Backends answer it in one read."""
+        return Survey(self.generations(bases), self.select(bases), self.erased(bases))
 
     @abstractmethod
     def persist(self, wrapped: Mapping[str, bytes]) -> dict[str, bytes]:
@@ -244,14 +262,32 @@ class SubjectKeys:
             while len(self._generations) > self._cache_size:
                 self._generations.popitem(last=False)
 
-    def prefetch(self, subject_refs: Iterable[str]) -> None:
-        """Read the lifecycles of many references in one go (before a batch is handled)."""
+    def prefetch(self, subject_refs: Iterable[str]) -> frozenset[str]:
+        """Read the lifecycles and keys of many references in one go (before a batch is
+        handled); return the pseudonyms the store knows nothing of at this moment: first
+        lifecycles without a key or a tombstone, so subjects never recorded.
+
+        The answer is a hint for one attempt at a batch, not a promise: a key stored or
+        destroyed by another process meanwhile is caught when the batch commits.
+        """
         bases = {self._derive(ref, 0) for ref in subject_refs}
         with self._lock:
-            unknown = [b for b in bases if b not in self._generations]
-        if unknown:
-            found = self.store.generations(unknown)
-            self._remember_generations({b: found.get(b, 0) for b in unknown})
+            unknown = sorted(
+                b for b in bases if self._generations.get(b, 0) == 0 and b not in self._cache
+            )
+        if not unknown:
+            return frozenset()
+        found = self.store.survey(unknown)
+        self._remember_generations({b: found.generations.get(b, 0) for b in unknown})
+        keys = {p: self._unwrap(p, wrapped) for p, wrapped in found.keys.items()}
+        with self._lock:
+            for pseudonym, key in keys.items():
+                self._remember(pseudonym, key)
+        return frozenset(
+            b
+            for b in unknown
+            if b not in found.generations and b not in found.keys and b not in found.erased
+        )
 
     def refresh(self, subject_refs: Iterable[str]) -> None:
         """Forget what is cached of these references' lifecycles (another process moved on)."""
@@ -259,9 +295,7 @@ class SubjectKeys:
             for ref in subject_refs:
                 self._generations.pop(self._derive(ref, 0), None)
 
-    def next_lifecycle(
-        self, subject_ref: str, erasing: Iterable[str] = ()
-    ) -> tuple[str, str, int]:
+    def next_lifecycle(self, subject_ref: str, erasing: Iterable[str] = ()) -> tuple[str, str, int]:
         """The base pseudonym, and the pseudonym and number of the reference's next lifecycle.
 
         Allowed only when the current lifecycle was erased (or is being erased: ``erasing``);
@@ -311,8 +345,8 @@ class SubjectKeys:
         """A keyed digest of an event's content, for idempotency (no plaintext dictionary)."""
         return hmac.new(self._secret, b"content\0" + canonical, hashlib.sha256).digest()
 
-    def session(self) -> KeySession:
-        return KeySession(self)
+    def session(self, absent: frozenset[str] = frozenset()) -> KeySession:
+        return KeySession(self, absent)
 
     def keys_for(self, pseudonyms: Iterable[str], *, create: bool) -> dict[str, bytes]:
         """Stored subject keys by pseudonym, for reading (``create`` must be off).
@@ -328,8 +362,14 @@ class SubjectKeys:
         }
 
     def _lookup(
-        self, wanted: list[str], new: dict[str, tuple[bytes, bytes]] | None
+        self,
+        wanted: list[str],
+        new: dict[str, tuple[bytes, bytes]] | None,
+        absent: frozenset[str] = frozenset(),
     ) -> dict[str, bytes]:
+        """Keys for ``wanted``: from the cache, else the store; with ``new`` (sealing), a
+        pending key for each subject without one. ``absent`` names subjects the store had
+        nothing of a moment ago (:meth:`prefetch`): they get a pending key without a query."""
         found: dict[str, bytes] = {}
         with self._lock:
             for pseudonym in wanted:
@@ -339,11 +379,12 @@ class SubjectKeys:
                     found[pseudonym] = key
         missing = [p for p in wanted if p not in found]
         if missing:
-            stored = self.store.select(missing)
+            asked = [p for p in missing if new is None or p not in absent]
+            stored = self.store.select(asked) if asked else {}
             for pseudonym, wrapped in stored.items():
                 found[pseudonym] = self._unwrap(pseudonym, wrapped)
             if new is not None:  # never a key for an erased subject (queried outside the lock)
-                unknown = [p for p in missing if p not in stored]
+                unknown = [p for p in asked if p not in stored]
                 erased = self.store.erased(unknown) if unknown else set()
                 if erased:
                     raise SubjectErasedError(sorted(erased))
@@ -397,8 +438,10 @@ class LifecycleError(ValueError):
 class KeySession:
     """The keys one batch uses; the new ones travel with its events to the recorder."""
 
-    def __init__(self, keys: SubjectKeys) -> None:
+    def __init__(self, keys: SubjectKeys, absent: frozenset[str] = frozenset()) -> None:
         self._keys = keys
+        self._absent = absent
+        """Subjects the store knew nothing of when the batch began (see :meth:`prefetch`)."""
         self._new: dict[str, tuple[bytes, bytes]] = {}
         self._pseudonyms: dict[str, str] = {}
         self.lifecycles: dict[str, int] = {}
@@ -425,7 +468,7 @@ class KeySession:
             self.sealed_under.update(wanted)
         known = {p: self._new[p][0] for p in wanted if p in self._new}
         rest = [p for p in wanted if p not in known]
-        return known | self._keys._lookup(rest, self._new if create else None)
+        return known | self._keys._lookup(rest, self._new if create else None, self._absent)
 
     @property
     def new_wrapped_keys(self) -> dict[str, bytes]:

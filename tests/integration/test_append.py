@@ -63,6 +63,30 @@ def test_a_retry_with_the_same_content_returns_the_original_receipt(
     assert ledger.head() == 1
 
 
+def test_a_repeated_first_fact_of_a_new_subject_is_answered_from_its_claim(
+    ledger: LedgerApplication,
+) -> None:
+    """The first attempt at a batch reads no claims and takes subjects the key store did not
+    know for new: a repeat must still find the original, and a subject named twice in one
+    batch is registered once."""
+    pol = facts.policy()
+    ledger.append([pol])
+    subject = facts.ref("user")
+    first = facts.consent(subject, pol["version"], contact="a@example.org")
+    second = facts.consent(subject, pol["version"], purposes=["usage_analytics"])
+    receipts = ledger.append([first, second])
+    assert [r.seq for r in receipts] == [3, 4]  # one subject.registered, at 2
+    head = ledger.head()
+    again = ledger.append([first, second])
+    assert [(r.seq, r.duplicate) for r in again] == [(3, True), (4, True)]
+    assert [r.signature for r in again] == [r.signature for r in receipts]
+    assert ledger.head() == head
+    changed = dict(first, contact="b@example.org")
+    with pytest.raises(IdempotencyConflictError):
+        ledger.append([changed])
+    assert ledger.head() == head
+
+
 def test_a_retry_with_different_content_is_a_conflict_and_stores_nothing(
     ledger: LedgerApplication,
 ) -> None:

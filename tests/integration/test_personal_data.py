@@ -10,7 +10,7 @@ import pytest
 from ledger.application import LedgerApplication
 from ledger.config import Settings
 from ledger.sealing import open_data
-from ledger.subject_keys import SealError
+from ledger.subject_keys import SealError, Survey
 from ledger.verifier.entry import parse_body
 from tests import facts
 from tests.conftest import RawDatabase
@@ -168,15 +168,22 @@ def test_two_writers_making_a_new_subjects_key_agree_on_one(
     other = open_ledger(settings)
     try:
         other.append([facts.consent(subject, pol["version"], contact="won@example.org")])
-        # This writer looked before the other one stored the key: it sees no key.
-        real_select = ledger.subject_keys.store.select
+        # This writer looked before the other one stored the key: it sees no key (nor the
+        # subject's stream), whichever read it makes first.
+        store = ledger.subject_keys.store
+        real_select, real_survey = store.select, store.survey
         calls = []
 
         def stale_select(pseudonyms: list[str]) -> dict[str, bytes]:
             calls.append(pseudonyms)
             return {} if len(calls) == 1 else real_select(pseudonyms)
 
-        monkeypatch.setattr(ledger.subject_keys.store, "select", stale_select)
+        def stale_survey(bases: list[str]) -> Survey:
+            calls.append(bases)
+            return Survey({}, {}, set()) if len(calls) == 1 else real_survey(bases)
+
+        monkeypatch.setattr(store, "select", stale_select)
+        monkeypatch.setattr(store, "survey", stale_survey)
         [receipt] = ledger.append(
             [facts.consent(subject, pol["version"], contact="late@example.org")]
         )
