@@ -13,7 +13,7 @@ from ledger.config import Settings, load_keyring, open_ledger
 from ledger.export import export_bundle
 from ledger.mapper import format_time
 from ledger.verifier.__main__ import trusted_keys
-from ledger.verifier.bundle import BundleError, verify_bundle
+from ledger.verifier.bundle import BundleError, default_jobs, verify_bundle
 from ledger.verifier.note import NoteError, format_verifier_key
 from projections.read_models import ReadModelSettings
 
@@ -49,7 +49,7 @@ def export(
     everything: bool,
     target: Path,
 ) -> None:
-    """Export a verifiable bundle of one scope: events, proofs, checkpoint, report."""
+    """Export a verifiable bundle of one scope: events, leaves, checkpoint, report."""
     settings: Settings = ctx.obj
     chosen = [
         name
@@ -134,7 +134,14 @@ def _report_settings(settings: Settings) -> dict[str, Any]:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A checkpoint you hold already: the bundle's log must extend it.",
 )
-def verify(bundle: Path, keys: tuple[str, ...], previous: Path | None) -> None:
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=default_jobs,
+    show_default="one per CPU",
+    help="Processes checking the leaves and events.",
+)
+def verify(bundle: Path, keys: tuple[str, ...], previous: Path | None, jobs: int) -> None:
     """Verify a bundle offline (the same check as ``python -m ledger.verifier``)."""
     try:
         trusted = trusted_keys(list(keys))
@@ -142,7 +149,7 @@ def verify(bundle: Path, keys: tuple[str, ...], previous: Path | None) -> None:
         raise click.UsageError(f"--key: {exc}") from None
     held = previous.read_text(encoding="utf-8") if previous is not None else None
     try:
-        report = verify_bundle(bundle, trusted, held)
+        report = verify_bundle(bundle, trusted, held, jobs=jobs)
     except BundleError as exc:
         raise click.ClickException(f"FAILED {exc}") from None
     for line in report.checked:

@@ -3,10 +3,12 @@
 :func:`export_bundle` signs (or reuses) a checkpoint of size N, writes the log's N entries to
 ``leaves.bin`` while finding those tagged for the scope, grows the scope as
 :class:`ledger.verifier.scopes.Closure` says (the exporter and the verifier apply the same
-rules), writes those events with their inclusion proofs to ``entries.jsonl``, renders the
-report from them, and seals the whole with ``manifest.json``. It streams: memory holds the
-sequence numbers in scope and one page of records, never the log. The file formats are those
-of :mod:`ledger.verifier.bundle`, which checks them.
+rules), writes those events to ``events.tsv`` (no proofs: ``leaves.bin`` holds every leaf up
+to the checkpoint, so the verifier rebuilds the root and takes each event's entry from it),
+renders the report from them, and seals the whole with ``manifest.json``. It streams: memory
+holds the sequence numbers in scope and one page of records, never the log. The file formats
+are those of :mod:`ledger.verifier.bundle` and :mod:`ledger.verifier.events`, which check
+them.
 """
 
 from __future__ import annotations
@@ -16,28 +18,30 @@ import json
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from ledger.application import LedgerApplication
 from ledger.errors import LedgerError
 from ledger.mapper import format_time
+from ledger.recorder import LogRecord
+from ledger.sealing import open_data
 from ledger.verifier.bundle import (
     BUNDLE_FORMAT,
     CHECKPOINT,
-    ENTRIES,
     KEYS,
     LEAVES,
     MANIFEST,
     BundleFiles,
-    entry_line,
     file_digest,
     render_report,
 )
 from ledger.verifier.entry import parse_body, parse_entry, read_entries
+from ledger.verifier.events import EVENTS, SEALED_PREFIX, event_line, opened_values
 from ledger.verifier.scopes import Closure, ScopeError, tag, tag_key
 
 PAGE = 1000
@@ -123,7 +127,8 @@ class _BundleWriter:
             found = self._scan_leaves(new) - in_scope
             self._see(closure, found)
             in_scope |= found
-        entries = self._write_entries(sorted(in_scope), size)
+        in_order: Sequence[int] = range(size) if closure.everything else sorted(in_scope)
+        entries = self._write_entries(in_order, size)
         manifest: dict[str, Any] = {
             "format": BUNDLE_FORMAT,
             "scope": self.scope,
@@ -165,7 +170,7 @@ class _BundleWriter:
                     raise ExportError(f"the log has no event {seq} below its checkpoint {size}")
                 for number, entry in page:
                     out.write(entry)
-                    if closure.everything or _tagged(entry, number, keys):
+                    if not closure.everything and _tagged(entry, number, keys):
                         found.add(number - 1)
                 seq = page[-1][0] + 1
                 self.tick("leaves", len(page), size)
@@ -191,47 +196,55 @@ class _BundleWriter:
                 body = parse_body(record.body)
                 closure.see(body["type"], body["data"], body["occurred_at"])
 
-    def _write_entries(self, indexes: list[int], size: int) -> int:
+    def _write_entries(self, indexes: Sequence[int], size: int) -> int:
+        """``events.tsv``: each event in scope with its signature, body and opened values."""
         only = self.scope["subject"] if self.scope.get("kind") == "subject" else ""
-        tree = self.app.ledger.tree()
-        with (self.directory / ENTRIES).open("wb") as out:
-            for first in range(0, len(indexes), PAGE):
-                page = indexes[first : first + PAGE]
-                records = self.app.ledger.select_records_at([i + 1 for i in page])
+        with (self.directory / EVENTS).open("wb") as out:
+            for page, records in self._pages(indexes, size):
                 if len(records) != len(page):
                     raise ExportError("an event in scope vanished from the log during export")
-                proofs = tree.inclusion_proofs(page, size)
-                for index, record, proof in zip(page, records, proofs, strict=True):
-                    event = self.app.decode(record, only_subject=only).as_dict()
-                    shown = {
-                        key: event[key]
-                        for key in (
-                            "seq",
-                            "type",
-                            "type_version",
-                            "stream",
-                            "stream_version",
-                            "event_id",
-                            "occurred_at",
-                            "recorded_at",
-                            "backdated",
-                            "data",
-                            "emitter",
-                        )
-                    }
-                    out.write(
-                        entry_line(
-                            index,
-                            record.entry,
-                            record.body,
-                            record.signature,
-                            record.key_id,
-                            proof,
-                            shown,
-                        )
+                lines = []
+                for index, record in zip(page, records, strict=True):
+                    if record.seq != index + 1:
+                        raise ExportError(f"the log has no event {index + 1} (read {record.seq})")
+                    lines.append(
+                        event_line(index, record.signature, self._opened(record, only), record.body)
                     )
+                out.write(b"".join(lines))
                 self.tick("entries", len(page), len(indexes))
         return len(indexes)
+
+    def _pages(
+        self, indexes: Sequence[int], size: int
+    ) -> Iterator[tuple[Sequence[int], list[LogRecord]]]:
+        """The records at ``indexes``, a page at a time: read in order when they are the whole
+        log, by sequence numbers otherwise."""
+        everything = len(indexes) == size
+        for first in range(0, len(indexes), PAGE):
+            page = indexes[first : first + PAGE]
+            if everything:
+                records = self.app.ledger.select_records(page[0] + 1, len(page))
+            else:
+                records = self.app.ledger.select_records_at([i + 1 for i in page])
+            yield page, records
+
+    def _opened(self, record: LogRecord, only: str) -> list[str]:
+        """What the report shows for each sealed value of the record's data, in order."""
+        if _SEALED not in record.body:
+            return []
+        body = parse_body(record.body)
+        shown = open_data(
+            body["type"],
+            body["data"],
+            UUID(body["stream"]),
+            body["stream_version"],
+            self.app.subject_keys,
+            only=only,
+        )
+        return opened_values(body["data"], shown)
+
+
+_SEALED = SEALED_PREFIX.encode()
 
 
 def _tagged(entry: bytes, seq: int, keys: Sequence[bytes]) -> bool:

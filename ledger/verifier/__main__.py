@@ -1,9 +1,11 @@
-"""``python -m ledger.verifier BUNDLE --key VKEY [--previous CHECKPOINT]``: check a bundle offline.
+"""``python -m ledger.verifier BUNDLE --key VKEY [--previous CHECKPOINT] [--jobs N]``: check a
+bundle offline.
 
 Needs the Python standard library and PyNaCl only. ``--key`` is the ledger's verifier key in
 the C2SP form ``<origin>+<hex key hash>+<base64 key>``, or a file holding one a line (as
-``consent-ledger keys`` prints them); ``--previous`` a checkpoint you hold already (a file).
-Prints what it checked; exits 1 naming the first failure, 2 on bad arguments.
+``consent-ledger keys`` prints them); ``--previous`` a checkpoint you hold already (a file);
+``--jobs`` the processes that check signatures and hashes (default: one per CPU). Prints what
+it checked; exits 1 naming the first failure, 2 on bad arguments.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ledger.verifier.bundle import BundleError, verify_bundle
+from ledger.verifier.bundle import BundleError, default_jobs, verify_bundle
 from ledger.verifier.note import NoteError, Verifier, parse_verifier_key
 
 
@@ -43,7 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--previous", type=Path, help="a checkpoint you already hold: the bundle must extend it"
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=default_jobs(),
+        help="processes checking the leaves and events (default: one per CPU, here %(default)s)",
+    )
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error("--jobs: at least 1")
     try:
         keys = trusted_keys(args.key)
     except (NoteError, OSError) as exc:
@@ -55,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             parser.error(f"--previous: {exc}")
     try:
-        report = verify_bundle(args.bundle, keys, previous)
+        report = verify_bundle(args.bundle, keys, previous, jobs=args.jobs)
     except BundleError as exc:
         print(f"FAILED {exc}", file=sys.stderr)
         return 1

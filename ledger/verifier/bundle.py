@@ -7,20 +7,24 @@ A bundle is a directory (or a .zip of one) holding:
 ``leaves.bin``     the entries (Merkle leaves) 0 .. N-1 of the log, one after another: they
                    carry no personal data and link nothing, and let the verifier rebuild the
                    root and see which entries are tagged for the bundle's scope
-``entries.jsonl``  the events of the scope, in log order: index, entry, body and signature
-                   (base64), the inclusion proof against the checkpoint, the event decoded
+``events.tsv``     the events of the scope, in log order: index, signature, the values the
+                   report shows for sealed ones, body (:mod:`ledger.verifier.events`)
 ``report.html``    the report for people, and its CSV files
 ``manifest.json``  format, scope, checkpoint, counts, the settings the report used, and the
                    SHA-256 of every other file
 
 :func:`verify_bundle` checks, in this order, and stops at the first failure, naming it:
-the manifest's digests; the checkpoint's signature under a key the regulator trusts (and its
-consistency with a checkpoint the regulator holds already); every leaf, and the root they
-make; every event (its entry is the leaf at its index, by its inclusion proof; the ledger's
-signature; the body its entry commits to; the tags of the scopes its body concerns; the
-decoded event says what the body says); completeness (every leaf tagged for a scope of the
-bundle is there in full, and nothing else); the report (rendered again from the events, it
-is byte for byte the bundle's).
+the manifest's digests; the checkpoint's signature under a key the regulator trusts; every
+leaf, and the root they make (and the root of a checkpoint the regulator holds already, at
+its size); every event (its entry is the leaf at its index, which the root covers; the
+ledger's signature; the body its entry commits to; the tags of the scopes its body concerns;
+its opened values stand for its sealed ones); completeness (every leaf tagged for a scope of
+the bundle is there in full, and nothing else); the report (rendered again from the events,
+it is byte for byte the bundle's).
+
+The leaves and the events are checked in chunks, by ``jobs`` worker processes; the chunks'
+results are taken in log order, so the failure named is the first in the log whatever the
+number of processes.
 
 Standard library and PyNaCl only: a regulator runs this without the server.
 """
@@ -28,39 +32,53 @@ Standard library and PyNaCl only: a regulator runs this without the server.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
+import multiprocessing
+import os
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from ledger.verifier.checkpoint import Checkpoint, CheckpointError, open_checkpoint
-from ledger.verifier.entry import (
-    EntryError,
-    key_id_for,
-    parse_body,
-    parse_entry,
-    read_entries,
-    signature_is_valid,
+from ledger.verifier.entry import HEADER_SIZE, TAG_SIZE, EntryError, key_id_for, parse_body
+from ledger.verifier.events import (
+    EVENTS,
+    EventChunk,
+    EventLineError,
+    LazyShown,
+    LeafChunk,
+    LeafResult,
+    check_event_chunk,
+    check_leaf_chunk,
+    line_index,
+    split_line,
+    start_worker,
 )
-from ledger.verifier.merkle import CompactRange, MerkleError, leaf_hash, verify_inclusion
+from ledger.verifier.merkle import CompactRange
 from ledger.verifier.note import NoteError, Verifier, parse_verifier_key
 from ledger.verifier.report import ReportError, ReportEvent, write_report
-from ledger.verifier.scopes import Closure, ScopeError, scopes_of, tag, tag_key, tags_for
+from ledger.verifier.scopes import Closure, ScopeError, tag_key
 
-BUNDLE_FORMAT = "consent-ledger-bundle/1"
+BUNDLE_FORMAT = "consent-ledger-bundle/2"
 MANIFEST = "manifest.json"
 CHECKPOINT = "checkpoint"
 KEYS = "keys"
 LEAVES = "leaves.bin"
-ENTRIES = "entries.jsonl"
-REQUIRED_FILES = (CHECKPOINT, KEYS, LEAVES, ENTRIES)
-SEALED_PREFIX = "sealed:v1:"
+REQUIRED_FILES = (CHECKPOINT, KEYS, LEAVES, EVENTS)
+LEAF_CHUNK_LEVEL = 14
+"""Leaves are checked in chunks of 2^14, each an aligned subtree of the log's tree."""
+EVENT_CHUNK = 1024
+"""Events are checked in chunks of this many."""
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class BundleError(ValueError):
@@ -69,6 +87,10 @@ class BundleError(ValueError):
     def __init__(self, check: str, message: str) -> None:
         super().__init__(f"{check}: {message}")
         self.check = check
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:  # raised in a worker process, named in this one
+        return (BundleError, (self.check, self.message))
 
 
 @dataclass
@@ -144,72 +166,20 @@ def file_digest(file: IO[bytes]) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-# -- the entries file ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BundleEntry:
-    index: int
-    entry: bytes
-    body: bytes
-    signature: bytes
-    key_id: str
-    proof: list[bytes]
-    event: dict[str, Any]
-
-
-def entry_line(
-    index: int,
-    entry: bytes,
-    body: bytes,
-    signature: bytes,
-    key_id: str,
-    proof: Sequence[bytes],
-    event: Mapping[str, Any],
-) -> bytes:
-    """One line of ``entries.jsonl`` (the exporter writes what the verifier reads)."""
-    line = {
-        "index": index,
-        "entry": _b64(entry),
-        "body": _b64(body),
-        "signature": _b64(signature),
-        "key_id": key_id,
-        "proof": [_b64(h) for h in proof],
-        "event": event,
-    }
-    return json.dumps(line, sort_keys=True, ensure_ascii=False).encode() + b"\n"
-
-
-def read_bundle_entries(file: IO[bytes]) -> Iterator[BundleEntry]:
-    for number, raw in enumerate(file, start=1):
-        where = f"line {number}"
-        try:
-            obj = json.loads(raw)
-            yield BundleEntry(
-                index=_int(obj["index"]),
-                entry=_unb64(obj["entry"]),
-                body=_unb64(obj["body"]),
-                signature=_unb64(obj["signature"]),
-                key_id=str(obj["key_id"]),
-                proof=[_unb64(h) for h in obj["proof"]],
-                event=dict(obj["event"]),
-            )
-        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-            raise BundleError(ENTRIES, f"{where} is not a bundle entry: {exc!r}") from None
+# -- the report's events --------------------------------------------------------------------------
 
 
 def report_events(files: BundleFiles) -> Callable[[], Iterator[ReportEvent]]:
-    """The events of ``entries.jsonl`` as the report reads them (read again at each call)."""
+    """The events of ``events.tsv`` as the report reads them (read again at each call)."""
 
     def events() -> Iterator[ReportEvent]:
-        with files.open(ENTRIES) as file:
+        with files.open(EVENTS) as file:
             for number, raw in enumerate(file, start=1):
                 try:
-                    line = json.loads(raw)
-                    index, shown = _int(line["index"]), line["event"].get("data", {})
-                    body = parse_body(_unb64(line["body"]))
-                except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                    raise BundleError(ENTRIES, f"line {number}: {exc!r}") from None
+                    index, _, opened, body_bytes = split_line(raw)
+                    body = parse_body(body_bytes)
+                except (EventLineError, EntryError) as exc:
+                    raise BundleError(EVENTS, f"line {number}: {exc}") from None
                 yield ReportEvent(
                     seq=index + 1,
                     type=body["type"],
@@ -218,7 +188,7 @@ def report_events(files: BundleFiles) -> Callable[[], Iterator[ReportEvent]]:
                     event_id=body["event_id"],
                     backdated=body["backdated"],
                     data=body["data"],
-                    shown=shown,
+                    shown=LazyShown(body["data"], opened, body_bytes),
                 )
 
     return events
@@ -244,16 +214,41 @@ def render_report(
 # -- verification --------------------------------------------------------------------------------
 
 
+def default_jobs() -> int:
+    """The verifier's worker processes unless told: the CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def verify_bundle(
     path: Path,
     trusted: Sequence[Verifier],
     previous: str | None = None,
     progress: Callable[[str, int], None] | None = None,
+    *,
+    jobs: int | None = None,
+    event_chunk: int = EVENT_CHUNK,
+    leaf_chunk_level: int = LEAF_CHUNK_LEVEL,
 ) -> BundleReport:
-    """Check a bundle; raise :class:`BundleError` naming the first failure."""
+    """Check a bundle; raise :class:`BundleError` naming the first failure.
+
+    ``jobs`` worker processes check the leaves and the events (default: one per CPU; 1 checks
+    them in this process). The outcome, and the failure named, do not depend on ``jobs`` or on
+    the chunk sizes.
+    """
     files = BundleFiles(path)
     try:
-        return _Verification(files, trusted, previous, progress).run()
+        return _Verification(
+            files,
+            trusted,
+            previous,
+            progress,
+            jobs or default_jobs(),
+            event_chunk,
+            leaf_chunk_level,
+        ).run()
     finally:
         files.close()
 
@@ -265,13 +260,22 @@ class _Verification:
         trusted: Sequence[Verifier],
         previous: str | None,
         progress: Callable[[str, int], None] | None,
+        jobs: int,
+        event_chunk: int,
+        leaf_chunk_level: int,
     ) -> None:
         if not trusted:
             raise BundleError("keys", "no verifier key was given to trust")
+        if jobs < 1 or event_chunk < 1 or leaf_chunk_level < 0:
+            raise ValueError("jobs and chunk sizes are positive")
         self.files = files
         self.trusted = list(trusted)
         self.previous = previous
         self.progress = progress or (lambda _what, _n: None)
+        self.jobs = jobs
+        self.event_chunk = event_chunk
+        self.leaf_chunk_level = leaf_chunk_level
+        self.pool: Executor | None = None
         self.report = BundleReport()
 
     def ok(self, line: str) -> None:
@@ -282,15 +286,62 @@ class _Verification:
         checkpoint, checkpoint_text = self.check_checkpoint(manifest)
         older = self.check_previous(checkpoint)
         keys = self.entry_keys(checkpoint.origin)
-        closure = Closure(manifest["scope"])
-        present = self.check_entries(checkpoint, keys, closure)
-        names: set[str] = set()
-        while new := closure.grow():
-            names |= new
-        required = self.check_leaves(checkpoint, older, names, closure.everything)
-        self.check_complete(present, required, names, closure.everything)
-        self.check_report(manifest, checkpoint_text)
+        scope = manifest["scope"]
+        closure = Closure(scope)
+        with tempfile.TemporaryDirectory(prefix="consent-ledger-verify-") as scratch:
+            # With several jobs, the report is rendered (from events.tsv, whose digest is
+            # checked) in a process of its own while the leaves and events are checked; it is
+            # compared, and any failure to render it named, only after those checks passed.
+            report: _Background | None = None
+            if self.jobs > 1:
+                report = _Background(
+                    _render_report_files, (self.files.path, manifest, checkpoint_text, scratch)
+                )
+                self.pool = ProcessPoolExecutor(
+                    self.jobs, initializer=start_worker, initargs=(keys, scope)
+                )
+            try:
+                self.check_leaves(checkpoint, older)
+                present = self.check_entries(checkpoint, keys, scope, closure)
+                names: set[str] = set()
+                while new := closure.grow():
+                    names |= new
+                self.check_complete(checkpoint, present, names, closure.everything)
+                if self.pool is not None:
+                    self.pool.shutdown(wait=True)
+                    self.pool = None
+                if report is None:
+                    written = _render_report_files(
+                        self.files.path, manifest, checkpoint_text, scratch, self.files
+                    )
+                else:
+                    written = report.result()
+                self.check_report(manifest, written, Path(scratch))
+            finally:
+                if self.pool is not None:
+                    self.pool.shutdown(wait=True, cancel_futures=True)
+                    self.pool = None
+                if report is not None:
+                    report.stop()
         return self.report
+
+    def _in_order(self, work: Callable[[T], R], chunks: Iterable[T]) -> Iterator[R]:
+        """``work`` of each chunk, in order: in the worker processes (a few chunks ahead), or
+        here when there is one job."""
+        if self.pool is None:
+            yield from map(work, chunks)
+            return
+        pending: deque[Future[R]] = deque()
+        try:
+            for chunk in chunks:
+                pending.append(self.pool.submit(work, chunk))
+                if len(pending) >= 2 * self.jobs:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
     # -- each check ---------------------------------------------------------------------------
 
@@ -299,8 +350,14 @@ class _Verification:
             manifest = json.loads(self.files.read_text(MANIFEST))
         except json.JSONDecodeError as exc:
             raise BundleError(MANIFEST, f"is not JSON: {exc}") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("format"), str):
             raise BundleError(MANIFEST, f"is not a {BUNDLE_FORMAT} manifest")
+        if manifest["format"] != BUNDLE_FORMAT:
+            raise BundleError(
+                MANIFEST,
+                f"the bundle's format is {manifest['format']!r}; this verifier reads "
+                f"{BUNDLE_FORMAT!r} only (verify older bundles with the verifier of their time)",
+            )
         listed = manifest.get("files")
         if not isinstance(listed, dict):
             raise BundleError(MANIFEST, "lists no files")
@@ -373,213 +430,297 @@ class _Verification:
                 keys.setdefault(key_id_for(listed.public_key), listed.public_key)
         return keys
 
-    def check_entries(
-        self, checkpoint: Checkpoint, keys: Mapping[str, bytes], closure: Closure
-    ) -> set[int]:
-        present: set[int] = set()
-        last = -1
-        with self.files.open(ENTRIES) as file:
-            for item in read_bundle_entries(file):
-                where = f"entry {item.index}"
-                if item.index <= last:
-                    raise BundleError(
-                        where, f"comes after entry {last}: entries are out of order or repeated"
-                    )
-                last = item.index
-                body = self.check_entry(item, checkpoint, keys, where)
-                closure.see(body["type"], body["data"], body["occurred_at"])
-                present.add(item.index)
-                self.progress("entries", 1)
-        self.report.entries = len(present)
-        self.ok(
-            f"entries: {len(present)} events, each in the log at its index (inclusion proof), "
-            "signed by the ledger, its body as signed, its tags those of its scopes"
-        )
-        return present
-
-    def check_entry(
-        self, item: BundleEntry, checkpoint: Checkpoint, keys: Mapping[str, bytes], where: str
-    ) -> dict[str, Any]:
-        if not 0 <= item.index < checkpoint.size:
-            raise BundleError(where, f"is outside the checkpoint's tree of size {checkpoint.size}")
-        try:
-            verify_inclusion(
-                item.index, checkpoint.size, leaf_hash(item.entry), item.proof, checkpoint.root_hash
-            )
-        except MerkleError as exc:
-            raise BundleError(
-                where, f"its inclusion proof does not lead to the checkpoint's root ({exc})"
-            ) from None
-        try:
-            entry = parse_entry(item.entry)
-        except EntryError as exc:
-            raise BundleError(where, str(exc)) from None
-        if entry.seq != item.index + 1:
-            raise BundleError(where, f"holds the entry of seq {entry.seq}")
-        key = keys.get(entry.key_id)
-        if key is None:
-            raise BundleError(where, f"is signed by key {entry.key_id}, which no key file names")
-        if not signature_is_valid(item.entry, item.signature, key):
-            raise BundleError(where, "its signature does not verify")
-        if hashlib.sha256(item.body).digest() != entry.body_sha256:
-            raise BundleError(where, "its body is not the one its entry commits to")
-        try:
-            body = parse_body(item.body)
-        except EntryError as exc:
-            raise BundleError(where, str(exc)) from None
-        scopes = scopes_of(body["type"], body["data"], body["occurred_at"])
-        if tuple(tags_for(scopes, entry.seq)) != entry.tags:
-            raise BundleError(where, "its tags are not those of the scopes its body concerns")
-        problem = shown_problem(body, item.event)
-        if problem is not None:
-            raise BundleError(where, f"the decoded event differs from the signed body: {problem}")
-        return body
-
-    def check_leaves(
-        self, checkpoint: Checkpoint, older: Checkpoint | None, names: set[str], everything: bool
-    ) -> set[int]:
-        keys = {name: tag_key(name) for name in sorted(names)}
-        required: set[int] = set()
-        tree = CompactRange()
-        if older is not None and older.size == 0:
-            self._check_older(tree, older)
+    def _leaf_chunks(self, prefix_at: int | None) -> Iterator[LeafChunk]:
+        """``leaves.bin`` cut into aligned chunks of 2^level leaves (the last may be short)."""
+        per_chunk = 1 << self.leaf_chunk_level
+        start, data, at, offsets, ended = 0, b"", 0, [0], False
         with self.files.open(LEAVES) as file:
-            try:
-                for raw in read_entries(file):
-                    index = tree.size
-                    try:
-                        entry = parse_entry(raw)
-                    except EntryError as exc:
-                        raise BundleError(LEAVES, f"leaf {index}: {exc}") from None
-                    if entry.seq != index + 1:
-                        raise BundleError(
-                            LEAVES, f"leaf {index} holds the entry of seq {entry.seq}"
-                        )
-                    if everything:
-                        required.add(index)
-                    elif entry.tags:
-                        tags = set(entry.tags)
-                        if any(tag(key, entry.seq) in tags for key in keys.values()):
-                            required.add(index)
-                    tree.append(leaf_hash(raw))
-                    if older is not None and tree.size == older.size:
-                        self._check_older(tree, older)
-                    if tree.size % 4096 == 0:
-                        self.progress("leaves", 4096)
-            except EntryError as exc:
-                raise BundleError(LEAVES, str(exc)) from None
+            while True:
+                while len(offsets) <= per_chunk and at + HEADER_SIZE <= len(data):
+                    tags = int.from_bytes(data[at + HEADER_SIZE - 2 : at + HEADER_SIZE], "big")
+                    if at + HEADER_SIZE + TAG_SIZE * tags > len(data):
+                        break
+                    at += HEADER_SIZE + TAG_SIZE * tags
+                    offsets.append(at)
+                if len(offsets) > per_chunk or (ended and len(offsets) > 1):
+                    yield self._leaf_chunk(start, data, offsets, prefix_at)
+                    start += len(offsets) - 1
+                    data, at, offsets = data[at:], 0, [0]
+                elif ended:
+                    if data:
+                        raise BundleError(LEAVES, "the entries end inside an entry")
+                    return
+                else:
+                    block = file.read(1 << 22)
+                    ended = not block
+                    data += block
+
+    @staticmethod
+    def _leaf_chunk(
+        start: int, data: bytes, offsets: list[int], prefix_at: int | None
+    ) -> LeafChunk:
+        count = len(offsets) - 1
+        prefix = None
+        if prefix_at is not None and start <= prefix_at <= start + count:
+            prefix = prefix_at - start
+        return LeafChunk(start, data[: offsets[-1]], tuple(offsets), prefix)
+
+    def check_leaves(self, checkpoint: Checkpoint, older: Checkpoint | None) -> None:
+        tree = CompactRange()
+        prefix_at = None if older is None else older.size
+        older_root: bytes | None = None
+        results = self._in_order(_structure_of_leaves, self._leaf_chunks(prefix_at))
+        for result in results:
+            if result.error is not None:
+                raise BundleError(LEAVES, result.error)
+            if result.prefix_nodes is not None and older_root is None:
+                prefix = CompactRange()
+                for level, value in tree.nodes():
+                    prefix.append_subtree(level, value)
+                for level, value in result.prefix_nodes:
+                    prefix.append_subtree(level, value)
+                older_root = prefix.root()
+            for level, value in result.nodes:
+                tree.append_subtree(level, value)
+            self.progress("leaves", result.count)
         if tree.size != checkpoint.size:
             raise BundleError(LEAVES, f"holds {tree.size} leaves, the checkpoint {checkpoint.size}")
         if tree.root() != checkpoint.root_hash:
             raise BundleError(LEAVES, "the leaves do not make the checkpoint's root")
+        if older is not None:
+            if older.size == 0:
+                older_root = CompactRange().root()
+            if older_root != older.root_hash:
+                raise BundleError(
+                    "previous checkpoint",
+                    f"the log's first {older.size} entries do not make its root: the ledger "
+                    "showed you another history",
+                )
         self.ok(f"leaves: {tree.size} entries make the checkpoint's root")
         if older is not None:
             self.ok(f"consistency: the checkpoint of size {older.size} you hold is a prefix")
-        return required
 
-    def _check_older(self, tree: CompactRange, older: Checkpoint) -> None:
-        if tree.root() != older.root_hash:
-            raise BundleError(
-                "previous checkpoint",
-                f"the log's first {older.size} entries do not make its root: the ledger "
-                "showed you another history",
-            )
+    def _event_chunks(self, checkpoint: Checkpoint, present: array[int]) -> Iterator[EventChunk]:
+        """``events.tsv`` in chunks, each line with its leaf; the order of the indexes checked."""
+        last = -1
+        indexes: list[int] = []
+        leaves: list[bytes] = []
+        lines: list[bytes] = []
+        first_line = 1
+        with self.files.open(LEAVES) as leaf_file, self.files.open(EVENTS) as file:
+            reader = _LeafReader(leaf_file)
+            for number, raw in enumerate(file, start=1):
+                try:
+                    index = line_index(raw)
+                except EventLineError as exc:
+                    raise BundleError(
+                        EVENTS, f"line {number} is not a bundle event: {exc}"
+                    ) from None
+                where = f"entry {index}"
+                if index <= last:
+                    raise BundleError(
+                        where, f"comes after entry {last}: entries are out of order or repeated"
+                    )
+                if index >= checkpoint.size:
+                    raise BundleError(
+                        where, f"is outside the checkpoint's tree of size {checkpoint.size}"
+                    )
+                last = index
+                present.append(index)
+                indexes.append(index)
+                leaves.append(reader.leaf(index))
+                lines.append(raw)
+                if len(lines) == self.event_chunk:
+                    yield EventChunk(first_line, tuple(indexes), tuple(leaves), tuple(lines))
+                    first_line = number + 1
+                    indexes, leaves, lines = [], [], []
+        if lines:
+            yield EventChunk(first_line, tuple(indexes), tuple(leaves), tuple(lines))
+
+    def check_entries(
+        self,
+        checkpoint: Checkpoint,
+        keys: Mapping[str, bytes],
+        scope: Mapping[str, Any],
+        closure: Closure,
+    ) -> array[int]:
+        present: array[int] = array("q")
+        if self.pool is None:
+            start_worker(keys, scope)
+        chunks = self._event_chunks(checkpoint, present)
+        count = 0
+        for result in self._in_order(check_event_chunk, chunks):
+            if result.error is not None:
+                raise BundleError(*result.error)
+            closure.merge(result.closure)
+            count += result.count
+            self.progress("entries", result.count)
+        self.report.entries = count
+        self.ok(
+            f"entries: {count} events, each the leaf at its index (which the root covers), "
+            "signed by the ledger, its body as signed, its tags those of its scopes"
+        )
+        return present
 
     def check_complete(
-        self, present: set[int], required: set[int], names: set[str], everything: bool
+        self, checkpoint: Checkpoint, present: array[int], names: set[str], everything: bool
     ) -> None:
-        missing = sorted(required - present)
+        if everything:
+            required: Iterable[int] = range(checkpoint.size)
+        else:
+            keys = tuple(tag_key(name) for name in sorted(names))
+            tagged = self._in_order(_TagTest(keys), self._leaf_chunks(None))
+            required = (index for result in tagged for index in result.tagged)
+        # Both ascend: walk them side by side.
+        missing, first_missing, first_extra = 0, -1, -1
+        held = iter(present)
+        have = next(held, None)
+        for want in required:
+            while have is not None and have < want:
+                first_extra = have if first_extra < 0 else first_extra
+                have = next(held, None)
+            if have == want:
+                have = next(held, None)
+            else:
+                missing += 1
+                first_missing = want if first_missing < 0 else first_missing
+        if have is not None and first_extra < 0:
+            first_extra = have
         if missing:
             raise BundleError(
                 "completeness",
-                f"entry {missing[0]} is tagged for the bundle's scope but is not in it "
-                f"({len(missing)} missing)",
+                f"entry {first_missing} is tagged for the bundle's scope but is not in it "
+                f"({missing} missing)",
             )
-        extra = sorted(present - required)
-        if extra:
+        if first_extra >= 0:
             raise BundleError(
-                "completeness", f"entry {extra[0]} is in the bundle but not in its scope"
+                "completeness", f"entry {first_extra} is in the bundle but not in its scope"
             )
         what = "every entry of the log" if everything else f"{len(names)} scope names"
         self.ok(f"completeness: every entry tagged for {what} is in the bundle, nothing else")
 
-    def check_report(self, manifest: Mapping[str, Any], checkpoint_text: str) -> None:
+    def check_report(self, manifest: Mapping[str, Any], written: list[str], scratch: Path) -> None:
         stated = sorted(manifest.get("report_files", []))
-        with tempfile.TemporaryDirectory(prefix="consent-ledger-verify-") as scratch:
-            try:
-                written = render_report(manifest, checkpoint_text, self.files, Path(scratch))
-            except (ReportError, EntryError, ScopeError) as exc:
-                raise BundleError("report", f"cannot be rendered from the events: {exc}") from None
-            if written != stated:
-                raise BundleError("report", f"the bundle holds {stated}, the events make {written}")
-            for name in written:
-                expected = (Path(scratch) / name).read_bytes()
-                with self.files.open(name) as file:
-                    held = file.read()
-                if held != expected:
-                    raise BundleError(
-                        name, f"does not follow from the events: {_first_diff(held, expected)}"
-                    )
+        if written != stated:
+            raise BundleError("report", f"the bundle holds {stated}, the events make {written}")
+        for name in written:
+            with (scratch / name).open("rb") as mine, self.files.open(name) as held:
+                problem = _stream_diff(held, mine)
+            if problem is not None:
+                raise BundleError(name, f"does not follow from the events: {problem}")
         self.ok(f"report: {', '.join(written)} follow from the events, byte for byte")
 
 
-def shown_problem(body: Mapping[str, Any], event: Mapping[str, Any]) -> str | None:
-    """Why the decoded event disagrees with the signed body, or None.
-
-    Every field must be the body's, except sealed personal data, which the decoded event
-    shows opened (or withheld); the proof covers its ciphertext.
-    """
-    for name in ("type", "occurred_at", "recorded_at", "event_id", "stream", "stream_version"):
-        if event.get(name) != body.get(name):
-            return f"{name} is {event.get(name)!r}, signed {body.get(name)!r}"
-    return _data_problem(body["data"], event.get("data"), "data")
-
-
-def _data_problem(signed: Any, shown: Any, path: str) -> str | None:
-    if isinstance(signed, str) and signed.startswith(SEALED_PREFIX):
-        return None if isinstance(shown, str) else f"{path} is not text"
-    if isinstance(signed, dict):
-        if not isinstance(shown, dict):
-            return f"{path} is not an object"
-        signed_keys, shown_keys = set(signed), set(shown)
-        if signed_keys != shown_keys:
-            return f"{path} has fields {sorted(shown_keys)}, signed {sorted(signed_keys)}"
-        for key in sorted(signed_keys):
-            problem = _data_problem(signed[key], shown[key], f"{path}.{key}")
-            if problem is not None:
-                return problem
-        return None
-    if isinstance(signed, list):
-        if not isinstance(shown, list) or len(shown) != len(signed):
-            return f"{path} is not the signed list"
-        for index, (a, b) in enumerate(zip(signed, shown, strict=True)):
-            problem = _data_problem(a, b, f"{path}[{index}]")
-            if problem is not None:
-                return problem
-        return None
-    return None if signed == shown else f"{path} is {shown!r}, signed {signed!r}"
+def _render_report_files(
+    path: Path,
+    manifest: Mapping[str, Any],
+    checkpoint_text: str,
+    scratch: str,
+    files: BundleFiles | None = None,
+) -> list[str]:
+    """The report rendered from the bundle's events into ``scratch``: the files' names."""
+    own = files is None
+    files = BundleFiles(path) if files is None else files
+    try:
+        return render_report(manifest, checkpoint_text, files, Path(scratch))
+    except (ReportError, EntryError, ScopeError, EventLineError) as exc:
+        raise BundleError("report", f"cannot be rendered from the events: {exc}") from None
+    finally:
+        if own:
+            files.close()
 
 
-def _first_diff(held: bytes, expected: bytes) -> str:
-    held_lines = held.decode(errors="replace").splitlines()
-    want_lines = expected.decode(errors="replace").splitlines()
-    for number, (a, b) in enumerate(zip(held_lines, want_lines, strict=False), start=1):
+class _Background:
+    """A function run in a process of its own; :meth:`result` waits for what it returned (or
+    raises what it raised), :meth:`stop` ends it if it still runs."""
+
+    def __init__(self, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        context = multiprocessing.get_context()
+        self._receive, send = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_background_main, args=(send, function, args), daemon=True
+        )
+        self._process.start()
+        send.close()
+
+    def result(self) -> Any:
+        try:
+            failed, value = self._receive.recv()
+        except EOFError:
+            raise BundleError("report", "the process rendering it ended without a word") from None
+        if failed:
+            raise value
+        return value
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join()
+        self._receive.close()
+
+
+def _background_main(send: Any, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    try:
+        outcome: tuple[bool, Any] = (False, function(*args))
+    except BundleError as exc:
+        outcome = (True, exc)
+    except Exception as exc:
+        outcome = (True, BundleError("report", f"cannot be rendered: {exc!r}"))
+    send.send(outcome)
+    send.close()
+
+
+def _structure_of_leaves(chunk: LeafChunk) -> LeafResult:
+    return check_leaf_chunk(chunk, None)
+
+
+@dataclass(frozen=True)
+class _TagTest:
+    keys: tuple[bytes, ...]
+
+    def __call__(self, chunk: LeafChunk) -> LeafResult:
+        return check_leaf_chunk(chunk, self.keys)
+
+
+class _LeafReader:
+    """Leaves of ``leaves.bin`` by ascending index, read once from start to end."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+        self.next = 0
+
+    def leaf(self, index: int) -> bytes:
+        while True:
+            header = self.file.read(HEADER_SIZE)
+            if len(header) < HEADER_SIZE:
+                raise BundleError(LEAVES, f"has no leaf {index}")
+            tags = self.file.read(TAG_SIZE * int.from_bytes(header[-2:], "big"))
+            self.next += 1
+            if self.next - 1 == index:
+                return header + tags
+
+
+def _stream_diff(held: IO[bytes], expected: IO[bytes]) -> str | None:
+    """None when both streams hold the same bytes; else where they first differ, by line."""
+    number = 0
+    while True:
+        a, b = held.readline(), expected.readline()
+        number += 1
         if a != b:
-            return f"line {number} reads {a[:120]!r}, the events give {b[:120]!r}"
-    return f"it has {len(held_lines)} lines, the events give {len(want_lines)}"
+            return _line_diff(number, a, b, held, expected)
+        if not a:
+            return None
+
+
+def _line_diff(number: int, a: bytes, b: bytes, held: IO[bytes], expected: IO[bytes]) -> str:
+    if a and b:
+        first = a.decode(errors="replace").rstrip("\n")
+        second = b.decode(errors="replace").rstrip("\n")
+        return f"line {number} reads {first[:120]!r}, the events give {second[:120]!r}"
+    rest_a = (1 if a else 0) + sum(1 for _ in held)
+    rest_b = (1 if b else 0) + sum(1 for _ in expected)
+    return f"it has {number - 1 + rest_a} lines, the events give {number - 1 + rest_b}"
 
 
 def _b64(value: bytes) -> str:
     return base64.b64encode(value).decode()
-
-
-def _unb64(value: Any) -> bytes:
-    if not isinstance(value, str):
-        raise TypeError("base64 text expected")
-    return base64.b64decode(value, validate=True)
-
-
-def _int(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{value!r} is not an integer")
-    return value

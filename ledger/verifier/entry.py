@@ -56,6 +56,9 @@ BODY_KEYS = frozenset(
 )
 
 
+_decode_json = json.JSONDecoder().decode
+
+
 class EntryError(ValueError):
     """The entry or body bytes are not well formed."""
 
@@ -134,7 +137,7 @@ def read_entries(stream: IO[bytes]) -> Iterator[bytes]:
 def parse_body(body: bytes) -> dict[str, Any]:
     """Decode body bytes and check their shape; raise :class:`EntryError` if they are not."""
     try:
-        obj = json.loads(body)
+        obj = _decode_json(body.decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EntryError(f"body is not UTF-8 JSON: {exc}") from None
     if not isinstance(obj, dict):

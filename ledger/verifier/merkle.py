@@ -332,6 +332,23 @@ class CompactRange:
         self.size += 1
         return created
 
+    def append_subtree(self, level: int, value: bytes) -> None:
+        """Add the root of a complete subtree of 2^level leaves; the tree's size must be a
+        multiple of 2^level (the subtree is aligned, as those of :meth:`nodes` are)."""
+        if self.size % (1 << level):
+            raise ProofError(f"a subtree of 2^{level} leaves cannot follow {self.size} leaves")
+        self.size += 1 << level
+        while self._stack and self._stack[-1][0] == level:
+            _, left = self._stack.pop()
+            level, value = level + 1, node_hash(left, value)
+        self._stack.append((level, value))
+
+    def nodes(self) -> list[tuple[int, bytes]]:
+        """The right edge, (level, hash) of each complete subtree, leftmost first: appended in
+        order with :meth:`append_subtree` to a tree whose size is a multiple of 2^(the first
+        level), they add this range's leaves there."""
+        return list(self._stack)
+
     def root(self) -> bytes:
         if not self._stack:
             return EMPTY_ROOT

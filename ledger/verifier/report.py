@@ -12,16 +12,20 @@ edited report (a violation hidden, a deadline moved) no longer matches. Hence:
   last ``recorded_at`` among the events), no randomness, dictionaries iterated in sorted order;
 - standard library only, so that a regulator can run it.
 
-The events are read in four passes (``events()`` is called four times): the corrections, the
-context the verdicts need (policies, recipients, consent decisions and age attestations per
-subject, incidents, requests), the disclosure rows for ``disclosures.csv`` and the verdict
-counts, and the HTML. Memory holds the context, never the disclosure rows.
+The events are read in three passes (``events()`` is called three times): the corrections,
+the context the verdicts need (policies, recipients, consent decisions and age attestations per
+subject, incidents, requests), and the disclosure rows, for ``disclosures.csv``, the verdict
+counts and the HTML table (kept in a temporary file until its place in ``report.html``).
+Memory holds the context, never the disclosure rows.
 """
 
 from __future__ import annotations
 
 import csv
 import html
+import re
+import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -262,6 +266,9 @@ def _facts(
             raise ReportError(f"events out of order: {event.seq} after {last}")
         last = event.seq
         fixes = corrections.get(event.event_id or "", ()) if event.event_id else ()
+        if not fixes:  # the fact as recorded (read only: no copy needed)
+            yield _Fact(event, event.occurred_at, event.data, event.shown)
+            continue
         occurred_at, data = apply_corrections(event.occurred_at, event.data, fixes)
         _, shown = apply_corrections(event.occurred_at, event.shown, fixes)
         yield _Fact(event, occurred_at, data, shown)
@@ -788,6 +795,8 @@ def _request_row(
 
 def _text(value: Any) -> str:
     """A value as the report and the CSV files write it."""
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -800,7 +809,12 @@ def _text(value: Any) -> str:
 
 
 def _e(value: Any) -> str:
-    return html.escape(_text(value), quote=True)
+    text = _text(value)
+    return html.escape(text, quote=True) if _SPECIAL.search(text) else text
+
+
+_SPECIAL = re.compile("[&<>\"']")
+"""What :func:`html.escape` replaces: text without any of it is its own escape."""
 
 
 def _write_csv(
@@ -856,7 +870,7 @@ def write_report(
 ) -> list[str]:
     """Write ``report.html`` and the CSV files into ``directory``; return their names, sorted.
 
-    ``events()`` iterates the bundle's events in sequence order; it is called four times.
+    ``events()`` iterates the bundle's events in sequence order; it is called three times.
     ``scope`` is ``{"kind": "subject", "subject": <pseudonym>}``, ``{"kind": "recipient",
     "recipient_id": ...}``, ``{"kind": "period", "from": <RFC 3339>, "to": <RFC 3339>}`` (end
     excluded), ``{"kind": "incident", "incident_id": ...}`` or ``{"kind": "all"}``. The
@@ -895,12 +909,29 @@ def write_report(
                     selected.add(incident_id)
             yield row
 
-    _write_csv(
-        directory,
-        "disclosures.csv",
-        DISCLOSURE_COLUMNS,
-        counted(_disclosure_rows(_facts(events(), context.corrections), context, target, settings)),
-    )
+    # Pass 3: the disclosure rows, written at once to disclosures.csv and to the HTML table,
+    # which waits in a temporary file for its place in report.html (after the summary, which
+    # needs the counts).
+    table = tempfile.TemporaryFile("w+", encoding="utf-8", newline="\n")  # noqa: SIM115
+    with (directory / "disclosures.csv").open("w", encoding="utf-8", newline="") as csv_file:
+        writer = csv.writer(csv_file, lineterminator="\n")
+        writer.writerow(DISCLOSURE_COLUMNS)
+
+        def to_csv(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+            for row in rows:
+                writer.writerow([_text(row[c]) for c in DISCLOSURE_COLUMNS])
+                yield row
+
+        _write_disclosures(
+            table,
+            to_csv(
+                counted(
+                    _disclosure_rows(
+                        _facts(events(), context.corrections), context, target, settings
+                    )
+                )
+            ),
+        )
     subjects = target.consent_subjects(context)
     if target.shows_consent:
         _write_csv(
@@ -932,10 +963,9 @@ def write_report(
         _write_summary(out, counts, incidents, requests, target)
         if target.shows_consent:
             _write_consent(out, subjects, context, settings)
-        _write_disclosures(
-            out,
-            _disclosure_rows(_facts(events(), context.corrections), context, target, settings),
-        )
+        table.seek(0)
+        shutil.copyfileobj(table, out)
+        table.close()
         if target.shows_incidents:
             _write_incidents(out, incidents, context.refs, target.kind in ("incident", "all"))
         if target.shows_requests:

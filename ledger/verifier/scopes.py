@@ -29,6 +29,7 @@ Standard library only.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, timedelta
@@ -79,6 +80,7 @@ def without_days(scopes: Iterable[str]) -> list[str]:
     return sorted(scope for scope in scopes if not scope.startswith("day:"))
 
 
+@functools.lru_cache(maxsize=4096)
 def tag_key(scope: str) -> bytes:
     """The key whose HMACs are a scope's tags."""
     return hashlib.sha256(TAG_DOMAIN + scope.encode()).digest()
@@ -164,6 +166,8 @@ class Closure:
 
     def see(self, type_name: str, data: Mapping[str, Any], occurred_at: str) -> None:
         """Take note of one event of the bundle (in any order)."""
+        if self.kind == "all":
+            return  # every entry is in scope already: the events add nothing
         family = type_name.partition(".")[0]
         subjects = _subjects_named(data)
         recipient = data.get("recipient_id")
@@ -195,6 +199,18 @@ class Closure:
             self._rules.append(
                 (ruled, utc(str(rule["disclosed_from"])), utc(str(rule["disclosed_to"])))
             )
+
+    def state(self) -> tuple[set[str], list[Any], list[Any]]:
+        """What :meth:`see` noted, for :meth:`merge` into the closure of the same scope (the
+        verifier checks chunks of events in separate processes)."""
+        return set(self.names), list(self._rules), list(self._disclosures)
+
+    def merge(self, state: tuple[set[str], list[Any], list[Any]]) -> None:
+        """Add what another closure of the same scope saw (:meth:`state`)."""
+        names, rules, disclosures = state
+        self.names |= names
+        self._rules += rules
+        self._disclosures += disclosures
 
     def grow(self) -> set[str]:
         """The names not handed out yet: the scope's own at first, then those the events seen

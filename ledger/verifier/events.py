@@ -1,0 +1,365 @@
+"""A bundle's ``events.tsv`` and the checks run on it and on ``leaves.bin``, chunk by chunk.
+
+``events.tsv`` (bundle format 2) holds one line per event of the bundle's scope, in log order,
+four fields separated by a tab (0x09) and ended by a line feed (0x0A)::
+
+    index      decimal, no sign, no leading zero: the event's leaf index (seq - 1)
+    signature  base64 (RFC 4648, padded) of the 64-byte Ed25519 signature of its entry
+    opened     a JSON array of strings: what the report shows in place of each sealed value
+               of the body's data (``sealed:v1:...``), in the order they appear in the body
+    body       the body bytes exactly as signed (canonical JSON: one line, no tab or line
+               feed outside strings, and JSON escapes both inside them)
+
+The event's entry is not repeated: it is leaf ``index`` of ``leaves.bin``, whose leaves the
+verifier has already proven to make the checkpoint's root. The body is the JSON a person
+reads (``cut -f4 events.tsv | jq .``); ``opened`` shows the subject's own personal data in a
+subject's bundle, and ``[another subject]`` (or ``[erased]``) elsewhere.
+
+The chunk checkers (:class:`LeafChecker`, :class:`EventChecker`) are plain functions of their
+input, so that the verifier can run them in worker processes and still name the first failure
+in log order. Standard library and PyNaCl only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from ledger.verifier.entry import HEADER_SIZE, EntryError, parse_body, parse_entry
+from ledger.verifier.merkle import CompactRange, leaf_hash
+from ledger.verifier.scopes import Closure, scopes_of, tag, tags_for
+
+EVENTS = "events.tsv"
+SEALED_PREFIX = "sealed:v1:"
+_SEALED_BYTES = SEALED_PREFIX.encode()
+_TAB = b"\t"
+_decode_json = json.JSONDecoder().decode
+_OPENED: dict[bytes, tuple[str, ...]] = {}
+"""Opened fields already decoded: most lines repeat a few (``["[another subject]"]``)."""
+
+
+class EventLineError(ValueError):
+    """A line of ``events.tsv`` is not well formed; the message says how."""
+
+
+# -- the line format -------------------------------------------------------------------------------
+
+
+def event_line(index: int, signature: bytes, opened: Sequence[str], body: bytes) -> bytes:
+    """One line of ``events.tsv`` (the exporter writes what the verifier reads)."""
+    if b"\n" in body or b"\r" in body:
+        raise EventLineError(f"the body of event {index} is not one line")
+    return b"%d\t%s\t%s\t%s\n" % (
+        index,
+        base64.b64encode(signature),
+        json.dumps(list(opened), ensure_ascii=False, separators=(",", ":")).encode(),
+        body,
+    )
+
+
+def line_index(raw: bytes) -> int:
+    """The index field of a line: all the reader needs to pair the line with its leaf."""
+    end = raw.find(_TAB)
+    digits = raw[:end] if end > 0 else b""
+    if not digits.isdigit() or not digits.isascii() or (len(digits) > 1 and digits[0] == 48):
+        raise EventLineError("it does not start with an index and a tab")
+    return int(digits)
+
+
+def split_line(raw: bytes) -> tuple[int, bytes, Sequence[str], bytes]:
+    """``(index, signature, opened, body)`` of one line, its line feed included or not."""
+    if raw.endswith(b"\n"):
+        raw = raw[:-1]
+    fields = raw.split(_TAB, 3)
+    if len(fields) != 4:
+        raise EventLineError("it does not have four tab-separated fields")
+    index = line_index(raw)
+    try:
+        signature = base64.b64decode(fields[1], validate=True)
+    except (binascii.Error, ValueError):
+        raise EventLineError("its signature is not base64") from None
+    if len(signature) != 64:
+        raise EventLineError(f"its signature is {len(signature)} bytes, not 64")
+    opened = _OPENED.get(fields[2])
+    if opened is None:
+        opened = _opened_field(fields[2])
+    return index, signature, opened, fields[3]
+
+
+def _opened_field(field: bytes) -> tuple[str, ...]:
+    try:
+        values = _decode_json(field.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise EventLineError("its opened values are not JSON") from None
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise EventLineError("its opened values are not a list of strings")
+    opened = tuple(values)
+    if len(field) <= 200:
+        if len(_OPENED) >= 4096:
+            _OPENED.clear()
+        _OPENED[field] = opened
+    return opened
+
+
+# -- sealed values: which the body holds, what the report shows for them ---------------------------
+
+
+def sealed_count(value: Any) -> int:
+    """How many sealed values ``value`` (a body's data) holds."""
+    if isinstance(value, str):
+        return 1 if value.startswith(SEALED_PREFIX) else 0
+    if isinstance(value, dict):
+        return sum(sealed_count(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(sealed_count(v) for v in value)
+    return 0
+
+
+def opened_values(data: Any, shown: Any) -> list[str]:
+    """The exporter's ``opened`` field: what ``shown`` (the decoded data) holds at each sealed
+    value of ``data`` (as signed), in order."""
+    out: list[str] = []
+
+    def walk(signed: Any, seen: Any) -> None:
+        if isinstance(signed, str):
+            if signed.startswith(SEALED_PREFIX):
+                out.append(seen if isinstance(seen, str) else "[sealed]")
+        elif isinstance(signed, dict):
+            for key, value in signed.items():
+                walk(value, seen.get(key) if isinstance(seen, dict) else None)
+        elif isinstance(signed, list):
+            for at, value in enumerate(signed):
+                walk(value, seen[at] if isinstance(seen, list) and at < len(seen) else None)
+
+    walk(data, shown)
+    return out
+
+
+def shown_data(data: dict[str, Any], opened: Sequence[str], body: bytes) -> dict[str, Any]:
+    """``data`` (as signed) with each sealed value replaced by the next of ``opened``; raise
+    :class:`EventLineError` when their numbers differ."""
+    if _SEALED_BYTES not in body:
+        if opened:
+            raise EventLineError(f"it opens {len(opened)} values, the body seals none")
+        return data
+    values = iter(opened)
+    missing: list[int] = []
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            if value.startswith(SEALED_PREFIX):
+                replacement = next(values, None)
+                if replacement is None:
+                    missing.append(1)
+                    return value
+                return replacement
+            return value
+        if isinstance(value, dict):
+            return {key: walk(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        return value
+
+    shown = walk(data)
+    left = sum(1 for _ in values)
+    if missing or left:
+        sealed = sealed_count(data)
+        raise EventLineError(f"it opens {len(opened)} values, the body seals {sealed}")
+    assert isinstance(shown, dict)
+    return shown
+
+
+class LazyShown(Mapping[str, Any]):
+    """:func:`shown_data`, worked out the first time it is read (the report reads the shown
+    data of few events)."""
+
+    __slots__ = ("_body", "_data", "_opened", "_shown")
+
+    def __init__(self, data: dict[str, Any], opened: Sequence[str], body: bytes) -> None:
+        self._data, self._opened, self._body = data, opened, body
+        self._shown: dict[str, Any] | None = None
+
+    def _value(self) -> dict[str, Any]:
+        if self._shown is None:
+            self._shown = shown_data(self._data, self._opened, self._body)
+        return self._shown
+
+    def __getitem__(self, key: str) -> Any:
+        return self._value()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._value())
+
+    def __len__(self) -> int:
+        return len(self._value())
+
+
+# -- checking leaves.bin, chunk by chunk -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeafChunk:
+    start: int
+    """The index of the chunk's first leaf (a multiple of the chunk's size, but for the last)."""
+    leaves: bytes
+    """The chunk's entries, one after another, as in ``leaves.bin``."""
+    offsets: tuple[int, ...]
+    """Where each entry starts in ``leaves``; the last is ``len(leaves)``."""
+    prefix: int | None = None
+    """A leaf count inside the chunk at which to report the range's right edge as well."""
+
+
+@dataclass
+class LeafResult:
+    start: int
+    count: int = 0
+    nodes: list[tuple[int, bytes]] = field(default_factory=list)
+    prefix_nodes: list[tuple[int, bytes]] | None = None
+    tagged: list[int] = field(default_factory=list)
+    error: str | None = None
+
+
+def check_leaf_chunk(chunk: LeafChunk, tag_keys: Sequence[bytes] | None) -> LeafResult:
+    """Without ``tag_keys``: each leaf is an entry whose seq is its index + 1, and the chunk's
+    hashes (its right edge). With them: the leaves tagged for one of them (nothing else)."""
+    result = LeafResult(chunk.start)
+    tree = CompactRange()
+    offsets = chunk.offsets
+    for at in range(len(offsets) - 1):
+        raw = chunk.leaves[offsets[at] : offsets[at + 1]]
+        index = chunk.start + at
+        if tag_keys is not None:
+            if len(raw) > 51:
+                tags = {raw[i : i + 16] for i in range(51, len(raw), 16)}
+                seq = index + 1
+                if any(tag(key, seq) in tags for key in tag_keys):
+                    result.tagged.append(index)
+            continue
+        try:
+            entry = parse_entry(raw)
+        except EntryError as exc:
+            result.error = f"leaf {index}: {exc}"
+            return result
+        if entry.seq != index + 1:
+            result.error = f"leaf {index} holds the entry of seq {entry.seq}"
+            return result
+        if chunk.prefix == at:
+            result.prefix_nodes = tree.nodes()
+        tree.append(leaf_hash(raw))
+    if tag_keys is None and chunk.prefix == len(offsets) - 1:
+        result.prefix_nodes = tree.nodes()
+    result.count = len(offsets) - 1
+    result.nodes = tree.nodes()
+    return result
+
+
+# -- checking events, chunk by chunk ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventChunk:
+    first_line: int
+    """The line number (from 1) of the chunk's first line in ``events.tsv``."""
+    indexes: tuple[int, ...]
+    leaves: tuple[bytes, ...]
+    """The entry at each index, from ``leaves.bin``."""
+    lines: tuple[bytes, ...]
+
+
+@dataclass
+class EventResult:
+    count: int = 0
+    closure: tuple[set[str], list[Any], list[Any]] = field(default_factory=lambda: (set(), [], []))
+    error: tuple[str, str] | None = None
+    """(the check, what failed), as :class:`ledger.verifier.bundle.BundleError` takes them."""
+
+
+class EventChecker:
+    """Checks each event of a chunk: its entry (leaf ``index``) is signed by a key of the log,
+    its body is the one the entry commits to, its tags are those of its body's scopes, and its
+    opened values stand for its sealed ones; notes what the scope's closure learns from it."""
+
+    def __init__(self, keys: Mapping[str, bytes], scope: Mapping[str, Any]) -> None:
+        self.keys = {key_id: VerifyKey(public) for key_id, public in keys.items()}
+        self.scope = dict(scope)
+
+    def check(self, chunk: EventChunk) -> EventResult:
+        result = EventResult()
+        closure = Closure(self.scope)
+        for at, (index, leaf, raw) in enumerate(
+            zip(chunk.indexes, chunk.leaves, chunk.lines, strict=True)
+        ):
+            problem = self._check_one(index, leaf, raw, closure)
+            if problem is not None:
+                check, message = problem
+                if check == EVENTS:
+                    message = f"line {chunk.first_line + at} is not a bundle event: {message}"
+                result.error = (check, message)
+                return result
+            result.count += 1
+        result.closure = closure.state()
+        return result
+
+    def _check_one(
+        self, index: int, leaf: bytes, raw: bytes, closure: Closure
+    ) -> tuple[str, str] | None:
+        where = f"entry {index}"
+        try:
+            line_index_, signature, opened, body_bytes = split_line(raw)
+        except EventLineError as exc:
+            return EVENTS, str(exc)
+        if line_index_ != index:  # the reader paired the line by this very field
+            return EVENTS, f"its index {line_index_} is not {index}"
+        # The leaves check has parsed every leaf already (format, seq, size, tags in order).
+        seq = int.from_bytes(leaf[1:9], "big")
+        if seq != index + 1:
+            return where, f"holds the entry of seq {seq}"
+        key = self.keys.get(leaf[9:17].hex())
+        if key is None:
+            return where, f"is signed by key {leaf[9:17].hex()}, which no key file names"
+        try:
+            key.verify(leaf, signature)
+        except (BadSignatureError, ValueError, TypeError):
+            return where, "its signature does not verify"
+        if hashlib.sha256(body_bytes).digest() != leaf[17:49]:
+            return where, "its body is not the one its entry commits to"
+        try:
+            body = parse_body(body_bytes)
+        except EntryError as exc:
+            return where, str(exc)
+        scopes = scopes_of(body["type"], body["data"], body["occurred_at"])
+        tags = b"".join(tags_for(scopes, seq))
+        if tags != leaf[HEADER_SIZE:]:
+            return where, "its tags are not those of the scopes its body concerns"
+        sealed = sealed_count(body["data"]) if _SEALED_BYTES in body_bytes else 0
+        if sealed != len(opened):
+            return where, (
+                "the decoded event differs from the signed body: "
+                f"it opens {len(opened)} values, the body seals {sealed}"
+            )
+        closure.see(body["type"], body["data"], body["occurred_at"])
+        return None
+
+
+# -- worker processes ------------------------------------------------------------------------------
+
+_checker: EventChecker | None = None
+
+
+def start_worker(keys: Mapping[str, bytes], scope: Mapping[str, Any]) -> None:
+    """A worker process's initialiser: the keys and the scope every chunk is checked with."""
+    global _checker
+    _checker = EventChecker(keys, scope)
+
+
+def check_event_chunk(chunk: EventChunk) -> EventResult:
+    assert _checker is not None, "start_worker was not called"
+    return _checker.check(chunk)
