@@ -471,3 +471,145 @@ def test_bad_bundles_and_keys_are_named(world: World, tmp_path: Path) -> None:
         world.export({"kind": "all"}, bundle)
     with pytest.raises(ExportError, match="scope kind"):
         world.export({"kind": "everyone"}, tmp_path / "c")
+
+
+# -- bundle format 2: parallel checks, chunk boundaries, formats ---------------------------------
+
+SETTINGS = [
+    {"jobs": 1},
+    {"jobs": 2, "event_chunk": 1, "leaf_chunk_level": 0},
+    {"jobs": 2, "event_chunk": 3, "leaf_chunk_level": 2},
+    {"jobs": 3, "event_chunk": 2, "leaf_chunk_level": 1},
+]
+"""One process, and several with chunks of every small size (so every boundary is crossed)."""
+
+
+def _outcome(bundle: Path, world: World, **settings: Any) -> tuple[str, list[str], int]:
+    try:
+        report = verify_bundle(bundle, world.trusted(), **settings)
+    except BundleError as exc:
+        return str(exc), [], 0
+    return "VERIFIED", report.checked, report.entries
+
+
+@pytest.mark.parametrize("kind", ["all", "recipient"])
+def test_the_number_of_jobs_and_the_chunks_change_nothing(
+    world: World, tmp_path: Path, kind: str
+) -> None:
+    scope = {
+        "all": {"kind": "all"},
+        "recipient": {"kind": "recipient", "recipient_id": world.processor},
+    }
+    bundle = world.export(scope[kind], tmp_path / "b")
+    outcomes = [_outcome(bundle, world, **settings) for settings in SETTINGS]
+    assert outcomes[0][0] == "VERIFIED" and outcomes[0][2] == len(_lines(bundle))
+    assert all(outcome == outcomes[0] for outcome in outcomes), outcomes
+
+
+@pytest.mark.parametrize("where", [0, 1, 2, 3, -1])
+def test_a_failure_is_named_alike_whatever_the_chunks(
+    world: World, tmp_path: Path, where: int
+) -> None:
+    """A bad signature at the first, second ... or last line: on either side of each chunk
+    boundary, the first failure in log order is named, the same with one process or several."""
+    bundle = world.export({"kind": "all"}, tmp_path / "b")
+    lines = _lines(bundle)
+    lines[where].signature = _flip(lines[where].signature)
+    if where != -1:  # a later failure, never the one named
+        lines[-2].body = lines[-2].body.replace(b'"', b"'", 1)
+    _write_lines(bundle, lines)
+    _refresh_manifest(bundle)
+    outcomes = {_outcome(bundle, world, **settings)[0] for settings in SETTINGS}
+    assert outcomes == {f"entry {lines[where].index}: its signature does not verify"}, outcomes
+
+
+def test_an_event_whose_leaf_differs_from_leaves_bin_is_named(
+    world: World, recipient_bundle: Path
+) -> None:
+    """The event's entry is leaf `index` of leaves.bin; change that leaf (its body hash, to
+    match an edited body) and the leaves no longer make the root, which is checked first."""
+    lines = _lines(recipient_bundle)
+    index = lines[1].index
+    leaves = bytearray((recipient_bundle / "leaves.bin").read_bytes())
+    offset = 0
+    for _ in range(index):
+        offset += 51 + 16 * int.from_bytes(leaves[offset + 49 : offset + 51], "big")
+    leaves[offset + 20] ^= 1  # inside the entry's body hash
+    (recipient_bundle / "leaves.bin").write_bytes(bytes(leaves))
+    _refresh_manifest(recipient_bundle)
+    for settings in SETTINGS:
+        with pytest.raises(BundleError) as caught:
+            verify_bundle(recipient_bundle, world.trusted(), **settings)
+        assert str(caught.value) == "leaves.bin: the leaves do not make the checkpoint's root"
+
+
+def test_a_line_that_is_not_an_event_is_named(world: World, recipient_bundle: Path) -> None:
+    raw = (recipient_bundle / "events.tsv").read_bytes().splitlines(keepends=True)
+    for bad, named in (
+        (b"0" + raw[1], "line 2 is not a bundle event: it does not start with an index"),
+        (raw[1].replace(b"\t", b" ", 1), "line 2 is not a bundle event"),
+        (raw[1].split(b"\t")[0] + b"\tnot base64!\t[]\t{}\n", "its signature is not base64"),
+    ):
+        (recipient_bundle / "events.tsv").write_bytes(b"".join([raw[0], bad, *raw[2:]]))
+        _refresh_manifest(recipient_bundle)
+        for settings in SETTINGS[:2]:
+            with pytest.raises(BundleError, match=r"events\.tsv") as caught:
+                verify_bundle(recipient_bundle, world.trusted(), **settings)
+            assert named in str(caught.value)
+
+
+def test_a_bundle_of_another_format_is_refused_with_its_name(
+    world: World, recipient_bundle: Path
+) -> None:
+    manifest = json.loads((recipient_bundle / "manifest.json").read_text())
+    manifest["format"] = "consent-ledger-bundle/1"
+    (recipient_bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError) as caught:
+        verify_bundle(recipient_bundle, world.trusted())
+    assert "'consent-ledger-bundle/1'" in str(caught.value)
+    assert "reads 'consent-ledger-bundle/2' only" in str(caught.value)
+
+
+def test_a_previous_checkpoint_of_any_size_is_checked_across_chunks(
+    world: World, tmp_path: Path
+) -> None:
+    """Checkpoints held at sizes inside a chunk, at its end and at the bundle's own size."""
+    held = [world.app.sign_checkpoint()]
+    for _ in range(3):
+        world.app.append([facts.policy()])
+        held.append(world.app.sign_checkpoint())
+    bundle = world.export({"kind": "all"}, tmp_path / "b")
+    assert world.app.checkpointer is not None
+    key = world.app.ledger.signer
+    for older in held:
+        for settings in SETTINGS:
+            report = verify_bundle(bundle, world.trusted(), previous=older.note, **settings)
+            assert f"consistency: the checkpoint of size {older.size} you hold is a prefix" in (
+                report.checked
+            )
+        forged = Checkpoint(world.app.checkpointer.origin, older.size, b"\x07" * 32)
+        note = sign_note(forged.text(), forged.origin, key.signing_key)
+        for settings in SETTINGS:
+            with pytest.raises(BundleError, match="another history"):
+                verify_bundle(bundle, world.trusted(), previous=note, **settings)
+
+
+def test_the_verifier_command_takes_jobs(world: World, tmp_path: Path) -> None:
+    from ledger.verifier.__main__ import main
+
+    bundle = world.export({"kind": "all"}, tmp_path / "b")
+    keys = tmp_path / "keys.txt"
+    keys.write_text("\n".join(world.verifier_keys()) + "\n")
+    runner = CliRunner()
+    env = {"CONSENT_LEDGER_DATA_DIR": str(world.settings.data_dir)}
+    outputs = []
+    for jobs in ("1", "2"):
+        result = runner.invoke(
+            cli, ["verify", str(bundle), "--key", str(keys), "--jobs", jobs], env=env
+        )
+        assert result.exit_code == 0, result.output
+        outputs.append(result.output)
+        assert main([str(bundle), "--key", str(keys), "--jobs", jobs]) == 0
+    assert outputs[0] == outputs[1]
+    result = runner.invoke(cli, ["verify", str(bundle), "--key", str(keys), "--jobs", "0"], env=env)
+    assert result.exit_code != 0
