@@ -11,7 +11,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import pytest
 from click.testing import CliRunner
@@ -475,7 +475,14 @@ def test_bad_bundles_and_keys_are_named(world: World, tmp_path: Path) -> None:
 
 # -- bundle format 2: parallel checks, chunk boundaries, formats ---------------------------------
 
-SETTINGS = [
+
+class Chunks(TypedDict, total=False):
+    jobs: int
+    event_chunk: int
+    leaf_chunk_level: int
+
+
+SETTINGS: list[Chunks] = [
     {"jobs": 1},
     {"jobs": 2, "event_chunk": 1, "leaf_chunk_level": 0},
     {"jobs": 2, "event_chunk": 3, "leaf_chunk_level": 2},
@@ -484,7 +491,7 @@ SETTINGS = [
 """One process, and several with chunks of every small size (so every boundary is crossed)."""
 
 
-def _outcome(bundle: Path, world: World, **settings: Any) -> tuple[str, list[str], int]:
+def _outcome(bundle: Path, world: World, **settings: Unpack[Chunks]) -> tuple[str, list[str], int]:
     try:
         report = verify_bundle(bundle, world.trusted(), **settings)
     except BundleError as exc:
