@@ -308,8 +308,8 @@ class PostgresLedgerRecorder(LedgerRecorder):
         self.read_head_statement = (
             sql.SQL(
                 "SELECT (SELECT max(seq) FROM {events}), "
-                "ARRAY(SELECT event_id FROM {claims} WHERE event_id = ANY(%s)), "
-                "ARRAY(SELECT pseudonym FROM {keys} WHERE pseudonym = ANY(%s) "
+                "ARRAY(SELECT event_id FROM {claims} WHERE event_id = ANY(%b::text[])), "
+                "ARRAY(SELECT pseudonym FROM {keys} WHERE pseudonym = ANY(%b::text[]) "
                 "AND length(wrapped) = 0)"
             )
             .format(events=self.table, claims=self.claims_sql, keys=self.keys_table)
@@ -318,7 +318,7 @@ class PostgresLedgerRecorder(LedgerRecorder):
         self.read_nodes_statement = (
             sql.SQL(
                 "SELECT n.level, n.idx, n.hash FROM {nodes} n "
-                "JOIN unnest(%s::smallint[], %s::bigint[]) AS k(level, idx) "
+                "JOIN unnest(%b::smallint[], %b::bigint[]) AS k(level, idx) "
                 "ON n.level = k.level AND n.idx = k.idx"
             )
             .format(nodes=sql.Identifier(schema, "ledger_merkle_nodes"))
@@ -330,10 +330,10 @@ class PostgresLedgerRecorder(LedgerRecorder):
         self.persist_keys_statement = (
             sql.SQL(
                 "WITH ins AS (INSERT INTO {keys} (pseudonym, wrapped) "
-                "SELECT * FROM unnest(%s::text[], %s::bytea[]) "
+                "SELECT * FROM unnest(%b::text[], %b::bytea[]) "
                 "ON CONFLICT DO NOTHING RETURNING pseudonym, wrapped) "
                 "SELECT pseudonym, wrapped FROM ins UNION ALL "
-                "SELECT pseudonym, wrapped FROM {keys} WHERE pseudonym = ANY(%s) "
+                "SELECT pseudonym, wrapped FROM {keys} WHERE pseudonym = ANY(%b::text[]) "
                 "AND length(wrapped) > 0"
             )
             .format(keys=sql.Identifier(schema, "ledger_subject_keys"))
@@ -342,12 +342,12 @@ class PostgresLedgerRecorder(LedgerRecorder):
         self.write_statement = (
             sql.SQL(
                 "WITH e AS (INSERT INTO {events} ({columns}) SELECT * FROM unnest("
-                "%s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::bytea[], %s::bytea[], "
-                "%s::bytea[], %s::text[]) RETURNING 1), "
+                "%b::bigint[], %b::text[], %b::bigint[], %b::text[], %b::bytea[], %b::bytea[], "
+                "%b::bytea[], %b::text[]) RETURNING 1), "
                 "c AS (INSERT INTO {claims} (event_id, digest, seq) SELECT * FROM unnest("
-                "%s::text[], %s::bytea[], %s::bigint[]) RETURNING 1), "
+                "%b::text[], %b::bytea[], %b::bigint[]) RETURNING 1), "
                 "n AS (INSERT INTO {nodes} (level, idx, hash) SELECT * FROM unnest("
-                "%s::smallint[], %s::bigint[], %s::bytea[]) RETURNING 1) "
+                "%b::smallint[], %b::bigint[], %b::bytea[]) RETURNING 1) "
                 "SELECT pg_notify({channel}, ''), (SELECT count(*) FROM e), "
                 "(SELECT count(*) FROM c), (SELECT count(*) FROM n)"
             )
@@ -428,15 +428,16 @@ class PostgresKeyStore(KeyStore):
         self.generations_table = sql.Identifier(schema, "ledger_subject_generations")
         self.survey_statement = (
             sql.SQL(
-                "SELECT base, generation, NULL::bytea FROM {generations} WHERE base = ANY(%s) "
-                "UNION ALL SELECT pseudonym, NULL, wrapped FROM {keys} WHERE pseudonym = ANY(%s)"
+                "SELECT base, generation, NULL::bytea FROM {generations} "
+                "WHERE base = ANY(%b::text[]) UNION ALL "
+                "SELECT pseudonym, NULL, wrapped FROM {keys} WHERE pseudonym = ANY(%b::text[])"
             )
             .format(generations=self.generations_table, keys=self.keys)
             .as_bytes(None)
         )
         self.select_statement = (
             sql.SQL(
-                "SELECT pseudonym, wrapped FROM {} WHERE pseudonym = ANY(%s) "
+                "SELECT pseudonym, wrapped FROM {} WHERE pseudonym = ANY(%b::text[]) "
                 "AND length(wrapped) > 0"
             )
             .format(self.keys)
