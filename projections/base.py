@@ -9,7 +9,7 @@ hold pseudonyms, never the emitter's references.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -110,16 +110,36 @@ class Projection(ABC):
         for table in self.tables:
             sql.execute(f"DROP TABLE IF EXISTS {table}")
 
-    def begin(self, sql: Sql) -> None:  # noqa: B027 (most projections keep nothing)
-        """A batch starts in this transaction: load what the batch may keep in memory.
+    def reset(self, empty: bool) -> None:  # noqa: B027 (most projections keep nothing)
+        """Forget whatever is kept in memory from page to page. The runner calls it before a
+        page unless the last page it committed for this projection ended where this one starts
+        (then the tables are as that page left them: a pure function of the log up to there);
+        ``empty``: the page starts at position 0, where the tables are empty."""
 
-        Within a batch only this runner writes the projection's tables (its position row is
-        locked), so a cache loaded here and kept up to date by the batch's own writes is exact.
+    def begin(  # noqa: B027 (most projections keep nothing)
+        self, sql: Sql, events: Sequence[LoggedEvent] = ()
+    ) -> None:
+        """A page of ``events`` starts in this transaction: forget what the last page held, and
+        load in one go what this one needs.
+
+        Within a page only this runner writes the projection's tables (its position row is
+        locked), so state loaded here and kept up to date by the page's own changes is exact.
+        Nothing held in memory may outlive the page, except what :meth:`reset` forgets: a page
+        that fails is rolled back, and the next one starts from :meth:`reset` and ``begin``.
         """
 
     @abstractmethod
     def process(self, sql: Sql, event: LoggedEvent) -> None:
-        """Apply one event (of :attr:`topics`, or ``correction.recorded``)."""
+        """Apply one event (of :attr:`topics`, or ``correction.recorded``); it may be held in
+        memory until :meth:`flush`."""
+
+    def flush(self, sql: Sql) -> None:  # noqa: B027 (a projection that writes at once)
+        """Write what the page holds in memory. The runner calls it once at the end of a page,
+        in the page's transaction, before it records the new position.
+
+        The rows after a page must not depend on where pages begin and end: applying a log one
+        event per page, or five hundred, gives the same rows.
+        """
 
 
 class CorrectableProjection(Projection):

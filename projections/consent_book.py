@@ -6,14 +6,28 @@ never reads another's tables, so each keeps a book under its own table prefix.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ledger.verifier.consent_rules import Age, Decision, Policy, Verdict, verdict_at
 from projections.base import LoggedEvent, utc
-from projections.database import Sql
+from projections.database import Row, Sql, chunks, marks
 
 CONSENT_TYPES = frozenset({"consent.given", "consent.refused", "consent.withdrawn"})
 BOOK_TYPES = CONSENT_TYPES | {"policy.version_published", "subject.age_attested"}
+KEPT_SUBJECTS = 50_000
+"""Subjects whose facts a projection's book keeps from page to page, at most (then it starts
+again, reading what it needs)."""
+DECISION_COLUMNS = (
+    "subject",
+    "purpose",
+    "seq",
+    "occurred_at",
+    "decision",
+    "policy_version",
+    "expires_at",
+    "guardian",
+)
 
 
 class ConsentBook:
@@ -22,6 +36,15 @@ class ConsentBook:
 
     def __init__(self, prefix: str) -> None:
         self._policies: dict[str, Policy] | None = None
+        self._decision_rows: list[Row] = []
+        self._age_rows: list[Row] = []
+        """Recorded, waiting for :meth:`flush` (a projection's own book only)."""
+        self._decisions: dict[str, dict[str, list[Decision]]] = {}
+        self._ages: dict[str, Age | None] = {}
+        """A projection's own book: the facts of the subjects it read or recorded, as its
+        tables hold them (with what waits for :meth:`flush`), kept from page to page."""
+        self._complete = False
+        """Every subject is in ``_decisions`` and ``_ages``: a subject not there has no facts."""
         self.decisions_table = f"{prefix}decisions"
         self.policies_table = f"{prefix}policies"
         self.ages_table = f"{prefix}ages"
@@ -41,34 +64,75 @@ class ConsentBook:
             ),
         }
 
+    @property
+    def complete(self) -> bool:
+        """Nothing is kept that the tables do not hold, and the tables held nothing else when
+        the keeping began (position 0): a subject not kept has no rows of this projection."""
+        return self._complete
+
+    def reset(self, empty: bool) -> None:
+        """Forget the facts kept from page to page (the tables may have changed meanwhile);
+        ``empty``: the tables are empty, so knowing nothing is knowing everything."""
+        self._decisions = {}
+        self._ages = {}
+        self._complete = empty
+
     def begin(self, sql: Sql) -> None:
+        """A page starts: the policy versions are kept in memory for it, and the decisions and
+        ages it records wait for :meth:`flush`."""
         self._policies = None
         self._policies = self.policies(sql)
+        self._decision_rows = []
+        self._age_rows = []
+        if len(self._decisions) > KEPT_SUBJECTS or len(self._ages) > KEPT_SUBJECTS:
+            self.reset(empty=False)
+
+    def flush(self, sql: Sql) -> None:
+        """Write the decisions and ages recorded since :meth:`begin` or the last flush."""
+        rows, self._decision_rows = self._decision_rows, []
+        sql.insert(self.decisions_table, DECISION_COLUMNS, rows)
+        rows, self._age_rows = self._age_rows, []
+        sql.insert(self.ages_table, ("subject", "seq", "age", "attested_at"), rows)
 
     # -- writing -------------------------------------------------------------------------------
 
     def record(self, sql: Sql, event: LoggedEvent) -> None:
+        """Record what ``event`` says: a policy version at once, decisions and ages at the next
+        :meth:`flush` (a reader of them flushes first)."""
         data = event.data
         if event.type in CONSENT_TYPES:
             decision = event.type.removeprefix("consent.")
             expires = data.get("expires_at")
-            sql.executemany(
-                f"INSERT INTO {self.decisions_table} (subject, purpose, seq, occurred_at, "
-                "decision, policy_version, expires_at, guardian) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
+            subject = data["subject"]
+            expires_at = None if expires is None else utc(expires)
+            guardian = "guardian" in data
+            known = self._decisions.get(subject)
+            if known is None and self._complete:
+                known = self._decisions[subject] = {}
+            for purpose in dict.fromkeys(data["purposes"]):
+                self._decision_rows.append(
                     (
-                        data["subject"],
+                        subject,
                         purpose,
                         event.seq,
                         event.occurred_at,
                         decision,
                         data["policy_version"],
-                        None if expires is None else utc(expires),
-                        int("guardian" in data),
+                        expires_at,
+                        int(guardian),
                     )
-                    for purpose in dict.fromkeys(data["purposes"])
-                ],
-            )
+                )
+                if known is not None:
+                    known.setdefault(purpose, []).append(
+                        Decision(
+                            event.seq,
+                            event.occurred_at,
+                            decision,
+                            data["policy_version"],
+                            expires_at,
+                            guardian,
+                        )
+                    )
         elif event.type == "policy.version_published":
             policy = Policy(
                 data["version"],
@@ -91,14 +155,20 @@ class ConsentBook:
             if self._policies is not None:
                 self._policies[policy.version] = policy
         elif event.type == "subject.age_attested":
-            sql.execute(
-                f"INSERT INTO {self.ages_table} (subject, seq, age, attested_at) "
-                "VALUES (?, ?, ?, ?)",
-                (data["subject"], event.seq, data["age"], event.occurred_at),
-            )
+            subject = data["subject"]
+            self._age_rows.append((subject, event.seq, data["age"], event.occurred_at))
+            if subject in self._ages or self._complete:
+                age = Age(int(data["age"]), event.occurred_at, event.seq)
+                self._ages[subject] = _latest(self._ages.get(subject), age)
 
     def retract(self, sql: Sql, event: LoggedEvent) -> None:
         """Remove what ``event`` recorded (before recording its corrected form)."""
+        self.flush(sql)
+        if event.type in CONSENT_TYPES or event.type == "subject.age_attested":
+            # Read again from the tables when next asked.
+            self._decisions.pop(event.data["subject"], None)
+            self._ages.pop(event.data["subject"], None)
+            self._complete = False
         if event.type in CONSENT_TYPES:
             sql.execute(f"DELETE FROM {self.decisions_table} WHERE seq = ?", (event.seq,))
         elif event.type == "policy.version_published":
@@ -107,6 +177,49 @@ class ConsentBook:
                 self._policies.pop(event.data["version"], None)
         elif event.type == "subject.age_attested":
             sql.execute(f"DELETE FROM {self.ages_table} WHERE seq = ?", (event.seq,))
+
+    # -- loading for a page (the write side) ---------------------------------------------------
+
+    def decisions_of(
+        self, sql: Sql, subjects: Iterable[str]
+    ) -> dict[str, dict[str, list[Decision]]]:
+        """Every decision of ``subjects``, by subject and purpose (not to be changed): kept
+        ones from memory, the others read in a few statements (and kept)."""
+        wanted = list(dict.fromkeys(subjects))
+        missing = [s for s in wanted if s not in self._decisions]
+        if missing and not self._complete:
+            self.flush(sql)  # what was recorded for them, in the tables they are read from
+            for chunk in chunks(missing):
+                for subject in chunk:
+                    self._decisions[subject] = {}
+                for subject, purpose, *r in sql.execute(
+                    f"SELECT subject, purpose, seq, occurred_at, decision, policy_version, "
+                    f"expires_at, guardian FROM {self.decisions_table} "
+                    f"WHERE subject IN ({marks(len(chunk))})",
+                    chunk,
+                ):
+                    self._decisions[subject].setdefault(purpose, []).append(
+                        Decision(int(r[0]), r[1], r[2], r[3], r[4], bool(r[5]))
+                    )
+        return {s: self._decisions.get(s, {}) for s in wanted}
+
+    def ages_of(self, sql: Sql, subjects: Iterable[str]) -> dict[str, Age]:
+        """The latest attestation of each of ``subjects`` that has one (as :meth:`age` picks)."""
+        wanted = list(dict.fromkeys(subjects))
+        missing = [s for s in wanted if s not in self._ages]
+        if missing and not self._complete:
+            self.flush(sql)
+            for chunk in chunks(missing):
+                found: dict[str, Age | None] = dict.fromkeys(chunk)
+                for subject, age, attested_at, seq in sql.execute(
+                    f"SELECT subject, age, attested_at, seq FROM {self.ages_table} "
+                    f"WHERE subject IN ({marks(len(chunk))})",
+                    chunk,
+                ):
+                    found[subject] = _latest(found[subject], Age(int(age), attested_at, int(seq)))
+                self._ages.update(found)
+        ages = {s: self._ages.get(s) for s in wanted}
+        return {s: age for s, age in ages.items() if age is not None}
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -157,3 +270,10 @@ class ConsentBook:
 def subjects_and_purposes(event: LoggedEvent) -> list[tuple[str, str]]:
     data: dict[str, Any] = event.data
     return [(data["subject"], p) for p in dict.fromkeys(data["purposes"])]
+
+
+def _latest(known: Age | None, candidate: Age) -> Age:
+    """The attestation that counts: the latest by time, then by sequence number."""
+    if known is None or (candidate.attested_at, candidate.seq) > (known.attested_at, known.seq):
+        return candidate
+    return known

@@ -8,16 +8,22 @@ moment gets the answer that was true then.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
 from projections.base import CorrectableProjection, LoggedEvent
-from projections.consent_book import BOOK_TYPES, CONSENT_TYPES, ConsentBook, subjects_and_purposes
+from projections.consent_book import (
+    BOOK_TYPES,
+    CONSENT_TYPES,
+    KEPT_SUBJECTS,
+    ConsentBook,
+    subjects_and_purposes,
+)
 from projections.consent_facts import FactReader, SubjectFacts
 from projections.consent_rules import Interval, Verdict, intervals, moment_text
-from projections.database import ProjectionDatabase, Sql
+from projections.database import ProjectionDatabase, Row, Sql, chunks, marks, replacing
 
 PREFIX = "proj_consent_"
 BOOK = ConsentBook(PREFIX)
@@ -46,39 +52,64 @@ class ConsentState(CorrectableProjection):
 
     def __init__(self) -> None:
         self.book = ConsentBook(PREFIX)
+        self._touched: dict[tuple[str, str], None] = {}
+        """(subject, purpose) whose intervals the page changed: derived again at its end."""
+        self._erasures: list[Row] = []
+        self._stored: dict[str, dict[tuple[str, int], Row]] = {}
+        """Kept from page to page, like the book's facts: the stored intervals of the subjects
+        it read or wrote, by (purpose, given_seq)."""
 
-    def begin(self, sql: Sql) -> None:
+    def reset(self, empty: bool) -> None:
+        self.book.reset(empty)
+        self._stored = {}
+
+    def begin(self, sql: Sql, events: Sequence[LoggedEvent] = ()) -> None:
         self.book.begin(sql)
+        self._touched = {}
+        self._erasures = []
+        if len(self._stored) > KEPT_SUBJECTS:
+            self.reset(empty=False)
 
     def process(self, sql: Sql, event: LoggedEvent) -> None:
         if event.type == "subject.erased":
-            sql.execute(
-                f"INSERT INTO {ERASURES} (subject, seq, erased_at, ground) VALUES (?, ?, ?, ?)",
-                (event.data["subject"], event.seq, event.occurred_at, event.data["ground"]),
+            self._erasures.append(
+                (event.data["subject"], event.seq, event.occurred_at, event.data["ground"])
             )
             return
         self.book.record(sql, event)
         if event.type in CONSENT_TYPES:
-            for subject, purpose in subjects_and_purposes(event):
-                self._derive(sql, subject, purpose)
+            self._touched.update(dict.fromkeys(subjects_and_purposes(event)))
 
     def correct(self, sql: Sql, original: LoggedEvent, corrected: LoggedEvent) -> None:
+        self.flush(sql)  # what came before the correction, in the tables it retracts from
         self.book.retract(sql, original)
         self.book.record(sql, corrected)
         if original.type in CONSENT_TYPES:
             pairs = subjects_and_purposes(original) + subjects_and_purposes(corrected)
-            for subject, purpose in dict.fromkeys(pairs):
-                self._derive(sql, subject, purpose)
+            self._touched.update(dict.fromkeys(pairs))
 
-    def _derive(self, sql: Sql, subject: str, purpose: str) -> None:
-        sql.execute(
-            f"DELETE FROM {INTERVALS} WHERE subject = ? AND purpose = ?", (subject, purpose)
-        )
-        sql.executemany(
-            f"INSERT INTO {INTERVALS} (subject, purpose, valid_from, valid_until, end_reason, "
-            "given_seq, ended_seq, policy_version, guardian) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
+    def flush(self, sql: Sql) -> None:
+        self.book.flush(sql)
+        if self._erasures:
+            sql.insert(ERASURES, ("subject", "seq", "erased_at", "ground"), self._erasures)
+            self._erasures = []
+        if self._touched:
+            self._derive(sql, list(self._touched))
+            self._touched = {}
+
+    def _derive(self, sql: Sql, pairs: list[tuple[str, str]]) -> None:
+        """The intervals of ``pairs``, derived from all their decisions (a pure function of
+        them), written where they differ from the stored ones."""
+        subjects = list(dict.fromkeys(subject for subject, _ in pairs))
+        decisions = self.book.decisions_of(sql, subjects)
+        stored = self._stored_intervals(sql, subjects)
+        gone: list[Row] = []
+        changed: list[Row] = []
+        for subject, purpose in pairs:
+            before = stored[subject]
+            after: dict[tuple[str, int], Row] = {}
+            for span in intervals(decisions[subject].get(purpose, [])):
+                row = (
                     subject,
                     purpose,
                     span.valid_from,
@@ -89,9 +120,60 @@ class ConsentState(CorrectableProjection):
                     span.policy_version,
                     int(span.guardian),
                 )
-                for span in intervals(self.book.decisions(sql, subject, purpose))
-            ],
-        )
+                after[(purpose, span.given_seq)] = row
+                if before.get((purpose, span.given_seq)) != row:
+                    changed.append(row)
+            for ended in [k for k in before if k[0] == purpose and k not in after]:
+                gone.append((subject, *ended))
+                del before[ended]
+            before.update(after)
+        if gone:
+            sql.executemany(
+                f"DELETE FROM {INTERVALS} WHERE subject = ? AND purpose = ? AND given_seq = ?",
+                gone,
+            )
+        if changed:
+            columns = INTERVAL_COLUMNS.split(", ")
+            key = ("subject", "purpose", "given_seq")
+            sql.insert(INTERVALS, columns, changed, replacing(key, columns))
+
+    def _stored_intervals(
+        self, sql: Sql, subjects: list[str]
+    ) -> dict[str, dict[tuple[str, int], Row]]:
+        """The stored intervals of ``subjects`` (kept ones from memory, the others read)."""
+        missing = [s for s in subjects if s not in self._stored]
+        for subject in missing:
+            self._stored[subject] = {}
+        if not self.book.complete:
+            for chunk in chunks(missing):
+                for row in sql.execute(
+                    f"SELECT {INTERVAL_COLUMNS} FROM {INTERVALS} "
+                    f"WHERE subject IN ({marks(len(chunk))})",
+                    chunk,
+                ):
+                    self._stored[row[0]][(row[1], int(row[5]))] = _interval_row(row)
+        return {s: self._stored[s] for s in subjects}
+
+
+INTERVAL_COLUMNS = (
+    "subject, purpose, valid_from, valid_until, end_reason, given_seq, ended_seq, "
+    "policy_version, guardian"
+)
+
+
+def _interval_row(row: Row) -> Row:
+    """A stored interval as :meth:`ConsentState._derive` builds one (ints as ints)."""
+    return (
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        int(row[5]),
+        None if row[6] is None else int(row[6]),
+        row[7],
+        int(row[8]),
+    )
 
 
 @dataclass(frozen=True)

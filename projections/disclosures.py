@@ -16,14 +16,14 @@ the fold of its facts in log order (:func:`ledger.verifier.verdicts.recipient_af
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
 import orjson
 
-from ledger.verifier.consent_rules import moment_text
+from ledger.verifier.consent_rules import moment_text, verdict_at
 from ledger.verifier.verdicts import (
     RECIPIENT_TYPES,
     VIOLATIONS,
@@ -33,13 +33,30 @@ from ledger.verifier.verdicts import (
 )
 from projections.base import CorrectableProjection, LoggedEvent, dumps, utc
 from projections.consent_book import BOOK_TYPES, CONSENT_TYPES, ConsentBook, subjects_and_purposes
-from projections.database import ProjectionDatabase, Row, Sql
+from projections.database import ProjectionDatabase, Row, Sql, chunks, marks
 
 PREFIX = "proj_dc_"
 BOOK = ConsentBook(PREFIX)
 RECIPIENTS = "proj_dc_recipients"
 RECIPIENT_FACTS = "proj_dc_recipient_facts"
 ROWS = "proj_disclosures"
+ROW_COLUMNS = (
+    "seq",
+    "subject",
+    "disclosure_id",
+    "occurred_at",
+    "recipient_id",
+    "kind",
+    "data_categories",
+    "purpose",
+    "legal_basis",
+    "de_identified",
+    "destination_country",
+    "policy_version",
+    "verdict",
+    "violation",
+    "consent_seq",
+)
 RECIPIENT_COLUMNS = (
     "recipient_id, name, role, country, agreement_ref, registered_at, terminated_at, seq"
 )
@@ -82,14 +99,19 @@ class DisclosureHistory(CorrectableProjection):
         self.default_minimum_age = default_minimum_age
         self.book = ConsentBook(PREFIX)
         self._recipients: dict[str, Recipient] = {}
-        """Per batch: the recipients as their rows hold them."""
+        """Per page: the recipients as their rows hold them."""
+        self._page = _Page()
 
-    def begin(self, sql: Sql) -> None:
+    def reset(self, empty: bool) -> None:
+        self.book.reset(empty)
+
+    def begin(self, sql: Sql, events: Sequence[LoggedEvent] = ()) -> None:
         self.book.begin(sql)
         self._recipients = {
             r[0]: _recipient(r)
             for r in sql.execute(f"SELECT {RECIPIENT_COLUMNS} FROM {RECIPIENTS}")
         }
+        self._page = _Page()
 
     def version_tag(self) -> str:
         # Verdicts depend on the minimum age: another setting means other rows.
@@ -101,21 +123,70 @@ class DisclosureHistory(CorrectableProjection):
         elif event.type in RECIPIENT_TYPES:
             self._record_recipient(sql, event)
         else:
-            self._record_disclosure(sql, event)  # with its verdicts
+            self._record_disclosure(event)  # its verdicts at the end of the page
             return
-        self._recompute_after(sql, event)
+        self._recompute_after(event)
 
     def correct(self, sql: Sql, original: LoggedEvent, corrected: LoggedEvent) -> None:
+        self.flush(sql)  # what came before the correction, in the tables it changes
         if original.type in BOOK_TYPES:
             self.book.retract(sql, original)
             self.book.record(sql, corrected)
         elif original.type == "disclosure.recorded":
             sql.execute(f"DELETE FROM {ROWS} WHERE seq = ?", (original.seq,))
-            self._record_disclosure(sql, corrected)
+            self._record_disclosure(corrected)
         elif original.type in RECIPIENT_TYPES:
             self._correct_recipient(sql, original, corrected)
-        self._recompute_after(sql, original)
-        self._recompute_after(sql, corrected)
+        self._recompute_after(original)
+        self._recompute_after(corrected)
+
+    def flush(self, sql: Sql) -> None:
+        """The page's rows and the verdicts its facts change, computed from the facts as the page
+        leaves them (a verdict is a function of them: see :meth:`_recompute_after`)."""
+        self.book.flush(sql)
+        page, self._page = self._page, _Page()
+        stored = self._rows_to_recompute(sql, page)
+        asking = [row for row in page.rows if row[8] == "consent"]
+        asking += [row for row in stored.values() if row[5] == "consent"]
+        subjects = [row[1] for row in asking]
+        decisions = self.book.decisions_of(sql, subjects) if subjects else {}
+        ages = self.book.ages_of(sql, subjects) if subjects else {}
+        policies = self.book.policies(sql)
+
+        def verdict(
+            subject: str, occurred_at: str, recipient_id: str, purpose: str, legal_basis: str
+        ) -> tuple[str, int | None]:
+            return disclosure_verdict(
+                occurred_at,
+                legal_basis,
+                self._recipients.get(recipient_id),
+                lambda: verdict_at(
+                    occurred_at,
+                    decisions[subject].get(purpose, []),
+                    policies,
+                    ages.get(subject),
+                    self.default_minimum_age,
+                ),
+            )
+
+        if page.rows:
+            new = []
+            for row in page.rows:
+                outcome, consent_seq = verdict(row[1], row[3], row[4], row[7], row[8])
+                new.append((*row, outcome, int(outcome in VIOLATIONS), consent_seq))
+            sql.insert(ROWS, ROW_COLUMNS, new)
+        changed = []
+        for (seq, subject), row in stored.items():
+            outcome, consent_seq = verdict(subject, row[2], row[3], row[4], row[5])
+            now = (outcome, int(outcome in VIOLATIONS), consent_seq)
+            if now != (row[6], int(row[7]), None if row[8] is None else int(row[8])):
+                changed.append((*now, seq, subject))
+        if changed:
+            sql.executemany(
+                f"UPDATE {ROWS} SET verdict = ?, violation = ?, consent_seq = ? "
+                "WHERE seq = ? AND subject = ?",
+                changed,
+            )
 
     # -- recording -----------------------------------------------------------------------------
 
@@ -170,22 +241,11 @@ class DisclosureHistory(CorrectableProjection):
         )
         self._recipients[recipient_id] = recipient
 
-    def _record_disclosure(self, sql: Sql, event: LoggedEvent) -> None:
+    def _record_disclosure(self, event: LoggedEvent) -> None:
+        """Its rows, without their verdicts yet (see :meth:`flush`)."""
         data = event.data
-        rows = []
         for subject in dict.fromkeys(item["subject"] for item in data["subjects"]):
-            verdict, consent_seq = self._verdict(
-                sql,
-                (
-                    event.seq,
-                    subject,
-                    event.occurred_at,
-                    data["recipient_id"],
-                    data["purpose"],
-                    data["legal_basis"],
-                ),
-            )
-            rows.append(
+            self._page.rows.append(
                 (
                     event.seq,
                     subject,
@@ -199,73 +259,94 @@ class DisclosureHistory(CorrectableProjection):
                     int(data["de_identified"]),
                     data["destination_country"],
                     data["policy_version"],
-                    verdict,
-                    int(verdict in VIOLATIONS),
-                    consent_seq,
                 )
             )
-        sql.executemany(
-            f"INSERT INTO {ROWS} (seq, subject, disclosure_id, occurred_at, recipient_id, kind, "
-            "data_categories, purpose, legal_basis, de_identified, destination_country, "
-            "policy_version, verdict, violation, consent_seq) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
 
     # -- verdicts ------------------------------------------------------------------------------
 
-    def _recompute_after(self, sql: Sql, event: LoggedEvent) -> None:
-        """Recompute the verdicts ``event`` can change, and only those."""
+    def _recompute_after(self, event: LoggedEvent) -> None:
+        """Note the stored verdicts ``event`` can change, and only those: the page's end
+        computes them again (the page's own new rows are computed there anyway)."""
         data = event.data
-        params: list[Any]
+        page = self._page
         if event.type == "disclosure.recorded":
-            where, params = "seq = ?", [event.seq]
+            page.seqs.add(event.seq)
         elif event.type in CONSENT_TYPES:
             # A verdict depends on decisions at or before its own moment: earlier rows stand.
-            for subject, purpose in subjects_and_purposes(event):
-                self._recompute(
-                    sql,
-                    "subject = ? AND purpose = ? AND occurred_at >= ?",
-                    [subject, purpose, event.occurred_at],
-                )
-            return
+            for key in subjects_and_purposes(event):
+                since = page.since.get(key)
+                if since is None or event.occurred_at < since:
+                    page.since[key] = event.occurred_at
         elif event.type == "subject.age_attested":
-            where, params = "subject = ?", [data["subject"]]
+            page.subjects.add(data["subject"])
         elif event.type == "policy.version_published":
-            if not data["material"]:
-                return
-            where, params = (
-                "legal_basis = 'consent' AND occurred_at >= ?",
-                [utc(data["effective_at"])],
-            )
+            if data["material"]:
+                effective_at = utc(data["effective_at"])
+                if page.policy_since is None or effective_at < page.policy_since:
+                    page.policy_since = effective_at
         elif event.type in RECIPIENT_TYPES:
-            where, params = "recipient_id = ?", [data["recipient_id"]]
-        else:
-            return
-        self._recompute(sql, where, params)
+            page.recipients.add(data["recipient_id"])
 
-    def _recompute(self, sql: Sql, where: str, params: list[Any]) -> None:
-        rows = sql.execute(
-            f"SELECT seq, subject, occurred_at, recipient_id, purpose, legal_basis FROM {ROWS} "
-            f"WHERE {where}",
-            params,
+    def _rows_to_recompute(self, sql: Sql, page: _Page) -> dict[tuple[int, str], Row]:
+        """The stored rows the page's facts can change: (seq, subject, occurred_at,
+        recipient_id, purpose, legal_basis, verdict, violation, consent_seq) by key."""
+        columns = (
+            "seq, subject, occurred_at, recipient_id, purpose, legal_basis, verdict, violation, "
+            "consent_seq"
         )
-        for row in rows:
-            verdict, consent_seq = self._verdict(sql, row)
-            sql.execute(
-                f"UPDATE {ROWS} SET verdict = ?, violation = ?, consent_seq = ? "
-                "WHERE seq = ? AND subject = ?",
-                (verdict, int(verdict in VIOLATIONS), consent_seq, row[0], row[1]),
+        found: dict[tuple[int, str], Row] = {}
+
+        def select(where: str, params: Sequence[Any], keep: Callable[[Row], bool]) -> None:
+            for row in sql.execute(f"SELECT {columns} FROM {ROWS} WHERE {where}", params):
+                if keep(row):
+                    found[(int(row[0]), row[1])] = row
+
+        def changed_by_subject(row: Row) -> bool:
+            if row[1] in page.subjects:
+                return True
+            since = page.since.get((row[1], row[4]))
+            return since is not None and row[2] >= since
+
+        # An age attestation changes all of its subject's rows, a decision those at or after it.
+        for chunk in chunks(sorted(page.subjects)):
+            select(f"subject IN ({marks(len(chunk))})", chunk, lambda row: True)
+        decided = sorted({subject for subject, _ in page.since} - page.subjects)
+        for chunk in chunks(decided):
+            members = set(chunk)
+            first = min(since for (subject, _), since in page.since.items() if subject in members)
+            select(
+                f"subject IN ({marks(len(chunk))}) AND occurred_at >= ?",
+                [*chunk, first],
+                changed_by_subject,
             )
+        for seqs in chunks(sorted(page.seqs)):
+            select(f"seq IN ({marks(len(seqs))})", seqs, lambda row: True)
+        if page.policy_since is not None:
+            select(
+                "legal_basis = 'consent' AND occurred_at >= ?",
+                [page.policy_since],
+                lambda row: True,
+            )
+        for ids in chunks(sorted(page.recipients)):
+            select(f"recipient_id IN ({marks(len(ids))})", ids, lambda row: True)
+        return found
 
-    def _verdict(self, sql: Sql, row: Row) -> tuple[str, int | None]:
-        _, subject, occurred_at, recipient_id, purpose, legal_basis = row
-        return disclosure_verdict(
-            occurred_at,
-            legal_basis,
-            self._recipients.get(recipient_id),
-            lambda: self.book.verdict(sql, subject, purpose, occurred_at, self.default_minimum_age),
-        )
+
+@dataclass
+class _Page:
+    """What a page of the disclosure history holds until its end."""
+
+    rows: list[Row] = field(default_factory=list)
+    """New rows (without their verdicts), in log order."""
+    seqs: set[int] = field(default_factory=set)
+    """Disclosures whose stored rows are computed again (a corrected one's)."""
+    since: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(subject, purpose): rows at or after this moment are computed again."""
+    subjects: set[str] = field(default_factory=set)
+    """Subjects whose rows are all computed again (an age attestation)."""
+    policy_since: str | None = None
+    """Rows under consent at or after this moment (a material policy version)."""
+    recipients: set[str] = field(default_factory=set)
 
 
 def _recipient(r: Row) -> Recipient:

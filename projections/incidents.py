@@ -36,7 +36,7 @@ from projections.base import (
     dumps,
     parse_utc,
 )
-from projections.database import ProjectionDatabase, Row, Sql
+from projections.database import KeyedRows, ProjectionDatabase, Row, Sql
 
 INCIDENTS = "proj_incidents"
 SUBJECTS = "proj_incident_subjects"
@@ -102,34 +102,49 @@ class IncidentRegister(CorrectableProjection):
         f"CREATE INDEX IF NOT EXISTS proj_incident_subjects_subject ON {SUBJECTS} (subject)",
     )
 
+    def __init__(self) -> None:
+        self._incidents = KeyedRows(INCIDENTS, "incident_id", COLUMNS)
+        """Per page: the rows of the incidents it names."""
+        self._subjects: list[Row] = []
+
+    def begin(self, sql: Sql, events: Sequence[LoggedEvent] = ()) -> None:
+        self._incidents.reset()
+        self._incidents.load(sql, (e.data["incident_id"] for e in events if e.type in self.topics))
+        self._subjects = []
+
+    def flush(self, sql: Sql) -> None:
+        self._incidents.flush(sql)
+        if self._subjects:
+            sql.insert(
+                SUBJECTS,
+                ("incident_id", "subject", "seq"),
+                self._subjects,
+                "ON CONFLICT (incident_id, subject) DO NOTHING",
+            )
+            self._subjects = []
+
     def process(self, sql: Sql, event: LoggedEvent) -> None:
         incident_id = event.data["incident_id"]
         columns = _contribution(event)
         if event.type == OPENED:
-            names = ["incident_id", "opened_seq", "status", *columns, "last_seq"]
-            values = [incident_id, event.seq, "open", *columns.values(), event.seq]
-            sql.execute(
-                f"INSERT INTO {INCIDENTS} ({', '.join(names)}) "
-                f"VALUES ({', '.join('?' for _ in names)})",
-                values,
+            if self._incidents.get(sql, incident_id) is not None:
+                raise ProjectionError(f"incident {incident_id!r} was opened twice")
+            self._incidents.add(
+                incident_id,
+                {"opened_seq": event.seq, "status": "open", **columns, "last_seq": event.seq},
             )
             return
-        status, step_seq = _state(sql, incident_id, STEP_SEQ[event.type])
-        _update(
-            sql,
+        status, step_seq = self._state(sql, incident_id, STEP_SEQ[event.type])
+        self._incidents.change(
             incident_id,
             _stored(
                 rules.step(event.type, event.seq, event.occurred_at, event.data, status, step_seq)
             ),
         )
         if event.type == ASSESSED:
-            sql.executemany(
-                f"INSERT INTO {SUBJECTS} (incident_id, subject, seq) VALUES (?, ?, ?) "
-                "ON CONFLICT (incident_id, subject) DO NOTHING",
-                [
-                    (incident_id, item["subject"], event.seq)
-                    for item in event.data.get("affected_subjects", [])
-                ],
+            self._subjects.extend(
+                (incident_id, item["subject"], event.seq)
+                for item in event.data.get("affected_subjects", [])
             )
 
     def correct(self, sql: Sql, original: LoggedEvent, corrected: LoggedEvent) -> None:
@@ -147,15 +162,23 @@ class IncidentRegister(CorrectableProjection):
         if not changed:
             return
         if original.type == OPENED:
-            _, assessed_seq = _state(sql, incident_id, "assessed_seq")
+            _, assessed_seq = self._state(sql, incident_id, "assessed_seq")
             if assessed_seq is not None:  # an assessment's categories replaced these
                 changed.pop("data_categories", None)
         else:
-            _, step_seq = _state(sql, incident_id, STEP_SEQ[original.type])
+            _, step_seq = self._state(sql, incident_id, STEP_SEQ[original.type])
             if step_seq != original.seq:
                 return
         if changed:
-            _update(sql, incident_id, changed)
+            self._incidents.change(incident_id, changed)
+
+    def _state(self, sql: Sql, incident_id: str, seq_column: str) -> tuple[str, int | None]:
+        """The incident's status, and the seq in ``seq_column``."""
+        row = self._incidents.get(sql, incident_id)
+        if row is None:
+            raise ProjectionError(f"incident {incident_id!r} was never opened in the register")
+        seq = row[seq_column]
+        return str(row["status"]), None if seq is None else int(seq)
 
 
 def _contribution(event: LoggedEvent) -> dict[str, Any]:
@@ -174,25 +197,6 @@ def _stored(fields: Mapping[str, Any]) -> dict[str, Any]:
         if stored.get(name) is not None:
             stored[name] = dumps(stored[name])
     return stored
-
-
-def _state(sql: Sql, incident_id: str, seq_column: str) -> tuple[str, int | None]:
-    """The incident's status, and the seq in ``seq_column``."""
-    rows = sql.execute(
-        f"SELECT status, {seq_column} FROM {INCIDENTS} WHERE incident_id = ?", (incident_id,)
-    )
-    if not rows:
-        raise ProjectionError(f"incident {incident_id!r} was never opened in the register")
-    status, seq = rows[0]
-    return str(status), None if seq is None else int(seq)
-
-
-def _update(sql: Sql, incident_id: str, columns: Mapping[str, Any]) -> None:
-    assignments = ", ".join(f"{name} = ?" for name in columns)
-    sql.execute(
-        f"UPDATE {INCIDENTS} SET {assignments} WHERE incident_id = ?",
-        [*columns.values(), incident_id],
-    )
 
 
 # -- the query side ----------------------------------------------------------------------------

@@ -20,8 +20,12 @@ def _pg(query: str) -> bytes:
 
 
 class _PostgresSql:
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[Any], column_types: dict[str, dict[str, str]]
+    ) -> None:
         self.conn = conn
+        self.column_types = column_types
+        """Table -> column -> SQL type, shared by the database's connections."""
 
     def execute(self, query: str, params: Sequence[Any] = ()) -> list[Row]:
         cursor = self.conn.execute(_pg(query), params)
@@ -31,6 +35,42 @@ class _PostgresSql:
         with self.conn.cursor() as cursor:
             cursor.executemany(_pg(query), list(rows))
 
+    def insert(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], tail: str = ""
+    ) -> None:
+        # The server runs one statement, not one a row (pipelined single-row statements still
+        # cost it a statement each). Plain rows go by COPY, the cheapest way in for both sides;
+        # an ON CONFLICT needs an INSERT: one binary array parameter a column, so the text is
+        # the same every time (psycopg converts and prepares it once).
+        if not rows:
+            return
+        names = ", ".join(columns)
+        if not tail:
+            with (
+                self.conn.cursor() as cursor,
+                cursor.copy(f"COPY {table} ({names}) FROM STDIN".encode()) as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
+            return
+        types = self._types(table)
+        arrays = ", ".join(f"%b::{types[c]}[]" for c in columns)
+        self.conn.execute(
+            f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {tail}".encode(),
+            [list(values) for values in zip(*rows, strict=True)],
+        )
+
+    def _types(self, table: str) -> dict[str, str]:
+        types = self.column_types.get(table)
+        if types is None:
+            rows = self.conn.execute(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                (table,),
+            ).fetchall()
+            types = self.column_types[table] = {str(name): str(kind) for name, kind in rows}
+        return types
+
 
 class PostgresProjectionDatabase(ProjectionDatabase):
     dialect = "postgres"
@@ -38,6 +78,7 @@ class PostgresProjectionDatabase(ProjectionDatabase):
     def __init__(self, url: str, schema: str, max_size: int = 8) -> None:
         self.url = url
         self.schema = schema
+        self._column_types: dict[str, dict[str, str]] = {}
         self.pool = ConnectionPool(
             url,
             min_size=1,
@@ -62,12 +103,12 @@ class PostgresProjectionDatabase(ProjectionDatabase):
     @contextmanager
     def transaction(self) -> Iterator[_PostgresSql]:
         with self._connection() as conn, conn.transaction():
-            yield _PostgresSql(conn)
+            yield _PostgresSql(conn, self._column_types)
 
     @contextmanager
     def reading(self) -> Iterator[_PostgresSql]:
         with self._connection() as conn:
-            yield _PostgresSql(conn)
+            yield _PostgresSql(conn, self._column_types)
 
     def lock_schema(self, sql: Sql) -> None:
         sql.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_ID,))

@@ -12,7 +12,7 @@ A request whose identity was verified more than once shows the first verificatio
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -27,7 +27,7 @@ from ledger.verifier.request_rules import (
     REQUEST_TYPES,
 )
 from projections.base import CorrectableProjection, LoggedEvent, ProjectionError, parse_utc
-from projections.database import ProjectionDatabase, Row, Sql
+from projections.database import KeyedRows, ProjectionDatabase, Row, Sql
 
 REQUESTS = "proj_requests"
 
@@ -70,41 +70,51 @@ class RequestRegister(CorrectableProjection):
         f"CREATE INDEX IF NOT EXISTS proj_requests_status ON {REQUESTS} (status, received_at)",
     )
 
+    def __init__(self) -> None:
+        self._requests = KeyedRows(REQUESTS, "request_id", COLUMNS)
+        """Per page: the rows of the requests it names."""
+
+    def begin(self, sql: Sql, events: Sequence[LoggedEvent] = ()) -> None:
+        self._requests.reset()
+        self._requests.load(sql, (e.data["request_id"] for e in events if e.type in self.topics))
+
+    def flush(self, sql: Sql) -> None:
+        self._requests.flush(sql)
+
     def process(self, sql: Sql, event: LoggedEvent) -> None:
         data = event.data
         request_id = data["request_id"]
         if event.type == RECEIVED:
-            sql.execute(
-                f"INSERT INTO {REQUESTS} (request_id, subject, kind, channel, jurisdiction, "
-                "received_at, received_seq, extension_days, extensions, status, last_seq) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, 'received', ?)",
-                (
-                    request_id,
-                    data["subject"],
-                    data["kind"],
-                    data["channel"],
-                    data.get("jurisdiction"),
-                    event.occurred_at,
-                    event.seq,
-                    event.seq,
-                ),
+            if self._requests.get(sql, request_id) is not None:
+                raise ProjectionError(f"request {request_id!r} was received twice")
+            self._requests.add(
+                request_id,
+                {
+                    "subject": data["subject"],
+                    "kind": data["kind"],
+                    "channel": data["channel"],
+                    "jurisdiction": data.get("jurisdiction"),
+                    "received_at": event.occurred_at,
+                    "received_seq": event.seq,
+                    "extension_days": 0,
+                    "extensions": 0,
+                    "status": "received",
+                    "last_seq": event.seq,
+                },
             )
             return
-        status, verified_seq = _state(sql, request_id)
+        row = self._row(sql, request_id)
         columns: dict[str, Any] = {"last_seq": event.seq}
-        if event.type == IDENTITY_VERIFIED and verified_seq is None:
+        if event.type == IDENTITY_VERIFIED and row["identity_verified_seq"] is None:
             columns.update(_contribution(event))
-            if status == "received":
+            if row["status"] == "received":
                 columns["status"] = "identity_verified"
         elif event.type == EXTENDED:
-            sql.execute(
-                f"UPDATE {REQUESTS} SET extension_days = extension_days + ?, "
-                "extensions = extensions + 1 WHERE request_id = ?",
-                (int(data["extension_days"]), request_id),
-            )
+            columns["extension_days"] = int(row["extension_days"]) + int(data["extension_days"])
+            columns["extensions"] = int(row["extensions"]) + 1
         elif event.type in CLOSING:
             columns.update(_contribution(event), status=CLOSING[event.type])
-        _update(sql, request_id, columns)
+        self._requests.change(request_id, columns)
 
     def correct(self, sql: Sql, original: LoggedEvent, corrected: LoggedEvent) -> None:
         """Apply the corrected fields to the columns they fill.
@@ -115,15 +125,14 @@ class RequestRegister(CorrectableProjection):
         included), is ignored; so is a correction of a verification after the first.
         """
         request_id = original.data["request_id"]
+        row = self._requests.get(sql, request_id)
         if original.type == EXTENDED:
             difference = int(corrected.data["extension_days"]) - int(
                 original.data["extension_days"]
             )
-            if difference:
-                sql.execute(
-                    f"UPDATE {REQUESTS} SET extension_days = extension_days + ? "
-                    "WHERE request_id = ?",
-                    (difference, request_id),
+            if difference and row is not None:
+                self._requests.change(
+                    request_id, {"extension_days": int(row["extension_days"]) + difference}
                 )
             return
         before = _contribution(original)
@@ -133,11 +142,17 @@ class RequestRegister(CorrectableProjection):
             if before.get(name) != value
         }
         if original.type == IDENTITY_VERIFIED:
-            _, verified_seq = _state(sql, request_id)
-            if verified_seq != original.seq:
+            row = self._row(sql, request_id)
+            if row["identity_verified_seq"] != original.seq:
                 return
-        if changed:
-            _update(sql, request_id, changed)
+        if changed and row is not None:
+            self._requests.change(request_id, changed)
+
+    def _row(self, sql: Sql, request_id: str) -> dict[str, Any]:
+        row = self._requests.get(sql, request_id)
+        if row is None:
+            raise ProjectionError(f"request {request_id!r} was never received in the register")
+        return row
 
 
 def _contribution(event: LoggedEvent) -> dict[str, Any]:
@@ -146,26 +161,6 @@ def _contribution(event: LoggedEvent) -> dict[str, Any]:
         return rules.contribution(event.type, event.seq, event.occurred_at, event.data)
     except ValueError as exc:
         raise ProjectionError(f"the request register does not read {event.type}") from exc
-
-
-def _state(sql: Sql, request_id: str) -> tuple[str, int | None]:
-    """The request's status and the seq of its first identity verification."""
-    rows = sql.execute(
-        f"SELECT status, identity_verified_seq FROM {REQUESTS} WHERE request_id = ?",
-        (request_id,),
-    )
-    if not rows:
-        raise ProjectionError(f"request {request_id!r} was never received in the register")
-    status, seq = rows[0]
-    return str(status), None if seq is None else int(seq)
-
-
-def _update(sql: Sql, request_id: str, columns: Mapping[str, Any]) -> None:
-    assignments = ", ".join(f"{name} = ?" for name in columns)
-    sql.execute(
-        f"UPDATE {REQUESTS} SET {assignments} WHERE request_id = ?",
-        [*columns.values(), request_id],
-    )
 
 
 # -- the query side ----------------------------------------------------------------------------

@@ -119,69 +119,97 @@ class Retention(CorrectableProjection):
 
     def __init__(self) -> None:
         self.book = ConsentBook(PREFIX)
+        self._rows: dict[tuple[str, tuple[str, ...]], list[Row]] = {}
+        """Per page: the rows it adds, by table and columns, written at its end."""
 
-    def begin(self, sql: Sql) -> None:
+    def reset(self, empty: bool) -> None:
+        self.book.reset(empty)
+
+    def begin(self, sql: Sql, events: Sequence[LoggedEvent] = ()) -> None:
         self.book.begin(sql)
+        self._rows = {}
 
     def process(self, sql: Sql, event: LoggedEvent) -> None:
         self._record(sql, event)
 
     def correct(self, sql: Sql, original: LoggedEvent, corrected: LoggedEvent) -> None:
         """Every row comes from one event and carries its seq: replace them all."""
+        self.flush(sql)
         if original.type in BOOK_TYPES:
             self.book.retract(sql, original)
         for table in (PERIODS, ACTIVITY, INCIDENT_STEPS, INCIDENT_SUBJECTS):
             sql.execute(f"DELETE FROM {table} WHERE seq = ?", (original.seq,))
         self._record(sql, corrected)
 
+    def flush(self, sql: Sql) -> None:
+        self.book.flush(sql)
+        rows, self._rows = self._rows, {}
+        for (table, columns), values in rows.items():
+            sql.insert(table, columns, values)
+
+    def _add(self, table: str, columns: tuple[str, ...], rows: Iterable[Row]) -> None:
+        self._rows.setdefault((table, columns), []).extend(rows)
+
     def _record(self, sql: Sql, event: LoggedEvent) -> None:
         data = event.data
         if event.type in BOOK_TYPES:
             self.book.record(sql, event)
         if event.type == POLICY:
-            sql.executemany(
-                f"INSERT INTO {PERIODS} (version, purpose, retention_days, seq) "
-                "VALUES (?, ?, ?, ?)",
+            self._add(
+                PERIODS,
+                ("version", "purpose", "retention_days", "seq"),
                 [
                     (data["version"], p["id"], int(p["retention_days"]), event.seq)
                     for p in data["purposes"]
                 ],
             )
         elif event.type == ERASED:
-            sql.execute(
-                f"INSERT INTO {ERASURES} (subject, seq, erased_at, ground) VALUES (?, ?, ?, ?)",
-                (data["subject"], event.seq, event.occurred_at, data["ground"]),
+            self._add(
+                ERASURES,
+                ("subject", "seq", "erased_at", "ground"),
+                [(data["subject"], event.seq, event.occurred_at, data["ground"])],
             )
         elif event.type in INCIDENT_TYPES:
-            self._record_incident(sql, event)
+            self._record_incident(event)
         rows = _activity(event)
         if rows:
-            sql.executemany(
-                f"INSERT INTO {ACTIVITY} (subject, seq, occurred_at, type, ref, purpose, "
-                "policy_version) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            self._add(
+                ACTIVITY,
+                ("subject", "seq", "occurred_at", "type", "ref", "purpose", "policy_version"),
                 rows,
             )
 
-    def _record_incident(self, sql: Sql, event: LoggedEvent) -> None:
+    def _record_incident(self, event: LoggedEvent) -> None:
         data = event.data
         rule = data.get("affected_rule") if event.type == ASSESSED else None
         window = None if rule is None else normalised_rule(rule)
-        sql.execute(
-            f"INSERT INTO {INCIDENT_STEPS} (seq, incident_id, type, occurred_at, recipient_id, "
-            "disclosed_from, disclosed_to) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        self._add(
+            INCIDENT_STEPS,
             (
-                event.seq,
-                data["incident_id"],
-                event.type,
-                event.occurred_at,
-                None if window is None else window["recipient_id"],
-                None if window is None else window["disclosed_from"],
-                None if window is None else window["disclosed_to"],
+                "seq",
+                "incident_id",
+                "type",
+                "occurred_at",
+                "recipient_id",
+                "disclosed_from",
+                "disclosed_to",
             ),
+            [
+                (
+                    event.seq,
+                    data["incident_id"],
+                    event.type,
+                    event.occurred_at,
+                    None if window is None else window["recipient_id"],
+                    None if window is None else window["disclosed_from"],
+                    None if window is None else window["disclosed_to"],
+                )
+            ],
         )
         if event.type == ASSESSED:
-            sql.executemany(
-                f"INSERT INTO {INCIDENT_SUBJECTS} (seq, subject, incident_id) VALUES (?, ?, ?)",
+            self._add(
+                INCIDENT_SUBJECTS,
+                ("seq", "subject", "incident_id"),
                 [
                     (event.seq, subject, data["incident_id"])
                     for subject in dict.fromkeys(

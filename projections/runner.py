@@ -29,7 +29,7 @@ from projections.base import (
     dumps,
     parse_utc,
 )
-from projections.database import ProjectionDatabase, Sql
+from projections.database import ProjectionDatabase, Sql, marks
 
 POSITIONS = (
     "CREATE TABLE IF NOT EXISTS proj_positions ("
@@ -82,6 +82,9 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self._wake = threading.Event()
+        self._ends: dict[str, int] = {}
+        """Where the last page this runner committed for a projection ended: if the next one
+        starts there, what the projection keeps in memory still matches its tables."""
         with db.transaction() as sql:
             db.lock_schema(sql)
             sql.execute(POSITIONS)
@@ -107,8 +110,8 @@ class ProjectionRunner:
                     (projection.name, projection.version_tag(), _now()),
                 )
 
-    @staticmethod
-    def _forget(sql: Sql, projection: Projection) -> None:
+    def _forget(self, sql: Sql, projection: Projection) -> None:
+        self._ends.pop(projection.name, None)
         projection.drop(sql)
         sql.execute("DELETE FROM proj_positions WHERE name = ?", (projection.name,))
         sql.execute("DELETE FROM proj_corrections WHERE projection = ?", (projection.name,))
@@ -158,66 +161,148 @@ class ProjectionRunner:
     def catch_up(
         self, names: Sequence[str] | None = None, progress: Callable[[int], None] | None = None
     ) -> int:
-        """Bring projections to the head of the log; the number of events read."""
-        total = 0
-        failures: list[PoisonEventError] = []
-        for name in names or list(self.projections):
-            try:
-                total += self._catch_up_one(self.projection(name), progress)
-            except PoisonEventError as exc:
-                failures.append(exc)  # the others still catch up
+        """Bring projections to the head of the log; the number of events read (one projection
+        reading one event counts one, as ``progress`` is told)."""
+        read, failures = self._catch_up(names, progress)
         if failures:
-            raise failures[0]
-        return total
+            raise failures[0]  # the others still caught up
+        return read
 
-    def _catch_up_one(self, projection: Projection, progress: Callable[[int], None] | None) -> int:
+    def _catch_up(
+        self, names: Sequence[str] | None, progress: Callable[[int], None] | None
+    ) -> tuple[int, list[PoisonEventError]]:
+        """Projections at the same position go together: the log is read and decoded once for
+        them, and each page of it is applied to all of them in one transaction. The lowest
+        group reads up to the next one's position, where the two become one."""
+        pending = [self.projection(name) for name in names or list(self.projections)]
+        failures: list[PoisonEventError] = []
         read = 0
-        topics = sorted(projection.topics | {CORRECTION})
-        while True:
-            position = self.position(projection.name)
+        while pending:
+            positions = self._positions([p.name for p in pending])
             head = self.app.head()
-            if position >= head:
-                return read
-            notifications = self.app.ledger.select_notifications(
-                start=position,
-                limit=self.batch_size,
-                stop=head,
-                topics=topics,
-                inclusive_of_start=False,
-            )
-            # Fewer than a batch: nothing else of interest up to the head.
-            end = notifications[-1].id if len(notifications) == self.batch_size else head
-            events = [LoggedEvent.from_body(n.id, n.state) for n in notifications]
-            try:
-                with self.db.transaction() as sql:
-                    if self._claim(sql, projection.name) != position:
-                        continue  # another runner moved it meanwhile: read again
-                    projection.begin(sql)
-                    for event in events:
-                        self._apply(projection, sql, event)
-                    sql.execute(
-                        "UPDATE proj_positions SET position = ?, error = NULL, error_seq = NULL, "
-                        "updated_at = ? WHERE name = ?",
-                        (end, _now(), projection.name),
-                    )
-            except PoisonEventError as exc:
-                with self.db.transaction() as sql:
-                    sql.execute(
-                        "UPDATE proj_positions SET error = ?, error_seq = ?, updated_at = ? "
-                        "WHERE name = ?",
-                        (str(exc), exc.seq, _now(), projection.name),
-                    )
-                raise
-            read += end - position
-            if progress is not None:
-                progress(end - position)
+            behind = [p for p in pending if positions[p.name] < head]
+            if not behind:
+                break
+            start = min(positions[p.name] for p in behind)
+            group = [p for p in behind if positions[p.name] == start]
+            ahead = [positions[p.name] for p in behind if positions[p.name] > start]
+            stop = min(ahead, default=head)
+            moved, failed = self._advance(group, start, stop)
+            read += moved
+            if progress is not None and moved:
+                progress(moved)
+            failures += failed
+            stopped = {f.projection for f in failed}
+            pending = [p for p in pending if p.name not in stopped]
+        return read, failures
 
-    def _claim(self, sql: Sql, name: str) -> int:
-        """The position, locked until this transaction ends: one runner per batch, even when
-        several processes run the same projections."""
+    def _positions(self, names: Sequence[str]) -> dict[str, int]:
+        rows = self.db.query(
+            f"SELECT name, position FROM proj_positions WHERE name IN ({marks(len(names))})", names
+        )
+        found = {str(name): int(position) for name, position in rows}
+        return {name: found.get(name, 0) for name in names}
+
+    def _advance(
+        self, group: Sequence[Projection], start: int, stop: int
+    ) -> tuple[int, list[PoisonEventError]]:
+        """Apply the next page after ``start`` (up to ``stop``) to ``group``; the events read,
+        counted per projection, and the projections it stopped."""
+        topics = sorted(set().union(*(p.topics for p in group)) | {CORRECTION})
+        notifications = self.app.ledger.select_notifications(
+            start=start,
+            limit=self.batch_size,
+            stop=stop,
+            topics=topics,
+            inclusive_of_start=False,
+        )
+        # Fewer than a page: nothing else of interest up to ``stop``.
+        end = notifications[-1].id if len(notifications) == self.batch_size else stop
+        events = [LoggedEvent.from_body(n.id, n.state) for n in notifications]
+        try:
+            applied = self._apply_page(group, start, end, events)
+        except Exception as exc:
+            for projection in group:  # what they keep in memory has the failed page in it
+                self._ends.pop(projection.name, None)
+            if len(group) > 1:
+                # Which one failed? Each alone: the others go on, the failing one stops.
+                read, failures = 0, list[PoisonEventError]()
+                for projection in group:
+                    moved, failed = self._advance([projection], start, stop)
+                    read, failures = read + moved, failures + failed
+                return read, failures
+            poison = exc if isinstance(exc, PoisonEventError) else None
+            poison = poison or self._find_poison(group[0], events)
+            if poison is None:
+                raise  # not an event's fault (the database went away): nothing was written
+            self._record_error(poison)
+            return 0, [poison]
+        return (end - start) * len(group) if applied else 0, []
+
+    def _apply_page(
+        self, group: Sequence[Projection], start: int, end: int, events: Sequence[LoggedEvent]
+    ) -> bool:
+        """One transaction: the page's rows of every projection in ``group``, and their positions
+        moved to ``end``. False when another runner moved one of them meanwhile (nothing done)."""
+        names = sorted(p.name for p in group)
+        with self.db.transaction() as sql:
+            if any(position != start for position in self._claim(sql, names)):
+                return False  # another runner moved it meanwhile: read again
+            for projection in group:
+                if self._ends.pop(projection.name, None) != start:
+                    projection.reset(empty=start == 0)
+                own = [e for e in events if e.type in projection.topics or e.type == CORRECTION]
+                projection.begin(sql, own)
+                for event in own:
+                    self._apply(projection, sql, event)
+                projection.flush(sql)
+            sql.execute(
+                "UPDATE proj_positions SET position = ?, error = NULL, error_seq = NULL, "
+                f"updated_at = ? WHERE name IN ({marks(len(names))})",
+                (end, _now(), *names),
+            )
+        self._ends.update(dict.fromkeys(names, end))  # committed
+        return True
+
+    def _find_poison(
+        self, projection: Projection, events: Sequence[LoggedEvent]
+    ) -> PoisonEventError | None:
+        """The event a failed page failed on: the page again, written one event at a time in a
+        transaction that is rolled back. None when it goes through this time."""
+        projection.reset(empty=False)
+        try:
+            with self.db.transaction() as sql:
+                projection.begin(sql, events)
+                for event in events:
+                    self._apply(projection, sql, event)
+                    try:
+                        projection.flush(sql)
+                    except Exception as exc:
+                        raise PoisonEventError(projection.name, event.seq, event.type, exc) from exc
+                raise _RollbackError
+        except PoisonEventError as exc:
+            return exc
+        except _RollbackError:
+            return None
+
+    def _record_error(self, exc: PoisonEventError) -> None:
+        with self.db.transaction() as sql:
+            sql.execute(
+                "UPDATE proj_positions SET error = ?, error_seq = ?, updated_at = ? WHERE name = ?",
+                (str(exc), exc.seq, _now(), exc.projection),
+            )
+
+    def _claim(self, sql: Sql, names: Sequence[str]) -> list[int]:
+        """The positions, locked until this transaction ends (in name order, so two runners
+        never wait for each other): one runner per page, even when several processes run the
+        same projections."""
         lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""
-        rows = sql.execute(f"SELECT position FROM proj_positions WHERE name = ?{lock}", (name,))
-        return int(rows[0][0])
+        rows = sql.execute(
+            f"SELECT position FROM proj_positions WHERE name IN ({marks(len(names))}) "
+            f"ORDER BY name{lock}",
+            names,
+        )
+        return [int(r[0]) for r in rows]
 
     def _apply(self, projection: Projection, sql: Sql, event: LoggedEvent) -> None:
         try:
@@ -285,13 +370,10 @@ class ProjectionRunner:
         failed: set[str] = set()
         with self._wakeups(stop):
             while not stop.is_set():
-                for name in self.projections:
-                    if name in failed:
-                        continue
-                    try:
-                        self.catch_up([name])
-                    except PoisonEventError as exc:
-                        failed.add(name)
+                following = [name for name in self.projections if name not in failed]
+                if following:
+                    for exc in self._catch_up(following, None)[1]:
+                        failed.add(exc.projection)
                         on_error(exc)
                 self._wake.wait(self.poll_interval)
                 self._wake.clear()
@@ -302,6 +384,10 @@ class ProjectionRunner:
 
     def _wakeups(self, stop: threading.Event) -> _Listener:
         return _Listener(self, stop)
+
+
+class _RollbackError(Exception):
+    """Ends a transaction that must leave nothing behind."""
 
 
 class _Listener:
