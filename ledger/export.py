@@ -18,7 +18,7 @@ import json
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +30,7 @@ from ledger.errors import LedgerError
 from ledger.mapper import format_time
 from ledger.recorder import LogRecord
 from ledger.sealing import open_data
+from ledger.subject_keys import KeySource
 from ledger.verifier.bundle import (
     BUNDLE_FORMAT,
     CHECKPOINT,
@@ -203,12 +204,20 @@ class _BundleWriter:
             for page, records in self._pages(indexes, size):
                 if len(records) != len(page):
                     raise ExportError("an event in scope vanished from the log during export")
+                # Only the subject's own data is opened (none in other scopes): its key is
+                # read once a page, not once an event.
+                keys = _PageKeys(
+                    self.app.subject_keys,
+                    self.app.subject_keys.keys_for([only], create=False) if only else {},
+                )
                 lines = []
                 for index, record in zip(page, records, strict=True):
                     if record.seq != index + 1:
                         raise ExportError(f"the log has no event {index + 1} (read {record.seq})")
                     lines.append(
-                        event_line(index, record.signature, self._opened(record, only), record.body)
+                        event_line(
+                            index, record.signature, _opened(record, only, keys), record.body
+                        )
                     )
                 out.write(b"".join(lines))
                 self.tick("entries", len(page), len(indexes))
@@ -228,20 +237,32 @@ class _BundleWriter:
                 records = self.app.ledger.select_records_at([i + 1 for i in page])
             yield page, records
 
-    def _opened(self, record: LogRecord, only: str) -> list[str]:
-        """What the report shows for each sealed value of the record's data, in order."""
-        if _SEALED not in record.body:
-            return []
-        body = parse_body(record.body)
-        shown = open_data(
-            body["type"],
-            body["data"],
-            UUID(body["stream"]),
-            body["stream_version"],
-            self.app.subject_keys,
-            only=only,
-        )
-        return opened_values(body["data"], shown)
+
+class _PageKeys:
+    """The subject keys one page of events may open with, read once for the page."""
+
+    def __init__(self, keys: KeySource, found: dict[str, bytes]) -> None:
+        self._keys = keys
+        self._found = found
+
+    def pseudonym(self, subject_ref: str) -> str:
+        return self._keys.pseudonym(subject_ref)
+
+    def keys_for(self, pseudonyms: Iterable[str], *, create: bool) -> dict[str, bytes]:
+        if create:
+            raise ExportError("an export makes no subject keys")
+        return {p: self._found[p] for p in pseudonyms if p in self._found}
+
+
+def _opened(record: LogRecord, only: str, keys: KeySource) -> list[str]:
+    """What the report shows for each sealed value of the record's data, in order."""
+    if _SEALED not in record.body:
+        return []
+    body = parse_body(record.body)
+    shown = open_data(
+        body["type"], body["data"], UUID(body["stream"]), body["stream_version"], keys, only=only
+    )
+    return opened_values(body["data"], shown)
 
 
 _SEALED = SEALED_PREFIX.encode()
