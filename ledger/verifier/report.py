@@ -933,19 +933,19 @@ def write_report(
             ),
         )
     subjects = target.consent_subjects(context)
+    # Each subject's consent rows are worked out once, for consent.csv, consent_status.csv and
+    # the HTML section (kept in a temporary file, like the disclosure table).
+    consent_html = tempfile.TemporaryFile("w+", encoding="utf-8", newline="\n")  # noqa: SIM115
     if target.shows_consent:
-        _write_csv(
-            directory,
-            "consent.csv",
-            CONSENT_COLUMNS,
-            (row for s in subjects for row in _consent_rows(s, context, settings)),
-        )
-        _write_csv(
-            directory,
-            "consent_status.csv",
-            CONSENT_STATUS_COLUMNS,
-            (row for s in subjects for row in _consent_status_rows(s, context, settings)),
-        )
+        with (
+            (directory / "consent.csv").open("w", encoding="utf-8", newline="") as timeline,
+            (directory / "consent_status.csv").open("w", encoding="utf-8", newline="") as status,
+        ):
+            timeline_csv = csv.writer(timeline, lineterminator="\n")
+            status_csv = csv.writer(status, lineterminator="\n")
+            timeline_csv.writerow(CONSENT_COLUMNS)
+            status_csv.writerow(CONSENT_STATUS_COLUMNS)
+            _write_consent(consent_html, subjects, context, settings, timeline_csv, status_csv)
         written += ["consent.csv", "consent_status.csv"]
     incidents = [
         (i, _incident_row(i, context, settings)) for i in target.incidents(context, selected)
@@ -961,8 +961,9 @@ def write_report(
     with (directory / "report.html").open("w", encoding="utf-8", newline="\n") as out:
         _write_head(out, target, checkpoint, context)
         _write_summary(out, counts, incidents, requests, target)
-        if target.shows_consent:
-            _write_consent(out, subjects, context, settings)
+        consent_html.seek(0)
+        shutil.copyfileobj(consent_html, out)
+        consent_html.close()
         table.seek(0)
         shutil.copyfileobj(table, out)
         table.close()
@@ -1026,8 +1027,15 @@ def _write_summary(
 
 
 def _write_consent(
-    out: IO[str], subjects: Sequence[str], context: _Context, settings: _Settings
+    out: IO[str],
+    subjects: Sequence[str],
+    context: _Context,
+    settings: _Settings,
+    timeline_csv: Any,
+    status_csv: Any,
 ) -> None:
+    """The HTML consent section; each row also goes to consent.csv (``timeline_csv``) or
+    consent_status.csv (``status_csv``), csv writers."""
     out.write("<h2>Consent</h2>\n")
     if not subjects:
         out.write("<p>No consent decisions.</p>\n")
@@ -1041,6 +1049,7 @@ def _write_consent(
             out, ("purpose", "status", "DPV status", "since", "policy version", "decided by event")
         )
         for row in _consent_status_rows(subject, context, settings):
+            status_csv.writerow([_text(row[c]) for c in CONSENT_STATUS_COLUMNS])
             _table_row(
                 out,
                 (
@@ -1069,6 +1078,7 @@ def _write_consent(
             ),
         )
         for row in _consent_rows(subject, context, settings):
+            timeline_csv.writerow([_text(row[c]) for c in CONSENT_COLUMNS])
             _table_row(
                 out,
                 (
