@@ -27,17 +27,19 @@ WaitFor = Annotated[
 WAIT_SECONDS = 5.0
 
 
-async def _wait(models: ReadModels, seq: int | None) -> None:
-    """Read your writes: wait, bounded, until the consent state has processed ``seq``."""
+def _wait(models: ReadModels, seq: int | None) -> None:
+    """Read your writes: wait, bounded, until the consent state has processed ``seq``.
+
+    In the threadpool, with the question it precedes (one hop for both)."""
     if seq is None:
         return
-    head = await run_in_threadpool(models.runner.app.head)
+    head = models.runner.app.head()
     if seq > head:
         # Every receipt names a committed event; a later number names none.
         raise ProblemError(
             422, "No such event yet", f"no event {seq} was recorded (the log ends at {head})"
         )
-    done = await run_in_threadpool(models.runner.wait_for, seq, WAIT_SECONDS, ["consent_state"])
+    done = models.runner.wait_for(seq, WAIT_SECONDS, ["consent_state"])
     if not done:
         raise ProblemError(
             503,
@@ -86,9 +88,8 @@ async def state(
     at: At = None,
     wait_for: WaitFor = None,
 ) -> dict[str, Any]:
-    await _wait(models, wait_for)
-
-    def answer() -> dict[str, Any]:  # one hop to the threadpool: pseudonym and query
+    def answer() -> dict[str, Any]:  # one hop to the threadpool: wait, pseudonym and query
+        _wait(models, wait_for)
         facts = _facts(ledger, models, subject, None)
         return {
             "subject": facts.subject,
@@ -113,9 +114,8 @@ async def decision(
     at: At = None,
     wait_for: WaitFor = None,
 ) -> dict[str, Any]:
-    await _wait(models, wait_for)
-
-    def answer() -> dict[str, Any]:  # one hop to the threadpool: pseudonym and query
+    def answer() -> dict[str, Any]:  # one hop to the threadpool: wait, pseudonym and query
+        _wait(models, wait_for)
         facts = _facts(ledger, models, subject, purpose)
         verdict = models.consent.verdict_of(facts, purpose, _moment(at))
         return verdict.answer(facts.subject, purpose)
