@@ -73,15 +73,16 @@ class ConsentBook:
     def reset(self, empty: bool) -> None:
         """Forget the facts kept from page to page (the tables may have changed meanwhile);
         ``empty``: the tables are empty, so knowing nothing is knowing everything."""
+        self._policies = None
         self._decisions = {}
         self._ages = {}
         self._complete = empty
 
     def begin(self, sql: Sql) -> None:
-        """A page starts: the policy versions are kept in memory for it, and the decisions and
-        ages it records wait for :meth:`flush`."""
-        self._policies = None
-        self._policies = self.policies(sql)
+        """A page starts: the policy versions are kept in memory (read again after a
+        :meth:`reset`), and the decisions and ages it records wait for :meth:`flush`."""
+        if self._policies is None:
+            self._policies = self.policies(sql)
         self._decision_rows = []
         self._age_rows = []
         if len(self._decisions) > KEPT_SUBJECTS or len(self._ages) > KEPT_SUBJECTS:
@@ -164,11 +165,8 @@ class ConsentBook:
     def retract(self, sql: Sql, event: LoggedEvent) -> None:
         """Remove what ``event`` recorded (before recording its corrected form)."""
         self.flush(sql)
-        if event.type in CONSENT_TYPES or event.type == "subject.age_attested":
-            # Read again from the tables when next asked.
-            self._decisions.pop(event.data["subject"], None)
-            self._ages.pop(event.data["subject"], None)
-            self._complete = False
+        subject = str(event.data.get("subject"))
+        kept = subject in self._decisions or subject in self._ages or self._complete
         if event.type in CONSENT_TYPES:
             sql.execute(f"DELETE FROM {self.decisions_table} WHERE seq = ?", (event.seq,))
         elif event.type == "policy.version_published":
@@ -177,6 +175,14 @@ class ConsentBook:
                 self._policies.pop(event.data["version"], None)
         elif event.type == "subject.age_attested":
             sql.execute(f"DELETE FROM {self.ages_table} WHERE seq = ?", (event.seq,))
+        if kept and event.type != "policy.version_published":
+            # What is kept of the subject: read again from the tables, as they now stand.
+            self._decisions.pop(subject, None)
+            self._ages.pop(subject, None)
+            complete, self._complete = self._complete, False
+            self.decisions_of(sql, [subject])
+            self.ages_of(sql, [subject])
+            self._complete = complete
 
     # -- loading for a page (the write side) ---------------------------------------------------
 

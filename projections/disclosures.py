@@ -99,18 +99,23 @@ class DisclosureHistory(CorrectableProjection):
         self.default_minimum_age = default_minimum_age
         self.book = ConsentBook(PREFIX)
         self._recipients: dict[str, Recipient] = {}
-        """Per page: the recipients as their rows hold them."""
+        """The recipients as their rows hold them, kept from page to page like the book's
+        facts (read again after a :meth:`reset`)."""
+        self._recipients_read = False
         self._page = _Page()
 
     def reset(self, empty: bool) -> None:
         self.book.reset(empty)
+        self._recipients_read = False
 
     def begin(self, sql: Sql, events: Sequence[LoggedEvent] = ()) -> None:
         self.book.begin(sql)
-        self._recipients = {
-            r[0]: _recipient(r)
-            for r in sql.execute(f"SELECT {RECIPIENT_COLUMNS} FROM {RECIPIENTS}")
-        }
+        if not self._recipients_read:
+            self._recipients_read = True
+            self._recipients = {
+                r[0]: _recipient(r)
+                for r in sql.execute(f"SELECT {RECIPIENT_COLUMNS} FROM {RECIPIENTS}")
+            }
         self._page = _Page()
 
     def version_tag(self) -> str:

@@ -84,7 +84,13 @@ class PostgresProjectionDatabase(ProjectionDatabase):
             min_size=1,
             max_size=max_size,
             open=False,
-            kwargs={"autocommit": True, "options": f"-c search_path={schema}"},
+            # Read models are derived from the log: a commit need not wait for its WAL to reach
+            # the disk (a transaction stays whole, rows and position together; a server crash
+            # may only take the last pages back, which are applied again).
+            kwargs={
+                "autocommit": True,
+                "options": f"-c search_path={schema} -c synchronous_commit=off",
+            },
         )
         self.pool.open(wait=True, timeout=10)
         with self.transaction() as sql:

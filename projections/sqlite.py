@@ -12,6 +12,9 @@ from typing import Any
 from ledger.sqlite import connect
 from projections.database import ProjectionDatabase, Row, insert_statement
 
+CACHE_KIB = 65_536
+"""Page cache of a connection: a page's rows go into indexes keyed by pseudonyms, all over."""
+
 
 class _SQLiteSql:
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -44,6 +47,11 @@ class SQLiteProjectionDatabase(ProjectionDatabase):
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = connect(self.path)
+            # Read models are derived from the log: a commit need not reach the disk before it
+            # returns (WAL keeps every transaction whole, so rows and positions stay together;
+            # a power cut may only take the last pages back, which are applied again).
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
