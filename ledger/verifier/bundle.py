@@ -59,7 +59,7 @@ from ledger.verifier.events import (
     check_event_chunk,
     check_leaf_chunk,
     line_index,
-    split_line,
+    report_fields,
     start_worker,
 )
 from ledger.verifier.merkle import CompactRange
@@ -176,7 +176,7 @@ def report_events(files: BundleFiles) -> Callable[[], Iterator[ReportEvent]]:
         with files.open(EVENTS) as file:
             for number, raw in enumerate(file, start=1):
                 try:
-                    index, _, opened, body_bytes = split_line(raw)
+                    index, opened, body_bytes = report_fields(raw)
                     body = parse_body(body_bytes)
                 except (EventLineError, EntryError) as exc:
                     raise BundleError(EVENTS, f"line {number}: {exc}") from None

@@ -83,7 +83,7 @@ def split_line(raw: bytes) -> tuple[int, bytes, Sequence[str], bytes]:
         raise EventLineError("it does not have four tab-separated fields")
     index = line_index(raw)
     try:
-        signature = base64.b64decode(fields[1], validate=True)
+        signature = binascii.a2b_base64(fields[1], strict_mode=True)
     except (binascii.Error, ValueError):
         raise EventLineError("its signature is not base64") from None
     if len(signature) != 64:
@@ -92,6 +92,18 @@ def split_line(raw: bytes) -> tuple[int, bytes, Sequence[str], bytes]:
     if opened is None:
         opened = _opened_field(fields[2])
     return index, signature, opened, fields[3]
+
+
+def report_fields(raw: bytes) -> tuple[int, Sequence[str], bytes]:
+    """``(index, opened, body)`` of a line, as :func:`split_line` reads them, the signature
+    left alone (the report needs none of it)."""
+    fields = raw[:-1].split(_TAB, 3) if raw.endswith(b"\n") else raw.split(_TAB, 3)
+    if len(fields) != 4:
+        raise EventLineError("it does not have four tab-separated fields")
+    opened = _OPENED.get(fields[2])
+    if opened is None:
+        opened = _opened_field(fields[2])
+    return line_index(raw), opened, fields[3]
 
 
 def _opened_field(field: bytes) -> tuple[str, ...]:
