@@ -30,7 +30,7 @@ DPV_STATUS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     seq: int
     occurred_at: str
@@ -53,7 +53,7 @@ class Interval:
     guardian: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Policy:
     version: str
     effective_at: str
@@ -62,7 +62,7 @@ class Policy:
     seq: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Age:
     age: int
     attested_at: str

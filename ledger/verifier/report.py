@@ -25,6 +25,7 @@ import csv
 import html
 import re
 import shutil
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -220,7 +221,7 @@ class _Context:
     policies: dict[str, Policy] = field(default_factory=dict)
     recipients: dict[str, Recipient] = field(default_factory=dict)
     decisions: dict[tuple[str, str], list[Decision]] = field(default_factory=dict)
-    purposes_of: dict[str, set[str]] = field(default_factory=dict)
+    purposes_of: dict[str, list[str]] = field(default_factory=dict)
     """Subject -> the purposes it decided on (an index of ``decisions``)."""
     ages: dict[str, Age] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)
@@ -310,13 +311,15 @@ def _read_context(facts: Iterable[_Fact], context: _Context) -> None:
             context.refs.setdefault(subject, str(fact.shown.get("subject_ref", "[sealed]")))
             expires = data.get("expires_at")
             for purpose in dict.fromkeys(data["purposes"]):
-                context.purposes_of.setdefault(subject, set()).add(purpose)
+                purposes = context.purposes_of.setdefault(subject, [])  # most hold one
+                if purpose not in purposes:
+                    purposes.append(purpose)
                 context.decisions.setdefault((subject, purpose), []).append(
                     Decision(
                         fact.seq,
                         fact.occurred_at,
-                        kind.removeprefix("consent."),
-                        data["policy_version"],
+                        _shared(kind.removeprefix("consent.")),
+                        _shared(data["policy_version"]),
                         None if expires is None else utc(expires),
                         "guardian" in data,
                     )
@@ -338,6 +341,11 @@ def _read_context(facts: Iterable[_Fact], context: _Context) -> None:
                 context.incidents[incident_id].timeline.append(
                     (fact.seq, fact.occurred_at, kind, _describe(kind, fact.shown))
                 )
+
+
+def _shared(value: Any) -> Any:
+    """One copy of a text that many decisions repeat (their kind, the policy version)."""
+    return sys.intern(value) if type(value) is str else value
 
 
 def _read_incident(fact: _Fact, context: _Context) -> None:
