@@ -32,7 +32,13 @@ from ledger.verifier.verdicts import (
     recipient_after,
 )
 from projections.base import CorrectableProjection, LoggedEvent, dumps, utc
-from projections.consent_book import BOOK_TYPES, CONSENT_TYPES, ConsentBook, subjects_and_purposes
+from projections.consent_book import (
+    BOOK_TYPES,
+    CONSENT_TYPES,
+    KEPT_SUBJECTS,
+    ConsentBook,
+    subjects_and_purposes,
+)
 from projections.database import ProjectionDatabase, Row, Sql, chunks, marks
 
 PREFIX = "proj_dc_"
@@ -102,13 +108,20 @@ class DisclosureHistory(CorrectableProjection):
         """The recipients as their rows hold them, kept from page to page like the book's
         facts (read again after a :meth:`reset`)."""
         self._recipients_read = False
+        self._latest: dict[str, str] = {}
+        """Kept from page to page like the book's facts: the latest ``occurred_at`` of the rows
+        this projection wrote for a subject (a later fact of the subject changes none of its
+        rows when it is later than that). Complete while the book is."""
         self._page = _Page()
 
     def reset(self, empty: bool) -> None:
         self.book.reset(empty)
         self._recipients_read = False
+        self._latest = {}
 
     def begin(self, sql: Sql, events: Sequence[LoggedEvent] = ()) -> None:
+        if len(self._latest) > KEPT_SUBJECTS:
+            self.reset(empty=False)
         self.book.begin(sql)
         if not self._recipients_read:
             self._recipients_read = True
@@ -180,6 +193,9 @@ class DisclosureHistory(CorrectableProjection):
                 outcome, consent_seq = verdict(row[1], row[3], row[4], row[7], row[8])
                 new.append((*row, outcome, int(outcome in VIOLATIONS), consent_seq))
             sql.insert(ROWS, ROW_COLUMNS, new)
+            for row in new:
+                if row[3] > self._latest.get(row[1], ""):
+                    self._latest[row[1]] = row[3]
         changed = []
         for (seq, subject), row in stored.items():
             outcome, consent_seq = verdict(subject, row[2], row[3], row[4], row[5])
@@ -312,10 +328,17 @@ class DisclosureHistory(CorrectableProjection):
             since = page.since.get((row[1], row[4]))
             return since is not None and row[2] >= since
 
+        def may_have_rows(subject: str, since: str = "") -> bool:
+            latest = self._latest.get(subject)
+            return latest >= since if latest is not None else not self.book.complete
+
         # An age attestation changes all of its subject's rows, a decision those at or after it.
-        for chunk in chunks(sorted(page.subjects)):
+        aged = sorted(s for s in page.subjects if may_have_rows(s))
+        for chunk in chunks(aged):
             select(f"subject IN ({marks(len(chunk))})", chunk, lambda row: True)
-        decided = sorted({subject for subject, _ in page.since} - page.subjects)
+        decided = sorted(
+            {s for (s, _), since in page.since.items() if may_have_rows(s, since)} - page.subjects
+        )
         for chunk in chunks(decided):
             members = set(chunk)
             first = min(since for (subject, _), since in page.since.items() if subject in members)

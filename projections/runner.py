@@ -42,6 +42,9 @@ CORRECTIONS = (
     "fields TEXT NOT NULL, PRIMARY KEY (projection, seq))"
 )
 CORRECTION = "correction.recorded"
+PAGE = 2000
+"""Events a page holds at most: one transaction, each table written once (a rebuild of 20,000
+events: 500 a page cost about a fifth more time than 2,000, in statements and commits)."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ class ProjectionRunner:
         db: ProjectionDatabase,
         projections: Sequence[Projection],
         *,
-        batch_size: int = 500,
+        batch_size: int = PAGE,
         poll_interval: float = 0.5,
     ) -> None:
         self.app = app
