@@ -620,3 +620,29 @@ def test_the_verifier_command_takes_jobs(world: World, tmp_path: Path) -> None:
     assert outputs[0] == outputs[1]
     result = runner.invoke(cli, ["verify", str(bundle), "--key", str(keys), "--jobs", "0"], env=env)
     assert result.exit_code != 0
+
+
+def test_the_verifier_runs_where_processes_are_spawned(world: World, tmp_path: Path) -> None:
+    """macOS and Windows start worker processes afresh (spawn), not by fork."""
+    bundle = world.export({"kind": "recipient", "recipient_id": world.processor}, tmp_path / "b")
+    keys = tmp_path / "keys.txt"
+    keys.write_text("\n".join(world.verifier_keys()) + "\n")
+    probe = (
+        "import multiprocessing, sys\n"
+        "from ledger.verifier.__main__ import main\n"
+        "if __name__ == '__main__':\n"
+        "    multiprocessing.set_start_method('spawn')\n"
+        f"    sys.exit(main([{str(bundle)!r}, '--key', {str(keys)!r}, '--jobs', '2']))\n"
+    )
+    script = tmp_path / "probe.py"
+    script.write_text(probe)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).parents[2],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ok  report" in done.stdout and "VERIFIED" in done.stdout
