@@ -92,9 +92,7 @@ def export(
             if phase not in bars:
                 for bar in bars.values():
                     bar.render_finish()
-                bars[phase] = click.progressbar(
-                    length=total, label=f"{phase:>8}", file=sys.stderr
-                )
+                bars[phase] = click.progressbar(length=total, label=f"{phase:>8}", file=sys.stderr)
             bars[phase].update(done)
 
         result = export_bundle(
