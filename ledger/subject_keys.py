@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
@@ -23,13 +24,15 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 from uuid import UUID
 
 from nacl import bindings
 from nacl.exceptions import CryptoError
 
 from ledger.errors import KeyMaterialError, SubjectErasedError
+
+V = TypeVar("V")
 
 KEY_BYTES = 32
 NONCE_BYTES = bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
@@ -245,11 +248,9 @@ class SubjectKeys:
         return str(UUID(bytes=mac.digest()[:16]))
 
     def _generation(self, base: str) -> int:
-        with self._lock:
-            cached = self._generations.get(base)
-            if cached is not None:
-                self._generations.move_to_end(base)
-                return cached
+        cached = _recall(self._generations, base)
+        if cached is not None:
+            return cached
         generation = self.store.generations([base]).get(base, 0)
         self._remember_generations({base: generation})
         return generation
@@ -271,10 +272,9 @@ class SubjectKeys:
         destroyed by another process meanwhile is caught when the batch commits.
         """
         bases = {self._derive(ref, 0) for ref in subject_refs}
-        with self._lock:
-            unknown = sorted(
-                b for b in bases if self._generations.get(b, 0) == 0 and b not in self._cache
-            )
+        unknown = sorted(
+            b for b in bases if self._generations.get(b, 0) == 0 and b not in self._cache
+        )
         if not unknown:
             return frozenset()
         found = self.store.survey(unknown)
@@ -371,12 +371,10 @@ class SubjectKeys:
         pending key for each subject without one. ``absent`` names subjects the store had
         nothing of a moment ago (:meth:`prefetch`): they get a pending key without a query."""
         found: dict[str, bytes] = {}
-        with self._lock:
-            for pseudonym in wanted:
-                key = self._cache.get(pseudonym)
-                if key is not None:
-                    self._cache.move_to_end(pseudonym)
-                    found[pseudonym] = key
+        for pseudonym in wanted:
+            key = _recall(self._cache, pseudonym)
+            if key is not None:
+                found[pseudonym] = key
         missing = [p for p in wanted if p not in found]
         if missing:
             asked = [p for p in missing if new is None or p not in absent]
@@ -483,6 +481,21 @@ class KeySession:
     def abandoned(self) -> None:
         """The batch lost a race: forget its new keys, the stored ones win on retry."""
         self._keys._settle(self._new, stored=False)
+
+
+def _recall(cache: OrderedDict[str, V], name: str) -> V | None:
+    """A cached value, marked as used; without the cache's lock, which only writers take.
+
+    Each OrderedDict operation is atomic in CPython, so a read needs no lock: a lock taken by
+    every append's reads made the threads queue on it whenever its holder waited for the GIL
+    (most request threads' time in the profiles of docs/performance.md). An entry evicted
+    between the read and the mark is simply not marked.
+    """
+    value = cache.get(name)
+    if value is not None:
+        with contextlib.suppress(KeyError):
+            cache.move_to_end(name)
+    return value
 
 
 def _wrap_aad(pseudonym: str) -> bytes:
