@@ -220,9 +220,30 @@ class _Context:
     corrections: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
     policies: dict[str, Policy] = field(default_factory=dict)
     recipients: dict[str, Recipient] = field(default_factory=dict)
-    decisions: dict[tuple[str, str], list[Decision]] = field(default_factory=dict)
-    purposes_of: dict[str, list[str]] = field(default_factory=dict)
-    """Subject -> the purposes it decided on (an index of ``decisions``)."""
+    decisions: dict[tuple[str, str], tuple[Decision, ...]] = field(default_factory=dict)
+    """(subject, purpose) -> its decisions, in log order (tuples: most hold one or two, and the
+    context grows with the log)."""
+    purposes_of: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
+    """Subject -> the purpose it decided on, or the purposes (an index of ``decisions``): see
+    :meth:`purposes`."""
+
+    def purposes(self, subject: str) -> list[str]:
+        """The purposes the subject decided on, sorted."""
+        held = self.purposes_of.get(subject, ())
+        return [held] if isinstance(held, str) else sorted(held)
+
+    def decide(self, subject: str, purpose: str, decision: Decision) -> None:
+        key = (subject, purpose)
+        self.decisions[key] = (*self.decisions.get(key, ()), decision)
+        held = self.purposes_of.get(subject)
+        if held is None:
+            self.purposes_of[subject] = purpose
+        elif isinstance(held, str):
+            if held != purpose:
+                self.purposes_of[subject] = (held, purpose)
+        elif purpose not in held:
+            self.purposes_of[subject] = (*held, purpose)
+
     ages: dict[str, Age] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)
     """Pseudonym -> the reference as shown (opened, ``[erased]`` ...)."""
@@ -233,7 +254,7 @@ class _Context:
     def consent(self, subject: str, purpose: str, moment: str, minimum_age: int) -> Verdict:
         return verdict_at(
             moment,
-            self.decisions.get((subject, purpose), []),
+            self.decisions.get((subject, purpose), ()),
             self.policies,
             self.ages.get(subject),
             minimum_age,
@@ -311,10 +332,9 @@ def _read_context(facts: Iterable[_Fact], context: _Context) -> None:
             context.refs.setdefault(subject, str(fact.shown.get("subject_ref", "[sealed]")))
             expires = data.get("expires_at")
             for purpose in dict.fromkeys(data["purposes"]):
-                purposes = context.purposes_of.setdefault(subject, [])  # most hold one
-                if purpose not in purposes:
-                    purposes.append(purpose)
-                context.decisions.setdefault((subject, purpose), []).append(
+                context.decide(
+                    subject,
+                    _shared(purpose),
                     Decision(
                         fact.seq,
                         fact.occurred_at,
@@ -322,7 +342,7 @@ def _read_context(facts: Iterable[_Fact], context: _Context) -> None:
                         _shared(data["policy_version"]),
                         None if expires is None else utc(expires),
                         "guardian" in data,
-                    )
+                    ),
                 )
         elif kind == AGE:
             subject = data["subject"]
@@ -627,8 +647,7 @@ def _disclosure_rows(
 def _consent_rows(subject: str, context: _Context, settings: _Settings) -> Iterator[dict[str, Any]]:
     """The subject's consent timeline, purpose by purpose: each decision, each expiry and each
     material policy change that required renewal, with the status from that moment on."""
-    purposes = sorted(context.purposes_of.get(subject, ()))
-    for purpose in purposes:
+    for purpose in context.purposes(subject):
         decisions = context.decisions[(subject, purpose)]
         entries: list[tuple[str, int, int, dict[str, Any]]] = []
         for d in in_time_order(decisions):
@@ -699,7 +718,7 @@ def _consent_status_rows(
 ) -> Iterator[dict[str, Any]]:
     """Each purpose the subject decided on, as it stands at the last recorded event."""
     as_of = context.as_of or ""
-    for purpose in sorted(context.purposes_of.get(subject, ())):
+    for purpose in context.purposes(subject):
         verdict = context.consent(subject, purpose, as_of, settings.minimum_age)
         yield {
             "subject": subject,
