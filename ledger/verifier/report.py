@@ -21,6 +21,7 @@ Memory holds the context, never the disclosure rows.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import html
 import re
@@ -904,6 +905,38 @@ def write_report(
     settings are those the read models use; the verifier must pass the values the bundle
     was made with.
     """
+    with contextlib.ExitStack() as parts:  # the temporary files, closed whatever happens
+        return _write_report(
+            parts,
+            scope,
+            checkpoint_text,
+            events,
+            directory,
+            default_minimum_age=default_minimum_age,
+            authority_deadline_hours=authority_deadline_hours,
+            request_due_days=request_due_days,
+            request_due_days_by_jurisdiction=request_due_days_by_jurisdiction,
+        )
+
+
+def _spool(parts: contextlib.ExitStack) -> IO[str]:
+    """A temporary text file that ``parts`` closes (and so deletes)."""
+    spool = tempfile.TemporaryFile("w+", encoding="utf-8", newline="\n")  # noqa: SIM115
+    return parts.enter_context(spool)
+
+
+def _write_report(
+    parts: contextlib.ExitStack,
+    scope: Mapping[str, Any],
+    checkpoint_text: str,
+    events: Callable[[], Iterable[ReportEvent]],
+    directory: Path,
+    *,
+    default_minimum_age: int,
+    authority_deadline_hours: int,
+    request_due_days: int,
+    request_due_days_by_jurisdiction: Mapping[str, int] | None,
+) -> list[str]:
     target = _Scope.parse(scope)
     checkpoint = _Checkpoint.parse(checkpoint_text)
     settings = _Settings(
@@ -939,7 +972,7 @@ def write_report(
     # Pass 3: the disclosure rows, written at once to disclosures.csv and to the HTML table,
     # which waits in a temporary file for its place in report.html (after the summary, which
     # needs the counts).
-    table = tempfile.TemporaryFile("w+", encoding="utf-8", newline="\n")  # noqa: SIM115
+    table = _spool(parts)
     with (directory / "disclosures.csv").open("w", encoding="utf-8", newline="") as csv_file:
         writer = csv.writer(csv_file, lineterminator="\n")
         writer.writerow(DISCLOSURE_COLUMNS)
@@ -962,7 +995,7 @@ def write_report(
     subjects = target.consent_subjects(context)
     # Each subject's consent rows are worked out once, for consent.csv, consent_status.csv and
     # the HTML section (kept in a temporary file, like the disclosure table).
-    consent_html = tempfile.TemporaryFile("w+", encoding="utf-8", newline="\n")  # noqa: SIM115
+    consent_html = _spool(parts)
     if target.shows_consent:
         with (
             (directory / "consent.csv").open("w", encoding="utf-8", newline="") as timeline,
@@ -990,10 +1023,8 @@ def write_report(
         _write_summary(out, counts, incidents, requests, target)
         consent_html.seek(0)
         shutil.copyfileobj(consent_html, out)
-        consent_html.close()
         table.seek(0)
         shutil.copyfileobj(table, out)
-        table.close()
         if target.shows_incidents:
             _write_incidents(out, incidents, context.refs, target.kind in ("incident", "all"))
         if target.shows_requests:
