@@ -154,9 +154,7 @@ def _check_concerns(recorder: LedgerRecorder, body: dict[str, Any]) -> str | Non
         corrected = parse_body(record.body)
     except EntryError:
         return None  # reported at the corrected event's own row
-    scopes = without_days(
-        scopes_of(corrected["type"], corrected["data"], corrected["occurred_at"])
-    )
+    scopes = without_days(scopes_of(corrected["type"], corrected["data"], corrected["occurred_at"]))
     if body["data"].get("concerns") != scopes:
         return "the correction does not concern the scopes of the event it corrects"
     return None
