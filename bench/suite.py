@@ -291,12 +291,12 @@ class LedgerServer:
 
 @contextlib.contextmanager
 def noop_server(workers: int, logs: Path) -> Iterator[str]:
-    """``bench/noop_app.py`` under uvicorn with ``workers`` workers: the HTTP stack alone."""
+    """``bench/noop_app.py`` under uvicorn with ``workers`` workers, each listening as
+    ``serve``'s do (``bench/noop_serve.py``): the HTTP stack alone."""
     port = free_port()
     log = (logs / "noop.log").open("ab")
-    args = [sys.executable, "-m", "uvicorn", "noop_app:app", "--app-dir", str(BENCH)]
-    args += ["--port", str(port), "--workers", str(workers), "--no-access-log"]
-    args += ["--log-level", "warning"]
+    args = [sys.executable, str(BENCH / "noop_serve.py")]
+    args += ["--port", str(port), "--workers", str(workers)]
     process = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
