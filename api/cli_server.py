@@ -45,8 +45,9 @@ SCOPES = click.Choice([s.value for s in Scope])
 @click.option(
     "--signer/--no-signer",
     default=None,
-    help="Sign checkpoints (every CONSENT_LEDGER_CHECKPOINT_INTERVAL_MS) in this process [env CONSENT_LEDGER_SIGNER; on]. "
-    "Turn off when 'consent-ledger checkpoint --every 0.5' runs as a process of its own.",
+    help="Sign checkpoints (every CONSENT_LEDGER_CHECKPOINT_INTERVAL_MS) in this process "
+    "[env CONSENT_LEDGER_SIGNER; on]. Turn off when 'consent-ledger checkpoint --every 0.5' "
+    "runs as a process of its own.",
 )
 @click.option(
     "--admin-token-file",
