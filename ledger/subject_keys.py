@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import hmac
 import os
-import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -210,7 +209,6 @@ class SubjectKeys:
         self._generations: OrderedDict[str, int] = OrderedDict()
         self._pending: dict[str, tuple[bytes, bytes]] = {}
         self._cache_size = cache_size
-        self._lock = threading.Lock()
         self._secret = self._load_secret()
 
     def _load_secret(self) -> bytes:
@@ -256,12 +254,8 @@ class SubjectKeys:
         return generation
 
     def _remember_generations(self, generations: Mapping[str, int]) -> None:
-        with self._lock:
-            for base, generation in generations.items():
-                self._generations[base] = generation
-                self._generations.move_to_end(base)
-            while len(self._generations) > self._cache_size:
-                self._generations.popitem(last=False)
+        for base, generation in generations.items():
+            _remember(self._generations, base, generation, self._cache_size)
 
     def prefetch(self, subject_refs: Iterable[str]) -> frozenset[str]:
         """Read the lifecycles and keys of many references in one go (before a batch is
@@ -279,10 +273,8 @@ class SubjectKeys:
             return frozenset()
         found = self.store.survey(unknown)
         self._remember_generations({b: found.generations.get(b, 0) for b in unknown})
-        keys = {p: self._unwrap(p, wrapped) for p, wrapped in found.keys.items()}
-        with self._lock:
-            for pseudonym, key in keys.items():
-                self._remember(pseudonym, key)
+        for pseudonym, wrapped in found.keys.items():
+            self._remember(pseudonym, self._unwrap(pseudonym, wrapped))
         return frozenset(
             b
             for b in unknown
@@ -291,9 +283,8 @@ class SubjectKeys:
 
     def refresh(self, subject_refs: Iterable[str]) -> None:
         """Forget what is cached of these references' lifecycles (another process moved on)."""
-        with self._lock:
-            for ref in subject_refs:
-                self._generations.pop(self._derive(ref, 0), None)
+        for ref in subject_refs:
+            self._generations.pop(self._derive(ref, 0), None)
 
     def next_lifecycle(self, subject_ref: str, erasing: Iterable[str] = ()) -> tuple[str, str, int]:
         """The base pseudonym, and the pseudonym and number of the reference's next lifecycle.
@@ -311,10 +302,9 @@ class SubjectKeys:
 
     def forget(self, pseudonyms: Iterable[str]) -> None:
         """Drop erased subjects' keys from memory."""
-        with self._lock:
-            for pseudonym in pseudonyms:
-                self._cache.pop(pseudonym, None)
-                self._pending.pop(pseudonym, None)
+        for pseudonym in pseudonyms:
+            self._cache.pop(pseudonym, None)
+            self._pending.pop(pseudonym, None)
 
     def rotate_master_key(self, new_master_key: bytes) -> int:
         """Re-wrap every subject key and secret under a new master key, in one transaction.
@@ -386,21 +376,24 @@ class SubjectKeys:
                 erased = self.store.erased(unknown) if unknown else set()
                 if erased:
                     raise SubjectErasedError(sorted(erased))
-            with self._lock:
-                for pseudonym in stored:
-                    self._remember(pseudonym, found[pseudonym])
-                if new is not None:
-                    for pseudonym in missing:
-                        if pseudonym in found:
-                            continue
-                        pending = self._pending.get(pseudonym)
-                        if pending is None:
-                            key = os.urandom(KEY_BYTES)
-                            pending = (key, encrypt(self._master_key, key, _wrap_aad(pseudonym)))
-                            self._pending[pseudonym] = pending
-                        found[pseudonym] = pending[0]
-                        new[pseudonym] = pending
+            for pseudonym in stored:
+                self._remember(pseudonym, found[pseudonym])
+            if new is not None:
+                for pseudonym in missing:
+                    if pseudonym not in found:
+                        found[pseudonym] = self._pending_key(pseudonym, new)
         return found
+
+    def _pending_key(self, pseudonym: str, new: dict[str, tuple[bytes, bytes]]) -> bytes:
+        """The key made for a new subject, shared by every batch of this process that needs
+        it before it is stored (made by whichever asks first)."""
+        pending = self._pending.get(pseudonym)
+        if pending is None:
+            key = os.urandom(KEY_BYTES)
+            made = (key, encrypt(self._master_key, key, _wrap_aad(pseudonym)))
+            pending = self._pending.setdefault(pseudonym, made)  # atomic: one key per subject
+        new[pseudonym] = pending
+        return pending[0]
 
     def _unwrap(self, pseudonym: str, wrapped: bytes) -> bytes:
         try:
@@ -411,18 +404,14 @@ class SubjectKeys:
             ) from None
 
     def _remember(self, pseudonym: str, key: bytes) -> None:
-        self._cache[pseudonym] = key
-        self._cache.move_to_end(pseudonym)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        _remember(self._cache, pseudonym, key, self._cache_size)
 
     def _settle(self, new: dict[str, tuple[bytes, bytes]], *, stored: bool) -> None:
-        with self._lock:
-            for pseudonym, pending in new.items():
-                if self._pending.get(pseudonym) == pending:
-                    del self._pending[pseudonym]
-                if stored:
-                    self._remember(pseudonym, pending[0])
+        for pseudonym, pending in new.items():
+            if self._pending.get(pseudonym) == pending:
+                self._pending.pop(pseudonym, None)
+            if stored:
+                self._remember(pseudonym, pending[0])
 
 
 class LifecycleError(ValueError):
@@ -484,18 +473,30 @@ class KeySession:
 
 
 def _recall(cache: OrderedDict[str, V], name: str) -> V | None:
-    """A cached value, marked as used; without the cache's lock, which only writers take.
+    """A cached value, marked as used, without a lock.
 
-    Each OrderedDict operation is atomic in CPython, so a read needs no lock: a lock taken by
-    every append's reads made the threads queue on it whenever its holder waited for the GIL
-    (most request threads' time in the profiles of docs/performance.md). An entry evicted
-    between the read and the mark is simply not marked.
+    Each OrderedDict operation is atomic in CPython, so the caches need no lock: one lock,
+    taken by every append to read and update them, made the threads queue on it whenever its
+    holder waited for the GIL (most request threads' time in the profiles of
+    docs/performance.md). An entry evicted between the read and the mark is not marked. Only
+    a new subject's pending key must be one whoever asks first: ``dict.setdefault`` is atomic.
     """
     value = cache.get(name)
     if value is not None:
         with contextlib.suppress(KeyError):
             cache.move_to_end(name)
     return value
+
+
+def _remember(cache: OrderedDict[str, V], name: str, value: V, size: int) -> None:
+    """Cache a value, evicting the least recently used beyond ``size`` (without a lock: two
+    writers evicting at once may drop one entry too many, which only costs a read)."""
+    cache[name] = value
+    with contextlib.suppress(KeyError):
+        cache.move_to_end(name)
+    while len(cache) > size:
+        with contextlib.suppress(KeyError):
+            cache.popitem(last=False)
 
 
 def _wrap_aad(pseudonym: str) -> bytes:
