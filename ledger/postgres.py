@@ -447,15 +447,7 @@ class PostgresKeyStore(KeyStore):
     def survey(self, bases: Sequence[str]) -> Survey:
         with self.pool.connection() as conn:
             rows = conn.execute(self.survey_statement, (list(bases), list(bases))).fetchall()
-        found = Survey({}, {}, set())
-        for name, generation, wrapped in rows:
-            if wrapped is None:
-                found.generations[str(name)] = int(generation)
-            elif wrapped:
-                found.keys[str(name)] = bytes(wrapped)
-            else:
-                found.erased.add(str(name))
-        return found
+        return Survey.from_rows(rows)
 
     def persist(self, wrapped: Mapping[str, bytes]) -> dict[str, bytes]:
         with self.pool.connection() as conn, conn.transaction():

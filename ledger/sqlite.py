@@ -348,23 +348,16 @@ class SQLiteKeyStore(KeyStore):
         return rows
 
     def survey(self, bases: Sequence[str]) -> Survey:
-        found = Survey({}, {}, set())
         with self._lock:
-            rows = self._rows_in(
-                "SELECT pseudonym, NULL, wrapped FROM ledger_subject_keys WHERE pseudonym IN ({0}) "
-                "UNION ALL SELECT base, generation, NULL FROM ledger_subject_generations "
-                "WHERE base IN ({0})",
-                list(bases),
-                times=2,
+            return Survey.from_rows(
+                self._rows_in(
+                    "SELECT pseudonym, NULL, wrapped FROM ledger_subject_keys "
+                    "WHERE pseudonym IN ({0}) UNION ALL SELECT base, generation, NULL "
+                    "FROM ledger_subject_generations WHERE base IN ({0})",
+                    list(bases),
+                    times=2,
+                )
             )
-        for name, generation, wrapped in rows:
-            if wrapped is None:
-                found.generations[str(name)] = int(generation)
-            elif wrapped:
-                found.keys[str(name)] = bytes(wrapped)
-            else:
-                found.erased.add(str(name))
-        return found
 
     def erased(self, pseudonyms: Iterable[str]) -> set[str]:
         with self._lock:

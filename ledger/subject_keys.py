@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from nacl import bindings
@@ -123,6 +123,20 @@ class Survey:
     """The live wrapped keys of those pseudonyms that have one."""
     erased: set[str]
     """Those of the pseudonyms whose key was destroyed."""
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Sequence[Any]]) -> Survey:
+        """From rows (name, generation, wrapped): a lifecycle row has no wrapped key, a key
+        row no generation, and a tombstone an empty wrapped key."""
+        found = cls({}, {}, set())
+        for name, generation, wrapped in rows:
+            if wrapped is None:
+                found.generations[str(name)] = int(generation)
+            elif wrapped:
+                found.keys[str(name)] = bytes(wrapped)
+            else:
+                found.erased.add(str(name))
+        return found
 
 
 class KeyStore(ABC):
