@@ -385,7 +385,7 @@ class SubjectKeys:
             stored = self.store.select(asked) if asked else {}
             for pseudonym, wrapped in stored.items():
                 found[pseudonym] = self._unwrap(pseudonym, wrapped)
-            if new is not None:  # never a key for an erased subject (queried outside the lock)
+            if new is not None:  # never a key for an erased subject
                 unknown = [p for p in asked if p not in stored]
                 erased = self.store.erased(unknown) if unknown else set()
                 if erased:
