@@ -8,6 +8,7 @@ hold pseudonyms, never the emitter's references.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,8 +27,11 @@ __all__ = [
     "PoisonEventError",
     "Projection",
     "ProjectionError",
+    "ReadModelFailure",
+    "ReadModelStoppedError",
     "corrected_event",
     "dumps",
+    "error_message",
     "parse_utc",
     "utc",
 ]
@@ -66,6 +70,23 @@ class ProjectionError(LedgerError):
     """A projection cannot go on; the message says which and why."""
 
 
+MESSAGE_LIMIT = 300
+"""Characters of an error's message that a failure record keeps."""
+_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+
+def error_message(cause: BaseException) -> str:
+    """What ``cause`` says, fit to be stored, shown on ``/readyz`` and logged: its first line
+    (a database error's DETAIL line quotes row values), pseudonyms (UUIDs) masked, control
+    characters (a NUL, which PostgreSQL text refuses) replaced, at most 300 characters.
+    Projections see no emitter's reference (they are sealed), so none can be in it."""
+    text = str(cause).strip()
+    first = text.splitlines()[0] if text else ""
+    first = _UUID.sub("<uuid>", first)
+    first = "".join(c if c.isprintable() else "?" for c in first)
+    return first if len(first) <= MESSAGE_LIMIT else first[: MESSAGE_LIMIT - 3] + "..."
+
+
 class PoisonEventError(ProjectionError):
     """A projection failed on one event; it stops there and never skips it."""
 
@@ -73,10 +94,55 @@ class PoisonEventError(ProjectionError):
         self.projection = projection
         self.seq = seq
         self.type_name = type_name
+        self.error_class = type(cause).__name__
+        self.message = error_message(cause)
         super().__init__(
             f"projection {projection} stopped at event {seq} ({type_name}): "
-            f"{type(cause).__name__}: {cause}"
+            f"{self.error_class}: {self.message}"
         )
+
+
+@dataclass(frozen=True)
+class ReadModelFailure:
+    """A read model stopped at an event it cannot process, as recorded in ``proj_failures``:
+    which read model, the event (seq and type) and the error (its class and message)."""
+
+    name: str
+    seq: int
+    event_type: str
+    error_class: str
+    message: str
+    first_failed_at: str
+    last_failed_at: str
+    attempts: int
+    """How many times the runner tried this event and failed (it retries, backing off)."""
+
+    def describe(self) -> str:
+        return (
+            f"read model {self.name} stopped at event {self.seq} ({self.event_type}): "
+            f"{self.error_class}: {self.message}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "read_model": self.name,
+            "seq": self.seq,
+            "event_type": self.event_type,
+            "error": self.error_class,
+            "message": self.message,
+            "since": self.first_failed_at,
+            "last_attempt": self.last_failed_at,
+            "attempts": self.attempts,
+        }
+
+
+class ReadModelStoppedError(ProjectionError):
+    """A read model that a question needs is stopped at an event: it cannot answer it until
+    the cause is fixed and the read model rebuilt (or resumed)."""
+
+    def __init__(self, failure: ReadModelFailure) -> None:
+        self.failure = failure
+        super().__init__(failure.describe())
 
 
 def dumps(value: Any) -> str:

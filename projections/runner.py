@@ -4,15 +4,19 @@ Positions live in ``proj_positions`` (name, version tag, position, error), writt
 same transaction as the rows of the events they cover, so a crash at any moment leaves every
 projection exactly at a batch boundary: no event is applied twice or skipped. A projection
 whose version tag changed is dropped and rebuilt from the first event. An event a projection
-cannot process stops that projection, with the event named in its status; the others go on.
+cannot process stops that projection, with the event named in its status and in
+``proj_failures``; the others go on. A follower tries a stopped projection again, backing off
+from one second to a minute, so a passing fault (a lost database connection) heals by itself
+while one that stays (a bug) stays visible without a busy loop.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,8 +29,11 @@ from projections.base import (
     PoisonEventError,
     Projection,
     ProjectionError,
+    ReadModelFailure,
+    ReadModelStoppedError,
     corrected_event,
     dumps,
+    error_message,
     parse_utc,
 )
 from projections.database import ProjectionDatabase, Sql, marks
@@ -41,10 +48,26 @@ CORRECTIONS = (
     "projection TEXT NOT NULL, event_id TEXT NOT NULL, seq BIGINT NOT NULL, "
     "fields TEXT NOT NULL, PRIMARY KEY (projection, seq))"
 )
+FAILURES = (
+    "CREATE TABLE IF NOT EXISTS proj_failures ("
+    "name TEXT PRIMARY KEY, seq BIGINT NOT NULL, event_type TEXT NOT NULL, "
+    "error_class TEXT NOT NULL, message TEXT NOT NULL, first_failed_at TEXT NOT NULL, "
+    "last_failed_at TEXT NOT NULL, attempts BIGINT NOT NULL)"
+)
+"""The read models stopped at an event, one row each, written with the position's ``error``
+and deleted in the transaction that moves the read model past it (or by a rebuild)."""
+BOOKKEEPING = frozenset({"proj_positions", "proj_failures"})
+"""The runner's own tables: not rows of a read model."""
 CORRECTION = "correction.recorded"
 PAGE = 2000
 """Events a page holds at most: one transaction, each table written once (a rebuild of 20,000
 events: 500 a page cost about a fifth more time than 2,000, in statements and commits)."""
+RETRY_FIRST = 1.0
+"""Seconds a follower waits before it tries a stopped read model again; doubled after each
+failed try, up to :data:`RETRY_MAX`."""
+RETRY_MAX = 60.0
+
+logger = logging.getLogger("consent_ledger.projections")
 
 
 @dataclass(frozen=True)
@@ -56,6 +79,8 @@ class ProjectionStatus:
     lag_events: int
     lag_seconds: float
     error: str | None
+    failure: ReadModelFailure | None = None
+    """Where and why it stopped, when it did (``error`` says it in one line)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -66,7 +91,21 @@ class ProjectionStatus:
             "lag_events": self.lag_events,
             "lag_seconds": self.lag_seconds,
             "error": self.error,
+            "failure": None if self.failure is None else self.failure.as_dict(),
         }
+
+
+@dataclass
+class _Retry:
+    """When a follower tries a stopped read model again."""
+
+    at: float
+    delay: float
+    recorded: bool
+    """Stopped at an event (in ``proj_failures``), rather than by an error of no event's."""
+    seen: set[tuple[int, str, str]] = field(default_factory=set)
+    """The failures already reported (seq, error class, message): a retry that fails the same
+    way is not reported again."""
 
 
 class ProjectionRunner:
@@ -78,12 +117,19 @@ class ProjectionRunner:
         *,
         batch_size: int = PAGE,
         poll_interval: float = 0.5,
+        retry_first: float = RETRY_FIRST,
+        retry_max: float = RETRY_MAX,
     ) -> None:
         self.app = app
         self.db = db
         self.projections = {p.name: p for p in projections}
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.retry_first = retry_first
+        self.retry_max = retry_max
+        self._retries: dict[str, _Retry] = {}
+        self._failures: tuple[float, dict[str, ReadModelFailure]] | None = None
+        """The last reading of ``proj_failures`` (monotonic time, rows), for :meth:`failure`."""
         self._wake = threading.Event()
         self._ends: dict[str, int] = {}
         """Where the last page this runner committed for a projection ended: if the next one
@@ -92,6 +138,7 @@ class ProjectionRunner:
             db.lock_schema(sql)
             sql.execute(POSITIONS)
             sql.execute(CORRECTIONS)
+            sql.execute(FAILURES)
         for projection in projections:
             self._prepare(projection)
 
@@ -118,6 +165,9 @@ class ProjectionRunner:
         projection.drop(sql)
         sql.execute("DELETE FROM proj_positions WHERE name = ?", (projection.name,))
         sql.execute("DELETE FROM proj_corrections WHERE projection = ?", (projection.name,))
+        sql.execute("DELETE FROM proj_failures WHERE name = ?", (projection.name,))
+        self._retries.pop(projection.name, None)
+        self._failures = None
 
     def projection(self, name: str) -> Projection:
         try:
@@ -136,6 +186,7 @@ class ProjectionRunner:
         head = self.app.head()
         head_time = self._recorded_at(head)
         result = []
+        failures = self.failures()
         for name, version, position, error in self.db.query(
             "SELECT name, version, position, error FROM proj_positions ORDER BY name"
         ):
@@ -148,10 +199,49 @@ class ProjectionRunner:
                     lag_seconds = max(0.0, (head_time - behind).total_seconds())
             result.append(
                 ProjectionStatus(
-                    name, version, int(position), head, head - int(position), lag_seconds, error
+                    name,
+                    version,
+                    int(position),
+                    head,
+                    head - int(position),
+                    lag_seconds,
+                    error,
+                    failures.get(name),
                 )
             )
         return result
+
+    def failures(self, max_age: float = 0.0) -> dict[str, ReadModelFailure]:
+        """The read models stopped at an event, by name. ``max_age``: a reading that many
+        seconds old will do (a question that asks on every request need not query each time;
+        what this runner records or clears is seen at once)."""
+        cached = self._failures
+        if cached is not None and time.monotonic() - cached[0] <= max_age:
+            return cached[1]
+        read_at = time.monotonic()
+        found = {
+            str(row[0]): ReadModelFailure(
+                name=str(row[0]),
+                seq=int(row[1]),
+                event_type=str(row[2]),
+                error_class=str(row[3]),
+                message=str(row[4]),
+                first_failed_at=str(row[5]),
+                last_failed_at=str(row[6]),
+                attempts=int(row[7]),
+            )
+            for row in self.db.query(
+                "SELECT name, seq, event_type, error_class, message, first_failed_at, "
+                "last_failed_at, attempts FROM proj_failures ORDER BY name"
+            )
+            if row[0] in self.projections
+        }
+        self._failures = (read_at, found)
+        return found
+
+    def failure(self, name: str, max_age: float = 0.0) -> ReadModelFailure | None:
+        """Where and why read model ``name`` stopped, or None while it follows the log."""
+        return self.failures(max_age).get(name)
 
     def _recorded_at(self, seq: int) -> datetime | None:
         record = self.app.ledger.get_record(seq) if seq >= 1 else None
@@ -166,19 +256,32 @@ class ProjectionRunner:
     ) -> int:
         """Bring projections to the head of the log; the number of events read (one projection
         reading one event counts one, as ``progress`` is told)."""
-        read, failures = self._catch_up(names, progress)
+        read, failures, _ = self._catch_up(names, progress)
         if failures:
             raise failures[0]  # the others still caught up
         return read
 
+    def catch_up_each(self, names: Sequence[str] | None = None) -> list[PoisonEventError]:
+        """Like :meth:`catch_up`, but the projections stopped at an event are returned, not
+        raised: the others are at the head of the log either way."""
+        return self._catch_up(names, None)[1]
+
     def _catch_up(
-        self, names: Sequence[str] | None, progress: Callable[[int], None] | None
-    ) -> tuple[int, list[PoisonEventError]]:
+        self,
+        names: Sequence[str] | None,
+        progress: Callable[[int], None] | None,
+        *,
+        isolate: bool = False,
+    ) -> tuple[int, list[PoisonEventError], dict[str, Exception]]:
         """Projections at the same position go together: the log is read and decoded once for
         them, and each page of it is applied to all of them in one transaction. The lowest
-        group reads up to the next one's position, where the two become one."""
+        group reads up to the next one's position, where the two become one.
+
+        ``isolate``: an error of no event's (the database went away) stops only the group it
+        struck (returned by name), not the others; otherwise it is raised."""
         pending = [self.projection(name) for name in names or list(self.projections)]
         failures: list[PoisonEventError] = []
+        troubles: dict[str, Exception] = {}
         read = 0
         while pending:
             positions = self._positions([p.name for p in pending])
@@ -190,14 +293,23 @@ class ProjectionRunner:
             group = [p for p in behind if positions[p.name] == start]
             ahead = [positions[p.name] for p in behind if positions[p.name] > start]
             stop = min(ahead, default=head)
-            moved, failed = self._advance(group, start, stop)
+            try:
+                moved, failed = self._advance(group, start, stop)
+            except Exception as exc:
+                if not isolate:
+                    raise
+                for projection in group:
+                    self._ends.pop(projection.name, None)
+                    troubles[projection.name] = exc
+                pending = [p for p in pending if p.name not in troubles]
+                continue
             read += moved
             if progress is not None and moved:
                 progress(moved)
             failures += failed
             stopped = {f.projection for f in failed}
             pending = [p for p in pending if p.name not in stopped]
-        return read, failures
+        return read, failures, troubles
 
     def _positions(self, names: Sequence[str]) -> dict[str, int]:
         rows = self.db.query(
@@ -249,7 +361,8 @@ class ProjectionRunner:
         moved to ``end``. False when another runner moved one of them meanwhile (nothing done)."""
         names = sorted(p.name for p in group)
         with self.db.transaction() as sql:
-            if any(position != start for position in self._claim(sql, names)):
+            claimed = self._claim(sql, names)
+            if any(position != start for position, _ in claimed):
                 return False  # another runner moved it meanwhile: read again
             for projection in group:
                 if self._ends.pop(projection.name, None) != start:
@@ -264,6 +377,9 @@ class ProjectionRunner:
                 f"updated_at = ? WHERE name IN ({marks(len(names))})",
                 (end, _now(), *names),
             )
+            if any(error is not None for _, error in claimed):  # past the event it stopped at
+                sql.execute(f"DELETE FROM proj_failures WHERE name IN ({marks(len(names))})", names)
+                self._failures = None
         self._ends.update(dict.fromkeys(names, end))  # committed
         return True
 
@@ -289,23 +405,40 @@ class ProjectionRunner:
             return None
 
     def _record_error(self, exc: PoisonEventError) -> None:
+        """The failure, in ``proj_positions.error`` (one line) and ``proj_failures`` (its
+        parts); a failure again on the same event counts one more attempt."""
+        now = _now()
         with self.db.transaction() as sql:
             sql.execute(
                 "UPDATE proj_positions SET error = ?, error_seq = ?, updated_at = ? WHERE name = ?",
-                (str(exc), exc.seq, _now(), exc.projection),
+                (str(exc), exc.seq, now, exc.projection),
             )
+            sql.execute(
+                "INSERT INTO proj_failures (name, seq, event_type, error_class, message, "
+                "first_failed_at, last_failed_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, 1) "
+                "ON CONFLICT (name) DO UPDATE SET "
+                "attempts = CASE WHEN proj_failures.seq = excluded.seq "
+                "THEN proj_failures.attempts + 1 ELSE 1 END, "
+                "first_failed_at = CASE WHEN proj_failures.seq = excluded.seq "
+                "THEN proj_failures.first_failed_at ELSE excluded.first_failed_at END, "
+                "seq = excluded.seq, event_type = excluded.event_type, "
+                "error_class = excluded.error_class, message = excluded.message, "
+                "last_failed_at = excluded.last_failed_at",
+                (exc.projection, exc.seq, exc.type_name, exc.error_class, exc.message, now, now),
+            )
+        self._failures = None
 
-    def _claim(self, sql: Sql, names: Sequence[str]) -> list[int]:
-        """The positions, locked until this transaction ends (in name order, so two runners
-        never wait for each other): one runner per page, even when several processes run the
-        same projections."""
+    def _claim(self, sql: Sql, names: Sequence[str]) -> list[tuple[int, str | None]]:
+        """The positions and errors, locked until this transaction ends (in name order, so two
+        runners never wait for each other): one runner per page, even when several processes
+        run the same projections."""
         lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""
         rows = sql.execute(
-            f"SELECT position FROM proj_positions WHERE name IN ({marks(len(names))}) "
+            f"SELECT position, error FROM proj_positions WHERE name IN ({marks(len(names))}) "
             f"ORDER BY name{lock}",
             names,
         )
-        return [int(r[0]) for r in rows]
+        return [(int(r[0]), r[1]) for r in rows]
 
     def _apply(self, projection: Projection, sql: Sql, event: LoggedEvent) -> None:
         try:
@@ -357,29 +490,100 @@ class ProjectionRunner:
     # -- following -----------------------------------------------------------------------------
 
     def wait_for(self, seq: int, timeout: float, names: Sequence[str] | None = None) -> bool:
-        """Read your writes: True once every named projection has processed event ``seq``."""
+        """Read your writes: True once every named projection has processed event ``seq``,
+        False when ``timeout`` passes first. :class:`ReadModelStoppedError` at once when one of
+        them is stopped at an event up to ``seq``: it cannot get there until it is fixed."""
         deadline = time.monotonic() + timeout
         wanted = list(names or self.projections)
         while True:
-            if all(self.position(name) >= seq for name in wanted):
+            positions = self._positions(wanted)
+            behind = [name for name in wanted if positions[name] < seq]
+            if not behind:
                 return True
+            failures = self.failures()
+            for name in behind:
+                failure = failures.get(name)
+                if failure is not None and failure.seq <= seq:
+                    raise ReadModelStoppedError(failure)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
             time.sleep(min(0.05, remaining))
 
     def follow(self, stop: threading.Event, on_error: Callable[[PoisonEventError], None]) -> None:
-        """Catch up, then keep up until ``stop`` is set (a notification wakes it early)."""
-        failed: set[str] = set()
+        """Catch up, then keep up until ``stop`` is set (a notification wakes it early).
+
+        Each projection follows on its own: one stopped at an event waits, backing off, and
+        is tried again (``on_error`` is told of each new failure, not of a retry that fails the
+        same way); the others go on. An error of no event's (the database went away) backs off
+        the projections it struck the same way; nothing ends the loop but ``stop``."""
+        pause = self.retry_first
         with self._wakeups(stop):
             while not stop.is_set():
-                following = [name for name in self.projections if name not in failed]
-                if following:
-                    for exc in self._catch_up(following, None)[1]:
-                        failed.add(exc.projection)
-                        on_error(exc)
+                try:
+                    self._follow_step(on_error)
+                    pause = self.retry_first
+                except Exception as exc:  # reading positions or the log: the database went away
+                    logger.warning(
+                        "read models cannot read the log for now, tried again in %.0f s: %s: %s",
+                        pause,
+                        type(exc).__name__,
+                        error_message(exc),
+                    )
+                    stop.wait(pause)
+                    pause = min(pause * 2, self.retry_max)
                 self._wake.wait(self.poll_interval)
                 self._wake.clear()
+
+    def _follow_step(self, on_error: Callable[[PoisonEventError], None]) -> None:
+        """One look at the log for every projection not waiting to be tried again."""
+        if any(retry.recorded for retry in self._retries.values()):
+            # Rebuilt or moved on by another process meanwhile: no need to wait.
+            recorded = self.failures()
+            for name, retry in list(self._retries.items()):
+                if retry.recorded and name not in recorded:
+                    del self._retries[name]
+        now = time.monotonic()
+        due = [
+            name
+            for name in self.projections
+            if name not in self._retries or self._retries[name].at <= now
+        ]
+        if not due:
+            return
+        _, failures, troubles = self._catch_up(due, None, isolate=True)
+        stopped = {exc.projection for exc in failures} | set(troubles)
+        for name in due:
+            if name not in stopped and self._retries.pop(name, None) is not None:
+                logger.info("read model %s follows the log again", name)
+        for exc in failures:
+            if self._back_off(exc.projection, (exc.seq, exc.error_class, exc.message), True):
+                on_error(exc)
+        for name, trouble in troubles.items():
+            key = (0, type(trouble).__name__, error_message(trouble))
+            if self._back_off(name, key, False):
+                logger.warning(
+                    "read model %s cannot go on for now, tried again shortly: %s: %s",
+                    name,
+                    key[1],
+                    key[2],
+                )
+
+    def _back_off(self, name: str, failure: tuple[int, str, str], recorded: bool) -> bool:
+        """Schedule the next try of ``name``; True when this failure is new to this runner."""
+        retry = self._retries.get(name)
+        delay = self.retry_first if retry is None else min(retry.delay * 2, self.retry_max)
+        seen = set() if retry is None else retry.seen
+        self._retries[name] = _Retry(time.monotonic() + delay, delay, recorded, seen)
+        new = failure not in seen
+        seen.add(failure)
+        return new
+
+    def retrying(self) -> dict[str, float]:
+        """The projections this runner's :meth:`follow` waits to try again, and in how many
+        seconds it will."""
+        now = time.monotonic()
+        return {name: max(0.0, retry.at - now) for name, retry in self._retries.items()}
 
     def wake(self) -> None:
         """Look at the log now (a notification arrived, or ``follow`` should see its stop)."""
@@ -442,7 +646,7 @@ def table_digest(db: ProjectionDatabase, tables: Sequence[str] | None = None) ->
     import orjson
 
     digest = hashlib.sha256()
-    for table in tables or [t for t in db.table_names() if t != "proj_positions"]:
+    for table in tables or [t for t in db.table_names() if t not in BOOKKEEPING]:
         rows = db.query(f"SELECT * FROM {table}")
         digest.update(table.encode() + b"\n")
         for row in sorted(orjson.dumps(list(row), default=str) for row in rows):
