@@ -52,7 +52,7 @@ from ledger.errors import (
 )
 from ledger.mapper import LedgerMapper, format_time
 from ledger.merkle_log import Checkpointer, SignedCheckpoint
-from ledger.receipts import DecodedEvent, Receipt
+from ledger.receipts import DecodedEvent, Receipt, claimed_record, fact_position
 from ledger.recorder import Claim, LedgerRecorder, LogRecord
 from ledger.sealing import fact_subject_refs, open_data, seal_fact
 from ledger.subject_keys import LifecycleError, SubjectKeys
@@ -236,7 +236,7 @@ class LedgerApplication(Application[UUID]):
                 elif claim.digest != digests[index]:
                     raise IdempotencyConflictError(fact.event_id, claim.seq, index)
                 else:
-                    record = self.ledger.get_record(claim.seq)
+                    record = claimed_record(claim, self.ledger.get_record)
                     if record is None:
                         raise EventNotFoundError(claim.seq)
                     receipts[index] = Receipt.from_record(record, fact.event_id, duplicate=True)
@@ -382,6 +382,7 @@ class LedgerApplication(Application[UUID]):
     ) -> list[LogRecord]:
         principal: list[int] = []
         for fact, index in zip(facts, indexes, strict=True):
+            before = len(batch.events)
             try:
                 self._handle(batch, fact, now)
             except ValidationError as exc:
@@ -391,7 +392,7 @@ class LedgerApplication(Application[UUID]):
                 raise ValidationError.single(field, "subject_erased", str(exc)).at_index(
                     index
                 ) from None
-            principal.append(len(batch.events) - 1)
+            principal.append(fact_position(batch.events, before, fact.event_id))
         stored: list[StoredEvent] = [self.mapper.to_stored_event(e) for e in batch.events]
         claims = [
             Claim(fact.event_id, digest, position)

@@ -10,10 +10,19 @@ sequence number it concerns:
   and body (a row moved, swapped or copied);
 - a sequence number is missing (a row deleted) or present twice (a row inserted);
 - a stream's versions do not run 1, 2, 3 ... in sequence order;
-- an emitter's event id points at an event that is not there (the tail was cut);
+- an emitter's event id points at an event that is not there (the tail was cut), or at an
+  event that does not carry that id; an event id stands in the log twice; an event that
+  carries an emitter's event id has no claim (claims were removed, so a retry would store it
+  again);
 - the stored Merkle tree is not the tree of the entries;
 - a signed checkpoint does not verify, does not match the entries, or is larger than the log
-  (the tail was cut, claims and all).
+  (the tail was cut, claims and all);
+- checkpoints were removed: the database counts every checkpoint it stores, and the largest
+  size, in two counters of ``ledger_meta`` that triggers keep and that may only count up; fewer
+  checkpoints stored than counted, or none as large as the largest counted, is reported.
+
+The claims' content digests are keyed with the ledger's secret over the plaintext fact, so
+they are not recomputed here; a claim is checked against the event id its event carries.
 """
 
 from __future__ import annotations
@@ -63,6 +72,8 @@ def check_log(
     add = report.problems.append
     seen: set[int] = set()
     stream_versions: dict[str, list[tuple[int, int]]] = {}
+    event_ids: dict[int, str | None] = {}
+    first_seq_of: dict[str, int] = {}
     for record in recorder.select_record_rows():
         report.checked += 1
         if progress is not None:
@@ -120,6 +131,16 @@ def check_log(
             if problem is not None:
                 add(LogProblem(seq, problem))
         stream_versions.setdefault(body["stream"], []).append((entry.seq, body["stream_version"]))
+        event_id = body.get("event_id")
+        event_ids[seq] = event_id if isinstance(event_id, str) else None
+        if isinstance(event_id, str):
+            earlier = first_seq_of.setdefault(event_id, seq)
+            if earlier != seq:
+                add(
+                    LogProblem(
+                        seq, f"event id {event_id!r} is in the log already, as event {earlier}"
+                    )
+                )
     report.head = max(seen, default=0)
     for missing in sorted(set(range(1, report.head + 1)) - seen):
         add(LogProblem(missing, "missing (a row was deleted)"))
@@ -131,16 +152,68 @@ def check_log(
                     None, f"stream {stream}: versions {versions[:10]} do not run 1, 2, 3 in order"
                 )
             )
+    claimed: set[int] = set()
     for claim in recorder.select_all_claims():
+        claimed.add(claim.seq)
         if claim.seq not in seen:
             add(
                 LogProblem(
                     claim.seq, f"missing, though event id {claim.event_id!r} was recorded as it"
                 )
             )
+        elif claim.seq in event_ids and event_ids[claim.seq] != claim.event_id:
+            carried = event_ids[claim.seq]
+            add(
+                LogProblem(
+                    claim.seq,
+                    f"event id {claim.event_id!r} is claimed for this event, which carries "
+                    + ("no event id" if carried is None else repr(carried)),
+                )
+            )
+    for seq, event_id in sorted(event_ids.items()):
+        if event_id is not None and seq not in claimed:
+            add(
+                LogProblem(
+                    seq,
+                    f"event id {event_id!r} has no claim (claims were removed: a retry would "
+                    "record it again)",
+                )
+            )
     report.problems.extend(_check_tree(recorder, keyring, report.head, origin))
+    report.problems.extend(_check_checkpoint_counts(recorder))
     report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
     return report
+
+
+def _check_checkpoint_counts(recorder: LedgerRecorder) -> list[LogProblem]:
+    """Checkpoints the database counted when they were stored, and are not there now."""
+    meta = recorder.checkpoints_table.replace("ledger_checkpoints", "ledger_meta")
+    query = f"SELECT name, value FROM {meta} "  # noqa: S608 (our own table names)
+    counters = dict(
+        recorder._select(query + "WHERE name IN ('checkpoints_signed', 'checkpoint_largest')", ())
+    )
+    query = f"SELECT count(*), coalesce(max(size), 0) FROM {recorder.checkpoints_table}"  # noqa: S608
+    [(stored, largest)] = recorder._select(query, ())
+    problems = []
+    signed = int(counters.get("checkpoints_signed", 0))
+    if int(stored) < signed:
+        problems.append(
+            LogProblem(
+                None,
+                f"{signed - int(stored)} of the {signed} checkpoints signed are missing "
+                "(rows were removed from ledger_checkpoints)",
+            )
+        )
+    wanted = int(counters.get("checkpoint_largest", 0))
+    if int(largest) < wanted:
+        problems.append(
+            LogProblem(
+                None,
+                f"the checkpoint of size {wanted} was signed and is missing (the largest stored "
+                f"is of size {int(largest)})",
+            )
+        )
+    return problems
 
 
 def _check_concerns(recorder: LedgerRecorder, body: dict[str, Any]) -> str | None:

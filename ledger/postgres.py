@@ -2,7 +2,8 @@
 
 ``LOCK TABLE ... IN EXCLUSIVE MODE`` is the log's write lock: it serialises writers across
 processes (readers are not blocked), so the sequence number read under it is gapless. A
-trigger refuses UPDATE, DELETE and TRUNCATE of the log and its claims. Each commit also
+trigger refuses UPDATE, DELETE and TRUNCATE of every table of the log (events, claims, Merkle
+nodes, checkpoints, meta; meta's checkpoint counters may only count up). Each commit also
 notifies the channel ``<schema>_ledger_events`` for followers.
 """
 
@@ -74,6 +75,51 @@ CREATE OR REPLACE TRIGGER ledger_merkle_nodes_append_only
 CREATE OR REPLACE TRIGGER ledger_checkpoints_append_only
     BEFORE UPDATE OR DELETE ON {s}.ledger_checkpoints
     FOR EACH ROW EXECUTE FUNCTION {s}.ledger_refuse_change();
+CREATE OR REPLACE TRIGGER ledger_claims_no_truncate
+    BEFORE TRUNCATE ON {s}.ledger_claims
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.ledger_refuse_change();
+CREATE OR REPLACE TRIGGER ledger_merkle_nodes_no_truncate
+    BEFORE TRUNCATE ON {s}.ledger_merkle_nodes
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.ledger_refuse_change();
+CREATE OR REPLACE TRIGGER ledger_checkpoints_no_truncate
+    BEFORE TRUNCATE ON {s}.ledger_checkpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.ledger_refuse_change();
+CREATE OR REPLACE TRIGGER ledger_meta_no_truncate
+    BEFORE TRUNCATE ON {s}.ledger_meta
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.ledger_refuse_change();
+CREATE OR REPLACE TRIGGER ledger_meta_no_delete
+    BEFORE DELETE ON {s}.ledger_meta
+    FOR EACH ROW EXECUTE FUNCTION {s}.ledger_refuse_change();
+-- How many checkpoints were signed, and the largest size: counted by the database on every
+-- insert, so that verify-log names checkpoints that were removed (ledger/integrity.py).
+INSERT INTO {s}.ledger_meta (name, value)
+    SELECT 'checkpoints_signed', count(*)::text FROM {s}.ledger_checkpoints
+    ON CONFLICT (name) DO NOTHING;
+INSERT INTO {s}.ledger_meta (name, value)
+    SELECT 'checkpoint_largest', coalesce(max(size), 0)::text FROM {s}.ledger_checkpoints
+    ON CONFLICT (name) DO NOTHING;
+CREATE OR REPLACE FUNCTION {s}.ledger_meta_counts_up() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.name = OLD.name AND OLD.name IN ('checkpoints_signed', 'checkpoint_largest')
+        AND NEW.value::bigint >= OLD.value::bigint THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION '% is append-only (its checkpoint counters only count up)', TG_TABLE_NAME;
+END $$;
+CREATE OR REPLACE TRIGGER ledger_meta_append_only
+    BEFORE UPDATE ON {s}.ledger_meta
+    FOR EACH ROW EXECUTE FUNCTION {s}.ledger_meta_counts_up();
+CREATE OR REPLACE FUNCTION {s}.ledger_count_checkpoint() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE {s}.ledger_meta SET value = (value::bigint + 1)::text
+        WHERE name = 'checkpoints_signed';
+    UPDATE {s}.ledger_meta SET value = NEW.size::text
+        WHERE name = 'checkpoint_largest' AND value::bigint < NEW.size;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER ledger_checkpoints_counted
+    AFTER INSERT ON {s}.ledger_checkpoints
+    FOR EACH ROW EXECUTE FUNCTION {s}.ledger_count_checkpoint();
 CREATE TABLE IF NOT EXISTS {s}.ledger_subject_keys (
     pseudonym text PRIMARY KEY,
     wrapped bytea NOT NULL,

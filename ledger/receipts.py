@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from ledger.recorder import LogRecord
+from ledger.errors import LedgerError
+from ledger.recorder import LogRecord, RecordedClaim
 from ledger.verifier.entry import entry_hash
+
+LEGACY_CLAIM_REACH = 2
+"""How far before a claim's event the fact it names may be: claims stored before 2026-12 for a
+``request.fulfilled`` that closed an erasure name the ``subject.erased`` that follows the fact
+(with, between them, the subject's registration when the ledger first met it there)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,36 @@ class Receipt:
             "recorded_at": self.recorded_at,
             "duplicate": self.duplicate,
         }
+
+
+def fact_position(events: Sequence[Any], start: int, event_id: str) -> int:
+    """Where, among ``events[start:]`` (what one fact made the ledger record), the fact's own
+    event is: the one that carries its event id. The receipt and the claim name that event,
+    never one the ledger records because of it (the ``subject.erased`` after the
+    ``request.fulfilled`` that closes an erasure, a subject's registration)."""
+    for position in range(start, len(events)):
+        if getattr(events[position], "event_id", None) == event_id:
+            return position
+    raise LedgerError(f"no recorded event carries event id {event_id!r}")
+
+
+def claimed_record(
+    claim: RecordedClaim, get_record: Callable[[int], LogRecord | None]
+) -> LogRecord | None:
+    """The stored event a claim names: the one that carries its event id.
+
+    A claim stored before that rule (see :data:`LEGACY_CLAIM_REACH`) names a later event of the
+    same commit; the fact is then found a step or two before it, so a retry still gets the
+    fact's receipt.
+    """
+    record = get_record(claim.seq)
+    for seq in range(claim.seq - 1, max(claim.seq - 1 - LEGACY_CLAIM_REACH, 0), -1):
+        if record is None or orjson.loads(record.body).get("event_id") == claim.event_id:
+            break
+        earlier = get_record(seq)
+        if earlier is not None and orjson.loads(earlier.body).get("event_id") == claim.event_id:
+            return earlier
+    return record
 
 
 @dataclass(frozen=True)

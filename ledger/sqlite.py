@@ -2,7 +2,8 @@
 
 WAL journal with ``synchronous=FULL`` (a commit is fsynced before it returns), ``BEGIN
 IMMEDIATE`` as the log's write lock (it serialises writers across threads and processes), and
-triggers that refuse any UPDATE or DELETE of the log and its claims.
+triggers that refuse any UPDATE or DELETE of the log's tables (events, claims, Merkle nodes,
+checkpoints, meta; meta's checkpoint counters may only count up).
 """
 
 from __future__ import annotations
@@ -69,6 +70,25 @@ CREATE TRIGGER IF NOT EXISTS ledger_checkpoints_no_update BEFORE UPDATE ON ledge
 BEGIN SELECT RAISE(ABORT, 'ledger_checkpoints is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS ledger_checkpoints_no_delete BEFORE DELETE ON ledger_checkpoints
 BEGIN SELECT RAISE(ABORT, 'ledger_checkpoints is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS ledger_meta_no_delete BEFORE DELETE ON ledger_meta
+BEGIN SELECT RAISE(ABORT, 'ledger_meta is append-only'); END;
+-- How many checkpoints were signed, and the largest size: counted by the database on every
+-- insert, so that verify-log names checkpoints that were removed (ledger/integrity.py).
+INSERT OR IGNORE INTO ledger_meta (name, value)
+    SELECT 'checkpoints_signed', count(*) FROM ledger_checkpoints;
+INSERT OR IGNORE INTO ledger_meta (name, value)
+    SELECT 'checkpoint_largest', coalesce(max(size), 0) FROM ledger_checkpoints;
+CREATE TRIGGER IF NOT EXISTS ledger_meta_no_update BEFORE UPDATE ON ledger_meta
+WHEN NOT (NEW.name = OLD.name AND OLD.name IN ('checkpoints_signed', 'checkpoint_largest')
+    AND CAST(NEW.value AS INTEGER) >= CAST(OLD.value AS INTEGER))
+BEGIN SELECT RAISE(ABORT, 'ledger_meta is append-only (its checkpoint counters only count up)');
+END;
+CREATE TRIGGER IF NOT EXISTS ledger_checkpoints_counted AFTER INSERT ON ledger_checkpoints
+BEGIN
+    UPDATE ledger_meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'checkpoints_signed';
+    UPDATE ledger_meta SET value = NEW.size
+        WHERE name = 'checkpoint_largest' AND CAST(value AS INTEGER) < NEW.size;
+END;
 """
 
 KEYSTORE_SCHEMA = """

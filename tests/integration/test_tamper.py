@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+
+import psycopg
 import pytest
 from nacl.signing import SigningKey
 
@@ -195,3 +198,98 @@ def test_a_forged_checkpoint_is_named(filled: LedgerApplication, raw_db: RawData
     )
     messages = [p.message for p in verify(filled, raw_db).problems]
     assert any("checkpoint of size 8" in m and "does not verify" in m for m in messages), messages
+
+
+# -- what someone with database access can do without disabling anything, and what is caught
+
+
+LOG_TABLES = ("events", "claims", "merkle_nodes", "checkpoints", "meta")
+
+
+@pytest.mark.parametrize("table", LOG_TABLES)
+def test_no_table_of_the_log_can_be_emptied(
+    ledger: LedgerApplication, raw_db: RawDatabase, table: str
+) -> None:
+    pol = facts.policy()
+    ledger.append([pol, facts.consent(facts.ref("user"), pol["version"])])
+    ledger.sign_checkpoint()
+    # PostgreSQL empties a table with TRUNCATE (row triggers do not see it); SQLite with a
+    # DELETE without WHERE.
+    empty = f"TRUNCATE ledger_{table}" if raw_db.postgres else f"DELETE FROM ledger_{table}"
+    with pytest.raises((sqlite3.Error, psycopg.Error), match="append-only"):
+        raw_db.execute(empty)
+    [(count,)] = raw_db.execute(f"SELECT count(*) FROM ledger_{table}")
+    assert count > 0
+
+
+def test_the_checkpoint_counters_only_count_up(
+    ledger: LedgerApplication, raw_db: RawDatabase
+) -> None:
+    ledger.append([facts.policy()])
+    ledger.sign_checkpoint()
+    with pytest.raises((sqlite3.Error, psycopg.Error), match="append-only"):
+        raw_db.execute("UPDATE ledger_meta SET value = '0' WHERE name = 'checkpoints_signed'")
+    with pytest.raises((sqlite3.Error, psycopg.Error), match="append-only"):
+        raw_db.execute("DELETE FROM ledger_meta WHERE name = 'checkpoint_largest'")
+    assert dict(raw_db.execute("SELECT name, value FROM ledger_meta")) == {
+        "origin": ledger.checkpointer.origin if ledger.checkpointer else None,
+        "checkpoints_signed": "1",
+        "checkpoint_largest": "1",
+    }
+
+
+def test_removed_claims_are_named(filled: LedgerApplication, raw_db: RawDatabase) -> None:
+    claimed = dict(raw_db.execute("SELECT seq, event_id FROM ledger_claims"))
+    raw_db.execute("DELETE FROM ledger_claims")
+    problems = problems_of(verify(filled, raw_db))
+    assert set(problems) == set(claimed)
+    for seq, event_id in claimed.items():
+        assert f"event id {event_id!r} has no claim" in problems[seq]
+
+
+def test_a_fact_imported_again_after_its_claims_went_is_named(
+    filled: LedgerApplication, raw_db: RawDatabase
+) -> None:
+    pol = facts.policy()
+    again = facts.consent(facts.ref("user"), pol["version"])
+    filled.append([pol, again])  # seq 9; 10 registers the subject, 11 is the consent
+    raw_db.execute("DELETE FROM ledger_claims WHERE event_id = ?", (again["event_id"],))
+    [receipt] = filled.append([again])
+    assert receipt.seq == 12 and not receipt.duplicate  # what lost claims let through
+    problems = problems_of(verify(filled, raw_db))
+    assert f"event id {again['event_id']!r} is in the log already, as event 11" in problems[12]
+    assert "has no claim" in problems[11]
+
+
+def test_a_claim_moved_to_another_event_is_named(
+    filled: LedgerApplication, raw_db: RawDatabase
+) -> None:
+    [(event_id,)] = raw_db.execute("SELECT event_id FROM ledger_claims WHERE seq = 5")
+    raw_db.execute("UPDATE ledger_claims SET seq = 4 WHERE seq = 5")  # 4: a subject registered
+    problems = problems_of(verify(filled, raw_db))
+    assert (
+        f"event id {event_id!r} is claimed for this event, which carries no event id"
+        in (problems[4])
+    )
+    assert "has no claim" in problems[5]
+
+
+@pytest.mark.parametrize("removed", ["the middle one", "the last one", "all"])
+def test_removed_checkpoints_are_named(
+    ledger: LedgerApplication, raw_db: RawDatabase, removed: str
+) -> None:
+    pol = facts.policy()
+    for batch in ([pol], [facts.consent(facts.ref("user"), pol["version"])], [facts.policy()]):
+        ledger.append(batch)
+        ledger.sign_checkpoint()  # sizes 1, 3 and 4
+    assert verify(ledger, raw_db).ok
+    raw_db.drop_append_only_guards()
+    where = {"the middle one": "size = 3", "the last one": "size = 4", "all": "size > 0"}
+    raw_db.execute(f"DELETE FROM ledger_checkpoints WHERE {where[removed]}")
+    messages = [p.message for p in verify(ledger, raw_db).problems]
+    missing = 3 if removed == "all" else 1
+    assert f"{missing} of the 3 checkpoints signed are missing" in "\n".join(messages), messages
+    if removed != "the middle one":
+        assert any("the checkpoint of size 4 was signed and is missing" in m for m in messages), (
+            messages
+        )
