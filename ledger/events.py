@@ -219,6 +219,10 @@ class SubjectLifecycleStarted(Fact):
 
     TYPE = "subject.lifecycle_started"
     SUBJECT_SCOPED = True
+    guardian_consent_allowed: bool = False
+    """A guardian's consent stands for a minor's under this version (GDPR 8, PIPL 31). Off by
+    default, as in the seed policy: "If you are a minor under the age of 18, we will not provide
+    you with the Services"."""
     type: Literal["subject.lifecycle_started"]
     subject: SubjectRef
     reason: OrgText | None = None

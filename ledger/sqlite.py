@@ -9,6 +9,7 @@ checkpoints, meta; meta's checkpoint counters may only count up).
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -107,6 +108,10 @@ CREATE TABLE IF NOT EXISTS ledger_subject_generations (
 
 def connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
+    # The file is made here, readable by its owner only (0600, like the keys); SQLite gives its
+    # -wal and -shm files the database file's permissions.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
