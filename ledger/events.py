@@ -108,6 +108,10 @@ class PolicyVersionPublished(Fact):
     url: Annotated[str, StringConstraints(max_length=2000)] | None = None
     minimum_age: int | None = Field(default=None, ge=0, le=21)
     """Overrides the ledger's configured minimum age from this version on."""
+    guardian_consent_allowed: bool = False
+    """A guardian's consent stands for a minor's under this version (GDPR 8, PIPL 31). Off by
+    default, as in the seed policy: "If you are a minor under the age of 18, we will not provide
+    you with the Services"."""
 
     @pydantic.field_validator("purposes")
     @classmethod
@@ -219,10 +223,6 @@ class SubjectLifecycleStarted(Fact):
 
     TYPE = "subject.lifecycle_started"
     SUBJECT_SCOPED = True
-    guardian_consent_allowed: bool = False
-    """A guardian's consent stands for a minor's under this version (GDPR 8, PIPL 31). Off by
-    default, as in the seed policy: "If you are a minor under the age of 18, we will not provide
-    you with the Services"."""
     type: Literal["subject.lifecycle_started"]
     subject: SubjectRef
     reason: OrgText | None = None

@@ -10,7 +10,11 @@ from enum import StrEnum
 
 
 class LegalBasis(StrEnum):
-    """Why processing or a disclosure is lawful: consent, or a named exception to it."""
+    """Why processing or a disclosure is lawful: consent, or a named exception to it.
+
+    The seed policy's exceptions to consent are ``ledger.verifier.verdicts.CONSENT_EXCEPTIONS``;
+    ``legitimate_interest`` and ``public_interest`` hold only for a purpose declared with them.
+    """
 
     CONSENT = "consent"  # dpv:Consent
     CONTRACT = "contract"  # dpv:Contract (contract necessity)
@@ -84,6 +88,11 @@ class RefusalGround(StrEnum):
     RIGHTS_OF_OTHERS = "rights_of_others"
     PUBLIC_INTEREST = "public_interest"
     NO_DATA_HELD = "no_data_held"
+    # The seed policy: a request "that is unnecessarily repetitive, requires excessive technical
+    # means ... or is very unrealistic" may be refused (risks to others: RIGHTS_OF_OTHERS).
+    UNNECESSARILY_REPETITIVE = "unnecessarily_repetitive"
+    EXCESSIVE_TECHNICAL_MEANS = "excessive_technical_means"
+    UNREALISTIC = "unrealistic"
 
 
 class ErasureGround(StrEnum):

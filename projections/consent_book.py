@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ledger.verifier.consent_rules import Age, Decision, Policy, Verdict, verdict_at
-from projections.base import LoggedEvent, utc
+import orjson
+
+from ledger.verifier.consent_rules import Age, Decision, Policy, Verdict, policy_of, verdict_at
+from projections.base import LoggedEvent, dumps, utc
 from projections.database import Row, Sql, chunks, marks
 
 CONSENT_TYPES = frozenset({"consent.given", "consent.refused", "consent.withdrawn"})
@@ -18,6 +20,7 @@ BOOK_TYPES = CONSENT_TYPES | {"policy.version_published", "subject.age_attested"
 KEPT_SUBJECTS = 50_000
 """Subjects whose facts a projection's book keeps from page to page, at most (then it starts
 again, reading what it needs)."""
+POLICY_COLUMNS = "version, effective_at, material, minimum_age, seq, guardian_consent, bases"
 DECISION_COLUMNS = (
     "subject",
     "purpose",
@@ -56,7 +59,8 @@ class ConsentBook:
             ),
             self.policies_table: (
                 "version TEXT PRIMARY KEY, effective_at TEXT NOT NULL, material INTEGER NOT NULL, "
-                "minimum_age INTEGER, seq BIGINT NOT NULL"
+                "minimum_age INTEGER, seq BIGINT NOT NULL, guardian_consent INTEGER NOT NULL, "
+                "bases TEXT NOT NULL"
             ),
             self.ages_table: (
                 "subject TEXT NOT NULL, seq BIGINT NOT NULL, age INTEGER NOT NULL, "
@@ -135,22 +139,18 @@ class ConsentBook:
                         )
                     )
         elif event.type == "policy.version_published":
-            policy = Policy(
-                data["version"],
-                utc(data["effective_at"]),
-                bool(data["material"]),
-                data.get("minimum_age"),
-                event.seq,
-            )
+            policy = policy_of(data, event.seq)
             sql.execute(
-                f"INSERT INTO {self.policies_table} (version, effective_at, material, "
-                "minimum_age, seq) VALUES (?, ?, ?, ?, ?)",
+                f"INSERT INTO {self.policies_table} ({POLICY_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     policy.version,
                     policy.effective_at,
                     int(policy.material),
                     policy.minimum_age,
                     policy.seq,
+                    int(policy.guardian_consent_allowed),
+                    dumps(policy.bases),
                 ),
             )
             if self._policies is not None:
@@ -248,10 +248,8 @@ class ConsentBook:
     def policies(self, sql: Sql) -> dict[str, Policy]:
         if self._policies is not None:
             return self._policies
-        rows = sql.execute(
-            f"SELECT version, effective_at, material, minimum_age, seq FROM {self.policies_table}"
-        )
-        return {r[0]: Policy(r[0], r[1], bool(r[2]), r[3], int(r[4])) for r in rows}
+        rows = sql.execute(f"SELECT {POLICY_COLUMNS} FROM {self.policies_table}")
+        return {str(r[0]): policy_row(r) for r in rows}
 
     def age(self, sql: Sql, subject: str) -> Age | None:
         rows = sql.execute(
@@ -271,6 +269,19 @@ class ConsentBook:
             self.age(sql, subject),
             default_minimum_age,
         )
+
+
+def policy_row(r: Row) -> Policy:
+    """A policy version as its row (:data:`POLICY_COLUMNS`) holds it."""
+    return Policy(
+        str(r[0]),
+        str(r[1]),
+        bool(r[2]),
+        None if r[3] is None else int(r[3]),
+        int(r[4]),
+        bool(r[5]),
+        orjson.loads(r[6]),
+    )
 
 
 def subjects_and_purposes(event: LoggedEvent) -> list[tuple[str, str]]:

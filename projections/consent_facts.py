@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.verifier.consent_rules import Age, Decision, Policy, Verdict, verdict_at
-from projections.consent_book import ConsentBook
+from projections.consent_book import ConsentBook, policy_row
 from projections.database import ProjectionDatabase, Row
 
 
@@ -71,14 +71,16 @@ class FactReader:
             fingerprint = (
                 "encode(sha256(convert_to(string_agg(length(version) || ':' || version || ';' "
                 "|| effective_at || ';' || material || ';' || coalesce(minimum_age::text, '-') "
-                "|| ';' || seq, '/' ORDER BY seq), 'UTF8')), 'hex') AS value "
+                "|| ';' || seq || ';' || guardian_consent || ';' || bases, '/' ORDER BY seq), "
+                "'UTF8')), 'hex') AS value "
                 f"FROM {book.policies_table}"
             )
             differs = "IS DISTINCT FROM"
         else:  # in process: the text itself (no hash function in SQLite)
             fingerprint = (
                 "group_concat(length(version) || ':' || version || ';' || effective_at || ';' "
-                "|| material || ';' || coalesce(minimum_age, '-') || ';' || seq, '/') AS value "
+                "|| material || ';' || coalesce(minimum_age, '-') || ';' || seq || ';' "
+                "|| guardian_consent || ';' || bases, '/') AS value "
                 f"FROM (SELECT * FROM {book.policies_table} ORDER BY seq)"
             )
             differs = "IS NOT"
@@ -97,8 +99,9 @@ class FactReader:
             "ORDER BY attested_at DESC, seq DESC LIMIT 1) AS latest_age "
             "UNION ALL SELECT 'v', NULL, NULL, NULL, value, NULL, NULL, NULL, NULL "
             "FROM fingerprint "
-            "UNION ALL SELECT 'p', seq, material, minimum_age, version, effective_at, NULL, NULL, "
-            f"NULL FROM {book.policies_table}, fingerprint WHERE fingerprint.value {differs} ?"
+            "UNION ALL SELECT 'p', seq, material, minimum_age, version, effective_at, bases, "
+            "CAST(guardian_consent AS TEXT), NULL "
+            f"FROM {book.policies_table}, fingerprint WHERE fingerprint.value {differs} ?"
         )
         self._one_purpose = head + " AND purpose = ?" + tail
         self._every_purpose = head + tail
@@ -134,9 +137,7 @@ class FactReader:
             elif kind == "v":
                 fingerprint = None if t1 is None else str(t1)
             else:  # "p": the policy table changed since the fingerprint kept
-                fresh[str(t1)] = Policy(
-                    str(t1), str(t2), bool(n2), None if n3 is None else int(n3), int(n1)
-                )
+                fresh[str(t1)] = policy_row((t1, t2, n2, n3, n1, int(str(t4)), t3))
         if kept is not None and kept[0] == fingerprint:
             policies = kept[1]
         else:

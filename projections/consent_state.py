@@ -2,8 +2,9 @@
 
 Stored: every decision, the policy versions, age attestations, and the validity intervals
 derived from the decisions. Computed when asked (never stored by hand): expiry, renewal after
-a material policy change, a minor's consent without a guardian, so a question about a past
-moment gets the answer that was true then.
+a material policy change, a minor's consent (without a guardian, or with one under a policy
+version that accepts no guardian's consent), so a question about a past moment gets the answer
+that was true then.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ ERASURES = "proj_consent_erasures"
 
 class ConsentState(CorrectableProjection):
     name = "consent_state"
-    version = 2
+    version = 3
     topics = BOOK_TYPES | {"subject.erased"}
     tables: ClassVar[Mapping[str, str]] = {
         **BOOK.tables,

@@ -2,10 +2,10 @@
 
 GDPR 15(1)(c) asks for the specific recipients, so a row names the recipient; the query side
 joins its registered name, role and country. The verdict (``recipient_unregistered``,
-``recipient_terminated``, ``lawful_exception``, ``consent_valid`` or ``consent_missing``) is
-computed from the log by :func:`ledger.verifier.verdicts.disclosure_verdict`, the function the
-offline verifier's report uses too; a violation is still recorded (the ledger records facts, it
-does not hide them).
+``recipient_terminated``, ``legal_basis_not_permitted``, ``consent_missing``,
+``not_de_identified``, ``lawful_exception`` or ``consent_valid``) is computed from the log by
+:func:`ledger.verifier.verdicts.disclosure_verdict`, the function the offline verifier's report
+uses too; a violation is still recorded (the ledger records facts, it does not hide them).
 
 A later fact that changes the answer (a back-dated withdrawal, a material policy change, an age
 attestation, a recipient's registration) recomputes the affected rows, so the rows are always
@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from ledger.verifier.consent_rules import moment_text, verdict_at
+from ledger.verifier.consent_rules import declared_basis, moment_text, verdict_at
 from ledger.verifier.verdicts import (
     RECIPIENT_TYPES,
     VIOLATIONS,
@@ -70,7 +70,7 @@ RECIPIENT_COLUMNS = (
 
 class DisclosureHistory(CorrectableProjection):
     name = "disclosures"
-    version = 2
+    version = 3
     topics = BOOK_TYPES | RECIPIENT_TYPES | {"disclosure.recorded"}
     tables: ClassVar[Mapping[str, str]] = {
         **BOOK.tables,
@@ -155,6 +155,9 @@ class DisclosureHistory(CorrectableProjection):
             self._record_disclosure(corrected)
         elif original.type in RECIPIENT_TYPES:
             self._correct_recipient(sql, original, corrected)
+        if original.type == "policy.version_published":
+            # Rows citing it (the purposes' declared bases) and rows under consent may change.
+            self._page.policies.update({original.data["version"], corrected.data["version"]})
         self._recompute_after(original)
         self._recompute_after(corrected)
 
@@ -172,7 +175,14 @@ class DisclosureHistory(CorrectableProjection):
         policies = self.book.policies(sql)
 
         def verdict(
-            subject: str, occurred_at: str, recipient_id: str, purpose: str, legal_basis: str
+            subject: str,
+            occurred_at: str,
+            recipient_id: str,
+            purpose: str,
+            legal_basis: str,
+            kind: str,
+            de_identified: bool,
+            policy_version: str,
         ) -> tuple[str, int | None]:
             return disclosure_verdict(
                 occurred_at,
@@ -185,12 +195,17 @@ class DisclosureHistory(CorrectableProjection):
                     ages.get(subject),
                     self.default_minimum_age,
                 ),
+                declared_basis=declared_basis(policies, policy_version, purpose),
+                kind=kind,
+                de_identified=de_identified,
             )
 
         if page.rows:
             new = []
             for row in page.rows:
-                outcome, consent_seq = verdict(row[1], row[3], row[4], row[7], row[8])
+                outcome, consent_seq = verdict(
+                    row[1], row[3], row[4], row[7], row[8], row[5], bool(row[9]), row[11]
+                )
                 new.append((*row, outcome, int(outcome in VIOLATIONS), consent_seq))
             sql.insert(ROWS, ROW_COLUMNS, new)
             for row in new:
@@ -198,7 +213,9 @@ class DisclosureHistory(CorrectableProjection):
                     self._latest[row[1]] = row[3]
         changed = []
         for (seq, subject), row in stored.items():
-            outcome, consent_seq = verdict(subject, row[2], row[3], row[4], row[5])
+            outcome, consent_seq = verdict(
+                subject, row[2], row[3], row[4], row[5], row[9], bool(row[10]), row[11]
+            )
             now = (outcome, int(outcome in VIOLATIONS), consent_seq)
             if now != (row[6], int(row[7]), None if row[8] is None else int(row[8])):
                 changed.append((*now, seq, subject))
@@ -310,10 +327,11 @@ class DisclosureHistory(CorrectableProjection):
 
     def _rows_to_recompute(self, sql: Sql, page: _Page) -> dict[tuple[int, str], Row]:
         """The stored rows the page's facts can change: (seq, subject, occurred_at,
-        recipient_id, purpose, legal_basis, verdict, violation, consent_seq) by key."""
+        recipient_id, purpose, legal_basis, verdict, violation, consent_seq, kind,
+        de_identified, policy_version) by key."""
         columns = (
             "seq, subject, occurred_at, recipient_id, purpose, legal_basis, verdict, violation, "
-            "consent_seq"
+            "consent_seq, kind, de_identified, policy_version"
         )
         found: dict[tuple[int, str], Row] = {}
 
@@ -355,6 +373,12 @@ class DisclosureHistory(CorrectableProjection):
                 [page.policy_since],
                 lambda row: True,
             )
+        for versions in chunks(sorted(page.policies)):
+            select(f"policy_version IN ({marks(len(versions))})", versions, lambda row: True)
+        if page.policies:
+            # A corrected version can change the consent it was given under (its minimum age,
+            # whether it accepts a guardian's consent): every row under consent is asked again.
+            select("legal_basis = 'consent'", [], lambda row: True)
         for ids in chunks(sorted(page.recipients)):
             select(f"recipient_id IN ({marks(len(ids))})", ids, lambda row: True)
         return found
@@ -374,6 +398,8 @@ class _Page:
     """Subjects whose rows are all computed again (an age attestation)."""
     policy_since: str | None = None
     """Rows under consent at or after this moment (a material policy version)."""
+    policies: set[str] = field(default_factory=set)
+    """Corrected policy versions: the rows citing them, and every row under consent."""
     recipients: set[str] = field(default_factory=set)
 
 

@@ -84,7 +84,7 @@ CHUNK = 500
 
 class Retention(CorrectableProjection):
     name = "retention"
-    version = 1
+    version = 2
     topics = BOOK_TYPES | REQUEST_TYPES | INCIDENT_TYPES | {DISCLOSURE, LIFECYCLE, ERASED}
     tables: ClassVar[Mapping[str, str]] = {
         **BOOK.tables,

@@ -4,8 +4,9 @@ Decisions for one subject and purpose are ordered by when they occurred (then by
 number, so a back-dated fact takes its place in time without reordering the log). Each
 ``given`` opens a validity interval, closed by the next decision or by its own expiry.
 Whether an interval makes consent valid at a moment also depends on facts that can arrive
-later: a material policy change (renewal required) and the subject's attested age
-(a minor's consent without a guardian is invalid). Statuses use W3C DPV terms.
+later: a material policy change (renewal required) and the subject's attested age (a minor's
+consent is invalid without a guardian, and with one too when the policy version it was given
+under does not accept a guardian's consent). Statuses use W3C DPV terms.
 
 Standard library only: the consent-state and disclosure read models and the offline verifier's
 report (:mod:`ledger.verifier.report`) decide with this one implementation.
@@ -14,8 +15,9 @@ report (:mod:`ledger.verifier.report`) decide with this one implementation.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from ledger.verifier.times import parse_utc, utc
 
@@ -26,6 +28,7 @@ DPV_STATUS = {
     "expired": "dpv:ConsentExpired",
     "renewal_required": "dpv:ConsentInvalidated",
     "invalid_minor": "dpv:ConsentInvalidated",
+    "guardian_not_allowed": "dpv:ConsentInvalidated",
     "erased": "dpv:ConsentInvalidated",
 }
 
@@ -60,6 +63,29 @@ class Policy:
     material: bool
     minimum_age: int | None
     seq: int
+    guardian_consent_allowed: bool = False
+    """A guardian's consent stands for a minor's (otherwise a minor's consent is never valid)."""
+    bases: Mapping[str, str] = field(default_factory=dict)
+    """Purpose id -> the legal basis the version declares for it."""
+
+
+def policy_of(data: Mapping[str, Any], seq: int) -> Policy:
+    """The policy version a ``policy.version_published`` fact (its data) publishes."""
+    return Policy(
+        data["version"],
+        utc(data["effective_at"]),
+        bool(data["material"]),
+        data.get("minimum_age"),
+        seq,
+        bool(data.get("guardian_consent_allowed", False)),
+        {p["id"]: p["legal_basis"] for p in data["purposes"]},
+    )
+
+
+def declared_basis(policies: Mapping[str, Policy], version: str, purpose: str) -> str | None:
+    """The legal basis ``version`` declares for ``purpose`` (None: not known to this reader)."""
+    policy = policies.get(version)
+    return None if policy is None else policy.bases.get(purpose)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,8 +224,16 @@ def _qualify(
         if policy is not None and policy.minimum_age is not None
         else default_minimum_age
     )
-    if age is not None and not span.guardian and age_on(age, span.valid_from) < minimum:
-        return Verdict(False, "invalid_minor", age.seq, span.policy_version, span.valid_from)
+    if age is not None and age_on(age, span.valid_from) < minimum:
+        # "If you are a minor under the age of 18, we will not provide you with the Services":
+        # a minor's consent is not valid, unless a guardian gave it under a version that
+        # accepts a guardian's consent.
+        if not span.guardian:
+            return Verdict(False, "invalid_minor", age.seq, span.policy_version, span.valid_from)
+        if policy is None or not policy.guardian_consent_allowed:
+            return Verdict(
+                False, "guardian_not_allowed", age.seq, span.policy_version, span.valid_from
+            )
     return Verdict(True, "given", span.given_seq, span.policy_version, span.valid_from)
 
 

@@ -41,8 +41,10 @@ from ledger.verifier.consent_rules import (
     Decision,
     Policy,
     Verdict,
+    declared_basis,
     in_time_order,
     intervals,
+    policy_of,
     superseded_at,
     verdict_at,
 )
@@ -312,13 +314,7 @@ def _read_context(facts: Iterable[_Fact], context: _Context) -> None:
     for fact in facts:
         data, kind = fact.data, fact.type
         if kind == POLICY:
-            context.policies[data["version"]] = Policy(
-                data["version"],
-                utc(data["effective_at"]),
-                bool(data["material"]),
-                data.get("minimum_age"),
-                fact.seq,
-            )
+            context.policies[data["version"]] = policy_of(data, fact.seq)
         elif kind in RECIPIENT_TYPES:
             recipient_id = data["recipient_id"]
             after = recipient_after(
@@ -619,6 +615,11 @@ def _disclosure_rows(
                     fact.occurred_at,
                     settings.minimum_age,
                 ),
+                declared_basis=declared_basis(
+                    context.policies, data["policy_version"], data["purpose"]
+                ),
+                kind=data["kind"],
+                de_identified=bool(data["de_identified"]),
             )
             yield {
                 "seq": fact.seq,

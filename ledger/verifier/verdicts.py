@@ -1,14 +1,22 @@
 """The verdict on one subject's row of a disclosure, and the recipients it depends on.
 
-A disclosure names a recipient, a purpose and a legal basis; each subject it lists gets one of:
+A disclosure names a recipient, a purpose (of a policy version), a legal basis, a kind and
+whether the data was de-identified; each subject it lists gets the first of these that applies:
 
 - ``recipient_unregistered``: the recipient was not registered when the disclosure occurred;
 - ``recipient_terminated``: the recipient had been terminated when it occurred;
-- ``lawful_exception``: a legal basis other than consent (legal obligation, vital interests ...);
-- ``consent_valid`` / ``consent_missing``: consent for the purpose was, or was not, valid for
-  that subject when it occurred (see :mod:`ledger.verifier.consent_rules`).
+- ``legal_basis_not_permitted``: the legal basis is neither consent, nor the basis the policy
+  version declares for the purpose, nor one of the policy's exceptions to consent
+  (:data:`CONSENT_EXCEPTIONS`): the seed policy shares "unless we obtain your authorized consent
+  or such information falls under an exception";
+- ``consent_missing``: the basis is consent, and consent for the purpose was not valid for that
+  subject when it occurred (see :mod:`ledger.verifier.consent_rules`);
+- ``not_de_identified``: delegated processing of data that was not de-identified ("We will
+  employ the technical means to de-sensitize personal information subject to delegate
+  processing");
+- ``consent_valid`` / ``lawful_exception``: none of the above, under consent or under another
+  permitted basis.
 
-The first three are checked in that order; the last two only for the legal basis ``consent``.
 Standard library only: the disclosure read model and the offline verifier's report decide with
 this one function.
 """
@@ -25,10 +33,39 @@ VERDICTS = (
     "consent_valid",
     "consent_missing",
     "lawful_exception",
+    "legal_basis_not_permitted",
+    "not_de_identified",
     "recipient_unregistered",
     "recipient_terminated",
 )
-VIOLATIONS = frozenset({"recipient_unregistered", "recipient_terminated", "consent_missing"})
+VIOLATIONS = frozenset(
+    {
+        "recipient_unregistered",
+        "recipient_terminated",
+        "legal_basis_not_permitted",
+        "consent_missing",
+        "not_de_identified",
+    }
+)
+CONSENT_EXCEPTIONS = frozenset(
+    {
+        "legal_obligation",
+        "national_security",
+        "public_health",
+        "criminal_investigation",
+        "vital_interest",
+        "made_public_by_subject",
+        "contract",
+        "publicly_disclosed_information",
+        "service_safety",
+    }
+)
+"""The seed policy's exceptions to consent: legal obligation, national security, public health,
+criminal investigation, vital interests, data made public by the user, contract necessity,
+publicly disclosed information, service safety (values of ``ledger.vocabulary.LegalBasis``).
+``legitimate_interest`` and ``public_interest`` are not among them: a disclosure may rest on
+them only for a purpose the policy version declares with that basis."""
+DELEGATED = "delegated_processing"
 
 REGISTERED = "recipient.registered"
 UPDATED = "recipient.updated"
@@ -81,22 +118,44 @@ def recipient_after(
     raise ValueError(f"{type_name} is not a recipient fact")
 
 
+def basis_permitted(legal_basis: str, declared: str | None) -> bool:
+    """May a disclosure rest on ``legal_basis``, for a purpose declared with ``declared``?
+
+    Consent always may (whether it was valid is asked next); another basis only when it is the
+    purpose's declared basis or one of :data:`CONSENT_EXCEPTIONS`.
+    """
+    return legal_basis == "consent" or legal_basis == declared or legal_basis in CONSENT_EXCEPTIONS
+
+
 def disclosure_verdict(
     occurred_at: str,
     legal_basis: str,
     recipient: Recipient | None,
     consent: Callable[[], Verdict],
+    *,
+    declared_basis: str | None,
+    kind: str,
+    de_identified: bool,
 ) -> tuple[str, int | None]:
     """The verdict on one subject's row, and the event that decided consent (if it was asked).
 
     ``consent`` answers "was consent for the purpose valid for this subject at ``occurred_at``?";
     it is called only when the legal basis is consent and the recipient could receive data.
+    ``declared_basis``: the basis the cited policy version declares for the purpose (see
+    :func:`ledger.verifier.consent_rules.declared_basis`).
     """
     if recipient is None or recipient.registered_at > occurred_at:
         return "recipient_unregistered", None
     if recipient.terminated_at is not None and recipient.terminated_at <= occurred_at:
         return "recipient_terminated", None
-    if legal_basis != "consent":
-        return "lawful_exception", None
-    verdict = consent()
-    return ("consent_valid" if verdict.valid else "consent_missing"), verdict.seq
+    if not basis_permitted(legal_basis, declared_basis):
+        return "legal_basis_not_permitted", None
+    consent_seq: int | None = None
+    if legal_basis == "consent":
+        verdict = consent()
+        if not verdict.valid:
+            return "consent_missing", verdict.seq
+        consent_seq = verdict.seq
+    if kind == DELEGATED and not de_identified:
+        return "not_de_identified", consent_seq
+    return ("consent_valid" if legal_basis == "consent" else "lawful_exception"), consent_seq

@@ -10,6 +10,7 @@ import pytest
 
 from ledger.application import LedgerApplication
 from ledger.config import Settings
+from ledger.errors import ValidationError
 from projections.consent_state import ConsentState, ConsentStateView
 from projections.disclosures import DisclosureHistory, DisclosureHistoryView
 from projections.runner import ProjectionRunner, table_digest
@@ -140,17 +141,135 @@ def test_a_minors_consent_is_invalid_once_the_age_is_known(world: World) -> None
     assert world.verdicts() == ["consent_missing"]
 
 
-def test_a_guardians_consent_stays_valid_for_a_minor(world: World) -> None:
-    world.record(facts.age(world.subject, 15))
+def test_a_guardians_consent_is_not_a_minors_unless_the_policy_accepts_it(world: World) -> None:
+    # The world's policy leaves guardian_consent_allowed out: off, as in the seed policy ("If
+    # you are a minor under the age of 18, we will not provide you with the Services").
+    [age_seq] = world.record(facts.age(world.subject, 15))
     guardian = {"name": "A Parent", "relationship": "parent"}
-    world.record(world.consent_fact("given", -1, guardian=guardian))
+    world.record(world.consent_fact("given", -1, guardian=guardian), world.disclosure(-0.5))
+    verdict = world.consent.decide(world.pseudonym, "marketing_email", NOW)
+    assert verdict.answer(world.pseudonym, "marketing_email") | {"since": None} == {
+        "subject": world.pseudonym,
+        "purpose": "marketing_email",
+        "allowed": False,
+        "status": "guardian_not_allowed",
+        "dpv_status": "dpv:ConsentInvalidated",
+        "decided_by_seq": age_seq,
+        "policy_version": world.policy["version"],
+        "since": None,
+    }
+    [state] = world.consent.state(world.pseudonym, NOW)
+    assert state.as_dict()["status"] == "guardian_not_allowed"
+    assert world.verdicts() == ["consent_missing"]
+
+
+def test_a_guardians_consent_stands_for_a_minors_where_the_policy_accepts_it(
+    world: World,
+) -> None:
+    accepting = facts.policy(
+        guardian_consent_allowed=True, effective_at=at(-100), occurred_at=at(-100)
+    )
+    world.record(accepting, facts.age(world.subject, 15))
+    guardian = {"name": "A Parent", "relationship": "parent"}
+    [given] = world.record(
+        facts.consent(
+            world.subject, accepting["version"], occurred_at=at(-1), guardian=guardian
+        ),
+        facts.disclosure(
+            world.recipient["recipient_id"],
+            [world.subject],
+            accepting["version"],
+            occurred_at=at(-0.5),
+        ),
+    )[:1]
+    verdict = world.consent.decide(world.pseudonym, "marketing_email", NOW)
+    assert (verdict.valid, verdict.status, verdict.seq) == (True, "given", given)
+    assert world.verdicts() == ["consent_valid"]
+    # Without a guardian, the same version still refuses a minor's own consent.
+    other = facts.ref("user")
+    world.record(facts.age(other, 15))
+    with pytest.raises(ValidationError) as refused:
+        world.record(facts.consent(other, accepting["version"], occurred_at=at(-1)))
+    assert refused.value.problems[0].rule == "subject_is_minor"
+
+
+def test_a_corrected_policy_version_changes_the_verdicts_it_decides(world: World) -> None:
+    guardian = {"name": "A Parent", "relationship": "parent"}
+    world.record(facts.age(world.subject, 15))
+    world.record(world.consent_fact("given", -10, guardian=guardian), world.disclosure(-5))
+    assert world.verdicts() == ["consent_missing"]
+    correction = {
+        "type": "correction.recorded",
+        "event_id": facts.ref("e"),
+        "occurred_at": at(0),
+        "corrects_event_id": world.policy["event_id"],
+        "reason": "the published text accepts a parent's consent for members aged 14 to 17",
+        "corrected_fields": {"guardian_consent_allowed": True},
+    }
+    world.record(correction)
     assert world.consent.decide(world.pseudonym, "marketing_email", NOW).valid
+    assert world.verdicts() == ["consent_valid"]
 
 
 def test_a_disclosure_under_a_lawful_exception(world: World) -> None:
     world.record(world.disclosure(-5, legal_basis="criminal_investigation"))
     [row] = world.disclosures.find(subject=world.pseudonym)
     assert (row.verdict, row.violation) == ("lawful_exception", False)
+
+
+def test_a_basis_the_policy_neither_declares_nor_excepts_is_a_violation(world: World) -> None:
+    # "We will not share your personal information with third parties unless we obtain your
+    # authorized consent or such information falls under an exception."
+    world.record(world.consent_fact("given", -50), world.consent_fact("withdrawn", -30))
+    world.record(world.disclosure(-20, legal_basis="legitimate_interest"))
+    [row] = world.disclosures.find(subject=world.pseudonym)
+    assert (row.verdict, row.violation, row.consent_seq) == (
+        "legal_basis_not_permitted",
+        True,
+        None,
+    )
+    # The purpose's declared basis is permitted (service_provision: contract), and so is every
+    # exception the policy lists, whatever the purpose.
+    world.record(
+        world.disclosure(-10, purpose="service_provision", legal_basis="contract"),
+        world.disclosure(-9, legal_basis="vital_interest"),
+        world.disclosure(-8, purpose="service_provision", legal_basis="public_interest"),
+    )
+    assert world.verdicts() == [
+        "legal_basis_not_permitted",
+        "lawful_exception",
+        "lawful_exception",
+        "legal_basis_not_permitted",
+    ]
+
+
+def test_delegated_processing_of_data_not_de_identified_is_a_violation(world: World) -> None:
+    # "We will employ the technical means to de-sensitize personal information subject to
+    # delegate processing."
+    [given] = world.record(world.consent_fact("given", -50))
+    world.record(
+        world.disclosure(-20, kind="delegated_processing", de_identified=False),
+        world.disclosure(-19, kind="delegated_processing", de_identified=True),
+        world.disclosure(-18, kind="sharing", de_identified=False),
+        world.disclosure(
+            -17,
+            kind="delegated_processing",
+            de_identified=False,
+            purpose="service_provision",
+            legal_basis="contract",
+        ),
+    )
+    rows = world.disclosures.find(subject=world.pseudonym)
+    assert [(r.verdict, r.violation, r.consent_seq) for r in rows] == [
+        ("not_de_identified", True, given),
+        ("consent_valid", False, given),
+        ("consent_valid", False, given),
+        ("not_de_identified", True, None),
+    ]
+    # Consent missing comes first: a row has one verdict, the first that applies.
+    world.record(world.consent_fact("withdrawn", -15))
+    world.record(world.disclosure(-10, kind="delegated_processing", de_identified=False))
+    assert world.verdicts()[-1] == "consent_missing"
 
 
 def test_disclosures_to_unregistered_or_terminated_recipients_are_flagged(world: World) -> None:
