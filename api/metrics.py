@@ -2,12 +2,15 @@
 overdue requests and incidents.
 
 Counters of the ledger and the read models are read when Prometheus scrapes (a collector),
-so nothing on the append path waits for them. No label carries a subject or a token.
+so nothing on the append path waits for them. No label carries a subject or a token. A
+read model's query that fails (its register cannot be read) leaves its own gauge out, never
+the others: the read models' positions and failures are always there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -15,7 +18,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ledger.application import LedgerApplication
+from projections.base import error_message
 from projections.read_models import ReadModels
+
+logger = logging.getLogger("consent_ledger.metrics")
 
 
 class LedgerCollector(Collector):
@@ -41,15 +47,15 @@ class LedgerCollector(Collector):
                 "Seconds since the latest checkpoint was signed (alert when events wait)",
                 max(0.0, (now - signed).total_seconds()),
             )
-        yield GaugeMetricFamily(
+        yield from _gauge(
             "ledger_requests_overdue",
             "Data-subject requests still open past their due date",
-            len(self.models.requests.list(now, overdue_only=True)),
+            lambda: len(self.models.requests.list(now, overdue_only=True)),
         )
-        yield GaugeMetricFamily(
+        yield from _gauge(
             "ledger_incidents_authority_overdue",
             "Incidents not notified to the authority past their deadline (GDPR 33: 72 hours)",
-            sum(1 for incident in self.models.incidents.list(now) if incident.authority_overdue),
+            lambda: sum(1 for i in self.models.incidents.list(now) if i.authority_overdue),
         )
         lag = GaugeMetricFamily(
             "ledger_projection_lag_events",
@@ -61,18 +67,57 @@ class LedgerCollector(Collector):
             "How far behind a read model is, in seconds",
             labels=["projection"],
         )
+        position = GaugeMetricFamily(
+            "ledger_projection_position",
+            "Sequence number of the last event a read model processed",
+            labels=["projection"],
+        )
         failed = GaugeMetricFamily(
             "ledger_projection_failed",
-            "1 when a read model stopped at a poison event",
+            "1 when a read model stopped at an event it cannot process",
+            labels=["projection"],
+        )
+        failed_seq = GaugeMetricFamily(
+            "ledger_projection_failed_seq",
+            "Sequence number of the event a stopped read model fails on",
+            labels=["projection"],
+        )
+        failure = GaugeMetricFamily(
+            "ledger_projection_failure",
+            "1 for each stopped read model, naming the event type and the error class "
+            "(the message: /readyz, `projections status`)",
+            labels=["projection", "event_type", "error"],
+        )
+        attempts = GaugeMetricFamily(
+            "ledger_projection_failure_attempts",
+            "Times the runner tried a stopped read model's event and failed",
             labels=["projection"],
         )
         for status in self.models.runner.status():
             lag.add_metric([status.name], status.lag_events)
             lag_seconds.add_metric([status.name], status.lag_seconds)
+            position.add_metric([status.name], status.position)
             failed.add_metric([status.name], 1 if status.error else 0)
-        yield lag
-        yield lag_seconds
-        yield failed
+            if status.failure is not None:
+                failed_seq.add_metric([status.name], status.failure.seq)
+                failure.add_metric(
+                    [status.name, status.failure.event_type, status.failure.error_class], 1
+                )
+                attempts.add_metric([status.name], status.failure.attempts)
+        yield from (lag, lag_seconds, position, failed, failed_seq, failure, attempts)
+
+
+def _gauge(
+    name: str, documentation: str, value: Callable[[], float]
+) -> Iterator[GaugeMetricFamily]:
+    """The gauge, unless computing it fails (a register that cannot be read): then none, and
+    a log line, so the rest of ``/metrics`` still answers."""
+    try:
+        measured = value()
+    except Exception as exc:
+        logger.warning("metric %s left out: %s: %s", name, type(exc).__name__, error_message(exc))
+        return
+    yield GaugeMetricFamily(name, documentation, measured)
 
 
 class Metrics:

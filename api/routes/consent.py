@@ -12,6 +12,7 @@ from api.deps import LedgerDep, ReadModelsDep, StateReader
 from api.examples import DECISION, STATE, example
 from api.problems import COMMON, ProblemError
 from ledger.application import LedgerApplication
+from projections.base import ReadModelFailure, ReadModelStoppedError
 from projections.consent_facts import SubjectFacts
 from projections.read_models import ReadModels
 
@@ -25,12 +26,31 @@ WaitFor = Annotated[
 ]
 
 WAIT_SECONDS = 5.0
+READ_MODEL = "consent_state"
+STOPPED_RETRY_SECONDS = 30
+
+
+def _stopped(failure: ReadModelFailure) -> ProblemError:
+    """503 naming the stopped read model, the event and the error: its answers would miss
+    every fact recorded after that event (a withdrawal), so none is given."""
+    return ProblemError(
+        503,
+        "Read model stopped",
+        f"{failure.describe()}; consent questions are answered again once it is fixed and "
+        "rebuilt (docs/operations.md, When a read model fails)",
+        retry_after=STOPPED_RETRY_SECONDS,
+        **failure.as_dict(),
+    )
 
 
 def _wait(models: ReadModels, seq: int | None) -> None:
-    """Read your writes: wait, bounded, until the consent state has processed ``seq``.
+    """Read your writes: wait, bounded, until the consent state has processed ``seq``; 503 at
+    once while the consent state is stopped at an event (with or without ``seq``).
 
     In the threadpool, with the question it precedes (one hop for both)."""
+    failure = models.runner.failure(READ_MODEL, max_age=1.0)
+    if failure is not None:
+        raise _stopped(failure)
     if seq is None:
         return
     head = models.runner.app.head()
@@ -39,7 +59,10 @@ def _wait(models: ReadModels, seq: int | None) -> None:
         raise ProblemError(
             422, "No such event yet", f"no event {seq} was recorded (the log ends at {head})"
         )
-    done = models.runner.wait_for(seq, WAIT_SECONDS, ["consent_state"])
+    try:
+        done = models.runner.wait_for(seq, WAIT_SECONDS, [READ_MODEL])
+    except ReadModelStoppedError as exc:
+        raise _stopped(exc.failure) from None
     if not done:
         raise ProblemError(
             503,

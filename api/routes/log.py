@@ -35,6 +35,7 @@ from ledger.merkle_log import SignedCheckpoint
 from ledger.signing import Keyring
 from ledger.verifier.merkle import leaf_hash
 from ledger.verifier.note import format_verifier_key
+from projections.runner import ProjectionStatus
 
 router = APIRouter(tags=["log"], responses=COMMON)
 
@@ -91,7 +92,36 @@ def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Storage answers and the read models keep up",
-    responses=example({"status": "ready", "head": 44}),
+    description=(
+        "200 `ready`: storage answers and every read model is within "
+        f"{READY_LAG_EVENTS:,} events of the head. 200 `degraded`: the same, but a read model "
+        "is stopped at an event it cannot process; `failed` names each (`read_model`, the "
+        "event's `seq` and `event_type`, the `error` class and its `message`). This process "
+        "still takes appends and answers from the other read models, and another process "
+        "would fail the same way, so it stays in the load balancer; questions that need the "
+        "stopped read model answer 503 naming it (alert on `ledger_projection_failed`). "
+        "503: storage does not answer, or a read model that is not stopped is more than "
+        f"{READY_LAG_EVENTS:,} events behind (`lagging`)."
+    ),
+    responses=example(
+        {
+            "status": "degraded",
+            "head": 44,
+            "failed": [
+                {
+                    "read_model": "disclosures",
+                    "seq": 41,
+                    "event_type": "disclosure.recorded",
+                    "error": "OverflowError",
+                    "message": "date value out of range",
+                    "since": "2026-07-01T10:00:00.000000Z",
+                    "last_attempt": "2026-07-01T10:05:00.000000Z",
+                    "attempts": 9,
+                    "position": 40,
+                }
+            ],
+        }
+    ),
 )
 def readyz(ledger: LedgerDep, models: ReadModelsDep) -> dict[str, Any]:
     try:
@@ -99,13 +129,26 @@ def readyz(ledger: LedgerDep, models: ReadModelsDep) -> dict[str, Any]:
         statuses = models.runner.status()
     except Exception:
         raise ProblemError(503, "Not ready", "storage does not answer") from None
-    failed = [s.name for s in statuses if s.error]
-    lagging = [s.name for s in statuses if s.lag_events > READY_LAG_EVENTS]
-    if failed or lagging:
+    failed = [_failed(s) for s in statuses if s.error]
+    lagging = [s.name for s in statuses if not s.error and s.lag_events > READY_LAG_EVENTS]
+    if lagging:
         raise ProblemError(
-            503, "Not ready", "read models are failing or behind", failed=failed, lagging=lagging
+            503,
+            "Not ready",
+            f"read models are more than {READY_LAG_EVENTS:,} events behind: {', '.join(lagging)}",
+            failed=failed,
+            lagging=lagging,
         )
+    if failed:
+        return {"status": "degraded", "head": head, "failed": failed}
     return {"status": "ready", "head": head}
+
+
+def _failed(status: ProjectionStatus) -> dict[str, Any]:
+    """A stopped read model as ``/readyz`` names it."""
+    if status.failure is None:  # recorded before failures had their own table
+        return {"read_model": status.name, "message": status.error, "position": status.position}
+    return {**status.failure.as_dict(), "position": status.position}
 
 
 # -- entries and proofs -------------------------------------------------------------------------
