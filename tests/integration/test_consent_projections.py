@@ -48,10 +48,15 @@ class World:
         self.policy = facts.policy(effective_at=at(-100), occurred_at=at(-100))
         self.recipient = facts.recipient(role="third_party", occurred_at=at(-100))
         self.subject = facts.ref("user")
-        self.pseudonym = ledger.subject_keys.pseudonym(self.subject)
         ledger.append([self.policy, self.recipient])
         self.consent = ConsentStateView(runner.db)
         self.disclosures = DisclosureHistoryView(runner.db)
+
+    @property
+    def pseudonym(self) -> str:
+        """The subject's pseudonym now (the ledger makes one when it first meets the
+        reference; an erased reference has none)."""
+        return self.ledger.subject_keys.pseudonym(self.subject)
 
     def consent_fact(self, kind: str, days: float, **fields: Any) -> dict[str, Any]:
         return facts.consent(
@@ -172,9 +177,7 @@ def test_a_guardians_consent_stands_for_a_minors_where_the_policy_accepts_it(
     world.record(accepting, facts.age(world.subject, 15))
     guardian = {"name": "A Parent", "relationship": "parent"}
     [given] = world.record(
-        facts.consent(
-            world.subject, accepting["version"], occurred_at=at(-1), guardian=guardian
-        ),
+        facts.consent(world.subject, accepting["version"], occurred_at=at(-1), guardian=guardian),
         facts.disclosure(
             world.recipient["recipient_id"],
             [world.subject],

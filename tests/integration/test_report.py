@@ -41,6 +41,7 @@ RECIPIENTS = (
     "rcp-brightline-ads",
     "rcp-tellus-sms",
     "rcp-knpa-cyber",
+    "rcp-example-japan",
     "rcp-hostile",
     "rcp-never-registered",
 )
@@ -259,6 +260,8 @@ def test_disclosure_verdicts_agree_with_the_read_model_for_every_scope(desk: Des
         "lawful_exception",
         "recipient_unregistered",
         "recipient_terminated",
+        "legal_basis_not_permitted",  # evt-0045: legitimate interest after an unsubscribe
+        "not_de_identified",  # evt-0019: support tickets entrusted as they were
     }
     assert verdicts_of_report(desk.render({"kind": "all"})) == verdicts_of_view(everything)
     for user in USERS:
@@ -303,6 +306,8 @@ def test_the_planted_violations_appear_in_the_html_and_the_csv(desk: Desk) -> No
         ("dsc-plant-4", "user-10482"): "consent_missing",
         ("dsc-2026-05-brightline", "user-10482"): "recipient_unregistered",  # the correction
         ("dsc-2026-04-northwind", "user-20917"): "consent_missing",  # the back-dated withdrawal
+        ("dsc-2026-11-example-japan-newsletter", "user-10482"): "legal_basis_not_permitted",
+        ("dsc-2026-05-northwind-support", "user-10482"): "not_de_identified",
     }
     for key, verdict in expected.items():
         assert by_disclosure[key]["verdict"] == verdict, key
