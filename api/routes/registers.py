@@ -18,6 +18,7 @@ from api.examples import DISCLOSURES, INCIDENT, REQUESTS, example
 from api.problems import WRITES, ProblemError
 from api.routes.events import RECEIPT_EXAMPLE, parse_body
 from api.signatures import HEADER, check_request_signature
+from ledger.verifier.spreadsheet import csv_row
 
 router = APIRouter(tags=["histories and registers"], responses=WRITES)
 
@@ -97,7 +98,7 @@ async def disclosures(
         if items:
             writer.writerow(items[0].keys())
         for item in items:
-            writer.writerow(";".join(v) if isinstance(v, list) else v for v in item.values())
+            writer.writerow(csv_row(item.values()))
         headers = {"Link": f'<?cursor={following}>; rel="next"'} if following else None
         return Response(out.getvalue(), media_type="text/csv", headers=headers)
     return JSONResponse({"items": items, "next_cursor": following})

@@ -49,6 +49,7 @@ from ledger.verifier.consent_rules import (
     verdict_at,
 )
 from ledger.verifier.corrections import CORRECTION, apply_corrections
+from ledger.verifier.spreadsheet import csv_text
 from ledger.verifier.times import parse_utc, stored, utc
 from ledger.verifier.verdicts import (
     RECIPIENT_TYPES,
@@ -846,6 +847,11 @@ _SPECIAL = re.compile("[&<>\"']")
 """What :func:`html.escape` replaces: text without any of it is its own escape."""
 
 
+def _csv(value: Any) -> str:
+    """A value as the CSV files write it: as the report does, formulas neutralised."""
+    return csv_text(_text(value))
+
+
 def _write_csv(
     directory: Path, name: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]
 ) -> None:
@@ -853,7 +859,7 @@ def _write_csv(
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:
-            writer.writerow([_text(row[c]) for c in columns])
+            writer.writerow([_csv(row[c]) for c in columns])
 
 
 def _table_head(out: IO[str], headings: Sequence[str]) -> None:
@@ -980,7 +986,7 @@ def _write_report(
 
         def to_csv(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             for row in rows:
-                writer.writerow([_text(row[c]) for c in DISCLOSURE_COLUMNS])
+                writer.writerow([_csv(row[c]) for c in DISCLOSURE_COLUMNS])
                 yield row
 
         _write_disclosures(
@@ -1108,7 +1114,7 @@ def _write_consent(
             out, ("purpose", "status", "DPV status", "since", "policy version", "decided by event")
         )
         for row in _consent_status_rows(subject, context, settings):
-            status_csv.writerow([_text(row[c]) for c in CONSENT_STATUS_COLUMNS])
+            status_csv.writerow([_csv(row[c]) for c in CONSENT_STATUS_COLUMNS])
             _table_row(
                 out,
                 (
@@ -1137,7 +1143,7 @@ def _write_consent(
             ),
         )
         for row in _consent_rows(subject, context, settings):
-            timeline_csv.writerow([_text(row[c]) for c in CONSENT_COLUMNS])
+            timeline_csv.writerow([_csv(row[c]) for c in CONSENT_COLUMNS])
             _table_row(
                 out,
                 (

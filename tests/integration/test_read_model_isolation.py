@@ -464,3 +464,34 @@ def test_rebuild_while_the_cause_is_still_there_says_so(deployment: Deployment) 
     assert caught.value.seq == Fault.seq
     failure = d.worker.failure("consent_state")
     assert failure is not None and failure.attempts == 1  # the rebuild counts anew
+
+
+def test_cli_queries_fail_only_on_a_read_model_they_read(
+    ledger: LedgerApplication, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's read models, with a consent state that fails on a chosen event (a real
+    subclass put where ``ReadModels`` takes it from)."""
+    monkeypatch.setattr("projections.read_models.ConsentState", FailingConsentState)
+    recipient, people = story(ledger)
+    Fault.seq = seq_of(ledger, "consent.given")
+
+    check = run_cli(settings, "consent", "check", people[0], "marketing_email")
+    assert check.exit_code == 1
+    assert f"projection consent_state stopped at event {Fault.seq} (consent.given)" in (
+        check.stderr
+    )
+    assert "consent-ledger projections rebuild consent_state" in check.stderr
+
+    listed = run_cli(settings, "disclosures", "--recipient", recipient["recipient_id"])
+    assert listed.exit_code == 0, listed.output
+    assert len(json.loads(listed.stdout)) == 4
+    assert "warning: projection consent_state stopped" in listed.stderr
+
+    again = run_cli(settings, "projections", "rebuild", "consent_state")
+    assert again.exit_code == 1 and "the cause is still there" in again.stderr
+
+    Fault.clear()  # the fix
+    fixed = run_cli(settings, "projections", "rebuild", "consent_state")
+    assert fixed.exit_code == 0, fixed.output
+    check = run_cli(settings, "consent", "check", people[0], "marketing_email")
+    assert check.exit_code == 0 and check.stderr == ""

