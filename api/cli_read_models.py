@@ -2,7 +2,8 @@
 
 Query commands first bring the read models up to the head of the log, so what they print
 includes every event recorded before they ran (read your writes), whether or not a
-``projections run`` worker is running.
+``projections run`` worker is running. A read model stopped at an event fails only the
+commands that read it (naming it, the event and the error); the others warn and answer.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import csv
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -27,15 +28,27 @@ from projections.base import PoisonEventError
 from projections.read_models import ReadModels, ReadModelSettings
 from projections.retention import retention_loop
 
+RECOVERY = (
+    "fix the cause (upgrade), then `consent-ledger projections rebuild {name}` "
+    "(docs/operations.md, When a read model fails)"
+)
+
 
 @contextmanager
-def read_models(ctx: click.Context, *, catch_up: bool = True) -> Iterator[ReadModels]:
+def read_models(
+    ctx: click.Context, *, catch_up: bool = True, needs: Sequence[str] | None = None
+) -> Iterator[ReadModels]:
+    """The read models, caught up. ``needs``: the read models the command reads (default:
+    all); one of them stopped at an event fails the command, another is only warned of."""
     settings: Settings = ctx.obj
     app = open_ledger(settings)
     models = ReadModels(app, settings, ReadModelSettings.from_env())
     try:
         if catch_up:
-            models.runner.catch_up()
+            for exc in models.runner.catch_up_each():
+                if needs is None or exc.projection in needs:
+                    raise click.ClickException(f"{exc}; {RECOVERY.format(name=exc.projection)}")
+                click.echo(f"warning: {exc} (not used here)", err=True)
         yield models
     finally:
         models.close()
@@ -103,7 +116,10 @@ def projections_run(ctx: click.Context, once: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def projections_status(ctx: click.Context, as_json: bool) -> None:
-    """Each read model's position, lag (events and seconds) and error, if any."""
+    """Each read model's position, lag (events and seconds) and error, if any.
+
+    A read model stopped at an event is shown FAILED, with the event (seq and type), the
+    error, since when and how many tries, and how to recover."""
     with read_models(ctx, catch_up=False) as models:
         statuses = models.runner.status()
     if as_json:
@@ -114,14 +130,26 @@ def projections_status(ctx: click.Context, as_json: bool) -> None:
             f"{s.name:<14} version {s.version:<22} position {s.position:>9} of {s.head:<9} "
             f"lag {s.lag_events} events, {s.lag_seconds:.1f} s"
         )
-        click.echo(line + (f"  FAILED: {s.error}" if s.error else ""))
+        if s.failure is not None:
+            f = s.failure
+            line += (
+                f"  FAILED at event {f.seq} ({f.event_type}): {f.error_class}: {f.message}"
+                f"\n{'':<14} since {f.first_failed_at}, {f.attempts} tries, the last at "
+                f"{f.last_failed_at}; {RECOVERY.format(name=s.name)}"
+            )
+        elif s.error:
+            line += f"  FAILED: {s.error}"
+        click.echo(line)
 
 
 @projections_group.command("rebuild")
 @click.argument("names", nargs=-1)
 @click.pass_context
 def projections_rebuild(ctx: click.Context, names: tuple[str, ...]) -> None:
-    """Drop NAMES (default: all) and rebuild them from the first event."""
+    """Drop NAMES (default: all) and rebuild them from the first event.
+
+    The way back for a read model stopped at an event, once the cause is fixed: the others
+    are left as they are. If the cause is still there, it stops at the same event again."""
     with read_models(ctx, catch_up=False) as models:
         total = models.runner.app.head()
         chosen = list(names) or list(models.runner.projections)
@@ -131,7 +159,12 @@ def projections_rebuild(ctx: click.Context, names: tuple[str, ...]) -> None:
             with click.progressbar(
                 length=total, label=f"rebuilding {name}", file=sys.stderr
             ) as bar:
-                models.runner.rebuild([name], progress=bar.update)
+                try:
+                    models.runner.rebuild([name], progress=bar.update)
+                except PoisonEventError as exc:
+                    raise click.ClickException(
+                        f"{exc}; the cause is still there: {RECOVERY.format(name=name)}"
+                    ) from None
         click.echo(f"rebuilt {', '.join(chosen)} from {total} events")
 
 
@@ -149,7 +182,7 @@ def consent_group() -> None:
 @click.pass_context
 def consent_state(ctx: click.Context, subject: str, moment: datetime | None) -> None:
     """Every purpose SUBJECT decided on, with its status at the moment."""
-    with read_models(ctx) as models:
+    with read_models(ctx, needs=["consent_state"]) as models:
         pseudonym = models.runner.app.subject_keys.pseudonym(subject)
         states = models.consent.state(pseudonym, _moment(moment))
     _echo_json({"subject": pseudonym, "purposes": [s.as_dict() for s in states]})
@@ -162,7 +195,7 @@ def consent_state(ctx: click.Context, subject: str, moment: datetime | None) -> 
 @click.pass_context
 def consent_check(ctx: click.Context, subject: str, purpose: str, moment: datetime | None) -> None:
     """May PURPOSE be used for SUBJECT? Exit status 0 when yes, 3 when no."""
-    with read_models(ctx) as models:
+    with read_models(ctx, needs=["consent_state"]) as models:
         pseudonym = models.runner.app.subject_keys.pseudonym(subject)
         verdict = models.consent.decide(pseudonym, purpose, _moment(moment))
     _echo_json(verdict.answer(pseudonym, purpose))
@@ -188,7 +221,7 @@ def disclosures(
     as_csv: bool,
 ) -> None:
     """Disclosure history, one row per subject per disclosure, with its verdict."""
-    with read_models(ctx) as models:
+    with read_models(ctx, needs=["disclosures"]) as models:
         pseudonym = None if subject is None else models.runner.app.subject_keys.pseudonym(subject)
         rows: list[dict[str, Any]] = []
         after = None
@@ -221,7 +254,7 @@ def disclosures(
 def incidents(ctx: click.Context, incident_id: str | None) -> None:
     """The incident register with deadlines (or one incident)."""
     now = datetime.now(UTC)
-    with read_models(ctx) as models:
+    with read_models(ctx, needs=["incidents"]) as models:
         if incident_id is None:
             _echo_json([record.as_dict() for record in models.incidents.list(now)])
             return
@@ -238,7 +271,7 @@ def incidents(ctx: click.Context, incident_id: str | None) -> None:
 def requests(ctx: click.Context, overdue: bool, subject: str | None) -> None:
     """The data-subject request register with due dates."""
     now = datetime.now(UTC)
-    with read_models(ctx) as models:
+    with read_models(ctx, needs=["requests"]) as models:
         pseudonym = None if subject is None else models.runner.app.subject_keys.pseudonym(subject)
         records = models.requests.list(now, overdue_only=overdue, subject=pseudonym)
     _echo_json([record.as_dict() for record in records])
