@@ -137,9 +137,18 @@ def test_a_poison_event_stops_its_projection_and_is_never_skipped(
         assert "event 3 (policy.version_published)" in str(caught.value)
         [status] = runner.status()
         assert status.position == 2 and status.error and "event 3" in status.error
+        assert status.failure is not None
+        assert (status.failure.seq, status.failure.event_type) == (3, "policy.version_published")
+        assert (status.failure.error_class, status.failure.message) == (
+            "ValueError",
+            "cannot handle this one",
+        )
         assert [r[0] for r in db.query("SELECT seq FROM proj_counting ORDER BY seq")] == [1, 2]
         with pytest.raises(PoisonEventError):
             runner.catch_up()  # still there, still not skipped
+        failure = runner.failure("counting")
+        assert failure is not None and failure.attempts == 2
+        assert failure.first_failed_at == status.failure.first_failed_at
         Counting.poison = set()  # the code is fixed
         runner.catch_up()
         assert [r[0] for r in db.query("SELECT seq FROM proj_counting ORDER BY seq")] == [
@@ -149,7 +158,7 @@ def test_a_poison_event_stops_its_projection_and_is_never_skipped(
             4,
             5,
         ]
-        assert runner.status()[0].error is None
+        assert runner.status()[0].error is None and runner.failure("counting") is None
     finally:
         Counting.poison = set()
         db.close()
