@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 
 from api.clients import Client, ClientStore, Scope
 from api.problems import ProblemError
 from ledger.application import LedgerApplication
+from ledger.events import EARLIEST, HORIZON, MAX_OFFSET, check_one_line
 from projections.read_models import ReadModels
 
 # The dependencies are coroutines: FastAPI runs a plain function in the threadpool, a hop
@@ -63,3 +67,50 @@ StateReader = Annotated[Client, Depends(authorised(Scope.READ_STATE))]
 HistoryReader = Annotated[Client, Depends(authorised(Scope.READ_HISTORY))]
 IncidentManager = Annotated[Client, Depends(authorised(Scope.MANAGE_INCIDENTS))]
 Admin = Annotated[Client, Depends(authorised(Scope.ADMIN))]
+
+
+# -- query and path parameters (docs/api.md, "Parameters") ----------------------------------------
+
+
+def _query_time(value: datetime) -> datetime:
+    """A time parameter: without an offset it is UTC; the offset within +-14:00; from
+    1970-01-01T00:00:00Z to 2200-01-01T00:00:00Z (the ledger's horizon), both included."""
+    moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    offset = moment.utcoffset()
+    if offset is not None and abs(offset) > MAX_OFFSET:
+        raise PydanticCustomError(
+            "offset_out_of_range", "the UTC offset must be within -14:00 and +14:00"
+        )
+    try:
+        in_utc: datetime | None = moment.astimezone(UTC)
+    except OverflowError:
+        in_utc = None
+    if in_utc is None or not EARLIEST <= in_utc <= HORIZON:
+        raise PydanticCustomError(
+            "time_out_of_range",
+            "times must be from 1970-01-01T00:00:00Z to 2200-01-01T00:00:00Z (in UTC)",
+        )
+    return in_utc
+
+
+QueryTime = Annotated[datetime, AfterValidator(_query_time)]
+"""A time parameter, in UTC once parsed (see :func:`_query_time`)."""
+QueryText = Annotated[str, AfterValidator(check_one_line)]
+"""A text parameter or path segment: no control character (NUL included)."""
+
+
+async def single_values(request: Request) -> None:
+    """Every query parameter is given at most once: a repeated one is refused, not guessed."""
+    for name in request.query_params:
+        count = len(request.query_params.getlist(name))
+        if count > 1:
+            detail = f"{name} is given {count} times; give it once"
+            raise ProblemError(
+                400,
+                "Invalid parameter",
+                detail,
+                errors=[{"field": f"query.{name}", "rule": "repeated", "detail": detail}],
+            )
+
+
+SingleValues = Depends(single_values)

@@ -214,6 +214,9 @@ class RightsRequest(LedgerAggregate):
     class Extended(LedgerEvent):
         TYPE = "request.extended"
 
+        def apply(self, aggregate: RightsRequest) -> None:
+            aggregate.extension_days += int(self.data["extension_days"])
+
     class Fulfilled(LedgerEvent):
         TYPE = "request.fulfilled"
 
@@ -230,6 +233,7 @@ class RightsRequest(LedgerAggregate):
         self.subject: str = data["subject"]
         self.kind: str = data["kind"]
         self.outcome: str | None = None
+        self.extension_days = 0
 
     def check_step(self, subject: str) -> None:
         if self.outcome is not None:
@@ -237,6 +241,16 @@ class RightsRequest(LedgerAggregate):
         if subject != self.subject:
             raise rule(
                 "subject", "subject_mismatch", "the request was received for another subject"
+            )
+
+    def check_may_extend(self, days: int, most: int) -> None:
+        """All the extensions of a request add up to at most ``most`` days."""
+        if self.extension_days + days > most:
+            raise rule(
+                "extension_days",
+                "extensions_exceed_maximum",
+                f"the request was extended by {self.extension_days} days already; all "
+                f"extensions together are at most {most} days",
             )
 
 

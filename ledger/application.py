@@ -338,17 +338,20 @@ class LedgerApplication(Application[UUID]):
         return facts
 
     def _check_clocks(self, facts: list[ev.Fact], now: datetime) -> None:
+        """No time at which something happened (``occurred_at``, ``detected_at``, also as a
+        correction sets it) is later than the ledger's clock plus the tolerance."""
         limit = now + self.limits.future_tolerance
         problems = [
             FieldProblem(
-                "occurred_at",
-                "occurred_in_future",
-                f"occurred_at {fact.occurred_at.isoformat()} is after the ledger's clock "
+                field,
+                f"{field.rpartition('.')[2].removesuffix('_at')}_in_future",
+                f"{field} {moment.isoformat()} is after the ledger's clock "
                 f"{format_time(now)} by more than {self.limits.future_tolerance}",
                 index,
             )
             for index, fact in enumerate(facts)
-            if fact.occurred_at > limit
+            for field, moment in ev.happened_times(fact)
+            if moment > limit
         ]
         if problems:
             raise ValidationError(problems)
@@ -556,6 +559,8 @@ class LedgerApplication(Application[UUID]):
                 )
                 pseudonym = batch.keys.pseudonym(fact.subject)
                 request.check_step(pseudonym)
+                if isinstance(fact, ev.RequestExtended):
+                    request.check_may_extend(fact.extension_days, ev.MAX_TOTAL_EXTENSION_DAYS)
                 request_events: dict[type[ev.Fact], type[LedgerEvent]] = {
                     ev.RequestIdentityVerified: RightsRequest.IdentityVerified,
                     ev.RequestExtended: RightsRequest.Extended,

@@ -12,13 +12,15 @@ ledger never stores them in plaintext: see :mod:`ledger.sealing`. ``docs/events.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, TypeAlias, Union, get_args, get_origin
 
 import orjson
 import pydantic
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
 from ledger.errors import FieldProblem, ValidationError
@@ -37,6 +39,112 @@ from ledger.vocabulary import (
 CATALOGUE_VERSION = 1
 MAX_EVENT_BYTES = 64 * 1024
 MAX_SUBJECTS_PER_EVENT = 1000
+MAX_DEPTH = 8
+"""JSON nesting: objects and arrays within one another, the event itself at depth 1."""
+
+# -- bounds (docs/events.md, "Bounds") -----------------------------------------------------------
+# Every time a fact carries is inside [EARLIEST, LATEST) once converted to UTC, so that every
+# deadline and period end the ledger derives from it (at most MAX_PERIOD_DAYS later, or a
+# request's due days plus its extensions) stays before HORIZON: well inside what every part of
+# the stack (Python datetimes, the stored text form, the verifier, the report) computes with.
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+"""The earliest time a fact may carry (included)."""
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+"""Every time a fact carries is before this."""
+HORIZON = datetime(2200, 1, 1, tzinfo=UTC)
+"""Every deadline and period end derived from a fact's times is before this."""
+MAX_OFFSET = timedelta(hours=14)
+"""UTC offsets of real time zones run from -12:00 to +14:00; whole minutes only."""
+MAX_PERIOD_DAYS = 36_500
+"""The longest period counted from a time: a retention period or legal hold (100 years)."""
+MAX_EXTENSION_DAYS = 60
+"""One ``request.extended``: at most this many days."""
+MAX_TOTAL_EXTENSION_DAYS = 365
+"""All the extensions of one request together."""
+MAX_COUNT = 2**31 - 1
+"""Counts of people (``subject_count``, ``approximate_subject_count``)."""
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROLS_BUT_WHITESPACE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _offset_text(offset: timedelta) -> str:
+    sign = "-" if offset < timedelta(0) else "+"
+    minutes = abs(offset) // timedelta(minutes=1)
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def check_time(value: datetime) -> datetime:
+    """A time within the bounds: offset within +-14:00, and in [EARLIEST, LATEST) in UTC."""
+    offset = value.utcoffset()
+    if offset is None or abs(offset) > MAX_OFFSET or offset % timedelta(minutes=1):
+        shown = "none" if offset is None else _offset_text(offset)
+        raise PydanticCustomError(
+            "offset_out_of_range",
+            "the UTC offset must be whole minutes from -14:00 to +14:00, not {offset}",
+            {"offset": shown},
+        )
+    try:
+        in_utc: datetime | None = value.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 pushed outside Python's range by the offset
+        in_utc = None
+    if in_utc is None or not EARLIEST <= in_utc < LATEST:
+        raise PydanticCustomError(
+            "time_out_of_range",
+            "times must be from 1970-01-01T00:00:00Z up to (not including) "
+            "2100-01-01T00:00:00Z, after conversion to UTC",
+        )
+    return value
+
+
+def check_one_line(value: str) -> str:
+    """No control character at all (C0, U+0000 to U+001F, and DEL)."""
+    found = _CONTROLS.search(value)
+    if found:
+        raise PydanticCustomError(
+            "control_character",
+            "control character U+{code} at position {position}; this field takes none",
+            {"code": f"{ord(found.group()):04X}", "position": found.start()},
+        )
+    return value
+
+
+def check_free_text(value: str) -> str:
+    """Free text: tab, line feed and carriage return, and no other control character."""
+    found = _CONTROLS_BUT_WHITESPACE.search(value)
+    if found:
+        raise PydanticCustomError(
+            "control_character",
+            "control character U+{code} at position {position}; free text takes only "
+            "tab, line feed and carriage return",
+            {"code": f"{ord(found.group()):04X}", "position": found.start()},
+        )
+    return value
+
+
+def _check_unique(values: list[str]) -> list[str]:
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise PydanticCustomError(
+            "repeated", "each value may appear once; repeated: {values}", {"values": repeated}
+        )
+    return values
+
+
+OneLine = AfterValidator(check_one_line)
+FreeText = AfterValidator(check_free_text)
+Unique = AfterValidator(_check_unique)
+
+
+@dataclass(frozen=True)
+class Happened:
+    """Marks the time something happened: not after the ledger's clock (plus its tolerance)."""
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(check_time)]
+"""Any time in the catalogue: RFC 3339 with an offset, within the bounds above."""
+HappenedAt = Annotated[Moment, Happened()]
 
 
 @dataclass(frozen=True)
@@ -49,14 +157,17 @@ class PersonalData:
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
 ]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-OrgText = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), OneLine]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=64), OneLine]
+OrgText = Annotated[str, StringConstraints(min_length=1, max_length=4000), FreeText]
+Url = Annotated[str, StringConstraints(max_length=2000), OneLine]
 SubjectRef = Annotated[
-    str, StringConstraints(min_length=1, max_length=256), PersonalData("subject")
+    str, StringConstraints(min_length=1, max_length=256), OneLine, PersonalData("subject")
 ]
 PersonalText = Annotated[
-    str, StringConstraints(min_length=1, max_length=2000), PersonalData("text")
+    str, StringConstraints(min_length=1, max_length=2000), FreeText, PersonalData("text")
 ]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
 DataCategory = Annotated[
@@ -80,7 +191,7 @@ class Fact(_Model):
     """True when the fact concerns one subject, named by its ``subject`` field."""
 
     event_id: Identifier
-    occurred_at: AwareDatetime
+    occurred_at: HappenedAt
 
 
 # -- policy -----------------------------------------------------------------------------------
@@ -90,7 +201,7 @@ class Purpose(_Model):
     id: PurposeId
     name: Name
     legal_basis: LegalBasis
-    retention_days: int = Field(ge=0, le=36500)
+    retention_days: int = Field(ge=0, le=MAX_PERIOD_DAYS)
     separate_consent: bool = False
     """PIPL 14/23/39 and GDPR 7(2): asked for on its own, never bundled."""
     description: OrgText | None = None
@@ -100,12 +211,12 @@ class PolicyVersionPublished(Fact):
     TYPE = "policy.version_published"
     type: Literal["policy.version_published"]
     version: Identifier
-    effective_at: AwareDatetime
+    effective_at: Moment
     material: bool
     """A material change: consent given under earlier versions must be renewed."""
     purposes: list[Purpose] = Field(min_length=1, max_length=100)
     text_digest: Digest
-    url: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    url: Url | None = None
     minimum_age: int | None = Field(default=None, ge=0, le=21)
     """Overrides the ledger's configured minimum age from this version on."""
     guardian_consent_allowed: bool = False
@@ -177,7 +288,7 @@ class Guardian(_Model):
     """Who consented on a minor's behalf (GDPR 8, PIPL 31)."""
 
     name: PersonalText
-    relationship: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    relationship: Label
     contact: PersonalText | None = None
 
 
@@ -195,7 +306,7 @@ class _ConsentFact(Fact):
 class ConsentGiven(_ConsentFact):
     TYPE = "consent.given"
     type: Literal["consent.given"]
-    expires_at: AwareDatetime | None = None
+    expires_at: Moment | None = None
     guardian: Guardian | None = None
 
 
@@ -254,15 +365,15 @@ class AffectedRule(_Model):
     """Find the affected subjects in the log: disclosed to this recipient in this window."""
 
     recipient_id: Identifier
-    disclosed_from: AwareDatetime
-    disclosed_to: AwareDatetime
+    disclosed_from: Moment
+    disclosed_to: Moment
 
 
 class IncidentOpened(Fact):
     TYPE = "incident.opened"
     type: Literal["incident.opened"]
     incident_id: Identifier
-    detected_at: AwareDatetime
+    detected_at: HappenedAt
     summary: OrgText
     recipient_id: Identifier | None = None
     data_categories: list[DataCategory] = Field(default_factory=list, max_length=100)
@@ -279,7 +390,7 @@ class IncidentAssessed(Fact):
         default_factory=list, max_length=MAX_SUBJECTS_PER_EVENT
     )
     affected_rule: AffectedRule | None = None
-    approximate_subject_count: int | None = Field(default=None, ge=0)
+    approximate_subject_count: Count | None = None
 
 
 class IncidentContained(Fact):
@@ -306,7 +417,7 @@ class IncidentSubjectsNotified(Fact):
     type: Literal["incident.subjects_notified"]
     incident_id: Identifier
     channel: NotificationChannel
-    subject_count: int = Field(ge=0)
+    subject_count: Count
     message_digest: Digest | None = None
 
 
@@ -327,7 +438,7 @@ class RequestReceived(Fact):
     request_id: Identifier
     subject: SubjectRef
     kind: RequestKind
-    channel: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    channel: Label
     jurisdiction: CountryCode | None = None
     """Whose deadline applies (ISO 3166 code, or EU); the register's due date depends on it."""
     details: PersonalText | None = None
@@ -343,13 +454,13 @@ class _RequestStep(Fact):
 class RequestIdentityVerified(_RequestStep):
     TYPE = "request.identity_verified"
     type: Literal["request.identity_verified"]
-    method: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    method: Label
 
 
 class RequestExtended(_RequestStep):
     TYPE = "request.extended"
     type: Literal["request.extended"]
-    extension_days: int = Field(ge=1, le=60)
+    extension_days: int = Field(ge=1, le=MAX_EXTENSION_DAYS)
     reason: PersonalText
 
 
@@ -413,6 +524,10 @@ def parse_fact(raw: Mapping[str, Any]) -> Fact:
     """Validate one fact; raise :class:`ValidationError` naming every broken field and rule."""
     if not isinstance(raw, Mapping):
         raise ValidationError.single("", "object_required", "an event must be a JSON object")
+    if _depth(raw) > MAX_DEPTH:
+        raise ValidationError.single(
+            "", "max_depth", f"objects and arrays nest at most {MAX_DEPTH} deep in an event"
+        )
     try:
         size = len(orjson.dumps(raw))
     except TypeError as exc:
@@ -433,6 +548,58 @@ def parse_fact(raw: Mapping[str, Any]) -> Fact:
         return _ADAPTER.validate_json(orjson.dumps(raw), strict=True)
     except pydantic.ValidationError as exc:
         raise ValidationError(list(_problems(exc, str(type_name)))) from None
+
+
+def _depth(value: Any) -> int:
+    """How deep objects and arrays nest in ``value`` (counted up to one past MAX_DEPTH)."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        pending.extend((child, level + 1) for child in children)
+    return deepest
+
+
+_MOMENT: pydantic.TypeAdapter[datetime] = pydantic.TypeAdapter(Moment)
+
+
+def _happened_fields(model: type[BaseModel]) -> list[str]:
+    return [
+        name
+        for name, info in model.model_fields.items()
+        if any(isinstance(m, Happened) for m in info.metadata)
+    ]
+
+
+HAPPENED_FIELDS = frozenset(name for t in FACT_TYPES.values() for name in _happened_fields(t))
+"""The names of the times at which something happened (``occurred_at``, ``detected_at``)."""
+
+
+def happened_times(fact: Fact) -> list[tuple[str, datetime]]:
+    """Every time in ``fact`` at which something happened, as ``(field, time)``.
+
+    The ledger refuses any of them later than its clock plus its tolerance. A correction's
+    are those it sets: a correction may not move a detection into the future either.
+    """
+    found = [(name, getattr(fact, name)) for name in _happened_fields(type(fact))]
+    if isinstance(fact, CorrectionRecorded):
+        for name, value in fact.corrected_fields.items():
+            if name in HAPPENED_FIELDS and isinstance(value, str):
+                try:
+                    moment = _MOMENT.validate_json(orjson.dumps(value), strict=True)
+                except pydantic.ValidationError:
+                    continue  # reported by correction_problems, with the field's own rule
+                found.append((f"corrected_fields.{name}", moment))
+    return found
 
 
 def _problems(exc: pydantic.ValidationError, tag: str) -> Iterator[FieldProblem]:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import LedgerDep, ReadModelsDep, StateReader
+from api.deps import LedgerDep, QueryText, QueryTime, ReadModelsDep, SingleValues, StateReader
 from api.examples import DECISION, STATE, example
 from api.problems import COMMON, ProblemError
 from ledger.application import LedgerApplication
@@ -16,11 +16,18 @@ from projections.base import ReadModelFailure, ReadModelStoppedError
 from projections.consent_facts import SubjectFacts
 from projections.read_models import ReadModels
 
-router = APIRouter(prefix="/v1/consent", tags=["consent"], responses=COMMON)
+router = APIRouter(
+    prefix="/v1/consent", tags=["consent"], responses=COMMON, dependencies=[SingleValues]
+)
 
-Subject = Annotated[str, Query(min_length=1, max_length=256, description="The emitter's reference")]
-Purpose = Annotated[str, Query(min_length=1, max_length=64, description="A purpose id")]
-At = Annotated[datetime | None, Query(description="RFC 3339; default now")]
+Subject = Annotated[
+    QueryText, Query(min_length=1, max_length=256, description="The emitter's reference")
+]
+Purpose = Annotated[QueryText, Query(min_length=1, max_length=64, description="A purpose id")]
+At = Annotated[
+    QueryTime | None,
+    Query(description="RFC 3339, 1970-01-01T00:00:00Z to 2200-01-01T00:00:00Z; default now"),
+]
 WaitFor = Annotated[
     int | None, Query(ge=1, le=2**63 - 1, description="A receipt's seq to wait for (bounded)")
 ]

@@ -9,12 +9,14 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import HistoryReader, LedgerDep, Writer
+from api.deps import HistoryReader, LedgerDep, SingleValues, Writer
 from api.examples import EVENT, example
 from api.problems import WRITES, ProblemError
 from api.signatures import HEADER, check_request_signature
 
-router = APIRouter(prefix="/v1/events", tags=["events"], responses=WRITES)
+router = APIRouter(
+    prefix="/v1/events", tags=["events"], responses=WRITES, dependencies=[SingleValues]
+)
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_SEQ = 2**63 - 1

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import Admin, HistoryReader, LedgerDep, ReadModelsDep
+from api.deps import Admin, HistoryReader, LedgerDep, ReadModelsDep, SingleValues
 from api.examples import (
     CHECKPOINT,
     CONSISTENCY_PROOF,
@@ -37,7 +37,7 @@ from ledger.verifier.merkle import leaf_hash
 from ledger.verifier.note import format_verifier_key
 from projections.runner import ProjectionStatus
 
-router = APIRouter(tags=["log"], responses=COMMON)
+router = APIRouter(tags=["log"], responses=COMMON, dependencies=[SingleValues])
 
 READY_LAG_EVENTS = 10_000
 MAX_ENTRIES = 1000

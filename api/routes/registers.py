@@ -5,24 +5,31 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import HistoryReader, IncidentManager, LedgerDep, ReadModelsDep
+from api.deps import (
+    HistoryReader,
+    IncidentManager,
+    LedgerDep,
+    QueryText,
+    QueryTime,
+    ReadModelsDep,
+    SingleValues,
+)
 from api.examples import DISCLOSURES, INCIDENT, REQUESTS, example
 from api.problems import WRITES, ProblemError
 from api.routes.events import RECEIPT_EXAMPLE, parse_body
 from api.signatures import HEADER, check_request_signature
 from ledger.verifier.spreadsheet import csv_row
 
-router = APIRouter(tags=["histories and registers"], responses=WRITES)
-
-Moment = Annotated[datetime | None, Query(description="RFC 3339")]
+router = APIRouter(tags=["histories and registers"], responses=WRITES, dependencies=[SingleValues])
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -31,14 +38,38 @@ def _utc(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+MAX_CURSOR = 512
+"""A cursor this API gives is about 150 characters."""
+_CURSOR_PART = re.compile(r"[0-9A-Za-z:.+-]{1,64}")
+_MAX_SEQ = 2**63 - 1
+
+
 def _cursor(value: str | None) -> tuple[str, int, str] | None:
+    """The position a ``next_cursor`` names: (occurred_at, seq, subject), checked, so that
+    whatever a client sends reaches the database only as values it could have been given."""
     if value is None:
         return None
     try:
         occurred_at, seq, subject = orjson.loads(base64.urlsafe_b64decode(value.encode()))
-        return str(occurred_at), int(seq), str(subject)
     except (ValueError, TypeError, orjson.JSONDecodeError):
-        raise ProblemError(400, "Bad cursor", "the cursor is not one this API gave") from None
+        occurred_at = seq = subject = None
+    if (
+        not isinstance(occurred_at, str)
+        or not isinstance(subject, str)
+        or not isinstance(seq, int)
+        or isinstance(seq, bool)
+        or not 0 <= seq <= _MAX_SEQ
+        or not _CURSOR_PART.fullmatch(occurred_at)
+        or not _CURSOR_PART.fullmatch(subject)
+    ):
+        detail = "the cursor is not one this API gave"
+        raise ProblemError(
+            400,
+            "Bad cursor",
+            detail,
+            errors=[{"field": "query.cursor", "rule": "cursor_invalid", "detail": detail}],
+        )
+    return occurred_at, seq, subject
 
 
 @router.get(
@@ -60,16 +91,20 @@ async def disclosures(
     models: ReadModelsDep,
     _: HistoryReader,
     subject: Annotated[
-        str | None, Query(max_length=256, description="The emitter's reference")
+        QueryText | None, Query(max_length=256, description="The emitter's reference")
     ] = None,
-    recipient: Annotated[str | None, Query(max_length=128)] = None,
+    recipient: Annotated[QueryText | None, Query(max_length=128)] = None,
     start: Annotated[
-        datetime | None, Query(alias="from", description="Occurred at or after")
+        QueryTime | None, Query(alias="from", description="Occurred at or after (RFC 3339)")
     ] = None,
-    end: Annotated[datetime | None, Query(alias="to", description="Occurred before")] = None,
+    end: Annotated[
+        QueryTime | None, Query(alias="to", description="Occurred before (RFC 3339)")
+    ] = None,
     violations: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: str | None = None,
+    cursor: Annotated[
+        str | None, Query(max_length=MAX_CURSOR, description="next_cursor of the page before")
+    ] = None,
     format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
 ) -> Response:
     pseudonym = (
@@ -119,7 +154,11 @@ async def incidents(models: ReadModelsDep, _: IncidentManager) -> list[dict[str,
     summary="One incident, its deadlines and subjects",
     responses=example(INCIDENT),
 )
-async def incident(incident_id: str, models: ReadModelsDep, _: IncidentManager) -> dict[str, Any]:
+async def incident(
+    incident_id: Annotated[QueryText, Path(min_length=1, max_length=128)],
+    models: ReadModelsDep,
+    _: IncidentManager,
+) -> dict[str, Any]:
     record = await run_in_threadpool(models.incidents.get, incident_id, datetime.now(UTC))
     if record is None:
         raise ProblemError(404, "No such incident", f"no incident {incident_id} was opened")
@@ -154,6 +193,14 @@ async def record_incident(
     emitter = check_request_signature(client, request.headers.get(HEADER), raw)
     facts, batch = parse_body(raw)
     for index, fact in enumerate(facts):
+        if not isinstance(fact, dict):
+            detail = f"item {index}: an event must be a JSON object"
+            raise ProblemError(
+                422,
+                "Invalid event",
+                detail,
+                errors=[{"index": index, "field": "", "rule": "object_required", "detail": detail}],
+            )
         if not str(fact.get("type", "")).startswith("incident."):
             raise ProblemError(
                 422, "Not an incident fact", f"item {index}: this route takes incident.* facts"
@@ -173,7 +220,7 @@ async def requests(
     models: ReadModelsDep,
     _: HistoryReader,
     overdue: bool = False,
-    subject: Annotated[str | None, Query(max_length=256)] = None,
+    subject: Annotated[QueryText | None, Query(max_length=256)] = None,
 ) -> list[dict[str, Any]]:
     pseudonym = (
         None if subject is None else await run_in_threadpool(ledger.subject_keys.pseudonym, subject)

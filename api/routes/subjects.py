@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import HistoryReader, LedgerDep, ReadModelsDep
+from api.deps import HistoryReader, LedgerDep, QueryText, ReadModelsDep, SingleValues
 from api.examples import EVENT, example
 from api.problems import COMMON
 from ledger.application import LedgerApplication
@@ -22,7 +22,9 @@ from ledger.domain import stream_id
 from ledger.recorder import LogRecord
 from projections.read_models import ReadModels
 
-router = APIRouter(prefix="/v1/subjects", tags=["subjects"], responses=COMMON)
+router = APIRouter(
+    prefix="/v1/subjects", tags=["subjects"], responses=COMMON, dependencies=[SingleValues]
+)
 
 
 def history(ledger: LedgerApplication, models: ReadModels, subject: str) -> dict[str, Any]:
@@ -66,7 +68,7 @@ async def subject_history(
     models: ReadModelsDep,
     _: HistoryReader,
     subject: Annotated[
-        str, Query(min_length=1, max_length=256, description="The emitter's reference")
+        QueryText, Query(min_length=1, max_length=256, description="The emitter's reference")
     ],
 ) -> dict[str, Any]:
     return await run_in_threadpool(history, ledger, models, subject)

@@ -1,0 +1,381 @@
+"""Hypothesis strategies generated from the catalogue's own pydantic models (ledger/events.py).
+
+:class:`FactBuilder` walks a fact model's fields and their annotations (types, string and
+number constraints, the catalogue's validators and markers) and draws JSON facts biased towards
+the extremes the bounds are about: the first and last moments allowed and just outside them,
+offsets of +-14 h (and beyond), leap days, the longest strings and lists (and one longer),
+Unicode edge cases (NUL and other controls, RTL marks, combining and astral characters), and
+ids drawn again from a pool of those already used, so that facts meet the stream they refer to
+(or repeat an id they should not).
+
+Nothing here knows an event type: a new fact type or field is generated as soon as the
+catalogue has it. What the builder needs to know is what a field's *name* refers to (a policy
+version, a recipient, ...), so that ids are reused; :data:`POOL_OF` says it.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import annotated_types
+from hypothesis import strategies as st
+from pydantic import AfterValidator, BaseModel, StringConstraints
+from pydantic.fields import FieldInfo
+
+from ledger import events as ev
+
+POOL_OF = {
+    "version": "version",
+    "policy_version": "version",
+    "recipient_id": "recipient",
+    "parent_recipient_id": "recipient",
+    "incident_id": "incident",
+    "request_id": "request",
+    "disclosure_id": "disclosure",
+    "corrects_event_id": "event",
+    "subject": "subject",
+    "subjects": "subject",
+    "affected_subjects": "subject",
+    "purposes": "purpose",
+    "purpose": "purpose",
+    "id": "purpose",
+    "data_categories": "category",
+}
+"""What an id field refers to, by the field's name: ids of one pool are drawn again."""
+
+OMITTED = object()
+
+# Characters that are hard on storage, rendering and the report (never a lone surrogate,
+# which is not JSON text).
+ODD_CHARACTERS = [
+    "\x00",
+    "\x01",
+    "\x1b",
+    "\x7f",
+    "\t",
+    "\n",
+    "\r",
+    "\u200f",  # right-to-left mark
+    "\u202e",  # right-to-left override
+    "\u0301",  # combining acute
+    "\ufeff",
+    "\u2028",
+    "\U0001f600",
+    "\U0010fffd",
+    '"',
+    "\\",
+    "=",
+    "<",
+    ";",
+    ",",
+]
+
+
+@dataclass
+class Pools:
+    """Ids already used, by what they name; facts draw from them (or make new ones)."""
+
+    ids: dict[str, list[str]] = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)
+    """event_id -> fact type, for corrections."""
+
+    def add(self, pool: str, value: str) -> None:
+        known = self.ids.setdefault(pool, [])
+        if value not in known:
+            known.append(value)
+
+    def learn(self, fact: Mapping[str, Any]) -> None:
+        """An accepted fact's ids join the pools."""
+        self._learn(fact)
+        if isinstance(fact.get("event_id"), str) and isinstance(fact.get("type"), str):
+            self.types[fact["event_id"]] = fact["type"]
+            self.add("event", fact["event_id"])
+
+    def _learn(self, value: Any, name: str = "") -> None:
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if key != "corrected_fields":
+                    self._learn(item, key)
+        elif isinstance(value, list):
+            for item in value:
+                self._learn(item, name)
+        elif isinstance(value, str) and name in POOL_OF:
+            self.add(POOL_OF[name], value)
+
+
+def _offset(minutes: int) -> timezone:
+    return timezone(timedelta(minutes=minutes))
+
+
+def _rfc3339(moment: datetime) -> str:
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") and moment.microsecond % 2 else text
+
+
+def _shifted(utc: datetime, minutes: int) -> str:
+    """``utc`` written with an offset of ``minutes`` (the same instant)."""
+    return _rfc3339(utc.astimezone(_offset(minutes)))
+
+
+EDGE_OFFSETS = [0, 14 * 60, -14 * 60, -12 * 60, 5 * 60 + 45, 9 * 60]
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+def times(now: datetime, happened: bool) -> st.SearchStrategy[str]:
+    """RFC 3339 times at and around the bounds (and, for ``happened``, around ``now``)."""
+    edges = [
+        ev.EARLIEST,
+        ev.LATEST - ONE_MICROSECOND,
+        datetime(2000, 2, 29, 12, tzinfo=UTC),
+        datetime(2096, 2, 29, 23, 59, 59, tzinfo=UTC),
+        datetime(2024, 2, 29, 10, tzinfo=UTC),
+        now - timedelta(days=1),
+        now,
+        now + timedelta(minutes=4),
+    ]
+    if happened:  # the future is refused: keep most draws at or before the clock
+        edges = [e for e in edges if e <= now + timedelta(minutes=4)]
+    inside = st.one_of(
+        st.sampled_from(edges),
+        st.datetimes(
+            min_value=datetime(1970, 1, 2),
+            max_value=(now if happened else datetime(2099, 12, 30)).replace(tzinfo=None),
+        ).map(lambda d: d.replace(tzinfo=UTC)),
+    )
+    valid = st.builds(_shifted, inside, st.sampled_from(EDGE_OFFSETS))
+    outside = st.sampled_from(
+        [
+            "1969-12-31T23:59:59.999999Z",
+            "1970-01-01T00:00:00+00:01",
+            "2100-01-01T00:00:00Z",
+            "2099-12-31T23:00:00-01:00",
+            "9999-12-31T23:59:59-12:00",
+            "9999-12-31T23:59:59-23:59",
+            "0001-01-01T00:00:00+14:00",
+            "0001-01-01T00:00:00+23:59",
+            "2026-03-01T00:00:00+14:01",
+            "2026-03-01T00:00:00",
+            "2026-02-29T00:00:00Z",
+            _shifted(now + timedelta(hours=1), 0),
+        ]
+    )
+    return st.one_of(valid, valid, valid, outside)
+
+
+@dataclass
+class _Constraints:
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    ge: int | None = None
+    le: int | None = None
+    validators: list[Callable[..., Any]] = field(default_factory=list)
+    happened: bool = False
+
+
+def _constraints(metadata: list[Any]) -> _Constraints:
+    found = _Constraints()
+    pending = list(metadata)
+    while pending:
+        item = pending.pop(0)
+        if isinstance(item, FieldInfo):
+            pending[:0] = item.metadata
+        elif isinstance(item, StringConstraints):
+            found.min_length = item.min_length if item.min_length is not None else found.min_length
+            found.max_length = item.max_length if item.max_length is not None else found.max_length
+            found.pattern = item.pattern if isinstance(item.pattern, str) else found.pattern
+        elif isinstance(item, annotated_types.MinLen):
+            found.min_length = item.min_length
+        elif isinstance(item, annotated_types.MaxLen):
+            found.max_length = item.max_length
+        elif isinstance(item, annotated_types.Ge):
+            found.ge = int(item.ge)  # type: ignore[call-overload]
+        elif isinstance(item, annotated_types.Le):
+            found.le = int(item.le)  # type: ignore[call-overload]
+        elif isinstance(item, AfterValidator):
+            found.validators.append(item.func)
+        elif isinstance(item, ev.Happened):
+            found.happened = True
+    return found
+
+
+class FactBuilder:
+    """Strategies for the catalogue's facts, from the models' fields and annotations."""
+
+    def __init__(self, pools: Pools, now: datetime) -> None:
+        self.pools = pools
+        self.now = now
+
+    def any_fact(self) -> st.SearchStrategy[dict[str, Any]]:
+        return st.one_of([self.fact(model) for model in ev.FACT_TYPES.values()])
+
+    def fact(self, model: type[BaseModel]) -> st.SearchStrategy[dict[str, Any]]:
+        return self.model(model)
+
+    def model(self, model: type[BaseModel]) -> st.SearchStrategy[dict[str, Any]]:
+        required: dict[str, st.SearchStrategy[Any]] = {}
+        optional: dict[str, st.SearchStrategy[Any]] = {}
+        for name, info in model.model_fields.items():
+            if name == "event_id":  # new, mostly; now and then one already used
+                strategy = st.one_of(
+                    st.uuids().map(lambda u: f"evt-{u.hex[:16]}"),
+                    st.uuids().map(lambda u: f"evt-{u.hex[:16]}"),
+                    self._pooled("event", st.nothing()),
+                )
+            elif name in ("corrected_fields", "corrects_event_id"):
+                continue  # drawn together below: the fields are the corrected event's
+            else:
+                strategy = self.annotation(name, info.annotation, list(info.metadata))
+            (required if info.is_required() else optional)[name] = strategy
+        drawn = st.fixed_dictionaries(required, optional=optional)
+        if "corrected_fields" not in model.model_fields:
+            return drawn
+        return st.tuples(drawn, self._correction()).map(
+            lambda pair: {
+                **pair[0],
+                "corrects_event_id": pair[1][0],
+                "corrected_fields": pair[1][1],
+            }
+        )
+
+    def annotation(self, name: str, annotation: Any, metadata: list[Any]) -> st.SearchStrategy[Any]:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            inner, *extra = get_args(annotation)
+            return self.annotation(name, inner, [*metadata, *extra])
+        if origin in (Union, types.UnionType):
+            options = [a for a in get_args(annotation) if a is not type(None)]
+            return st.one_of(
+                st.none(), *[self.annotation(name, option, metadata) for option in options]
+            )
+        if origin is Literal:
+            return st.sampled_from(get_args(annotation))
+        limits = _constraints(metadata)
+        if origin is list:
+            return self._list(name, get_args(annotation)[0], limits)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return self.model(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+            return st.sampled_from([member.value for member in annotation])
+        if annotation is bool:
+            return st.booleans()
+        if annotation is int:
+            return self._integer(limits)
+        if isinstance(annotation, type) and issubclass(annotation, datetime):
+            return times(self.now, limits.happened)
+        if annotation is str:
+            return self._string(name, limits)
+        raise TypeError(f"no strategy for {name}: {annotation!r}")
+
+    # -- kinds of value ----------------------------------------------------------------------
+
+    def _integer(self, limits: _Constraints) -> st.SearchStrategy[int]:
+        low = limits.ge if limits.ge is not None else -(2**31)
+        high = limits.le if limits.le is not None else 2**31
+        return st.one_of(
+            st.sampled_from([low, high]),
+            st.integers(low, high),
+            st.sampled_from([low - 1, high + 1]),
+        )
+
+    def _string(self, name: str, limits: _Constraints) -> st.SearchStrategy[str]:
+        longest = limits.max_length or 4000
+        shortest = limits.min_length or 0
+        if limits.pattern is not None:
+            fresh = self._patterned(limits.pattern, shortest, longest)
+        else:
+            free = ev.check_free_text in limits.validators
+            fresh = self._text(shortest, longest, free)
+        pool = POOL_OF.get(name)
+        return fresh if pool is None else self._pooled(pool, fresh)
+
+    def _pooled(self, pool: str, fresh: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        """An id used before (most of the time, once there are some) or a new one."""
+        pools = self.pools
+
+        def known(index: int) -> st.SearchStrategy[str]:
+            ids = pools.ids.get(pool, [])
+            return st.just(ids[index % len(ids)]) if ids else fresh
+
+        return st.one_of(
+            st.integers(0, 1000).flatmap(known), st.integers(0, 1000).flatmap(known), fresh
+        )
+
+    def _patterned(self, pattern: str, shortest: int, longest: int) -> st.SearchStrategy[str]:
+        compiled = re.compile(pattern)
+        extremes = [
+            c * n for c in ("a", "A", "0", "Z") for n in {max(shortest, 1), longest, longest + 1}
+        ]
+        return st.one_of(
+            st.from_regex(compiled, fullmatch=True).filter(lambda s: len(s) <= longest),
+            st.sampled_from(extremes),
+        )
+
+    def _text(self, shortest: int, longest: int, free: bool) -> st.SearchStrategy[str]:
+        ordinary = st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"])
+        odd = st.sampled_from(ODD_CHARACTERS)
+        alphabet = st.one_of(ordinary, ordinary, ordinary, odd)
+        return st.one_of(
+            st.text(alphabet, min_size=shortest, max_size=min(longest, 40)),
+            st.text(alphabet, min_size=max(shortest, 1), max_size=8).map(
+                lambda s: (s * longest)[:longest]  # the longest allowed
+            ),
+            st.just("y" * (longest + 1)),  # one too long
+            st.sampled_from(
+                [
+                    "\u200f\u05e9\u05dc\u05d5\u05dd\u202e",
+                    "a\u0301",
+                    "\U0001f600" * 3,
+                    "x\ty",
+                    "x\ny",
+                ]
+            ),
+        ).filter(lambda s: free or len(s) <= longest + 1)
+
+    def _list(self, name: str, element: Any, limits: _Constraints) -> st.SearchStrategy[list[Any]]:
+        items = self.annotation(name, element, [])
+        shortest = limits.min_length or 0
+        longest = limits.max_length if limits.max_length is not None else 100
+        return st.one_of(
+            st.lists(items, min_size=shortest, max_size=min(longest, 4)),
+            st.lists(items, min_size=shortest, max_size=min(longest, 4)),
+            items.map(lambda item: [item] * longest),  # the longest, one value repeated
+            items.map(lambda item: [item] * (longest + 1)),
+            st.just([]),
+        )
+
+    def _correction(self) -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
+        """An event to correct (from the pool, or unknown) and corrected values for it: fields
+        of its type, generated as that type's own fields are (or, now and then, another's)."""
+        pools = self.pools
+
+        def fields_of(type_name: str) -> st.SearchStrategy[dict[str, Any]]:
+            model = ev.FACT_TYPES[type_name]
+            strategies = {
+                name: self.annotation(name, info.annotation, list(info.metadata))
+                for name, info in model.model_fields.items()
+                if name not in ("type", "event_id", "corrected_fields", "corrects_event_id")
+            }
+            names = sorted(strategies)
+            return st.one_of(
+                st.just({}),
+                st.sampled_from(names).flatmap(lambda n: strategies[n].map(lambda v: {n: v})),
+                st.sampled_from(names).flatmap(lambda n: strategies[n].map(lambda v: {n: v})),
+            )
+
+        def for_index(index: int) -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
+            events = sorted(pools.types)
+            if not events:
+                return st.tuples(st.just("never-recorded"), fields_of("incident.opened"))
+            event_id = events[index % len(events)]
+            own = fields_of(pools.types[event_id])
+            other = st.sampled_from(sorted(ev.FACT_TYPES)).flatmap(fields_of)
+            return st.tuples(st.just(event_id), st.one_of(own, own, own, other))
+
+        return st.integers(0, 10_000).flatmap(for_index)
