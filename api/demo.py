@@ -7,21 +7,26 @@ the seed privacy policy (docs/demo.md tells it in full):
 
 - three policy versions: ``v1.0`` with the seed policy's eight purposes, ``v1.1`` (not
   material), and ``v2.0``, a material change (personalised recommendations, requests from
-  authorities) after which consent given before it must be renewed; some members renew, some
-  never do;
+  authorities, and a parent's consent accepted for members under 18: ``v1.x``, like the seed
+  policy, accepts none) after which consent given before it must be renewed; some members renew,
+  some never do;
 - processors (cloud hosting and its backup sub-processor, a support desk, an analytics firm, an
   e-mail and an SMS service; the SMS service is terminated part-way), third parties (an
   advertising partner, a payment provider) and two authorities;
 - members who sign up over the year, attest their age (a few minors, with a parent's consent),
   give, refuse and withdraw consent per purpose;
-- monthly disclosures to each recipient, of the members they concern; the consent-based ones
-  name only members whose consent is valid, except for the violations planted on purpose
-  (:attr:`DemoDataSet.planted`): a stale advertising audience, a newsletter sent to members
-  who never renewed after the material change, withdrawals by post recorded weeks late, an SMS
-  campaign through the terminated processor, an upload to a recipient never registered;
+- monthly disclosures to each recipient, of the members they concern, entrusted to processors
+  de-identified as the policy promises; the consent-based ones name only members whose consent
+  is valid, except for the violations planted on purpose (:attr:`DemoDataSet.planted`): a stale
+  advertising audience, a newsletter sent to members who never renewed after the material
+  change, withdrawals by post recorded weeks late, an analytics export that counted a parent's
+  consent ``v1.x`` does not accept, an SMS campaign through the terminated processor, an upload
+  to a recipient never registered, a win-back mailing under "legitimate interest" to members
+  who had not agreed to the newsletter, a raw (not de-identified) ticket export to the support
+  desk;
 - one incident at the support desk (assessed, contained, the authority and the members
   notified, its detection time corrected), and data-subject requests: answered, refused with
-  a ground, open, and one overdue.
+  a ground (one of them the seed policy's "unnecessarily repetitive"), open, and one overdue.
 
 Time: every fact is dated relative to the **anchor**, midnight UTC of a day (the day the demo is
 first loaded). The year runs from 365 days before the anchor to an hour before it, so every
@@ -43,8 +48,29 @@ from typing import Any
 DEFAULT_USERS = 2000
 DEFAULT_SEED = 1
 MAX_USERS = 50_000
-VIOLATIONS = ("consent_missing", "recipient_terminated", "recipient_unregistered")
+VIOLATIONS = (
+    "consent_missing",
+    "legal_basis_not_permitted",
+    "not_de_identified",
+    "recipient_terminated",
+    "recipient_unregistered",
+)
 """The verdicts of the disclosure history that are violations."""
+CONSENT_EXCEPTIONS = frozenset(
+    {
+        "legal_obligation",
+        "national_security",
+        "public_health",
+        "criminal_investigation",
+        "vital_interest",
+        "made_public_by_subject",
+        "contract",
+        "publicly_disclosed_information",
+        "service_safety",
+    }
+)
+"""The seed policy's exceptions to consent (the generator's own copy: it predicts the read
+models' verdicts without their code)."""
 
 FIRST_EVENT_ID = "demo-000001"
 _FIRST_FACT_BEFORE_ANCHOR = timedelta(days=370) - timedelta(hours=9)
@@ -164,6 +190,10 @@ class _Policy:
     effective: datetime
     material: bool
     purposes: list[dict[str, Any]]
+    guardian_consent_allowed: bool = False
+
+    def basis(self, purpose: str) -> str:
+        return next(str(p["legal_basis"]) for p in self.purposes if p["id"] == purpose)
 
 
 @dataclass(frozen=True)
@@ -331,8 +361,12 @@ class _Generator:
                 False,
                 [{**p, "retention_days": 365} if p["id"] == "surveys" else p for p in PURPOSES_V1],
             ),
-            _Policy("v2.0", self.day(135, 10), self.day(120), True, PURPOSES_V2),
+            _Policy("v2.0", self.day(135, 10), self.day(120), True, PURPOSES_V2, True),
         ]
+        self.by_version = {p.version: p for p in self.policies}
+        self.rules_rng = random.Random(f"consent-ledger-demo/{seed}/policy-rules")  # noqa: S311
+        """Picks the members of the seed policy's rules' violations, so that adding them left
+        the rest of the story (drawn from ``rng``) as it was."""
         self.material = self.policies[2]
         self.effective = {p.version: p.effective for p in self.policies}
         self.recipients = self._recipients()
@@ -434,6 +468,7 @@ class _Generator:
                 text_digest=_digest(f"privacy policy {policy.version}"),
                 url=f"https://www.example.com/legal/privacy/{policy.version}",
                 minimum_age=18,
+                guardian_consent_allowed=policy.guardian_consent_allowed,
             )
         self.add(
             self.day(125, 11),
@@ -696,7 +731,7 @@ class _Generator:
         current = sorted(
             p
             for p in member.decisions
-            if self.status(member, p, at) in ("given", "renewal_required")
+            if self.status(member, p, at) in ("given", "renewal_required", "guardian_not_allowed")
         )
         if not current:
             return
@@ -775,6 +810,8 @@ class _Generator:
             return "expired"
         if self.effective[last.version] < self.material.effective <= at:
             return "renewal_required"
+        if member.minor and not self.by_version[last.version].guardian_consent_allowed:
+            return "guardian_not_allowed"  # a parent's consent, under a version that refuses it
         return "given"
 
     def _members_before(self, at: datetime) -> list[_Member]:
@@ -783,9 +820,12 @@ class _Generator:
     def _valid(self, at: datetime, purpose: str) -> list[_Member]:
         return [m for m in self._members_before(at) if self.status(m, purpose, at) == "given"]
 
-    def _pick(self, members: Iterable[_Member], count: int) -> list[_Member]:
+    def _pick(
+        self, members: Iterable[_Member], count: int, rng: random.Random | None = None
+    ) -> list[_Member]:
         pool = list(members)
-        return sorted(self.rng.sample(pool, min(count, len(pool))), key=lambda m: m.index)
+        chosen = (rng or self.rng).sample(pool, min(count, len(pool)))
+        return sorted(chosen, key=lambda m: m.index)
 
     def _withdrawal_request(self) -> _Member:
         """A member who asks, through support, to stop all marketing (withdrawn at once)."""
@@ -868,12 +908,25 @@ class _Generator:
                 "customer_support",
                 "contract",
             )
+            analytics = self._valid(at, "usage_analytics")
+            if k == 4:
+                analytics += self.plant(
+                    [
+                        m
+                        for m in members
+                        if self.status(m, "usage_analytics", at) == "guardian_not_allowed"
+                    ],
+                    f"dsc-m{k:02d}-metricly",
+                    "consent_missing",
+                    "a minor whose parent consented under v1.x, which accepts no guardian's "
+                    "consent; the analytics export counted the parent's consent",
+                )
             self.disclose(
                 f"dsc-m{k:02d}-metricly",
                 at + timedelta(minutes=15),
                 "rcp-metricly",
                 "delegated_processing",
-                self._valid(at, "usage_analytics"),
+                analytics,
                 ["usage.events", "device.identifiers"],
                 "usage_analytics",
                 "consent",
@@ -1004,6 +1057,53 @@ class _Generator:
             "legal_requests",
             "criminal_investigation",
         )
+        self._policy_rule_violations()
+
+    def _policy_rule_violations(self) -> None:
+        """The seed policy's own rules broken, where an app would break them (members drawn
+        from ``rules_rng``)."""
+        at = self.day(52, 16)
+        winback = self.plant(
+            self._pick(
+                (m for m in self._members_before(at) if self.status(m, EMAIL, at) != "given"),
+                3,
+                self.rules_rng,
+            ),
+            "dsc-mailforge-winback",
+            "legal_basis_not_permitted",
+            "a win-back mailing to members who had unsubscribed from, or never agreed to, the "
+            "newsletter, sent to the e-mail processor citing legitimate interest: marketing "
+            "e-mail rests on consent, and legitimate interest is none of the policy's exceptions",
+        )
+        self.disclose(
+            "dsc-mailforge-winback",
+            at,
+            "rcp-mailforge",
+            "delegated_processing",
+            winback,
+            ["contact.email", "account.name"],
+            EMAIL,
+            "legitimate_interest",
+        )
+        at = self.day(33, 11, 40)
+        raw = self.plant(
+            self._pick(self._members_before(at), 3, self.rules_rng),
+            "dsc-helpline-raw-export",
+            "not_de_identified",
+            "a support engineer exported tickets to the support desk by hand, skipping the "
+            "masking step: names, e-mail addresses and ticket text left as they were",
+        )
+        self.disclose(
+            "dsc-helpline-raw-export",
+            at,
+            "rcp-helpline-desk",
+            "delegated_processing",
+            raw,
+            ["account.identifiers", "contact.email", "support.tickets"],
+            "customer_support",
+            "contract",
+            de_identified=False,
+        )
 
     def plant(
         self, members: list[_Member], disclosure_id: str, verdict: str, why: str
@@ -1013,7 +1113,14 @@ class _Generator:
         return members
 
     def verdict(
-        self, member: _Member, recipient_id: str, at: datetime, purpose: str, basis: str
+        self,
+        member: _Member,
+        recipient_id: str,
+        at: datetime,
+        purpose: str,
+        basis: str,
+        kind: str,
+        de_identified: bool,
     ) -> str:
         """The disclosure history's verdict for one row, from the facts (all of them)."""
         recipient = self.recipients[recipient_id]
@@ -1021,10 +1128,14 @@ class _Generator:
             return "recipient_unregistered"
         if recipient.terminated is not None and recipient.terminated <= at:
             return "recipient_terminated"
-        if basis != "consent":
-            return "lawful_exception"
-        given = self.status(member, purpose, at, known=False) == "given"
-        return "consent_valid" if given else "consent_missing"
+        declared = self.by_version[self.version_at(at)].basis(purpose)
+        if basis not in ("consent", declared) and basis not in CONSENT_EXCEPTIONS:
+            return "legal_basis_not_permitted"
+        if basis == "consent" and self.status(member, purpose, at, known=False) != "given":
+            return "consent_missing"
+        if kind == "delegated_processing" and not de_identified:
+            return "not_de_identified"
+        return "consent_valid" if basis == "consent" else "lawful_exception"
 
     def disclose(
         self,
@@ -1037,9 +1148,12 @@ class _Generator:
         purpose: str,
         basis: str,
         *,
-        de_identified: bool = False,
+        de_identified: bool | None = None,
     ) -> list[str]:
-        """One disclosure fact per 1,000 members (the catalogue's limit)."""
+        """One disclosure fact per 1,000 members (the catalogue's limit). ``de_identified``:
+        by default, as the policy promises, data entrusted to a processor is, other data not."""
+        if de_identified is None:
+            de_identified = kind == "delegated_processing"
         ordered = sorted({m.index: m for m in members}.values(), key=lambda m: m.index)
         ids = []
         for part, first in enumerate(range(0, len(ordered), 1000)):
@@ -1060,7 +1174,8 @@ class _Generator:
                 policy_version=self.version_at(at),
             )
             for m in chunk:
-                self.verdicts[self.verdict(m, recipient_id, at, purpose, basis)] += 1
+                verdict = self.verdict(m, recipient_id, at, purpose, basis, kind, de_identified)
+                self.verdicts[verdict] += 1
             ids.append(did)
         return ids
 
@@ -1166,6 +1281,25 @@ class _Generator:
             self.day(66, 16),
             "fulfilled",
             note="Export delivered in the app; it names every recipient of the member's data.",
+        )
+        step(
+            "rq-0108",
+            access,
+            self.day(64, 9),
+            "received",
+            kind="access",
+            channel="in_app",
+            details="Send me the full export again, and every day from now on.",
+        )
+        step(
+            "rq-0108",
+            access,
+            self.day(63, 15),
+            "refused",
+            ground="unnecessarily_repetitive",
+            explanation="The full export was delivered two days ago (rq-0101) and nothing about "
+            "the member has been recorded since; a daily copy is unnecessarily repetitive. A new "
+            "export can be asked for in the app whenever the member's data changes.",
         )
         step(
             "rq-0102",

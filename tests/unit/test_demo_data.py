@@ -77,7 +77,7 @@ def test_the_story_has_a_material_change_minors_an_incident_and_an_overdue_reque
         if fact["type"] == "consent.given" and fact["subject"] in minors:
             assert "guardian" in fact
     assert by_type["recipient.terminated"] == 1 and by_type["correction.recorded"] == 1
-    assert by_type["incident.authority_notified"] == 1 and by_type["request.refused"] == 1
+    assert by_type["incident.authority_notified"] == 1 and by_type["request.refused"] == 2
     received = {
         f["request_id"]: datetime.fromisoformat(f["occurred_at"])
         for f in data.facts
@@ -89,6 +89,48 @@ def test_the_story_has_a_material_change_minors_an_incident_and_an_overdue_reque
     assert set(received) - closed == set(data.open_request_ids)
     overdue = received[data.overdue_request_id]
     assert overdue < datetime(2026, 3, 1, tzinfo=UTC) - timedelta(days=31)  # even at 30 days
+
+
+def test_the_seed_policys_rules_are_broken_where_an_app_would_break_them(
+    data: demo.DemoDataSet,
+) -> None:
+    policies = {
+        f["version"]: f["guardian_consent_allowed"]
+        for f in data.facts
+        if f["type"] == "policy.version_published"
+    }
+    assert policies == {"v1.0": False, "v1.1": False, "v2.0": True}
+    disclosures = {f["disclosure_id"]: f for f in data.facts if f["type"] == "disclosure.recorded"}
+    why = {p.verdict: p.disclosure_id for p in data.planted}
+    winback = disclosures[why["legal_basis_not_permitted"]]
+    assert (winback["purpose"], winback["legal_basis"]) == (
+        "marketing_email",
+        "legitimate_interest",
+    )
+    raw = disclosures[why["not_de_identified"]]
+    assert (raw["kind"], raw["de_identified"]) == ("delegated_processing", False)
+    # Every other delegated processing is de-identified, as the policy promises.
+    delegated = [f for f in disclosures.values() if f["kind"] == "delegated_processing"]
+    assert [f["disclosure_id"] for f in delegated if not f["de_identified"]] == [
+        raw["disclosure_id"]
+    ]
+    refused = [f["ground"] for f in data.facts if f["type"] == "request.refused"]
+    assert sorted(refused) == ["legal_obligation_to_retain", "unnecessarily_repetitive"]
+
+
+def test_the_default_demo_tells_the_counts_docs_demo_md_gives() -> None:
+    """The rules' violations draw their members from a generator of their own, so adding them
+    left the members and their decisions where docs/demo.md counts them."""
+    big = demo.generate(users=2000, seed=1, anchor=ANCHOR)
+    assert (len(big.renewed), len(big.renewal_required)) == (874, 418)
+    assert len(big.facts) == 14348
+    assert big.violations == {
+        "consent_missing": 12,
+        "legal_basis_not_permitted": 3,
+        "not_de_identified": 3,
+        "recipient_terminated": 4,
+        "recipient_unregistered": 3,
+    }
 
 
 def test_users_out_of_range_are_refused() -> None:
