@@ -54,10 +54,10 @@ from ledger.mapper import LedgerMapper, format_time
 from ledger.merkle_log import Checkpointer, SignedCheckpoint
 from ledger.receipts import DecodedEvent, Receipt, claimed_record, fact_position
 from ledger.recorder import Claim, LedgerRecorder, LogRecord
-from ledger.sealing import fact_subject_refs, open_data, seal_fact
-from ledger.subject_keys import LifecycleError, SubjectKeys
+from ledger.sealing import blind_fact, fact_subject_refs, open_data, seal_fact
+from ledger.subject_keys import KeySession, LifecycleError, SubjectKeys
 from ledger.verifier.entry import entry_hash, parse_body
-from ledger.verifier.scopes import scopes_of, without_days
+from ledger.verifier.scopes import correction_concerns
 from ledger.vocabulary import ErasureGround
 
 A = TypeVar("A", bound=LedgerAggregate)
@@ -117,15 +117,13 @@ class _Batch:
         self.erasing: set[str] = set()
         """Pseudonyms whose keys this batch destroys when it commits."""
         self.keys = app.subject_keys.session(unknown_subjects)
-        self.new_streams = {UUID(pseudonym) for pseudonym in unknown_subjects}
-        """Subject streams that did not exist when the batch began: the key store knew
-        nothing of their subjects, and a subject's stream is only ever written with its key.
-        Not read; should one exist after all, the commit clashes and the retry reads it."""
 
     def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
         aggregate = self.aggregates.get(aggregate_id)
         if aggregate is None:
-            if aggregate_id in self.new_streams:
+            if str(aggregate_id) in self.keys.fresh:
+                # A pseudonym made for this batch: its stream cannot exist yet, so it is not
+                # read; should one exist after all, the commit clashes and the retry reads it.
                 return None
             try:
                 aggregate = self.app.repository.get(aggregate_id)
@@ -217,7 +215,6 @@ class LedgerApplication(Application[UUID]):
         facts = self._parse_batch(raw_facts)
         now = self.clock()
         self._check_clocks(facts, now)
-        digests = [self.subject_keys.digest(_canonical(fact)) for fact in facts]
         refs = [ref for fact in facts for ref in fact_subject_refs(fact)]
         unknown_subjects = self.subject_keys.prefetch(refs)
         refreshed = False
@@ -226,58 +223,77 @@ class LedgerApplication(Application[UUID]):
             # repeated event id then fails the commit (or the checks, for a fact whose
             # aggregate it changed), and the next attempt reads the claims and answers it.
             first = attempt == 0
+            batch = _Batch(
+                self,
+                None if emitter is None else dict(emitter),
+                unknown_subjects if first else frozenset(),
+            )
             receipts: list[Receipt | None] = [None] * len(facts)
-            recorded = {} if first else self.ledger.select_claims([f.event_id for f in facts])
-            fresh: list[int] = []
-            for index, fact in enumerate(facts):
-                claim = recorded.get(fact.event_id)
-                if claim is None:
-                    fresh.append(index)
-                elif claim.digest != digests[index]:
-                    raise IdempotencyConflictError(fact.event_id, claim.seq, index)
-                else:
-                    record = claimed_record(claim, self.ledger.get_record)
-                    if record is None:
-                        raise EventNotFoundError(claim.seq)
-                    receipts[index] = Receipt.from_record(record, fact.event_id, duplicate=True)
-            if fresh:
-                streams = [s for i in fresh for s in self._streams_written(facts[i])]
-                try:
+            try:
+                recorded = {} if first else self.ledger.select_claims([f.event_id for f in facts])
+                fresh: list[int] = []
+                for index, fact in enumerate(facts):
+                    claim = recorded.get(fact.event_id)
+                    if claim is None:
+                        fresh.append(index)
+                    elif claim.digest != self._digest(fact, batch.keys, index):
+                        raise IdempotencyConflictError(fact.event_id, claim.seq, index)
+                    else:
+                        record = claimed_record(claim, self.ledger.get_record)
+                        if record is None:
+                            raise EventNotFoundError(claim.seq)
+                        receipts[index] = Receipt.from_record(record, fact.event_id, duplicate=True)
+                if fresh:
+                    streams = [s for i in fresh for s in self._streams_written(facts[i])]
                     with self._stream_locks.holding(streams):
-                        records = self._record_facts(
-                            emitter,
-                            [facts[i] for i in fresh],
-                            [digests[i] for i in fresh],
-                            fresh,
-                            now,
-                            unknown_subjects if first else frozenset(),
+                        records = self._run_batch(batch, [facts[i] for i in fresh], fresh, now)
+                    for index, record in zip(fresh, records, strict=True):
+                        receipts[index] = Receipt.from_record(
+                            record, facts[index].event_id, duplicate=False
                         )
-                except ValidationError:
-                    if first:
-                        continue  # perhaps a repeated event: answered with its claim, or again
-                    raise
-                except IntegrityError:
-                    # Another process took a stream version or an event id: start again.
-                    time.sleep(random.uniform(0, 0.005 * attempt))  # noqa: S311
-                    continue
-                except SubjectErasedError as exc:
-                    # Erased meanwhile by another process, or it started a new lifecycle
-                    # that this process had not seen yet: look again, once.
-                    if refreshed:
-                        raise ValidationError.single(
-                            "subject", "subject_erased", str(exc)
-                        ) from None
-                    self.subject_keys.refresh(refs)
-                    refreshed = True
-                    continue
-                for index, record in zip(fresh, records, strict=True):
-                    receipts[index] = Receipt.from_record(
-                        record, facts[index].event_id, duplicate=False
-                    )
+            except ValidationError:
+                batch.keys.abandoned()
+                if first:
+                    continue  # perhaps a repeated event: answered with its claim, or again
+                raise
+            except IntegrityError:
+                # Another process took a stream version, an event id or a subject's name:
+                # start again.
+                batch.keys.abandoned()
+                time.sleep(random.uniform(0, 0.005 * attempt))  # noqa: S311
+                continue
+            except SubjectErasedError as exc:
+                # Erased meanwhile by another process, or it started a new lifecycle that
+                # this process had not seen yet: look again, once.
+                batch.keys.abandoned()
+                if refreshed:
+                    raise ValidationError.single("subject", "subject_erased", str(exc)) from None
+                self.subject_keys.refresh(refs)
+                refreshed = True
+                continue
+            except BaseException:
+                batch.keys.abandoned()
+                raise
+            if fresh:
+                batch.keys.committed()
+            else:
+                batch.keys.abandoned()
+            self.subject_keys.forget(batch.erasing)
             return [r for r in receipts if r is not None]
         raise ConcurrencyError(
             f"the batch lost {MAX_ATTEMPTS} races for its streams in a row; try again"
         )
+
+    def _digest(self, fact: ev.Fact, keys: KeySession, index: int) -> bytes:
+        """The keyed digest an event id stands for: the fact normalised, with its personal
+        data blinded (:func:`blind_fact`), so that it tells nothing once a subject is erased."""
+        try:
+            return self.subject_keys.digest(_canonical(blind_fact(fact, keys)))
+        except SubjectErasedError as exc:
+            field = "subject" if hasattr(fact, "subject") else "subjects"
+            raise ValidationError.single(field, "subject_erased", str(exc)).at_index(
+                index
+            ) from None
 
     def _streams_written(self, fact: ev.Fact) -> list[UUID]:
         """The streams a fact appends to (so that in-process writers take turns on them)."""
@@ -293,7 +309,7 @@ class LedgerApplication(Application[UUID]):
                 | ev.AgeAttested()
                 | ev.SubjectLifecycleStarted()
             ):
-                return [UUID(self.subject_keys.pseudonym(fact.subject))]
+                return [self.subject_keys.lock_id(fact.subject)]
             case ev.DisclosureRecorded():
                 return [stream_id("disclosure", fact.disclosure_id)]
             case ev.CorrectionRecorded():
@@ -356,34 +372,15 @@ class LedgerApplication(Application[UUID]):
         if problems:
             raise ValidationError(problems)
 
-    def _record_facts(
-        self,
-        emitter: Mapping[str, Any] | None,
-        facts: list[ev.Fact],
-        digests: list[bytes],
-        indexes: list[int],
-        now: datetime,
-        unknown_subjects: frozenset[str] = frozenset(),
-    ) -> list[LogRecord]:
-        batch = _Batch(self, None if emitter is None else dict(emitter), unknown_subjects)
-        try:
-            records = self._run_batch(batch, facts, digests, indexes, now)
-        except BaseException:
-            batch.keys.abandoned()
-            raise
-        batch.keys.committed()
-        self.subject_keys.forget(batch.erasing)
-        return records
-
     def _run_batch(
         self,
         batch: _Batch,
         facts: list[ev.Fact],
-        digests: list[bytes],
         indexes: list[int],
         now: datetime,
     ) -> list[LogRecord]:
         principal: list[int] = []
+        digests: list[bytes] = []
         for fact, index in zip(facts, indexes, strict=True):
             before = len(batch.events)
             try:
@@ -395,6 +392,8 @@ class LedgerApplication(Application[UUID]):
                 raise ValidationError.single(field, "subject_erased", str(exc)).at_index(
                     index
                 ) from None
+            # After the command: a fact that starts a lifecycle is digested with its new name.
+            digests.append(self._digest(fact, batch.keys, index))
             principal.append(fact_position(batch.events, before, fact.event_id))
         stored: list[StoredEvent] = [self.mapper.to_stored_event(e) for e in batch.events]
         claims = [
@@ -408,6 +407,7 @@ class LedgerApplication(Application[UUID]):
             sealed_under=batch.keys.sealed_under,
             erase=batch.erasing,
             lifecycles=batch.keys.lifecycles,
+            new_names=batch.keys.new_names,
         )
         return [records[position] for position in principal]
 
@@ -474,7 +474,9 @@ class LedgerApplication(Application[UUID]):
                         if policy.minimum_age is not None
                         else self.limits.minimum_age
                     )
-                    subject.check_may_consent(minimum_age, fact.guardian is not None)
+                    subject.check_may_consent(
+                        minimum_age, fact.guardian is not None, policy.guardian_consent_allowed
+                    )
                     if fact.expires_at is not None and fact.expires_at <= fact.occurred_at:
                         raise rule(
                             "expires_at",
@@ -627,7 +629,11 @@ class LedgerApplication(Application[UUID]):
         envelope = {"timestamp": now, "emitter": None}
         for attempt in range(MAX_ATTEMPTS):
             batch = _Batch(self)
-            target = pseudonym or batch.keys.pseudonym(str(subject_ref))
+            target = pseudonym or self.subject_keys.current(str(subject_ref))
+            if target is None:
+                if self.subject_keys.was_erased(str(subject_ref)):
+                    raise LedgerError("the subject with this reference was erased already")
+                raise LedgerError("no subject has this reference: nothing to erase")
             store = self.subject_keys.store
             if not store.select([target]) and not store.erased([target]):
                 raise LedgerError(f"no subject {target} is known to the ledger: nothing to erase")
@@ -699,23 +705,24 @@ class LedgerApplication(Application[UUID]):
     def _check_correction(self, batch: _Batch, fact: ev.CorrectionRecorded) -> list[str]:
         """The corrected event exists (earlier, or earlier in this batch); fields are its own.
 
-        Returns the scopes the corrected event concerns, which the correction concerns too.
+        Returns the scopes the correction concerns: the corrected event's, as recorded and as
+        corrected (:func:`ledger.verifier.scopes.correction_concerns`).
         """
         wanted = fact.corrects_event_id
         in_batch = [e for e in batch.events if e.event_id == wanted]
         type_name: str | None = None
-        scopes: list[str] = []
+        corrected: tuple[Mapping[str, Any], str] = ({}, "")
         if in_batch:
             event = in_batch[0]
             type_name = event.TYPE
-            scopes = scopes_of(type_name, event.data, format_time(event.occurred_at))
+            corrected = (event.data, format_time(event.occurred_at))
         else:
             claim = self.ledger.select_claims([wanted]).get(wanted)
             record = None if claim is None else self.ledger.get_record(claim.seq)
             if record is not None:
                 body = parse_body(record.body)
                 type_name = body["type"]
-                scopes = scopes_of(body["type"], body["data"], body["occurred_at"])
+                corrected = (body["data"], body["occurred_at"])
         if type_name is None:
             raise rule(
                 "corrects_event_id",
@@ -725,7 +732,7 @@ class LedgerApplication(Application[UUID]):
         problems = ev.correction_problems(type_name, fact.corrected_fields)
         if problems:
             raise ValidationError(problems)
-        return without_days(scopes)
+        return correction_concerns(type_name, *corrected, fact.corrected_fields)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -781,9 +788,9 @@ class LedgerApplication(Application[UUID]):
         return self.ledger.max_notification_id() or 0
 
 
-def _canonical(fact: ev.Fact) -> bytes:
-    """The content an event id stands for: the validated fact, normalised."""
-    return orjson.dumps(fact.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+def _canonical(blinded: dict[str, Any]) -> bytes:
+    """The content an event id stands for: the validated fact, blinded, normalised."""
+    return orjson.dumps(blinded, option=orjson.OPT_SORT_KEYS)
 
 
 __all__ = ["EVENT_CLASSES", "LedgerApplication", "Limits"]

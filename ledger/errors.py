@@ -87,8 +87,9 @@ class SubjectErasedError(LedgerError):
 
     def __init__(self, pseudonyms: list[str]) -> None:
         self.pseudonyms = sorted(pseudonyms)
+        named = f"subject {', '.join(self.pseudonyms)}" if self.pseudonyms else "the subject"
         super().__init__(
-            f"subject {', '.join(self.pseudonyms)} was erased: nothing more is recorded for "
+            f"{named} was erased: nothing more is recorded for "
             "it; to record facts about a new relationship with the same reference, start a new "
             "lifecycle first (a subject.lifecycle_started fact)"
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -126,9 +127,13 @@ CREATE TABLE IF NOT EXISTS {s}.ledger_subject_keys (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE IF NOT EXISTS {s}.ledger_secrets (name text PRIMARY KEY, wrapped bytea NOT NULL);
-CREATE TABLE IF NOT EXISTS {s}.ledger_subject_generations (
-    base text PRIMARY KEY,
-    generation integer NOT NULL
+CREATE TABLE IF NOT EXISTS {s}.ledger_subject_names (
+    lookup text PRIMARY KEY,
+    pseudonym text NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS {s}.ledger_subject_erasures (
+    lookup text PRIMARY KEY,
+    erasures integer NOT NULL
 );
 """
 
@@ -219,9 +224,12 @@ class _PostgresWrite:
     def read_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         return _read_nodes(self.conn, self.recorder, keys)
 
-    def destroy_keys(self, pseudonyms: Sequence[str]) -> bool:
-        destroy_keys(self.conn, self.recorder.keys_table, list(pseudonyms))
-        self.recorder.vacuum_after_commit = True
+    def finish_subjects(self, erased: Sequence[str], lifecycles: Mapping[str, str]) -> bool:
+        tables = KeyTables.of(self.recorder.schema)
+        if erased:
+            destroy_keys(self.conn, tables, list(erased))
+            self.recorder.vacuum_after_commit = True
+        name_lifecycles(self.conn, tables, lifecycles)
         return True
 
     def write(
@@ -423,7 +431,7 @@ class PostgresLedgerRecorder(LedgerRecorder):
             raise StorageError(f"PostgreSQL refused the append: {exc}") from exc
         if self.vacuum_after_commit:
             self.vacuum_after_commit = False
-            vacuum_keys(self.pool, self.keys_table)
+            vacuum_keys(self.pool, KeyTables.of(self.schema))
 
     @contextmanager
     def _tree_transaction(self) -> Iterator[_PostgresTree]:
@@ -466,19 +474,37 @@ class PostgresLedgerRecorder(LedgerRecorder):
                 yield from (RecordedClaim(r[0], bytes(r[1]), int(r[2])) for r in rows)
 
 
+@dataclass(frozen=True)
+class KeyTables:
+    """The key store's tables in a schema."""
+
+    keys: sql.Identifier
+    names: sql.Identifier
+    erasures: sql.Identifier
+
+    @classmethod
+    def of(cls, schema: str) -> KeyTables:
+        return cls(
+            sql.Identifier(schema, "ledger_subject_keys"),
+            sql.Identifier(schema, "ledger_subject_names"),
+            sql.Identifier(schema, "ledger_subject_erasures"),
+        )
+
+
 class PostgresKeyStore(KeyStore):
     def __init__(self, pool: ConnectionPool, schema: str = "public") -> None:
         self.pool = pool
-        self.keys = sql.Identifier(schema, "ledger_subject_keys")
+        self.tables = KeyTables.of(schema)
+        self.keys = self.tables.keys
         self.secrets_table = sql.Identifier(schema, "ledger_secrets")
-        self.generations_table = sql.Identifier(schema, "ledger_subject_generations")
         self.survey_statement = (
             sql.SQL(
-                "SELECT base, generation, NULL::bytea FROM {generations} "
-                "WHERE base = ANY(%b::text[]) UNION ALL "
-                "SELECT pseudonym, NULL, wrapped FROM {keys} WHERE pseudonym = ANY(%b::text[])"
+                "SELECT n.lookup, n.pseudonym, k.wrapped FROM {names} n "
+                "LEFT JOIN {keys} k ON k.pseudonym = n.pseudonym "
+                "WHERE n.lookup = ANY(%b::text[]) UNION ALL "
+                "SELECT lookup, NULL, NULL FROM {erasures} WHERE lookup = ANY(%b::text[])"
             )
-            .format(generations=self.generations_table, keys=self.keys)
+            .format(names=self.tables.names, keys=self.keys, erasures=self.tables.erasures)
             .as_bytes(None)
         )
         self.select_statement = (
@@ -490,9 +516,9 @@ class PostgresKeyStore(KeyStore):
             .as_bytes(None)
         )
 
-    def survey(self, bases: Sequence[str]) -> Survey:
+    def survey(self, lookups: Sequence[str]) -> Survey:
         with self.pool.connection() as conn:
-            rows = conn.execute(self.survey_statement, (list(bases), list(bases))).fetchall()
+            rows = conn.execute(self.survey_statement, (list(lookups), list(lookups))).fetchall()
         return Survey.from_rows(rows)
 
     def persist(self, wrapped: Mapping[str, bytes]) -> dict[str, bytes]:
@@ -505,6 +531,21 @@ class PostgresKeyStore(KeyStore):
                     sorted(wrapped.items()),  # one order for every writer: no deadlock
                 )
             return self._select(conn, list(wrapped))
+
+    def persist_names(self, names: Mapping[str, str]) -> Survey:
+        lookups = sorted(names)  # one order for every writer: no deadlock
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {names} (lookup, pseudonym) "
+                    "SELECT l, p FROM unnest(%s::text[], %s::text[]) AS t(l, p) "
+                    "WHERE NOT EXISTS (SELECT 1 FROM {erasures} e WHERE e.lookup = t.l) "
+                    "ON CONFLICT DO NOTHING"
+                ).format(names=self.tables.names, erasures=self.tables.erasures),
+                (lookups, [names[lookup] for lookup in lookups]),
+            )
+            rows = conn.execute(self.survey_statement, (lookups, lookups)).fetchall()
+        return Survey.from_rows(rows)
 
     def select(self, pseudonyms: Iterable[str]) -> dict[str, bytes]:
         with self.pool.connection() as conn:
@@ -520,38 +561,22 @@ class PostgresKeyStore(KeyStore):
 
     def destroy(self, pseudonyms: Iterable[str]) -> None:
         with self.pool.connection() as conn, conn.transaction():
-            destroy_keys(conn, self.keys, sorted(set(pseudonyms)))
-        vacuum_keys(self.pool, self.keys)
+            destroy_keys(conn, self.tables, sorted(set(pseudonyms)))
+        vacuum_keys(self.pool, self.tables)
 
-    def generations(self, bases: Iterable[str]) -> dict[str, int]:
-        with self.pool.connection() as conn:
-            rows = conn.execute(
-                sql.SQL("SELECT base, generation FROM {} WHERE base = ANY(%s)").format(
-                    self.generations_table
-                ),
-                (list(bases),),
-            ).fetchall()
-        return {str(r[0]): int(r[1]) for r in rows}
-
-    def start_generation(self, base: str, generation: int) -> bool:
+    def start_lifecycle(self, lookup: str, pseudonym: str) -> bool:
         with self.pool.connection() as conn, conn.transaction():
-            if generation == 1:
-                row = conn.execute(
-                    sql.SQL(
-                        "INSERT INTO {} (base, generation) VALUES (%s, 1) "
-                        "ON CONFLICT DO NOTHING RETURNING 1"
-                    ).format(self.generations_table),
-                    (base,),
-                ).fetchone()
-            else:
-                row = conn.execute(
-                    sql.SQL(
-                        "UPDATE {} SET generation = %s WHERE base = %s AND generation = %s "
-                        "RETURNING 1"
-                    ).format(self.generations_table),
-                    (generation, base, generation - 1),
-                ).fetchone()
-        return row is not None
+            return name_lifecycles(conn, self.tables, {lookup: pseudonym})
+
+    def holds_format_1(self) -> bool:
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                sql.SQL(
+                    "SELECT EXISTS (SELECT 1 FROM {keys}) AND NOT EXISTS (SELECT 1 FROM {names}) "
+                    "AND NOT EXISTS (SELECT 1 FROM {erasures})"
+                ).format(keys=self.keys, names=self.tables.names, erasures=self.tables.erasures)
+            ).fetchone()
+        return bool(row and row[0])
 
     def wrapped_keys(self) -> Iterable[tuple[str, bytes]]:
         with self.pool.connection() as conn:
@@ -579,7 +604,7 @@ class PostgresKeyStore(KeyStore):
                 sql.SQL("UPDATE {} SET wrapped = %s WHERE name = %s").format(self.secrets_table),
                 [(w, n) for n, w in sorted(secrets.items())],
             )
-        vacuum_keys(self.pool, self.keys)
+        vacuum_keys(self.pool, self.tables)
 
     def get_secret(self, name: str) -> bytes | None:
         with self.pool.connection() as conn:
@@ -617,23 +642,53 @@ def erased_keys(
     return {str(r[0]) for r in rows}
 
 
-def destroy_keys(
-    conn: psycopg.Connection[Any], keys: sql.Identifier, pseudonyms: list[str]
-) -> None:
-    """Replace the keys with tombstones, in the caller's transaction."""
-    conn.execute(sql.SQL("DELETE FROM {} WHERE pseudonym = ANY(%s)").format(keys), (pseudonyms,))
+def destroy_keys(conn: psycopg.Connection[Any], tables: KeyTables, pseudonyms: list[str]) -> None:
+    """In the caller's transaction: replace the keys with tombstones, delete the names that
+    pointed at them, and count an erasure for each of their lookup ids."""
+    conn.execute(
+        sql.SQL("DELETE FROM {} WHERE pseudonym = ANY(%s)").format(tables.keys), (pseudonyms,)
+    )
     conn.execute(
         sql.SQL("INSERT INTO {} (pseudonym, wrapped) SELECT unnest(%s::text[]), ''::bytea").format(
-            keys
+            tables.keys
         ),
+        (pseudonyms,),
+    )
+    conn.execute(
+        sql.SQL(
+            "WITH gone AS (DELETE FROM {names} WHERE pseudonym = ANY(%s) RETURNING lookup) "
+            "INSERT INTO {erasures} (lookup, erasures) SELECT lookup, 1 FROM gone "
+            "ON CONFLICT (lookup) DO UPDATE SET erasures = {erasures}.erasures + 1"
+        ).format(names=tables.names, erasures=tables.erasures),
         (pseudonyms,),
     )
 
 
-def vacuum_keys(pool: ConnectionPool, keys: sql.Identifier) -> None:
-    """Reclaim the dead rows that still hold destroyed or replaced keys (best effort)."""
+def name_lifecycles(
+    conn: psycopg.Connection[Any], tables: KeyTables, lifecycles: Mapping[str, str]
+) -> bool:
+    """In the caller's transaction: name new lifecycles of references with no live one;
+    False if one had a live name (another writer started it)."""
+    if not lifecycles:
+        return True
+    lookups = sorted(lifecycles)
+    row = conn.execute(
+        sql.SQL(
+            "WITH n AS (INSERT INTO {} (lookup, pseudonym) "
+            "SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT DO NOTHING RETURNING 1) "
+            "SELECT count(*) FROM n"
+        ).format(tables.names),
+        (lookups, [lifecycles[lookup] for lookup in lookups]),
+    ).fetchone()
+    return row is not None and int(row[0]) == len(lookups)
+
+
+def vacuum_keys(pool: ConnectionPool, tables: KeyTables) -> None:
+    """Reclaim the dead rows that still hold destroyed keys, deleted names or replaced keys
+    (best effort)."""
     try:
         with pool.connection() as conn:
-            conn.execute(sql.SQL("VACUUM {}").format(keys))
+            for table in (tables.keys, tables.names):
+                conn.execute(sql.SQL("VACUUM {}").format(table))
     except psycopg.Error:
         pass  # the next autovacuum does it; docs/operations.md says what backups keep

@@ -145,9 +145,10 @@ class WriteTransaction(Protocol):
         """Insert records, claims and the Merkle nodes they complete (IntegrityError on a clash)."""
         ...
 
-    def destroy_keys(self, pseudonyms: Sequence[str]) -> bool:
-        """Destroy these subjects' keys in this transaction; False if the key store is not in
-        the log's database (then they are destroyed in a transaction of their own, first)."""
+    def finish_subjects(self, erased: Sequence[str], lifecycles: Mapping[str, str]) -> bool:
+        """In this transaction, destroy the keys of the ``erased`` subjects (and the names
+        that pointed at them), then name the new ``lifecycles`` (lookup id -> pseudonym);
+        False if the key store is not in the log's database (then the recorder asks it)."""
         ...
 
 
@@ -164,7 +165,8 @@ class _Unit:
     new_keys: Mapping[str, bytes]
     sealed_under: frozenset[str] = frozenset()
     erase: frozenset[str] = frozenset()
-    lifecycles: Mapping[str, int] = field(default_factory=dict)
+    lifecycles: Mapping[str, str] = field(default_factory=dict)
+    new_names: Mapping[str, str] = field(default_factory=dict)
     done: threading.Event = field(default_factory=threading.Event)
     result: list[LogRecord] | None = None
     error: BaseException | None = None
@@ -203,7 +205,8 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         *,
         sealed_under: Iterable[str] = (),
         erase: Iterable[str] = (),
-        lifecycles: Mapping[str, int] | None = None,
+        lifecycles: Mapping[str, str] | None = None,
+        new_names: Mapping[str, str] | None = None,
     ) -> list[LogRecord]:
         """Record ``stored_events`` atomically; return their records once committed.
 
@@ -211,9 +214,11 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         to seal; they are stored durably before the events commit. ``sealed_under`` names
         every subject whose key sealed data in these events: if one was erased meanwhile,
         the unit fails with :class:`SubjectErasedError`. ``erase`` names subjects whose keys
-        are destroyed with this commit (its events record the erasure). ``lifecycles``
-        (base pseudonym -> number) are new subject lifecycles these events start: stored with
-        this commit, each only if it is the next.
+        are destroyed with this commit (its events record the erasure). ``new_names``
+        (lookup id -> pseudonym) name the references these events are the first to mention:
+        stored before the events commit, each only if no other writer named it first and it
+        was never erased. ``lifecycles`` (lookup id -> pseudonym) are new lifecycles of erased
+        references that these events start: named with this commit.
         """
         if not stored_events:
             return []
@@ -224,6 +229,7 @@ class LedgerRecorder(ApplicationRecorder, ABC):
             sealed_under=frozenset(sealed_under),
             erase=frozenset(erase),
             lifecycles=dict(lifecycles or {}),
+            new_names=dict(new_names or {}),
         )
         with self._condition:
             if self._closed:
@@ -293,24 +299,34 @@ class LedgerRecorder(ApplicationRecorder, ABC):
             unit.done.set()
 
     def _keep_stored_keys(self, group: list[_Unit], head: Head) -> list[_Unit]:
-        """Store the group's new subject keys before its events; units whose key lost fail.
+        """Store the group's new names and subject keys before its events; units whose name
+        or key lost (or whose reference was erased meanwhile) fail.
 
-        In the log's own transaction when the backend can (PostgreSQL: :meth:`read_head` did),
-        else committed just before it (SQLite's key store is a file of its own): a key is
-        durable no later than the first event sealed under it.
+        Keys go in the log's own transaction when the backend can (PostgreSQL:
+        :meth:`read_head` did), else they are committed just before it (SQLite's key store is
+        a file of its own), as names are: a name or key is durable no later than the first
+        event that uses it. A name or key stored for a unit that then fails joins nothing.
         """
         wanted = _new_keys(group)
-        if not wanted:
+        names = _new_names(group)
+        if not wanted and not names:
             return group
+        named = self.key_store.persist_names(names) if names else None
         stored = head.stored_keys
         if stored is None:
-            stored = self.key_store.persist(wanted)
+            stored = self.key_store.persist(wanted) if wanted else {}
         ready = []
         for unit in group:
-            if all(stored.get(p) == w for p, w in unit.new_keys.items()):
-                ready.append(unit)
-            else:
+            if not all(stored.get(p) == w for p, w in unit.new_keys.items()):
                 unit.error = IntegrityError("another writer made this subject's key first")
+            elif named is not None and any(lookup in named.erased for lookup in unit.new_names):
+                unit.error = SubjectErasedError([])
+            elif named is not None and any(
+                named.names.get(lookup) != p for lookup, p in unit.new_names.items()
+            ):
+                unit.error = IntegrityError("another writer named this subject first")
+            else:
+                ready.append(unit)
         return ready
 
     def _check_subjects(
@@ -327,18 +343,21 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         if erased_here is None and involved:
             erased = self.key_store.erased(involved)
         before = set(erased)
-        bases = sorted({base for unit in group for base in unit.lifecycles})
-        generations = self.key_store.generations(bases) if bases else {}
+        lookups = sorted({lookup for unit in group for lookup in unit.lifecycles})
+        live = self.key_store.survey(lookups).names if lookups else {}
         ready: list[_Unit] = []
         for unit in group:
             clash = unit.sealed_under & erased
             if clash:
                 unit.error = SubjectErasedError(sorted(clash))
                 continue
-            if any(generations.get(b, 0) + 1 != n for b, n in unit.lifecycles.items()):
+            if any(
+                lookup in live and live[lookup] not in erased | unit.erase
+                for lookup in unit.lifecycles
+            ):
                 unit.error = IntegrityError("another writer started this lifecycle first")
                 continue
-            generations.update(unit.lifecycles)
+            live.update(unit.lifecycles)
             ready.append(unit)
             erased |= unit.erase
         return ready, before
@@ -346,16 +365,21 @@ class LedgerRecorder(ApplicationRecorder, ABC):
     def _finish_subjects(
         self, written: list[_Unit], erased_before: set[str], txn: WriteTransaction
     ) -> None:
-        """After the write, still under the lock: destroy the keys erased, store lifecycles.
+        """After the write, still under the lock: destroy the keys erased, name lifecycles.
 
         Only units whose events were written count; a write that failed destroyed nothing.
         """
         destroyed = sorted({p for unit in written for p in unit.erase} - erased_before)
-        if destroyed and not txn.destroy_keys(destroyed):
-            self.key_store.destroy(destroyed)
-        for unit in written:
-            for base, generation in sorted(unit.lifecycles.items()):
-                self.key_store.start_generation(base, generation)
+        lifecycles = {
+            lookup: pseudonym for unit in written for lookup, pseudonym in unit.lifecycles.items()
+        }
+        if not destroyed and not lifecycles:
+            return
+        if not txn.finish_subjects(destroyed, lifecycles):
+            if destroyed:
+                self.key_store.destroy(destroyed)
+            for lookup, pseudonym in sorted(lifecycles.items()):
+                self.key_store.start_lifecycle(lookup, pseudonym)
 
     def _commit(self, group: list[_Unit]) -> None:
         started = time.perf_counter()
@@ -646,6 +670,16 @@ def _new_keys(group: Sequence[_Unit]) -> dict[str, bytes]:
     for unit in group:
         for pseudonym, wrapped in unit.new_keys.items():
             wanted.setdefault(pseudonym, wrapped)
+    return wanted
+
+
+def _new_names(group: Sequence[_Unit]) -> dict[str, str]:
+    """The names of the references a group is the first to mention (the first unit's wins
+    when two made one; the other unit then fails and tries again)."""
+    wanted: dict[str, str] = {}
+    for unit in group:
+        for lookup, pseudonym in unit.new_names.items():
+            wanted.setdefault(lookup, pseudonym)
     return wanted
 
 

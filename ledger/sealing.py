@@ -15,7 +15,14 @@ from typing import Any
 from uuid import UUID
 
 from ledger.events import FACT_TYPES, Fact, personal_data_paths
-from ledger.subject_keys import KeySource, SealError, event_aad, open_text, seal_text
+from ledger.subject_keys import (
+    KeySession,
+    KeySource,
+    SealError,
+    event_aad,
+    open_text,
+    seal_text,
+)
 
 ERASED = "[erased]"
 WITHHELD = "[another subject]"
@@ -72,6 +79,35 @@ def seal_fact(fact: Fact, stream: UUID, stream_version: int, keys: KeySource) ->
         elif kind == "text":
             assert owner_key is not None, f"{fact.TYPE}.{path} has no subject to seal it for"
             _replace(data, path, partial(_seal, owner_key, event_aad(stream, stream_version, path)))
+    return data
+
+
+REQUEST_STEPS = frozenset(
+    {"request.identity_verified", "request.extended", "request.fulfilled", "request.refused"}
+)
+"""Steps of a data-subject request: the request names its subject (a step for another subject
+is refused), so their digests leave the reference out and survive the subject's erasure."""
+
+
+def blind_fact(fact: Fact, keys: KeySession) -> dict[str, Any]:
+    """The fact as its idempotency digest covers it: every subject reference replaced by the
+    subject's pseudonym, every other personal-data value by a keyed hash under the subject's
+    own key (so nothing in a digest can be tested against a reference or a value once the
+    subject is erased); a request step's subject by the constant ``"(the request's)"``."""
+    data = fact.model_dump(mode="json")
+    if fact.TYPE in REQUEST_STEPS:
+        data["subject"] = "(the request's)"
+        return data
+    owner: str | None = None
+    if fact.SUBJECT_SCOPED:
+        owner = keys.pseudonym(data["subject"])
+        data["subject"] = owner
+    for path, kind in _PATHS[fact.TYPE]:
+        if kind == "subject" and path.endswith("[]"):
+            name = path[:-2]
+            data[name] = [keys.pseudonym(ref) for ref in data[name]]
+        elif kind == "text" and owner is not None:
+            _replace(data, path, partial(keys.blind, owner))
     return data
 
 
@@ -147,4 +183,12 @@ def _deep_copy(value: Any) -> Any:
     return value
 
 
-__all__ = ["ERASED", "SealError", "fact_pseudonyms", "fact_subject_refs", "open_data", "seal_fact"]
+__all__ = [
+    "ERASED",
+    "SealError",
+    "blind_fact",
+    "fact_pseudonyms",
+    "fact_subject_refs",
+    "open_data",
+    "seal_fact",
+]

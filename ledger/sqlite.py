@@ -99,11 +99,21 @@ CREATE TABLE IF NOT EXISTS ledger_subject_keys (
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 CREATE TABLE IF NOT EXISTS ledger_secrets (name TEXT PRIMARY KEY, wrapped BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS ledger_subject_generations (
-    base TEXT PRIMARY KEY,
-    generation INTEGER NOT NULL
+CREATE TABLE IF NOT EXISTS ledger_subject_names (
+    lookup TEXT PRIMARY KEY,
+    pseudonym TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS ledger_subject_erasures (
+    lookup TEXT PRIMARY KEY,
+    erasures INTEGER NOT NULL
 );
 """
+
+_SURVEY = (
+    "SELECT n.lookup, n.pseudonym, k.wrapped FROM ledger_subject_names n "
+    "LEFT JOIN ledger_subject_keys k ON k.pseudonym = n.pseudonym WHERE n.lookup IN ({0}) "
+    "UNION ALL SELECT lookup, NULL, NULL FROM ledger_subject_erasures WHERE lookup IN ({0})"
+)
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -141,7 +151,7 @@ class _SQLiteWrite:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    def destroy_keys(self, pseudonyms: Sequence[str]) -> bool:
+    def finish_subjects(self, erased: Sequence[str], lifecycles: Mapping[str, str]) -> bool:
         return False  # the key store is its own file
 
     def read_head(
@@ -372,17 +382,19 @@ class SQLiteKeyStore(KeyStore):
             rows += self._conn.execute(query.format(",".join("?" * len(chunk))), chunk * times)
         return rows
 
-    def survey(self, bases: Sequence[str]) -> Survey:
+    def survey(self, lookups: Sequence[str]) -> Survey:
         with self._lock:
-            return Survey.from_rows(
-                self._rows_in(
-                    "SELECT pseudonym, NULL, wrapped FROM ledger_subject_keys "
-                    "WHERE pseudonym IN ({0}) UNION ALL SELECT base, generation, NULL "
-                    "FROM ledger_subject_generations WHERE base IN ({0})",
-                    list(bases),
-                    times=2,
-                )
+            return Survey.from_rows(self._rows_in(_SURVEY, list(lookups), times=2))
+
+    def persist_names(self, names: Mapping[str, str]) -> Survey:
+        lookups = sorted(names)
+        with self._lock, _immediate(self._conn) as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO ledger_subject_names (lookup, pseudonym) SELECT ?, ? "
+                "WHERE NOT EXISTS (SELECT 1 FROM ledger_subject_erasures WHERE lookup = ?)",
+                [(lookup, names[lookup], lookup) for lookup in lookups],
             )
+            return Survey.from_rows(self._rows_in(_SURVEY, lookups, times=2))
 
     def erased(self, pseudonyms: Iterable[str]) -> set[str]:
         with self._lock:
@@ -404,35 +416,41 @@ class SQLiteKeyStore(KeyStore):
                     "INSERT INTO ledger_subject_keys (pseudonym, wrapped) VALUES (?, x'')",
                     [(p,) for p in ids],
                 )
+                gone = self._rows_in(
+                    "SELECT lookup FROM ledger_subject_names WHERE pseudonym IN ({})", ids
+                )
+                conn.executemany(
+                    "DELETE FROM ledger_subject_names WHERE pseudonym = ?", [(p,) for p in ids]
+                )
+                conn.executemany(
+                    "INSERT INTO ledger_subject_erasures (lookup, erasures) VALUES (?, 1) "
+                    "ON CONFLICT (lookup) DO UPDATE SET erasures = erasures + 1",
+                    [(row[0],) for row in gone],
+                )
             self._truncate_wal()
 
     def _truncate_wal(self) -> None:
-        """After a commit: old pages (destroyed or re-wrapped keys) leave the write-ahead log
-        too. Best effort: the change is committed whatever happens here."""
+        """After a commit: old pages (destroyed or re-wrapped keys, deleted names) leave the
+        write-ahead log too. Best effort: the change is committed whatever happens here."""
         with contextlib.suppress(sqlite3.Error):  # the next checkpoint does it
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    def generations(self, bases: Iterable[str]) -> dict[str, int]:
-        with self._lock:
-            rows = self._rows_in(
-                "SELECT base, generation FROM ledger_subject_generations WHERE base IN ({})",
-                list(bases),
-            )
-        return {str(base): int(generation) for base, generation in rows}
-
-    def start_generation(self, base: str, generation: int) -> bool:
+    def start_lifecycle(self, lookup: str, pseudonym: str) -> bool:
         with self._lock, _immediate(self._conn) as conn:
-            row = conn.execute(
-                "SELECT generation FROM ledger_subject_generations WHERE base = ?", (base,)
-            ).fetchone()
-            if (0 if row is None else int(row[0])) != generation - 1:
-                return False
-            conn.execute(
-                "INSERT OR REPLACE INTO ledger_subject_generations (base, generation) "
-                "VALUES (?, ?)",
-                (base, generation),
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO ledger_subject_names (lookup, pseudonym) VALUES (?, ?)",
+                (lookup, pseudonym),
             )
-            return True
+            return cursor.rowcount == 1
+
+    def holds_format_1(self) -> bool:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM ledger_subject_keys) "
+                "AND NOT EXISTS (SELECT 1 FROM ledger_subject_names) "
+                "AND NOT EXISTS (SELECT 1 FROM ledger_subject_erasures)"
+            ).fetchone()
+        return bool(row[0])
 
     def wrapped_keys(self) -> Iterable[tuple[str, bytes]]:
         with self._lock:

@@ -4,8 +4,9 @@
   environment variable (base64) or a key file (mode 0600). It is never written to a database.
 - Each subject has a random 32-byte key, stored *wrapped* (XChaCha20-Poly1305 under the master
   key, the pseudonym as associated data) in a key store kept apart from the event log.
-- A subject is named in the log only by a *pseudonym*: HMAC-SHA256 of the emitter's reference
-  under a ledger secret (itself wrapped in the key store), cut to a UUID.
+- A subject is named in the log only by a *pseudonym*: a random UUID, one per lifecycle of the
+  emitter's reference, joined to the reference only by a row of the key store (keyed by the
+  reference's *lookup id*, HMAC-SHA256 under a ledger secret) that erasure deletes.
 - A personal-data value is *sealed*: XChaCha20-Poly1305 under the subject key, with the event's
   identity (stream, stream version, field path) as associated data, so a ciphertext moved to
   another event or field no longer opens. Sealed values read ``sealed:v1:<base64 nonce|ct>``.
@@ -24,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from nacl import bindings
 from nacl.exceptions import CryptoError
@@ -115,37 +116,46 @@ def new_master_key_text() -> bytes:
 
 @dataclass(frozen=True)
 class Survey:
-    """What the key store holds for some subjects, read in one go before a batch."""
+    """What the key store holds for some references' lookup ids, read in one go."""
 
-    generations: dict[str, int]
-    """The lifecycle number of each base pseudonym that has started a new one."""
+    names: dict[str, str]
+    """Lookup id -> the pseudonym of the reference's live lifecycle."""
     keys: dict[str, bytes]
-    """The live wrapped keys of those pseudonyms that have one."""
+    """Pseudonym -> wrapped key, for those live pseudonyms."""
     erased: set[str]
-    """Those of the pseudonyms whose key was destroyed."""
+    """Lookup ids whose last lifecycle was erased and that have no live one."""
 
     @classmethod
     def from_rows(cls, rows: Iterable[Sequence[Any]]) -> Survey:
-        """From rows (name, generation, wrapped): a lifecycle row has no wrapped key, a key
-        row no generation, and a tombstone an empty wrapped key."""
+        """From rows (lookup, pseudonym, wrapped): a live name has a pseudonym (and its
+        wrapped key, if stored), an erased reference's row neither."""
         found = cls({}, {}, set())
-        for name, generation, wrapped in rows:
-            if wrapped is None:
-                found.generations[str(name)] = int(generation)
-            elif wrapped:
-                found.keys[str(name)] = bytes(wrapped)
-            else:
-                found.erased.add(str(name))
+        for lookup, pseudonym, wrapped in rows:
+            if pseudonym is None:
+                found.erased.add(str(lookup))
+                continue
+            found.names[str(lookup)] = str(pseudonym)
+            if wrapped:
+                found.keys[str(pseudonym)] = bytes(wrapped)
+        found.erased.difference_update(found.names)
         return found
 
 
 class KeyStore(ABC):
-    """Where wrapped subject keys and ledger secrets live (apart from the event log)."""
+    """Where wrapped subject keys, the references' live names and ledger secrets live (apart
+    from the event log).
 
-    def survey(self, bases: Sequence[str]) -> Survey:
-        """The lifecycles of ``bases`` and the keys of their first lifecycles (whose
-        pseudonyms are the bases themselves). Backends answer it in one read."""
-        return Survey(self.generations(bases), self.select(bases), self.erased(bases))
+    Three tables: subject keys by pseudonym (a destroyed key leaves a tombstone, an empty
+    wrapped key); *names*, lookup id -> pseudonym, one row per live lifecycle, deleted when
+    the subject is erased; and *erasures*, lookup id -> how many lifecycles were erased, so
+    that facts about an erased reference are refused until a new lifecycle is started. The
+    lookup id is a keyed hash of the reference; the pseudonym is random. Nothing but a names
+    row joins them, so once it is gone nobody can tell which pseudonym a reference had.
+    """
+
+    @abstractmethod
+    def survey(self, lookups: Sequence[str]) -> Survey:
+        """The live names, their keys, and the erased ones among ``lookups``, in one read."""
 
     @abstractmethod
     def persist(self, wrapped: Mapping[str, bytes]) -> dict[str, bytes]:
@@ -154,6 +164,12 @@ class KeyStore(ABC):
         Returns the wrapped key now stored for each of those pseudonyms: the given one, or the
         one another writer stored first.
         """
+
+    @abstractmethod
+    def persist_names(self, names: Mapping[str, str]) -> Survey:
+        """Store each new ``lookup -> pseudonym`` whose reference has no live name and was
+        never erased, in one transaction; return the survey of those lookups afterwards (the
+        name stored, by this writer or another, or the erasure that forbade it)."""
 
     @abstractmethod
     def select(self, pseudonyms: Iterable[str]) -> dict[str, bytes]:
@@ -165,15 +181,17 @@ class KeyStore(ABC):
 
     @abstractmethod
     def destroy(self, pseudonyms: Iterable[str]) -> None:
-        """Destroy the keys (a tombstone stays, so no key is ever made for them again)."""
+        """Destroy the keys (a tombstone stays, so no key is ever made for them again), delete
+        the names that pointed at them and count an erasure for each of their lookups."""
 
     @abstractmethod
-    def generations(self, bases: Iterable[str]) -> dict[str, int]:
-        """The lifecycle number of each base pseudonym that has started a new one."""
+    def start_lifecycle(self, lookup: str, pseudonym: str) -> bool:
+        """Name the reference's new lifecycle, if it has no live one; False if it has."""
 
     @abstractmethod
-    def start_generation(self, base: str, generation: int) -> bool:
-        """Record lifecycle ``generation`` of ``base`` if it is the next; False if not."""
+    def holds_format_1(self) -> bool:
+        """True for a key store of format 1 (pseudonyms derived from references): subject
+        keys, but neither names nor erasures."""
 
     @abstractmethod
     def wrapped_keys(self) -> Iterable[tuple[str, bytes]]:
@@ -210,20 +228,32 @@ class KeySource(Protocol):
 class SubjectKeys:
     """Pseudonyms, per-subject keys (cached, bounded) and their wrapping by the master key.
 
-    A new subject's key is made *pending*: it is used to seal at once, shared by every batch of
-    this process that needs it, and stored durably by the recorder just before the first events
-    sealed under it commit (see :class:`KeySession`), so that new subjects cost no commit of
-    their own.
+    A reference's *lookup id* is a keyed hash of it (HMAC-SHA256 under the pseudonym secret);
+    its *pseudonym*, the only name of the subject in the log, is a random UUID made when the
+    ledger first meets the reference (or starts a new lifecycle for it), and joined to the
+    lookup id only by a row of the key store that erasure deletes.
+
+    A new subject's pseudonym and key are made *pending*: used at once, shared by every batch
+    of this process that needs them, and stored durably by the recorder just before the first
+    events that use them commit (see :class:`KeySession`), so that new subjects cost no commit
+    of their own.
     """
 
     def __init__(self, store: KeyStore, master_key: bytes, cache_size: int = 100_000) -> None:
         self.store = store
         self._master_key = master_key
         self._cache: OrderedDict[str, bytes] = OrderedDict()
-        self._generations: OrderedDict[str, int] = OrderedDict()
+        self._names: OrderedDict[str, str] = OrderedDict()
         self._pending: dict[str, tuple[bytes, bytes]] = {}
+        self._pending_names: dict[str, str] = {}
         self._cache_size = cache_size
         self._secret = self._load_secret()
+        if store.holds_format_1():
+            raise KeyMaterialError(
+                "this key store is of format 1 (pseudonyms derived from references, which "
+                "erasure cannot unlink); this version reads format 2 only: start a new ledger "
+                "(docs/verification.md, 'Erasure')"
+            )
 
     def _load_secret(self) -> bytes:
         aad = f"secret|{PSEUDONYM_SECRET_NAME}".encode()
@@ -242,83 +272,106 @@ class SubjectKeys:
                 "this ledger was created with"
             ) from None
 
+    # -- names --------------------------------------------------------------------------------
+
+    def lookup_id(self, subject_ref: str) -> str:
+        """The key store's index of a reference: HMAC-SHA256 under the pseudonym secret, hex.
+        Never written to the log."""
+        mac = hmac.new(self._secret, b"lookup\0" + subject_ref.encode(), hashlib.sha256)
+        return mac.hexdigest()
+
+    def lock_id(self, subject_ref: str) -> UUID:
+        """A stable name for in-process locks on a reference's facts (never stored)."""
+        mac = hmac.new(self._secret, b"lock\0" + subject_ref.encode(), hashlib.sha256)
+        return UUID(bytes=mac.digest()[:16])
+
+    def current(self, subject_ref: str) -> str | None:
+        """The pseudonym of the reference's live lifecycle, read from the store (never from a
+        cache: another process may have erased it); None if unknown or erased."""
+        lookup = self.lookup_id(subject_ref)
+        return self.store.survey([lookup]).names.get(lookup)
+
+    def was_erased(self, subject_ref: str) -> bool:
+        """True if the reference's last lifecycle was erased and no new one started (all that
+        the key store keeps of an erased reference: docs/verification.md, 'Erasure')."""
+        lookup = self.lookup_id(subject_ref)
+        return lookup in self.store.survey([lookup]).erased
+
     def pseudonym(self, subject_ref: str) -> str:
-        """The subject's name in the log: a UUID that reveals nothing without the secret.
+        """For reads: the pseudonym of the reference's live lifecycle, or, when the reference is
+        unknown or erased, a stand-in that names nothing in the log (the same answer for both,
+        so a reader cannot tell an erased reference from one never seen)."""
+        live = self.current(subject_ref)
+        return live if live is not None else self.nobody(subject_ref)
 
-        Each lifecycle of a reference has its own: the first is the *base* pseudonym; after an
-        erasure, a new lifecycle (:meth:`next_lifecycle`) derives the next one.
-        """
-        base = self._derive(subject_ref, 0)
-        generation = self._generation(base)
-        return base if generation == 0 else self._derive(subject_ref, generation)
-
-    def _derive(self, subject_ref: str, generation: int) -> str:
-        message = b"pseudonym\0" + subject_ref.encode()
-        if generation:
-            message += b"\0" + str(generation).encode()
-        mac = hmac.new(self._secret, message, hashlib.sha256)
-        return str(UUID(bytes=mac.digest()[:16]))
-
-    def _generation(self, base: str) -> int:
-        cached = _recall(self._generations, base)
-        if cached is not None:
-            return cached
-        generation = self.store.generations([base]).get(base, 0)
-        self._remember_generations({base: generation})
-        return generation
-
-    def _remember_generations(self, generations: Mapping[str, int]) -> None:
-        for base, generation in generations.items():
-            _remember(self._generations, base, generation, self._cache_size)
+    def nobody(self, subject_ref: str) -> str:
+        """A UUID (version 8, while pseudonyms are version 4) that is no subject's pseudonym."""
+        mac = hmac.new(self._secret, b"nobody\0" + subject_ref.encode(), hashlib.sha256)
+        raw = bytearray(mac.digest()[:16])
+        raw[6] = (raw[6] & 0x0F) | 0x80
+        raw[8] = (raw[8] & 0x3F) | 0x80
+        return str(UUID(bytes=bytes(raw)))
 
     def prefetch(self, subject_refs: Iterable[str]) -> frozenset[str]:
-        """Read the lifecycles and keys of many references in one go (before a batch is
-        handled); return the pseudonyms the store knows nothing of at this moment: first
-        lifecycles without a key or a tombstone, so subjects never recorded.
+        """Read the live names and keys of many references in one go (before a batch is
+        handled); return the lookup ids the store knows nothing of at this moment (new
+        subjects: their pseudonyms and keys are made without asking again).
 
-        The answer is a hint for one attempt at a batch, not a promise: a key stored or
-        destroyed by another process meanwhile is caught when the batch commits.
+        The answer is a hint for one attempt at a batch, not a promise: a name stored or a
+        subject erased by another process meanwhile is caught when the batch commits.
         """
-        bases = {self._derive(ref, 0) for ref in subject_refs}
+        lookups = {self.lookup_id(ref) for ref in subject_refs}
         unknown = sorted(
-            b for b in bases if self._generations.get(b, 0) == 0 and b not in self._cache
+            lookup
+            for lookup in lookups
+            if lookup not in self._names and lookup not in self._pending_names
         )
         if not unknown:
             return frozenset()
         found = self.store.survey(unknown)
-        self._remember_generations({b: found.generations.get(b, 0) for b in unknown})
-        for pseudonym, wrapped in found.keys.items():
-            self._remember(pseudonym, self._unwrap(pseudonym, wrapped))
+        self._remember_survey(found)
         return frozenset(
-            b
-            for b in unknown
-            if b not in found.generations and b not in found.keys and b not in found.erased
+            lookup for lookup in unknown if lookup not in found.names and lookup not in found.erased
         )
 
-    def refresh(self, subject_refs: Iterable[str]) -> None:
-        """Forget what is cached of these references' lifecycles (another process moved on)."""
-        for ref in subject_refs:
-            self._generations.pop(self._derive(ref, 0), None)
+    def _remember_survey(self, found: Survey) -> None:
+        for lookup, pseudonym in found.names.items():
+            _remember(self._names, lookup, pseudonym, self._cache_size)
+        for pseudonym, wrapped in found.keys.items():
+            self._remember(pseudonym, self._unwrap(pseudonym, wrapped))
 
-    def next_lifecycle(self, subject_ref: str, erasing: Iterable[str] = ()) -> tuple[str, str, int]:
-        """The base pseudonym, and the pseudonym and number of the reference's next lifecycle.
+    def refresh(self, subject_refs: Iterable[str]) -> None:
+        """Forget what is cached of these references' names (another process moved on)."""
+        for ref in subject_refs:
+            self._names.pop(self.lookup_id(ref), None)
+
+    def next_lifecycle(self, subject_ref: str, erasing: Iterable[str] = ()) -> tuple[str, str]:
+        """The lookup id and a new pseudonym for the reference's next lifecycle.
 
         Allowed only when the current lifecycle was erased (or is being erased: ``erasing``);
-        the recorder stores the new number with the commit that records it.
+        the recorder names it with the commit that records it.
         """
-        self.refresh([subject_ref])
-        base = self._derive(subject_ref, 0)
-        generation = self._generation(base)
-        current = base if generation == 0 else self._derive(subject_ref, generation)
-        if current not in set(erasing) and not self.store.erased([current]):
-            raise LifecycleError(current)
-        return base, self._derive(subject_ref, generation + 1), generation + 1
+        lookup = self.lookup_id(subject_ref)
+        self._names.pop(lookup, None)
+        found = self.store.survey([lookup])
+        live = found.names.get(lookup)
+        if live is None and lookup not in found.erased:
+            raise LifecycleError("the reference has no lifecycle yet")
+        if live is not None and live not in set(erasing):
+            raise LifecycleError("the reference's lifecycle was not erased")
+        return lookup, str(uuid4())
 
     def forget(self, pseudonyms: Iterable[str]) -> None:
-        """Drop erased subjects' keys from memory."""
-        for pseudonym in pseudonyms:
+        """Drop erased subjects' keys and names from memory."""
+        gone = set(pseudonyms)
+        if not gone:
+            return
+        for pseudonym in gone:
             self._cache.pop(pseudonym, None)
             self._pending.pop(pseudonym, None)
+        for lookup, pseudonym in list(self._names.items()):
+            if pseudonym in gone:
+                self._names.pop(lookup, None)
 
     def rotate_master_key(self, new_master_key: bytes) -> int:
         """Re-wrap every subject key and secret under a new master key, in one transaction.
@@ -346,7 +399,10 @@ class SubjectKeys:
         return len(keys)
 
     def digest(self, canonical: bytes) -> bytes:
-        """A keyed digest of an event's content, for idempotency (no plaintext dictionary)."""
+        """A keyed digest of an event's content, for idempotency. ``canonical`` must hold no
+        personal data in the clear (see :meth:`KeySession.blind`): the pseudonym secret is
+        kept for as long as the ledger, so a digest of a reference would outlive its erasure.
+        """
         return hmac.new(self._secret, b"content\0" + canonical, hashlib.sha256).digest()
 
     def session(self, absent: frozenset[str] = frozenset()) -> KeySession:
@@ -372,8 +428,8 @@ class SubjectKeys:
         absent: frozenset[str] = frozenset(),
     ) -> dict[str, bytes]:
         """Keys for ``wanted``: from the cache, else the store; with ``new`` (sealing), a
-        pending key for each subject without one. ``absent`` names subjects the store had
-        nothing of a moment ago (:meth:`prefetch`): they get a pending key without a query."""
+        pending key for each subject without one. ``absent`` names pseudonyms made in this
+        process a moment ago (new subjects): they get a pending key without a query."""
         found: dict[str, bytes] = {}
         for pseudonym in wanted:
             key = _recall(self._cache, pseudonym)
@@ -409,6 +465,11 @@ class SubjectKeys:
         new[pseudonym] = pending
         return pending[0]
 
+    def _pending_name(self, lookup: str) -> str:
+        """The pseudonym made for a new reference, shared by every batch of this process that
+        meets it before it is stored (made by whichever asks first)."""
+        return self._pending_names.setdefault(lookup, str(uuid4()))
+
     def _unwrap(self, pseudonym: str, wrapped: bytes) -> bytes:
         try:
             return decrypt(self._master_key, wrapped, _wrap_aad(pseudonym))
@@ -420,46 +481,79 @@ class SubjectKeys:
     def _remember(self, pseudonym: str, key: bytes) -> None:
         _remember(self._cache, pseudonym, key, self._cache_size)
 
-    def _settle(self, new: dict[str, tuple[bytes, bytes]], *, stored: bool) -> None:
+    def _settle(
+        self,
+        new: dict[str, tuple[bytes, bytes]],
+        names: Mapping[str, str],
+        *,
+        stored: bool,
+    ) -> None:
         for pseudonym, pending in new.items():
             if self._pending.get(pseudonym) == pending:
                 self._pending.pop(pseudonym, None)
             if stored:
                 self._remember(pseudonym, pending[0])
+        for lookup, pseudonym in names.items():
+            if self._pending_names.get(lookup) == pseudonym:
+                self._pending_names.pop(lookup, None)
+            if stored:
+                _remember(self._names, lookup, pseudonym, self._cache_size)
 
 
 class LifecycleError(ValueError):
-    """A new lifecycle was asked for a subject whose current one was not erased."""
-
-    def __init__(self, pseudonym: str) -> None:
-        super().__init__(f"subject {pseudonym} was not erased: its lifecycle goes on")
-        self.pseudonym = pseudonym
+    """A new lifecycle was asked for a reference whose current one was not erased."""
 
 
 class KeySession:
-    """The keys one batch uses; the new ones travel with its events to the recorder."""
+    """The names and keys one batch uses; the new ones travel with its events to the
+    recorder."""
 
     def __init__(self, keys: SubjectKeys, absent: frozenset[str] = frozenset()) -> None:
         self._keys = keys
         self._absent = absent
-        """Subjects the store knew nothing of when the batch began (see :meth:`prefetch`)."""
+        """Lookup ids the store knew nothing of when the batch began (see :meth:`prefetch`)."""
         self._new: dict[str, tuple[bytes, bytes]] = {}
         self._pseudonyms: dict[str, str] = {}
-        self.lifecycles: dict[str, int] = {}
-        """Base pseudonym -> the lifecycle this batch starts."""
+        self.new_names: dict[str, str] = {}
+        """Lookup id -> pseudonym, for the references this batch meets first."""
+        self.fresh: set[str] = set()
+        """Pseudonyms made for this batch (new references, new lifecycles): no stream, no key
+        of theirs can be stored yet."""
+        self.lifecycles: dict[str, str] = {}
+        """Lookup id -> the pseudonym of the lifecycle this batch starts."""
         self.sealed_under: set[str] = set()
         """Every subject whose key this batch sealed with."""
 
     def pseudonym(self, subject_ref: str) -> str:
+        """The reference's pseudonym for writing: its live one, or a new one if the ledger
+        never met it. Raises :class:`SubjectErasedError` for an erased reference."""
         pseudonym = self._pseudonyms.get(subject_ref)
+        if pseudonym is not None:
+            return pseudonym
+        keys = self._keys
+        lookup = keys.lookup_id(subject_ref)
+        pseudonym = _recall(keys._names, lookup)
+        if pseudonym is None and lookup not in self._absent:
+            pseudonym = keys._pending_names.get(lookup)
+            if pseudonym is None:
+                found = keys.store.survey([lookup])
+                keys._remember_survey(found)
+                if lookup in found.erased:
+                    raise SubjectErasedError([])
+                pseudonym = found.names.get(lookup)
         if pseudonym is None:
-            pseudonym = self._pseudonyms[subject_ref] = self._keys.pseudonym(subject_ref)
+            pseudonym = keys._pending_name(lookup)
+        if keys._pending_names.get(lookup) == pseudonym:
+            self.new_names[lookup] = pseudonym
+            self.fresh.add(pseudonym)
+        self._pseudonyms[subject_ref] = pseudonym
         return pseudonym
 
     def start_lifecycle(self, subject_ref: str, erasing: Iterable[str]) -> str:
         """From now on in this batch, the reference names its next lifecycle's pseudonym."""
-        base, pseudonym, generation = self._keys.next_lifecycle(subject_ref, erasing)
-        self.lifecycles[base] = generation
+        lookup, pseudonym = self._keys.next_lifecycle(subject_ref, erasing)
+        self.lifecycles[lookup] = pseudonym
+        self.fresh.add(pseudonym)
         self._pseudonyms[subject_ref] = pseudonym
         return pseudonym
 
@@ -469,7 +563,15 @@ class KeySession:
             self.sealed_under.update(wanted)
         known = {p: self._new[p][0] for p in wanted if p in self._new}
         rest = [p for p in wanted if p not in known]
-        return known | self._keys._lookup(rest, self._new if create else None, self._absent)
+        return known | self._keys._lookup(
+            rest, self._new if create else None, frozenset(self.fresh)
+        )
+
+    def blind(self, pseudonym: str, value: str) -> str:
+        """A value of the subject's personal data as an idempotency digest may hold it: keyed
+        by the subject's own key, so that it means nothing once the key is destroyed."""
+        key = self.keys_for([pseudonym], create=True)[pseudonym]
+        return hmac.new(key, b"blind\0" + value.encode(), hashlib.sha256).hexdigest()
 
     @property
     def new_wrapped_keys(self) -> dict[str, bytes]:
@@ -477,13 +579,13 @@ class KeySession:
         return {pseudonym: wrapped for pseudonym, (_, wrapped) in self._new.items()}
 
     def committed(self) -> None:
-        """The batch committed: its new keys and lifecycles are stored; cache them."""
-        self._keys._settle(self._new, stored=True)
-        self._keys._remember_generations(self.lifecycles)
+        """The batch committed: its new names, keys and lifecycles are stored; cache them."""
+        self._keys._settle(self._new, self.new_names | self.lifecycles, stored=True)
 
     def abandoned(self) -> None:
-        """The batch lost a race: forget its new keys, the stored ones win on retry."""
-        self._keys._settle(self._new, stored=False)
+        """The batch failed or lost a race: forget its new names and keys (the stored ones
+        win on retry)."""
+        self._keys._settle(self._new, self.new_names, stored=False)
 
 
 def _recall(cache: OrderedDict[str, V], name: str) -> V | None:

@@ -39,8 +39,13 @@ class Setting:
         self.view = ConsentStateView(api_db)
         self.policy = facts.policy(effective_at=at(-100), occurred_at=at(-100))
         self.subject = facts.ref("user")
-        self.pseudonym = ledger.subject_keys.pseudonym(self.subject)
         self.record(self.policy)
+
+    @property
+    def pseudonym(self) -> str:
+        """The subject's pseudonym now (the ledger makes one when it first meets the
+        reference; an erased reference has none)."""
+        return self.ledger.subject_keys.pseudonym(self.subject)
 
     def record(self, *items: dict[str, Any]) -> list[int]:
         receipts = self.ledger.append(list(items))
@@ -112,11 +117,16 @@ def test_an_erasure_is_the_answer_as_soon_as_it_is_processed(setting: Setting) -
         facts.consent(setting.subject, setting.policy["version"], occurred_at=at(-50))
     )
     assert setting.answer() == (True, "given", given)
+    pseudonym = setting.pseudonym
     receipt = setting.ledger.erase(subject_ref=setting.subject)
     setting.runner.catch_up()
-    assert setting.answer() == (False, "erased", receipt.seq)
-    state = setting.view.state(setting.pseudonym, datetime.now(UTC))
+    # The subject's stream says erased; the reference leads nowhere any more.
+    verdict = setting.view.decide(pseudonym, PURPOSE, datetime.now(UTC))
+    assert (verdict.valid, verdict.status, verdict.seq) == (False, "erased", receipt.seq)
+    state = setting.view.state(pseudonym, datetime.now(UTC))
     assert [(s.purpose, s.verdict.status) for s in state] == [(PURPOSE, "erased")]
+    assert setting.answer() == (False, None, None)
+    assert setting.view.state(setting.pseudonym, datetime.now(UTC)) == []
 
 
 def test_a_lifecycle_begun_by_another_process_is_found_by_this_one(
@@ -148,11 +158,13 @@ def test_a_lifecycle_begun_by_another_process_is_found_by_this_one(
         assert seen.erasure is None
         verdict = models.consent.verdict_of(seen, PURPOSE, datetime.now(UTC))
         assert (verdict.valid, verdict.status) == (False, "refused")
-        # An erased subject with no later lifecycle stays erased.
+        # Erased again, with no later lifecycle: the reference leads to nothing, in either
+        # process, whatever they remembered.
         ledger.erase(subject_ref=alice)
         models.runner.catch_up()
         erased = _facts(other, models, alice, PURPOSE)
-        assert erased.subject == seen.subject and erased.erasure is not None
+        assert erased.subject != seen.subject
+        assert erased.erasure is None and not erased.decisions
     finally:
         models.close()
         other.close()

@@ -198,13 +198,16 @@ def test_a_fulfilled_erasure_request_erases(ledger: LedgerApplication) -> None:
     alice, _, _ = populate(ledger)
     request_id = facts.ref("req")
     step = {"event_id": facts.ref("evt"), "occurred_at": facts.now(), "subject": alice}
+    pseudonym = ledger.subject_keys.pseudonym(alice)
     ledger.append(
         [
             facts.request(alice, request_id, kind="erasure"),
             {**step, "type": "request.fulfilled", "request_id": request_id, "note": "done"},
         ]
     )
-    pseudonym = ledger.subject_keys.pseudonym(alice)
+    # The reference no longer leads to the pseudonym, for reads or for anyone.
+    assert ledger.subject_keys.current(alice) is None
+    assert ledger.subject_keys.pseudonym(alice) != pseudonym
     [erasure] = [
         e for e in (ledger.decode(r) for r in ledger.iter_records()) if e.type == "subject.erased"
     ]
