@@ -294,15 +294,17 @@ class ProjectionRunner:
             ahead = [positions[p.name] for p in behind if positions[p.name] > start]
             stop = min(ahead, default=head)
             try:
-                moved, failed = self._advance(group, start, stop)
+                moved, failed, troubled = self._advance(group, start, stop)
             except Exception as exc:
+                troubled = {p.name: exc for p in group}
+                moved, failed = 0, []
+            if troubled:
                 if not isolate:
-                    raise
-                for projection in group:
-                    self._ends.pop(projection.name, None)
-                    troubles[projection.name] = exc
+                    raise next(iter(troubled.values()))
+                for name in troubled:
+                    self._ends.pop(name, None)
+                troubles.update(troubled)
                 pending = [p for p in pending if p.name not in troubles]
-                continue
             read += moved
             if progress is not None and moved:
                 progress(moved)
@@ -320,9 +322,10 @@ class ProjectionRunner:
 
     def _advance(
         self, group: Sequence[Projection], start: int, stop: int
-    ) -> tuple[int, list[PoisonEventError]]:
+    ) -> tuple[int, list[PoisonEventError], dict[str, Exception]]:
         """Apply the next page after ``start`` (up to ``stop``) to ``group``; the events read,
-        counted per projection, and the projections it stopped."""
+        counted per projection, the projections it stopped at an event, and those an error of
+        no event's struck when the group was split (a single projection's is raised)."""
         topics = sorted(set().union(*(p.topics for p in group)) | {CORRECTION})
         notifications = self.app.ledger.select_notifications(
             start=start,
@@ -341,18 +344,30 @@ class ProjectionRunner:
                 self._ends.pop(projection.name, None)
             if len(group) > 1:
                 # Which one failed? Each alone: the others go on, the failing one stops.
-                read, failures = 0, list[PoisonEventError]()
+                read, failures, troubles = 0, list[PoisonEventError](), dict[str, Exception]()
                 for projection in group:
-                    moved, failed = self._advance([projection], start, stop)
+                    try:
+                        moved, failed, _ = self._advance([projection], start, stop)
+                    except Exception as trouble:
+                        troubles[projection.name] = trouble
+                        continue
                     read, failures = read + moved, failures + failed
-                return read, failures
+                return read, failures, troubles
             poison = exc if isinstance(exc, PoisonEventError) else None
-            poison = poison or self._find_poison(group[0], events)
             if poison is None:
-                raise  # not an event's fault (the database went away): nothing was written
+                try:
+                    poison = self._find_poison(group[0], events)
+                except Exception:  # in begin(), or the database went away: exc says enough
+                    poison = None
+            if poison is None and events:
+                # No event of the page fails alone: it stops before the page, at its first
+                # event, with the page's error (tried again, it heals if it was passing).
+                poison = PoisonEventError(group[0].name, events[0].seq, events[0].type, exc)
+            if poison is None:
+                raise  # no event to name (the database went away): nothing was written
             self._record_error(poison)
-            return 0, [poison]
-        return (end - start) * len(group) if applied else 0, []
+            return 0, [poison], {}
+        return (end - start) * len(group) if applied else 0, [], {}
 
     def _apply_page(
         self, group: Sequence[Projection], start: int, end: int, events: Sequence[LoggedEvent]

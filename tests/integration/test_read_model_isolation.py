@@ -15,7 +15,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -75,6 +75,17 @@ class FailingDisclosures(DisclosureHistory):
     def process(self, sql: Sql, event: LoggedEvent) -> None:
         Fault.check(event)
         super().process(sql, event)
+
+
+class BrokenIncidents(IncidentRegister):
+    """Fails before any event of a page: in ``begin``, where a page's state is loaded."""
+
+    broken: ClassVar[bool] = False
+
+    def begin(self, sql: Sql, events: Sequence[LoggedEvent] = ()) -> None:
+        if self.broken:
+            raise KeyError("incident_state")
+        super().begin(sql, events)
 
 
 @pytest.fixture(autouse=True)
@@ -274,6 +285,32 @@ def test_on_postgresql_a_lost_connection_heals_by_itself(
     finally:
         follower.close()
         db.close()
+
+
+def test_a_read_model_failing_before_any_event_stops_alone_at_its_next_event(
+    ledger: LedgerApplication, settings: Settings, db: ProjectionDatabase
+) -> None:
+    story(ledger)
+    runner = ProjectionRunner(ledger, db, read_models(settings, incidents=BrokenIncidents()))
+    BrokenIncidents.broken = True
+    try:
+        [stopped] = runner.catch_up_each()  # one page shared by all of them at first
+        first = seq_of(ledger, "incident.opened")
+        assert (stopped.projection, stopped.seq, stopped.error_class) == (
+            "incidents",
+            first,
+            "KeyError",
+        )
+        positions = {s.name: s.position for s in runner.status()}
+        assert positions.pop("incidents") == 0
+        assert set(positions.values()) == {ledger.head()}
+        failure = runner.failure("incidents")
+        assert failure is not None and failure.event_type == "incident.opened"
+        BrokenIncidents.broken = False
+        assert runner.catch_up_each() == []
+        assert runner.failure("incidents") is None
+    finally:
+        BrokenIncidents.broken = False
 
 
 # -- what users see: /readyz, /metrics, consent questions, projections status, rebuild --------
