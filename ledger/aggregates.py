@@ -62,13 +62,23 @@ class Subject(LedgerAggregate):
                 "subject.lifecycle_started fact first",
             )
 
-    def check_may_consent(self, minimum_age: int, has_guardian: bool) -> None:
+    def check_may_consent(
+        self, minimum_age: int, has_guardian: bool, guardian_allowed: bool
+    ) -> None:
+        """A minor's own consent is refused; a guardian's is recorded even where the policy
+        version accepts none (it happened; the read models judge it not valid)."""
         if self.attested_age is not None and self.attested_age < minimum_age and not has_guardian:
             raise rule(
                 "subject",
                 "subject_is_minor",
                 f"the subject was attested to be {self.attested_age}, under the minimum age "
-                f"{minimum_age}; consent needs a guardian",
+                f"{minimum_age}; "
+                + (
+                    "consent needs a guardian"
+                    if guardian_allowed
+                    else "the policy version accepts no consent for a minor, not even a "
+                    "guardian's (guardian_consent_allowed is false)"
+                ),
             )
 
 
@@ -83,6 +93,7 @@ class PolicyVersion(LedgerAggregate):
         self.policy_version: str = data["version"]
         self.effective_at = datetime.fromisoformat(data["effective_at"])
         self.minimum_age: int | None = data.get("minimum_age")
+        self.guardian_consent_allowed = bool(data.get("guardian_consent_allowed", False))
         self.purposes: dict[str, dict[str, Any]] = {p["id"]: p for p in data["purposes"]}
 
     def check_purposes(self, purposes: list[str], field: str) -> None:

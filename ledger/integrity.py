@@ -39,7 +39,7 @@ from ledger.verifier.checkpoint import CheckpointError, open_checkpoint
 from ledger.verifier.entry import EntryError, parse_body, parse_entry
 from ledger.verifier.merkle import CompactRange, leaf_hash
 from ledger.verifier.note import NoteError, format_verifier_key, parse_verifier_key
-from ledger.verifier.scopes import scopes_of, tags_for, without_days
+from ledger.verifier.scopes import correction_concerns, scopes_of, tags_for
 
 
 @dataclass(frozen=True)
@@ -227,7 +227,16 @@ def _check_concerns(recorder: LedgerRecorder, body: dict[str, Any]) -> str | Non
         corrected = parse_body(record.body)
     except EntryError:
         return None  # reported at the corrected event's own row
-    scopes = without_days(scopes_of(corrected["type"], corrected["data"], corrected["occurred_at"]))
+    fields = body["data"].get("corrected_fields")
+    try:
+        scopes = correction_concerns(
+            corrected["type"],
+            corrected["data"],
+            corrected["occurred_at"],
+            fields if isinstance(fields, dict) else {},
+        )
+    except ValueError:
+        return "the correction's corrected occurred_at is not a time"
     if body["data"].get("concerns") != scopes:
         return "the correction does not concern the scopes of the event it corrects"
     return None

@@ -15,7 +15,8 @@ columns comes with the ``seq`` of the event it shows, so a reader can fetch and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import builtins
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -29,6 +30,7 @@ from ledger.verifier.incident_rules import (
     OPENED,
     STEP_SEQ,
 )
+from ledger.verifier.times import utc
 from projections.base import (
     CorrectableProjection,
     LoggedEvent,
@@ -37,6 +39,7 @@ from projections.base import (
     parse_utc,
 )
 from projections.database import KeyedRows, ProjectionDatabase, Row, Sql
+from projections.disclosures import DisclosureHistoryView, DisclosureRow
 
 INCIDENTS = "proj_incidents"
 SUBJECTS = "proj_incident_subjects"
@@ -288,6 +291,50 @@ class IncidentRegisterView:
             )
         return self._record(rows[0], [s[0] for s in subjects], now)
 
+    def at_recipient(self, recipient_id: str, now: datetime) -> builtins.list[IncidentRecord]:
+        """The incidents concerning a recipient: opened against it, or whose (latest)
+        assessment's rule names it (:func:`ledger.verifier.incident_rules.at_recipient`, as a
+        recipient's bundle lists them), in the order they were detected."""
+        return [
+            record
+            for record in self.list(now)
+            if rules.at_recipient(
+                {"recipient_id": record.recipient_id, "affected_rule": record.affected_rule},
+                recipient_id,
+            )
+        ]
+
+    def concerning_subject(
+        self, subject: str, disclosures: Iterable[tuple[str, str]], now: datetime
+    ) -> builtins.list[IncidentRecord]:
+        """The incidents concerning a subject, as the subject's bundle lists them: those an
+        assessment of which names the subject, and those whose (latest) assessment's rule
+        selects one of the subject's disclosure rows, given as ``(recipient_id, occurred_at)``
+        (stored times); in the order they were detected."""
+        rows = set(disclosures)
+        return [
+            record
+            for record in self.list(now)
+            if subject in record.affected_subjects
+            or (
+                record.affected_rule is not None
+                and any(rules.rule_selects(record.affected_rule, *row) for row in rows)
+            )
+        ]
+
+    def subjects_by_rule(
+        self, rule: Mapping[str, Any], disclosures: DisclosureHistoryView
+    ) -> builtins.list[str]:
+        """The subjects an assessment's rule selects in the disclosure history (the query
+        narrows to the rule's recipient and window; :func:`subjects_by_rule` decides)."""
+        rows = disclosure_rows(
+            disclosures,
+            recipient_id=str(rule["recipient_id"]),
+            start=parse_utc(utc(rule["disclosed_from"])),
+            end=parse_utc(utc(rule["disclosed_to"])),
+        )
+        return subjects_by_rule(rule, ((r.subject, r.recipient_id, r.occurred_at) for r in rows))
+
     def _record(self, row: Row, affected: Sequence[str], now: datetime) -> IncidentRecord:
         stored = dict(zip(COLUMNS, row, strict=True))
         for name in COLUMNS:
@@ -309,6 +356,49 @@ class IncidentRegisterView:
             ),
             article_33_3=rules.article_33_3(stored, len(affected)),
         )
+
+
+def subjects_by_rule(
+    rule: Mapping[str, Any], disclosures: Iterable[tuple[str, str, str]]
+) -> list[str]:
+    """The subjects an assessment's rule selects among disclosure rows, given as ``(subject,
+    recipient_id, occurred_at)`` (stored times), sorted: the register's ``subjects_by_rule``,
+    by :func:`ledger.verifier.incident_rules.rule_selects`, the test the bundles use."""
+    return sorted(
+        {
+            subject
+            for subject, recipient_id, occurred_at in disclosures
+            if rules.rule_selects(rule, recipient_id, occurred_at)
+        }
+    )
+
+
+DISCLOSURE_PAGE = 2000
+
+
+def disclosure_rows(
+    view: DisclosureHistoryView,
+    *,
+    subject: str | None = None,
+    recipient_id: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> Iterator[DisclosureRow]:
+    """Every disclosure row the history finds, a page at a time."""
+    after = None
+    while True:
+        rows = view.find(
+            subject=subject,
+            recipient_id=recipient_id,
+            start=start,
+            end=end,
+            after=after,
+            limit=DISCLOSURE_PAGE,
+        )
+        yield from rows
+        if len(rows) < DISCLOSURE_PAGE:
+            return
+        after = (rows[-1].occurred_at, rows[-1].seq, rows[-1].subject)
 
 
 def _check_aware(now: datetime) -> None:

@@ -165,12 +165,10 @@ async def incident(
     body = record.as_dict()
     rule = record.affected_rule
     if rule is not None:
-        # The rule's subjects come from the log: disclosed to that recipient in that window.
+        # The rule's subjects come from the log: disclosed to that recipient in that window
+        # (incident_rules.rule_selects, the test a subject's bundle and history use).
         body["subjects_by_rule"] = await run_in_threadpool(
-            models.disclosures.subjects_disclosed_to,
-            rule["recipient_id"],
-            rule["disclosed_from"],
-            rule["disclosed_to"],
+            models.incidents.subjects_by_rule, rule, models.disclosures
         )
     return body
 

@@ -2,8 +2,9 @@
 
 Every event that concerns the subject: their consent decisions and age attestations, every
 disclosure of their data (with the specific recipient), their requests, and the incidents
-that named them, in log order, each with its signature. Other people named in the same
-events stay sealed (``[another subject]``).
+that concern them (named by an assessment, or selected by an assessment's rule, as the
+incident register says) with all their steps, in log order, each with its signature. Other
+people named in the same events stay sealed (``[another subject]``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from api.problems import COMMON
 from ledger.application import LedgerApplication
 from ledger.domain import stream_id
 from ledger.recorder import LogRecord
+from projections.incidents import disclosure_rows
 from projections.read_models import ReadModels
 
 router = APIRouter(
@@ -28,30 +30,30 @@ router = APIRouter(
 
 
 def history(ledger: LedgerApplication, models: ReadModels, subject: str) -> dict[str, Any]:
+    """The subject's events: as a subject's export bundle holds them (its own events, its
+    disclosures, its requests, and every event of each incident that concerns it: named by an
+    assessment, or selected by an assessment's rule, as the incident register says)."""
     pseudonym = ledger.subject_keys.pseudonym(subject)
+    now = datetime.now(UTC)
     records: dict[int, LogRecord] = {}
+    rows = list(disclosure_rows(models.disclosures, subject=pseudonym))
+    for seq in sorted({row.seq for row in rows}):
+        record = ledger.ledger.get_record(seq)
+        if record is not None:
+            records[record.seq] = record
     streams = [pseudonym]
     streams += [
         str(stream_id("request", r.request_id))
-        for r in models.requests.list(datetime.now(UTC), subject=pseudonym)
+        for r in models.requests.list(now, subject=pseudonym)
     ]
     streams += [
         str(stream_id("incident", i.incident_id))
-        for i in models.incidents.list(datetime.now(UTC))
-        if pseudonym in i.affected_subjects
+        for i in models.incidents.concerning_subject(
+            pseudonym, ((row.recipient_id, row.occurred_at) for row in rows), now
+        )
     ]
     for stream in streams:
         records.update((r.seq, r) for r in ledger.ledger.select_stream_records(stream))
-    after = None
-    while True:
-        rows = models.disclosures.find(subject=pseudonym, after=after, limit=1000)
-        for row in rows:
-            record = ledger.ledger.get_record(row.seq)
-            if record is not None:
-                records[record.seq] = record
-        if len(rows) < 1000:
-            break
-        after = (rows[-1].occurred_at, rows[-1].seq, rows[-1].subject)
     events = [
         ledger.decode(records[seq], only_subject=pseudonym).as_dict() for seq in sorted(records)
     ]

@@ -116,6 +116,28 @@ def normalised_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def rule_selects(rule: Mapping[str, Any], recipient_id: str, occurred_at: str) -> bool:
+    """Whether an assessment's ``affected_rule`` selects a disclosure to ``recipient_id`` that
+    occurred at ``occurred_at`` (the stored form): the rule's recipient, in [from, to).
+
+    The one reading of a rule: the incident register's ``subjects_by_rule``, a subject's
+    history, the bundles' closure (:class:`ledger.verifier.scopes.Closure`) and the report all
+    call it."""
+    return recipient_id == rule["recipient_id"] and utc(
+        rule["disclosed_from"]
+    ) <= occurred_at < utc(rule["disclosed_to"])
+
+
+def at_recipient(fields: Mapping[str, Any], recipient_id: str) -> bool:
+    """Whether an incident (its fields as shown: the opening's ``recipient_id``, the latest
+    assessment's ``affected_rule``) concerns a recipient: opened against it, or its rule
+    names it."""
+    rule = fields.get("affected_rule")
+    return fields.get("recipient_id") == recipient_id or (
+        isinstance(rule, Mapping) and rule.get("recipient_id") == recipient_id
+    )
+
+
 def later(current: str, reached: str) -> str:
     return max(current, reached, key=STATUSES.index)
 

@@ -159,6 +159,30 @@ REQUEST_COLUMNS = (
     "last_seq",
 )
 
+COVERS = {
+    "subject": "the subject's consent, every disclosure of the subject's data (the subject's "
+    "row of it), the subject's requests, and every incident an assessment of which names the "
+    "subject or whose assessment's rule selects one of those disclosures, with all its steps; "
+    "other subjects are not named",
+    "recipient": "every disclosure to the recipient (each subject's row), and every incident "
+    "opened against the recipient or whose assessment's rule names the recipient, with all "
+    "its steps",
+    "period": "every disclosure that occurred in the period (each subject's row), by the time "
+    "it occurred, corrections applied",
+    "incident": "the incident, with all its steps, and the disclosures its assessment's rule "
+    "selects (to the rule's recipient, in its window: each subject's row)",
+    "all": "every subject's consent, every disclosure, incident and request",
+}
+"""What each scope's report covers, as its head says."""
+INCIDENTS_LISTED = {
+    "subject": "those an assessment of which names the subject or whose rule selects one of "
+    "the subject's disclosures",
+    "recipient": "those opened against the recipient or whose assessment's rule names it",
+    "incident": "the incident of the scope",
+    "all": "every incident",
+}
+"""Which incidents each scope lists, as its summary says."""
+
 DEADLINE_STATUS_TEXT = {
     "met": "met",
     "missed": "missed: notified late",
@@ -504,7 +528,6 @@ class _Scope:
         chosen = []
         for incident in context.incidents.values():
             f = incident.fields
-            rule = f.get("affected_rule") or {}
             if (
                 self.kind == "all"
                 or (self.kind == "incident" and f["incident_id"] == self.incident_id)
@@ -514,7 +537,7 @@ class _Scope:
                 )
                 or (
                     self.kind == "recipient"
-                    and self.recipient_id in (f.get("recipient_id"), rule.get("recipient_id"))
+                    and incident_rules.at_recipient(f, str(self.recipient_id))
                 )
             ):
                 chosen.append(incident)
@@ -541,12 +564,7 @@ class _Scope:
             return self.start <= occurred_at < self.end
         incident = context.incidents.get(self.incident_id or "")
         rule = None if incident is None else incident.fields.get("affected_rule")
-        if rule is None:
-            return False
-        return bool(
-            recipient_id == rule["recipient_id"]
-            and rule["disclosed_from"] <= occurred_at < rule["disclosed_to"]
-        )
+        return rule is not None and incident_rules.rule_selects(rule, recipient_id, occurred_at)
 
     def title(self, context: _Context) -> str:
         if self.kind == "subject":
@@ -565,16 +583,11 @@ class _Scope:
         return "the whole log"
 
     def covers(self) -> str:
-        return {
-            "subject": "the subject's consent, the disclosures of the subject's data, the "
-            "subject's requests and the incidents whose assessment names the subject or selects "
-            "one of those disclosures by its rule",
-            "recipient": "the disclosures to the recipient and the incidents at the recipient",
-            "period": "the disclosures that occurred in the period",
-            "incident": "the incident, and the disclosures its assessment's rule selects "
-            "(the recipient, in the window)",
-            "all": "every subject's consent, every disclosure, incident and request",
-        }[self.kind]
+        return COVERS[self.kind]
+
+    def incidents_are(self) -> str:
+        """Which incidents the report lists, for the summary."""
+        return INCIDENTS_LISTED.get(self.kind, "")
 
 
 # -- rows -------------------------------------------------------------------------------------
@@ -970,9 +983,7 @@ def _write_report(
         for row in rows:
             counts[row["verdict"]] += 1
             for incident_id, rule in rules.items():
-                if row["recipient_id"] == rule["recipient_id"] and (
-                    rule["disclosed_from"] <= row["occurred_at"] < rule["disclosed_to"]
-                ):
+                if incident_rules.rule_selects(rule, row["recipient_id"], row["occurred_at"]):
                     selected.add(incident_id)
             yield row
 
@@ -1084,7 +1095,10 @@ def _write_summary(
         missed = sum(
             1 for _, row in incidents if row["authority_deadline_status"] in ("missed", "overdue")
         )
-        out.write(f"<p>Incidents: {len(incidents)}; authority deadline missed: {missed}.</p>\n")
+        out.write(
+            f"<p>Incidents ({_e(scope.incidents_are())}): {len(incidents)}; "
+            f"authority deadline missed: {missed}.</p>\n"
+        )
     if scope.shows_requests:
         overdue = sum(1 for r in requests if r["overdue"])
         late = sum(1 for r in requests if r["answered_late"])

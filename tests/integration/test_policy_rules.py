@@ -169,6 +169,11 @@ def test_a_minor_with_a_guardians_consent_is_not_served_unless_the_version_accep
     assert answer["decided_by_seq"] == age_seq
     assert view.decide(ledger_.pseudonym(accepted), "marketing_email", NOW).valid
     assert ledger_.verdicts(minor) == [("consent_missing", True)]
+    # Without a guardian, the door refuses a minor's consent, and says a guardian would not do.
+    with pytest.raises(ValidationError) as refused_:
+        ledger_.record(facts.consent(minor, ledger_.policy["version"], occurred_at=at(-1)))
+    assert refused_.value.problems[0].rule == "subject_is_minor"
+    assert "guardian_consent_allowed is false" in refused_.value.problems[0].message
     assert ledger_.verdicts(accepted) == [("consent_valid", False)]
     # The report's consent status says the same, and why.
     status = {
