@@ -54,7 +54,7 @@ from ledger.mapper import LedgerMapper, format_time
 from ledger.merkle_log import Checkpointer, SignedCheckpoint
 from ledger.receipts import DecodedEvent, Receipt, claimed_record, fact_position
 from ledger.recorder import Claim, LedgerRecorder, LogRecord
-from ledger.sealing import blind_fact, fact_subject_refs, open_data, seal_fact
+from ledger.sealing import blind_fact, fact_subject_refs, open_data, seal_fact, withhold_others
 from ledger.subject_keys import KeySession, LifecycleError, SubjectKeys
 from ledger.verifier.entry import entry_hash, parse_body
 from ledger.verifier.scopes import correction_concerns
@@ -753,6 +753,8 @@ class LedgerApplication(Application[UUID]):
             self.subject_keys,
             only=only_subject,
         )
+        if only_subject is not None:
+            data = withhold_others(body["type"], data, only_subject)
         return DecodedEvent(
             seq=record.seq,
             type=body["type"],

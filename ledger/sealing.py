@@ -160,6 +160,28 @@ def open_data(
     return opened
 
 
+def withhold_others(type_name: str, data: dict[str, Any], only: str) -> dict[str, Any]:
+    """Opened ``data`` as one subject may see it: every other subject's pseudonym (in a list
+    of subjects, or a correction's ``concerns``) replaced by :data:`WITHHELD`, so that an
+    answer about one person names nobody else (their pseudonyms would let anyone holding a
+    bundle test the log's tags for them)."""
+    shown = _deep_copy(data)
+    for path, kind in _PATHS.get(type_name, []):
+        if kind == "subject" and path.endswith("[]"):
+            for item in shown.get(path[:-2], []):
+                if isinstance(item, dict) and item.get("subject") != only:
+                    item["subject"] = WITHHELD
+    concerns = shown.get("concerns")
+    if isinstance(concerns, list):
+        shown["concerns"] = [
+            f"subject:{WITHHELD}"
+            if isinstance(c, str) and c.startswith("subject:") and c != f"subject:{only}"
+            else c
+            for c in concerns
+        ]
+    return shown
+
+
 def _seal(key: bytes, aad: bytes, text: str) -> str:
     return seal_text(key, text, aad)
 
@@ -191,4 +213,5 @@ __all__ = [
     "fact_subject_refs",
     "open_data",
     "seal_fact",
+    "withhold_others",
 ]
