@@ -165,7 +165,7 @@ def withhold_others(type_name: str, data: dict[str, Any], only: str) -> dict[str
     of subjects, or a correction's ``concerns``) replaced by :data:`WITHHELD`, so that an
     answer about one person names nobody else (their pseudonyms would let anyone holding a
     bundle test the log's tags for them)."""
-    shown = _deep_copy(data)
+    shown: dict[str, Any] = _deep_copy(data)
     for path, kind in _PATHS.get(type_name, []):
         if kind == "subject" and path.endswith("[]"):
             for item in shown.get(path[:-2], []):
