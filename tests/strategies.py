@@ -22,10 +22,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from uuid import uuid4
 
 import annotated_types
 from hypothesis import strategies as st
-from pydantic import AfterValidator, BaseModel, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, StringConstraints
 from pydantic.fields import FieldInfo
 
 from ledger import events as ev
@@ -49,7 +50,7 @@ POOL_OF = {
 }
 """What an id field refers to, by the field's name: ids of one pool are drawn again."""
 
-OMITTED = object()
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # Characters that are hard on storage, rendering and the report (never a lone surrogate,
 # which is not JSON text).
@@ -127,8 +128,9 @@ EDGE_OFFSETS = [0, 14 * 60, -14 * 60, -12 * 60, 5 * 60 + 45, 9 * 60]
 ONE_MICROSECOND = timedelta(microseconds=1)
 
 
-def times(now: datetime, happened: bool) -> st.SearchStrategy[str]:
-    """RFC 3339 times at and around the bounds (and, for ``happened``, around ``now``)."""
+def times(now: datetime, happened: bool, hostile: bool) -> st.SearchStrategy[str]:
+    """RFC 3339 times at the bounds (and, for ``happened``, around ``now``); ``hostile``:
+    just outside them too, and beyond what Python's datetime can hold once in UTC."""
     edges = [
         ev.EARLIEST,
         ev.LATEST - ONE_MICROSECOND,
@@ -165,7 +167,7 @@ def times(now: datetime, happened: bool) -> st.SearchStrategy[str]:
             _shifted(now + timedelta(hours=1), 0),
         ]
     )
-    return st.one_of(valid, valid, valid, outside)
+    return st.one_of(valid, valid, valid, outside) if hostile else valid
 
 
 @dataclass
@@ -208,9 +210,12 @@ def _constraints(metadata: list[Any]) -> _Constraints:
 class FactBuilder:
     """Strategies for the catalogue's facts, from the models' fields and annotations."""
 
-    def __init__(self, pools: Pools, now: datetime) -> None:
+    def __init__(self, pools: Pools, now: datetime, *, hostile: bool) -> None:
         self.pools = pools
         self.now = now
+        self.hostile = hostile
+        """Draw values that break a bound too (else only values within every bound, which
+        may still break a rule of the ledger: an unknown policy version, a closed request)."""
 
     def any_fact(self) -> st.SearchStrategy[dict[str, Any]]:
         return st.one_of([self.fact(model) for model in ev.FACT_TYPES.values()])
@@ -224,9 +229,9 @@ class FactBuilder:
         for name, info in model.model_fields.items():
             if name == "event_id":  # new, mostly; now and then one already used
                 strategy = st.one_of(
-                    st.uuids().map(lambda u: f"evt-{u.hex[:16]}"),
-                    st.uuids().map(lambda u: f"evt-{u.hex[:16]}"),
-                    self._pooled("event", st.nothing()),
+                    st.builds(lambda: f"evt-{uuid4().hex}"),
+                    st.builds(lambda: f"evt-{uuid4().hex}"),
+                    *([self._pooled("event", st.nothing())] if self.hostile else []),
                 )
             elif name in ("corrected_fields", "corrects_event_id"):
                 continue  # drawn together below: the fields are the corrected event's
@@ -267,8 +272,10 @@ class FactBuilder:
             return st.booleans()
         if annotation is int:
             return self._integer(limits)
-        if isinstance(annotation, type) and issubclass(annotation, datetime):
-            return times(self.now, limits.happened)
+        if annotation is AwareDatetime or (
+            isinstance(annotation, type) and issubclass(annotation, datetime)
+        ):
+            return times(self.now, limits.happened, self.hostile)
         if annotation is str:
             return self._string(name, limits)
         raise TypeError(f"no strategy for {name}: {annotation!r}")
@@ -281,7 +288,7 @@ class FactBuilder:
         return st.one_of(
             st.sampled_from([low, high]),
             st.integers(low, high),
-            st.sampled_from([low - 1, high + 1]),
+            *([st.sampled_from([low - 1, high + 1])] if self.hostile else []),
         )
 
     def _string(self, name: str, limits: _Constraints) -> st.SearchStrategy[str]:
@@ -310,33 +317,35 @@ class FactBuilder:
     def _patterned(self, pattern: str, shortest: int, longest: int) -> st.SearchStrategy[str]:
         compiled = re.compile(pattern)
         extremes = [
-            c * n for c in ("a", "A", "0", "Z") for n in {max(shortest, 1), longest, longest + 1}
+            c * n
+            for c in ("a", "A", "0", "Z")
+            for n in {max(shortest, 1), longest, longest + self.hostile}
         ]
+        if not self.hostile:
+            extremes = [e for e in extremes if compiled.fullmatch(e) and len(e) <= longest]
         return st.one_of(
             st.from_regex(compiled, fullmatch=True).filter(lambda s: len(s) <= longest),
-            st.sampled_from(extremes),
+            *([st.sampled_from(extremes)] if extremes else []),
         )
 
     def _text(self, shortest: int, longest: int, free: bool) -> st.SearchStrategy[str]:
+        """Text of any Unicode (no lone surrogate: that is not JSON), at its longest now and
+        then; controls only where the field takes them (free text: tab and line breaks), or
+        when hostile."""
         ordinary = st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"])
-        odd = st.sampled_from(ODD_CHARACTERS)
+        allowed = [c for c in ODD_CHARACTERS if not _CONTROL.match(c) or (free and c in "\t\n\r")]
+        odd = st.sampled_from(ODD_CHARACTERS if self.hostile else allowed)
         alphabet = st.one_of(ordinary, ordinary, ordinary, odd)
         return st.one_of(
             st.text(alphabet, min_size=shortest, max_size=min(longest, 40)),
             st.text(alphabet, min_size=max(shortest, 1), max_size=8).map(
                 lambda s: (s * longest)[:longest]  # the longest allowed
             ),
-            st.just("y" * (longest + 1)),  # one too long
+            st.just("y" * (longest + self.hostile)),  # the longest, or one too long
             st.sampled_from(
-                [
-                    "\u200f\u05e9\u05dc\u05d5\u05dd\u202e",
-                    "a\u0301",
-                    "\U0001f600" * 3,
-                    "x\ty",
-                    "x\ny",
-                ]
+                ["\u200f\u05e9\u05dc\u05d5\u05dd\u202e", "a\u0301", "\U0001f600" * 3, "=1+2"]
             ),
-        ).filter(lambda s: free or len(s) <= longest + 1)
+        ).filter(lambda s: shortest <= len(s) <= longest + self.hostile)
 
     def _list(self, name: str, element: Any, limits: _Constraints) -> st.SearchStrategy[list[Any]]:
         items = self.annotation(name, element, [])
@@ -346,8 +355,8 @@ class FactBuilder:
             st.lists(items, min_size=shortest, max_size=min(longest, 4)),
             st.lists(items, min_size=shortest, max_size=min(longest, 4)),
             items.map(lambda item: [item] * longest),  # the longest, one value repeated
-            items.map(lambda item: [item] * (longest + 1)),
-            st.just([]),
+            items.map(lambda item: [item] * (longest + self.hostile)),
+            *([st.just([])] if self.hostile or not shortest else []),
         )
 
     def _correction(self) -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
