@@ -1,16 +1,19 @@
 """Schemathesis against the app's own OpenAPI on a real server: no 5xx, responses as documented.
 
-Bounded (a few hundred generated requests per backend) so the suite stays fast.
+Bounded (a few hundred generated requests per backend) so the suite stays fast; for a longer
+run by hand, ``LEDGER_SCHEMATHESIS_EXAMPLES=500``.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.e2e.test_api import Server, server  # noqa: F401 (the fixture)
 
+MAX_EXAMPLES = os.environ.get("LEDGER_SCHEMATHESIS_EXAMPLES", "25")
 CHECKS = ",".join(
     [
         "not_a_server_error",
@@ -31,11 +34,21 @@ def test_generated_requests_get_documented_answers(server: Server) -> None:  # n
             "-H",
             f"Authorization: Bearer {server.tokens['admin']}",
             "--max-examples",
-            "10",
+            MAX_EXAMPLES,
             "--checks",
             CHECKS,
             "--seed",
             "9457",
+            "--generation-deterministic",
+            # Every phase: the schema's examples, its boundary values (coverage: the edges of
+            # each parameter's range and length, wrong types, missing and repeated values)
+            # and random generation, NUL characters included.
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--generation-allow-x00",
+            "true",
+            "--mode",
+            "all",
         ],
         capture_output=True,
         text=True,
