@@ -123,18 +123,8 @@ def check_free_text(value: str) -> str:
     return value
 
 
-def _check_unique(values: list[str]) -> list[str]:
-    repeated = sorted({v for v in values if values.count(v) > 1})
-    if repeated:
-        raise PydanticCustomError(
-            "repeated", "each value may appear once; repeated: {values}", {"values": repeated}
-        )
-    return values
-
-
 OneLine = AfterValidator(check_one_line)
 FreeText = AfterValidator(check_free_text)
-Unique = AfterValidator(_check_unique)
 
 
 @dataclass(frozen=True)
