@@ -27,6 +27,7 @@ from fastapi import FastAPI
 
 from api import logs, problems
 from api.clients import ClientStore, Scope, hash_token
+from api.limits import LimitsMiddleware, RequestLimits
 from api.metrics import Metrics
 from api.routes import consent, events, log, registers, subjects
 from api.schedule import run_every
@@ -66,6 +67,21 @@ class ServerSettings:
     """Hours between retention runs, in a process that runs the read models (0: none here)."""
     checkpoint_interval_ms: int = 500
     """Milliseconds between checkpoints, at a fixed rate, in a process that signs them."""
+    # Limits (api/limits.py; docs/operations.md, Limits), each per worker process.
+    max_connections: int = 1000
+    """Open connections; past it a request is answered 503 with Retry-After."""
+    max_inflight_appends: int = 64
+    """Requests with a body (appends) handled at a time; past it, 503 with Retry-After."""
+    max_body_bytes: int = 16 * 1024 * 1024
+    """A request body's bytes; more is 413, and nothing past the limit is read."""
+    max_json_depth: int = 32
+    """How deep arrays and objects nest in a JSON body; deeper is 400."""
+    header_timeout: int = 10
+    """Seconds for a connection to send a whole request head; then 408 and closed."""
+    body_timeout: int = 60
+    """Seconds for a request body to arrive after its head; then 408 and closed."""
+    keep_alive_timeout: int = 5
+    """Seconds an idle kept-alive connection stays open."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
@@ -85,6 +101,13 @@ class ServerSettings:
             shutdown_timeout=env.integer("SHUTDOWN_TIMEOUT", 20, 1, 3600),
             retention_interval_hours=env.integer("RETENTION_INTERVAL_HOURS", 24, 0, 24 * 366),
             checkpoint_interval_ms=env.integer("CHECKPOINT_INTERVAL_MS", 500, 100, 3_600_000),
+            max_connections=env.integer("MAX_CONNECTIONS", 1000, 1, 1_000_000),
+            max_inflight_appends=env.integer("MAX_INFLIGHT_APPENDS", 64, 1, 100_000),
+            max_body_bytes=env.integer("MAX_BODY_BYTES", 16 * 1024 * 1024, 1024, 16 * 1024 * 1024),
+            max_json_depth=env.integer("MAX_JSON_DEPTH", 32, 4, 512),
+            header_timeout=env.integer("HEADER_TIMEOUT", 10, 1, 3600),
+            body_timeout=env.integer("BODY_TIMEOUT", 60, 1, 3600),
+            keep_alive_timeout=env.integer("KEEP_ALIVE_TIMEOUT", 5, 1, 3600),
         )
 
     def environment(self) -> dict[str, str]:
@@ -100,6 +123,13 @@ class ServerSettings:
             "SHUTDOWN_TIMEOUT": str(self.shutdown_timeout),
             "RETENTION_INTERVAL_HOURS": str(self.retention_interval_hours),
             "CHECKPOINT_INTERVAL_MS": str(self.checkpoint_interval_ms),
+            "MAX_CONNECTIONS": str(self.max_connections),
+            "MAX_INFLIGHT_APPENDS": str(self.max_inflight_appends),
+            "MAX_BODY_BYTES": str(self.max_body_bytes),
+            "MAX_JSON_DEPTH": str(self.max_json_depth),
+            "HEADER_TIMEOUT": str(self.header_timeout),
+            "BODY_TIMEOUT": str(self.body_timeout),
+            "KEEP_ALIVE_TIMEOUT": str(self.keep_alive_timeout),
         }
         if self.admin_token_file is not None:
             values["ADMIN_TOKEN_FILE"] = str(self.admin_token_file)
@@ -253,7 +283,13 @@ def create_app(
     problems.install(app)
     for router in (events.router, consent.router, subjects.router, registers.router, log.router):
         app.include_router(router)
-    app.add_middleware(logs.RequestLogMiddleware)
+    limits = RequestLimits(
+        max_body_bytes=serving.max_body_bytes,
+        max_json_depth=serving.max_json_depth,
+        max_inflight_appends=serving.max_inflight_appends,
+    )
+    app.add_middleware(LimitsMiddleware, limits=limits)
+    app.add_middleware(logs.RequestLogMiddleware)  # outermost: it logs what the limits answer
     return app
 
 

@@ -126,7 +126,12 @@ def serve(ctx: click.Context, /, **flags: Any) -> None:
         "log_config": logs.dict_config(server.log_format, server.log_level),
         "log_level": server.log_level,
         "timeout_graceful_shutdown": server.shutdown_timeout,
+        # Connection cap, header and body timeouts (api/limits.py; each worker reads its limits
+        # from the environment set above), and how long an idle kept-alive connection stays.
+        "http": "api.limits:LimitedHttpProtocol",
+        "timeout_keep_alive": server.keep_alive_timeout,
     }
+    _raise_open_files_limit(server.max_connections)
     try:
         if server.workers == 1:
             uvicorn.run("api.asgi:create", **options)
@@ -141,6 +146,27 @@ def serve(ctx: click.Context, /, **flags: Any) -> None:
 
 def _exit_normally(signum: int, frame: object) -> None:
     raise SystemExit(0)
+
+
+def _raise_open_files_limit(connections: int) -> None:
+    """Let the process hold ``connections`` sockets plus its files: raise the soft limit on open
+    files towards the hard one, and say so when even that is too low (the connection cap is
+    then the operating system's, and accept() fails instead of a 503)."""
+    import resource
+
+    wanted = connections + 256  # database connections, SQLite files, logs, the listener
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        click.echo(
+            f"warning: at most {soft} open files (ulimit -n); CONSENT_LEDGER_MAX_CONNECTIONS="
+            f"{connections} needs about {wanted}",
+            err=True,
+        )
 
 
 @click.command("healthcheck")
@@ -217,13 +243,13 @@ def clients_list(ctx: click.Context) -> None:
 @click.argument("public_key")
 @click.pass_context
 def clients_set_key(ctx: click.Context, name: str, public_key: str) -> None:
-    """Register NAME's Ed25519 PUBLIC_KEY (base64): its requests must be signed from now on."""
+    """Register NAME's Ed25519 PUBLIC_KEY (base64): its appends must be signed from now on."""
     store = _store(ctx)
     try:
         client = store.set_key(name, public_key)
     finally:
         store.db.close()
-    click.echo(f"{client.name} signs its requests from now on (Content-Signature: ed25519=...)")
+    click.echo(f"{client.name} signs its appends from now on (Content-Signature: ed25519=...)")
 
 
 @clients_group.command("revoke")

@@ -55,7 +55,7 @@ class Client:
     created_at: str
     revoked_at: str | None
     public_key: bytes | None = None
-    """The client's Ed25519 key: once set, every request it sends must be signed."""
+    """The client's Ed25519 key: once set, every append it sends must be signed."""
 
     def allows(self, scope: Scope) -> bool:
         return self.revoked_at is None and (scope in self.scopes or Scope.ADMIN in self.scopes)

@@ -22,12 +22,15 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 FORMATS = ("auto", "json", "text")
 LEVELS = ("debug", "info", "warning", "error")
 REQUEST_ID_HEADER = "x-request-id"
 REQUEST_LOGGER = "consent_ledger.http"
+CLIENT_CLOSED = 499
+"""The status a request's log line shows when its client went away first (as nginx logs it)."""
 
 _SANE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _QUIET_PATHS = frozenset({"/healthz", "/readyz"})
@@ -161,19 +164,31 @@ class RequestLogMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        gone = ""
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            # The client's doing (it hung up, or was cut off for being too slow), not the
+            # server's: one line, no traceback; nothing was stored, since the body was not whole.
+            timed_out = state.get("timed_out")
+            status = 408 if timed_out else CLIENT_CLOSED
+            gone = (
+                f" (the {timed_out} did not arrive in time: 408, connection closed)"
+                if timed_out
+                else " (the client closed the connection before its request was whole)"
+            )
         finally:
             path = scope.get("path", "")  # never the query string
             level = logging.DEBUG if path in _QUIET_PATHS and status < 500 else logging.INFO
-            if status >= 500:
+            if status >= 500 and status != CLIENT_CLOSED:
                 level = logging.ERROR
             self.logger.log(
                 level,
-                "%s %s %d",
+                "%s %s %d%s",
                 scope.get("method", ""),
                 path,
                 status,
+                gone,
                 extra={
                     "request_id": rid,
                     "method": scope.get("method", ""),

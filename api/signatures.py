@@ -1,7 +1,7 @@
 """Requests signed by the emitting service: checked, and kept with the events they carry.
 
 A client that registered an Ed25519 key (``consent-ledger clients set-key NAME KEY``) sends, with
-every request, the header::
+every request that carries a body (every append), the header::
 
     Content-Signature: ed25519=<base64 Ed25519 signature of the exact request body bytes>
 
@@ -9,6 +9,9 @@ The ledger verifies it before anything else; a missing or wrong signature is 401
 stored. Each event of the request then carries, inside its own signed entry, the client, its
 key id, the SHA-256 of the body and the signature: whoever holds the body (the service) can
 prove later that it sent exactly those events, and no one can deny it.
+
+Reads (GET) are not signed, deliberately: a signature of their empty body would be the same for
+every read and prove nothing (docs/api.md, Signed requests).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def check_request_signature(
         return None
     if not header:
         raise ProblemError(
-            401, "Signature required", "this client signs its requests: send Content-Signature"
+            401, "Signature required", "this client signs its appends: send Content-Signature"
         )
     scheme, _, encoded = header.strip().partition("=")
     if scheme.strip().lower() != "ed25519" or not encoded:
