@@ -188,7 +188,7 @@ def test_json_nested_too_deep_is_refused_on_every_route_that_takes_json(
             problem = answer.json()
             assert problem["rule"] == "json_too_deep" and "deeper than 8" in problem["detail"]
         # A string holding brackets is not nesting.
-        purposes = [dict(p, name="[[[[[[[[[[" + p["name"] + "]]") for p in facts.PURPOSES]
+        purposes = [dict(p, name="[[[[[[[[[[" + str(p["name"]) + "]]") for p in facts.PURPOSES]
         pol = facts.policy(purposes=purposes)
         if path == "/v1/events":
             assert http.post(path, json=pol).status_code == 201
