@@ -428,6 +428,25 @@ def test_a_lying_manifest_scope_is_caught(world: World, recipient_bundle: Path) 
         verify_bundle(recipient_bundle, world.trusted())
 
 
+def test_a_recipients_bundle_cannot_leave_out_an_incident_at_it(
+    world: World, recipient_bundle: Path
+) -> None:
+    # The incident was opened against the processor: its bundle reports it, opening and all.
+    incidents = (recipient_bundle / "incidents.csv").read_text().splitlines()
+    assert len(incidents) == 2 and incidents[1].startswith(f"{world.incident},open,")
+    lines = _lines(recipient_bundle)
+    (opening,) = [line for line in lines if b'"type":"incident.opened"' in line.body]
+    # An exporter that leaves the opening out (and the report with it) is caught.
+    _write_lines(recipient_bundle, [line for line in lines if line is not opening])
+    _refresh_manifest(recipient_bundle)
+    with pytest.raises(BundleError) as caught:
+        verify_bundle(recipient_bundle, world.trusted())
+    assert str(caught.value) == (
+        f"completeness: entry {opening.index} is tagged for the bundle's scope but is not in it "
+        "(1 missing)"
+    )
+
+
 # -- a checkpoint the regulator holds ------------------------------------------------------------
 
 
