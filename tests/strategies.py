@@ -151,23 +151,28 @@ def times(now: datetime, happened: bool, hostile: bool) -> st.SearchStrategy[str
         ).map(lambda d: d.replace(tzinfo=UTC)),
     )
     valid = st.builds(_shifted, inside, st.sampled_from(EDGE_OFFSETS))
-    outside = st.sampled_from(
+    beyond = st.sampled_from(  # out of Python's range once in UTC, or nearly
+        [
+            "9999-12-31T23:59:59-12:00",
+            "9999-12-31T23:59:59-23:59",
+            "0001-01-01T00:00:00+14:00",
+            "0001-01-01T00:00:00+23:59",
+            "9999-12-31T23:59:59.999999Z",
+        ]
+    )
+    just_outside = st.sampled_from(
         [
             "1969-12-31T23:59:59.999999Z",
             "1970-01-01T00:00:00+00:01",
             "2100-01-01T00:00:00Z",
             "2099-12-31T23:00:00-01:00",
-            "9999-12-31T23:59:59-12:00",
-            "9999-12-31T23:59:59-23:59",
-            "0001-01-01T00:00:00+14:00",
-            "0001-01-01T00:00:00+23:59",
             "2026-03-01T00:00:00+14:01",
             "2026-03-01T00:00:00",
             "2026-02-29T00:00:00Z",
             _shifted(now + timedelta(hours=1), 0),
         ]
     )
-    return st.one_of(valid, valid, valid, outside) if hostile else valid
+    return st.one_of(beyond, just_outside) if hostile else valid
 
 
 @dataclass
@@ -207,15 +212,118 @@ def _constraints(metadata: list[Any]) -> _Constraints:
     return found
 
 
+def _holds_time(annotation: Any) -> bool:
+    """Whether a time is in the annotation (nested in a model or a list included)."""
+    if annotation is AwareDatetime or annotation is datetime:
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return any(_holds_time(f.annotation) for f in annotation.model_fields.values())
+    return any(_holds_time(arg) for arg in get_args(annotation))
+
+
 class FactBuilder:
     """Strategies for the catalogue's facts, from the models' fields and annotations."""
 
-    def __init__(self, pools: Pools, now: datetime, *, hostile: bool) -> None:
+    def __init__(self, pools: Pools, now: datetime, *, hostile: bool = False) -> None:
         self.pools = pools
         self.now = now
         self.hostile = hostile
-        """Draw values that break a bound too (else only values within every bound, which
-        may still break a rule of the ledger: an unknown policy version, a closed request)."""
+        """Leaf values just outside their bounds too (for :meth:`hostile_fact`)."""
+        self._breaking = self if hostile else FactBuilder(pools, now, hostile=True)
+
+    def any_hostile_fact(self) -> st.SearchStrategy[dict[str, Any]]:
+        return st.one_of([self.hostile_fact(model) for model in ev.FACT_TYPES.values()])
+
+    def hostile_fact(
+        self, model: type[BaseModel], field: str | None = None
+    ) -> st.SearchStrategy[dict[str, Any]]:
+        """A fact within every bound but one: one field (``field``, or any; nested or in a
+        list, perhaps) holds a value just outside its bound, or beyond, so that the rest of
+        it is one the ledger would accept, and the broken value is all that can refuse it."""
+        return self._breaking_model(model, field)
+
+    @staticmethod
+    def breakable_fields(model: type[BaseModel]) -> list[str]:
+        """The fields :meth:`hostile_fact` may break (every one but the type)."""
+        return [n for n in model.model_fields if n not in ("type", "corrects_event_id")]
+
+    def _breaking_model(
+        self, model: type[BaseModel], field: str | None = None
+    ) -> st.SearchStrategy[dict[str, Any]]:
+        names = [field] if field is not None else self.breakable_fields(model)
+        # Times are what the stack computes with: each is three times as likely to be broken.
+        names += [n for n in names if _holds_time(model.model_fields[n].annotation)] * 2
+
+        def broken(pair: tuple[dict[str, Any], str]) -> st.SearchStrategy[dict[str, Any]]:
+            fact, name = pair
+            if name == "corrected_fields":
+                return self._correction(breaking=True).map(
+                    lambda c: {**fact, "corrects_event_id": c[0], "corrected_fields": c[1]}
+                )
+            info = model.model_fields[name]
+            value = self._breaking_value(name, info.annotation, list(info.metadata))
+            return value.map(lambda v: {**fact, name: v})
+
+        return st.tuples(self.model(model), st.sampled_from(names)).flatmap(broken)
+
+    def _breaking_value(
+        self, name: str, annotation: Any, metadata: list[Any]
+    ) -> st.SearchStrategy[Any]:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            inner, *extra = get_args(annotation)
+            return self._breaking_value(name, inner, [*metadata, *extra])
+        if origin in (Union, types.UnionType):
+            options = [a for a in get_args(annotation) if a is not type(None)]
+            return st.sampled_from(options).flatmap(
+                lambda option: self._breaking_value(name, option, metadata)
+            )
+        if origin is Literal:
+            return st.just("not.a.type")
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return self._breaking_model(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+            return st.sampled_from(["not-a-value", ""])
+        if annotation is bool:
+            return st.sampled_from(["yes", 1])
+        limits = _constraints(metadata)
+        if origin is list:
+            element = get_args(annotation)[0]
+            items = self.annotation(name, element, [])
+            longest = limits.max_length if limits.max_length is not None else 100
+            one_broken = st.tuples(
+                st.lists(items, min_size=max(limits.min_length or 0, 1), max_size=3),
+                self._breaking_value(name, element, []),
+            ).map(lambda pair: [*pair[0][:-1], pair[1]])
+            return st.one_of(one_broken, items.map(lambda item: [item] * (longest + 1)))
+        return self._breaking_leaf(name, annotation, limits)
+
+    def _breaking_leaf(
+        self, name: str, annotation: Any, limits: _Constraints
+    ) -> st.SearchStrategy[Any]:
+        """A value that breaks the field's own bound (and only that, where it can)."""
+        if annotation is int:
+            low = limits.ge if limits.ge is not None else -(2**31)
+            high = limits.le if limits.le is not None else 2**31
+            return st.sampled_from([low - 1, high + 1, 2**63, -(2**63)])
+        if annotation is AwareDatetime or annotation is datetime:
+            return times(self.now, limits.happened, hostile=True)
+        if annotation is not str:
+            return self._leaf(name, annotation, limits)
+        free = ev.check_free_text in limits.validators
+        controls = [c for c in map(chr, [*range(32), 127]) if not (free and c in "\t\n\r")]
+        within = self._leaf(name, str, limits)
+
+        def insert(drawn: tuple[str, str, int]) -> str:
+            text, control, index = drawn
+            at = index % (len(text) + 1)
+            return text[:at] + control + text[at:]
+
+        with_control = st.tuples(within, st.sampled_from(controls), st.integers(0, 10**6))
+        breaking = [with_control.map(insert)] * 2
+        if limits.max_length is not None:
+            breaking.append(st.just("y" * (limits.max_length + 1)))
+        return st.one_of(breaking)
 
     def any_fact(self) -> st.SearchStrategy[dict[str, Any]]:
         return st.one_of([self.fact(model) for model in ev.FACT_TYPES.values()])
@@ -261,7 +369,12 @@ class FactBuilder:
             )
         if origin is Literal:
             return st.sampled_from(get_args(annotation))
-        limits = _constraints(metadata)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return self.model(annotation)
+        return self._leaf(name, annotation, _constraints(metadata))
+
+    def _leaf(self, name: str, annotation: Any, limits: _Constraints) -> st.SearchStrategy[Any]:
+        origin = get_origin(annotation)
         if origin is list:
             return self._list(name, get_args(annotation)[0], limits)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -288,7 +401,7 @@ class FactBuilder:
         return st.one_of(
             st.sampled_from([low, high]),
             st.integers(low, high),
-            *([st.sampled_from([low - 1, high + 1])] if self.hostile else []),
+            *([st.sampled_from([low - 1, high + 1, 2**63])] * (3 * self.hostile)),
         )
 
     def _string(self, name: str, limits: _Constraints) -> st.SearchStrategy[str]:
@@ -303,16 +416,17 @@ class FactBuilder:
         return fresh if pool is None else self._pooled(pool, fresh)
 
     def _pooled(self, pool: str, fresh: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-        """An id used before (most of the time, once there are some) or a new one."""
+        """An id used before (two times in three, once there are some) or a new one.
+
+        Both are always drawn, so the shape of the draw does not depend on the pool."""
         pools = self.pools
 
-        def known(index: int) -> st.SearchStrategy[str]:
+        def pick(drawn: tuple[int, str]) -> str:
+            index, new = drawn
             ids = pools.ids.get(pool, [])
-            return st.just(ids[index % len(ids)]) if ids else fresh
+            return ids[index % len(ids)] if ids and index % 3 else new
 
-        return st.one_of(
-            st.integers(0, 1000).flatmap(known), st.integers(0, 1000).flatmap(known), fresh
-        )
+        return st.tuples(st.integers(0, 3000), fresh).map(pick)
 
     def _patterned(self, pattern: str, shortest: int, longest: int) -> st.SearchStrategy[str]:
         compiled = re.compile(pattern)
@@ -359,15 +473,16 @@ class FactBuilder:
             *([st.just([])] if self.hostile or not shortest else []),
         )
 
-    def _correction(self) -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
+    def _correction(self, breaking: bool = False) -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
         """An event to correct (from the pool, or unknown) and corrected values for it: fields
         of its type, generated as that type's own fields are (or, now and then, another's)."""
         pools = self.pools
 
         def fields_of(type_name: str) -> st.SearchStrategy[dict[str, Any]]:
             model = ev.FACT_TYPES[type_name]
+            value = self._breaking_value if breaking else self.annotation
             strategies = {
-                name: self.annotation(name, info.annotation, list(info.metadata))
+                name: value(name, info.annotation, list(info.metadata))
                 for name, info in model.model_fields.items()
                 if name not in ("type", "event_id", "corrected_fields", "corrects_event_id")
             }
@@ -378,13 +493,17 @@ class FactBuilder:
                 st.sampled_from(names).flatmap(lambda n: strategies[n].map(lambda v: {n: v})),
             )
 
-        def for_index(index: int) -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
-            events = sorted(pools.types)
-            if not events:
-                return st.tuples(st.just("never-recorded"), fields_of("incident.opened"))
-            event_id = events[index % len(events)]
-            own = fields_of(pools.types[event_id])
-            other = st.sampled_from(sorted(ev.FACT_TYPES)).flatmap(fields_of)
-            return st.tuples(st.just(event_id), st.one_of(own, own, own, other))
+        def pick(drawn: tuple[int, tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]]:
+            # The event is picked after the fields are drawn, so the shape of the draw does
+            # not depend on the pool: one of that type if any (three times in four), else any.
+            index, (type_name, fields) = drawn
+            same = sorted(e for e, t in pools.types.items() if t == type_name)
+            anyone = sorted(pools.types)
+            if same and index % 4:
+                return same[index % len(same)], fields
+            return (anyone[index % len(anyone)] if anyone else "never-recorded"), fields
 
-        return st.integers(0, 10_000).flatmap(for_index)
+        typed = st.sampled_from(sorted(ev.FACT_TYPES)).flatmap(
+            lambda n: fields_of(n).map(lambda f: (n, f))
+        )
+        return st.tuples(st.integers(0, 10_000), typed).map(pick)

@@ -111,23 +111,25 @@ class Stack:
         failed = [(s.name, s.error) for s in self.models.runner.status() if s.error]
         assert not failed, failed
 
-    def check_processable(self, *, export: bool = True) -> None:
-        """Everything recorded so far is processed and answers every question asked of it."""
+    def check_processable(self, *, export: bool = True, about: Seen | None = None) -> None:
+        """Everything recorded so far is processed and answers every question asked of it
+        (of the subjects, recipients and incidents in ``about``: by default, every one seen)."""
+        seen = about or self.seen
         self.process()
         ready = self.get("/readyz")
         assert ready.status_code == 200, ready.text
         for path in ("/v1/incidents", "/v1/requests"):
             self.ok(path)
-        for incident_id in sorted(self.seen.incidents):
+        for incident_id in sorted(seen.incidents):
             response = self.get(f"/v1/incidents/{incident_id}")
             assert response.status_code in (200, 404), (incident_id, response.text)
         self.ok("/v1/disclosures", limit=1000)
         self.ok("/v1/disclosures", limit=1000, format="csv")
         self.ok("/v1/disclosures", limit=1000, violations="true")
-        for recipient in sorted(self.seen.recipients)[:20]:
+        for recipient in sorted(seen.recipients)[:20]:
             self.ok("/v1/disclosures", recipient=recipient)
-        purposes = sorted(self.seen.purposes)[:5] or ["marketing_email"]
-        for subject in sorted(self.seen.subjects)[:20]:
+        purposes = sorted(seen.purposes)[:5] or ["marketing_email"]
+        for subject in sorted(seen.subjects)[:20]:
             self.ok("/v1/subjects/history", subject=subject)
             self.ok("/v1/consent/state", subject=subject)
             self.ok("/v1/requests", subject=subject)
