@@ -139,10 +139,10 @@ def nested(depth: int) -> bytes:
 # -- bodies ------------------------------------------------------------------------------------
 
 
-def test_a_declared_body_over_the_limit_is_refused_before_it_is_read(
+def test_bodies_stop_being_read_at_the_limit_and_json_nesting_is_bounded(
     sqlite_settings: Settings,
 ) -> None:
-    with serving(sqlite_settings, max_body_bytes=65536) as server:
+    with serving(sqlite_settings, max_body_bytes=65536, max_json_depth=8) as server:
         with server.connect() as sock:
             sock.sendall(post_head(server, "/v1/events", "Content-Length: 1073741824"))
             status, headers, body = read_response(sock)  # without sending any of the body
@@ -150,9 +150,6 @@ def test_a_declared_body_over_the_limit_is_refused_before_it_is_read(
         problem = orjson.loads(body)
         assert problem["rule"] == "body_too_large" and "65536 bytes" in problem["detail"]
 
-
-def test_a_chunked_body_stops_being_read_at_the_limit(sqlite_settings: Settings) -> None:
-    with serving(sqlite_settings, max_body_bytes=65536) as server:
         with server.connect() as sock:
             sock.sendall(post_head(server, "/v1/events", "Transfer-Encoding: chunked"))
             chunk = b"[" + b" " * 8190 + b"]"
@@ -176,22 +173,18 @@ def test_a_chunked_body_stops_being_read_at_the_limit(sqlite_settings: Settings)
         assert sent < 64 * 1024 * 1024  # cut off long before the client was done
         assert server.rss_kib() - before < 30 * 1024
 
-
-@pytest.mark.parametrize("path", ["/v1/events", "/v1/incidents"])
-def test_json_nested_too_deep_is_refused_on_every_route_that_takes_json(
-    sqlite_settings: Settings, path: str
-) -> None:
-    with serving(sqlite_settings, max_json_depth=8) as server, server.client() as http:
-        for depth in (9, 5000):
-            answer = http.post(path, content=nested(depth))
-            assert answer.status_code == 400, (depth, answer.text)
-            problem = answer.json()
-            assert problem["rule"] == "json_too_deep" and "deeper than 8" in problem["detail"]
-        # A string holding brackets is not nesting.
-        purposes = [dict(p, name="[[[[[[[[[[" + str(p["name"]) + "]]") for p in facts.PURPOSES]
-        pol = facts.policy(purposes=purposes)
-        if path == "/v1/events":
-            assert http.post(path, json=pol).status_code == 201
+        # Every route that takes JSON bounds its nesting.
+        with server.client() as http:
+            for path in ("/v1/events", "/v1/incidents"):
+                for depth in (9, 5000):
+                    answer = http.post(path, content=nested(depth))
+                    assert answer.status_code == 400, (path, depth, answer.text)
+                    problem = answer.json()
+                    assert problem["rule"] == "json_too_deep"
+                    assert "deeper than 8" in problem["detail"]
+            # A string holding brackets is not nesting.
+            purposes = [dict(p, name="[[[[[[[[[[" + str(p["name"]) + "]]") for p in facts.PURPOSES]
+            assert http.post("/v1/events", json=facts.policy(purposes=purposes)).status_code == 201
 
 
 # -- appends in flight and connections -------------------------------------------------------
