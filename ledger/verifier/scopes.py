@@ -71,6 +71,17 @@ def subjects_named(data: Mapping[str, Any]) -> list[str]:
     return named
 
 
+def concerned_scopes(data: Mapping[str, Any]) -> list[str]:
+    """A correction's ``concerns``: the scopes it lists as such, and its subjects' (listed
+    apart, as mentions: :mod:`ledger.verifier.mentions`), sorted."""
+    concerns = data.get("concerns", [])
+    named = {str(scope) for scope in concerns} if isinstance(concerns, list) else set()
+    subjects = data.get("concerned_subjects", [])
+    if isinstance(subjects, list):
+        named.update(subject_scope(s) for s in subjects if isinstance(s, str))
+    return sorted(named)
+
+
 def subjects_of_scopes(scopes: Iterable[str]) -> list[str]:
     """The pseudonyms of the subject scopes among ``scopes`` (a correction's ``concerns``)."""
     return [s.removeprefix(SUBJECT_PREFIX) for s in scopes if s.startswith(SUBJECT_PREFIX)]
@@ -81,9 +92,7 @@ def scopes_of(type_name: str, data: Mapping[str, Any], occurred_at: str) -> list
     scopes = {f"day:{occurred_at[:10]}"}
     family = type_name.partition(".")[0]
     if family == "correction":
-        concerns = data.get("concerns", [])
-        if isinstance(concerns, list):
-            scopes.update(str(scope) for scope in concerns)
+        scopes.update(concerned_scopes(data))
         return sorted(scopes)
     scopes.update(subject_scope(subject) for subject in subjects_named(data))
     recipient = data.get("recipient_id")
@@ -383,7 +392,7 @@ def _fact(type_name: str, data: Mapping[str, Any], occurred_at: str) -> Fact | N
     fields = data.get("corrected_fields")
     if not isinstance(concerns, list) or not isinstance(fields, Mapping):
         return None
-    named = [str(scope) for scope in concerns]
+    named = concerned_scopes(data)
     if any(name.startswith("disclosed-to:") for name in named) and "occurred_at" in fields:
         recipient = next(n for n in named if n.startswith("disclosed-to:"))
         return Fact(
