@@ -194,7 +194,13 @@ def verify_log(ctx: click.Context) -> None:
         total = app.head()
         with click.progressbar(length=total, label="verifying", file=sys.stderr) as bar:
             origin = app.checkpointer.origin if app.checkpointer else None
-            report = check_log(app.ledger, keyring, progress=bar.update, origin=origin)
+            report = check_log(
+                app.ledger,
+                keyring,
+                progress=bar.update,
+                origin=origin,
+                mentions=app.mentions_opened,
+            )
     finally:
         app.close()
     for problem in report.problems:

@@ -54,10 +54,17 @@ from ledger.mapper import LedgerMapper, format_time
 from ledger.merkle_log import Checkpointer, SignedCheckpoint
 from ledger.receipts import DecodedEvent, Receipt, claimed_record, fact_position
 from ledger.recorder import Claim, LedgerRecorder, LogRecord
-from ledger.sealing import blind_fact, fact_subject_refs, open_data, seal_fact, withhold_others
+from ledger.sealing import (
+    blind_fact,
+    fact_subject_refs,
+    mentions_opened,
+    open_data,
+    seal_fact,
+    withhold_others,
+)
 from ledger.subject_keys import KeySession, LifecycleError, SubjectKeys
 from ledger.verifier.entry import entry_hash, parse_body
-from ledger.verifier.scopes import correction_concerns
+from ledger.verifier.scopes import correction_concerns, subject_scope, subjects_of_scopes
 from ledger.vocabulary import ErasureGround
 
 A = TypeVar("A", bound=LedgerAggregate)
@@ -193,7 +200,14 @@ class LedgerApplication(Application[UUID]):
         return Environment(name, dict(env or {}))
 
     def construct_mapper(self) -> Mapper[UUID]:
-        return LedgerMapper()
+        return LedgerMapper(mentions=self.mentions_opened)
+
+    def mentions_opened(
+        self, data: dict[str, Any], stream: UUID | str, stream_version: int
+    ) -> dict[str, Any]:
+        """Stored ``data`` with the pseudonyms of its mentions opened (nothing else): for the
+        ledger's own readers (:func:`ledger.sealing.mentions_opened`)."""
+        return mentions_opened(data, stream, stream_version, self.subject_keys)
 
     def construct_recorder(self) -> ApplicationRecorder:
         return self._ledger_recorder
@@ -579,7 +593,16 @@ class LedgerApplication(Application[UUID]):
             case ev.CorrectionRecorded():
                 key = stream_id("correction", fact.event_id)
                 concerns = self._check_correction(batch, fact)
-                data = dict(sealed(key, 1), concerns=concerns)
+                subjects = subjects_of_scopes(concerns)
+                data = dict(
+                    sealed(key, 1),
+                    concerns=[c for c in concerns if c not in {subject_scope(p) for p in subjects}],
+                )
+                if subjects:  # listed apart, sealed, as a disclosure lists them
+                    data["concerned_subjects"] = [
+                        batch.keys.seal_mention(p, key, 1, f"concerned_subjects[{index}]")
+                        for index, p in enumerate(subjects)
+                    ]
                 batch.create(Correction, Correction.Recorded, key, data=data, **envelope)
             case _:
                 raise LedgerError(f"no command handles {fact.TYPE}")
@@ -715,14 +738,16 @@ class LedgerApplication(Application[UUID]):
         if in_batch:
             event = in_batch[0]
             type_name = event.TYPE
-            corrected = (event.data, format_time(event.occurred_at))
+            data = self.mentions_opened(event.data, event.originator_id, event.originator_version)
+            corrected = (data, format_time(event.occurred_at))
         else:
             claim = self.ledger.select_claims([wanted]).get(wanted)
             record = None if claim is None else self.ledger.get_record(claim.seq)
             if record is not None:
                 body = parse_body(record.body)
                 type_name = body["type"]
-                corrected = (body["data"], body["occurred_at"])
+                data = self.mentions_opened(body["data"], body["stream"], body["stream_version"])
+                corrected = (data, body["occurred_at"])
         if type_name is None:
             raise rule(
                 "corrects_event_id",

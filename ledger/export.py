@@ -43,6 +43,7 @@ from ledger.verifier.bundle import (
 )
 from ledger.verifier.entry import parse_body, parse_entry, read_entries
 from ledger.verifier.events import EVENTS, SEALED_PREFIX, event_line, opened_values
+from ledger.verifier.mentions import resolve_from_shown, without_withheld
 from ledger.verifier.scopes import Closure, ScopeError, tag, tag_key
 
 PAGE = 1000
@@ -195,7 +196,22 @@ class _BundleWriter:
             seqs = [index + 1 for index in ordered[first : first + PAGE]]
             for record in self.app.ledger.select_records_at(seqs):
                 body = parse_body(record.body)
-                closure.see(body["type"], body["data"], body["occurred_at"])
+                # As the verifier will see it: the mentions the bundle opens, none withheld.
+                data = without_withheld(resolve_from_shown(body["data"], self._shown(body)))
+                closure.see(body["type"], data, body["occurred_at"])
+
+    def _shown(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The body's data as the bundle's ``opened`` column will show it."""
+        only = self.scope["subject"] if self.scope.get("kind") == "subject" else ""
+        keys = _PageKeys(self.app.subject_keys, {})
+        return open_data(
+            body["type"],
+            body["data"],
+            UUID(body["stream"]),
+            body["stream_version"],
+            keys,
+            only=only,
+        )
 
     def _write_entries(self, indexes: Sequence[int], size: int) -> int:
         """``events.tsv``: each event in scope with its signature, body and opened values."""
@@ -252,6 +268,14 @@ class _PageKeys:
         if create:
             raise ExportError("an export makes no subject keys")
         return {p: self._found[p] for p in pseudonyms if p in self._found}
+
+    def seal_mention(
+        self, pseudonym: str, stream: UUID | str, stream_version: int, path: str
+    ) -> str:
+        raise ExportError("an export seals nothing")
+
+    def open_mention(self, sealed: str, stream: UUID | str, stream_version: int, path: str) -> str:
+        return self._keys.open_mention(sealed, stream, stream_version, path)
 
 
 def _opened(record: LogRecord, only: str, keys: KeySource) -> list[str]:

@@ -31,15 +31,19 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
+from ledger.mapper import MentionsOpener
 from ledger.merkle_log import TreeError
 from ledger.recorder import LedgerRecorder
 from ledger.signing import Keyring
+from ledger.subject_keys import SEALED_PREFIX, SealError
 from ledger.verifier.checkpoint import CheckpointError, open_checkpoint
 from ledger.verifier.entry import EntryError, parse_body, parse_entry
+from ledger.verifier.mentions import mention_paths
 from ledger.verifier.merkle import CompactRange, leaf_hash
 from ledger.verifier.note import NoteError, format_verifier_key, parse_verifier_key
-from ledger.verifier.scopes import correction_concerns, scopes_of, tags_for
+from ledger.verifier.scopes import concerned_scopes, correction_concerns, scopes_of, tags_for
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,12 @@ def check_log(
     keyring: Keyring,
     progress: Callable[[int], None] | None = None,
     origin: str | None = None,
+    mentions: MentionsOpener | None = None,
 ) -> LogReport:
+    """Check every row of the log and the tree (see docs/verification.md). ``mentions``
+    opens the sealed pseudonyms of facts about many subjects
+    (:meth:`ledger.application.LedgerApplication.mentions_opened`), so that their tags are
+    checked too; without it, such an entry's tags are reported as unchecked."""
     report = LogReport()
     add = report.problems.append
     seen: set[int] = set()
@@ -123,11 +132,19 @@ def check_log(
             add(LogProblem(seq, "row's stream or stream version differs from its signed body"))
         if body["type"] != record.topic:
             add(LogProblem(seq, f"row's type {record.topic!r} differs from its signed body"))
-        scopes = scopes_of(body["type"], body["data"], body["occurred_at"])
-        if tuple(tags_for(scopes, entry.seq)) != entry.tags:
-            add(LogProblem(seq, "the entry's tags are not those of the scopes its body concerns"))
+        data, problem = _opened(body, mentions)
+        if problem is not None:
+            add(LogProblem(seq, problem))
+        else:
+            scopes = scopes_of(body["type"], data, body["occurred_at"])
+            if tuple(tags_for(scopes, entry.seq)) != entry.tags:
+                add(
+                    LogProblem(
+                        seq, "the entry's tags are not those of the scopes its body concerns"
+                    )
+                )
         if body["type"] == "correction.recorded":
-            problem = _check_concerns(recorder, body)
+            problem = _check_concerns(recorder, body, mentions)
             if problem is not None:
                 add(LogProblem(seq, problem))
         stream_versions.setdefault(body["stream"], []).append((entry.seq, body["stream_version"]))
@@ -216,8 +233,26 @@ def _check_checkpoint_counts(recorder: LedgerRecorder) -> list[LogProblem]:
     return problems
 
 
-def _check_concerns(recorder: LedgerRecorder, body: dict[str, Any]) -> str | None:
-    """A correction must concern the scopes of the event it corrects (so exports carry it)."""
+def _opened(
+    body: dict[str, Any], mentions: MentionsOpener | None
+) -> tuple[dict[str, Any], str | None]:
+    """The body's data with its mentions opened, or why they cannot be."""
+    data: dict[str, Any] = body["data"]
+    if not any(v.startswith(SEALED_PREFIX) for _, _, v in mention_paths(data)):
+        return data, None
+    if mentions is None:
+        return data, "its mentions are sealed: verify-log needs the ledger's keys to check its tags"
+    try:
+        return mentions(data, UUID(body["stream"]), body["stream_version"]), None
+    except SealError:
+        return data, "a sealed mention does not open: it was altered or moved"
+
+
+def _check_concerns(
+    recorder: LedgerRecorder, body: dict[str, Any], mentions: MentionsOpener | None = None
+) -> str | None:
+    """A correction must concern the scopes of the event it corrects, as recorded and as
+    corrected (so exports carry it)."""
     wanted = body["data"].get("corrects_event_id")
     claim = recorder.select_claims([wanted]).get(wanted) if isinstance(wanted, str) else None
     record = None if claim is None else recorder.get_record(claim.seq)
@@ -228,16 +263,22 @@ def _check_concerns(recorder: LedgerRecorder, body: dict[str, Any]) -> str | Non
     except EntryError:
         return None  # reported at the corrected event's own row
     fields = body["data"].get("corrected_fields")
+    corrected_data, problem = _opened(corrected, mentions)
+    if problem is not None:
+        return None  # reported at the corrected event's own row
     try:
         scopes = correction_concerns(
             corrected["type"],
-            corrected["data"],
+            corrected_data,
             corrected["occurred_at"],
             fields if isinstance(fields, dict) else {},
         )
     except ValueError:
         return "the correction's corrected occurred_at is not a time"
-    if body["data"].get("concerns") != scopes:
+    own, problem = _opened(body, mentions)
+    if problem is not None:
+        return None  # reported at the correction's own row
+    if concerned_scopes(own) != scopes:
         return "the correction does not concern the scopes of the event it corrects"
     return None
 

@@ -10,6 +10,7 @@ upcasting old ``type_version`` bodies.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -52,9 +53,16 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+MentionsOpener = Callable[[dict[str, Any], UUID, int], dict[str, Any]]
+"""Stored data, its stream and version -> the data with its mentions opened."""
+
+
 class LedgerMapper(Mapper[UUID]):
-    def __init__(self) -> None:
+    def __init__(self, mentions: MentionsOpener | None = None) -> None:
         super().__init__(transcoder=OrjsonTranscoder())
+        self._mentions = mentions
+        """Opens the sealed pseudonyms of a fact about many subjects: the entry is tagged for
+        each of those subjects (:mod:`ledger.verifier.mentions`)."""
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         event = cast(LedgerEvent, domain_event)
@@ -77,8 +85,13 @@ class LedgerMapper(Mapper[UUID]):
             originator_version=event.originator_version,
             topic=event.TYPE,
             state=self.transcoder.encode(body),
-            scopes=tuple(scopes_of(event.TYPE, event.data, occurred_at)),
+            scopes=tuple(scopes_of(event.TYPE, self._scoped_data(event), occurred_at)),
         )
+
+    def _scoped_data(self, event: LedgerEvent) -> dict[str, Any]:
+        if self._mentions is None:
+            return event.data
+        return self._mentions(event.data, event.originator_id, event.originator_version)
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
         try:

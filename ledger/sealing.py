@@ -23,9 +23,10 @@ from ledger.subject_keys import (
     open_text,
     seal_text,
 )
+from ledger.verifier.mentions import WITHHELD
+from ledger.verifier.mentions import resolve as resolve_mentions
 
 ERASED = "[erased]"
-WITHHELD = "[another subject]"
 ENVELOPE_FIELDS = ("type", "event_id", "occurred_at")
 
 _PATHS: dict[str, list[tuple[str, str]]] = {
@@ -73,7 +74,12 @@ def seal_fact(fact: Fact, stream: UUID, stream_version: int, keys: KeySource) ->
                 pseudonym = keys.pseudonym(ref)
                 aad = event_aad(stream, stream_version, f"{name}[{index}].ref")
                 sealed_list.append(
-                    {"subject": pseudonym, "ref": seal_text(subject_keys[pseudonym], ref, aad)}
+                    {
+                        "subject": keys.seal_mention(
+                            pseudonym, stream, stream_version, f"{name}[{index}].subject"
+                        ),
+                        "ref": seal_text(subject_keys[pseudonym], ref, aad),
+                    }
                 )
             data[name] = sealed_list
         elif kind == "text":
@@ -87,6 +93,16 @@ REQUEST_STEPS = frozenset(
 )
 """Steps of a data-subject request: the request names its subject (a step for another subject
 is refused), so their digests leave the reference out and survive the subject's erasure."""
+
+
+def mentions_opened(
+    data: dict[str, Any], stream: UUID | str, stream_version: int, keys: KeySource
+) -> dict[str, Any]:
+    """Stored ``data`` with its mentions opened and nothing else: what the ledger's own
+    readers (scopes at append, read models, ``verify-log``) work from."""
+    return resolve_mentions(
+        data, lambda sealed, path: keys.open_mention(sealed, stream, stream_version, path)
+    )
 
 
 def blind_fact(fact: Fact, keys: KeySession) -> dict[str, Any]:
@@ -119,22 +135,32 @@ def open_data(
     keys: KeySource,
     only: str | None = None,
 ) -> dict[str, Any]:
-    """A copy of stored ``data`` with personal data opened (or :data:`ERASED`).
+    """A copy of stored ``data`` with personal data opened (or :data:`ERASED`), and the
+    pseudonyms of a fact about many subjects (its mentions) opened.
 
-    With ``only`` (a pseudonym), only that subject's data is opened; every other subject's
-    stays closed as :data:`WITHHELD` (what a subject's own access request may show).
+    With ``only`` (a pseudonym), only that subject's data and mention are opened; every other
+    subject's stay closed as :data:`WITHHELD` (what a subject's own access request may show).
+    With ``only`` empty, mentions are opened and no personal data (what a bundle of a
+    recipient, an incident or a period shows).
 
     Raises :class:`SealError` when a sealed value exists but does not open under its
     subject's key: the ciphertext was altered or moved from another event or field.
     """
-    opened: dict[str, Any] = _deep_copy(data)
+
+    def open_mention(sealed: str, path: str) -> str:
+        pseudonym = keys.open_mention(sealed, stream, stream_version, path)
+        return WITHHELD if only and pseudonym != only else pseudonym
+
+    opened: dict[str, Any] = _deep_copy(resolve_mentions(data, open_mention))
     paths = _PATHS.get(type_name, [])
     needed: list[str] = []
     if "subject" in opened and isinstance(opened["subject"], str):
         needed.append(opened["subject"])
     for path, kind in paths:
         if kind == "subject" and path.endswith("[]"):
-            needed.extend(item["subject"] for item in opened.get(path[:-2], []))
+            needed.extend(
+                item["subject"] for item in opened.get(path[:-2], []) if item["subject"] != WITHHELD
+            )
     if only is not None:
         needed = [p for p in needed if p == only]
     found = keys.keys_for(needed, create=False)
@@ -207,10 +233,12 @@ def _deep_copy(value: Any) -> Any:
 
 __all__ = [
     "ERASED",
+    "WITHHELD",
     "SealError",
     "blind_fact",
     "fact_pseudonyms",
     "fact_subject_refs",
+    "mentions_opened",
     "open_data",
     "seal_fact",
     "withhold_others",

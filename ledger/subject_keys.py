@@ -39,6 +39,9 @@ NONCE_BYTES = bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 SEALED_PREFIX = "sealed:v1:"
 MASTER_KEY_ENV = "CONSENT_LEDGER_MASTER_KEY"
 PSEUDONYM_SECRET_NAME = "pseudonym-secret"  # noqa: S105 (a name, not a secret)
+MENTION_KEY_NAME = "mention-key"
+"""The ledger secret that seals the pseudonyms a fact about many subjects lists
+(:mod:`ledger.verifier.mentions`)."""
 
 
 class SealError(ValueError):
@@ -65,6 +68,11 @@ def decrypt(key: bytes, sealed: bytes, aad: bytes) -> bytes:
 def event_aad(stream: UUID | str, stream_version: int, path: str) -> bytes:
     """The associated data that binds a sealed value to one field of one event."""
     return f"consent-ledger/pd/v1|{stream}|{stream_version}|{path}".encode()
+
+
+def mention_aad(stream: UUID | str, stream_version: int, path: str) -> bytes:
+    """The associated data that binds a sealed mention to one place of one event."""
+    return f"consent-ledger/mention/v1|{stream}|{stream_version}|{path}".encode()
 
 
 def seal_text(key: bytes, plaintext: str, aad: bytes) -> str:
@@ -218,11 +226,19 @@ class KeyStore(ABC):
 
 
 class KeySource(Protocol):
-    """What sealing and opening need: pseudonyms and subject keys."""
+    """What sealing and opening need: pseudonyms, subject keys and the mention key."""
 
     def pseudonym(self, subject_ref: str) -> str: ...
 
     def keys_for(self, pseudonyms: Iterable[str], *, create: bool) -> dict[str, bytes]: ...
+
+    def seal_mention(
+        self, pseudonym: str, stream: UUID | str, stream_version: int, path: str
+    ) -> str: ...
+
+    def open_mention(
+        self, sealed: str, stream: UUID | str, stream_version: int, path: str
+    ) -> str: ...
 
 
 class SubjectKeys:
@@ -247,7 +263,8 @@ class SubjectKeys:
         self._pending: dict[str, tuple[bytes, bytes]] = {}
         self._pending_names: dict[str, str] = {}
         self._cache_size = cache_size
-        self._secret = self._load_secret()
+        self._secret = self._load_secret(PSEUDONYM_SECRET_NAME)
+        self._mention_key = self._load_secret(MENTION_KEY_NAME)
         if store.holds_format_1():
             raise KeyMaterialError(
                 "this key store is of format 1 (pseudonyms derived from references, which "
@@ -255,14 +272,14 @@ class SubjectKeys:
                 "(docs/verification.md, 'Erasure')"
             )
 
-    def _load_secret(self) -> bytes:
-        aad = f"secret|{PSEUDONYM_SECRET_NAME}".encode()
-        wrapped = self.store.get_secret(PSEUDONYM_SECRET_NAME)
+    def _load_secret(self, name: str) -> bytes:
+        aad = f"secret|{name}".encode()
+        wrapped = self.store.get_secret(name)
         if wrapped is None:
             self.store.put_secret_if_absent(
-                PSEUDONYM_SECRET_NAME, encrypt(self._master_key, os.urandom(KEY_BYTES), aad)
+                name, encrypt(self._master_key, os.urandom(KEY_BYTES), aad)
             )
-            wrapped = self.store.get_secret(PSEUDONYM_SECRET_NAME)
+            wrapped = self.store.get_secret(name)
             assert wrapped is not None
         try:
             return decrypt(self._master_key, wrapped, aad)
@@ -271,6 +288,21 @@ class SubjectKeys:
                 "the master key does not open this ledger's key store: it is not the key "
                 "this ledger was created with"
             ) from None
+
+    # -- mentions -----------------------------------------------------------------------------
+
+    def seal_mention(
+        self, pseudonym: str, stream: UUID | str, stream_version: int, path: str
+    ) -> str:
+        """A subject's pseudonym as a fact about many subjects lists it: sealed under the
+        mention key, bound to its place (:mod:`ledger.verifier.mentions`)."""
+        return seal_text(self._mention_key, pseudonym, mention_aad(stream, stream_version, path))
+
+    def open_mention(self, sealed: str, stream: UUID | str, stream_version: int, path: str) -> str:
+        """The pseudonym of a sealed mention (a value not sealed is one already)."""
+        if not sealed.startswith(SEALED_PREFIX):
+            return sealed
+        return open_text(self._mention_key, sealed, mention_aad(stream, stream_version, path))
 
     # -- names --------------------------------------------------------------------------------
 
@@ -345,13 +377,18 @@ class SubjectKeys:
         for ref in subject_refs:
             self._names.pop(self.lookup_id(ref), None)
 
-    def next_lifecycle(self, subject_ref: str, erasing: Iterable[str] = ()) -> tuple[str, str]:
+    def next_lifecycle(
+        self, subject_ref: str, erasing: Iterable[str] = (), current: str | None = None
+    ) -> tuple[str, str]:
         """The lookup id and a new pseudonym for the reference's next lifecycle.
 
-        Allowed only when the current lifecycle was erased (or is being erased: ``erasing``);
-        the recorder names it with the commit that records it.
+        Allowed only when the current lifecycle was erased, or is being erased: ``erasing``
+        holds it (``current``, the pseudonym the batch knows the reference by, may be one the
+        batch made itself); the recorder names it with the commit that records it.
         """
         lookup = self.lookup_id(subject_ref)
+        if current is not None and current in set(erasing):
+            return lookup, str(uuid4())
         self._names.pop(lookup, None)
         found = self.store.survey([lookup])
         live = found.names.get(lookup)
@@ -551,7 +588,9 @@ class KeySession:
 
     def start_lifecycle(self, subject_ref: str, erasing: Iterable[str]) -> str:
         """From now on in this batch, the reference names its next lifecycle's pseudonym."""
-        lookup, pseudonym = self._keys.next_lifecycle(subject_ref, erasing)
+        lookup, pseudonym = self._keys.next_lifecycle(
+            subject_ref, erasing, self._pseudonyms.get(subject_ref)
+        )
         self.lifecycles[lookup] = pseudonym
         self.fresh.add(pseudonym)
         self._pseudonyms[subject_ref] = pseudonym
@@ -566,6 +605,14 @@ class KeySession:
         return known | self._keys._lookup(
             rest, self._new if create else None, frozenset(self.fresh)
         )
+
+    def seal_mention(
+        self, pseudonym: str, stream: UUID | str, stream_version: int, path: str
+    ) -> str:
+        return self._keys.seal_mention(pseudonym, stream, stream_version, path)
+
+    def open_mention(self, sealed: str, stream: UUID | str, stream_version: int, path: str) -> str:
+        return self._keys.open_mention(sealed, stream, stream_version, path)
 
     def blind(self, pseudonym: str, value: str) -> str:
         """A value of the subject's personal data as an idempotency digest may hold it: keyed

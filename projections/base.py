@@ -13,11 +13,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from uuid import UUID
 
 import orjson
 
 from ledger.errors import LedgerError
+from ledger.mapper import MentionsOpener
 from ledger.verifier.corrections import apply_correction
+from ledger.verifier.mentions import mention_paths
 from ledger.verifier.times import parse_utc, utc
 from projections.database import Sql
 
@@ -51,9 +54,15 @@ class LoggedEvent:
     data: dict[str, Any]
 
     @classmethod
-    def from_body(cls, seq: int, body: bytes) -> LoggedEvent:
-        """The event whose stored body is ``body``, at ``seq`` in the log."""
+    def from_body(
+        cls, seq: int, body: bytes, mentions: MentionsOpener | None = None
+    ) -> LoggedEvent:
+        """The event whose stored body is ``body``, at ``seq`` in the log; with ``mentions``,
+        the sealed pseudonyms of a fact about many subjects opened (read models need them)."""
         decoded = orjson.loads(body)
+        data = decoded["data"]
+        if mentions is not None and mention_paths(data):
+            data = mentions(data, UUID(decoded["stream"]), decoded["stream_version"])
         return cls(
             seq=seq,
             type=decoded["type"],
@@ -62,7 +71,7 @@ class LoggedEvent:
             event_id=decoded["event_id"],
             occurred_at=decoded["occurred_at"],
             recorded_at=decoded["recorded_at"],
-            data=decoded["data"],
+            data=data,
         )
 
 

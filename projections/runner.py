@@ -336,7 +336,8 @@ class ProjectionRunner:
         )
         # Fewer than a page: nothing else of interest up to ``stop``.
         end = notifications[-1].id if len(notifications) == self.batch_size else stop
-        events = [LoggedEvent.from_body(n.id, n.state) for n in notifications]
+        mentions = self.app.mentions_opened
+        events = [LoggedEvent.from_body(n.id, n.state, mentions) for n in notifications]
         try:
             applied = self._apply_page(group, start, end, events)
         except Exception as exc:
@@ -488,7 +489,9 @@ class ProjectionRunner:
         event_id = correction.data["corrects_event_id"]
         claim = self.app.ledger.select_claims([event_id]).get(event_id)
         record = None if claim is None else self.app.ledger.get_record(claim.seq)
-        return None if record is None else LoggedEvent.from_body(record.seq, record.body)
+        if record is None:
+            return None
+        return LoggedEvent.from_body(record.seq, record.body, self.app.mentions_opened)
 
     def rebuild(
         self, names: Sequence[str] | None = None, progress: Callable[[int], None] | None = None

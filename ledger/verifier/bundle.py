@@ -60,14 +60,16 @@ from ledger.verifier.events import (
     check_leaf_chunk,
     line_index,
     report_fields,
+    shown_data,
     start_worker,
 )
+from ledger.verifier.mentions import mention_paths, resolve_from_shown
 from ledger.verifier.merkle import CompactRange
 from ledger.verifier.note import NoteError, Verifier, parse_verifier_key
 from ledger.verifier.report import ReportError, ReportEvent, write_report
 from ledger.verifier.scopes import Closure, ScopeError, tag_key
 
-BUNDLE_FORMAT = "consent-ledger-bundle/2"
+BUNDLE_FORMAT = "consent-ledger-bundle/3"
 MANIFEST = "manifest.json"
 CHECKPOINT = "checkpoint"
 KEYS = "keys"
@@ -180,6 +182,9 @@ def report_events(files: BundleFiles) -> Callable[[], Iterator[ReportEvent]]:
                     body = parse_body(body_bytes)
                 except (EventLineError, EntryError) as exc:
                     raise BundleError(EVENTS, f"line {number}: {exc}") from None
+                data = body["data"]
+                if opened and mention_paths(data):  # pseudonyms as the bundle opens them
+                    data = resolve_from_shown(data, shown_data(data, opened, body_bytes))
                 yield ReportEvent(
                     seq=index + 1,
                     type=body["type"],
@@ -187,7 +192,7 @@ def report_events(files: BundleFiles) -> Callable[[], Iterator[ReportEvent]]:
                     recorded_at=body["recorded_at"],
                     event_id=body["event_id"],
                     backdated=body["backdated"],
-                    data=body["data"],
+                    data=data,
                     shown=LazyShown(body["data"], opened, body_bytes),
                 )
 

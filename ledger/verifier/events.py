@@ -33,9 +33,24 @@ from typing import Any
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from ledger.verifier.entry import HEADER_SIZE, EntryError, parse_body, parse_entry
+from ledger.verifier.entry import HEADER_SIZE, TAG_SIZE, EntryError, parse_body, parse_entry
+from ledger.verifier.mentions import (
+    is_pseudonym,
+    is_withheld,
+    mention_paths,
+    resolve_from_shown,
+    withheld,
+    without_withheld,
+)
 from ledger.verifier.merkle import CompactRange, leaf_hash
-from ledger.verifier.scopes import Closure, scopes_of, tag, tags_for
+from ledger.verifier.scopes import (
+    Closure,
+    scopes_of,
+    subject_scope,
+    tag,
+    tag_key,
+    tags_for,
+)
 
 EVENTS = "events.tsv"
 SEALED_PREFIX = "sealed:v1:"
@@ -347,18 +362,67 @@ class EventChecker:
             body = parse_body(body_bytes)
         except EntryError as exc:
             return where, str(exc)
-        scopes = scopes_of(body["type"], body["data"], body["occurred_at"])
-        tags = b"".join(tags_for(scopes, seq))
-        if tags != leaf[HEADER_SIZE:]:
-            return where, "its tags are not those of the scopes its body concerns"
         sealed = sealed_count(body["data"]) if _SEALED_BYTES in body_bytes else 0
         if sealed != len(opened):
             return where, (
                 "the decoded event differs from the signed body: "
                 f"it opens {len(opened)} values, the body seals {sealed}"
             )
-        closure.see(body["type"], body["data"], body["occurred_at"])
+        data = body["data"]
+        if sealed and mention_paths(data):
+            data = resolve_from_shown(data, shown_data(data, opened, body_bytes))
+            problem = self._check_mentions(data)
+            if problem is not None:
+                return where, problem
+        known = without_withheld(data)
+        scopes = scopes_of(body["type"], known, body["occurred_at"])
+        problem = _check_tags(tags_for(scopes, seq), leaf[HEADER_SIZE:], withheld(data))
+        if problem is not None:
+            return where, problem
+        mine = self.scope.get("subject") if self.scope.get("kind") == "subject" else None
+        if (
+            isinstance(mine, str)
+            and withheld(data)
+            and tag(tag_key(subject_scope(mine)), seq) in _split_tags(leaf[HEADER_SIZE:])
+            and subject_scope(mine) not in scopes
+        ):
+            return where, "it is tagged for the bundle's subject, whose place in it is withheld"
+        closure.see(body["type"], known, body["occurred_at"])
         return None
+
+    def _check_mentions(self, data: Mapping[str, Any]) -> str | None:
+        """Each opened mention is a pseudonym; only a subject's bundle withholds any."""
+        for name, index, value in mention_paths(data):
+            if is_withheld(value):
+                if self.scope.get("kind") != "subject":
+                    return f"it withholds {name}[{index}], which a bundle of its scope opens"
+            elif not is_pseudonym(value):
+                return f"{name}[{index}] opens to {value!r}, which is not a pseudonym"
+        return None
+
+
+def _split_tags(raw: bytes) -> list[bytes]:
+    return [raw[at : at + TAG_SIZE] for at in range(0, len(raw), TAG_SIZE)]
+
+
+def _check_tags(expected: Sequence[bytes], raw: bytes, hidden: int) -> str | None:
+    """The entry's tags are those of the scopes its body concerns; with ``hidden`` mentions
+    withheld, those the bundle can name, and at most one more per withheld mention (the
+    withheld subjects' own, which this bundle cannot name). An opened mention whose tag the
+    entry lacks was not the subject the ledger signed for."""
+    if not hidden:
+        if b"".join(expected) != raw:
+            return "its tags are not those of the scopes its body concerns"
+        return None
+    present = set(_split_tags(raw))
+    if not set(expected) <= present:
+        return "its tags are not those of the scopes its body concerns (as far as it opens them)"
+    if not 0 < len(present) - len(set(expected)) <= hidden:
+        return (
+            f"it carries {len(present) - len(set(expected))} tags beyond those of the scopes it "
+            f"opens, for {hidden} withheld subjects"
+        )
+    return None
 
 
 # -- worker processes ------------------------------------------------------------------------------

@@ -96,5 +96,5 @@ def test_threads_and_processes_on_the_same_subjects(
     for name, seqs in receipts_by_writer.items():
         assert seqs == sorted(seqs), f"{name}'s events are out of its order"
     assert ledger.head() == 1 + 3 + len(expected_ids)  # policy, 3 registrations, the consents
-    report = check_log(ledger.ledger, load_keyring(settings))
+    report = check_log(ledger.ledger, load_keyring(settings), mentions=ledger.mentions_opened)
     assert report.ok, report.problems  # gapless, and every stream runs 1, 2, 3 ...

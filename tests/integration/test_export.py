@@ -120,7 +120,8 @@ def events_concerning(app: LedgerApplication, scope_name: str) -> set[int]:
     found = set()
     for record in app.iter_records():
         body = parse_body(record.body)
-        if scope_name in scopes_of(body["type"], body["data"], body["occurred_at"]):
+        data = app.mentions_opened(body["data"], body["stream"], body["stream_version"])
+        if scope_name in scopes_of(body["type"], data, body["occurred_at"]):
             found.add(record.seq - 1)
     return found
 
@@ -593,7 +594,7 @@ def test_a_bundle_of_another_format_is_refused_with_its_name(
     with pytest.raises(BundleError) as caught:
         verify_bundle(recipient_bundle, world.trusted())
     assert "'consent-ledger-bundle/1'" in str(caught.value)
-    assert "reads 'consent-ledger-bundle/2' only" in str(caught.value)
+    assert "reads 'consent-ledger-bundle/3' only" in str(caught.value)
 
 
 def test_a_previous_checkpoint_of_any_size_is_checked_across_chunks(

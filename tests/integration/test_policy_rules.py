@@ -88,7 +88,9 @@ class Ledger:
                     recorded_at=decoded.recorded_at,
                     event_id=decoded.event_id,
                     backdated=decoded.backdated,
-                    data=signed_data(record),
+                    data=self.app.mentions_opened(
+                        signed_data(record), decoded.stream, decoded.stream_version
+                    ),
                     shown=decoded.data,
                 )
 

@@ -166,6 +166,7 @@ class LogUpTo:
 
     def __init__(self, app: LedgerApplication, head: int) -> None:
         self.ledger = app.ledger
+        self.mentions_opened = app.mentions_opened
         self._head = head
 
     def head(self) -> int:

@@ -164,7 +164,9 @@ class Events:
                 recorded_at=decoded.recorded_at,
                 event_id=decoded.event_id,
                 backdated=decoded.backdated,
-                data=signed_data(record),
+                data=self.ledger.mentions_opened(
+                    signed_data(record), decoded.stream, decoded.stream_version
+                ),
                 shown=decoded.data,
             )
             self.alive += 1

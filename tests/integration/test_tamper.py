@@ -23,7 +23,9 @@ def filled(ledger: LedgerApplication, raw_db: RawDatabase) -> LedgerApplication:
     subjects = [facts.ref("user") for _ in range(3)]
     ledger.append([pol] + [facts.consent(s, pol["version"]) for s in subjects])  # seq 1..7
     ledger.append([facts.consent(subjects[0], pol["version"], kind="withdrawn")])  # seq 8
-    assert check_log(ledger.ledger, load_keyring(ledger_settings(raw_db))).ok
+    assert check_log(
+        ledger.ledger, load_keyring(ledger_settings(raw_db)), mentions=ledger.mentions_opened
+    ).ok
     raw_db.drop_append_only_guards()
     return ledger
 
@@ -40,7 +42,12 @@ def ledger_settings(raw_db: RawDatabase) -> Settings:
 
 def verify(app: LedgerApplication, raw_db: RawDatabase) -> LogReport:
     assert app.checkpointer is not None
-    return check_log(app.ledger, load_keyring(raw_db.settings), origin=app.checkpointer.origin)
+    return check_log(
+        app.ledger,
+        load_keyring(raw_db.settings),
+        origin=app.checkpointer.origin,
+        mentions=app.mentions_opened,
+    )
 
 
 def problems_of(report: LogReport) -> dict[int | None, str]:

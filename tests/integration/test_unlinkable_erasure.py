@@ -221,7 +221,7 @@ def test_with_every_secret_and_the_reference_an_erased_subjects_events_are_not_f
         assert name.encode() not in stored, name
     # Her events are there (others' proofs rest on them), signed, and every check passes.
     assert all(seq in adversary.bodies for seq in alice_seqs)
-    assert check_log(ledger.ledger, load_keyring(settings)).ok
+    assert check_log(ledger.ledger, load_keyring(settings), mentions=ledger.mentions_opened).ok
     assert ledger.checkpointer is not None
     keys = [
         format_verifier_key(ledger.checkpointer.origin, k)

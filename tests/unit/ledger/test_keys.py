@@ -48,7 +48,7 @@ def test_rotation_keeps_every_old_event_verifiable(tmp_path: Path) -> None:
         [receipt] = app.append([facts.policy()])
         assert receipt.key_id != old_key
         assert app.get_event(1).key_id == old_key
-        report = check_log(app.ledger, load_keyring(settings))
+        report = check_log(app.ledger, load_keyring(settings), mentions=app.mentions_opened)
         assert report.ok and report.checked == 2
     finally:
         app.close()

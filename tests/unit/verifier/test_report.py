@@ -38,7 +38,12 @@ def log() -> Iterator[ReportEvent]:
         1,
         "policy.version_published",
         "2026-01-01T00:00:00.000000Z",
-        {"version": "p1", "effective_at": "2026-01-01T00:00:00Z", "material": False},
+        {
+            "version": "p1",
+            "effective_at": "2026-01-01T00:00:00Z",
+            "material": False,
+            "purposes": [{"id": "ads", "name": "Ads", "legal_basis": "consent"}],
+        },
     )
     yield event(
         2,

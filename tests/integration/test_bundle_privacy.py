@@ -1,0 +1,220 @@
+"""A subject's bundle tells nothing about anyone else, and nobody can forge who a fact names.
+
+Facts about many subjects (a disclosure, an incident assessment) list each subject's pseudonym
+sealed under the ledger's mention key. A subject's bundle opens only their own; a bundle of a
+recipient, an incident or a period opens every one it holds, and the verifier checks each
+opened pseudonym against the signed entry's tags.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger.application import LedgerApplication
+from ledger.config import Settings, load_keyring
+from ledger.export import export_bundle
+from ledger.verifier.bundle import BundleError, file_digest, verify_bundle
+from ledger.verifier.entry import parse_body
+from ledger.verifier.mentions import WITHHELD, is_pseudonym
+from ledger.verifier.note import Verifier, format_verifier_key, parse_verifier_key
+from ledger.verifier.scopes import subject_scope, tag_key
+from tests import facts
+
+REPORT_SETTINGS = {
+    "default_minimum_age": 18,
+    "authority_deadline_hours": 72,
+    "request_due_days": 15,
+    "request_due_days_by_jurisdiction": {},
+}
+
+
+@dataclass
+class Shared:
+    app: LedgerApplication
+    settings: Settings
+    alice: str
+    others: list[str]
+    recipient: str
+    incident: str
+
+    def keys(self) -> list[str]:
+        assert self.app.checkpointer is not None
+        origin = self.app.checkpointer.origin
+        return [
+            format_verifier_key(origin, k) for k in load_keyring(self.settings).public_keys.values()
+        ]
+
+    def trusted(self) -> list[Verifier]:
+        return [parse_verifier_key(key) for key in self.keys()]
+
+    def export(self, scope: dict[str, Any], target: Path) -> Path:
+        export_bundle(
+            self.app, scope, target, verifier_keys=self.keys(), report_settings=REPORT_SETTINGS
+        )
+        return target
+
+
+@pytest.fixture
+def shared(ledger: LedgerApplication, settings: Settings) -> Iterator[Shared]:
+    """Alice shares a disclosure, an incident assessment and a corrected disclosure with
+    three others; two of them consented and also have facts of their own."""
+    pol = facts.policy()
+    recipient, incident = facts.ref("rcpt"), facts.ref("inc")
+    alice, others = facts.ref("alice"), [facts.ref("other") for _ in range(3)]
+    everyone = [alice, *others]
+    disclosure = facts.disclosure(recipient, [others[0], alice, others[1]], pol["version"])
+    ledger.append(
+        [
+            pol,
+            facts.recipient(recipient),
+            *(facts.consent(s, pol["version"], contact=f"{s}@example.org") for s in everyone[:3]),
+            disclosure,
+            facts.disclosure(recipient, everyone, pol["version"]),
+            {**facts.incident(incident), "recipient_id": recipient},
+            {
+                "type": "incident.assessed",
+                "event_id": facts.ref("evt"),
+                "occurred_at": facts.now(),
+                "incident_id": incident,
+                "risk": "high_risk",
+                "data_categories": ["contact"],
+                "likely_consequences": "Phishing e-mails",
+                "affected_subjects": [others[2], alice, others[0]],
+            },
+            {
+                "type": "correction.recorded",
+                "event_id": facts.ref("evt"),
+                "occurred_at": facts.now(),
+                "corrects_event_id": disclosure["event_id"],
+                "reason": "the data categories were wrong",
+                "corrected_fields": {"data_categories": ["contact", "usage"]},
+            },
+        ]
+    )
+    yield Shared(ledger, settings, alice, others, recipient, incident)
+
+
+def _identifiers(world: Shared, ref: str) -> list[bytes]:
+    """Every identifier of a subject that could link or test anything."""
+    keys = world.app.subject_keys
+    pseudonym = keys.pseudonym(ref)
+    return [
+        ref.encode(),
+        pseudonym.encode(),
+        pseudonym.replace("-", "").encode(),
+        keys.lookup_id(ref).encode(),
+        tag_key(subject_scope(pseudonym)),
+        tag_key(subject_scope(pseudonym)).hex().encode(),
+    ]
+
+
+def _events(bundle: Path) -> list[list[bytes]]:
+    return [line.split(b"\t") for line in (bundle / "events.tsv").read_bytes().splitlines()]
+
+
+def test_a_subjects_bundle_holds_no_identifier_of_anyone_else(
+    shared: Shared, tmp_path: Path
+) -> None:
+    mine = shared.app.subject_keys.pseudonym(shared.alice)
+    bundle = shared.export({"kind": "subject", "subject": mine}, tmp_path / "alice")
+    verify_bundle(bundle, shared.trusted())
+    types = [parse_body(fields[3])["type"] for fields in _events(bundle)]
+    assert types.count("disclosure.recorded") == 2
+    assert {"incident.assessed", "correction.recorded"} <= set(types)
+    files = [p for p in bundle.iterdir() if p.is_file()]
+    assert len(files) >= 5
+    for other in shared.others:
+        for identifier in _identifiers(shared, other):
+            for path in files:
+                assert identifier not in path.read_bytes(), (other, identifier, path.name)
+    # Her own place in each shared fact is opened, everyone else's withheld.
+    for fields in _events(bundle):
+        opened = json.loads(fields[2])
+        if parse_body(fields[3])["type"] == "disclosure.recorded":
+            assert mine in opened and WITHHELD in opened
+
+
+def test_other_scopes_open_every_mention_they_hold(shared: Shared, tmp_path: Path) -> None:
+    bundle = shared.export(
+        {"kind": "recipient", "recipient_id": shared.recipient}, tmp_path / "rcpt"
+    )
+    verify_bundle(bundle, shared.trusted())
+    keys = shared.app.subject_keys
+    text = (bundle / "events.tsv").read_text()
+    for subject in (shared.alice, *shared.others):
+        assert keys.pseudonym(subject) in text
+    for fields in _events(bundle):
+        body = parse_body(fields[3])
+        if body["type"] == "disclosure.recorded":  # every place opened (no reference)
+            opened = json.loads(fields[2])
+            assert sum(map(is_pseudonym, opened)) == len(body["data"]["subjects"])
+
+
+def _rewrite_opened(bundle: Path, old: str, new: str) -> None:
+    path = bundle / "events.tsv"
+    lines = []
+    changed = 0
+    for fields in _events(bundle):
+        opened = json.loads(fields[2])
+        if parse_body(fields[3])["type"] == "disclosure.recorded" and old in opened:
+            opened[opened.index(old)] = new
+            fields[2] = json.dumps(opened, ensure_ascii=False, separators=(",", ":")).encode()
+            changed += 1
+        lines.append(b"\t".join(fields))
+    assert changed
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    with path.open("rb") as file:
+        digest, size = file_digest(file)
+    manifest["files"]["events.tsv"] = {"sha256": digest, "bytes": size}
+    (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def test_an_opened_mention_is_checked_against_the_signed_tags(
+    shared: Shared, tmp_path: Path
+) -> None:
+    keys = shared.app.subject_keys
+    stranger = facts.ref("stranger")
+    shared.app.append([facts.consent(stranger, _policy(shared))])
+    cases = [
+        # A recipient's bundle that names someone else in a subject's place.
+        ({"kind": "recipient", "recipient_id": shared.recipient}, shared.alice, stranger, None),
+        # ... or withholds a place that its scope opens.
+        ({"kind": "recipient", "recipient_id": shared.recipient}, shared.alice, None, WITHHELD),
+        # A subject's bundle that hides the subject's own place in a shared fact.
+        (
+            {"kind": "subject", "subject": keys.pseudonym(shared.alice)},
+            shared.alice,
+            None,
+            WITHHELD,
+        ),
+    ]
+    expected = [
+        "not those of the scopes its body concerns",
+        "which a bundle of its scope opens",
+        "whose place in it is withheld",
+    ]
+    for number, ((scope, ref, replacement, literal), named) in enumerate(
+        zip(cases, expected, strict=True)
+    ):
+        bundle = shared.export(scope, tmp_path / f"b{number}")
+        verify_bundle(bundle, shared.trusted())
+        new = literal if literal is not None else keys.pseudonym(str(replacement))
+        _rewrite_opened(bundle, keys.pseudonym(ref), new)
+        with pytest.raises(BundleError) as caught:
+            verify_bundle(bundle, shared.trusted())
+        assert named in str(caught.value), str(caught.value)
+
+
+def _policy(shared: Shared) -> str:
+    for record in shared.app.iter_records():
+        body = parse_body(record.body)
+        if body["type"] == "policy.version_published":
+            return str(body["data"]["version"])
+    raise AssertionError("no policy")
