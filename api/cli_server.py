@@ -154,7 +154,9 @@ def _raise_open_files_limit(connections: int) -> None:
     then the operating system's, and accept() fails instead of a 503)."""
     import resource
 
-    wanted = connections + 256  # database connections, SQLite files, logs, the listener
+    # Twice the cap (connections past it are kept a second to be answered 503; past twice it,
+    # closed at once), plus database connections, SQLite files, logs and the listener.
+    wanted = 2 * connections + 256
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < wanted:
         target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)

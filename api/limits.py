@@ -5,13 +5,14 @@ docs/operations.md, Limits, for what a client sees):
 
 - :class:`LimitedHttpProtocol`, uvicorn's HTTP protocol with a connection cap and timeouts.
   Past ``max_connections`` open connections, a request is answered ``503`` with
-  ``Retry-After`` and its connection closed. A connection that has not sent a whole request
-  head within ``header_timeout`` seconds of opening (or of starting its next request), or whose
-  request head exceeds 64 KiB, and a request whose body has not arrived within
-  ``body_timeout`` seconds of its head, get ``408`` (``431`` for the head size) and are closed;
-  idle kept-alive connections close after ``keep_alive_timeout`` (uvicorn's). Each is a timer in
-  the event loop: slow clients cost one socket each for a bounded time and never hold up the
-  others.
+  ``Retry-After`` and its connection closed (it has one second to send its request head);
+  past twice that, a new connection is closed at once, unanswered. A connection that has not
+  sent a whole request head within ``header_timeout`` seconds of opening (or of starting its
+  next request), or whose request head exceeds 64 KiB, and a request whose body has not
+  arrived within ``body_timeout`` seconds of its head, get ``408`` (``431`` for the head size)
+  and are closed; idle kept-alive connections close after ``keep_alive_timeout`` (uvicorn's).
+  Each is a timer in the event loop: slow clients cost one socket each for a bounded time and
+  never hold up the others.
 - :class:`LimitsMiddleware`, in the app. A request with a body (every append) takes one of
   ``max_inflight_appends`` slots before its body is read, or is answered ``503`` with
   ``Retry-After``; its body is read up to ``max_body_bytes`` and no further (a larger
@@ -42,6 +43,9 @@ RETRY_AFTER_SECONDS = 1
 MAX_HEAD_BYTES = 64 * 1024
 """Request line and headers together: more is ``431`` (a token or signature header is < 1 KiB)."""
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+OVERFLOW_FACTOR = 2
+"""Past this many times ``max_connections``, a new connection is closed at once, unanswered:
+sockets (file descriptors) stay bounded whatever a flood opens."""
 
 
 @dataclass(frozen=True)
@@ -287,8 +291,14 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.over_limit = len(self.connections) > self.limits.max_connections
-        self._arm(self.limits.header_timeout, self._head_too_slow)
+        count = len(self.connections)
+        if count > OVERFLOW_FACTOR * self.limits.max_connections:
+            transport.abort()  # a flood: no socket is kept for it, not even to answer
+            return
+        self.over_limit = count > self.limits.max_connections
+        # Past the cap a connection gets a second, not the usual time, to ask for its 503.
+        wait = min(self.limits.header_timeout, 1.0) if self.over_limit else None
+        self._arm(wait or self.limits.header_timeout, self._head_too_slow)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

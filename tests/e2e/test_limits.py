@@ -229,6 +229,17 @@ def test_past_the_connection_cap_503_and_idle_connections_are_closed(
                 status, headers, body = read_response(extra)
             assert status == 503 and headers["retry-after"] == "1"
             assert orjson.loads(body)["title"] == "Too many connections"
+            # A flood: past twice the cap, connections are closed at once, unanswered.
+            flood = [server.connect() for _ in range(30)]
+            time.sleep(0.3)
+            assert server.open_files() <= files_before + 2 * 8 + 2
+            for sock in flood[10:]:
+                sock.settimeout(5)
+                with contextlib.suppress(ConnectionResetError):
+                    assert sock.recv(100) == b""
+                sock.close()
+            for sock in flood[:10]:
+                sock.close()
             for sock in idle:  # each idle connection is answered 408 and closed
                 status, _, body = read_response(sock, timeout=5)
                 assert status == 408 and "within 1 s" in orjson.loads(body)["detail"]
