@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from api.demo import default_anchor, generate
 from ledger.application import LedgerApplication
-from ledger.config import Settings, load_keyring
+from ledger.config import Settings, load_keyring, open_ledger
 from ledger.export import export_bundle
 from ledger.verifier.bundle import BundleError, file_digest, verify_bundle
 from ledger.verifier.entry import parse_body
@@ -25,6 +27,7 @@ from ledger.verifier.mentions import WITHHELD, is_pseudonym
 from ledger.verifier.note import Verifier, format_verifier_key, parse_verifier_key
 from ledger.verifier.scopes import subject_scope, tag_key
 from tests import facts
+from tests.cli_runner import run_cli
 
 REPORT_SETTINGS = {
     "default_minimum_age": 18,
@@ -218,3 +221,41 @@ def _policy(shared: Shared) -> str:
         if body["type"] == "policy.version_published":
             return str(body["data"]["version"])
     raise AssertionError("no policy")
+
+
+def test_on_the_demo_a_members_bundle_names_no_other_member(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The issue's case: a member of the demo shares monthly disclosures and an incident
+    with hundreds of others (40 here); their bundle holds none of them, byte for byte."""
+    anchor = default_anchor() - timedelta(days=2)
+    loaded = run_cli(settings, "demo", "--users", "40", "--anchor", anchor.isoformat())
+    assert loaded.exit_code == 0, loaded.output
+    data = generate(40, anchor=anchor)
+    members = sorted({f["subject"] for f in data.facts if isinstance(f.get("subject"), str)})
+    shared = [
+        f["subjects"]
+        for f in data.facts
+        if f["type"] == "disclosure.recorded" and len(f["subjects"]) > 2
+    ]
+    member = next(s for s in shared[0] if s in members)
+    app = open_ledger(settings)
+    try:
+        pseudonyms = {ref: app.subject_keys.pseudonym(ref) for ref in members}
+        (tmp_path / "keys.txt").write_text(run_cli(settings, "keys").output)
+        out = tmp_path / "member"
+        exported = run_cli(settings, "export", "--subject", member, "--out", str(out))
+        assert exported.exit_code == 0, exported.output
+        verified = run_cli(settings, "verify", str(out), "--key", str(tmp_path / "keys.txt"))
+        assert verified.exit_code == 0, verified.output
+        blob = b"".join(p.read_bytes() for p in out.iterdir())
+        assert pseudonyms[member].encode() in blob
+        named = [
+            ref
+            for ref in members
+            if ref != member and (ref.encode() in blob or pseudonyms[ref].encode() in blob)
+        ]
+        assert named == []
+        assert sum(len(s) for s in shared if member in s) > len(shared)  # others were there
+    finally:
+        app.close()
