@@ -341,6 +341,14 @@ def test_an_incident_body_that_is_not_an_object_is_a_problem(stack: Stack) -> No
         incident_body_is_a_problem(stack, body)
 
 
+def test_an_events_body_item_that_is_not_an_object_is_a_problem(stack: Stack) -> None:
+    for body in [b"[1]", b"[null]", b'["x"]', b"[[]]"]:
+        response = stack.post("/v1/events", body)
+        assert response.status_code == 422, response.text
+        assert first_problem(response) == ("", "object_required")
+    assert stack.ledger.head() == 0
+
+
 def incident_body_is_a_problem(stack: Stack, body: bytes) -> None:
     response = stack.post("/v1/incidents", body, who="incidents")
     assert response.status_code in (400, 422), response.text
