@@ -14,9 +14,9 @@ Every event concerns a few **scopes**, named as text:
 ``day:<YYYY-MM-DD>``        the UTC day the event occurred (every event)
 ==========================  ================================================================
 
-A correction concerns the scopes of the event it corrects, as recorded and as corrected
-(recorded in its data, under ``concerns``: :func:`correction_concerns`), and the day it
-occurred.
+A correction concerns every scope of the event it corrects, as recorded and as corrected
+(days included; recorded in its data, under ``concerns``: :func:`correction_concerns`), and
+the day it occurred.
 
 The entry carries one **tag** per scope: ``BLAKE2b(seq as 8 bytes big-endian, key = K,
 digest size 16)`` (RFC 7693, keyed mode), where ``K = SHA-256("consent-ledger/tag/v1" || 0x00 ||
@@ -119,14 +119,16 @@ def correction_concerns(
     occurred_at: str,
     corrected_fields: Mapping[str, Any],
 ) -> list[str]:
-    """What a correction of an event records under ``concerns``: the scopes of the event as
-    recorded (but its day: the correction has its own), and as corrected, with the day it then
-    occurred on. So a correction is found wherever what it corrects is looked for: a disclosure
-    moved into a period by the day, an assessment whose rule now names another recipient by
-    that recipient."""
+    """What a correction of an event records under ``concerns``: every scope of the event as
+    recorded, and as corrected (with the day it then occurs on). So a correction is found
+    wherever what it corrects is looked for: with the event, in any scope that holds it (a
+    period that holds it by its recorded day included); a disclosure moved into a period by
+    that period's day; an assessment whose rule now names another recipient by that
+    recipient."""
     fixed_at, fixed = apply_correction(occurred_at, data, corrected_fields)
-    recorded = without_days(scopes_of(type_name, data, occurred_at))
-    return sorted({*recorded, *scopes_of(type_name, fixed, fixed_at)})
+    return sorted(
+        {*scopes_of(type_name, data, occurred_at), *scopes_of(type_name, fixed, fixed_at)}
+    )
 
 
 def _ruled_recipient(rule: object) -> str | None:
