@@ -311,10 +311,11 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         names = _new_names(group)
         if not wanted and not names:
             return group
-        named = self.key_store.persist_names(names) if names else None
         stored = head.stored_keys
-        if stored is None:
-            stored = self.key_store.persist(wanted) if wanted else {}
+        if stored is None:  # the key store is not in the log's database: one commit for both
+            stored, named = self.key_store.persist_subjects(wanted, names)
+        else:
+            named = self.key_store.persist_names(names) if names else None
         ready = []
         for unit in group:
             if not all(stored.get(p) == w for p, w in unit.new_keys.items()):

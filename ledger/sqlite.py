@@ -361,6 +361,23 @@ class SQLiteKeyStore(KeyStore):
             )
             return self._select(list(wrapped))
 
+    def persist_subjects(
+        self, wrapped: Mapping[str, bytes], names: Mapping[str, str]
+    ) -> tuple[dict[str, bytes], Survey | None]:
+        lookups = sorted(names)
+        with self._lock, _immediate(self._conn) as conn:  # one commit, one fsync
+            conn.executemany(
+                "INSERT OR IGNORE INTO ledger_subject_names (lookup, pseudonym) SELECT ?, ? "
+                "WHERE NOT EXISTS (SELECT 1 FROM ledger_subject_erasures WHERE lookup = ?)",
+                [(lookup, names[lookup], lookup) for lookup in lookups],
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO ledger_subject_keys (pseudonym, wrapped) VALUES (?, ?)",
+                list(wrapped.items()),
+            )
+            named = Survey.from_rows(self._rows_in(_SURVEY, lookups, times=2)) if names else None
+            return self._select(list(wrapped)), named
+
     def select(self, pseudonyms: Iterable[str]) -> dict[str, bytes]:
         with self._lock:
             return self._select(list(pseudonyms))

@@ -179,6 +179,14 @@ class KeyStore(ABC):
         never erased, in one transaction; return the survey of those lookups afterwards (the
         name stored, by this writer or another, or the erasure that forbade it)."""
 
+    def persist_subjects(
+        self, wrapped: Mapping[str, bytes], names: Mapping[str, str]
+    ) -> tuple[dict[str, bytes], Survey | None]:
+        """:meth:`persist_names` then :meth:`persist` (a backend may do both in one
+        transaction): the keys stored, and the names' survey (None without names)."""
+        named = self.persist_names(names) if names else None
+        return (self.persist(wrapped) if wrapped else {}), named
+
     @abstractmethod
     def select(self, pseudonyms: Iterable[str]) -> dict[str, bytes]:
         """The wrapped keys of those pseudonyms that have one."""
