@@ -118,14 +118,15 @@ def normalised_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
 
 def rule_selects(rule: Mapping[str, Any], recipient_id: str, occurred_at: str) -> bool:
     """Whether an assessment's ``affected_rule`` selects a disclosure to ``recipient_id`` that
-    occurred at ``occurred_at`` (the stored form): the rule's recipient, in [from, to).
+    occurred at ``occurred_at``: the rule's recipient, in [from, to). The rule as the register
+    and the report keep it (:func:`normalised_rule`) and the time in the stored form, so that
+    the times compare as strings.
 
     The one reading of a rule: the incident register's ``subjects_by_rule``, a subject's
     history, the bundles' closure (:class:`ledger.verifier.scopes.Closure`) and the report all
     call it."""
-    return recipient_id == rule["recipient_id"] and utc(
-        rule["disclosed_from"]
-    ) <= occurred_at < utc(rule["disclosed_to"])
+    start, end = str(rule["disclosed_from"]), str(rule["disclosed_to"])
+    return recipient_id == rule["recipient_id"] and start <= occurred_at < end
 
 
 def at_recipient(fields: Mapping[str, Any], recipient_id: str) -> bool:

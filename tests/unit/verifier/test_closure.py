@@ -5,15 +5,17 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from ledger.verifier.incident_rules import rule_selects
+from ledger.verifier.incident_rules import normalised_rule, rule_selects
 from ledger.verifier.scopes import Closure, correction_concerns
 
 S, T = "pseudonym-s", "pseudonym-t"
-RULE = {
-    "recipient_id": "rcp-a",
-    "disclosed_from": "2026-05-01T00:00:00+09:00",
-    "disclosed_to": "2026-06-01T00:00:00Z",
-}
+RULE = normalised_rule(
+    {
+        "recipient_id": "rcp-a",
+        "disclosed_from": "2026-05-01T00:00:00+09:00",
+        "disclosed_to": "2026-06-01T00:00:00Z",
+    }
+)
 
 
 def disclosure(recipient: str, subjects: list[str], at: str) -> tuple[str, dict[str, Any], str]:
