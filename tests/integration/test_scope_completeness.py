@@ -14,12 +14,15 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, note, seed, settings
 from hypothesis import strategies as st
 
+from api.demo import default_anchor
 from api.routes.subjects import history
 from ledger.application import LedgerApplication
 from ledger.config import Settings
+from ledger.domain import stream_id
 from ledger.verifier.entry import parse_body
 from projections.read_models import ReadModels
 from tests import facts
+from tests.cli_runner import run_cli
 from tests.integration.scope_check import Desk, bundle_bodies, csv_rows
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "events.jsonl"
@@ -394,3 +397,24 @@ def test_every_scope_of_a_random_log_reports_what_the_read_models_say(
     start, length = plan.period
     desk.check({"kind": "period", "from": at(start), "to": at(start + length)}, subjects)
     desk.check({"kind": "all"}, subjects)
+
+
+# -- the demo ------------------------------------------------------------------------------------
+
+
+def test_the_demos_incident_is_in_its_processors_and_its_subjects_bundles(desk: Desk) -> None:
+    anchor = default_anchor() - timedelta(days=2)
+    loaded = run_cli(desk.settings, "demo", "--users", "40", "--anchor", anchor.isoformat())
+    assert loaded.exit_code == 0, loaded.output
+    desk.models.runner.catch_up()
+    (record,) = desk.models.incidents.list(datetime.now(UTC))
+    assert record.recipient_id is not None and record.affected_subjects
+    bundle = desk.check({"kind": "recipient", "recipient_id": record.recipient_id}, [])
+    steps = incident_steps(bundle, record.incident_id)
+    assert steps[0] == "incident.opened" and len(steps) == len(
+        desk.app.ledger.select_stream_records(str(stream_id("incident", record.incident_id)))
+    )
+    subject = record.affected_subjects[0]
+    bundle = desk.check({"kind": "subject", "subject": subject}, [subject])
+    assert [r["incident_id"] for r in csv_rows(bundle, "incidents.csv")] == [record.incident_id]
+    assert incident_steps(bundle, record.incident_id) == steps
