@@ -63,8 +63,10 @@ from ledger.sealing import (
     withhold_others,
 )
 from ledger.subject_keys import KeySession, LifecycleError, SubjectKeys
+from ledger.verifier.corrections import apply_correction
 from ledger.verifier.entry import entry_hash, parse_body
 from ledger.verifier.scopes import correction_concerns, subject_scope, subjects_of_scopes
+from ledger.verifier.times import parse_utc
 from ledger.vocabulary import ErasureGround
 
 A = TypeVar("A", bound=LedgerAggregate)
@@ -757,6 +759,9 @@ class LedgerApplication(Application[UUID]):
         problems = ev.correction_problems(type_name, fact.corrected_fields)
         if problems:
             raise ValidationError(problems)
+        _check_corrected_fact(
+            type_name, *apply_correction(corrected[1], corrected[0], fact.corrected_fields)
+        )
         return correction_concerns(type_name, *corrected, fact.corrected_fields)
 
     # -- reading -------------------------------------------------------------------------------
@@ -813,6 +818,28 @@ class LedgerApplication(Application[UUID]):
 
     def head(self) -> int:
         return self.ledger.max_notification_id() or 0
+
+
+def _check_corrected_fact(type_name: str, occurred_at: str, data: Mapping[str, Any]) -> None:
+    """The rules between fields hold for the fact as corrected, as they held for it as sent:
+    a consent expires after it was given; an incident's rule selects a window that is not
+    empty. (Each corrected field is checked alone by the catalogue.)"""
+    expires = data.get("expires_at") if type_name == "consent.given" else None
+    if isinstance(expires, str) and parse_utc(expires) <= parse_utc(occurred_at):
+        raise rule(
+            "corrected_fields.expires_at",
+            "expires_before_occurred",
+            "the corrected consent would expire before it was given",
+        )
+    window = data.get("affected_rule")
+    if type_name == "incident.assessed" and isinstance(window, Mapping):
+        start, end = window.get("disclosed_from"), window.get("disclosed_to")
+        if isinstance(start, str) and isinstance(end, str) and parse_utc(end) <= parse_utc(start):
+            raise rule(
+                "corrected_fields.affected_rule",
+                "window_empty",
+                "the corrected rule's disclosed_to must be after its disclosed_from",
+            )
 
 
 def _canonical(blinded: dict[str, Any]) -> bytes:

@@ -217,6 +217,40 @@ def test_a_correction_is_held_to_the_bounds_of_the_field_it_corrects(stack: Stac
     assert stack.ok(f"/v1/incidents/{opened['incident_id']}")["detected_at"].startswith("1970")
 
 
+def test_a_correction_keeps_the_rules_between_fields(stack: Stack, world: dict[str, str]) -> None:
+    """A consent corrected to expire before it was given, or a rule corrected to an empty
+    window, is refused as the fact itself would have been."""
+    given = facts.consent(facts.ref("user"), world["version"], occurred_at="2026-06-01T00:00:00Z")
+    opened = facts.incident()
+    rule = {
+        "recipient_id": world["recipient"],
+        "disclosed_from": "2026-01-01T00:00:00Z",
+        "disclosed_to": "2026-02-01T00:00:00Z",
+    }
+    assessment = assessed(opened["incident_id"], affected_rule=rule)
+    accepted(stack, given, opened, assessment)
+    for fields, field, name in (
+        (
+            {"expires_at": "2026-05-31T23:59:59Z"},
+            "corrected_fields.expires_at",
+            "expires_before_occurred",
+        ),
+        (
+            {"expires_at": "2026-06-01T09:00:00+09:00"},
+            "corrected_fields.expires_at",
+            "expires_before_occurred",
+        ),
+        (
+            {"affected_rule": {**rule, "disclosed_to": rule["disclosed_from"]}},
+            "corrected_fields.affected_rule",
+            "window_empty",
+        ),
+    ):
+        corrects = given if "expires_at" in fields else assessment
+        refused(stack, correction(corrects["event_id"], **fields), field, name)
+    accepted(stack, correction(given["event_id"], expires_at="2026-06-01T00:00:01Z"))
+
+
 # -- text, counts and periods --------------------------------------------------------------------
 
 
