@@ -120,8 +120,6 @@ def format_table(figures: list[Figure]) -> str:
 # -- processes ----------------------------------------------------------------------------------
 
 
-
-
 def wait_healthy(url: str, processes: list[subprocess.Popen[bytes]], deadline_s: float) -> None:
     deadline = time.monotonic() + deadline_s
     while True:

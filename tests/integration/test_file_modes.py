@@ -29,9 +29,7 @@ def usual_umask() -> Iterator[None]:
         os.umask(previous)
 
 
-def test_every_sqlite_file_is_created_for_its_owner_only(
-    tmp_path: Path, usual_umask: None
-) -> None:
+def test_every_sqlite_file_is_created_for_its_owner_only(tmp_path: Path, usual_umask: None) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     generate_keys(settings)
     ledger = open_ledger(settings)
