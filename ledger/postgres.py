@@ -203,9 +203,20 @@ class _PostgresWrite:
         self.recorder = recorder
 
     def read_head(
-        self, event_ids: Sequence[str], pseudonyms: Sequence[str], new_keys: Mapping[str, bytes]
+        self,
+        event_ids: Sequence[str],
+        pseudonyms: Sequence[str],
+        new_keys: Mapping[str, bytes],
+        new_names: Mapping[str, str],
     ) -> Head:
-        # Pipelined: BEGIN, LOCK, the key insert and this read go in one round trip.
+        # Pipelined: BEGIN, LOCK, the name and key inserts and this read go in one round trip.
+        named: psycopg.Cursor[Any] | None = None
+        if new_names:
+            lookups = sorted(new_names)  # one order for every writer: no deadlock
+            named = self.conn.execute(
+                self.recorder.persist_names_statement,
+                (lookups, [new_names[lookup] for lookup in lookups], lookups, lookups),
+            )
         stored: psycopg.Cursor[Any] | None = None
         if new_keys:
             items = sorted(new_keys.items())
@@ -219,7 +230,8 @@ class _PostgresWrite:
         row = head.fetchone()
         assert row is not None
         stored_keys = {} if stored is None else {r[0]: bytes(r[1]) for r in stored.fetchall()}
-        return Head(int(row[0] or 0), set(row[1]), set(row[2]), stored_keys)
+        survey = None if named is None else Survey.from_rows(named.fetchall())
+        return Head(int(row[0] or 0), set(row[1]), set(row[2]), stored_keys, survey)
 
     def read_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         return _read_nodes(self.conn, self.recorder, keys)
@@ -391,6 +403,24 @@ class PostgresLedgerRecorder(LedgerRecorder):
                 "AND length(wrapped) > 0"
             )
             .format(keys=sql.Identifier(schema, "ledger_subject_keys"))
+            .as_bytes(None)
+        )
+        # New names, as persist_keys_statement stores keys: those inserted now, with those
+        # stored before and the erasures that forbid one (a reference erased is never named
+        # again but by a new lifecycle).
+        key_tables = KeyTables.of(schema)
+        self.persist_names_statement = (
+            sql.SQL(
+                "WITH ins AS (INSERT INTO {names} (lookup, pseudonym) "
+                "SELECT l, p FROM unnest(%b::text[], %b::text[]) AS t(l, p) "
+                "WHERE NOT EXISTS (SELECT 1 FROM {erasures} e WHERE e.lookup = t.l) "
+                "ON CONFLICT DO NOTHING RETURNING lookup, pseudonym) "
+                "SELECT lookup, pseudonym, NULL::bytea FROM ins UNION ALL "
+                "SELECT lookup, pseudonym, NULL::bytea FROM {names} WHERE lookup = ANY(%b::text[]) "
+                "UNION ALL SELECT lookup, NULL, NULL::bytea FROM {erasures} "
+                "WHERE lookup = ANY(%b::text[])"
+            )
+            .format(names=key_tables.names, erasures=key_tables.erasures)
             .as_bytes(None)
         )
         self.write_statement = (

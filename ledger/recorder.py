@@ -49,7 +49,7 @@ from ledger.merkle_log import (
     right_edge,
 )
 from ledger.signing import Signer
-from ledger.subject_keys import KeyStore
+from ledger.subject_keys import KeyStore, Survey
 from ledger.verifier.entry import encode_entry
 from ledger.verifier.scopes import tags_for
 
@@ -119,17 +119,25 @@ class Head:
     """The wrapped key now stored for each new key handed in: the one given, or the one
     another writer stored first. None when the key store is not in the log's database: then
     the recorder stores them in a transaction of their own, committed first."""
+    named: Survey | None = None
+    """The new names handed in, stored in this transaction (as :meth:`KeyStore.persist_names`
+    answers); None when the backend leaves them to the recorder."""
 
 
 class WriteTransaction(Protocol):
     """What the commit protocol needs from a backend while it holds the write lock."""
 
     def read_head(
-        self, event_ids: Sequence[str], pseudonyms: Sequence[str], new_keys: Mapping[str, bytes]
+        self,
+        event_ids: Sequence[str],
+        pseudonyms: Sequence[str],
+        new_keys: Mapping[str, bytes],
+        new_names: Mapping[str, str],
     ) -> Head:
-        """Store ``new_keys`` (as :meth:`KeyStore.persist` does) where the backend can do it
-        in this transaction, and read the head, the claims of ``event_ids`` and which of
-        ``pseudonyms`` were erased (a backend may do all of it in one round trip)."""
+        """Store ``new_keys`` and ``new_names`` (as :meth:`KeyStore.persist` and
+        :meth:`KeyStore.persist_names` do) where the backend can do it in this transaction,
+        and read the head, the claims of ``event_ids`` and which of ``pseudonyms`` were erased
+        (a backend may do all of it in one round trip)."""
         ...
 
     def read_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
@@ -315,7 +323,9 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         if stored is None:  # the key store is not in the log's database: one commit for both
             stored, named = self.key_store.persist_subjects(wanted, names)
         else:
-            named = self.key_store.persist_names(names) if names else None
+            named = head.named if names else None
+            if names and named is None:
+                named = self.key_store.persist_names(names)
         ready = []
         for unit in group:
             if not all(stored.get(p) == w for p, w in unit.new_keys.items()):
@@ -390,6 +400,7 @@ class LedgerRecorder(ApplicationRecorder, ABC):
                 [c.event_id for unit in group for c in unit.claims],
                 sorted({p for unit in group for p in unit.sealed_under | unit.erase}),
                 _new_keys(group),
+                _new_names(group),
             )
             group = self._keep_stored_keys(group, head)
             group, erased_before = self._check_subjects(group, head.erased)

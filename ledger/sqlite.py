@@ -155,7 +155,11 @@ class _SQLiteWrite:
         return False  # the key store is its own file
 
     def read_head(
-        self, event_ids: Sequence[str], pseudonyms: Sequence[str], new_keys: Mapping[str, bytes]
+        self,
+        event_ids: Sequence[str],
+        pseudonyms: Sequence[str],
+        new_keys: Mapping[str, bytes],
+        new_names: Mapping[str, str],
     ) -> Head:
         row = self.conn.execute("SELECT max(seq) FROM ledger_events").fetchone()
         # The key store is a file of its own: the recorder asks it, and stores new keys in it.
