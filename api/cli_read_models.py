@@ -112,6 +112,10 @@ def projections_run(ctx: click.Context, once: bool) -> None:
         models.runner.follow(stop, on_error=report)
 
 
+STOPPED_EXIT = 4
+"""``projections status``'s exit status when a read model is stopped at an event."""
+
+
 @projections_group.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
@@ -119,12 +123,14 @@ def projections_status(ctx: click.Context, as_json: bool) -> None:
     """Each read model's position, lag (events and seconds) and error, if any.
 
     A read model stopped at an event is shown FAILED, with the event (seq and type), the
-    error, since when and how many tries, and how to recover."""
+    error, since when and how many tries, and how to recover; the exit status is then 4 (for
+    scripts and health checks), else 0."""
     with read_models(ctx, catch_up=False) as models:
         statuses = models.runner.status()
+    failed = any(s.failure is not None or s.error for s in statuses)
     if as_json:
         _echo_json([s.as_dict() for s in statuses])
-        return
+        ctx.exit(STOPPED_EXIT if failed else 0)
     for s in statuses:
         line = (
             f"{s.name:<14} version {s.version:<22} position {s.position:>9} of {s.head:<9} "
@@ -140,6 +146,7 @@ def projections_status(ctx: click.Context, as_json: bool) -> None:
         elif s.error:
             line += f"  FAILED: {s.error}"
         click.echo(line)
+    ctx.exit(STOPPED_EXIT if failed else 0)
 
 
 @projections_group.command("rebuild")

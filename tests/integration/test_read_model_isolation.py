@@ -450,7 +450,7 @@ def test_status_readyz_metrics_and_decisions_name_the_stopped_read_model(
 
     # projections status names it, the event, the error, and the way back.
     status = run_cli(d.settings, "projections", "status")
-    assert status.exit_code == 0, status.output
+    assert status.exit_code == 4, status.output  # a stopped read model, for scripts
     [line] = [x for x in status.output.splitlines() if x.startswith("consent_state")]
     assert re.search(
         rf"FAILED at event {withdrawal} \(consent\.withdrawn\): OverflowError: "
@@ -460,6 +460,7 @@ def test_status_readyz_metrics_and_decisions_name_the_stopped_read_model(
     assert "2 tries" in status.output
     assert "consent-ledger projections rebuild consent_state" in status.output
     as_json = run_cli(d.settings, "projections", "status", "--json")
+    assert as_json.exit_code == 4, as_json.output
     [entry] = [e for e in json.loads(as_json.output) if e["name"] == "consent_state"]
     assert {k: entry["failure"][k] for k in expected} == expected
 
@@ -470,6 +471,7 @@ def test_status_readyz_metrics_and_decisions_name_the_stopped_read_model(
     assert table_digest(d.worker.db, list(DisclosureHistory.tables)) == untouched
     assert all(s.position == head and s.failure is None for s in d.worker.status())
     assert d.http.get("/readyz").json() == {"status": "ready", "head": head}
+    assert run_cli(d.settings, "projections", "status").exit_code == 0
     eventually(lambda: d.decision(alice).status_code == 200, seconds=5)
     assert (d.decision(alice).json()["status"], d.decision(bob).json()["allowed"]) == (
         "withdrawn",
