@@ -20,6 +20,7 @@ import pytest
 
 from ledger.application import LedgerApplication
 from ledger.config import Settings, generate_keys, open_ledger
+from projections.read_models import ReadModels
 
 PG_URL = os.environ.get("CONSENT_LEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 _pg_answer: str | None = None
@@ -72,6 +73,16 @@ def ledger(settings: Settings) -> Iterator[LedgerApplication]:
         yield app
     finally:
         app.close()
+
+
+@pytest.fixture
+def models(ledger: LedgerApplication, settings: Settings) -> Iterator[ReadModels]:
+    """The read models of ``ledger``, in this process (``models.runner.catch_up()`` to follow)."""
+    read_models = ReadModels(ledger, settings)
+    try:
+        yield read_models
+    finally:
+        read_models.close()
 
 
 class RawDatabase:

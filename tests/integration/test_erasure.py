@@ -31,15 +31,6 @@ CONTACT = "alice.secret@example.org"
 DETAILS = "Please delete everything about my flat at 12 Rue Secrète"
 
 
-@pytest.fixture
-def models(ledger: LedgerApplication, settings: Settings) -> Iterator[ReadModels]:
-    read_models = ReadModels(ledger, settings)
-    try:
-        yield read_models
-    finally:
-        read_models.close()
-
-
 def populate(app: LedgerApplication) -> tuple[str, str, str]:
     """Alice (to be erased), Bob (kept) and a recipient, with personal data everywhere."""
     pol = facts.policy()

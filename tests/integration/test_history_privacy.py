@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import orjson
-import pytest
 
 from api.routes.subjects import history
 from ledger.application import LedgerApplication
-from ledger.config import Settings
 from ledger.sealing import WITHHELD
 from projections.read_models import ReadModels
 from tests import facts
-
-
-@pytest.fixture
-def models(ledger: LedgerApplication, settings: Settings) -> Iterator[ReadModels]:
-    read_models = ReadModels(ledger, settings)
-    try:
-        yield read_models
-    finally:
-        read_models.close()
 
 
 def test_a_subjects_history_withholds_every_other_subjects_pseudonym(

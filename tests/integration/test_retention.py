@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -147,15 +146,6 @@ def populate(app: LedgerApplication) -> World:
         incident,
         recent_withdrawal["event_id"],
     )
-
-
-@pytest.fixture
-def models(ledger: LedgerApplication, settings: Settings) -> Iterator[ReadModels]:
-    read_models = ReadModels(ledger, settings)
-    try:
-        yield read_models
-    finally:
-        read_models.close()
 
 
 def erased_events(app: LedgerApplication) -> list[Any]:

@@ -15,14 +15,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import orjson
 import psycopg
-import pytest
 
 from ledger.application import LedgerApplication
 from ledger.config import Settings, load_keyring
@@ -35,15 +33,6 @@ from ledger.verifier.entry import parse_body
 from ledger.verifier.note import format_verifier_key, parse_verifier_key
 from projections.read_models import ReadModels
 from tests import facts
-
-
-@pytest.fixture
-def models(ledger: LedgerApplication, settings: Settings) -> Iterator[ReadModels]:
-    read_models = ReadModels(ledger, settings)
-    try:
-        yield read_models
-    finally:
-        read_models.close()
 
 
 class Adversary:
