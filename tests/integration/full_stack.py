@@ -28,13 +28,7 @@ from ledger.verifier.bundle import verify_bundle
 from ledger.verifier.note import format_verifier_key, parse_verifier_key
 from projections.read_models import ReadModels
 from tests.integration.test_proofs_http import InProcess
-
-REPORT_SETTINGS = {
-    "default_minimum_age": 18,
-    "authority_deadline_hours": 72,
-    "request_due_days": 15,
-    "request_due_days_by_jurisdiction": {},
-}
+from tests.support.bundles import REPORT_SETTINGS
 
 
 @dataclass

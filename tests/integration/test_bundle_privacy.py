@@ -19,22 +19,15 @@ import pytest
 
 from api.demo import default_anchor, generate
 from ledger.application import LedgerApplication
-from ledger.config import Settings, load_keyring, open_ledger
-from ledger.export import export_bundle
+from ledger.config import Settings, open_ledger
 from ledger.verifier.bundle import BundleError, file_digest, verify_bundle
 from ledger.verifier.entry import parse_body
 from ledger.verifier.mentions import WITHHELD, is_pseudonym
-from ledger.verifier.note import Verifier, format_verifier_key, parse_verifier_key
+from ledger.verifier.note import Verifier
 from ledger.verifier.scopes import subject_scope, tag_key
 from tests import facts
 from tests.cli_runner import run_cli
-
-REPORT_SETTINGS = {
-    "default_minimum_age": 18,
-    "authority_deadline_hours": 72,
-    "request_due_days": 15,
-    "request_due_days_by_jurisdiction": {},
-}
+from tests.support import bundles
 
 
 @dataclass
@@ -46,20 +39,11 @@ class Shared:
     recipient: str
     incident: str
 
-    def keys(self) -> list[str]:
-        assert self.app.checkpointer is not None
-        origin = self.app.checkpointer.origin
-        return [
-            format_verifier_key(origin, k) for k in load_keyring(self.settings).public_keys.values()
-        ]
-
     def trusted(self) -> list[Verifier]:
-        return [parse_verifier_key(key) for key in self.keys()]
+        return bundles.trusted(self.app, self.settings)
 
     def export(self, scope: dict[str, Any], target: Path) -> Path:
-        export_bundle(
-            self.app, scope, target, verifier_keys=self.keys(), report_settings=REPORT_SETTINGS
-        )
+        bundles.export(self.app, self.settings, scope, target)
         return target
 
 

@@ -27,13 +27,7 @@ from ledger.verifier.entry import parse_body
 from ledger.verifier.note import Verifier, format_verifier_key, parse_verifier_key, sign_note
 from ledger.verifier.scopes import scopes_of
 from tests import facts
-
-REPORT_SETTINGS = {
-    "default_minimum_age": 18,
-    "authority_deadline_hours": 72,
-    "request_due_days": 15,
-    "request_due_days_by_jurisdiction": {},
-}
+from tests.support.bundles import REPORT_SETTINGS
 
 
 @dataclass

@@ -25,14 +25,13 @@ import psycopg
 from ledger.application import LedgerApplication
 from ledger.config import Settings, load_keyring
 from ledger.events import FACT_TYPES
-from ledger.export import export_bundle
 from ledger.integrity import check_log
 from ledger.subject_keys import PSEUDONYM_SECRET_NAME, decrypt, load_master_key
 from ledger.verifier.bundle import verify_bundle
 from ledger.verifier.entry import parse_body
-from ledger.verifier.note import format_verifier_key, parse_verifier_key
 from projections.read_models import ReadModels
 from tests import facts
+from tests.support import bundles
 
 
 class Adversary:
@@ -211,14 +210,9 @@ def test_with_every_secret_and_the_reference_an_erased_subjects_events_are_not_f
     # Her events are there (others' proofs rest on them), signed, and every check passes.
     assert all(seq in adversary.bodies for seq in alice_seqs)
     assert check_log(ledger.ledger, load_keyring(settings), mentions=ledger.mentions_opened).ok
-    assert ledger.checkpointer is not None
-    keys = [
-        format_verifier_key(ledger.checkpointer.origin, k)
-        for k in load_keyring(settings).public_keys.values()
-    ]
     bundle = tmp_path / "all"
-    export_bundle(ledger, {"kind": "all"}, bundle, verifier_keys=keys, report_settings={})
-    verify_bundle(bundle, [parse_verifier_key(k) for k in keys])
+    bundles.export(ledger, settings, {"kind": "all"}, bundle)
+    verify_bundle(bundle, bundles.trusted(ledger, settings))
 
 
 def test_the_history_of_an_erased_reference_is_that_of_a_stranger(
