@@ -7,7 +7,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/consent-ledger
 WORKDIR /src
 # The package from this repository (pyproject.toml names its dependencies); nothing else.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY ledger ledger
 COPY projections projections
 COPY api api
