@@ -10,7 +10,9 @@ When an incident has several events of one kind, the latest assessment and the l
 containment are the ones shown (a re-assessment replaces the earlier one; the subjects named by
 any assessment stay affected), while the *first* notification of the authority and of the
 subjects is the one shown: it is the one that met, or missed, the deadline. Each of those
-columns comes with the ``seq`` of the event it shows, so a reader can fetch and verify it.
+columns comes with the ``seq`` of the event it shows, so a reader can fetch and verify it. A row
+holds the incident as :mod:`ledger.verifier.incidents_fold` folds it, the fold the report
+renders from.
 """
 
 from __future__ import annotations
@@ -24,12 +26,9 @@ from typing import Any, ClassVar
 import orjson
 
 from ledger.verifier import incident_rules as rules
-from ledger.verifier.incident_rules import (
-    ASSESSED,
-    INCIDENT_TYPES,
-    OPENED,
-    STEP_SEQ,
-)
+from ledger.verifier.fold import FoldError
+from ledger.verifier.incident_rules import INCIDENT_TYPES
+from ledger.verifier.incidents_fold import FIELDS, Incident, correct, fold
 from ledger.verifier.times import utc
 from projections.base import (
     CorrectableProjection,
@@ -44,38 +43,8 @@ from projections.disclosures import DisclosureHistoryView, DisclosureRow
 INCIDENTS = "proj_incidents"
 SUBJECTS = "proj_incident_subjects"
 
-COLUMNS = (
-    "incident_id",
-    "opened_seq",
-    "detected_at",
-    "summary",
-    "recipient_id",
-    "status",
-    "risk",
-    "data_categories",
-    "likely_consequences",
-    "affected_rule",
-    "approximate_subject_count",
-    "assessed_at",
-    "assessed_seq",
-    "contained_at",
-    "contained_seq",
-    "measures",
-    "authority_notified_at",
-    "authority_notified_seq",
-    "authority",
-    "authority_reference",
-    "dpo_contact",
-    "delay_reason",
-    "subjects_notified_at",
-    "subjects_notified_seq",
-    "subjects_notified_channel",
-    "subjects_notified_count",
-    "closed_at",
-    "closed_seq",
-    "resolution",
-    "last_seq",
-)
+COLUMNS = FIELDS
+"""The fields of :class:`ledger.verifier.incidents_fold.Incident`, one column each."""
 
 
 class IncidentRegister(CorrectableProjection):
@@ -127,70 +96,54 @@ class IncidentRegister(CorrectableProjection):
             self._subjects = []
 
     def process(self, sql: Sql, event: LoggedEvent) -> None:
+        """The row becomes the incident as :func:`ledger.verifier.incidents_fold.fold` leaves
+        it (the fold the report renders from); the subjects it newly names go to their own
+        table, with the seq of the assessment that named them first."""
         incident_id = event.data["incident_id"]
-        columns = _contribution(event)
-        if event.type == OPENED:
-            if self._incidents.get(sql, incident_id) is not None:
-                raise ProjectionError(f"incident {incident_id!r} was opened twice")
-            self._incidents.add(
-                incident_id,
-                {"opened_seq": event.seq, "status": "open", **columns, "last_seq": event.seq},
-            )
-            return
-        status, step_seq = self._state(sql, incident_id, STEP_SEQ[event.type])
-        self._incidents.change(
-            incident_id,
-            _stored(
-                rules.step(event.type, event.seq, event.occurred_at, event.data, status, step_seq)
-            ),
-        )
-        if event.type == ASSESSED:
-            self._subjects.extend(
-                (incident_id, item["subject"], event.seq)
-                for item in event.data.get("affected_subjects", [])
-            )
+        row = self._incidents.get(sql, incident_id)
+        # The affected subjects stay in their table: folded from none, the state names only
+        # those this event names.
+        state = None if row is None else _loaded(row)
+        try:
+            after = fold(state, event)
+        except FoldError as exc:
+            raise ProjectionError(f"the incident register: {exc}") from exc
+        if state is None:
+            self._incidents.add(incident_id, _stored(after.fields()))
+        else:
+            self._incidents.change(incident_id, _stored(_changed(state, after)))
+        self._subjects.extend((incident_id, subject, event.seq) for subject in after.affected)
 
     def correct(self, sql: Sql, original: LoggedEvent, corrected: LoggedEvent) -> None:
-        """Apply the corrected fields to the columns they fill, when the row still shows them.
-
-        A corrected field whose value the catalogue would refuse, or that fills no column
-        (``incident_id`` included: an event stays in its incident), is ignored; so is a
-        correction of an assessment or containment a later one replaced, or of a follow-up
-        notification. The affected subjects are personal data, never corrected this way.
-        """
+        """Apply the corrected fields to the columns they fill, when the row still shows them,
+        by :func:`ledger.verifier.incidents_fold.correct` (a value the catalogue would refuse
+        is ignored there too; the affected subjects are never corrected this way)."""
         incident_id = original.data["incident_id"]
-        before = _contribution(original)
-        after = _contribution(corrected)
-        changed = {name: value for name, value in after.items() if before.get(name) != value}
-        if not changed:
-            return
-        if original.type == OPENED:
-            _, assessed_seq = self._state(sql, incident_id, "assessed_seq")
-            if assessed_seq is not None:  # an assessment's categories replaced these
-                changed.pop("data_categories", None)
-        else:
-            _, step_seq = self._state(sql, incident_id, STEP_SEQ[original.type])
-            if step_seq != original.seq:
-                return
-        if changed:
-            self._incidents.change(incident_id, changed)
-
-    def _state(self, sql: Sql, incident_id: str, seq_column: str) -> tuple[str, int | None]:
-        """The incident's status, and the seq in ``seq_column``."""
         row = self._incidents.get(sql, incident_id)
         if row is None:
             raise ProjectionError(f"incident {incident_id!r} was never opened in the register")
-        seq = row[seq_column]
-        return str(row["status"]), None if seq is None else int(seq)
+        state = _loaded(row)
+        try:
+            after = correct(state, original, corrected)
+        except FoldError as exc:
+            raise ProjectionError(f"the incident register: {exc}") from exc
+        changed = _changed(state, after)
+        if changed:
+            self._incidents.change(incident_id, _stored(changed))
 
 
-def _contribution(event: LoggedEvent) -> dict[str, Any]:
-    """The columns an event fills, with their stored values."""
-    try:
-        fields = rules.contribution(event.type, event.seq, event.occurred_at, event.data)
-    except ValueError as exc:
-        raise ProjectionError(f"the incident register does not read {event.type}") from exc
-    return _stored(fields)
+def _loaded(row: Mapping[str, Any]) -> Incident:
+    """A row as the fold's state (lists and the rule decoded; no affected subjects)."""
+    values = dict(row)
+    values["data_categories"] = orjson.loads(values["data_categories"])
+    if values["affected_rule"] is not None:
+        values["affected_rule"] = orjson.loads(values["affected_rule"])
+    return Incident.from_fields(values)
+
+
+def _changed(before: Incident, after: Incident) -> dict[str, Any]:
+    """The fields ``after`` changed (``last_seq`` included)."""
+    return {name: value for name, value in after.fields().items() if getattr(before, name) != value}
 
 
 def _stored(fields: Mapping[str, Any]) -> dict[str, Any]:

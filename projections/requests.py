@@ -7,7 +7,8 @@ never stored: the due date (received + the days of the request's jurisdiction, o
 and the days left. So another deadline setting needs no rebuild.
 
 A request whose identity was verified more than once shows the first verification, with its
-``seq``; a request is closed once, by its fulfilment or its refusal.
+``seq``; a request is closed once, by its fulfilment or its refusal. A row holds the request as
+:mod:`ledger.verifier.requests_fold` folds it, the fold the report renders from.
 """
 
 from __future__ import annotations
@@ -18,37 +19,16 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from ledger.verifier import request_rules as rules
-from ledger.verifier.request_rules import (
-    CLOSING,
-    EXTENDED,
-    IDENTITY_VERIFIED,
-    OPEN_STATUSES,
-    RECEIVED,
-    REQUEST_TYPES,
-)
+from ledger.verifier.fold import FoldError
+from ledger.verifier.request_rules import IDENTITY_VERIFIED, OPEN_STATUSES, REQUEST_TYPES
+from ledger.verifier.requests_fold import FIELDS, Request, correct, fold
 from projections.base import CorrectableProjection, LoggedEvent, ProjectionError, parse_utc
 from projections.database import KeyedRows, ProjectionDatabase, Row, Sql
 
 REQUESTS = "proj_requests"
 
-COLUMNS = (
-    "request_id",
-    "subject",
-    "kind",
-    "channel",
-    "jurisdiction",
-    "received_at",
-    "received_seq",
-    "identity_verified_at",
-    "identity_verified_seq",
-    "extension_days",
-    "extensions",
-    "status",
-    "closed_at",
-    "closed_seq",
-    "refusal_ground",
-    "last_seq",
-)
+COLUMNS = FIELDS
+"""The fields of :class:`ledger.verifier.requests_fold.Request`, one column each."""
 
 
 class RequestRegister(CorrectableProjection):
@@ -82,85 +62,37 @@ class RequestRegister(CorrectableProjection):
         self._requests.flush(sql)
 
     def process(self, sql: Sql, event: LoggedEvent) -> None:
-        data = event.data
-        request_id = data["request_id"]
-        if event.type == RECEIVED:
-            if self._requests.get(sql, request_id) is not None:
-                raise ProjectionError(f"request {request_id!r} was received twice")
-            self._requests.add(
-                request_id,
-                {
-                    "subject": data["subject"],
-                    "kind": data["kind"],
-                    "channel": data["channel"],
-                    "jurisdiction": data.get("jurisdiction"),
-                    "received_at": event.occurred_at,
-                    "received_seq": event.seq,
-                    "extension_days": 0,
-                    "extensions": 0,
-                    "status": "received",
-                    "last_seq": event.seq,
-                },
-            )
-            return
-        row = self._row(sql, request_id)
-        columns: dict[str, Any] = {"last_seq": event.seq}
-        if event.type == IDENTITY_VERIFIED and row["identity_verified_seq"] is None:
-            columns.update(_contribution(event))
-            if row["status"] == "received":
-                columns["status"] = "identity_verified"
-        elif event.type == EXTENDED:
-            columns["extension_days"] = int(row["extension_days"]) + int(data["extension_days"])
-            columns["extensions"] = int(row["extensions"]) + 1
-        elif event.type in CLOSING:
-            columns.update(_contribution(event), status=CLOSING[event.type])
-        self._requests.change(request_id, columns)
+        """The row becomes the request as :func:`ledger.verifier.requests_fold.fold` leaves
+        it (the fold the report renders from)."""
+        request_id = event.data["request_id"]
+        row = self._requests.get(sql, request_id)
+        state = None if row is None else Request.from_fields(row)
+        try:
+            after = fold(state, event)
+        except FoldError as exc:
+            raise ProjectionError(f"the request register: {exc}") from exc
+        if state is None:
+            self._requests.add(request_id, after.fields())
+        else:
+            self._requests.change(request_id, after.fields())
 
     def correct(self, sql: Sql, original: LoggedEvent, corrected: LoggedEvent) -> None:
-        """Apply the corrected fields to the columns they fill.
-
-        ``received_at`` follows the ``occurred_at`` of ``request.received``, ``closed_at`` that
-        of the closing event; a corrected ``extension_days`` moves the total by the difference.
-        A value the catalogue would refuse, or a field that fills no column (``request_id``
-        included), is ignored; so is a correction of a verification after the first.
-        """
+        """Apply the corrected fields to the columns they fill, by
+        :func:`ledger.verifier.requests_fold.correct` (a value the catalogue would refuse is
+        ignored there too)."""
         request_id = original.data["request_id"]
         row = self._requests.get(sql, request_id)
-        if original.type == EXTENDED:
-            difference = int(corrected.data["extension_days"]) - int(
-                original.data["extension_days"]
-            )
-            if difference and row is not None:
-                self._requests.change(
-                    request_id, {"extension_days": int(row["extension_days"]) + difference}
-                )
-            return
-        before = _contribution(original)
-        changed = {
-            name: value
-            for name, value in _contribution(corrected).items()
-            if before.get(name) != value
-        }
-        if original.type == IDENTITY_VERIFIED:
-            row = self._row(sql, request_id)
-            if row["identity_verified_seq"] != original.seq:
-                return
-        if changed and row is not None:
-            self._requests.change(request_id, changed)
-
-    def _row(self, sql: Sql, request_id: str) -> dict[str, Any]:
-        row = self._requests.get(sql, request_id)
         if row is None:
-            raise ProjectionError(f"request {request_id!r} was never received in the register")
-        return row
-
-
-def _contribution(event: LoggedEvent) -> dict[str, Any]:
-    """The columns an event fills (other than the status and the extension totals)."""
-    try:
-        return rules.contribution(event.type, event.seq, event.occurred_at, event.data)
-    except ValueError as exc:
-        raise ProjectionError(f"the request register does not read {event.type}") from exc
+            if original.type == IDENTITY_VERIFIED:
+                raise ProjectionError(f"request {request_id!r} was never received in the register")
+            return
+        state = Request.from_fields(row)
+        try:
+            after = correct(state, original, corrected)
+        except FoldError as exc:
+            raise ProjectionError(f"the request register: {exc}") from exc
+        if after != state:
+            self._requests.change(request_id, after.fields())
 
 
 # -- the query side ----------------------------------------------------------------------------
