@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from ledger.domain import LedgerAggregate, LedgerCreated, LedgerEvent, register, rule
+from ledger.vocabulary import ErasureGround
 
 
 @register
@@ -81,6 +82,22 @@ class Subject(LedgerAggregate):
                 ),
             )
 
+    @staticmethod
+    def check_expiry(
+        occurred_at: datetime, expires_at: datetime | None, *, corrected: bool = False
+    ) -> None:
+        """A consent expires after it was given (as sent, or as a correction makes it)."""
+        if expires_at is not None and expires_at <= occurred_at:
+            if corrected:
+                raise rule(
+                    "corrected_fields.expires_at",
+                    "expires_before_occurred",
+                    "the corrected consent would expire before it was given",
+                )
+            raise rule(
+                "expires_at", "expires_before_occurred", "expires_at must be after occurred_at"
+            )
+
 
 @register
 class PolicyVersion(LedgerAggregate):
@@ -95,6 +112,10 @@ class PolicyVersion(LedgerAggregate):
         self.minimum_age: int | None = data.get("minimum_age")
         self.guardian_consent_allowed = bool(data.get("guardian_consent_allowed", False))
         self.purposes: dict[str, dict[str, Any]] = {p["id"]: p for p in data["purposes"]}
+
+    def minimum_age_or(self, configured: int) -> int:
+        """The minimum age for consent: this version's own, else the ledger's configured one."""
+        return self.minimum_age if self.minimum_age is not None else configured
 
     def check_purposes(self, purposes: list[str], field: str) -> None:
         """``purposes`` come from ``field``: a list field (indexed) or a single one."""
@@ -154,6 +175,16 @@ class Recipient(LedgerAggregate):
         self.role: str = data["role"]
         self.terminated = False
 
+    @staticmethod
+    def check_may_register(role: str, parent_recipient_id: str | None) -> None:
+        """A sub-processor names the processor that engaged it."""
+        if role == "sub_processor" and parent_recipient_id is None:
+            raise rule(
+                "parent_recipient_id",
+                "parent_required",
+                "a sub-processor names the processor that engaged it",
+            )
+
     def check_may_engage_sub_processor(self) -> None:
         self.check_active("parent_recipient_id")
         if self.role not in ("processor", "sub_processor"):
@@ -211,6 +242,25 @@ class Incident(LedgerAggregate):
         if self.closed:
             raise rule("incident_id", "incident_closed", "the incident is closed already")
 
+    @staticmethod
+    def check_window(
+        disclosed_from: datetime, disclosed_to: datetime, *, corrected: bool = False
+    ) -> None:
+        """An assessment's affected rule selects a window that is not empty (as sent, or as a
+        correction makes it)."""
+        if disclosed_to <= disclosed_from:
+            if corrected:
+                raise rule(
+                    "corrected_fields.affected_rule",
+                    "window_empty",
+                    "the corrected rule's disclosed_to must be after its disclosed_from",
+                )
+            raise rule(
+                "affected_rule.disclosed_to",
+                "window_empty",
+                "disclosed_to must be after disclosed_from",
+            )
+
 
 @register
 class RightsRequest(LedgerAggregate):
@@ -254,6 +304,10 @@ class RightsRequest(LedgerAggregate):
                 "subject", "subject_mismatch", "the request was received for another subject"
             )
 
+    def erasure_ground(self) -> ErasureGround | None:
+        """Why fulfilling this request erases its subject; None when it does not."""
+        return _ERASING_KINDS.get(self.kind)
+
     def check_may_extend(self, days: int, most: int) -> None:
         """All the extensions of a request add up to at most ``most`` days."""
         if self.extension_days + days > most:
@@ -263,6 +317,13 @@ class RightsRequest(LedgerAggregate):
                 f"the request was extended by {self.extension_days} days already; all "
                 f"extensions together are at most {most} days",
             )
+
+
+_ERASING_KINDS = {
+    "erasure": ErasureGround.ERASURE_REQUEST,
+    "account_cancellation": ErasureGround.ACCOUNT_CANCELLATION,
+}
+"""The request kinds whose fulfilment erases the subject, with the ground recorded."""
 
 
 @register

@@ -24,15 +24,7 @@ from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Mappe
 from eventsourcing.utils import Environment, EnvType
 
 from ledger import events as ev
-from ledger.aggregates import (
-    Correction,
-    Disclosure,
-    Incident,
-    PolicyVersion,
-    Recipient,
-    RightsRequest,
-    Subject,
-)
+from ledger.aggregates import PolicyVersion
 from ledger.domain import (
     EVENT_CLASSES,
     LedgerAggregate,
@@ -50,6 +42,7 @@ from ledger.errors import (
     SubjectErasedError,
     ValidationError,
 )
+from ledger.handlers import Command, handler_for, record_erasure
 from ledger.mapper import LedgerMapper, format_time
 from ledger.merkle_log import Checkpointer, SignedCheckpoint
 from ledger.receipts import DecodedEvent, Receipt, claimed_record, fact_position
@@ -59,14 +52,10 @@ from ledger.sealing import (
     fact_subject_refs,
     mentions_opened,
     open_data,
-    seal_fact,
     withhold_others,
 )
-from ledger.subject_keys import KeySession, LifecycleError, SubjectKeys
-from ledger.verifier.corrections import apply_correction
+from ledger.subject_keys import KeySession, SubjectKeys
 from ledger.verifier.entry import entry_hash, parse_body
-from ledger.verifier.scopes import correction_concerns, subject_scope, subjects_of_scopes
-from ledger.verifier.times import parse_utc
 from ledger.vocabulary import ErasureGround
 
 A = TypeVar("A", bound=LedgerAggregate)
@@ -109,7 +98,7 @@ class _StreamLocks:
                 self._locks[index].release()
 
 
-class _Batch:
+class Batch:
     """The aggregates one batch touches and the events it produces, in batch order."""
 
     def __init__(
@@ -239,7 +228,7 @@ class LedgerApplication(Application[UUID]):
             # repeated event id then fails the commit (or the checks, for a fact whose
             # aggregate it changed), and the next attempt reads the claims and answers it.
             first = attempt == 0
-            batch = _Batch(
+            batch = Batch(
                 self,
                 None if emitter is None else dict(emitter),
                 unknown_subjects if first else frozenset(),
@@ -313,28 +302,7 @@ class LedgerApplication(Application[UUID]):
 
     def _streams_written(self, fact: ev.Fact) -> list[UUID]:
         """The streams a fact appends to (so that in-process writers take turns on them)."""
-        match fact:
-            case ev.PolicyVersionPublished():
-                return [stream_id("policy", fact.version)]
-            case ev.RecipientRegistered() | ev.RecipientUpdated() | ev.RecipientTerminated():
-                return [stream_id("recipient", fact.recipient_id)]
-            case (
-                ev.ConsentGiven()
-                | ev.ConsentRefused()
-                | ev.ConsentWithdrawn()
-                | ev.AgeAttested()
-                | ev.SubjectLifecycleStarted()
-            ):
-                return [self.subject_keys.lock_id(fact.subject)]
-            case ev.DisclosureRecorded():
-                return [stream_id("disclosure", fact.disclosure_id)]
-            case ev.CorrectionRecorded():
-                return [stream_id("correction", fact.event_id)]
-        for kind, attribute in (("incident", "incident_id"), ("request", "request_id")):
-            natural_id = getattr(fact, attribute, None)
-            if isinstance(natural_id, str):
-                return [stream_id(kind, natural_id)]
-        raise LedgerError(f"no stream is known for {fact.TYPE}")
+        return handler_for(fact).streams(fact, self.subject_keys)
 
     def _parse_batch(self, raw_facts: Sequence[Mapping[str, Any]]) -> list[ev.Fact]:
         if not raw_facts:
@@ -390,7 +358,7 @@ class LedgerApplication(Application[UUID]):
 
     def _run_batch(
         self,
-        batch: _Batch,
+        batch: Batch,
         facts: list[ev.Fact],
         indexes: list[int],
         now: datetime,
@@ -400,7 +368,7 @@ class LedgerApplication(Application[UUID]):
         for fact, index in zip(facts, indexes, strict=True):
             before = len(batch.events)
             try:
-                self._handle(batch, fact, now)
+                handler_for(fact).handle(Command(self, batch, fact, now))
             except ValidationError as exc:
                 raise exc.at_index(index) from None
             except SubjectErasedError as exc:
@@ -427,213 +395,6 @@ class LedgerApplication(Application[UUID]):
         )
         return [records[position] for position in principal]
 
-    # -- commands, one per fact type -----------------------------------------------------------
-
-    def _handle(self, batch: _Batch, fact: ev.Fact, now: datetime) -> None:
-        envelope = {
-            "event_id": fact.event_id,
-            "occurred_at": fact.occurred_at,
-            "backdated": now - fact.occurred_at > self.limits.backdate_tolerance,
-            "timestamp": now,
-            "emitter": batch.emitter,
-        }
-
-        def sealed(aggregate_id: UUID, version: int) -> dict[str, Any]:
-            return seal_fact(fact, aggregate_id, version, batch.keys)
-
-        def create(cls: type[A], created: type[LedgerCreated], aggregate_id: UUID) -> A:
-            return batch.create(
-                cls, created, aggregate_id, data=sealed(aggregate_id, 1), **envelope
-            )
-
-        def trigger(aggregate: LedgerAggregate, event_class: type[LedgerEvent]) -> None:
-            data = sealed(aggregate.id, aggregate.version + 1)
-            batch.trigger(aggregate, event_class, data=data, **envelope)
-
-        match fact:
-            case ev.PolicyVersionPublished():
-                key = batch.absent(
-                    PolicyVersion, "policy", fact.version, "version", "policy_version_exists"
-                )
-                create(PolicyVersion, PolicyVersion.Published, key)
-            case ev.RecipientRegistered():
-                key = batch.absent(
-                    Recipient, "recipient", fact.recipient_id, "recipient_id", "recipient_exists"
-                )
-                if fact.role == "sub_processor" and fact.parent_recipient_id is None:
-                    raise rule(
-                        "parent_recipient_id",
-                        "parent_required",
-                        "a sub-processor names the processor that engaged it",
-                    )
-                if fact.parent_recipient_id is not None:
-                    parent = self._recipient(batch, fact.parent_recipient_id, "parent_recipient_id")
-                    parent.check_may_engage_sub_processor()
-                create(Recipient, Recipient.Registered, key)
-            case ev.RecipientUpdated():
-                recipient = self._recipient(batch, fact.recipient_id, "recipient_id")
-                recipient.check_active()
-                trigger(recipient, Recipient.Updated)
-            case ev.RecipientTerminated():
-                recipient = self._recipient(batch, fact.recipient_id, "recipient_id")
-                recipient.check_active()
-                trigger(recipient, Recipient.Terminated)
-            case ev.ConsentGiven() | ev.ConsentRefused() | ev.ConsentWithdrawn():
-                policy = self._policy(batch, fact.policy_version, "policy_version")
-                policy.check_in_effect(fact.occurred_at)
-                policy.check_purposes(fact.purposes, "purposes")
-                policy.check_consent_purposes(fact.purposes)
-                subject = self._subject(batch, fact.subject, envelope)
-                if isinstance(fact, ev.ConsentGiven):
-                    minimum_age = (
-                        policy.minimum_age
-                        if policy.minimum_age is not None
-                        else self.limits.minimum_age
-                    )
-                    subject.check_may_consent(
-                        minimum_age, fact.guardian is not None, policy.guardian_consent_allowed
-                    )
-                    if fact.expires_at is not None and fact.expires_at <= fact.occurred_at:
-                        raise rule(
-                            "expires_at",
-                            "expires_before_occurred",
-                            "expires_at must be after occurred_at",
-                        )
-                event_class = {
-                    ev.ConsentGiven: Subject.ConsentGiven,
-                    ev.ConsentRefused: Subject.ConsentRefused,
-                    ev.ConsentWithdrawn: Subject.ConsentWithdrawn,
-                }[type(fact)]
-                trigger(subject, event_class)
-            case ev.AgeAttested():
-                trigger(self._subject(batch, fact.subject, envelope), Subject.AgeAttested)
-            case ev.SubjectLifecycleStarted():
-                try:
-                    batch.keys.start_lifecycle(fact.subject, batch.erasing)
-                except LifecycleError:
-                    raise rule(
-                        "subject",
-                        "subject_not_erased",
-                        "a new lifecycle starts only after the subject's erasure",
-                    ) from None
-                trigger(self._subject(batch, fact.subject, envelope), Subject.LifecycleStarted)
-            case ev.DisclosureRecorded():
-                key = batch.absent(
-                    Disclosure,
-                    "disclosure",
-                    fact.disclosure_id,
-                    "disclosure_id",
-                    "disclosure_exists",
-                )
-                policy = self._policy(batch, fact.policy_version, "policy_version")
-                policy.check_in_effect(fact.occurred_at)
-                policy.check_purposes([fact.purpose], "purpose")
-                create(Disclosure, Disclosure.Recorded, key)
-            case ev.IncidentOpened():
-                key = batch.absent(
-                    Incident, "incident", fact.incident_id, "incident_id", "incident_exists"
-                )
-                create(Incident, Incident.Opened, key)
-            case (
-                ev.IncidentAssessed()
-                | ev.IncidentContained()
-                | ev.IncidentAuthorityNotified()
-                | ev.IncidentSubjectsNotified()
-                | ev.IncidentClosed()
-            ):
-                incident = batch.existing(
-                    Incident, "incident", fact.incident_id, "incident_id", "incident_unknown"
-                )
-                incident.check_open()
-                if isinstance(fact, ev.IncidentAssessed) and fact.affected_rule is not None:
-                    window = fact.affected_rule
-                    if window.disclosed_to <= window.disclosed_from:
-                        raise rule(
-                            "affected_rule.disclosed_to",
-                            "window_empty",
-                            "disclosed_to must be after disclosed_from",
-                        )
-                incident_events: dict[type[ev.Fact], type[LedgerEvent]] = {
-                    ev.IncidentAssessed: Incident.Assessed,
-                    ev.IncidentContained: Incident.Contained,
-                    ev.IncidentAuthorityNotified: Incident.AuthorityNotified,
-                    ev.IncidentSubjectsNotified: Incident.SubjectsNotified,
-                    ev.IncidentClosed: Incident.Closed,
-                }
-                trigger(incident, incident_events[type(fact)])
-            case ev.RequestReceived():
-                key = batch.absent(
-                    RightsRequest, "request", fact.request_id, "request_id", "request_exists"
-                )
-                create(RightsRequest, RightsRequest.Received, key)
-            case (
-                ev.RequestIdentityVerified()
-                | ev.RequestExtended()
-                | ev.RequestFulfilled()
-                | ev.RequestRefused()
-            ):
-                request = batch.existing(
-                    RightsRequest, "request", fact.request_id, "request_id", "request_unknown"
-                )
-                pseudonym = batch.keys.pseudonym(fact.subject)
-                request.check_step(pseudonym)
-                if isinstance(fact, ev.RequestExtended):
-                    request.check_may_extend(fact.extension_days, ev.MAX_TOTAL_EXTENSION_DAYS)
-                request_events: dict[type[ev.Fact], type[LedgerEvent]] = {
-                    ev.RequestIdentityVerified: RightsRequest.IdentityVerified,
-                    ev.RequestExtended: RightsRequest.Extended,
-                    ev.RequestFulfilled: RightsRequest.Fulfilled,
-                    ev.RequestRefused: RightsRequest.Refused,
-                }
-                trigger(request, request_events[type(fact)])
-                grounds = {
-                    "erasure": ErasureGround.ERASURE_REQUEST,
-                    "account_cancellation": ErasureGround.ACCOUNT_CANCELLATION,
-                }
-                if isinstance(fact, ev.RequestFulfilled) and request.kind in grounds:
-                    self._erase(batch, pseudonym, grounds[request.kind], envelope, fact.request_id)
-            case ev.CorrectionRecorded():
-                key = stream_id("correction", fact.event_id)
-                concerns = self._check_correction(batch, fact)
-                subjects = subjects_of_scopes(concerns)
-                data = dict(
-                    sealed(key, 1),
-                    concerns=[c for c in concerns if c not in {subject_scope(p) for p in subjects}],
-                )
-                if subjects:  # listed apart, sealed, as a disclosure lists them
-                    data["concerned_subjects"] = [
-                        batch.keys.seal_mention(p, key, 1, f"concerned_subjects[{index}]")
-                        for index, p in enumerate(subjects)
-                    ]
-                batch.create(Correction, Correction.Recorded, key, data=data, **envelope)
-            case _:
-                raise LedgerError(f"no command handles {fact.TYPE}")
-
-    def _erase(
-        self,
-        batch: _Batch,
-        pseudonym: str,
-        ground: ErasureGround,
-        envelope: dict[str, Any],
-        request_id: str | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Record the subject's erasure in this batch; its key is destroyed when it commits."""
-        system = dict(envelope, event_id=None, backdated=False, occurred_at=envelope["timestamp"])
-        subject = batch.find(Subject, UUID(pseudonym))
-        if subject is None:  # a subject known only from requests or disclosures
-            subject = batch.create(
-                Subject, Subject.Registered, UUID(pseudonym), data={"subject": pseudonym}, **system
-            )
-        subject.check_not_erased()
-        data: dict[str, Any] = {"subject": pseudonym, "ground": str(ground)}
-        if request_id is not None:
-            data["request_id"] = request_id
-        if details:
-            data["details"] = dict(details)
-        batch.trigger(subject, Subject.Erased, data=data, **system)
-        batch.erasing.add(pseudonym)
-
     def erase(
         self,
         *,
@@ -653,7 +414,7 @@ class LedgerApplication(Application[UUID]):
         now = self.clock()
         envelope = {"timestamp": now, "emitter": None}
         for attempt in range(MAX_ATTEMPTS):
-            batch = _Batch(self)
+            batch = Batch(self)
             target = pseudonym or self.subject_keys.current(str(subject_ref))
             if target is None:
                 if self.subject_keys.was_erased(str(subject_ref)):
@@ -663,7 +424,7 @@ class LedgerApplication(Application[UUID]):
             if not store.select([target]) and not store.erased([target]):
                 raise LedgerError(f"no subject {target} is known to the ledger: nothing to erase")
             with self._stream_locks.holding([UUID(target)]):
-                self._erase(batch, target, ground, envelope, details=details)
+                record_erasure(batch, target, ground, envelope, details=details)
                 stored = [self.mapper.to_stored_event(e) for e in batch.events]
                 try:
                     # subject.erased last (after subject.registered, for a subject known
@@ -695,28 +456,8 @@ class LedgerApplication(Application[UUID]):
             self.subject_keys.forget(revived)
         return revived
 
-    def _subject(self, batch: _Batch, subject_ref: str, envelope: dict[str, Any]) -> Subject:
-        pseudonym = batch.keys.pseudonym(subject_ref)
-        key = UUID(pseudonym)
-        subject = batch.find(Subject, key)
-        if subject is None:
-            system = dict(
-                envelope,
-                event_id=None,
-                backdated=False,
-                occurred_at=envelope["timestamp"],
-                emitter=None,
-            )
-            subject = batch.create(
-                Subject, Subject.Registered, key, data={"subject": pseudonym}, **system
-            )
-        subject.check_not_erased()
-        return subject
-
-    def _recipient(self, batch: _Batch, recipient_id: str, field: str) -> Recipient:
-        return batch.existing(Recipient, "recipient", recipient_id, field, "recipient_unknown")
-
-    def _policy(self, batch: _Batch, version: str, field: str) -> PolicyVersion:
+    def published_policy(self, batch: Batch, version: str, field: str) -> PolicyVersion:
+        """A published policy version (rule ``policy_version_unknown`` on ``field`` if not)."""
         with self._policies_lock:
             cached = self._policies.get(version)
         if cached is not None:
@@ -726,43 +467,6 @@ class LedgerApplication(Application[UUID]):
             with self._policies_lock:
                 self._policies[version] = policy
         return policy
-
-    def _check_correction(self, batch: _Batch, fact: ev.CorrectionRecorded) -> list[str]:
-        """The corrected event exists (earlier, or earlier in this batch); fields are its own.
-
-        Returns the scopes the correction concerns: the corrected event's, as recorded and as
-        corrected (:func:`ledger.verifier.scopes.correction_concerns`).
-        """
-        wanted = fact.corrects_event_id
-        in_batch = [e for e in batch.events if e.event_id == wanted]
-        type_name: str | None = None
-        corrected: tuple[Mapping[str, Any], str] = ({}, "")
-        if in_batch:
-            event = in_batch[0]
-            type_name = event.TYPE
-            data = self.mentions_opened(event.data, event.originator_id, event.originator_version)
-            corrected = (data, format_time(event.occurred_at))
-        else:
-            claim = self.ledger.select_claims([wanted]).get(wanted)
-            record = None if claim is None else self.ledger.get_record(claim.seq)
-            if record is not None:
-                body = parse_body(record.body)
-                type_name = body["type"]
-                data = self.mentions_opened(body["data"], body["stream"], body["stream_version"])
-                corrected = (data, body["occurred_at"])
-        if type_name is None:
-            raise rule(
-                "corrects_event_id",
-                "corrected_event_unknown",
-                f"no event {wanted} was recorded",
-            )
-        problems = ev.correction_problems(type_name, fact.corrected_fields)
-        if problems:
-            raise ValidationError(problems)
-        _check_corrected_fact(
-            type_name, *apply_correction(corrected[1], corrected[0], fact.corrected_fields)
-        )
-        return correction_concerns(type_name, *corrected, fact.corrected_fields)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -818,28 +522,6 @@ class LedgerApplication(Application[UUID]):
 
     def head(self) -> int:
         return self.ledger.max_notification_id() or 0
-
-
-def _check_corrected_fact(type_name: str, occurred_at: str, data: Mapping[str, Any]) -> None:
-    """The rules between fields hold for the fact as corrected, as they held for it as sent:
-    a consent expires after it was given; an incident's rule selects a window that is not
-    empty. (Each corrected field is checked alone by the catalogue.)"""
-    expires = data.get("expires_at") if type_name == "consent.given" else None
-    if isinstance(expires, str) and parse_utc(expires) <= parse_utc(occurred_at):
-        raise rule(
-            "corrected_fields.expires_at",
-            "expires_before_occurred",
-            "the corrected consent would expire before it was given",
-        )
-    window = data.get("affected_rule")
-    if type_name == "incident.assessed" and isinstance(window, Mapping):
-        start, end = window.get("disclosed_from"), window.get("disclosed_to")
-        if isinstance(start, str) and isinstance(end, str) and parse_utc(end) <= parse_utc(start):
-            raise rule(
-                "corrected_fields.affected_rule",
-                "window_empty",
-                "the corrected rule's disclosed_to must be after its disclosed_from",
-            )
 
 
 def _canonical(blinded: dict[str, Any]) -> bytes:
