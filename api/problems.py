@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.errors import (
+    ConcurrencyError,
     EventNotFoundError,
     IdempotencyConflictError,
     LedgerError,
@@ -19,6 +20,8 @@ from ledger.errors import (
 )
 
 PROBLEM = "application/problem+json"
+# Seconds a client is asked to wait before resending a request whose streams stayed contended.
+CONTENDED_RETRY_AFTER = 1
 
 
 class Problem(BaseModel):
@@ -42,7 +45,7 @@ _MEANING = {
     413: "Too large",
     422: "Invalid input: the errors name index, field and rule",
     500: "Internal error",
-    503: "Storage unavailable, or not caught up yet (Retry-After)",
+    503: "Storage unavailable, busy, or not caught up yet (Retry-After)",
 }
 
 
@@ -110,6 +113,18 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StorageError)
     async def unavailable(_: Request, exc: StorageError) -> JSONResponse:
         return problem(503, "Storage unavailable", "the ledger cannot reach its storage now")
+
+    @app.exception_handler(ConcurrencyError)
+    async def contended(_: Request, exc: ConcurrencyError) -> JSONResponse:
+        # Other writers kept taking the streams the command needed, every retry: nothing of it
+        # was stored, and the same request may be sent again (event ids make it idempotent).
+        return problem(
+            503,
+            "Streams contended",
+            f"{exc}: nothing of the request was stored, and sending it again is safe "
+            "(its event ids make it idempotent)",
+            retry_after=CONTENDED_RETRY_AFTER,
+        )
 
     @app.exception_handler(LedgerError)
     async def refused(_: Request, exc: LedgerError) -> JSONResponse:
