@@ -7,7 +7,9 @@ edited report (a violation hidden, a deadline moved) no longer matches. Hence:
 - the verdicts come from the rules the read models use (:mod:`ledger.verifier.consent_rules`,
   :mod:`ledger.verifier.verdicts`, :mod:`ledger.verifier.incident_rules`,
   :mod:`ledger.verifier.request_rules`), corrections applied as the read models apply them
-  (:mod:`ledger.verifier.corrections`);
+  (:mod:`ledger.verifier.corrections`); requests and incidents are folded by the folds the
+  request and incident registers store (:mod:`ledger.verifier.requests_fold`,
+  :mod:`ledger.verifier.incidents_fold`);
 - the output is a function of its inputs only: no clock (what is "overdue" is judged as of the
   last ``recorded_at`` among the events), no randomness, dictionaries iterated in sorted order;
 - standard library only, so that a regulator can run it.
@@ -35,7 +37,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-from ledger.verifier import incident_rules, request_rules
+from ledger.verifier import incident_rules, incidents_fold, request_rules, requests_fold
 from ledger.verifier.consent_rules import (
     Age,
     Decision,
@@ -49,6 +51,9 @@ from ledger.verifier.consent_rules import (
     verdict_at,
 )
 from ledger.verifier.corrections import CORRECTION, apply_corrections
+from ledger.verifier.fold import FoldError
+from ledger.verifier.incidents_fold import Incident
+from ledger.verifier.requests_fold import Request
 from ledger.verifier.spreadsheet import csv_text
 from ledger.verifier.times import parse_utc, stored, utc
 from ledger.verifier.verdicts import (
@@ -234,9 +239,8 @@ class ReportEvent:
 
 @dataclass
 class _Incident:
-    fields: dict[str, Any]
-    affected: dict[str, None] = field(default_factory=dict)
-    """Pseudonyms the assessments name, in the order named."""
+    state: Incident
+    """As :func:`ledger.verifier.incidents_fold.fold` leaves it."""
     timeline: list[tuple[int, str, str, str]] = field(default_factory=list)
     """(seq, occurred_at, type, what it says), corrections included."""
 
@@ -277,7 +281,8 @@ class _Context:
     """Pseudonym -> the reference as shown (opened, ``[erased]`` ...)."""
     incidents: dict[str, _Incident] = field(default_factory=dict)
     incident_of_event: dict[str, str] = field(default_factory=dict)
-    requests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: dict[str, Request] = field(default_factory=dict)
+    """As :func:`ledger.verifier.requests_fold.fold` leaves them."""
 
     def consent(self, subject: str, purpose: str, moment: str, minimum_age: int) -> Verdict:
         return verdict_at(
@@ -391,71 +396,36 @@ def _shared(value: Any) -> Any:
 
 
 def _read_incident(fact: _Fact, context: _Context) -> None:
-    data, kind = fact.data, fact.type
-    incident_id = data["incident_id"]
-    if kind == incident_rules.OPENED:
-        fields = incident_rules.contribution(kind, fact.seq, fact.occurred_at, data)
-        incident = _Incident(
-            {"incident_id": incident_id, "opened_seq": fact.seq, "status": "open", **fields}
-        )
-        incident.fields["last_seq"] = fact.seq
-        context.incidents[incident_id] = incident
+    incident_id = fact.data["incident_id"]
+    found = context.incidents.get(incident_id)
+    try:
+        state = incidents_fold.fold(None if found is None else found.state, fact)
+    except FoldError:
+        return  # a step of an incident whose opening is not among the events
+    if found is None:
+        incident = context.incidents[incident_id] = _Incident(state)
     else:
-        found = context.incidents.get(incident_id)
-        if found is None:
-            return  # a step of an incident whose opening is not among the events
         incident = found
-        status = str(incident.fields["status"])
-        step_seq = incident.fields.get(incident_rules.STEP_SEQ[kind])
-        incident.fields.update(
-            incident_rules.step(kind, fact.seq, fact.occurred_at, data, status, step_seq)
-        )
-        for item in data.get("affected_subjects", []):
-            incident.affected.setdefault(item["subject"], None)
+        incident.state = state
         for item in fact.shown.get("affected_subjects", []):
             if isinstance(item, Mapping) and "subject" in item:
                 context.refs.setdefault(item["subject"], _text(item.get("ref", "[sealed]")))
     if fact.event.event_id is not None:
         context.incident_of_event[fact.event.event_id] = incident_id
-    incident.timeline.append((fact.seq, fact.occurred_at, kind, _describe(kind, fact.shown)))
+    incident.timeline.append(
+        (fact.seq, fact.occurred_at, fact.type, _describe(fact.type, fact.shown))
+    )
 
 
 def _read_request(fact: _Fact, context: _Context) -> None:
-    data, kind = fact.data, fact.type
-    request_id = data["request_id"]
-    fields = request_rules.contribution(kind, fact.seq, fact.occurred_at, data)
-    if kind == request_rules.RECEIVED:
+    data = fact.data
+    if fact.type == request_rules.RECEIVED:
         context.refs.setdefault(data["subject"], str(fact.shown.get("subject_ref", "[sealed]")))
-        context.requests[request_id] = {
-            "request_id": request_id,
-            "subject": data["subject"],
-            **fields,
-            "received_seq": fact.seq,
-            "identity_verified_at": None,
-            "identity_verified_seq": None,
-            "extension_days": 0,
-            "extensions": 0,
-            "status": "received",
-            "closed_at": None,
-            "closed_seq": None,
-            "refusal_ground": None,
-            "last_seq": fact.seq,
-        }
-        return
-    request = context.requests.get(request_id)
-    if request is None:
+    request_id = data["request_id"]
+    try:
+        context.requests[request_id] = requests_fold.fold(context.requests.get(request_id), fact)
+    except FoldError:
         return  # a step of a request whose receipt is not among the events
-    if kind == request_rules.IDENTITY_VERIFIED:
-        if request["identity_verified_seq"] is None:
-            request.update(fields)
-            if request["status"] == "received":
-                request["status"] = "identity_verified"
-    elif kind == request_rules.EXTENDED:
-        request["extension_days"] += int(data["extension_days"])
-        request["extensions"] += 1
-    else:
-        request.update(fields, status=request_rules.CLOSING[kind])
-    request["last_seq"] = fact.seq
 
 
 def _describe(kind: str, shown: Mapping[str, Any]) -> str:
@@ -527,27 +497,30 @@ class _Scope:
             return []
         chosen = []
         for incident in context.incidents.values():
-            f = incident.fields
+            f = incident.state
             if (
                 self.kind == "all"
-                or (self.kind == "incident" and f["incident_id"] == self.incident_id)
+                or (self.kind == "incident" and f.incident_id == self.incident_id)
                 or (
                     self.kind == "subject"
-                    and (self.subject in incident.affected or f["incident_id"] in selected)
+                    and (self.subject in f.affected or f.incident_id in selected)
                 )
                 or (
                     self.kind == "recipient"
-                    and incident_rules.at_recipient(f, str(self.recipient_id))
+                    and incident_rules.at_recipient(
+                        {"recipient_id": f.recipient_id, "affected_rule": f.affected_rule},
+                        str(self.recipient_id),
+                    )
                 )
             ):
                 chosen.append(incident)
-        return sorted(chosen, key=lambda i: (i.fields["detected_at"], i.fields["incident_id"]))
+        return sorted(chosen, key=lambda i: (i.state.detected_at, i.state.incident_id))
 
-    def requests(self, context: _Context) -> list[dict[str, Any]]:
+    def requests(self, context: _Context) -> list[Request]:
         if not self.shows_requests:
             return []
-        chosen = [r for r in context.requests.values() if self.subject in (None, r["subject"])]
-        return sorted(chosen, key=lambda r: (r["received_at"], r["request_id"]))
+        chosen = [r for r in context.requests.values() if self.subject in (None, r.subject)]
+        return sorted(chosen, key=lambda r: (r.received_at, r.request_id))
 
     def reports_row(
         self, subject: str, occurred_at: str, recipient_id: str, context: _Context
@@ -563,7 +536,7 @@ class _Scope:
             assert self.start is not None and self.end is not None
             return self.start <= occurred_at < self.end
         incident = context.incidents.get(self.incident_id or "")
-        rule = None if incident is None else incident.fields.get("affected_rule")
+        rule = None if incident is None else incident.state.affected_rule
         return rule is not None and incident_rules.rule_selects(rule, recipient_id, occurred_at)
 
     def title(self, context: _Context) -> str:
@@ -751,85 +724,83 @@ def _consent_status_rows(
 
 
 def _incident_row(incident: _Incident, context: _Context, settings: _Settings) -> dict[str, Any]:
-    f = incident.fields
+    f = incident.state
     deadline = incident_rules.authority_deadline(
-        parse_utc(f["detected_at"]), settings.authority_deadline_hours
+        parse_utc(f.detected_at), settings.authority_deadline_hours
     )
-    notified = f.get("authority_notified_at")
+    notified = f.authority_notified_at
     notified_at = None if notified is None else parse_utc(notified)
     if notified_at is not None:
         status = (
             "missed" if incident_rules.authority_notified_late(notified_at, deadline) else "met"
         )
-    elif f.get("risk") == "unlikely":
+    elif f.risk == "unlikely":
         status = "not_required"
     elif context.as_of is not None and incident_rules.authority_overdue(
-        None, f.get("risk"), deadline, parse_utc(context.as_of)
+        None, f.risk, deadline, parse_utc(context.as_of)
     ):
         status = "overdue"
     else:
         status = "pending"
-    article = incident_rules.article_33_3(f, len(incident.affected))
+    article = incident_rules.article_33_3(f.fields(), len(f.affected))
     return {
-        "incident_id": f["incident_id"],
-        "status": f["status"],
-        "detected_at": f["detected_at"],
-        "recipient_id": f.get("recipient_id"),
-        "risk": f.get("risk"),
-        "data_categories": list(f.get("data_categories") or []),
-        "approximate_subject_count": f.get("approximate_subject_count"),
-        "affected_subject_count": len(incident.affected),
-        "assessed_at": f.get("assessed_at"),
-        "contained_at": f.get("contained_at"),
+        "incident_id": f.incident_id,
+        "status": f.status,
+        "detected_at": f.detected_at,
+        "recipient_id": f.recipient_id,
+        "risk": f.risk,
+        "data_categories": list(f.data_categories or []),
+        "approximate_subject_count": f.approximate_subject_count,
+        "affected_subject_count": len(f.affected),
+        "assessed_at": f.assessed_at,
+        "contained_at": f.contained_at,
         "authority_deadline": stored(deadline),
         "authority_notified_at": notified,
-        "authority": f.get("authority"),
+        "authority": f.authority,
         "authority_deadline_status": status,
-        "subjects_notified_at": f.get("subjects_notified_at"),
+        "subjects_notified_at": f.subjects_notified_at,
         "subjects_notification_due": incident_rules.subjects_notification_due(
-            f.get("risk"), f.get("subjects_notified_at")
+            f.risk, f.subjects_notified_at
         ),
-        "closed_at": f.get("closed_at"),
+        "closed_at": f.closed_at,
         "article_33_3_missing": list(article["missing"]),
-        "opened_seq": f["opened_seq"],
-        "last_seq": f["last_seq"],
+        "opened_seq": f.opened_seq,
+        "last_seq": f.last_seq,
     }
 
 
-def _request_row(
-    request: Mapping[str, Any], context: _Context, settings: _Settings
-) -> dict[str, Any]:
+def _request_row(request: Request, context: _Context, settings: _Settings) -> dict[str, Any]:
     days = request_rules.due_days_for(
-        request["jurisdiction"],
+        request.jurisdiction,
         settings.request_due_days,
         settings.request_due_days_by_jurisdiction,
     )
-    due = request_rules.due_at(parse_utc(request["received_at"]), days, request["extension_days"])
-    closed = request["closed_at"]
-    status = request["status"]
+    due = request_rules.due_at(parse_utc(request.received_at), days, request.extension_days)
+    closed = request.closed_at
+    status = request.status
     now = None if context.as_of is None else parse_utc(context.as_of)
     return {
-        "request_id": request["request_id"],
-        "subject": request["subject"],
-        "subject_ref": context.refs.get(request["subject"], "[sealed]"),
-        "kind": request["kind"],
-        "channel": request["channel"],
-        "jurisdiction": request["jurisdiction"],
-        "received_at": request["received_at"],
-        "identity_verified_at": request["identity_verified_at"],
-        "extensions": request["extensions"],
-        "extension_days": request["extension_days"],
+        "request_id": request.request_id,
+        "subject": request.subject,
+        "subject_ref": context.refs.get(request.subject, "[sealed]"),
+        "kind": request.kind,
+        "channel": request.channel,
+        "jurisdiction": request.jurisdiction,
+        "received_at": request.received_at,
+        "identity_verified_at": request.identity_verified_at,
+        "extensions": request.extensions,
+        "extension_days": request.extension_days,
         "due_at": stored(due),
         "status": status,
         "closed_at": closed,
-        "refusal_ground": request["refusal_ground"],
+        "refusal_ground": request.refusal_ground,
         "overdue": now is not None and request_rules.overdue(status, due, now),
         "answered_late": request_rules.answered_late(
             None if closed is None else parse_utc(closed), due
         ),
         "days_left": None if now is None else request_rules.days_left(status, due, now),
-        "received_seq": request["received_seq"],
-        "last_seq": request["last_seq"],
+        "received_seq": request.received_seq,
+        "last_seq": request.last_seq,
     }
 
 
@@ -974,9 +945,9 @@ def _write_report(
 
     selected: set[str] = set()
     rules = {
-        incident_id: incident.fields["affected_rule"]
+        incident_id: incident.state.affected_rule
         for incident_id, incident in sorted(context.incidents.items())
-        if incident.fields.get("affected_rule") is not None
+        if incident.state.affected_rule is not None
     }
 
     def counted(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -1245,7 +1216,7 @@ def _write_incidents(
         status = row["authority_deadline_status"]
         for term, value in (
             ("Status", row["status"]),
-            ("Summary", incident.fields.get("summary")),
+            ("Summary", incident.state.summary),
             ("Detected", row["detected_at"]),
             ("Risk", row["risk"]),
             ("Authority deadline (GDPR 33(1))", row["authority_deadline"]),
@@ -1259,7 +1230,7 @@ def _write_incidents(
                 [
                     (
                         "Subjects named",
-                        [f"{s} ({refs.get(s, '[sealed]')})" for s in incident.affected],
+                        [f"{s} ({refs.get(s, '[sealed]')})" for s in incident.state.affected],
                     )
                 ]
                 if list_subjects
