@@ -7,7 +7,8 @@ is the one that met, or missed, the deadline. The authority must be told within 
 detection (configurable) unless the risk is ``unlikely``; a ``high_risk`` incident must also be
 told to the subjects.
 
-Standard library only: the incident register and the offline verifier's report use these.
+Standard library only: the incident register and the offline verifier's report use these, the
+steps through the one fold they share (:mod:`ledger.verifier.incidents_fold`).
 """
 
 from __future__ import annotations

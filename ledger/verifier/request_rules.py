@@ -5,7 +5,8 @@ customer's policy says; a jurisdiction may have its own), plus the days of every
 open request past its due date is overdue; a request closed (fulfilled or refused) after it was
 answered late. The first identity verification is the one shown; a request is closed once.
 
-Standard library only: the request register and the offline verifier's report use these.
+Standard library only: the request register and the offline verifier's report use these, the
+steps through the one fold they share (:mod:`ledger.verifier.requests_fold`).
 """
 
 from __future__ import annotations
