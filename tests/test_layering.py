@@ -55,3 +55,65 @@ def test_the_verifier_needs_only_the_standard_library_and_pynacl() -> None:
 def test_ledger_package_init_stays_empty() -> None:
     """So that importing ledger.verifier loads nothing else of ours."""
     assert (ROOT / "ledger" / "__init__.py").read_text().strip() == ""
+
+
+SHARED_FOLDS = {
+    "projections/requests.py": ("ledger.verifier.requests_fold",),
+    "projections/incidents.py": ("ledger.verifier.incidents_fold",),
+    "ledger/verifier/report.py": (
+        "ledger.verifier.requests_fold",
+        "ledger.verifier.incidents_fold",
+    ),
+}
+"""The readers of a register, and the fold each must take a register's state from."""
+STEP_RULES = {
+    f"ledger.verifier.{module}.{name}"
+    for module, names in (
+        ("request_rules", ("contribution", "CLOSING")),
+        ("incident_rules", ("contribution", "step", "STEP_SEQ", "STEP_STATUS", "FIRST_WINS")),
+    )
+    for name in names
+}
+"""What a step does to a request or an incident: only the folds apply it."""
+
+
+def used_names(path: Path) -> set[str]:
+    """The qualified names of ours a module uses: ``module.name`` for each name imported from
+    a module and used, and for each attribute of an imported module it reads."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    local: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                local[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:  # import a.b as c: c is a.b
+                    local[alias.asname] = alias.name
+                else:  # import a.b: a is a
+                    top = alias.name.split(".")[0]
+                    local[top] = top
+    used: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in local:
+            used.add(local[node.id])
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in local
+        ):
+            used.add(f"{local[node.value.id]}.{node.attr}")
+    return used
+
+
+def test_read_models_and_the_report_share_one_fold_per_register() -> None:
+    """The request and incident registers store, and the report renders, the state of the
+    same fold; none of them applies a step's rules itself (a second fold)."""
+    wrong = []
+    for name, folds in SHARED_FOLDS.items():
+        used = used_names(ROOT / name)
+        wrong += [
+            f"{name} does not call {fold}.fold" for fold in folds if f"{fold}.fold" not in used
+        ]
+        wrong += [f"{name} folds by itself with {rule}" for rule in sorted(used & STEP_RULES)]
+    assert not wrong
