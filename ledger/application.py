@@ -1,8 +1,9 @@
 """The ledger application: validate facts, run them through their aggregates, append.
 
 :meth:`LedgerApplication.append` is the one way in. A batch is all-or-nothing: every fact is
-validated, every aggregate command is checked, and then all resulting events go to the
-recorder as one unit (see :mod:`ledger.recorder`). Event ids make it idempotent.
+validated, every aggregate command is checked (one per fact type, in :mod:`ledger.handlers`),
+and then all resulting events go to the recorder as one unit (see :mod:`ledger.recorder`).
+Event ids make it idempotent.
 """
 
 from __future__ import annotations

@@ -328,7 +328,7 @@ def _incident_step(event_class: type[LedgerEvent]) -> Callable[[Command[Any]], N
     def handle(c: Command[Any]) -> None:
         c.trigger(_open_incident(c), event_class)
 
-    handle.__name__ = handle.__qualname__ = f"incident_{event_class.__name__}"
+    handle.__name__ = handle.__qualname__ = event_class.TYPE.replace(".", "_")
     return handle
 
 
