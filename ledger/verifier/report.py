@@ -401,7 +401,8 @@ def _read_incident(fact: _Fact, context: _Context) -> None:
     try:
         state = incidents_fold.fold(None if found is None else found.state, fact)
     except FoldError:
-        return  # a step of an incident whose opening is not among the events
+        return  # a step of an incident whose opening is not among the events (or a
+        # second opening, which the ledger refuses: the first stays)
     if found is None:
         incident = context.incidents[incident_id] = _Incident(state)
     else:
@@ -425,7 +426,8 @@ def _read_request(fact: _Fact, context: _Context) -> None:
     try:
         context.requests[request_id] = requests_fold.fold(context.requests.get(request_id), fact)
     except FoldError:
-        return  # a step of a request whose receipt is not among the events
+        return  # a step of a request whose receipt is not among the events (or a second
+        # receipt, which the ledger refuses: the first stays)
 
 
 def _describe(kind: str, shown: Mapping[str, Any]) -> str:
