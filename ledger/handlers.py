@@ -158,6 +158,12 @@ def _request_stream(fact: _AboutRequest, _: SubjectKeys) -> list[UUID]:
     return [stream_id("request", fact.request_id)]
 
 
+def _fulfilment_streams(fact: ev.RequestFulfilled, keys: SubjectKeys) -> list[UUID]:
+    # The request's, and the subject's: fulfilling an erasure or a cancellation writes the
+    # subject's stream too (subject.erased), so in-process writers about them take turns.
+    return [stream_id("request", fact.request_id), keys.lock_id(fact.subject)]
+
+
 def _correction_stream(fact: ev.CorrectionRecorded, _: SubjectKeys) -> list[UUID]:
     return [stream_id("correction", fact.event_id)]
 
@@ -490,7 +496,7 @@ HANDLERS: Mapping[type[ev.Fact], Handler[Any]] = dict(
         _entry(ev.RequestReceived, _request_stream, request_received),
         _entry(ev.RequestIdentityVerified, _request_stream, request_identity_verified),
         _entry(ev.RequestExtended, _request_stream, request_extended),
-        _entry(ev.RequestFulfilled, _request_stream, request_fulfilled),
+        _entry(ev.RequestFulfilled, _fulfilment_streams, request_fulfilled),
         _entry(ev.RequestRefused, _request_stream, request_refused),
         _entry(ev.CorrectionRecorded, _correction_stream, correction_recorded),
     ]
