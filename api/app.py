@@ -5,7 +5,7 @@ and a checkpoint is signed every half second while events arrive. Either can be 
 process (``consent-ledger projections run``, ``consent-ledger checkpoint --every 0.5``) with
 ``serve --no-projections --no-signer``, as docker-compose.yml does; the API then reads what
 those processes write to the shared database (read-your-writes waits on their positions).
-Where the read models run, a third thread runs retention (``projections.retention``) every
+Where the read models run, a third thread runs retention (``projections.retention_job``) every
 ``CONSENT_LEDGER_RETENTION_INTERVAL_HOURS`` (24; 0 turns it off), the first time ten minutes
 after start.
 """
@@ -35,7 +35,7 @@ from ledger.config import Environment, Settings, SettingsError, load_keyring, op
 from projections.base import PoisonEventError
 from projections.database import ProjectionDatabase
 from projections.read_models import ReadModels, ReadModelSettings
-from projections.retention import retention_loop
+from projections.retention_job import retention_loop
 
 logger = logging.getLogger("consent_ledger.api")
 

@@ -26,7 +26,7 @@ from ledger.config import Settings, open_ledger
 from ledger.verifier.spreadsheet import csv_row
 from projections.base import PoisonEventError
 from projections.read_models import ReadModels, ReadModelSettings
-from projections.retention import retention_loop
+from projections.retention_job import retention_loop
 
 RECOVERY = (
     "fix the cause (upgrade), then `consent-ledger projections rebuild {name}` "

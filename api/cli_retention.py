@@ -14,7 +14,8 @@ import click
 import orjson
 
 from api.cli_read_models import TIME, read_models
-from projections.retention import RetentionOutcome, SubjectRetention, run_retention
+from projections.retention_job import RetentionOutcome, run_retention
+from projections.retention_rules import SubjectRetention
 
 
 @click.group("retention")

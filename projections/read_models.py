@@ -26,7 +26,8 @@ from projections.database import ProjectionDatabase
 from projections.disclosures import DisclosureHistory, DisclosureHistoryView
 from projections.incidents import IncidentRegister, IncidentRegisterView
 from projections.requests import RequestRegister, RequestRegisterView
-from projections.retention import DEFAULT_LEGAL_HOLD_DAYS, Retention, RetentionView
+from projections.retention import Retention, RetentionView
+from projections.retention_rules import DEFAULT_LEGAL_HOLD_DAYS
 from projections.runner import ProjectionRunner
 
 

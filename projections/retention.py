@@ -1,48 +1,24 @@
-"""Retention: when a subject's personal data has outlived every purpose it was kept for.
-
-Each purpose a policy version declares has a retention period (``retention_days``). A subject
-is *due* for erasure at a moment ``T`` (:func:`retention_of`) when it is not erased and
-
-- for every purpose it decided on, consent is not valid at ``T`` (the shared rules of
-  :mod:`ledger.verifier.consent_rules`), and ``T`` is at least the moment the current answer
-  rests on (the withdrawal or refusal, the expiry, the material policy version, the minor's
-  consent: the verdict's ``since``) plus the purpose's period in the policy version that
-  decision cites (the version in force when consent ended, so a version that shortened or
-  lengthened the period governs from then on);
-- ``T`` is at least the subject's last event (a consent decision, an age attestation, a
-  disclosure naming it, a step of one of its requests, a new lifecycle) plus the longest period
-  among the purposes it decided on or had data disclosed for. A subject that decided on no
-  purpose (known from disclosures or requests only) also waits the longest period of the
-  latest policy version.
-
-A due subject is *held*, and never erased, while (:func:`holds_of`) a request of the subject is
-open, a request of the subject was refused less than ``legal_hold_days`` ago (default 365), or
-an incident that is not closed names the subject in an assessment or selects, by an
-assessment's ``affected_rule``, a disclosure to the subject.
+"""The retention read model: what the retention rules need, kept apart, and the view asking them.
 
 Stored (a read model of its own, under ``proj_rt_``; it never reads another's tables): the
 consent facts (a :class:`~projections.consent_book.ConsentBook`), each policy version's
 periods, each subject's events (with the recipient and purpose of disclosures and the request
 of request steps), the incidents' steps and named subjects, and erasures. Every row is keyed by
 the ``seq`` of the event it comes from, so a correction replaces exactly what the corrected
-event contributed. Due dates and holds are computed when asked, never stored.
-
-:func:`run_retention` is the job: the ``consent-ledger retention run`` command and the server's
-scheduled thread both call it.
+event contributed. Due dates and holds are computed when asked, never stored:
+:class:`RetentionView` gathers each subject's facts and judges them with
+:mod:`projections.retention_rules` (pure). The job that erases what is due is
+:mod:`projections.retention_job`.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
 
-from ledger.application import LedgerApplication
-from ledger.errors import LedgerError, ValidationError
-from ledger.verifier.consent_rules import Age, Decision, Policy, verdict_at
+from ledger.verifier.consent_rules import Age, Decision, Policy
 from ledger.verifier.incident_rules import (
     ASSESSED,
     CLOSED,
@@ -50,15 +26,20 @@ from ledger.verifier.incident_rules import (
     OPENED,
     normalised_rule,
 )
-from ledger.verifier.request_rules import CLOSING, RECEIVED, REFUSED, REQUEST_TYPES
-from ledger.verifier.times import parse_utc, stored
-from ledger.vocabulary import ErasureGround
+from ledger.verifier.request_rules import CLOSING, RECEIVED, REQUEST_TYPES
+from ledger.verifier.times import stored
 from projections.base import CorrectableProjection, LoggedEvent
 from projections.consent_book import BOOK_TYPES, CONSENT_TYPES, ConsentBook
 from projections.database import ProjectionDatabase, Row, Sql
-
-if TYPE_CHECKING:
-    from projections.read_models import ReadModels
+from projections.retention_rules import (
+    DEFAULT_LEGAL_HOLD_DAYS,
+    IncidentFacts,
+    RequestFacts,
+    SubjectRetention,
+    holds_of,
+    plus_days,
+    retention_of,
+)
 
 PREFIX = "proj_rt_"
 BOOK = ConsentBook(PREFIX)
@@ -77,7 +58,6 @@ ERASED = "subject.erased"
 SUBJECT_EVENTS = CONSENT_TYPES | {AGE, LIFECYCLE}
 """Events of one subject, named by ``data.subject``."""
 NONE = (None, None)
-DEFAULT_LEGAL_HOLD_DAYS = 365
 CHUNK = 500
 """Subjects evaluated together (one set of queries each)."""
 
@@ -245,277 +225,7 @@ def _activity(event: LoggedEvent) -> list[tuple[Any, ...]]:
     return []
 
 
-# -- the rule ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PurposeRetention:
-    """One purpose the subject decided on, at the moment asked about."""
-
-    purpose: str
-    valid: bool
-    """Consent is valid at the moment: nothing of the subject's is due."""
-    status: str | None
-    """The consent verdict's status (``withdrawn``, ``refused``, ``expired``, ...)."""
-    since: str | None
-    """When the current answer began (the period runs from here)."""
-    retention_days: int | None
-    period_end: str | None
-    """``since`` plus the period; None while consent is valid or no period is known."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "purpose": self.purpose,
-            "valid": self.valid,
-            "status": self.status,
-            "since": self.since,
-            "retention_days": self.retention_days,
-            "period_end": self.period_end,
-        }
-
-
-@dataclass(frozen=True)
-class Hold:
-    """Why a subject must be kept although its periods have passed (a legal hold)."""
-
-    kind: str
-    """``open_request``, ``refused_request`` or ``incident``"""
-    ref: str
-    """The request or incident id."""
-    since: str
-    until: str | None
-    """None: until the request is answered, or the incident closed."""
-
-    def describe(self) -> str:
-        what = {
-            "open_request": f"request {self.ref} is open",
-            "refused_request": f"request {self.ref} was refused",
-            "incident": f"incident {self.ref} is not closed",
-        }[self.kind]
-        return what + ("" if self.until is None else f" (held until {self.until})")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "ref": self.ref, "since": self.since, "until": self.until}
-
-
-@dataclass(frozen=True)
-class SubjectRetention:
-    """Where one subject stands at ``moment``: when it is due, why, and what holds it."""
-
-    subject: str
-    """The pseudonym."""
-    moment: str
-    purposes: tuple[PurposeRetention, ...]
-    last_event_at: str
-    activity_days: int | None
-    """The longest period of the purposes the subject's data served (see the module)."""
-    activity_period_end: str | None
-    due_at: str | None
-    """None: not while consent is valid for a purpose, or while no period is known."""
-    holds: tuple[Hold, ...] = ()
-
-    @property
-    def due(self) -> bool:
-        return self.due_at is not None and self.due_at <= self.moment
-
-    @property
-    def held(self) -> bool:
-        return self.due and bool(self.holds)
-
-    @property
-    def erasable(self) -> bool:
-        return self.due and not self.holds
-
-    def reason(self) -> str:
-        """Why it is due (or not), in a line: purposes, periods and times, no personal data."""
-        return "; ".join(self.reasons())
-
-    def reasons(self) -> list[str]:
-        """Each purpose's period, then the last event's."""
-        parts = []
-        for p in self.purposes:
-            if p.valid:
-                parts.append(f"{p.purpose}: consent valid")
-            elif p.period_end is None:
-                parts.append(f"{p.purpose}: {p.status or 'no decision yet'}, no period known")
-            else:
-                parts.append(
-                    f"{p.purpose}: {p.status} {p.since}, {p.retention_days} days ended "
-                    f"{p.period_end}"
-                )
-        if self.activity_period_end is None:
-            parts.append(f"last event {self.last_event_at}, no period known")
-        else:
-            parts.append(
-                f"last event {self.last_event_at} + {self.activity_days} days = "
-                f"{self.activity_period_end}"
-            )
-        return parts
-
-    def details(self) -> dict[str, Any]:
-        """What the erasure event records: times and purposes only."""
-        return {
-            "due_at": self.due_at,
-            "purposes": {p.purpose: p.period_end for p in self.purposes},
-            "last_event_period_end": self.activity_period_end,
-        }
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "subject": self.subject,
-            "due": self.due,
-            "due_at": self.due_at,
-            "held": self.held,
-            "holds": [h.as_dict() for h in self.holds],
-            "reason": self.reason(),
-            "purposes": [p.as_dict() for p in self.purposes],
-            "last_event_at": self.last_event_at,
-            "last_event_period_end": self.activity_period_end,
-        }
-
-
-def retention_of(
-    subject: str,
-    moment: str,
-    *,
-    decisions: Mapping[str, Sequence[Decision]],
-    policies: Mapping[str, Policy],
-    periods: Mapping[tuple[str, str], int],
-    age: Age | None,
-    default_minimum_age: int,
-    last_event_at: str,
-    disclosed: Iterable[tuple[str, str]] = (),
-    holds: Sequence[Hold] = (),
-) -> SubjectRetention:
-    """When ``subject`` is due for erasure, judged at ``moment`` (stored form).
-
-    ``decisions``: per purpose, the subject's consent decisions; ``periods``: the retention
-    days of ``(policy version, purpose)``; ``disclosed``: the ``(policy version, purpose)`` of
-    each disclosure naming the subject. Pure: no storage, no clock.
-    """
-    purposes = []
-    for purpose in sorted(decisions):
-        own = decisions[purpose]
-        verdict = verdict_at(moment, own, policies, age, default_minimum_age)
-        days = periods.get((verdict.policy_version or "", purpose))
-        if days is None:  # no decision yet at the moment, or a version without the purpose
-            days = _longest(periods, purpose, {d.policy_version for d in own})
-        end = None
-        if not verdict.valid and verdict.since is not None and days is not None:
-            end = _plus_days(verdict.since, days)
-        purposes.append(
-            PurposeRetention(purpose, verdict.valid, verdict.status, verdict.since, days, end)
-        )
-    served = [periods.get(pair) for pair in disclosed]
-    served += [p.retention_days for p in purposes]
-    if not decisions:
-        served.append(_longest_of_latest(policies, periods, moment))
-    known = [days for days in served if days is not None]
-    activity_days = max(known) if known else None
-    activity_end = None if activity_days is None else _plus_days(last_event_at, activity_days)
-    ends = [p.period_end for p in purposes]
-    due_at = None
-    if activity_end is not None and all(end is not None for end in ends):
-        due_at = max([activity_end, *(end for end in ends if end is not None)])
-    return SubjectRetention(
-        subject=subject,
-        moment=moment,
-        purposes=tuple(purposes),
-        last_event_at=last_event_at,
-        activity_days=activity_days,
-        activity_period_end=activity_end,
-        due_at=due_at,
-        holds=tuple(holds),
-    )
-
-
-def _longest(
-    periods: Mapping[tuple[str, str], int], purpose: str, versions: Iterable[str]
-) -> int | None:
-    """The longest period the cited versions declare for ``purpose`` (or, if none declares
-    it, any version)."""
-    cited = [periods[(v, purpose)] for v in versions if (v, purpose) in periods]
-    if not cited:
-        cited = [days for (_, p), days in periods.items() if p == purpose]
-    return max(cited) if cited else None
-
-
-def _longest_of_latest(
-    policies: Mapping[str, Policy], periods: Mapping[tuple[str, str], int], moment: str
-) -> int | None:
-    """The longest period of the latest version in effect at ``moment`` (or published)."""
-    ordered = sorted(policies.values(), key=lambda p: (p.effective_at, p.seq))
-    in_effect = [p for p in ordered if p.effective_at <= moment] or ordered
-    if not in_effect:
-        return None
-    latest = in_effect[-1].version
-    days = [d for (version, _), d in periods.items() if version == latest]
-    return max(days) if days else None
-
-
-def _plus_days(moment: str, days: int) -> str:
-    try:
-        return stored(parse_utc(moment) + timedelta(days=days))
-    except OverflowError:
-        return "9999-12-31T23:59:59.999999Z"
-
-
-@dataclass(frozen=True)
-class RequestFacts:
-    request_id: str
-    received_at: str | None
-    closing: str | None
-    """``request.fulfilled`` or ``request.refused``"""
-    closed_at: str | None
-
-
-@dataclass(frozen=True)
-class IncidentFacts:
-    incident_id: str
-    opened_at: str
-    closed_at: str | None
-    named: frozenset[str]
-    """Pseudonyms its assessments name."""
-    rules: tuple[tuple[str, str, str], ...]
-    """(recipient, from, to) of its assessments' ``affected_rule``, any assessment."""
-
-
-def holds_of(
-    subject: str,
-    moment: str,
-    *,
-    requests: Iterable[RequestFacts],
-    incidents: Iterable[IncidentFacts],
-    disclosures: Iterable[tuple[str, str]],
-    legal_hold_days: int,
-) -> list[Hold]:
-    """The legal holds on ``subject`` at ``moment``. ``disclosures``: (recipient, occurred_at)
-    of each disclosure naming it. Pure."""
-    holds = []
-    for r in requests:
-        if r.received_at is None or r.received_at > moment:
-            continue
-        if r.closed_at is None or r.closed_at > moment:
-            holds.append(Hold("open_request", r.request_id, r.received_at, None))
-        elif r.closing == REFUSED:
-            until = _plus_days(r.closed_at, legal_hold_days)
-            if moment < until:
-                holds.append(Hold("refused_request", r.request_id, r.closed_at, until))
-    sent = list(disclosures)
-    for i in incidents:
-        if i.opened_at > moment or (i.closed_at is not None and i.closed_at <= moment):
-            continue
-        selected = any(
-            recipient == rule_recipient and start <= at < end
-            for recipient, at in sent
-            for rule_recipient, start, end in i.rules
-        )
-        if subject in i.named or selected:
-            holds.append(Hold("incident", i.incident_id, i.opened_at, None))
-    return holds
-
-
-# -- the query side ----------------------------------------------------------------------------
+# -- the view ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -550,7 +260,7 @@ class RetentionView:
             if shortest is None:
                 return RetentionReview(moment, (), ())  # no policy: no period is known
             # Nobody is due before the shortest period since their last event has passed.
-            cutoff = _plus_days(moment, -int(shortest))
+            cutoff = plus_days(moment, -int(shortest))
             candidates = sql.execute(
                 f"SELECT subject, MAX(occurred_at) FROM {ACTIVITY} a WHERE NOT EXISTS "
                 f"(SELECT 1 FROM {ERASURES} e WHERE e.subject = a.subject) "
@@ -700,122 +410,3 @@ def _moment(now: datetime) -> str:
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime (with its offset)")
     return stored(now)
-
-
-# -- the job -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Erased:
-    subject: str
-    seq: int
-    """The ``subject.erased`` event."""
-    due_at: str | None
-
-
-@dataclass
-class RetentionOutcome:
-    """What a retention run found and did."""
-
-    moment: str
-    dry_run: bool
-    due: list[SubjectRetention] = field(default_factory=list)
-    """Due and not held: erased by a real run (see ``erased``), listed by a dry run."""
-    held: list[SubjectRetention] = field(default_factory=list)
-    erased: list[Erased] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    """(pseudonym, why): erased meanwhile, or no longer due when looked at again."""
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    """(pseudonym, error): the erasure was refused for another reason."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "at": self.moment,
-            "dry_run": self.dry_run,
-            "due": [s.as_dict() for s in self.due],
-            "held": [s.as_dict() for s in self.held],
-            "erased": [
-                {"subject": e.subject, "seq": e.seq, "due_at": e.due_at} for e in self.erased
-            ],
-            "skipped": [{"subject": s, "why": why} for s, why in self.skipped],
-            "failed": [{"subject": s, "error": error} for s, error in self.failed],
-        }
-
-
-def run_retention(
-    app: LedgerApplication, models: ReadModels, now: datetime, dry_run: bool
-) -> RetentionOutcome:
-    """Find the subjects due at ``now`` and, unless ``dry_run``, erase the ones not held.
-
-    The retention read model is caught up first (when it is stopped at a poison event, that
-    raises: retention never decides on a stale view). Each subject is looked at again, caught
-    up, just before its erasure, so a fact recorded meanwhile (a new consent, a request) still
-    keeps it; that last look is at the ledger's present, so a real run never erases ahead of
-    its time, and a ``now`` later than the ledger's clock is refused unless ``dry_run``.
-    """
-    if not dry_run and now > app.clock():
-        raise LedgerError("a retention run that erases uses the present, not a later moment")
-    runner = models.runner
-    view = models.retention
-    runner.catch_up([Retention.name])
-    review = view.review(now)
-    outcome = RetentionOutcome(review.moment, dry_run, list(review.due), list(review.held))
-    if dry_run:
-        return outcome
-    for candidate in review.due:
-        # Looked at again, caught up, at the ledger's present: the last word before the erasure.
-        runner.catch_up([Retention.name])
-        current = view.subject(candidate.subject, app.clock())
-        if current is None or not current.erasable:
-            why = "erased meanwhile" if current is None else "no longer due"
-            if current is not None and current.held:
-                why = "held meanwhile: " + "; ".join(h.describe() for h in current.holds)
-            outcome.skipped.append((candidate.subject, why))
-            continue
-        try:
-            receipt = app.erase(
-                pseudonym=current.subject,
-                ground=ErasureGround.RETENTION_ENDED,
-                details=current.details(),
-            )
-        except ValidationError as exc:
-            if any(p.rule == "subject_erased" for p in exc.problems):
-                outcome.skipped.append((current.subject, "erased already (by another run)"))
-                continue
-            outcome.failed.append((current.subject, str(exc)))
-            continue
-        except Exception as exc:  # one subject's failure must not stop the others' erasure
-            outcome.failed.append((current.subject, f"{type(exc).__name__}: {exc}"))
-            continue
-        outcome.erased.append(Erased(current.subject, receipt.seq, current.due_at))
-    return outcome
-
-
-RETENTION_FIRST_RUN = 600.0
-"""Seconds after a process starts before its first scheduled retention run."""
-
-logger = logging.getLogger("consent_ledger.retention")
-
-
-def retention_loop(
-    app: LedgerApplication, models: ReadModels, stop: threading.Event, every: float
-) -> None:
-    """Erase what retention makes due: first a while after start (so a restart loop does not
-    run it each time), then every ``every`` seconds, until ``stop`` is set."""
-    wait = min(every, RETENTION_FIRST_RUN)
-    while not stop.wait(wait):
-        wait = every
-        try:
-            outcome = run_retention(app, models, datetime.now(UTC), dry_run=False)
-        except Exception:
-            logger.exception("retention run failed")
-            continue
-        logger.info(
-            "retention run: %d erased, %d held, %d skipped, %d failed",
-            len(outcome.erased),
-            len(outcome.held),
-            len(outcome.skipped),
-            len(outcome.failed),
-        )
-        for subject, error in outcome.failed:
-            logger.error("retention: erasing %s failed: %s", subject, error)

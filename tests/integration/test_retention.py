@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-import projections.retention
+import projections.retention_job
 from api.app import ServerSettings, create_app
 from ledger.application import LedgerApplication
 from ledger.config import Settings, SettingsError
@@ -19,15 +19,9 @@ from ledger.errors import LedgerError
 from ledger.verifier.consent_rules import Decision, Policy
 from ledger.verifier.times import parse_utc
 from projections.read_models import ReadModels, ReadModelSettings
-from projections.retention import (
-    IncidentFacts,
-    RequestFacts,
-    Retention,
-    RetentionView,
-    holds_of,
-    retention_of,
-    run_retention,
-)
+from projections.retention import Retention, RetentionView
+from projections.retention_job import run_retention
+from projections.retention_rules import IncidentFacts, RequestFacts, holds_of, retention_of
 from projections.runner import table_digest
 from tests import facts
 from tests.cli_runner import run_cli as run
@@ -337,7 +331,7 @@ def test_the_server_runs_retention_on_its_schedule(
     ledger: LedgerApplication, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = populate(ledger)
-    monkeypatch.setattr(projections.retention, "RETENTION_FIRST_RUN", 0.0)
+    monkeypatch.setattr(projections.retention_job, "RETENTION_FIRST_RUN", 0.0)
     due = world.of(*DUE)
 
     async def serve() -> set[str]:
