@@ -1,4 +1,5 @@
-"""What routes depend on: the ledger, the read models, the calling client (checked scope)."""
+"""What routes depend on: the ledger, the read models, the queries over both, the calling
+client (checked scope)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from api.clients import Client, ClientStore, Scope
 from api.problems import ProblemError
 from ledger.application import LedgerApplication
 from ledger.events import EARLIEST, HORIZON, MAX_OFFSET, check_one_line
+from projections.queries import Queries
 from projections.read_models import ReadModels
 
 # The dependencies are coroutines: FastAPI runs a plain function in the threadpool, a hop
@@ -29,6 +31,12 @@ async def ledger(request: Request) -> LedgerApplication:
 async def read_models(request: Request) -> ReadModels:
     models: ReadModels = request.app.state.read_models
     return models
+
+
+async def queries(request: Request) -> Queries:
+    """The questions routes ask (projections/queries.py), over this app's ledger and read
+    models (two references: cheaper to make than to look up)."""
+    return Queries(request.app.state.ledger, request.app.state.read_models)
 
 
 def authorised(scope: Scope) -> Callable[[Request], Awaitable[Client]]:
@@ -62,6 +70,7 @@ def authorised(scope: Scope) -> Callable[[Request], Awaitable[Client]]:
 
 LedgerDep = Annotated[LedgerApplication, Depends(ledger)]
 ReadModelsDep = Annotated[ReadModels, Depends(read_models)]
+QueriesDep = Annotated[Queries, Depends(queries)]
 Writer = Annotated[Client, Depends(authorised(Scope.WRITE_EVENTS))]
 StateReader = Annotated[Client, Depends(authorised(Scope.READ_STATE))]
 HistoryReader = Annotated[Client, Depends(authorised(Scope.READ_HISTORY))]

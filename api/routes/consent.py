@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import LedgerDep, QueryText, QueryTime, ReadModelsDep, SingleValues, StateReader
+from api.deps import QueriesDep, QueryText, QueryTime, SingleValues, StateReader
 from api.examples import DECISION, STATE, example
 from api.problems import COMMON, ProblemError
 from ledger.application import LedgerApplication
 from projections.base import ReadModelFailure, ReadModelStoppedError
 from projections.consent_facts import SubjectFacts
+from projections.queries import NoSuchEventYetError, NotCaughtUpError, Queries
 from projections.read_models import ReadModels
 
 router = APIRouter(
@@ -50,59 +50,33 @@ def _stopped(failure: ReadModelFailure) -> ProblemError:
     )
 
 
-def _wait(models: ReadModels, seq: int | None) -> None:
+def _wait(queries: Queries, seq: int | None) -> None:
     """Read your writes: wait, bounded, until the consent state has processed ``seq``; 503 at
     once while the consent state is stopped at an event (with or without ``seq``).
 
     In the threadpool, with the question it precedes (one hop for both)."""
-    failure = models.runner.failure(READ_MODEL, max_age=1.0)
-    if failure is not None:
-        raise _stopped(failure)
-    if seq is None:
-        return
-    head = models.runner.app.head()
-    if seq > head:
-        # Every receipt names a committed event; a later number names none.
-        raise ProblemError(
-            422, "No such event yet", f"no event {seq} was recorded (the log ends at {head})"
-        )
     try:
-        done = models.runner.wait_for(seq, WAIT_SECONDS, [READ_MODEL])
+        queries.wait_for(seq, WAIT_SECONDS, READ_MODEL)
     except ReadModelStoppedError as exc:
         raise _stopped(exc.failure) from None
-    if not done:
+    except NoSuchEventYetError as exc:
+        # Every receipt names a committed event; a later number names none.
+        raise ProblemError(422, "No such event yet", str(exc)) from None
+    except NotCaughtUpError as exc:
         raise ProblemError(
             503,
             "Not yet",
-            f"event {seq} is not in the consent state yet; retry shortly",
+            f"event {exc.seq} is not in the consent state yet; retry shortly",
             retry_after=1,
-        )
+        ) from None
 
 
 def _facts(
     ledger: LedgerApplication, models: ReadModels, subject: str, purpose: str | None
 ) -> SubjectFacts:
-    """The facts about the reference's current lifecycle (one query, most of the time).
-
-    Call in the threadpool: the pseudonym may need the key store. An erased pseudonym may be
-    out of date here: another process (a second worker) may have begun the reference's next
-    lifecycle, which this one has not seen. So an erasure makes it look again, once.
-    """
-    keys = ledger.subject_keys
-    pseudonym = keys.pseudonym(subject)
-    facts = models.consent.facts(pseudonym, purpose)
-    if facts.erasure is not None:
-        keys.refresh([subject])
-        current = keys.pseudonym(subject)
-        if current != pseudonym:
-            facts = models.consent.facts(current, purpose)
-    return facts
-
-
-def _moment(at: datetime | None) -> datetime:
-    if at is None:
-        return datetime.now(UTC)
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    """The facts about the reference's current lifecycle: :meth:`Queries.subject_facts`
+    (kept for the tests that call it by this name)."""
+    return Queries(ledger, models).subject_facts(subject, purpose)
 
 
 @router.get(
@@ -111,20 +85,19 @@ def _moment(at: datetime | None) -> datetime:
     responses=example(STATE),
 )
 async def state(
-    ledger: LedgerDep,
-    models: ReadModelsDep,
+    queries: QueriesDep,
     _: StateReader,
     subject: Subject,
     at: At = None,
     wait_for: WaitFor = None,
 ) -> dict[str, Any]:
     def answer() -> dict[str, Any]:  # one hop to the threadpool: wait, pseudonym and query
-        _wait(models, wait_for)
-        facts = _facts(ledger, models, subject, None)
+        _wait(queries, wait_for)
+        found = queries.consent_state(subject, at)
         return {
-            "subject": facts.subject,
-            "erased": None if facts.erasure is None else facts.erasure.as_dict(),
-            "purposes": [s.as_dict() for s in models.consent.state_of(facts, _moment(at))],
+            "subject": found.subject,
+            "erased": None if found.erasure is None else found.erasure.as_dict(),
+            "purposes": [s.as_dict() for s in found.purposes],
         }
 
     return await run_in_threadpool(answer)
@@ -136,8 +109,7 @@ async def state(
     responses=example(DECISION),
 )
 async def decision(
-    ledger: LedgerDep,
-    models: ReadModelsDep,
+    queries: QueriesDep,
     _: StateReader,
     subject: Subject,
     purpose: Purpose,
@@ -145,9 +117,7 @@ async def decision(
     wait_for: WaitFor = None,
 ) -> dict[str, Any]:
     def answer() -> dict[str, Any]:  # one hop to the threadpool: wait, pseudonym and query
-        _wait(models, wait_for)
-        facts = _facts(ledger, models, subject, purpose)
-        verdict = models.consent.verdict_of(facts, purpose, _moment(at))
-        return verdict.answer(facts.subject, purpose)
+        _wait(queries, wait_for)
+        return queries.decision(subject, purpose, at).as_dict()
 
     return await run_in_threadpool(answer)

@@ -6,7 +6,7 @@ import base64
 import csv
 import io
 import re
-from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any
 
 import orjson
@@ -18,9 +18,9 @@ from api.deps import (
     HistoryReader,
     IncidentManager,
     LedgerDep,
+    QueriesDep,
     QueryText,
     QueryTime,
-    ReadModelsDep,
     SingleValues,
 )
 from api.examples import DISCLOSURES, INCIDENT, REQUESTS, example
@@ -30,12 +30,6 @@ from api.signatures import HEADER, check_request_signature
 from ledger.verifier.spreadsheet import csv_row
 
 router = APIRouter(tags=["histories and registers"], responses=WRITES, dependencies=[SingleValues])
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 MAX_CURSOR = 512
@@ -87,8 +81,7 @@ def _cursor(value: str | None) -> tuple[str, int, str] | None:
 )
 async def disclosures(
     request: Request,
-    ledger: LedgerDep,
-    models: ReadModelsDep,
+    queries: QueriesDep,
     _: HistoryReader,
     subject: Annotated[
         QueryText | None, Query(max_length=256, description="The emitter's reference")
@@ -107,18 +100,17 @@ async def disclosures(
     ] = None,
     format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
 ) -> Response:
-    pseudonym = (
-        None if subject is None else await run_in_threadpool(ledger.subject_keys.pseudonym, subject)
-    )
     rows = await run_in_threadpool(
-        models.disclosures.find,
-        subject=pseudonym,
-        recipient_id=recipient,
-        start=_utc(start),
-        end=_utc(end),
-        violations_only=violations,
-        after=_cursor(cursor),
-        limit=limit,
+        partial(
+            queries.disclosures,
+            subject_ref=subject,
+            recipient_id=recipient,
+            start=start,
+            end=end,
+            violations_only=violations,
+            after=_cursor(cursor),
+            limit=limit,
+        )
     )
     items = [row.as_dict() for row in rows]
     following = None
@@ -144,8 +136,8 @@ async def disclosures(
     summary="The incident register, with deadlines computed now",
     responses=example([INCIDENT]),
 )
-async def incidents(models: ReadModelsDep, _: IncidentManager) -> list[dict[str, Any]]:
-    records = await run_in_threadpool(models.incidents.list, datetime.now(UTC))
+async def incidents(queries: QueriesDep, _: IncidentManager) -> list[dict[str, Any]]:
+    records = await run_in_threadpool(queries.incidents)
     return [record.as_dict() for record in records]
 
 
@@ -156,20 +148,24 @@ async def incidents(models: ReadModelsDep, _: IncidentManager) -> list[dict[str,
 )
 async def incident(
     incident_id: Annotated[QueryText, Path(min_length=1, max_length=128)],
-    models: ReadModelsDep,
+    queries: QueriesDep,
     _: IncidentManager,
 ) -> dict[str, Any]:
-    record = await run_in_threadpool(models.incidents.get, incident_id, datetime.now(UTC))
-    if record is None:
-        raise ProblemError(404, "No such incident", f"no incident {incident_id} was opened")
-    body = record.as_dict()
-    rule = record.affected_rule
-    if rule is not None:
+    def answer() -> dict[str, Any] | None:
+        record = queries.incident(incident_id)
+        if record is None:
+            return None
+        body = record.as_dict()
         # The rule's subjects come from the log: disclosed to that recipient in that window
         # (incident_rules.rule_selects, the test a subject's bundle and history use).
-        body["subjects_by_rule"] = await run_in_threadpool(
-            models.incidents.subjects_by_rule, rule, models.disclosures
-        )
+        by_rule = queries.subjects_by_rule(record)
+        if by_rule is not None:
+            body["subjects_by_rule"] = by_rule
+        return body
+
+    body = await run_in_threadpool(answer)
+    if body is None:
+        raise ProblemError(404, "No such incident", f"no incident {incident_id} was opened")
     return body
 
 
@@ -214,16 +210,12 @@ async def record_incident(
     responses=example(REQUESTS),
 )
 async def requests(
-    ledger: LedgerDep,
-    models: ReadModelsDep,
+    queries: QueriesDep,
     _: HistoryReader,
     overdue: bool = False,
     subject: Annotated[QueryText | None, Query(max_length=256)] = None,
 ) -> list[dict[str, Any]]:
-    pseudonym = (
-        None if subject is None else await run_in_threadpool(ledger.subject_keys.pseudonym, subject)
-    )
     records = await run_in_threadpool(
-        models.requests.list, datetime.now(UTC), overdue_only=overdue, subject=pseudonym
+        partial(queries.requests, overdue_only=overdue, subject_ref=subject)
     )
     return [record.as_dict() for record in records]
