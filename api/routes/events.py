@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import HistoryReader, LedgerDep, SingleValues, Writer
+from api.deps import HistoryReader, LedgerDep, QueriesDep, SingleValues, Writer
 from api.examples import EVENT, example
 from api.problems import WRITES, ProblemError
 from api.signatures import HEADER, check_request_signature
@@ -128,7 +128,7 @@ async def append(request: Request, ledger: LedgerDep, client: Writer) -> JSONRes
 )
 def get_event(
     seq: Annotated[int, Path(ge=1, le=MAX_SEQ, description="The event's sequence number")],
-    ledger: LedgerDep,
+    queries: QueriesDep,
     _: HistoryReader,
 ) -> dict[str, Any]:
-    return ledger.get_event(seq).as_dict()
+    return queries.event(seq).as_dict()

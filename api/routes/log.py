@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import Admin, HistoryReader, LedgerDep, ReadModelsDep, SingleValues
+from api.deps import Admin, HistoryReader, LedgerDep, QueriesDep, SingleValues
 from api.examples import (
     CHECKPOINT,
     CONSISTENCY_PROOF,
@@ -30,11 +30,11 @@ from api.examples import (
     text_example,
 )
 from api.problems import COMMON, ProblemError
-from ledger.application import LedgerApplication
 from ledger.merkle_log import SignedCheckpoint
 from ledger.signing import Keyring
 from ledger.verifier.merkle import leaf_hash
 from ledger.verifier.note import format_verifier_key
+from projections.queries import LogQueries
 from projections.runner import ProjectionStatus
 
 router = APIRouter(tags=["log"], responses=COMMON, dependencies=[SingleValues])
@@ -53,8 +53,8 @@ _DIGITS = re.compile(r"[0-9]{1,19}")
     summary="The latest signed checkpoint",
     responses=text_example(CHECKPOINT),
 )
-def checkpoint(ledger: LedgerDep) -> str:
-    latest = ledger.ledger.latest_checkpoint()
+def checkpoint(queries: QueriesDep) -> str:
+    latest = queries.latest_checkpoint()
     if latest is None:
         raise ProblemError(404, "No checkpoint yet", "no checkpoint has been signed yet")
     return latest.note
@@ -123,10 +123,10 @@ def healthz() -> dict[str, str]:
         }
     ),
 )
-def readyz(ledger: LedgerDep, models: ReadModelsDep) -> dict[str, Any]:
+def readyz(queries: QueriesDep) -> dict[str, Any]:
     try:
-        head = ledger.head()
-        statuses = models.runner.status()
+        head = queries.head()
+        statuses = queries.status()
     except Exception:
         raise ProblemError(503, "Not ready", "storage does not answer") from None
     failed = [_failed(s) for s in statuses if s.error]
@@ -192,9 +192,9 @@ def _required(request: Request, name: str, *, minimum: int = 0) -> int:
     return value
 
 
-def _latest(ledger: LedgerApplication, name: str) -> SignedCheckpoint:
+def _latest(queries: LogQueries, name: str) -> SignedCheckpoint:
     """The latest signed checkpoint, for a size the caller left out."""
-    latest = ledger.ledger.latest_checkpoint()
+    latest = queries.latest_checkpoint()
     if latest is None:
         raise ProblemError(
             404,
@@ -205,9 +205,9 @@ def _latest(ledger: LedgerApplication, name: str) -> SignedCheckpoint:
     return latest
 
 
-def _within_log(ledger: LedgerApplication, name: str, size: int) -> None:
+def _within_log(queries: LogQueries, name: str, size: int) -> None:
     """A tree of ``size`` leaves exists: the log holds at least ``size`` entries."""
-    head = ledger.head()
+    head = queries.head()
     if size > head:
         raise _bad(
             name,
@@ -253,12 +253,12 @@ def _query(name: str, description: str, *, required: bool, minimum: int = 0) -> 
         ]
     },
 )
-def inclusion(request: Request, ledger: LedgerDep, _: HistoryReader) -> dict[str, Any]:
+def inclusion(request: Request, queries: QueriesDep, _: HistoryReader) -> dict[str, Any]:
     index = _required(request, "index")
     size = _integer(request, "size", minimum=1)
     answer: dict[str, Any] = {}
     if size is None:
-        latest = _latest(ledger, "size")
+        latest = _latest(queries, "size")
         size = latest.size
         answer["checkpoint"] = latest.note
     if index >= size:
@@ -267,14 +267,13 @@ def inclusion(request: Request, ledger: LedgerDep, _: HistoryReader) -> dict[str
             "outside_tree",
             f"leaf index {index} is outside a tree of size {size} (indexes run 0 to size - 1)",
         )
-    _within_log(ledger, "size", size)
-    [record] = ledger.ledger.select_records(index + 1, 1)
-    proof = ledger.ledger.tree().inclusion_proof(index, size)
+    _within_log(queries, "size", size)
+    found = queries.inclusion_proof(index, size)
     return {
         "index": index,
         "size": size,
-        "leaf_hash": _b64(leaf_hash(record.entry)),
-        "proof": [_b64(h) for h in proof],
+        "leaf_hash": _b64(leaf_hash(found.record.entry)),
+        "proof": [_b64(h) for h in found.proof],
         **answer,
     }
 
@@ -301,21 +300,21 @@ def inclusion(request: Request, ledger: LedgerDep, _: HistoryReader) -> dict[str
         ]
     },
 )
-def consistency(request: Request, ledger: LedgerDep, _: HistoryReader) -> dict[str, Any]:
+def consistency(request: Request, queries: QueriesDep, _: HistoryReader) -> dict[str, Any]:
     first = _required(request, "from")
     second = _integer(request, "to")
     answer: dict[str, Any] = {}
     if second is None:
-        latest = _latest(ledger, "to")
+        latest = _latest(queries, "to")
         second = latest.size
         answer["checkpoint"] = latest.note
     if first > second:
         raise _bad(
             "from", "sizes_reversed", f"from {first} is greater than to {second}: a log only grows"
         )
-    _within_log(ledger, "to", second)
-    # RFC 9162 §2.1.4 proves only from a non-empty tree, and equal trees need no hashes.
-    proof = [] if first in (0, second) else ledger.ledger.tree().consistency_proof(first, second)
+    _within_log(queries, "to", second)
+    # Empty when from is 0 or equals to (RFC 9162 §2.1.4: nothing to prove).
+    proof = queries.consistency_proof(first, second)
     return {"from": first, "to": second, "proof": [_b64(h) for h in proof], **answer}
 
 
@@ -345,12 +344,12 @@ def consistency(request: Request, ledger: LedgerDep, _: HistoryReader) -> dict[s
         ]
     },
 )
-def entries(request: Request, ledger: LedgerDep, _: HistoryReader) -> dict[str, Any]:
+def entries(request: Request, queries: QueriesDep, _: HistoryReader) -> dict[str, Any]:
     start = _required(request, "start")
     end = _integer(request, "end", minimum=1)
     if end is not None and end <= start:
         raise _bad("end", "empty_range", f"end {end} must be greater than start {start}")
-    head = ledger.head()
+    head = queries.head()
     if start >= head:
         raise _bad(
             "start",
@@ -360,7 +359,7 @@ def entries(request: Request, ledger: LedgerDep, _: HistoryReader) -> dict[str, 
             log_size=head,
         )
     wanted = min(end if end is not None else MAX_SIZE, start + MAX_ENTRIES, head) - start
-    records = ledger.ledger.select_records(start + 1, wanted)
+    records = queries.records(start + 1, wanted)
     stop = start + len(records)
     # Cut short by the page limit or the log's end: say where to go on, unless end was reached.
     following = None if end is not None and stop >= end else stop
