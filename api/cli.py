@@ -32,6 +32,7 @@ from ledger.config import Settings, SettingsError, generate_keys, load_keyring, 
 from ledger.errors import IdempotencyConflictError, LedgerError, ValidationError
 from ledger.integrity import check_log
 from ledger.verifier.note import format_verifier_key
+from projections.queries import LogQueries
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -261,7 +262,7 @@ def keys(ctx: click.Context) -> None:
     keyring = load_keyring(settings)
     app = _open(ctx)
     try:
-        origin = app.ledger.origin(settings.origin)
+        origin = LogQueries(app).origin(settings.origin)
     finally:
         app.close()
     for public_key in keyring.public_keys.values():
@@ -275,7 +276,7 @@ def show(ctx: click.Context, seq: int) -> None:
     """Print event SEQ as JSON, personal data opened (or "[erased]")."""
     app = _open(ctx)
     try:
-        event = app.get_event(seq)
+        event = LogQueries(app).event(seq)
     finally:
         app.close()
     click.echo(orjson.dumps(event.as_dict(), option=orjson.OPT_INDENT_2).decode())
@@ -297,11 +298,12 @@ def tail(ctx: click.Context, count: int, follow: bool, interval: float) -> None:
     """Print the latest events, one JSON object a line."""
     app = _open(ctx)
     try:
-        start = max(1, app.head() - count + 1)
+        log = LogQueries(app)
+        start = max(1, log.head() - count + 1)
         while True:
-            for record in app.ledger.select_records(start, 1000):
-                click.echo(orjson.dumps(app.decode(record).as_dict()).decode())
-                start = record.seq + 1
+            for seq, event in log.events_from(start, 1000):
+                click.echo(orjson.dumps(event.as_dict()).decode())
+                start = seq + 1
             if not follow:
                 return
             time.sleep(interval)

@@ -15,6 +15,7 @@ from ledger.mapper import format_time
 from ledger.verifier.__main__ import trusted_keys
 from ledger.verifier.bundle import BundleError, default_jobs, verify_bundle
 from ledger.verifier.note import NoteError, format_verifier_key
+from projections.queries import LogQueries
 from projections.read_models import ReadModelSettings
 
 TIME = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"])
@@ -74,7 +75,7 @@ def export(
     try:
         scope: dict[str, Any]
         if subject is not None:
-            scope = {"kind": "subject", "subject": app.subject_keys.pseudonym(subject)}
+            scope = {"kind": "subject", "subject": LogQueries(app).pseudonym(subject)}
         elif recipient is not None:
             scope = {"kind": "recipient", "recipient_id": recipient}
         elif incident is not None:

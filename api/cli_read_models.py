@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import click
@@ -22,9 +22,11 @@ import orjson
 
 from api import logs
 from api.app import ServerSettings
+from ledger.application import LedgerApplication
 from ledger.config import Settings, open_ledger
 from ledger.verifier.spreadsheet import csv_row
 from projections.base import PoisonEventError
+from projections.queries import Queries
 from projections.read_models import ReadModels, ReadModelSettings
 from projections.retention_job import retention_loop
 
@@ -35,11 +37,12 @@ RECOVERY = (
 
 
 @contextmanager
-def read_models(
+def _opened(
     ctx: click.Context, *, catch_up: bool = True, needs: Sequence[str] | None = None
-) -> Iterator[ReadModels]:
-    """The read models, caught up. ``needs``: the read models the command reads (default:
-    all); one of them stopped at an event fails the command, another is only warned of."""
+) -> Iterator[tuple[LedgerApplication, ReadModels]]:
+    """The ledger and its read models, caught up. ``needs``: the read models the command reads
+    (default: all); one of them stopped at an event fails the command, another is only warned
+    of."""
     settings: Settings = ctx.obj
     app = open_ledger(settings)
     models = ReadModels(app, settings, ReadModelSettings.from_env())
@@ -49,20 +52,31 @@ def read_models(
                 if needs is None or exc.projection in needs:
                     raise click.ClickException(f"{exc}; {RECOVERY.format(name=exc.projection)}")
                 click.echo(f"warning: {exc} (not used here)", err=True)
-        yield models
+        yield app, models
     finally:
         models.close()
         app.close()
 
 
+@contextmanager
+def read_models(
+    ctx: click.Context, *, catch_up: bool = True, needs: Sequence[str] | None = None
+) -> Iterator[ReadModels]:
+    """The read models, caught up (see :func:`_opened`)."""
+    with _opened(ctx, catch_up=catch_up, needs=needs) as (_, models):
+        yield models
+
+
+@contextmanager
+def queries(ctx: click.Context, *, needs: Sequence[str]) -> Iterator[Queries]:
+    """The query layer over the ledger and its read models, caught up (see :func:`_opened`):
+    what the query commands ask."""
+    with _opened(ctx, needs=needs) as (app, models):
+        yield Queries(app, models)
+
+
 def _echo_json(value: Any) -> None:
     click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
-
-
-def _moment(value: datetime | None) -> datetime:
-    if value is None:
-        return datetime.now(UTC)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 TIME = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"])
@@ -83,7 +97,7 @@ def projections_run(ctx: click.Context, once: bool) -> None:
     """Catch every read model up, then follow the log until SIGTERM or Ctrl-C."""
     serving = ServerSettings.from_env()
     logs.configure(serving.log_format, serving.log_level)
-    with read_models(ctx, catch_up=False) as models:
+    with _opened(ctx, catch_up=False) as (app, models):
         if once:
             read = models.runner.catch_up()
             click.echo(f"caught up: {read} events read")
@@ -104,7 +118,7 @@ def projections_run(ctx: click.Context, once: bool) -> None:
         if hours:  # retention runs where the read models run
             threading.Thread(
                 target=retention_loop,
-                args=(models.runner.app, models, stop, hours * 3600.0),
+                args=(app, models, stop, hours * 3600.0),
                 name="retention",
                 daemon=True,
             ).start()
@@ -157,8 +171,8 @@ def projections_rebuild(ctx: click.Context, names: tuple[str, ...]) -> None:
 
     The way back for a read model stopped at an event, once the cause is fixed: the others
     are left as they are. If the cause is still there, it stops at the same event again."""
-    with read_models(ctx, catch_up=False) as models:
-        total = models.runner.app.head()
+    with _opened(ctx, catch_up=False) as (app, models):
+        total = Queries(app, models).head()
         chosen = list(names) or list(models.runner.projections)
         for name in chosen:
             models.runner.projection(name)  # unknown names fail before anything is dropped
@@ -189,10 +203,9 @@ def consent_group() -> None:
 @click.pass_context
 def consent_state(ctx: click.Context, subject: str, moment: datetime | None) -> None:
     """Every purpose SUBJECT decided on, with its status at the moment."""
-    with read_models(ctx, needs=["consent_state"]) as models:
-        pseudonym = models.runner.app.subject_keys.pseudonym(subject)
-        states = models.consent.state(pseudonym, _moment(moment))
-    _echo_json({"subject": pseudonym, "purposes": [s.as_dict() for s in states]})
+    with queries(ctx, needs=["consent_state"]) as ask:
+        found = ask.consent_state(subject, moment)
+    _echo_json({"subject": found.subject, "purposes": [s.as_dict() for s in found.purposes]})
 
 
 @consent_group.command("check")
@@ -202,11 +215,10 @@ def consent_state(ctx: click.Context, subject: str, moment: datetime | None) -> 
 @click.pass_context
 def consent_check(ctx: click.Context, subject: str, purpose: str, moment: datetime | None) -> None:
     """May PURPOSE be used for SUBJECT? Exit status 0 when yes, 3 when no."""
-    with read_models(ctx, needs=["consent_state"]) as models:
-        pseudonym = models.runner.app.subject_keys.pseudonym(subject)
-        verdict = models.consent.decide(pseudonym, purpose, _moment(moment))
-    _echo_json(verdict.answer(pseudonym, purpose))
-    if not verdict.valid:
+    with queries(ctx, needs=["consent_state"]) as ask:
+        decision = ask.decision(subject, purpose, moment)
+    _echo_json(decision.as_dict())
+    if not decision.verdict.valid:
         ctx.exit(3)
 
 
@@ -228,23 +240,17 @@ def disclosures(
     as_csv: bool,
 ) -> None:
     """Disclosure history, one row per subject per disclosure, with its verdict."""
-    with read_models(ctx, needs=["disclosures"]) as models:
-        pseudonym = None if subject is None else models.runner.app.subject_keys.pseudonym(subject)
-        rows: list[dict[str, Any]] = []
-        after = None
-        while True:
-            page = models.disclosures.find(
-                subject=pseudonym,
+    with queries(ctx, needs=["disclosures"]) as ask:
+        rows = [
+            row.as_dict()
+            for row in ask.all_disclosures(
+                subject_ref=subject,
                 recipient_id=recipient,
-                start=None if start is None else _moment(start),
-                end=None if end is None else _moment(end),
+                start=start,
+                end=end,
                 violations_only=violations,
-                after=after,
             )
-            rows.extend(row.as_dict() for row in page)
-            if len(page) < 1000:
-                break
-            after = (page[-1].occurred_at, page[-1].seq, page[-1].subject)
+        ]
     if not as_csv:
         _echo_json(rows)
         return
@@ -260,12 +266,11 @@ def disclosures(
 @click.pass_context
 def incidents(ctx: click.Context, incident_id: str | None) -> None:
     """The incident register with deadlines (or one incident)."""
-    now = datetime.now(UTC)
-    with read_models(ctx, needs=["incidents"]) as models:
+    with queries(ctx, needs=["incidents"]) as ask:
         if incident_id is None:
-            _echo_json([record.as_dict() for record in models.incidents.list(now)])
+            _echo_json([record.as_dict() for record in ask.incidents()])
             return
-        record = models.incidents.get(incident_id, now)
+        record = ask.incident(incident_id)
     if record is None:
         raise click.ClickException(f"no incident {incident_id} was opened")
     _echo_json(record.as_dict())
@@ -277,10 +282,8 @@ def incidents(ctx: click.Context, incident_id: str | None) -> None:
 @click.pass_context
 def requests(ctx: click.Context, overdue: bool, subject: str | None) -> None:
     """The data-subject request register with due dates."""
-    now = datetime.now(UTC)
-    with read_models(ctx, needs=["requests"]) as models:
-        pseudonym = None if subject is None else models.runner.app.subject_keys.pseudonym(subject)
-        records = models.requests.list(now, overdue_only=overdue, subject=pseudonym)
+    with queries(ctx, needs=["requests"]) as ask:
+        records = ask.requests(overdue_only=overdue, subject_ref=subject)
     _echo_json([record.as_dict() for record in records])
 
 
