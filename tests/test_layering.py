@@ -117,3 +117,41 @@ def test_read_models_and_the_report_share_one_fold_per_register() -> None:
         ]
         wrong += [f"{name} folds by itself with {rule}" for rule in sorted(used & STEP_RULES)]
     assert not wrong
+
+
+QUERY_CLIENTS = sorted(
+    [
+        *(f"api/routes/{path.name}" for path in (ROOT / "api" / "routes").glob("*.py")),
+        "api/deps.py",
+        "api/cli.py",
+        "api/cli_export.py",
+        "api/cli_read_models.py",
+    ]
+)
+"""Entrypoints that read through the query layer (projections/queries.py) only. Not yet:
+api/cli_subjects.py (rotating the master key is a command on the key store), and
+api/cli_retention.py, api/cli_server.py, api/metrics.py, api/schedule.py."""
+
+
+def reaches_through(path: Path) -> list[str]:
+    """Where a module reaches past the query layer: into the subject keys (``.subject_keys``),
+    the recorder (``.ledger.`` followed by anything) or the runner's ledger (``.runner.app``)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if not isinstance(node, ast.Attribute):
+            continue
+        inner = node.value
+        if node.attr == "subject_keys":
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} reads .subject_keys")
+        elif isinstance(inner, ast.Attribute) and inner.attr == "ledger":
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} reads .ledger.{node.attr}")
+        elif node.attr == "app" and isinstance(inner, ast.Attribute) and inner.attr == "runner":
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} reads .runner.app")
+    return found
+
+
+def test_entrypoints_read_through_the_query_layer() -> None:
+    """Routes and CLI commands ask projections/queries.py (one answer per question, e.g. the
+    pseudonym re-checked after an erasure), not the recorder or the subject keys."""
+    wrong = [line for name in QUERY_CLIENTS for line in reaches_through(ROOT / name)]
+    assert not wrong
