@@ -31,7 +31,7 @@ from api.limits import LimitsMiddleware, RequestLimits
 from api.metrics import Metrics
 from api.routes import consent, events, log, registers, subjects
 from api.schedule import run_every
-from ledger.config import Environment, Settings, SettingsError, load_keyring, open_ledger
+from ledger.config import Setting, SettingGroup, Settings, SettingsError, load_keyring, open_ledger
 from projections.base import PoisonEventError
 from projections.database import ProjectionDatabase
 from projections.read_models import ReadModels, ReadModelSettings
@@ -85,55 +85,200 @@ class ServerSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
-        env = Environment(environ)
-        host = env.text("HOST") or "127.0.0.1"
-        if not re.fullmatch(r"[A-Za-z0-9.:\[\]-]{1,253}", host):
-            raise SettingsError(f"CONSENT_LEDGER_HOST={host!r} is not a host name or address")
-        return cls(
-            host=host,
-            port=env.integer("PORT", 8000, 1, 65535),
-            workers=env.integer("WORKERS", 1, 1, 64),
-            projections=env.flag("PROJECTIONS", True),
-            signer=env.flag("SIGNER", True),
-            admin_token_file=env.file("ADMIN_TOKEN_FILE", must_exist=True),
-            log_format=env.choice("LOG_FORMAT", "auto", logs.FORMATS),
-            log_level=env.choice("LOG_LEVEL", "warning", logs.LEVELS),
-            shutdown_timeout=env.integer("SHUTDOWN_TIMEOUT", 20, 1, 3600),
-            retention_interval_hours=env.integer("RETENTION_INTERVAL_HOURS", 24, 0, 24 * 366),
-            checkpoint_interval_ms=env.integer("CHECKPOINT_INTERVAL_MS", 500, 100, 3_600_000),
-            max_connections=env.integer("MAX_CONNECTIONS", 1000, 1, 1_000_000),
-            max_inflight_appends=env.integer("MAX_INFLIGHT_APPENDS", 64, 1, 100_000),
-            max_body_bytes=env.integer("MAX_BODY_BYTES", 16 * 1024 * 1024, 1024, 16 * 1024 * 1024),
-            max_json_depth=env.integer("MAX_JSON_DEPTH", 32, 4, 512),
-            header_timeout=env.integer("HEADER_TIMEOUT", 10, 1, 3600),
-            body_timeout=env.integer("BODY_TIMEOUT", 60, 1, 3600),
-            keep_alive_timeout=env.integer("KEEP_ALIVE_TIMEOUT", 5, 1, 3600),
-        )
+        """The ``CONSENT_LEDGER_*`` server settings; a bad one raises SettingsError."""
+        return cls(**SERVER_SETTINGS.read(environ))
 
     def environment(self) -> dict[str, str]:
         """These settings as the variables :meth:`from_env` reads (for worker processes)."""
-        values = {
-            "HOST": self.host,
-            "PORT": str(self.port),
-            "WORKERS": str(self.workers),
-            "PROJECTIONS": "true" if self.projections else "false",
-            "SIGNER": "true" if self.signer else "false",
-            "LOG_FORMAT": self.log_format,
-            "LOG_LEVEL": self.log_level,
-            "SHUTDOWN_TIMEOUT": str(self.shutdown_timeout),
-            "RETENTION_INTERVAL_HOURS": str(self.retention_interval_hours),
-            "CHECKPOINT_INTERVAL_MS": str(self.checkpoint_interval_ms),
-            "MAX_CONNECTIONS": str(self.max_connections),
-            "MAX_INFLIGHT_APPENDS": str(self.max_inflight_appends),
-            "MAX_BODY_BYTES": str(self.max_body_bytes),
-            "MAX_JSON_DEPTH": str(self.max_json_depth),
-            "HEADER_TIMEOUT": str(self.header_timeout),
-            "BODY_TIMEOUT": str(self.body_timeout),
-            "KEEP_ALIVE_TIMEOUT": str(self.keep_alive_timeout),
-        }
-        if self.admin_token_file is not None:
-            values["ADMIN_TOKEN_FILE"] = str(self.admin_token_file)
-        return {f"CONSENT_LEDGER_{k}": v for k, v in values.items()}
+        return SERVER_SETTINGS.environment(self)
+
+
+def _check_host(host: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9.:\[\]-]{1,253}", host):
+        raise SettingsError(f"CONSENT_LEDGER_HOST={host!r} is not a host name or address")
+    return host
+
+
+def _seconds(env: str, field: str, default: int, help: str, flag: str = "") -> Setting:
+    return Setting(env, field, "integer", default, help, low=1, high=3600, flag=flag)
+
+
+SERVER_SETTINGS = SettingGroup(
+    "The HTTP server (`consent-ledger serve`)",
+    (
+        Setting(
+            "HOST",
+            "host",
+            "text",
+            "127.0.0.1",
+            "address to listen on (`0.0.0.0` in a container)",
+            check=_check_host,
+            flag="--host",
+        ),
+        Setting(
+            "PORT", "port", "integer", 8000, "port (1..65535)", low=1, high=65535, flag="--port"
+        ),
+        Setting(
+            "WORKERS",
+            "workers",
+            "integer",
+            1,
+            "worker processes (1..64); more than one needs PostgreSQL. Each worker listens on "
+            "its own socket at the same address (`SO_REUSEPORT`, so the kernel spreads "
+            "connections evenly); an address where something already listens is refused",
+            low=1,
+            high=64,
+            flag="--workers",
+        ),
+        Setting(
+            "PROJECTIONS",
+            "projections",
+            "flag",
+            True,
+            "keep the read models up to date in this process. Turn off when `consent-ledger "
+            "projections run` runs as a process of its own (compose does); with several "
+            "workers, each would otherwise run one",
+            flag="--projections/--no-projections",
+        ),
+        Setting(
+            "SIGNER",
+            "signer",
+            "flag",
+            True,
+            "sign checkpoints (every `CONSENT_LEDGER_CHECKPOINT_INTERVAL_MS`, while events "
+            "arrive) in this process. Turn off when `consent-ledger checkpoint --every 0.5` "
+            "runs as a process of its own",
+            flag="--signer/--no-signer",
+        ),
+        Setting(
+            "ADMIN_TOKEN_FILE",
+            "admin_token_file",
+            "existing_file",
+            None,
+            "a file holding one token (32 to 512 characters of `A-Za-z0-9._~+/=-`) that the "
+            "API accepts with the `admin` scope; see below",
+            flag="--admin-token-file",
+        ),
+        Setting(
+            "LOG_FORMAT",
+            "log_format",
+            "choice",
+            "auto",
+            "`json` (one JSON object a line), `text`, or `auto`: text on a terminal, JSON "
+            "otherwise",
+            choices=logs.FORMATS,
+            flag="--log-format",
+        ),
+        Setting(
+            "LOG_LEVEL",
+            "log_level",
+            "choice",
+            "warning",
+            "`info` adds one line per request and the start and stop of the server (compose "
+            "sets it); `debug` adds the health probes' requests too; `warning` (quiet on a "
+            "terminal) and `error` keep failures only",
+            choices=logs.LEVELS,
+            flag="--log-level",
+        ),
+        _seconds(
+            "SHUTDOWN_TIMEOUT",
+            "shutdown_timeout",
+            20,
+            "on SIGTERM, seconds the requests in flight may still take before they are "
+            "cancelled (1..3600)",
+            flag="--shutdown-timeout",
+        ),
+        Setting(
+            "RETENTION_INTERVAL_HOURS",
+            "retention_interval_hours",
+            "integer",
+            24,
+            "hours between retention runs, in a process that runs the read models (`serve` "
+            "with projections, or `projections run`); the first comes 10 minutes after "
+            "start; `0` turns it off (0..8784)",
+            low=0,
+            high=24 * 366,
+        ),
+        Setting(
+            "CHECKPOINT_INTERVAL_MS",
+            "checkpoint_interval_ms",
+            "integer",
+            500,
+            "milliseconds between checkpoints, at a fixed rate, in a process that signs them "
+            "(100..3600000); a receipt is covered by a signed checkpoint within one interval "
+            'plus a signing, so keep it under 1000 to meet "within a second"; `checkpoint '
+            "--every SECONDS` for the signer process",
+            low=100,
+            high=3_600_000,
+        ),
+        Setting(
+            "MAX_CONNECTIONS",
+            "max_connections",
+            "integer",
+            1000,
+            "open connections a worker serves; past it, a request is answered `503` with "
+            "`Retry-After: 1` and its connection closed (it has 1 s to send its request "
+            "head), and past twice it a new connection is closed at once, unanswered "
+            "(1..1000000). `serve` raises its open-files limit (`ulimit -n`) to twice this "
+            "plus 256, up to the hard limit, and warns when it cannot",
+            low=1,
+            high=1_000_000,
+        ),
+        Setting(
+            "MAX_INFLIGHT_APPENDS",
+            "max_inflight_appends",
+            "integer",
+            64,
+            "requests with a body (appends) a worker handles at a time, counted from before "
+            "their body is read; past it, `503` with `Retry-After: 1` (1..100000). Body memory "
+            "is at most this times `CONSENT_LEDGER_MAX_BODY_BYTES`",
+            low=1,
+            high=100_000,
+        ),
+        Setting(
+            "MAX_BODY_BYTES",
+            "max_body_bytes",
+            "integer",
+            16 * 1024 * 1024,
+            "bytes of a request body (1024..16777216); a larger `Content-Length` is `413` "
+            "before anything is read, a chunked body is `413` as it crosses the limit, and "
+            "nothing past it is kept",
+            low=1024,
+            high=16 * 1024 * 1024,
+        ),
+        Setting(
+            "MAX_JSON_DEPTH",
+            "max_json_depth",
+            "integer",
+            32,
+            "how deep arrays and objects may nest in a JSON body (4..512); deeper is `400`, "
+            "rule `json_too_deep` (a batch of events nests 5 deep at most)",
+            low=4,
+            high=512,
+        ),
+        _seconds(
+            "HEADER_TIMEOUT",
+            "header_timeout",
+            10,
+            "seconds a connection has to send a whole request line and headers, from opening "
+            "or from starting its next request (1..3600); then `408` and closed. A request "
+            "head over 64 KiB is `431`",
+        ),
+        _seconds(
+            "BODY_TIMEOUT",
+            "body_timeout",
+            60,
+            "seconds a request body has to arrive after its headers (1..3600); then `408`, "
+            "the connection closed, nothing stored",
+        ),
+        _seconds(
+            "KEEP_ALIVE_TIMEOUT",
+            "keep_alive_timeout",
+            5,
+            "seconds an idle kept-alive connection stays open between requests (1..3600)",
+        ),
+    ),
+)
 
 
 def read_admin_token(path: Path) -> str:

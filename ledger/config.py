@@ -1,7 +1,11 @@
 """Ledger settings from the environment, and the one place that wires a ledger together.
 
-Every setting, with its default and its command-line flag, is in ``docs/configuration.md``;
-``tests/unit/ledger/test_config_docs.py`` keeps that table and :data:`VARIABLES` in step.
+Every setting, with its default and its command-line flag, is in ``docs/configuration.md``.
+Each is declared once, in a :class:`SettingGroup` of the layer that uses it
+(:data:`LEDGER_SETTINGS` here, ``projections.read_models.READ_MODEL_SETTINGS``,
+``api.app.SERVER_SETTINGS``), and read by the one parser, :class:`Environment`; the tables in
+``docs/configuration.md`` are generated from the groups (``python -m api.bootstrap --docs``),
+and ``tests/unit/ledger/test_config_docs.py`` fails when they differ.
 
 Each value is checked when it is read (:class:`Environment`): a bad one stops start-up with a
 :class:`SettingsError` whose message names the environment variable, and never repeats the
@@ -14,10 +18,11 @@ import base64
 import binascii
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from ledger.application import LedgerApplication, Limits
@@ -34,21 +39,6 @@ from ledger.subject_keys import (
 )
 
 ENV_PREFIX = "CONSENT_LEDGER_"
-
-VARIABLES = (
-    "DATA_DIR",
-    "DATABASE_URL",
-    "DATABASE_SCHEMA",
-    "KEYS_DIR",
-    "MASTER_KEY",
-    "MASTER_KEY_FILE",
-    "MINIMUM_AGE",
-    "BACKDATE_HOURS",
-    "MAX_BATCH",
-    "MAX_GROUP_EVENTS",
-    "ORIGIN",
-)
-"""The variables :meth:`Settings.from_env` reads (without the ``CONSENT_LEDGER_`` prefix)."""
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -117,6 +107,41 @@ class Environment:
             raise SettingsError(f"{ENV_PREFIX}{name}={raw!r} is not one of {', '.join(choices)}")
         return raw.strip().lower()
 
+    def whole(self, name: str, default: int, low: int, high: int) -> int:
+        """Digits only, no sign or spaces (the read models' settings have always been so)."""
+        raw = self.text(name) or str(default)
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise SettingsError(f"{ENV_PREFIX}{name}={raw!r} must be a whole number {low}..{high}")
+        return int(raw)
+
+    def read(self, setting: Setting) -> Any:
+        """The checked value of one declared setting (its default when unset)."""
+        name, kind = setting.env, setting.kind
+        value: Any
+        if kind == "integer":
+            value = self.integer(name, setting.default, setting.low, setting.high)
+        elif kind == "whole":
+            value = self.whole(name, setting.default, setting.low, setting.high)
+        elif kind == "flag":
+            value = self.flag(name, setting.default)
+        elif kind == "choice":
+            value = self.choice(name, setting.default, setting.choices)
+        elif kind == "text":
+            value = self.text(name)
+        elif kind == "directory":
+            value = self.directory(name)
+        elif kind in ("file", "existing_file"):
+            value = self.file(name, must_exist=kind == "existing_file")
+        elif kind == "secret":  # as given, even empty: it is checked, never kept
+            value = self.environ.get(ENV_PREFIX + name)
+        else:
+            raise ValueError(f"{setting.variable}: no reader for kind {kind!r}")
+        if value is None and kind != "secret":
+            value = setting.default
+        if setting.check is not None:
+            value = setting.check(value)
+        return None if kind == "secret" else value
+
     def directory(self, name: str) -> Path | None:
         """A directory: it may not exist yet, but what exists must be a readable directory."""
         raw = self.text(name)
@@ -165,9 +190,8 @@ def check_schema(schema: str, setting: str = ENV_PREFIX + "DATABASE_SCHEMA") -> 
     return schema
 
 
-def _check_master_key(env: Environment) -> None:
+def _check_master_key(raw: str | None) -> None:
     """The master key given as a value: base64 of 32 bytes (the value never appears)."""
-    raw = env.environ.get(MASTER_KEY_ENV)
     if raw is None:
         return
     try:
@@ -187,6 +211,221 @@ def _check_origin(origin: str | None) -> str | None:
             "characters, no edge spaces (like ledger.example.org/consents)"
         )
     return origin
+
+
+Check = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One ``CONSENT_LEDGER_*`` variable: how it is read and checked, and its docs table row.
+
+    ``kind`` names the :class:`Environment` reader (``integer``, ``whole``, ``flag``,
+    ``choice``, ``text``, ``directory``, ``file``, ``existing_file``, or ``secret``: checked
+    but never kept); an unset variable takes ``default``; ``check`` runs on the value (the
+    default included) and may raise :class:`SettingsError`.
+    """
+
+    env: str
+    """The variable, without the ``CONSENT_LEDGER_`` prefix."""
+    field: str
+    """The attribute of the group's settings object it fills (empty: checked, not kept)."""
+    kind: str
+    default: Any
+    help: str
+    """Its "what it does" cell in docs/configuration.md."""
+    low: int = 0
+    high: int = 0
+    choices: tuple[str, ...] = ()
+    check: Check | None = None
+    flag: str = ""
+    """The command-line flag that wins over the variable, if any (docs only)."""
+    shown_default: str | None = None
+    """The default cell in the docs when ``default`` itself would not say it."""
+
+    @property
+    def variable(self) -> str:
+        return ENV_PREFIX + self.env
+
+    def text(self, value: Any) -> str | None:
+        """``value`` as this variable would hold it (None: leave it unset)."""
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+
+    def default_cell(self) -> str:
+        if self.shown_default is not None:
+            return self.shown_default
+        if self.default is None:
+            return "unset"
+        return f"`{self.text(self.default)}`"
+
+
+@dataclass(frozen=True)
+class SettingGroup:
+    """The settings one layer reads; each layer declares its own, all read by one parser."""
+
+    title: str
+    """Its heading in docs/configuration.md."""
+    settings: tuple[Setting, ...]
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return tuple(s.env for s in self.settings)
+
+    def read(self, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Every setting's checked value by field; the first bad one raises SettingsError."""
+        env = Environment(environ)
+        values: dict[str, Any] = {}
+        for setting in self.settings:
+            value = env.read(setting)
+            if setting.field:
+                values[setting.field] = value
+        return values
+
+    def environment(self, settings: object) -> dict[str, str]:
+        """A settings object of this group as the variables :meth:`read` takes back."""
+        values = {s.variable: s.text(getattr(settings, s.field)) for s in self.settings if s.field}
+        return {name: value for name, value in values.items() if value is not None}
+
+    def markdown(self) -> str:
+        """This group's table in docs/configuration.md, heading first."""
+        lines = [
+            f"### {self.title}",
+            "",
+            "| environment variable | flag | default | what it does |",
+            "|---|---|---|---|",
+        ]
+        for s in self.settings:
+            flag = f"`{s.flag}`" if s.flag else ""
+            lines.append(f"| `{s.variable}` | {flag} | {s.default_cell()} | {s.help} |")
+        return "\n".join(lines) + "\n"
+
+
+def markdown_tables(groups: Sequence[SettingGroup]) -> str:
+    """The settings tables of docs/configuration.md, generated from the declarations."""
+    return "\n".join(group.markdown() for group in groups)
+
+
+def _optional(check: Check) -> Check:
+    return lambda value: None if value is None else check(value)
+
+
+LEDGER_SETTINGS = SettingGroup(
+    "The ledger (every command)",
+    (
+        Setting(
+            "DATA_DIR",
+            "data_dir",
+            "directory",
+            Path("consent-ledger-data"),
+            "SQLite files; with no key paths set, the keys and master key too. Must be a "
+            "directory if it exists",
+            flag="--data-dir",
+            shown_default="`./consent-ledger-data`",
+        ),
+        Setting(
+            "DATABASE_URL",
+            "database_url",
+            "text",
+            None,
+            "`postgresql://user@host:port/db` to use PostgreSQL. Put no password here: use "
+            "`PGPASSFILE` (below)",
+            check=_optional(lambda url: check_database_url(url)),
+            flag="--database-url",
+            shown_default="unset: SQLite",
+        ),
+        Setting(
+            "DATABASE_SCHEMA",
+            "database_schema",
+            "text",
+            "public",
+            "PostgreSQL schema for the ledger's tables, the read models and the API clients "
+            "(a plain lower-case identifier)",
+            check=lambda schema: check_schema(schema),
+        ),
+        Setting(
+            "KEYS_DIR",
+            "keys_dir_override",
+            "directory",
+            None,
+            "Ed25519 signing keys: `<key id>.key` (mode 0600), `<key id>.pub`, `active`. Must "
+            "be a readable directory if it exists",
+            shown_default="`<data dir>/keys`",
+        ),
+        Setting(
+            "MASTER_KEY",
+            "",
+            "secret",
+            None,
+            "the master key itself, base64 of 32 bytes; wins over the file. Prefer the file: "
+            "variables leak into process listings and crash reports",
+            check=lambda raw: _check_master_key(raw),
+        ),
+        Setting(
+            "MASTER_KEY_FILE",
+            "master_key_file_override",
+            "file",
+            None,
+            "the master key file, mode 0600 (a secret file in compose). Must be a readable "
+            "regular file if it exists",
+            shown_default="`<data dir>/master.key`",
+        ),
+        Setting(
+            "MINIMUM_AGE",
+            "minimum_age",
+            "integer",
+            18,
+            "below this attested age a subject is a minor: their own consent is refused, a "
+            "guardian's is valid only under a policy version with `guardian_consent_allowed` "
+            "(0..21; a policy version can set its own age)",
+            low=0,
+            high=21,
+        ),
+        Setting(
+            "BACKDATE_HOURS",
+            "backdate_hours",
+            "integer",
+            24,
+            "facts older than this when recorded are flagged `backdated` (0..87600)",
+            low=0,
+            high=24 * 3650,
+        ),
+        Setting(
+            "MAX_BATCH",
+            "max_batch",
+            "integer",
+            1000,
+            "events per append request (1..100000)",
+            low=1,
+            high=100_000,
+        ),
+        Setting(
+            "MAX_GROUP_EVENTS",
+            "max_group_events",
+            "integer",
+            2000,
+            "at most this many events share one commit; `1` turns group commit off (1..100000)",
+            low=1,
+            high=100_000,
+        ),
+        Setting(
+            "ORIGIN",
+            "origin",
+            "text",
+            None,
+            "the log's name in its checkpoints, like `ledger.example.org/consents`; fixed at "
+            "the first start",
+            check=lambda origin: _check_origin(origin),
+            shown_default="made up once, then kept",
+        ),
+    ),
+)
+
+VARIABLES = LEDGER_SETTINGS.variables
+"""The variables :meth:`Settings.from_env` reads (without the ``CONSENT_LEDGER_`` prefix)."""
 
 
 @dataclass(frozen=True)
@@ -226,25 +465,13 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """The ``CONSENT_LEDGER_*`` settings; a bad one raises :class:`SettingsError`."""
-        env = Environment(environ)
-        url = env.text("DATABASE_URL")
-        if url is not None:
-            check_database_url(url)
-        _check_master_key(env)
-        return cls(
-            data_dir=env.directory("DATA_DIR") or Path("consent-ledger-data"),
-            database_url=url,
-            database_schema=check_schema(env.text("DATABASE_SCHEMA") or "public"),
-            keys_dir_override=env.directory("KEYS_DIR"),
-            master_key_file_override=env.file("MASTER_KEY_FILE"),
-            max_group_events=env.integer("MAX_GROUP_EVENTS", 2000, 1, 100_000),
-            origin=_check_origin(env.text("ORIGIN")),
-            limits=Limits(
-                max_batch=env.integer("MAX_BATCH", 1000, 1, 100_000),
-                minimum_age=env.integer("MINIMUM_AGE", 18, 0, 21),
-                backdate_tolerance=timedelta(hours=env.integer("BACKDATE_HOURS", 24, 0, 24 * 3650)),
-            ),
+        values = LEDGER_SETTINGS.read(environ)
+        limits = Limits(
+            max_batch=values.pop("max_batch"),
+            minimum_age=values.pop("minimum_age"),
+            backdate_tolerance=timedelta(hours=values.pop("backdate_hours")),
         )
+        return cls(limits=limits, **values)
 
 
 def generate_keys(settings: Settings, *, rotate: bool = False) -> list[str]:

@@ -1,26 +1,18 @@
 """The read models of one ledger, wired together: database, runner and query views.
 
-Settings (environment variables; query-time parameters, so changing one needs no rebuild,
-except the minimum age, which disclosure verdicts are computed with):
-
-==============================================  =======  ====================================
-CONSENT_LEDGER_AUTHORITY_DEADLINE_HOURS          72       hours from detection to the authority
-CONSENT_LEDGER_REQUEST_DUE_DAYS                  15       days to answer a data-subject request
-CONSENT_LEDGER_REQUEST_DUE_DAYS_BY_JURISDICTION  (none)   per jurisdiction, e.g. ``EU=30,CN=15``
-CONSENT_LEDGER_LEGAL_HOLD_DAYS                   365      days a refused request holds its
-                                                          subject from retention erasure
-==============================================  =======  ====================================
+Their settings (:data:`READ_MODEL_SETTINGS`, in docs/configuration.md) are query-time
+parameters, so changing one needs no rebuild, except the minimum age (a ledger setting), which
+disclosure verdicts are computed with.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ledger.application import LedgerApplication
-from ledger.config import Settings, SettingsError
+from ledger.config import Setting, SettingGroup, Settings, SettingsError
 from projections.consent_state import ConsentState, ConsentStateView
 from projections.database import ProjectionDatabase
 from projections.disclosures import DisclosureHistory, DisclosureHistoryView
@@ -29,6 +21,62 @@ from projections.requests import RequestRegister, RequestRegisterView
 from projections.retention import Retention, RetentionView
 from projections.retention_rules import DEFAULT_LEGAL_HOLD_DAYS
 from projections.runner import ProjectionRunner
+
+
+def _by_jurisdiction(raw: str | None) -> dict[str, int]:
+    by_jurisdiction: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in (raw or "").split(","))):
+        match = re.fullmatch(r"([A-Z]{2})=(\d{1,3})", part)
+        if match is None:
+            raise SettingsError(
+                "CONSENT_LEDGER_REQUEST_DUE_DAYS_BY_JURISDICTION takes CODE=DAYS pairs "
+                f"separated by commas, like EU=30,CN=15; {part!r} is not one"
+            )
+        by_jurisdiction[match[1]] = int(match[2])
+    return by_jurisdiction
+
+
+READ_MODEL_SETTINGS = SettingGroup(
+    "The read models (`serve`, `projections`, the query commands)",
+    (
+        Setting(
+            "AUTHORITY_DEADLINE_HOURS",
+            "authority_deadline_hours",
+            "whole",
+            72,
+            "incident register: hours from detection to notify the authority",
+            low=1,
+            high=24 * 365,
+        ),
+        Setting(
+            "REQUEST_DUE_DAYS",
+            "request_due_days",
+            "whole",
+            15,
+            "request register: days to answer a data-subject request",
+            low=1,
+            high=365,
+        ),
+        Setting(
+            "REQUEST_DUE_DAYS_BY_JURISDICTION",
+            "request_due_days_by_jurisdiction",
+            "text",
+            None,
+            "per jurisdiction, e.g. `EU=30,CN=15`",
+            check=_by_jurisdiction,
+        ),
+        Setting(
+            "LEGAL_HOLD_DAYS",
+            "legal_hold_days",
+            "whole",
+            DEFAULT_LEGAL_HOLD_DAYS,
+            "retention: days a refused request holds the subject's data after the refusal "
+            "([retention.md](retention.md))",
+            low=1,
+            high=36_500,
+        ),
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -40,32 +88,8 @@ class ReadModelSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReadModelSettings:
-        env = os.environ if environ is None else environ
-
-        def number(name: str, default: int, high: int) -> int:
-            raw = env.get(f"CONSENT_LEDGER_{name}") or str(default)
-            if not raw.isdigit() or not 1 <= int(raw) <= high:
-                raise SettingsError(
-                    f"CONSENT_LEDGER_{name}={raw!r} must be a whole number 1..{high}"
-                )
-            return int(raw)
-
-        by_jurisdiction: dict[str, int] = {}
-        raw = env.get("CONSENT_LEDGER_REQUEST_DUE_DAYS_BY_JURISDICTION", "")
-        for part in filter(None, (p.strip() for p in raw.split(","))):
-            match = re.fullmatch(r"([A-Z]{2})=(\d{1,3})", part)
-            if match is None:
-                raise SettingsError(
-                    "CONSENT_LEDGER_REQUEST_DUE_DAYS_BY_JURISDICTION takes CODE=DAYS pairs "
-                    f"separated by commas, like EU=30,CN=15; {part!r} is not one"
-                )
-            by_jurisdiction[match[1]] = int(match[2])
-        return cls(
-            authority_deadline_hours=number("AUTHORITY_DEADLINE_HOURS", 72, 24 * 365),
-            request_due_days=number("REQUEST_DUE_DAYS", 15, 365),
-            request_due_days_by_jurisdiction=by_jurisdiction,
-            legal_hold_days=number("LEGAL_HOLD_DAYS", DEFAULT_LEGAL_HOLD_DAYS, 36_500),
-        )
+        """The ``CONSENT_LEDGER_*`` read model settings; a bad one raises SettingsError."""
+        return cls(**READ_MODEL_SETTINGS.read(environ))
 
 
 def open_projection_database(settings: Settings) -> ProjectionDatabase:
