@@ -47,7 +47,7 @@ from ledger.handlers import Command, handler_for, record_erasure
 from ledger.mapper import LedgerMapper, format_time
 from ledger.merkle_log import Checkpointer, SignedCheckpoint
 from ledger.receipts import DecodedEvent, Receipt, claimed_record, fact_position
-from ledger.recorder import Claim, LedgerRecorder, LogRecord
+from ledger.recorder import LedgerRecorder, LogRecord
 from ledger.sealing import (
     blind_fact,
     fact_subject_refs,
@@ -56,6 +56,7 @@ from ledger.sealing import (
     withhold_others,
 )
 from ledger.subject_keys import KeySession, SubjectKeys
+from ledger.unit_of_work import Claim
 from ledger.verifier.entry import entry_hash, parse_body
 from ledger.vocabulary import ErasureGround
 
@@ -385,15 +386,7 @@ class LedgerApplication(Application[UUID]):
             Claim(fact.event_id, digest, position)
             for fact, digest, position in zip(facts, digests, principal, strict=True)
         ]
-        records = self.ledger.append(
-            stored,
-            claims,
-            batch.keys.new_wrapped_keys,
-            sealed_under=batch.keys.sealed_under,
-            erase=batch.erasing,
-            lifecycles=batch.keys.lifecycles,
-            new_names=batch.keys.new_names,
-        )
+        records = self.ledger.append(batch.keys.unit_of_work(stored, claims, batch.erasing))
         return [records[position] for position in principal]
 
     def erase(
@@ -430,7 +423,9 @@ class LedgerApplication(Application[UUID]):
                 try:
                     # subject.erased last (after subject.registered, for a subject known
                     # only from disclosures or requests).
-                    *_, record = self.ledger.append(stored, (), erase=batch.erasing)
+                    *_, record = self.ledger.append(
+                        batch.keys.unit_of_work(stored, erase=batch.erasing)
+                    )
                 except IntegrityError:
                     time.sleep(random.uniform(0, 0.005 * attempt))  # noqa: S311
                     continue

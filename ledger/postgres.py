@@ -21,7 +21,8 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ledger.errors import FORMAT_1_LOG, StorageError
-from ledger.recorder import Head, LedgerRecorder, LogRecord, RecordedClaim
+from ledger.log_reads import LogRecord, RecordedClaim
+from ledger.recorder import Head, LedgerRecorder
 from ledger.signing import Signer
 from ledger.subject_keys import KeyStore, Survey
 

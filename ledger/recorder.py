@@ -1,16 +1,20 @@
-"""The ledger's recorder: one signed, gapless, append-only log, written by group commit.
+"""The ledger's committer: one signed, gapless, append-only log, written by group commit.
 
 :class:`LedgerRecorder` is an ``eventsourcing`` :class:`ApplicationRecorder` whose
 notification ids are the ledger's own sequence numbers (1, 2, 3 ... with no gaps), so
-projections built on the library see the same order the signatures cover. Backends
+projections built on the library see the same order the signatures cover. Its read queries
+are :class:`ledger.log_reads.LogReads`; this module is the write side. Backends
 (:mod:`ledger.sqlite`, :mod:`ledger.postgres`) supply the template hooks; this module owns the
 commit protocol:
 
-1. Callers hand a unit (the events of one command or batch, plus the emitter event ids it
-   claims) to :meth:`LedgerRecorder.append` and block.
+1. Callers hand a :class:`ledger.unit_of_work.UnitOfWork` (the events of one command or
+   batch, the emitter event ids they claim, the subjects' new names and keys, its erasures
+   and new lifecycles) to :meth:`LedgerRecorder.append` and block.
 2. One committer thread takes every unit waiting, opens one write transaction (which holds the
-   log's write lock), reads the head, gives each event the next sequence number, builds and
-   signs its entry, inserts entries and claims, and commits.
+   log's write lock), stores the new names and keys, reads the head, refuses units sealing
+   under an erased subject, gives each event the next sequence number, builds and signs its
+   entry, inserts entries, claims and the Merkle nodes they complete (from the tree's right
+   edge), destroys the keys erased, names new lifecycles, and commits.
 3. Only after the commit returns does any caller get its :class:`LogRecord` list back.
 
 A unit that conflicts (a stream version or an event id taken by another writer) fails alone:
@@ -23,21 +27,15 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from eventsourcing.persistence import (
-    ApplicationRecorder,
-    IntegrityError,
-    ListenNotifySubscription,
-    Notification,
-    StoredEvent,
-    Subscription,
-)
+from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from ledger.errors import StorageError, SubjectErasedError
+from ledger.log_reads import RECORD_COLUMNS, LogReads, LogRecord, RecordedClaim
 from ledger.merkle_log import (
     Checkpointer,
     SignedCheckpoint,
@@ -50,57 +48,21 @@ from ledger.merkle_log import (
 )
 from ledger.signing import Signer
 from ledger.subject_keys import KeyStore, Survey
+from ledger.unit_of_work import Claim, UnitOfWork
 from ledger.verifier.entry import encode_entry
 from ledger.verifier.scopes import tags_for
 
-
-@dataclass(frozen=True)
-class Claim:
-    """An emitter's event id, the keyed digest of its content, and which event it names."""
-
-    event_id: str
-    digest: bytes
-    position: int
-    """Index, in the unit's stored events, of the event this id names."""
-
-
-@dataclass(frozen=True)
-class RecordedClaim:
-    event_id: str
-    digest: bytes
-    seq: int
-
-
-@dataclass(frozen=True)
-class LogRecord:
-    """One row of the log as stored: the signed entry, the body it commits to, the signature."""
-
-    seq: int
-    originator_id: str
-    originator_version: int
-    topic: str
-    entry: bytes
-    body: bytes
-    signature: bytes
-    key_id: str
-
-    @classmethod
-    def from_row(cls, row: Sequence[Any]) -> LogRecord:
-        """A row selected as :data:`RECORD_COLUMNS`."""
-        return cls(
-            seq=int(row[0]),
-            originator_id=str(row[1]),
-            originator_version=int(row[2]),
-            topic=str(row[3]),
-            entry=bytes(row[4]),
-            body=bytes(row[5]),
-            signature=bytes(row[6]),
-            key_id=str(row[7]),
-        )
-
-
-RECORD_COLUMNS = "seq, originator_id, originator_version, topic, entry, body, signature, key_id"
-MAX_SEQ = 2**63 - 1
+__all__ = [
+    "RECORD_COLUMNS",
+    "Claim",
+    "Head",
+    "LedgerRecorder",
+    "LogRecord",
+    "RecordedClaim",
+    "UnitOfWork",
+    "WriteTransaction",
+    "entry_for",
+]
 
 
 @dataclass(frozen=True)
@@ -168,23 +130,17 @@ def entry_for(seq: int, stored_event: StoredEvent, key_id: str) -> bytes:
 
 @dataclass
 class _Unit:
-    stored_events: Sequence[StoredEvent]
-    claims: Sequence[Claim]
-    new_keys: Mapping[str, bytes]
-    sealed_under: frozenset[str] = frozenset()
-    erase: frozenset[str] = frozenset()
-    lifecycles: Mapping[str, str] = field(default_factory=dict)
-    new_names: Mapping[str, str] = field(default_factory=dict)
+    """A unit of work handed in, and what its caller waits for."""
+
+    work: UnitOfWork
     done: threading.Event = field(default_factory=threading.Event)
     result: list[LogRecord] | None = None
     error: BaseException | None = None
 
-    @property
-    def size(self) -> int:
-        return max(1, len(self.stored_events))
 
+class LedgerRecorder(LogReads, ABC):
+    """The committer: one thread writes every unit of work handed in, by group commit."""
 
-class LedgerRecorder(ApplicationRecorder, ABC):
     def __init__(
         self, signer: Signer, key_store: KeyStore, *, max_group_events: int = 2000
     ) -> None:
@@ -205,40 +161,19 @@ class LedgerRecorder(ApplicationRecorder, ABC):
 
     # -- writing ------------------------------------------------------------------------------
 
-    def append(
-        self,
-        stored_events: Sequence[StoredEvent],
-        claims: Sequence[Claim] = (),
-        new_keys: Mapping[str, bytes] | None = None,
-        *,
-        sealed_under: Iterable[str] = (),
-        erase: Iterable[str] = (),
-        lifecycles: Mapping[str, str] | None = None,
-        new_names: Mapping[str, str] | None = None,
-    ) -> list[LogRecord]:
-        """Record ``stored_events`` atomically; return their records once committed.
+    def append(self, work: UnitOfWork) -> list[LogRecord]:
+        """Persist a unit of work atomically; return its events' records once committed.
 
-        ``new_keys`` are the wrapped keys of subjects whose data these events are the first
-        to seal; they are stored durably before the events commit. ``sealed_under`` names
-        every subject whose key sealed data in these events: if one was erased meanwhile,
-        the unit fails with :class:`SubjectErasedError`. ``erase`` names subjects whose keys
-        are destroyed with this commit (its events record the erasure). ``new_names``
-        (lookup id -> pseudonym) name the references these events are the first to mention:
-        stored before the events commit, each only if no other writer named it first and it
-        was never erased. ``lifecycles`` (lookup id -> pseudonym) are new lifecycles of erased
-        references that these events start: named with this commit.
+        Its new names and keys are stored before its events commit (a unit whose name or key
+        lost a race with another writer fails with
+        :class:`eventsourcing.persistence.IntegrityError`); a unit sealing under a subject
+        erased meanwhile fails with :class:`SubjectErasedError`; the keys it erases are
+        destroyed, and the lifecycles it starts named, with its commit (see
+        :class:`UnitOfWork`).
         """
-        if not stored_events:
+        if not work.stored_events:
             return []
-        unit = _Unit(
-            stored_events=stored_events,
-            claims=claims,
-            new_keys=new_keys or {},
-            sealed_under=frozenset(sealed_under),
-            erase=frozenset(erase),
-            lifecycles=dict(lifecycles or {}),
-            new_names=dict(new_names or {}),
-        )
+        unit = _Unit(work)
         with self._condition:
             if self._closed:
                 raise StorageError("the recorder is closed")
@@ -259,7 +194,7 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         claims: Sequence[Claim] = kwargs.get("claims", ())
-        return [record.seq for record in self.append(stored_events, claims)]
+        return [record.seq for record in self.append(UnitOfWork(stored_events, claims))]
 
     def close(self) -> None:
         """Stop after committing every unit already handed in."""
@@ -282,11 +217,11 @@ class LedgerRecorder(ApplicationRecorder, ABC):
                 group: list[_Unit] = []
                 total = 0
                 while self._queue and (
-                    not group or total + self._queue[0].size <= self.max_group_events
+                    not group or total + self._queue[0].work.size <= self.max_group_events
                 ):
                     unit = self._queue.pop(0)
                     group.append(unit)
-                    total += unit.size
+                    total += unit.work.size
             self._commit_group(group)
 
     def _commit_group(self, group: list[_Unit]) -> None:
@@ -328,12 +263,14 @@ class LedgerRecorder(ApplicationRecorder, ABC):
                 named = self.key_store.persist_names(names)
         ready = []
         for unit in group:
-            if not all(stored.get(p) == w for p, w in unit.new_keys.items()):
+            if not all(stored.get(p) == w for p, w in unit.work.new_keys.items()):
                 unit.error = IntegrityError("another writer made this subject's key first")
-            elif named is not None and any(lookup in named.erased for lookup in unit.new_names):
+            elif named is not None and any(
+                lookup in named.erased for lookup in unit.work.new_names
+            ):
                 unit.error = SubjectErasedError([])
             elif named is not None and any(
-                named.names.get(lookup) != p for lookup, p in unit.new_names.items()
+                named.names.get(lookup) != p for lookup, p in unit.work.new_names.items()
             ):
                 unit.error = IntegrityError("another writer named this subject first")
             else:
@@ -349,28 +286,28 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         In group order: a unit that erases a subject comes before the units after it, which
         then may not seal under that subject's key either.
         """
-        involved = sorted({p for unit in group for p in unit.sealed_under | unit.erase})
+        involved = sorted({p for unit in group for p in unit.work.sealed_under | unit.work.erase})
         erased = set(erased_here) if erased_here is not None else set()
         if erased_here is None and involved:
             erased = self.key_store.erased(involved)
         before = set(erased)
-        lookups = sorted({lookup for unit in group for lookup in unit.lifecycles})
+        lookups = sorted({lookup for unit in group for lookup in unit.work.lifecycles})
         live = self.key_store.survey(lookups).names if lookups else {}
         ready: list[_Unit] = []
         for unit in group:
-            clash = unit.sealed_under & erased
+            clash = unit.work.sealed_under & erased
             if clash:
                 unit.error = SubjectErasedError(sorted(clash))
                 continue
             if any(
-                lookup in live and live[lookup] not in erased | unit.erase
-                for lookup in unit.lifecycles
+                lookup in live and live[lookup] not in erased | unit.work.erase
+                for lookup in unit.work.lifecycles
             ):
                 unit.error = IntegrityError("another writer started this lifecycle first")
                 continue
-            live.update(unit.lifecycles)
+            live.update(unit.work.lifecycles)
             ready.append(unit)
-            erased |= unit.erase
+            erased |= unit.work.erase
         return ready, before
 
     def _finish_subjects(
@@ -380,9 +317,11 @@ class LedgerRecorder(ApplicationRecorder, ABC):
 
         Only units whose events were written count; a write that failed destroyed nothing.
         """
-        destroyed = sorted({p for unit in written for p in unit.erase} - erased_before)
+        destroyed = sorted({p for unit in written for p in unit.work.erase} - erased_before)
         lifecycles = {
-            lookup: pseudonym for unit in written for lookup, pseudonym in unit.lifecycles.items()
+            lookup: pseudonym
+            for unit in written
+            for lookup, pseudonym in unit.work.lifecycles.items()
         }
         if not destroyed and not lifecycles:
             return
@@ -397,8 +336,8 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         outcomes: list[tuple[_Unit, list[LogRecord] | None, BaseException | None]] = []
         with self._write_transaction() as txn:
             head = txn.read_head(
-                [c.event_id for unit in group for c in unit.claims],
-                sorted({p for unit in group for p in unit.sealed_under | unit.erase}),
+                [c.event_id for unit in group for c in unit.work.claims],
+                sorted({p for unit in group for p in unit.work.sealed_under | unit.work.erase}),
                 _new_keys(group),
                 _new_names(group),
             )
@@ -418,9 +357,9 @@ class LedgerRecorder(ApplicationRecorder, ABC):
             claims: list[RecordedClaim] = []
             for unit in group:
                 unit_versions = {
-                    (str(e.originator_id), e.originator_version) for e in unit.stored_events
+                    (str(e.originator_id), e.originator_version) for e in unit.work.stored_events
                 }
-                unit_ids = {claim.event_id for claim in unit.claims}
+                unit_ids = {claim.event_id for claim in unit.work.claims}
                 if unit_ids & taken or unit_versions & versions:
                     clash = IntegrityError("a stream version or event id was taken")
                     outcomes.append((unit, None, clash))
@@ -428,7 +367,7 @@ class LedgerRecorder(ApplicationRecorder, ABC):
                 taken |= unit_ids
                 versions |= unit_versions
                 unit_records = []
-                for stored_event in unit.stored_events:
+                for stored_event in unit.work.stored_events:
                     seq += 1
                     entry = entry_for(seq, stored_event, self.signer.key_id)
                     unit_records.append(
@@ -445,7 +384,7 @@ class LedgerRecorder(ApplicationRecorder, ABC):
                     )
                 claims.extend(
                     RecordedClaim(c.event_id, c.digest, unit_records[c.position].seq)
-                    for c in unit.claims
+                    for c in unit.work.claims
                 )
                 records.extend(unit_records)
                 outcomes.append((unit, unit_records, None))
@@ -481,27 +420,7 @@ class LedgerRecorder(ApplicationRecorder, ABC):
         """A transaction in which no append commits: for building the tree and checkpoints."""
 
     @abstractmethod
-    def select_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-        """Stored Merkle nodes by (level, index), outside any transaction."""
-
-    @abstractmethod
     def _close_connections(self) -> None: ...
-
-    @abstractmethod
-    def select_record_rows(self) -> Iterator[LogRecord]:
-        """Every stored row in storage order, whatever it holds (for verification)."""
-
-    @abstractmethod
-    def select_all_claims(self) -> Iterator[RecordedClaim]: ...
-
-    events_table = "ledger_events"
-    """How SQL names the log table (backends may qualify it)."""
-    claims_table = "ledger_claims"
-    checkpoints_table = "ledger_checkpoints"
-
-    @abstractmethod
-    def _select(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """Run one read; ``query`` marks its parameters with ``?``."""
 
     # -- the Merkle tree and checkpoints --------------------------------------------------------
 
@@ -521,166 +440,13 @@ class LedgerRecorder(ApplicationRecorder, ABC):
     def tree(self) -> StoredTree:
         return StoredTree(self)
 
-    def checkpoints(self) -> list[SignedCheckpoint]:
-        """Every checkpoint signed, smallest first."""
-        query = f"SELECT size, root, note FROM {self.checkpoints_table} ORDER BY size"  # noqa: S608
-        return [
-            SignedCheckpoint(int(r[0]), bytes(r[1]), str(r[2])) for r in self._select(query, ())
-        ]
-
-    def latest_checkpoint(self) -> SignedCheckpoint | None:
-        query = f"SELECT size, root, note, signed_at FROM {self.checkpoints_table} "  # noqa: S608
-        rows = self._select(query + "ORDER BY size DESC LIMIT 1", ())
-        if not rows:
-            return None
-        size, root, note, signed_at = rows[0]
-        return SignedCheckpoint(int(size), bytes(root), str(note), str(signed_at))
-
-    # -- reading -------------------------------------------------------------------------------
-
-    def select_claims(self, event_ids: Sequence[str]) -> dict[str, RecordedClaim]:
-        """Recorded claims for those event ids (outside any write transaction)."""
-        found: dict[str, RecordedClaim] = {}
-        ids = list(event_ids)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            query = f"SELECT event_id, digest, seq FROM {self.claims_table} "  # noqa: S608
-            query += f"WHERE event_id IN ({', '.join('?' * len(chunk))})"
-            for event_id, digest, seq in self._select(query, chunk):
-                found[event_id] = RecordedClaim(event_id, bytes(digest), int(seq))
-        return found
-
-    def select_records(self, start: int, limit: int) -> list[LogRecord]:
-        """Up to ``limit`` records with ``seq >= start``, in order."""
-        if start > MAX_SEQ:
-            return []  # storage holds 64-bit sequence numbers
-        query = f"SELECT {RECORD_COLUMNS} FROM {self.events_table} "  # noqa: S608
-        query += "WHERE seq >= ? ORDER BY seq LIMIT ?"
-        return [LogRecord.from_row(row) for row in self._select(query, (start, limit))]
-
-    def select_entries(self, start: int, stop: int, limit: int) -> list[tuple[int, bytes]]:
-        """Up to ``limit`` (seq, entry) pairs with ``start <= seq <= stop``, in order."""
-        query = f"SELECT seq, entry FROM {self.events_table} "  # noqa: S608
-        query += "WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?"
-        return [(int(r[0]), bytes(r[1])) for r in self._select(query, (start, stop, limit))]
-
-    def select_records_at(self, seqs: Sequence[int]) -> list[LogRecord]:
-        """The records at these sequence numbers (those that exist), in order."""
-        found: list[LogRecord] = []
-        wanted = sorted(set(seqs))
-        for first in range(0, len(wanted), 400):
-            chunk = wanted[first : first + 400]
-            query = f"SELECT {RECORD_COLUMNS} FROM {self.events_table} "  # noqa: S608
-            query += f"WHERE seq IN ({', '.join('?' * len(chunk))}) ORDER BY seq"
-            found.extend(LogRecord.from_row(row) for row in self._select(query, chunk))
-        return found
-
-    def select_stream_records(self, stream: str) -> list[LogRecord]:
-        """Every record of one stream (aggregate), in order."""
-        query = f"SELECT {RECORD_COLUMNS} FROM {self.events_table} "  # noqa: S608
-        query += "WHERE originator_id = ? ORDER BY originator_version"
-        return [LogRecord.from_row(row) for row in self._select(query, (stream,))]
-
-    def get_record(self, seq: int) -> LogRecord | None:
-        records = self.select_records(seq, 1)
-        return records[0] if records and records[0].seq == seq else None
-
-    def select_events(
-        self,
-        originator_id: Any,
-        *,
-        gt: int | None = None,
-        lte: int | None = None,
-        desc: bool = False,
-        limit: int | None = None,
-    ) -> Sequence[StoredEvent]:
-        query = f"SELECT originator_id, originator_version, topic, body FROM {self.events_table}"  # noqa: S608
-        query += " WHERE originator_id = ?"
-        params: list[Any] = [str(originator_id)]
-        if gt is not None:
-            query += " AND originator_version > ?"
-            params.append(gt)
-        if lte is not None:
-            query += " AND originator_version <= ?"
-            params.append(lte)
-        query += " ORDER BY originator_version" + (" DESC" if desc else "")
-        if limit is not None:
-            query += " LIMIT ?"
-            params.append(limit)
-        return [
-            StoredEvent(originator_id=r[0], originator_version=r[1], topic=r[2], state=bytes(r[3]))
-            for r in self._select(query, params)
-        ]
-
-    def select_notifications(
-        self,
-        start: int | None,
-        limit: int,
-        stop: int | None = None,
-        topics: Sequence[str] = (),
-        *,
-        inclusive_of_start: bool = True,
-    ) -> Sequence[Notification]:
-        query = (
-            f"SELECT seq, originator_id, originator_version, topic, body FROM {self.events_table}"  # noqa: S608
-        )
-        query += " WHERE seq >= ?" if inclusive_of_start else " WHERE seq > ?"
-        params: list[Any] = [start or 0]
-        if stop is not None:
-            query += " AND seq <= ?"
-            params.append(stop)
-        if topics:
-            query += f" AND topic IN ({', '.join('?' * len(topics))})"
-            params.extend(topics)
-        query += " ORDER BY seq LIMIT ?"
-        params.append(limit)
-        return [
-            Notification(
-                id=r[0], originator_id=r[1], originator_version=r[2], topic=r[3], state=bytes(r[4])
-            )
-            for r in self._select(query, params)
-        ]
-
-    def max_notification_id(self) -> int | None:
-        [(head,)] = self._select(f"SELECT max(seq) FROM {self.events_table}", ())  # noqa: S608
-        return None if head is None else int(head)
-
-    def subscribe(
-        self, gt: int | None = None, topics: Sequence[str] = ()
-    ) -> Subscription[ApplicationRecorder]:
-        return PollingSubscription(recorder=self, gt=gt, topics=topics)
-
-
-class PollingSubscription(ListenNotifySubscription[ApplicationRecorder]):
-    """Follows the log by polling (a lost wake-up can only delay, never stall, it)."""
-
-    poll_interval = 0.1
-
-    def __init__(
-        self, recorder: ApplicationRecorder, gt: int | None = None, topics: Sequence[str] = ()
-    ) -> None:
-        super().__init__(recorder=recorder, gt=gt, topics=topics)
-        self._poller = threading.Thread(target=self._poll, daemon=True)
-        self._poller.start()
-
-    def _poll(self) -> None:
-        while not self._has_been_stopped:
-            self._has_been_notified.set()
-            threading.Event().wait(self.poll_interval)
-
-    def __exit__(self, *args: object, **kwargs: Any) -> None:
-        try:
-            super().__exit__(*args, **kwargs)
-        finally:
-            self._poller.join()
-
 
 def _new_keys(group: Sequence[_Unit]) -> dict[str, bytes]:
     """The wrapped keys of the subjects a group is the first to seal for (the first unit's
     wins when two made one)."""
     wanted: dict[str, bytes] = {}
     for unit in group:
-        for pseudonym, wrapped in unit.new_keys.items():
+        for pseudonym, wrapped in unit.work.new_keys.items():
             wanted.setdefault(pseudonym, wrapped)
     return wanted
 
@@ -690,7 +456,7 @@ def _new_names(group: Sequence[_Unit]) -> dict[str, str]:
     when two made one; the other unit then fails and tries again)."""
     wanted: dict[str, str] = {}
     for unit in group:
-        for lookup, pseudonym in unit.new_names.items():
+        for lookup, pseudonym in unit.work.new_names.items():
             wanted.setdefault(lookup, pseudonym)
     return wanted
 

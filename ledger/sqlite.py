@@ -20,7 +20,8 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError
 
 from ledger.errors import FORMAT_1_LOG, StorageError
-from ledger.recorder import RECORD_COLUMNS, Head, LedgerRecorder, LogRecord, RecordedClaim
+from ledger.log_reads import RECORD_COLUMNS, LogRecord, RecordedClaim
+from ledger.recorder import Head, LedgerRecorder
 from ledger.signing import Signer
 from ledger.subject_keys import KeyStore, Survey
 
