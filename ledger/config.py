@@ -299,8 +299,8 @@ class SettingGroup:
             "|---|---|---|---|",
         ]
         for s in self.settings:
-            flag = f"`{s.flag}`" if s.flag else ""
-            lines.append(f"| `{s.variable}` | {flag} | {s.default_cell()} | {s.help} |")
+            flag = f" `{s.flag}` " if s.flag else " "
+            lines.append(f"| `{s.variable}` |{flag}| {s.default_cell()} | {s.help} |")
         return "\n".join(lines) + "\n"
 
 
