@@ -20,6 +20,7 @@ import orjson
 
 from api import logs
 from api.app import ServerSettings
+from api.bootstrap import build
 from api.cli_demo import COMMANDS as DEMO_COMMANDS
 from api.cli_export import COMMANDS as EXPORT_COMMANDS
 from api.cli_read_models import COMMANDS
@@ -28,7 +29,7 @@ from api.cli_server import COMMANDS as SERVER_COMMANDS
 from api.cli_subjects import COMMANDS as SUBJECT_COMMANDS
 from api.schedule import run_every
 from ledger.application import LedgerApplication
-from ledger.config import Settings, SettingsError, generate_keys, load_keyring, open_ledger
+from ledger.config import Settings, SettingsError, generate_keys, load_keyring
 from ledger.errors import IdempotencyConflictError, LedgerError, ValidationError
 from ledger.integrity import check_log
 from ledger.verifier.note import format_verifier_key
@@ -41,7 +42,7 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _open(ctx: click.Context) -> LedgerApplication:
-    return open_ledger(_settings(ctx))
+    return build(_settings(ctx), read_models=False).application
 
 
 class LedgerGroup(click.Group):

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 
 import click
 
+from api.bootstrap import build
 from api.cli_server import serve as serve_command
 from api.demo import (
     DEFAULT_SEED,
@@ -28,9 +29,9 @@ from api.demo import (
     generate,
 )
 from ledger.application import LedgerApplication
-from ledger.config import Settings, open_ledger
+from ledger.config import Settings
 from ledger.errors import IdempotencyConflictError, ValidationError
-from projections.read_models import ReadModels, ReadModelSettings
+from projections.read_models import ReadModels
 
 
 @click.command("demo")
@@ -60,19 +61,17 @@ def demo(ctx: click.Context, users: int, seed: int, anchor: datetime | None, ser
     ledger, or one that holds this demo already (then nothing is stored twice).
     """
     settings: Settings = ctx.obj
-    app = open_ledger(settings)
+    wiring = build(settings)
+    app, models = wiring.application, wiring.read_models
+    assert models is not None
     try:
         chosen = _anchor(app, None if anchor is None else anchor.date())
         data = generate(users, seed, chosen)
         new, again = _append(app, data, settings.limits.max_batch)
-        models = ReadModels(app, settings, ReadModelSettings.from_env())
-        try:
-            _catch_up(models)
-            _summary(models, data, new, again, app.head())
-        finally:
-            models.close()
+        _catch_up(models)
+        _summary(models, data, new, again, app.head())
     finally:
-        app.close()
+        wiring.close()
     if serve:
         ctx.invoke(serve_command)
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from ledger.config import Settings, load_keyring, open_ledger
+from api.bootstrap import build
+from ledger.config import Settings, load_keyring
 from ledger.export import export_bundle
 from ledger.mapper import format_time
 from ledger.verifier.__main__ import trusted_keys
@@ -71,7 +72,7 @@ def export(
         raise click.UsageError("a period needs both --from and --to")
     keyring = load_keyring(settings)
     report_settings = _report_settings(settings)
-    app = open_ledger(settings)
+    app = build(settings, read_models=False).application
     try:
         scope: dict[str, Any]
         if subject is not None:

@@ -22,12 +22,13 @@ import orjson
 
 from api import logs
 from api.app import ServerSettings
+from api.bootstrap import build
 from ledger.application import LedgerApplication
-from ledger.config import Settings, open_ledger
+from ledger.config import Settings
 from ledger.verifier.spreadsheet import csv_row
 from projections.base import PoisonEventError
 from projections.queries import Queries
-from projections.read_models import ReadModels, ReadModelSettings
+from projections.read_models import ReadModels
 from projections.retention_job import retention_loop
 
 RECOVERY = (
@@ -44,8 +45,9 @@ def _opened(
     (default: all); one of them stopped at an event fails the command, another is only warned
     of."""
     settings: Settings = ctx.obj
-    app = open_ledger(settings)
-    models = ReadModels(app, settings, ReadModelSettings.from_env())
+    wiring = build(settings)
+    app, models = wiring.application, wiring.read_models
+    assert models is not None
     try:
         if catch_up:
             for exc in models.runner.catch_up_each():
@@ -54,8 +56,7 @@ def _opened(
                 click.echo(f"warning: {exc} (not used here)", err=True)
         yield app, models
     finally:
-        models.close()
-        app.close()
+        wiring.close()
 
 
 @contextmanager

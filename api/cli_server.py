@@ -12,7 +12,8 @@ from typing import Any
 import click
 
 from api import logs
-from api.app import ServerSettings, ensure_admin_client, open_client_database, read_admin_token
+from api.app import ServerSettings, ensure_admin_client, read_admin_token
+from api.bootstrap import open_client_store
 from api.clients import ClientStore, Scope
 from ledger.config import Settings, generate_keys
 
@@ -201,7 +202,7 @@ def clients_group() -> None:
 def _store(ctx: click.Context) -> ClientStore:
     settings: Settings = ctx.obj
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return ClientStore(open_client_database(settings))
+    return open_client_store(settings)
 
 
 @clients_group.command("add")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from ledger.config import Settings, open_ledger
+from api.bootstrap import build
+from ledger.config import Settings
 from ledger.signing import write_private_file
 from ledger.subject_keys import KEY_BYTES, MASTER_KEY_ENV, new_master_key_text
 from ledger.vocabulary import ErasureGround
@@ -44,7 +45,7 @@ def erase(
             "Go on?",
             abort=True,
         )
-    app = open_ledger(settings)
+    app = build(settings, read_models=False).application
     try:
         receipt = app.erase(subject_ref=subject, pseudonym=pseudonym, ground=ErasureGround(ground))
     finally:
@@ -60,7 +61,7 @@ def erase(
 def reapply_erasures(ctx: click.Context) -> None:
     """After restoring a key store: destroy again the keys of every subject erased in the log."""
     settings: Settings = ctx.obj
-    app = open_ledger(settings)
+    app = build(settings, read_models=False).application
     try:
         revived = app.reapply_erasures()
     finally:
@@ -107,7 +108,7 @@ def rotate(ctx: click.Context, new_key_file: Path | None) -> None:
     # The new key is on disk (0600) before anything is wrapped under it.
     write_private_file(staged, text)
     try:
-        app = open_ledger(settings)
+        app = build(settings, read_models=False).application
         try:
             count = app.subject_keys.rotate_master_key(new_key)
         finally:
