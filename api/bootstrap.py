@@ -96,14 +96,15 @@ def build(
     clients: bool = False,
 ) -> Wiring:
     """The ledger on the configured storage, with its read models (unless ``read_models`` is
-    false; their settings from the environment unless given) and the client store (when
-    ``clients``). If a part fails to open, what was opened before it is closed again."""
+    false; their settings from the environment unless given, read before anything is opened)
+    and the client store (when ``clients``). If a part fails to open, what was opened before it
+    is closed again."""
+    if read_models and read_settings is None:
+        read_settings = ReadModelSettings.from_env()
     wiring = Wiring(settings, open_ledger(settings))
     try:
         if read_models:
-            wiring.read_models = ReadModels(
-                wiring.application, settings, read_settings or ReadModelSettings.from_env()
-            )
+            wiring.read_models = ReadModels(wiring.application, settings, read_settings)
         if clients:
             wiring.clients = open_client_store(settings)
     except BaseException:
