@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.app import create_app
-from ledger.config import Settings
+from api.bootstrap import Configuration
 
 
 def create() -> FastAPI:
-    return create_app(Settings.from_env())
+    config = Configuration.from_env()  # every group, read once for this worker
+    return create_app(config.ledger, config.read_models, config.server)

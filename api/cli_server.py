@@ -16,6 +16,7 @@ from api.app import ServerSettings, ensure_admin_client, read_admin_token
 from api.bootstrap import open_client_store
 from api.clients import ClientStore, Scope
 from ledger.config import Settings, generate_keys
+from projections.read_models import ReadModelSettings
 
 SCOPES = click.Choice([s.value for s in Scope])
 
@@ -91,6 +92,7 @@ def serve(ctx: click.Context, /, **flags: Any) -> None:
 
     settings: Settings = ctx.obj
     server = replace(ServerSettings.from_env(), **{k: v for k, v in flags.items() if v is not None})
+    ReadModelSettings.from_env()  # checked before anything starts; each worker reads it again
     if settings.database_url is None:
         if server.workers > 1:
             raise click.UsageError(

@@ -113,3 +113,14 @@ def test_any_command_stops_on_a_bad_ledger_setting(tmp_path: Path) -> None:
     assert result.exit_code != 0  # api/cli.py reports it as a usage error
     assert "CONSENT_LEDGER_MINIMUM_AGE='old' is not an integer" in result.output
     assert not (tmp_path / "keys").exists()
+
+
+def test_serve_stops_at_once_on_a_bad_read_model_setting(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["--data-dir", str(tmp_path / "data"), "serve"],
+        env={"CONSENT_LEDGER_REQUEST_DUE_DAYS_BY_JURISDICTION": "EU:30"},
+    )
+    assert result.exit_code == 1
+    assert "CONSENT_LEDGER_REQUEST_DUE_DAYS_BY_JURISDICTION takes CODE=DAYS" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "data").exists()
