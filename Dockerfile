@@ -11,6 +11,7 @@ COPY pyproject.toml README.md LICENSE ./
 COPY ledger ledger
 COPY projections projections
 COPY api api
+COPY demo demo
 RUN /opt/consent-ledger/bin/pip install . && /opt/consent-ledger/bin/pip uninstall -y pip
 
 FROM python:3.11-slim-bookworm

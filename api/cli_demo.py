@@ -1,4 +1,4 @@
-"""``consent-ledger demo``: load the demo data set (``api/demo.py``, ``docs/demo.md``).
+"""``consent-ledger demo``: load the demo data set (``demo/dataset.py``, ``docs/demo.md``).
 
 The facts are appended in batches of the ledger's maximum size, then the read models catch up,
 and the summary printed is read back from them: the violations the disclosure history found,
@@ -18,7 +18,7 @@ import click
 
 from api.bootstrap import build
 from api.cli_server import serve as serve_command
-from api.demo import (
+from demo.dataset import (
     DEFAULT_SEED,
     DEFAULT_USERS,
     FIRST_EVENT_ID,

@@ -1,4 +1,5 @@
-"""Imports point one way: api -> projections -> ledger; the verifier stands alone."""
+"""Imports point one way: api -> projections -> ledger, api -> demo -> ledger (the demo data
+set is data, not an interface); the verifier stands alone."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED = {
     "ledger": {"ledger"},
     "projections": {"projections", "ledger"},
-    "api": {"api", "projections", "ledger"},
+    "demo": {"demo", "ledger"},
+    "api": {"api", "demo", "projections", "ledger"},
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from api.demo import default_anchor, generate
+from demo.dataset import default_anchor, generate
 from ledger.application import LedgerApplication
 from ledger.config import Settings, open_ledger
 from ledger.verifier.bundle import BundleError, file_digest, verify_bundle

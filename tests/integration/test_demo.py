@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from api.demo import VIOLATIONS, DemoDataSet, default_anchor, generate
+from demo.dataset import VIOLATIONS, DemoDataSet, default_anchor, generate
 from ledger.application import LedgerApplication
 from ledger.config import Settings, open_ledger
 from projections.disclosures import DisclosureRow

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from api.demo import default_anchor, generate
+from demo.dataset import default_anchor, generate
 from ledger.config import Settings
 from tests.cli_runner import run_cli as run
 

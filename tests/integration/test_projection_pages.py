@@ -17,7 +17,7 @@ from typing import Any, ClassVar, cast
 import psycopg
 import pytest
 
-from api.demo import generate
+from demo.dataset import generate
 from ledger.application import LedgerApplication
 from ledger.config import Settings
 from projections.base import LoggedEvent, PoisonEventError, Projection

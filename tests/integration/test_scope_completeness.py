@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, note, seed, settings
 from hypothesis import strategies as st
 
-from api.demo import default_anchor
 from api.routes.subjects import history
+from demo.dataset import default_anchor
 from ledger.application import LedgerApplication
 from ledger.config import Settings
 from ledger.domain import stream_id

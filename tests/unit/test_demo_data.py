@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from api import demo
+from demo import dataset as demo
 from ledger.events import parse_fact
 
 ANCHOR = date(2026, 3, 1)
