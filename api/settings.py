@@ -34,7 +34,7 @@ class ServerSettings:
     """Hours between retention runs, in a process that runs the read models (0: none here)."""
     checkpoint_interval_ms: int = 500
     """Milliseconds between checkpoints, at a fixed rate, in a process that signs them."""
-    # Limits (api/limits.py; docs/operations.md, Limits), each per worker process.
+    # Limits (api/http/limits.py; docs/operations.md, Limits), each per worker process.
     max_connections: int = 1000
     """Open connections; past it a request is answered 503 with Retry-After."""
     max_inflight_appends: int = 64

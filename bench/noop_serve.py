@@ -1,7 +1,7 @@
 """Serve ``bench/noop_app.py`` as ``consent-ledger serve`` serves the API, for the no-op baseline.
 
 One worker: ``uvicorn.run``. Several: uvicorn's supervisor with each worker listening on a
-socket of its own (``api.listening.TcpConfig``), exactly as ``serve --workers N`` does, so the
+socket of its own (``api.http.listening.TcpConfig``), exactly as ``serve --workers N`` does, so the
 baseline and the ledger spread connections over their workers the same way.
 
     .venv/bin/python bench/noop_serve.py --port 8001 --workers 2
@@ -21,7 +21,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))  # workers find noop_app (spawned workers inherit sys.path)
 sys.path.insert(1, str(BENCH.parent))
 
-from api.listening import TcpConfig  # noqa: E402
+from api.http.listening import TcpConfig  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

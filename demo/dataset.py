@@ -2,7 +2,7 @@
 
 :func:`generate` is pure and deterministic: the same users, seed and anchor give the same facts,
 value for value, in the same order, with the same event ids (``demo-000001`` ...). It does no
-I/O; ``consent-ledger demo`` (``api/cli_demo.py``) appends what it returns. The story follows
+I/O; ``consent-ledger demo`` (``api/cli/demo.py``) appends what it returns. The story follows
 the seed privacy policy (docs/demo.md tells it in full):
 
 - three policy versions: ``v1.0`` with the seed policy's eight purposes, ``v1.1`` (not

@@ -3,7 +3,7 @@
 Every setting, with its default and its command-line flag, is in ``docs/configuration.md``.
 Each is declared once, in a :class:`SettingGroup` of the layer that uses it
 (:data:`LEDGER_SETTINGS` here, ``projections.read_models.READ_MODEL_SETTINGS``,
-``api.app.SERVER_SETTINGS``), and read by the one parser, :class:`Environment`; the tables in
+``api.http.app.SERVER_SETTINGS``), and read by the one parser, :class:`Environment`; the tables in
 ``docs/configuration.md`` are generated from the groups (``python -m api.bootstrap --docs``),
 and ``tests/unit/ledger/test_config_docs.py`` fails when they differ.
 

@@ -123,16 +123,19 @@ def test_read_models_and_the_report_share_one_fold_per_register() -> None:
 
 QUERY_CLIENTS = sorted(
     [
-        *(f"api/routes/{path.name}" for path in (ROOT / "api" / "routes").glob("*.py")),
-        "api/deps.py",
-        "api/cli.py",
-        "api/cli_export.py",
-        "api/cli_read_models.py",
+        *(
+            f"api/http/routes/{path.name}"
+            for path in (ROOT / "api" / "http" / "routes").glob("*.py")
+        ),
+        "api/http/deps.py",
+        "api/cli/__init__.py",
+        "api/cli/export.py",
+        "api/cli/read_models.py",
     ]
 )
 """Entrypoints that read through the query layer (projections/queries.py) only. Not yet:
-api/cli_subjects.py (rotating the master key is a command on the key store), and
-api/cli_retention.py, api/cli_server.py, api/metrics.py, api/schedule.py."""
+api/cli/subjects.py (rotating the master key is a command on the key store), and
+api/cli/retention.py, api/cli/server.py, api/http/metrics.py, api/schedule.py."""
 
 
 def reaches_through(path: Path) -> list[str]:

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from api.app import open_client_database
 from api.clients import VERIFIED_SECONDS, ClientStore, Scope
+from api.http.app import open_client_database
 from ledger.config import Settings
 from projections.database import ProjectionDatabase
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from api.app import ServerSettings, create_app, open_client_database
 from api.clients import VERIFIED_SECONDS, ClientStore, Scope
+from api.http.app import ServerSettings, create_app, open_client_database
 from ledger.application import LedgerApplication
 from ledger.config import Settings, open_ledger
 from projections.read_models import ReadModels

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from api.routes.consent import _facts
+from api.http.routes.consent import _facts
 from ledger.application import LedgerApplication
 from ledger.config import Settings, open_ledger
 from projections.consent_state import ConsentState, ConsentStateView

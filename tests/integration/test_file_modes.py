@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from api.app import open_client_database
 from api.clients import ClientStore, Scope
+from api.http.app import open_client_database
 from ledger.config import Settings, generate_keys, open_ledger
 from projections.read_models import ReadModels, ReadModelSettings
 from tests import facts

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from api.routes.subjects import history
+from api.http.routes.subjects import history
 from ledger.application import LedgerApplication
 from ledger.sealing import WITHHELD
 from projections.read_models import ReadModels

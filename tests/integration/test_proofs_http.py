@@ -23,8 +23,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from api.app import ServerSettings, create_app, open_client_database
 from api.clients import ClientStore, Scope
+from api.http.app import ServerSettings, create_app, open_client_database
 from ledger.application import LedgerApplication
 from ledger.config import Settings, load_keyring
 from ledger.verifier.checkpoint import Checkpoint, open_checkpoint

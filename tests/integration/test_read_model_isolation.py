@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 import psycopg
 import pytest
 
-from api.app import ServerSettings, create_app, open_client_database
 from api.clients import ClientStore, Scope
+from api.http.app import ServerSettings, create_app, open_client_database
 from ledger.application import LedgerApplication
 from ledger.config import Settings
 from projections.base import LoggedEvent, PoisonEventError, Projection

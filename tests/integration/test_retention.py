@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 import projections.retention_job
-from api.app import ServerSettings, create_app
+from api.http.app import ServerSettings, create_app
 from ledger.application import LedgerApplication
 from ledger.config import Settings, SettingsError
 from ledger.errors import LedgerError

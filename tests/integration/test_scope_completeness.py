@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, note, seed, settings
 from hypothesis import strategies as st
 
-from api.routes.subjects import history
+from api.http.routes.subjects import history
 from demo.dataset import default_anchor
 from ledger.application import LedgerApplication
 from ledger.config import Settings

@@ -7,7 +7,7 @@ import time
 import orjson
 import pytest
 
-from api.limits import json_depth_exceeds
+from api.http.limits import json_depth_exceeds
 
 
 def depth_of(value: object) -> int:

@@ -12,7 +12,7 @@ from multiprocessing.reduction import ForkingPickler
 
 import pytest
 
-from api.listening import TcpConfig, WorkerSocket
+from api.http.listening import TcpConfig, WorkerSocket
 
 
 def _as_a_worker_receives_it(sock: socket.socket) -> socket.socket:
@@ -24,7 +24,7 @@ def _as_a_worker_receives_it(sock: socket.socket) -> socket.socket:
 
 
 def _config(port: int = 0) -> TcpConfig:
-    return TcpConfig("api.asgi:create", factory=True, host="127.0.0.1", port=port, workers=2)
+    return TcpConfig("api.http.asgi:create", factory=True, host="127.0.0.1", port=port, workers=2)
 
 
 def test_each_worker_listens_on_a_tcp_socket_of_its_own_at_the_same_address() -> None:

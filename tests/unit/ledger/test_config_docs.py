@@ -11,9 +11,9 @@ from pathlib import Path
 import click
 import pytest
 
-from api.app import ServerSettings
 from api.bootstrap import GROUPS, Configuration, docs_with_tables, generated_tables
-from api.cli_server import serve
+from api.cli.server import serve
+from api.http.app import ServerSettings
 from ledger.config import ENV_PREFIX, VARIABLES, Environment, Settings, SettingsError
 from projections.read_models import READ_MODEL_SETTINGS, ReadModelSettings
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from api.app import ServerSettings
 from api.cli import cli
+from api.http.app import ServerSettings
 from ledger.config import Settings, SettingsError
 
 
@@ -110,7 +110,7 @@ def test_any_command_stops_on_a_bad_ledger_setting(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli, ["--data-dir", str(tmp_path), "keygen"], env={"CONSENT_LEDGER_MINIMUM_AGE": "old"}
     )
-    assert result.exit_code != 0  # api/cli.py reports it as a usage error
+    assert result.exit_code != 0  # api/cli/__init__.py reports it as a usage error
     assert "CONSENT_LEDGER_MINIMUM_AGE='old' is not an integer" in result.output
     assert not (tmp_path / "keys").exists()
 

@@ -132,7 +132,7 @@ def test_the_report_loads_nothing_beyond_the_standard_library_and_the_verifier(
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         import test_report as case
         case.render(Path({str(tmp_path)!r}), {{"kind": "all"}})
-        ours = {{"ledger", "projections", "api", "tests"}}
+        ours = {{"ledger", "projections", "api", "demo", "tests"}}
         loaded = sorted(
             name for name in sys.modules
             if name.split(".")[0] in ours | {{"orjson", "pydantic", "eventsourcing", "jinja2"}}

@@ -24,13 +24,14 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api import logs, problems
+from api import logs
 from api.bootstrap import build
 from api.bootstrap import open_client_database as open_client_database  # also from here
 from api.clients import ClientStore, Scope, hash_token
-from api.limits import LimitsMiddleware, RequestLimits
-from api.metrics import Metrics
-from api.routes import consent, events, log, registers, subjects
+from api.http import problems
+from api.http.limits import LimitsMiddleware, RequestLimits
+from api.http.metrics import Metrics
+from api.http.routes import consent, events, log, registers, subjects
 from api.schedule import run_every
 from api.settings import ServerSettings as ServerSettings  # also imported from here
 from ledger.config import Settings, SettingsError, load_keyring

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api.app import create_app
 from api.bootstrap import Configuration
+from api.http.app import create_app
 
 
 def create() -> FastAPI:

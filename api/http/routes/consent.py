@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import QueriesDep, QueryText, QueryTime, SingleValues, StateReader
-from api.examples import DECISION, STATE, example
-from api.problems import COMMON, ProblemError
+from api.http.deps import QueriesDep, QueryText, QueryTime, SingleValues, StateReader
+from api.http.examples import DECISION, STATE, example
+from api.http.problems import COMMON, ProblemError
 from ledger.application import LedgerApplication
 from projections.base import ReadModelFailure, ReadModelStoppedError
 from projections.consent_facts import SubjectFacts

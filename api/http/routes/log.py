@@ -19,8 +19,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import Admin, HistoryReader, LedgerDep, QueriesDep, SingleValues
-from api.examples import (
+from api.http.deps import Admin, HistoryReader, LedgerDep, QueriesDep, SingleValues
+from api.http.examples import (
     CHECKPOINT,
     CONSISTENCY_PROOF,
     ENTRIES,
@@ -29,7 +29,7 @@ from api.examples import (
     example,
     text_example,
 )
-from api.problems import COMMON, ProblemError
+from api.http.problems import COMMON, ProblemError
 from ledger.merkle_log import SignedCheckpoint
 from ledger.signing import Keyring
 from ledger.verifier.merkle import leaf_hash

@@ -19,14 +19,14 @@ import click
 import orjson
 
 from api import logs
-from api.app import ServerSettings
 from api.bootstrap import build
-from api.cli_demo import COMMANDS as DEMO_COMMANDS
-from api.cli_export import COMMANDS as EXPORT_COMMANDS
-from api.cli_read_models import COMMANDS
-from api.cli_retention import COMMANDS as RETENTION_COMMANDS
-from api.cli_server import COMMANDS as SERVER_COMMANDS
-from api.cli_subjects import COMMANDS as SUBJECT_COMMANDS
+from api.cli.demo import COMMANDS as DEMO_COMMANDS
+from api.cli.export import COMMANDS as EXPORT_COMMANDS
+from api.cli.read_models import COMMANDS
+from api.cli.retention import COMMANDS as RETENTION_COMMANDS
+from api.cli.server import COMMANDS as SERVER_COMMANDS
+from api.cli.subjects import COMMANDS as SUBJECT_COMMANDS
+from api.http.app import ServerSettings
 from api.schedule import run_every
 from ledger.application import LedgerApplication
 from ledger.config import Settings, SettingsError, generate_keys, load_keyring
@@ -327,7 +327,3 @@ for _command in (
 
 def main() -> None:
     cli()
-
-
-if __name__ == "__main__":
-    main()

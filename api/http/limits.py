@@ -1,6 +1,6 @@
 """What a public endpoint bounds: connections, time, appends in flight, body size and nesting.
 
-Two layers, each configured by :class:`api.app.ServerSettings` (docs/configuration.md, and
+Two layers, each configured by :class:`api.http.app.ServerSettings` (docs/configuration.md, and
 docs/operations.md, Limits, for what a client sees):
 
 - :class:`LimitedHttpProtocol`, uvicorn's HTTP protocol with a connection cap and timeouts.
@@ -34,7 +34,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from api.problems import PROBLEM, problem
+from api.http.problems import PROBLEM, problem
 
 logger = logging.getLogger("consent_ledger.http")
 
@@ -241,7 +241,7 @@ def json_depth_exceeds(body: bytes, limit: int) -> bool:
 @functools.cache
 def connection_limits() -> ConnectionLimits:
     """This process's limits, from the ``CONSENT_LEDGER_*`` variables that ``serve`` sets."""
-    from api.app import ServerSettings
+    from api.http.app import ServerSettings
 
     server = ServerSettings.from_env()
     return ConnectionLimits(

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import (
+from api.http.deps import (
     HistoryReader,
     IncidentManager,
     LedgerDep,
@@ -23,10 +23,10 @@ from api.deps import (
     QueryTime,
     SingleValues,
 )
-from api.examples import DISCLOSURES, INCIDENT, REQUESTS, example
-from api.problems import WRITES, ProblemError
-from api.routes.events import RECEIPT_EXAMPLE, parse_body
-from api.signatures import HEADER, check_request_signature
+from api.http.examples import DISCLOSURES, INCIDENT, REQUESTS, example
+from api.http.problems import WRITES, ProblemError
+from api.http.routes.events import RECEIPT_EXAMPLE, parse_body
+from api.http.signatures import HEADER, check_request_signature
 from ledger.verifier.spreadsheet import csv_row
 
 router = APIRouter(tags=["histories and registers"], responses=WRITES, dependencies=[SingleValues])

@@ -24,7 +24,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from api.clients import Client
-from api.problems import ProblemError
+from api.http.problems import ProblemError
 from ledger.verifier.entry import key_id_for
 
 HEADER = "content-signature"

@@ -12,9 +12,9 @@ from typing import Any
 import click
 
 from api import logs
-from api.app import ServerSettings, ensure_admin_client, read_admin_token
 from api.bootstrap import open_client_store
 from api.clients import ClientStore, Scope
+from api.http.app import ServerSettings, ensure_admin_client, read_admin_token
 from ledger.config import Settings, generate_keys
 from projections.read_models import ReadModelSettings
 
@@ -88,7 +88,7 @@ def serve(ctx: click.Context, /, **flags: Any) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from api.listening import TcpConfig
+    from api.http.listening import TcpConfig
 
     settings: Settings = ctx.obj
     server = replace(ServerSettings.from_env(), **{k: v for k, v in flags.items() if v is not None})
@@ -129,17 +129,17 @@ def serve(ctx: click.Context, /, **flags: Any) -> None:
         "log_config": logs.dict_config(server.log_format, server.log_level),
         "log_level": server.log_level,
         "timeout_graceful_shutdown": server.shutdown_timeout,
-        # Connection cap, header and body timeouts (api/limits.py; each worker reads its limits
+        # Connection cap, header and body timeouts (api/http/limits.py; each worker reads its limits
         # from the environment set above), and how long an idle kept-alive connection stays.
-        "http": "api.limits:LimitedHttpProtocol",
+        "http": "api.http.limits:LimitedHttpProtocol",
         "timeout_keep_alive": server.keep_alive_timeout,
     }
     _raise_open_files_limit(server.max_connections)
     try:
         if server.workers == 1:
-            uvicorn.run("api.asgi:create", **options)
-        else:  # as uvicorn.run does, but on a TCP socket (api/listening.py says why)
-            config = TcpConfig("api.asgi:create", **options)
+            uvicorn.run("api.http.asgi:create", **options)
+        else:  # as uvicorn.run does, but on a TCP socket (api/http/listening.py says why)
+            config = TcpConfig("api.http.asgi:create", **options)
             with contextlib.suppress(KeyboardInterrupt):
                 Multiprocess(config, sockets=[config.bind_socket()]).run()
     finally:

@@ -14,9 +14,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import HistoryReader, QueriesDep, QueryText, SingleValues
-from api.examples import EVENT, example
-from api.problems import COMMON
+from api.http.deps import HistoryReader, QueriesDep, QueryText, SingleValues
+from api.http.examples import EVENT, example
+from api.http.problems import COMMON
 from ledger.application import LedgerApplication
 from projections.queries import Queries
 from projections.read_models import ReadModels

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import HistoryReader, LedgerDep, QueriesDep, SingleValues, Writer
-from api.examples import EVENT, example
-from api.problems import WRITES, ProblemError
-from api.signatures import HEADER, check_request_signature
+from api.http.deps import HistoryReader, LedgerDep, QueriesDep, SingleValues, Writer
+from api.http.examples import EVENT, example
+from api.http.problems import WRITES, ProblemError
+from api.http.signatures import HEADER, check_request_signature
 
 router = APIRouter(
     prefix="/v1/events", tags=["events"], responses=WRITES, dependencies=[SingleValues]

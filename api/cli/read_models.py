@@ -21,8 +21,8 @@ import click
 import orjson
 
 from api import logs
-from api.app import ServerSettings
 from api.bootstrap import build
+from api.http.app import ServerSettings
 from ledger.application import LedgerApplication
 from ledger.config import Settings
 from ledger.verifier.spreadsheet import csv_row

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import click
 import orjson
 
-from api.cli_read_models import TIME, read_models
+from api.cli.read_models import TIME, read_models
 from projections.retention_job import RetentionOutcome, run_retention
 from projections.retention_rules import SubjectRetention
 

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime
 import click
 
 from api.bootstrap import build
-from api.cli_server import serve as serve_command
+from api.cli.server import serve as serve_command
 from demo.dataset import (
     DEFAULT_SEED,
     DEFAULT_USERS,

@@ -13,7 +13,7 @@ from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 
 from api.clients import Client, ClientStore, Scope
-from api.problems import ProblemError
+from api.http.problems import ProblemError
 from ledger.application import LedgerApplication
 from ledger.events import EARLIEST, HORIZON, MAX_OFFSET, check_one_line
 from projections.queries import Queries

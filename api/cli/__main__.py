@@ -1,0 +1,5 @@
+"""``python -m api.cli``: the ``consent-ledger`` command."""
+
+from api.cli import main
+
+main()
