@@ -16,7 +16,7 @@ the fold of its facts in log order (:func:`ledger.verifier.verdicts.recipient_af
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -482,6 +482,33 @@ class DisclosureHistoryView:
         query += " ORDER BY d.occurred_at, d.seq, d.subject LIMIT ?"
         params.append(limit)
         return [_row(r) for r in self.db.query(query, params)]
+
+    def find_all(
+        self,
+        *,
+        subject: str | None = None,
+        recipient_id: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        violations_only: bool = False,
+        page: int = 2000,
+    ) -> Iterator[DisclosureRow]:
+        """Every row :meth:`find` would give for these filters, read a page at a time."""
+        after: tuple[str, int, str] | None = None
+        while True:
+            rows = self.find(
+                subject=subject,
+                recipient_id=recipient_id,
+                start=start,
+                end=end,
+                violations_only=violations_only,
+                after=after,
+                limit=page,
+            )
+            yield from rows
+            if len(rows) < page:
+                return
+            after = (rows[-1].occurred_at, rows[-1].seq, rows[-1].subject)
 
     def subjects_disclosed_to(self, recipient_id: str, start: str, end: str) -> list[str]:
         """Pseudonyms whose data went to the recipient in [start, end): for incidents."""

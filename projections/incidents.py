@@ -18,7 +18,7 @@ renders from.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -38,7 +38,7 @@ from projections.base import (
     parse_utc,
 )
 from projections.database import KeyedRows, ProjectionDatabase, Row, Sql
-from projections.disclosures import DisclosureHistoryView, DisclosureRow
+from projections.disclosures import DisclosureHistoryView
 
 INCIDENTS = "proj_incidents"
 SUBJECTS = "proj_incident_subjects"
@@ -280,8 +280,7 @@ class IncidentRegisterView:
     ) -> builtins.list[str]:
         """The subjects an assessment's rule selects in the disclosure history (the query
         narrows to the rule's recipient and window; :func:`subjects_by_rule` decides)."""
-        rows = disclosure_rows(
-            disclosures,
+        rows = disclosures.find_all(
             recipient_id=str(rule["recipient_id"]),
             start=parse_utc(utc(rule["disclosed_from"])),
             end=parse_utc(utc(rule["disclosed_to"])),
@@ -324,34 +323,6 @@ def subjects_by_rule(
             if rules.rule_selects(rule, recipient_id, occurred_at)
         }
     )
-
-
-DISCLOSURE_PAGE = 2000
-
-
-def disclosure_rows(
-    view: DisclosureHistoryView,
-    *,
-    subject: str | None = None,
-    recipient_id: str | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
-) -> Iterator[DisclosureRow]:
-    """Every disclosure row the history finds, a page at a time."""
-    after = None
-    while True:
-        rows = view.find(
-            subject=subject,
-            recipient_id=recipient_id,
-            start=start,
-            end=end,
-            after=after,
-            limit=DISCLOSURE_PAGE,
-        )
-        yield from rows
-        if len(rows) < DISCLOSURE_PAGE:
-            return
-        after = (rows[-1].occurred_at, rows[-1].seq, rows[-1].subject)
 
 
 def _check_aware(now: datetime) -> None:

@@ -25,7 +25,7 @@ from projections.base import ReadModelStoppedError
 from projections.consent_facts import Erasure, SubjectFacts
 from projections.consent_state import PurposeState
 from projections.disclosures import DisclosureRow
-from projections.incidents import IncidentRecord, disclosure_rows
+from projections.incidents import IncidentRecord
 from projections.read_models import ReadModels
 from projections.requests import RequestRecord
 from projections.runner import ProjectionStatus
@@ -270,20 +270,13 @@ class Queries(LogQueries):
         violations_only: bool = False,
     ) -> Iterator[DisclosureRow]:
         """Every disclosure row that matches, page after page."""
-        after = None
-        while True:
-            page = self.disclosures(
-                subject_ref=subject_ref,
-                recipient_id=recipient_id,
-                start=start,
-                end=end,
-                violations_only=violations_only,
-                after=after,
-            )
-            yield from page
-            if len(page) < PAGE:
-                return
-            after = (page[-1].occurred_at, page[-1].seq, page[-1].subject)
+        return self._models.disclosures.find_all(
+            subject=self.pseudonym_or_none(subject_ref),
+            recipient_id=recipient_id,
+            start=None if start is None else moment(start),
+            end=None if end is None else moment(end),
+            violations_only=violations_only,
+        )
 
     # -- registers ---------------------------------------------------------------------------
 
@@ -323,7 +316,7 @@ class Queries(LogQueries):
         pseudonym = self.pseudonym(subject_ref)
         models = self._models
         now = datetime.now(UTC)
-        rows = list(disclosure_rows(models.disclosures, subject=pseudonym))
+        rows = list(models.disclosures.find_all(subject=pseudonym))
         streams = [pseudonym]
         streams += [
             str(stream_id("request", r.request_id))

@@ -142,14 +142,7 @@ def _catch_up(models: ReadModels) -> None:
 
 def _summary(models: ReadModels, data: DemoDataSet, new: int, again: int, head: int) -> None:
     now = datetime.now(UTC)
-    found: Counter[str] = Counter()
-    after = None
-    while True:
-        page = models.disclosures.find(violations_only=True, after=after)
-        found.update(row.verdict for row in page)
-        if len(page) < 1000:
-            break
-        after = (page[-1].occurred_at, page[-1].seq, page[-1].subject)
+    found = Counter(row.verdict for row in models.disclosures.find_all(violations_only=True))
     overdue = models.requests.list(now, overdue_only=True)
     incident = models.incidents.get(data.incident_id, now)
     click.echo(
