@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ from click.testing import CliRunner
 from api.cli import cli
 from ledger.config import Settings
 from tests import facts
-from tests.integration.test_concurrency import ROOT, settings_env
+from tests.support.serve import serve
 
 
 @dataclass
@@ -73,35 +71,8 @@ def server(settings: Settings) -> Iterator[Server]:
         env=env,
     )
     assert revoked.exit_code == 0, revoked.output
-    port = free_port()
-    # The server logs a line per request: to a file, never an undrained pipe (which fills
-    # after some 250 requests and stops the server).
-    log_path = settings.data_dir / "serve.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
-        env=settings_env(settings),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, log_path.read_text(errors="replace")
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.1)
-    try:
-        yield Server(url, tokens, settings)
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
+    with serve(settings, free_port()) as up:
+        yield Server(up.url, tokens, settings)
 
 
 def problem_of(response: httpx.Response) -> dict[str, Any]:

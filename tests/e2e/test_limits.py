@@ -12,7 +12,6 @@ import contextlib
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ import pytest
 from ledger.config import Settings, generate_keys, open_ledger
 from tests import facts
 from tests.e2e.test_api import add_client, free_port
-from tests.integration.test_concurrency import ROOT, settings_env
+from tests.support.serve import serve
 
 
 @dataclass
@@ -63,35 +62,10 @@ class Server:
 @contextlib.contextmanager
 def serving(settings: Settings, **limits: int) -> Iterator[Server]:
     token = add_client(settings, "writer", "events:write", "history:read", "incidents:manage")
-    port = free_port()
-    env = settings_env(settings)
-    env.update({f"CONSENT_LEDGER_{name.upper()}": str(value) for name, value in limits.items()})
+    env = {f"CONSENT_LEDGER_{name.upper()}": str(value) for name, value in limits.items()}
     env["CONSENT_LEDGER_LOG_LEVEL"] = "info"
-    log_path = settings.data_dir / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, log_path.read_text(errors="replace")
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
-        try:
-            yield Server(url, port, token, process, log_path)
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    with serve(settings, free_port(), env) as up:
+        yield Server(up.url, up.port, token, up.process, up.log_path)
 
 
 @pytest.fixture
