@@ -64,11 +64,12 @@ def _path(name: str, index: int) -> str:
 
 
 def resolve(data: Mapping[str, Any], opener: Opener) -> dict[str, Any]:
-    """A copy of ``data`` with every sealed mention replaced by what ``opener`` gives for it
-    (nothing else opened). Cheap when there is nothing to open."""
+    """``data`` with every sealed mention replaced by what ``opener`` gives for it (nothing
+    else opened): a new mapping when there is one, else ``data`` itself (read it, never
+    change it), so that the events with no mention, nearly all, cost no copy."""
     paths = [(n, i, v) for n, i, v in mention_paths(data) if v.startswith(SEALED_PREFIX)]
     if not paths:
-        return dict(data)
+        return data if isinstance(data, dict) else dict(data)
     resolved = dict(data)
     for name in {name for name, _, _ in paths}:
         resolved[name] = [dict(item) if isinstance(item, Mapping) else item for item in data[name]]
@@ -114,9 +115,10 @@ def withheld(data: Mapping[str, Any]) -> int:
 
 
 def without_withheld(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Resolved ``data`` without its withheld items (what scopes and closures are drawn from)."""
+    """Resolved ``data`` without its withheld items (what scopes and closures are drawn from);
+    ``data`` itself when none is withheld."""
     if not withheld(data):
-        return dict(data)
+        return data if isinstance(data, dict) else dict(data)
     kept = dict(data)
     for name in MENTION_LISTS:
         listed = data.get(name)
