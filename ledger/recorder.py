@@ -11,10 +11,11 @@ commit protocol:
    batch, the emitter event ids they claim, the subjects' new names and keys, its erasures
    and new lifecycles) to :meth:`LedgerRecorder.append` and block.
 2. One committer thread takes every unit waiting, opens one write transaction (which holds the
-   log's write lock), stores the new names and keys, reads the head, refuses units sealing
-   under an erased subject, gives each event the next sequence number, builds and signs its
-   entry, inserts entries, claims and the Merkle nodes they complete (from the tree's right
-   edge), destroys the keys erased, names new lifecycles, and commits.
+   log's write lock), reads the head, lets :mod:`ledger.subject_commit` store the new names
+   and keys and refuse units sealing under an erased subject, gives each event the next
+   sequence number, builds and signs its entry, inserts entries, claims and the Merkle nodes
+   they complete (from the tree's right edge), lets :mod:`ledger.subject_commit` destroy the
+   keys erased and name new lifecycles, and commits.
 3. Only after the commit returns does any caller get its :class:`LogRecord` list back.
 
 A unit that conflicts (a stream version or an event id taken by another writer) fails alone:
@@ -34,7 +35,7 @@ from typing import Any, Protocol
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from ledger.errors import StorageError, SubjectErasedError
+from ledger.errors import StorageError
 from ledger.log_reads import RECORD_COLUMNS, LogReads, LogRecord, RecordedClaim
 from ledger.merkle_log import (
     Checkpointer,
@@ -47,6 +48,7 @@ from ledger.merkle_log import (
     right_edge,
 )
 from ledger.signing import Signer
+from ledger.subject_commit import SubjectCommit, involved, new_keys, new_names
 from ledger.subject_keys import KeyStore, Survey
 from ledger.unit_of_work import Claim, UnitOfWork
 from ledger.verifier.entry import encode_entry
@@ -146,6 +148,7 @@ class LedgerRecorder(LogReads, ABC):
     ) -> None:
         self.signer = signer
         self.key_store = key_store
+        self.subjects = SubjectCommit(key_store)
         self.max_group_events = max_group_events
         self._queue: list[_Unit] = []
         self._condition = threading.Condition()
@@ -241,108 +244,32 @@ class LedgerRecorder(LogReads, ABC):
         for unit in group:
             unit.done.set()
 
-    def _keep_stored_keys(self, group: list[_Unit], head: Head) -> list[_Unit]:
-        """Store the group's new names and subject keys before its events; units whose name
-        or key lost (or whose reference was erased meanwhile) fail.
-
-        Keys go in the log's own transaction when the backend can (PostgreSQL:
-        :meth:`read_head` did), else they are committed just before it (SQLite's key store is
-        a file of its own), as names are: a name or key is durable no later than the first
-        event that uses it. A name or key stored for a unit that then fails joins nothing.
-        """
-        wanted = _new_keys(group)
-        names = _new_names(group)
-        if not wanted and not names:
-            return group
-        stored = head.stored_keys
-        if stored is None:  # the key store is not in the log's database: one commit for both
-            stored, named = self.key_store.persist_subjects(wanted, names)
-        else:
-            named = head.named if names else None
-            if names and named is None:
-                named = self.key_store.persist_names(names)
+    @staticmethod
+    def _refuse(group: list[_Unit], refusals: Sequence[BaseException | None]) -> list[_Unit]:
+        """Fail the refused units; the others go on."""
         ready = []
-        for unit in group:
-            if not all(stored.get(p) == w for p, w in unit.work.new_keys.items()):
-                unit.error = IntegrityError("another writer made this subject's key first")
-            elif named is not None and any(
-                lookup in named.erased for lookup in unit.work.new_names
-            ):
-                unit.error = SubjectErasedError([])
-            elif named is not None and any(
-                named.names.get(lookup) != p for lookup, p in unit.work.new_names.items()
-            ):
-                unit.error = IntegrityError("another writer named this subject first")
-            else:
+        for unit, refusal in zip(group, refusals, strict=True):
+            if refusal is None:
                 ready.append(unit)
+            else:
+                unit.error = refusal
         return ready
-
-    def _check_subjects(
-        self, group: list[_Unit], erased_here: set[str] | None
-    ) -> tuple[list[_Unit], set[str]]:
-        """Refuse units that seal under an erased subject's key, or start a lifecycle that is
-        not the next; return the others and the subjects erased before this commit.
-
-        In group order: a unit that erases a subject comes before the units after it, which
-        then may not seal under that subject's key either.
-        """
-        involved = sorted({p for unit in group for p in unit.work.sealed_under | unit.work.erase})
-        erased = set(erased_here) if erased_here is not None else set()
-        if erased_here is None and involved:
-            erased = self.key_store.erased(involved)
-        before = set(erased)
-        lookups = sorted({lookup for unit in group for lookup in unit.work.lifecycles})
-        live = self.key_store.survey(lookups).names if lookups else {}
-        ready: list[_Unit] = []
-        for unit in group:
-            clash = unit.work.sealed_under & erased
-            if clash:
-                unit.error = SubjectErasedError(sorted(clash))
-                continue
-            if any(
-                lookup in live and live[lookup] not in erased | unit.work.erase
-                for lookup in unit.work.lifecycles
-            ):
-                unit.error = IntegrityError("another writer started this lifecycle first")
-                continue
-            live.update(unit.work.lifecycles)
-            ready.append(unit)
-            erased |= unit.work.erase
-        return ready, before
-
-    def _finish_subjects(
-        self, written: list[_Unit], erased_before: set[str], txn: WriteTransaction
-    ) -> None:
-        """After the write, still under the lock: destroy the keys erased, name lifecycles.
-
-        Only units whose events were written count; a write that failed destroyed nothing.
-        """
-        destroyed = sorted({p for unit in written for p in unit.work.erase} - erased_before)
-        lifecycles = {
-            lookup: pseudonym
-            for unit in written
-            for lookup, pseudonym in unit.work.lifecycles.items()
-        }
-        if not destroyed and not lifecycles:
-            return
-        if not txn.finish_subjects(destroyed, lifecycles):
-            if destroyed:
-                self.key_store.destroy(destroyed)
-            for lookup, pseudonym in sorted(lifecycles.items()):
-                self.key_store.start_lifecycle(lookup, pseudonym)
 
     def _commit(self, group: list[_Unit]) -> None:
         started = time.perf_counter()
         outcomes: list[tuple[_Unit, list[LogRecord] | None, BaseException | None]] = []
         with self._write_transaction() as txn:
+            works = [unit.work for unit in group]
             head = txn.read_head(
-                [c.event_id for unit in group for c in unit.work.claims],
-                sorted({p for unit in group for p in unit.work.sealed_under | unit.work.erase}),
-                _new_keys(group),
-                _new_names(group),
+                [c.event_id for work in works for c in work.claims],
+                involved(works),
+                new_keys(works),
+                new_names(works),
             )
-            group = self._keep_stored_keys(group, head)
-            group, erased_before = self._check_subjects(group, head.erased)
+            subjects = self.subjects
+            group = self._refuse(group, subjects.store(works, head.stored_keys, head.named))
+            refusals, erased_before = subjects.check([unit.work for unit in group], head.erased)
+            group = self._refuse(group, refusals)
             seq, taken = head.seq, set(head.taken)
             tree_size = seq
             cached_size, cached_edge = self._edge
@@ -394,8 +321,8 @@ class LedgerRecorder(LogReads, ABC):
                 known = {**edge, **{(level, index): value for level, index, value in nodes}}
                 size = tree_size + len(records)
                 new_edge = (size, {key: known[key] for key in right_edge(size)})
-                written = [unit for unit, result, _ in outcomes if result is not None]
-                self._finish_subjects(written, erased_before, txn)
+                written = [unit.work for unit, result, _ in outcomes if result is not None]
+                subjects.finish(written, erased_before, txn.finish_subjects)
         # Committed: only now may anyone see a receipt.
         self._edge = new_edge
         self.groups_committed += 1
@@ -439,26 +366,6 @@ class LedgerRecorder(LogReads, ABC):
 
     def tree(self) -> StoredTree:
         return StoredTree(self)
-
-
-def _new_keys(group: Sequence[_Unit]) -> dict[str, bytes]:
-    """The wrapped keys of the subjects a group is the first to seal for (the first unit's
-    wins when two made one)."""
-    wanted: dict[str, bytes] = {}
-    for unit in group:
-        for pseudonym, wrapped in unit.work.new_keys.items():
-            wanted.setdefault(pseudonym, wrapped)
-    return wanted
-
-
-def _new_names(group: Sequence[_Unit]) -> dict[str, str]:
-    """The names of the references a group is the first to mention (the first unit's wins
-    when two made one; the other unit then fails and tries again)."""
-    wanted: dict[str, str] = {}
-    for unit in group:
-        for lookup, pseudonym in unit.work.new_names.items():
-            wanted.setdefault(lookup, pseudonym)
-    return wanted
 
 
 def _as_storage_error(exc: BaseException) -> BaseException:
