@@ -11,11 +11,23 @@ from typing import Any
 
 import orjson
 
-from ledger.verifier.consent_rules import Age, Decision, Policy, Verdict, policy_of, verdict_at
-from projections.base import LoggedEvent, dumps, utc
+from ledger.verifier.consent_rules import (
+    DECISION_TYPES,
+    Age,
+    Decision,
+    Policy,
+    Verdict,
+    consent_purposes,
+    decision_of,
+    policy_of,
+    verdict_at,
+)
+from projections.base import LoggedEvent, dumps
 from projections.database import Row, Sql, chunks, marks
 
-CONSENT_TYPES = frozenset({"consent.given", "consent.refused", "consent.withdrawn"})
+CONSENT_TYPES = frozenset(DECISION_TYPES)
+"""The consent decisions (:mod:`ledger.verifier.consent_rules` folds them): what validity
+depends on. Consent facts that decide nothing are not in the book."""
 BOOK_TYPES = CONSENT_TYPES | {"policy.version_published", "subject.age_attested"}
 KEPT_SUBJECTS = 50_000
 """Subjects whose facts a projection's book keeps from page to page, at most (then it starts
@@ -106,38 +118,26 @@ class ConsentBook:
         :meth:`flush` (a reader of them flushes first)."""
         data = event.data
         if event.type in CONSENT_TYPES:
-            decision = event.type.removeprefix("consent.")
-            expires = data.get("expires_at")
+            decision = decision_of(event.type, event.seq, event.occurred_at, data)
             subject = data["subject"]
-            expires_at = None if expires is None else utc(expires)
-            guardian = "guardian" in data
             known = self._decisions.get(subject)
             if known is None and self._complete:
                 known = self._decisions[subject] = {}
-            for purpose in dict.fromkeys(data["purposes"]):
+            for purpose in consent_purposes(data):
                 self._decision_rows.append(
                     (
                         subject,
                         purpose,
-                        event.seq,
-                        event.occurred_at,
-                        decision,
-                        data["policy_version"],
-                        expires_at,
-                        int(guardian),
+                        decision.seq,
+                        decision.occurred_at,
+                        decision.decision,
+                        decision.policy_version,
+                        decision.expires_at,
+                        int(decision.guardian),
                     )
                 )
                 if known is not None:
-                    known.setdefault(purpose, []).append(
-                        Decision(
-                            event.seq,
-                            event.occurred_at,
-                            decision,
-                            data["policy_version"],
-                            expires_at,
-                            guardian,
-                        )
-                    )
+                    known.setdefault(purpose, []).append(decision)
         elif event.type == "policy.version_published":
             policy = policy_of(data, event.seq)
             sql.execute(
@@ -286,7 +286,7 @@ def policy_row(r: Row) -> Policy:
 
 def subjects_and_purposes(event: LoggedEvent) -> list[tuple[str, str]]:
     data: dict[str, Any] = event.data
-    return [(data["subject"], p) for p in dict.fromkeys(data["purposes"])]
+    return [(data["subject"], p) for p in consent_purposes(data)]
 
 
 def _latest(known: Age | None, candidate: Age) -> Age:

@@ -3,6 +3,9 @@
 A consent book's tables answer "may purpose P be used for subject S at T?" with four reads:
 the subject's erasure, their decisions on P, their latest attested age and the policy
 versions. :class:`FactReader` reads them with one statement (one round trip on PostgreSQL).
+The subject's state (every purpose) reads their notes too, with the same statement: the
+consent facts that decide nothing, such as a renewal request awaiting an answer; a decision
+on one purpose does not read them.
 
 The policy versions are few and change rarely, so the reader keeps them in memory, with a
 *fingerprint* of the policy table: every statement computes the table's fingerprint and returns
@@ -15,10 +18,20 @@ read with, since both come from the same statement.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.verifier.consent_rules import Age, Decision, Policy, Verdict, verdict_at
+import orjson
+
+from ledger.verifier.consent_rules import (
+    Age,
+    Decision,
+    Note,
+    Policy,
+    Verdict,
+    pending_renewal,
+    verdict_at,
+)
 from projections.consent_book import ConsentBook, policy_row
 from projections.database import ProjectionDatabase, Row
 
@@ -43,9 +56,12 @@ class SubjectFacts:
     """Purpose -> its decisions (only the purpose asked about, or every purpose)."""
     age: Age | None
     policies: Mapping[str, Policy]
+    notes: Mapping[str, Sequence[Note]] = field(default_factory=dict)
+    """Purpose -> the consent facts on it that decide nothing (read with every purpose only)."""
 
     def purposes(self) -> list[str]:
-        return sorted(self.decisions)
+        """The purposes the subject has consent facts on."""
+        return sorted({*self.decisions, *self.notes})
 
     def verdict(self, purpose: str, moment: str, default_minimum_age: int) -> Verdict:
         erasure = self.erasure
@@ -56,6 +72,14 @@ class SubjectFacts:
             moment, self.decisions.get(purpose, ()), self.policies, self.age, default_minimum_age
         )
 
+    def pending_renewal(self, purpose: str, moment: str) -> Note | None:
+        """The renewal request on ``purpose`` awaiting an answer at ``moment``; none from the
+        subject's erasure on (nothing more is asked of an erased subject)."""
+        erasure = self.erasure
+        if erasure is not None and erasure.erased_at <= moment:
+            return None
+        return pending_renewal(self.decisions.get(purpose, ()), self.notes.get(purpose, ()), moment)
+
 
 class FactReader:
     """Reads :class:`SubjectFacts` from one consent book's tables (see the module docstring).
@@ -63,7 +87,13 @@ class FactReader:
     Thread-safe: the policies and their fingerprint are swapped in as one tuple.
     """
 
-    def __init__(self, db: ProjectionDatabase, book: ConsentBook, erasures_table: str) -> None:
+    def __init__(
+        self,
+        db: ProjectionDatabase,
+        book: ConsentBook,
+        erasures_table: str,
+        notes_table: str | None = None,
+    ) -> None:
         self.db = db
         self._policies: tuple[str | None, dict[str, Policy]] | None = None
         if db.dialect == "postgres":
@@ -103,8 +133,15 @@ class FactReader:
             "CAST(guardian_consent AS TEXT), NULL "
             f"FROM {book.policies_table}, fingerprint WHERE fingerprint.value {differs} ?"
         )
+        notes = (
+            ""
+            if notes_table is None
+            else " UNION ALL SELECT 'n', seq, NULL, NULL, occurred_at, kind, policy_version, "
+            f"details, purpose FROM {notes_table} WHERE subject = ?"
+        )
         self._one_purpose = head + " AND purpose = ?" + tail
-        self._every_purpose = head + tail
+        self._every_purpose = head + notes + tail
+        self._reads_notes = notes_table is not None
 
     def read(self, subject: str, purpose: str | None = None) -> SubjectFacts:
         """The subject's facts: decisions on ``purpose`` only, or on every purpose (None)."""
@@ -112,7 +149,8 @@ class FactReader:
         known = "" if kept is None else kept[0]
         # "" is no fingerprint (an empty table's is NULL): nothing kept yet, send every policy.
         if purpose is None:
-            rows = self.db.query(self._every_purpose, (subject, subject, subject, known))
+            subjects = (subject,) * (4 if self._reads_notes else 3)
+            rows = self.db.query(self._every_purpose, (*subjects, known))
         else:
             rows = self.db.query(self._one_purpose, (subject, subject, purpose, subject, known))
         return self._facts(subject, rows, kept)
@@ -122,6 +160,7 @@ class FactReader:
     ) -> SubjectFacts:
         erasure: Erasure | None = None
         decisions: dict[str, list[Decision]] = {}
+        notes: dict[str, list[Note]] = {}
         age: Age | None = None
         fingerprint: str | None = None
         fresh: dict[str, Policy] = {}
@@ -129,6 +168,11 @@ class FactReader:
             if kind == "d":
                 decisions.setdefault(str(t5), []).append(
                     Decision(int(n1), str(t1), str(t2), str(t3), t4, bool(n2))
+                )
+            elif kind == "n":
+                details = tuple((str(k), v) for k, v in orjson.loads(t4))
+                notes.setdefault(str(t5), []).append(
+                    Note(int(n1), str(t1), str(t2), str(t3), details)
                 )
             elif kind == "e":
                 erasure = Erasure(int(n1), str(t1), str(t2))
@@ -143,4 +187,4 @@ class FactReader:
         else:
             policies = fresh
             self._policies = (fingerprint, fresh)
-        return SubjectFacts(subject, erasure, decisions, age, policies)
+        return SubjectFacts(subject, erasure, decisions, age, policies, notes)

@@ -1,10 +1,12 @@
 """Consent state: per subject and purpose, now and at any moment (GDPR 7(1), 7(3)).
 
-Stored: every decision, the policy versions, age attestations, and the validity intervals
-derived from the decisions. Computed when asked (never stored by hand): expiry, renewal after
-a material policy change, a minor's consent (without a guardian, or with one under a policy
-version that accepts no guardian's consent), so a question about a past moment gets the answer
-that was true then.
+Stored: every decision, the policy versions, age attestations, the validity intervals
+derived from the decisions, and the consent facts that decide nothing (notes: a renewal
+request). Computed when asked (never stored by hand): expiry, renewal after a material policy
+change, a minor's consent (without a guardian, or with one under a policy version that accepts
+no guardian's consent), and the renewal request that awaits an answer, so a question about a
+past moment gets the answer that was true then. What each consent fact records is
+:mod:`ledger.verifier.consent_rules`' fold, which the offline report uses too.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from projections.base import CorrectableProjection, LoggedEvent
+from ledger.verifier.consent_rules import NOTE_TYPES, Note, consent_purposes, note_of
+from projections.base import CorrectableProjection, LoggedEvent, dumps
 from projections.consent_book import (
     BOOK_TYPES,
     CONSENT_TYPES,
@@ -31,12 +34,14 @@ BOOK = ConsentBook(PREFIX)
 """For readers: no cache."""
 INTERVALS = "proj_consent_intervals"
 ERASURES = "proj_consent_erasures"
+NOTES = "proj_consent_notes"
+NOTE_COLUMNS = ("subject", "purpose", "seq", "occurred_at", "kind", "policy_version", "details")
 
 
 class ConsentState(CorrectableProjection):
     name = "consent_state"
-    version = 3
-    topics = BOOK_TYPES | {"subject.erased"}
+    version = 4
+    topics = BOOK_TYPES | frozenset(NOTE_TYPES) | {"subject.erased"}
     tables: ClassVar[Mapping[str, str]] = {
         **BOOK.tables,
         INTERVALS: (
@@ -49,6 +54,11 @@ class ConsentState(CorrectableProjection):
             "subject TEXT PRIMARY KEY, seq BIGINT NOT NULL, erased_at TEXT NOT NULL, "
             "ground TEXT NOT NULL"
         ),
+        NOTES: (
+            "subject TEXT NOT NULL, purpose TEXT NOT NULL, seq BIGINT NOT NULL, "
+            "occurred_at TEXT NOT NULL, kind TEXT NOT NULL, policy_version TEXT NOT NULL, "
+            "details TEXT NOT NULL, PRIMARY KEY (subject, purpose, seq)"
+        ),
     }
 
     def __init__(self) -> None:
@@ -56,6 +66,8 @@ class ConsentState(CorrectableProjection):
         self._touched: dict[tuple[str, str], None] = {}
         """(subject, purpose) whose intervals the page changed: derived again at its end."""
         self._erasures: list[Row] = []
+        self._notes: list[Row] = []
+        """Notes recorded, waiting for :meth:`flush`."""
         self._stored: dict[str, dict[tuple[str, int], Row]] = {}
         """Kept from page to page, like the book's facts: the stored intervals of the subjects
         it read or wrote, by (purpose, given_seq)."""
@@ -68,6 +80,7 @@ class ConsentState(CorrectableProjection):
         self.book.begin(sql)
         self._touched = {}
         self._erasures = []
+        self._notes = []
         if len(self._stored) > KEPT_SUBJECTS:
             self.reset(empty=False)
 
@@ -77,12 +90,36 @@ class ConsentState(CorrectableProjection):
                 (event.data["subject"], event.seq, event.occurred_at, event.data["ground"])
             )
             return
+        if event.type in NOTE_TYPES:
+            self._record_note(event)
+            return
         self.book.record(sql, event)
         if event.type in CONSENT_TYPES:
             self._touched.update(dict.fromkeys(subjects_and_purposes(event)))
 
+    def _record_note(self, event: LoggedEvent) -> None:
+        """A consent fact that decides nothing: its note on each purpose (intervals stay)."""
+        note = note_of(event.type, event.seq, event.occurred_at, event.data)
+        details = dumps([list(pair) for pair in note.details])
+        self._notes += [
+            (
+                event.data["subject"],
+                purpose,
+                note.seq,
+                note.occurred_at,
+                note.kind,
+                note.policy_version,
+                details,
+            )
+            for purpose in consent_purposes(event.data)
+        ]
+
     def correct(self, sql: Sql, original: LoggedEvent, corrected: LoggedEvent) -> None:
         self.flush(sql)  # what came before the correction, in the tables it retracts from
+        if original.type in NOTE_TYPES:
+            sql.execute(f"DELETE FROM {NOTES} WHERE seq = ?", (original.seq,))
+            self._record_note(corrected)
+            return
         self.book.retract(sql, original)
         self.book.record(sql, corrected)
         if original.type in CONSENT_TYPES:
@@ -94,6 +131,9 @@ class ConsentState(CorrectableProjection):
         if self._erasures:
             sql.insert(ERASURES, ("subject", "seq", "erased_at", "ground"), self._erasures)
             self._erasures = []
+        if self._notes:
+            sql.insert(NOTES, NOTE_COLUMNS, self._notes)
+            self._notes = []
         if self._touched:
             self._derive(sql, list(self._touched))
             self._touched = {}
@@ -181,9 +221,12 @@ def _interval_row(row: Row) -> Row:
 class PurposeState:
     purpose: str
     verdict: Verdict
+    pending_renewal: Note | None = None
+    """The renewal request awaiting an answer (it changes no verdict)."""
 
     def as_dict(self) -> dict[str, Any]:
         v = self.verdict
+        pending = self.pending_renewal
         return {
             "purpose": self.purpose,
             "status": v.status,
@@ -192,6 +235,7 @@ class PurposeState:
             "policy_version": v.policy_version,
             "since": v.since,
             "decided_by_seq": v.seq,
+            "pending_renewal": None if pending is None else pending.as_dict(),
         }
 
 
@@ -205,11 +249,12 @@ class ConsentStateView:
     def __init__(self, db: ProjectionDatabase, default_minimum_age: int = 18) -> None:
         self.db = db
         self.default_minimum_age = default_minimum_age
-        self.reader = FactReader(db, BOOK, ERASURES)
+        self.reader = FactReader(db, BOOK, ERASURES, NOTES)
 
     def facts(self, subject: str, purpose: str | None = None) -> SubjectFacts:
         """The subject's erasure, age, the policies, and their decisions on ``purpose`` (on
-        every purpose when None): what :meth:`state` and :meth:`decide` answer from."""
+        every purpose, with the notes, when None): what :meth:`decide` and :meth:`state`
+        answer from."""
         return self.reader.read(subject, purpose)
 
     def state(self, subject: str, now: datetime) -> list[PurposeState]:
@@ -219,7 +264,11 @@ class ConsentStateView:
     def state_of(self, facts: SubjectFacts, now: datetime) -> list[PurposeState]:
         moment = moment_text(now)
         return [
-            PurposeState(purpose, facts.verdict(purpose, moment, self.default_minimum_age))
+            PurposeState(
+                purpose,
+                facts.verdict(purpose, moment, self.default_minimum_age),
+                facts.pending_renewal(purpose, moment),
+            )
             for purpose in facts.purposes()
         ]
 

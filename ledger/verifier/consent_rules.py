@@ -8,13 +8,20 @@ later: a material policy change (renewal required) and the subject's attested ag
 consent is invalid without a guardian, and with one too when the policy version it was given
 under does not accept a guardian's consent). Statuses use W3C DPV terms.
 
+The consent facts themselves are folded here too: :func:`decision_of` and :func:`note_of` say
+what one fact records on each of its purposes (a :class:`Decision`, or a :class:`Note`: a fact
+that decides nothing, such as a request to renew), :func:`timeline` what the consent timeline
+shows, and :func:`pending_renewal` which renewal request awaits an answer. So a new kind of
+consent fact is one case here, and the read models and the report follow.
+
 Standard library only: the consent-state and disclosure read models and the offline verifier's
 report (:mod:`ledger.verifier.report`) decide with this one implementation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -240,3 +247,161 @@ def _qualify(
 def moment_text(moment: datetime) -> str:
     """A datetime in the stored form, to compare with stored times."""
     return utc(moment.isoformat())
+
+
+# -- the consent facts, folded ------------------------------------------------------------------
+
+DECISION_TYPES: Mapping[str, str] = {
+    "consent.given": "given",
+    "consent.refused": "refused",
+    "consent.withdrawn": "withdrawn",
+}
+"""Fact type -> the decision it records on each of its purposes (what validity depends on)."""
+
+RENEWAL_REQUESTED = "renewal_requested"
+"""The kind of note a request to renew consent records: pending until the next decision."""
+
+Details = tuple[tuple[str, str | None], ...]
+"""A note's own fields, as ``(name, value)`` in the order they are shown (None: not given)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A consent fact on one purpose that decides nothing: no verdict changes with it. The
+    timeline shows it; a renewal request also shows as pending until the purpose's next
+    decision (:func:`pending_renewal`)."""
+
+    seq: int
+    occurred_at: str
+    kind: str
+    """What the timeline calls the change (``renewal_requested``)."""
+    policy_version: str
+    details: Details = ()
+
+    def as_dict(self) -> dict[str, object]:
+        """As the consent state shows it: its event, moment and version, then its fields."""
+        return {
+            "seq": self.seq,
+            "since": self.occurred_at,
+            "policy_version": self.policy_version,
+            **dict(self.details),
+        }
+
+
+NoteFold = Callable[[int, str, Mapping[str, Any]], Note]
+"""(seq, occurred_at, data as stored) -> the note the fact records on each of its purposes."""
+
+NOTE_TYPES: Mapping[str, NoteFold] = {}
+"""Fact type -> how its facts fold into notes: the consent facts that decide nothing."""
+
+CONSENT_TYPES = frozenset(DECISION_TYPES) | frozenset(NOTE_TYPES)
+"""Every consent fact type: each names one subject (``subject``) and its ``purposes``."""
+
+
+def consent_purposes(data: Mapping[str, Any]) -> list[str]:
+    """The purposes a consent fact names, each once, in its order."""
+    return [_shared(purpose) for purpose in dict.fromkeys(data["purposes"])]
+
+
+def decision_of(type_name: str, seq: int, occurred_at: str, data: Mapping[str, Any]) -> Decision:
+    """The decision a fact of :data:`DECISION_TYPES` records on each of its purposes, from its
+    data as stored (corrections applied) and its ``occurred_at`` in the stored form."""
+    expires = data.get("expires_at")
+    return Decision(
+        seq,
+        occurred_at,
+        DECISION_TYPES[type_name],
+        _shared(data["policy_version"]),
+        None if expires is None else utc(expires),
+        "guardian" in data,
+    )
+
+
+def note_of(type_name: str, seq: int, occurred_at: str, data: Mapping[str, Any]) -> Note:
+    """The note a fact of :data:`NOTE_TYPES` records on each of its purposes (as
+    :func:`decision_of` takes its arguments)."""
+    return NOTE_TYPES[type_name](seq, occurred_at, data)
+
+
+def _shared(value: Any) -> Any:
+    """One copy of a text that many facts repeat (a purpose, a policy version): the report's
+    context and the read models' books hold one per fact and purpose."""
+    return sys.intern(value) if type(value) is str else value
+
+
+def pending_renewal(
+    decisions: Sequence[Decision], notes: Sequence[Note], moment: str
+) -> Note | None:
+    """The renewal request of one subject and purpose that awaits an answer at ``moment``.
+
+    The latest request at or before ``moment`` (in time order, then log order, as decisions
+    are ordered) replaces every earlier one, and is answered by the first decision after it
+    (given, refused or withdrawn) at or before ``moment``. A request never changes a verdict:
+    consent stays valid until it expires or is withdrawn.
+    """
+    asked = [n for n in notes if n.kind == RENEWAL_REQUESTED and n.occurred_at <= moment]
+    if not asked:
+        return None
+    latest = max(asked, key=lambda n: (n.occurred_at, n.seq))
+    after = (latest.occurred_at, latest.seq)
+    if any(after < (d.occurred_at, d.seq) and d.occurred_at <= moment for d in decisions):
+        return None
+    return latest
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineItem:
+    """One change on the consent timeline of a subject and purpose."""
+
+    at: str
+    seq: int
+    """The event that makes the change (an expiry's: the consent that expires)."""
+    change: str
+    """``given``, ``refused``, ``withdrawn``, ``expired``, ``renewal_required``, or the kind of
+    a note."""
+    policy_version: str
+    expires_at: str | None = None
+    guardian: bool | None = None
+    details: Details = ()
+    rank: int = 0
+    """Orders the changes of one moment and event: the fact's own, an expiry, a policy's."""
+
+
+def timeline(
+    decisions: Sequence[Decision], notes: Sequence[Note], policies: Mapping[str, Policy]
+) -> list[TimelineItem]:
+    """The consent timeline of one subject and purpose: each decision and note, each expiry,
+    and each material policy version that took effect while consent was valid (renewal
+    required), by time, then event. The status from each change on is :func:`verdict_at` at
+    its moment."""
+    items = [
+        TimelineItem(d.occurred_at, d.seq, d.decision, d.policy_version, d.expires_at, d.guardian)
+        for d in in_time_order(decisions)
+    ]
+    items += [
+        TimelineItem(n.occurred_at, n.seq, n.kind, n.policy_version, details=n.details)
+        for n in notes
+    ]
+    for span in intervals(decisions):
+        if span.end_reason == "expired" and span.valid_until is not None:
+            items.append(
+                TimelineItem(
+                    span.valid_until, span.given_seq, "expired", span.policy_version, rank=1
+                )
+            )
+        superseding = superseded_at(span.policy_version, policies)
+        if (
+            superseding is not None
+            and span.valid_from < superseding.effective_at
+            and (span.valid_until is None or superseding.effective_at < span.valid_until)
+        ):
+            items.append(
+                TimelineItem(
+                    superseding.effective_at,
+                    superseding.seq,
+                    "renewal_required",
+                    superseding.version,
+                    rank=2,
+                )
+            )
+    return sorted(items, key=lambda item: (item.at, item.seq, item.rank))

@@ -28,7 +28,6 @@ import csv
 import html
 import re
 import shutil
-import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,15 +38,20 @@ from typing import IO, Any
 
 from ledger.verifier import incident_rules, incidents_fold, request_rules, requests_fold
 from ledger.verifier.consent_rules import (
+    CONSENT_TYPES,
+    DECISION_TYPES,
     Age,
     Decision,
+    Details,
+    Note,
     Policy,
     Verdict,
+    consent_purposes,
+    decision_of,
     declared_basis,
-    in_time_order,
-    intervals,
+    note_of,
     policy_of,
-    superseded_at,
+    timeline,
     verdict_at,
 )
 from ledger.verifier.corrections import CORRECTION, apply_corrections
@@ -66,7 +70,6 @@ from ledger.verifier.verdicts import (
 )
 
 SCOPE_KINDS = ("subject", "recipient", "period", "incident", "all")
-CONSENT_TYPES = frozenset({"consent.given", "consent.refused", "consent.withdrawn"})
 POLICY = "policy.version_published"
 AGE = "subject.age_attested"
 DISCLOSURE = "disclosure.recorded"
@@ -84,6 +87,7 @@ CONSENT_COLUMNS = (
     "status",
     "dpv_status",
     "valid",
+    "details",
 )
 CONSENT_STATUS_COLUMNS = (
     "subject",
@@ -255,18 +259,28 @@ class _Context:
     decisions: dict[tuple[str, str], tuple[Decision, ...]] = field(default_factory=dict)
     """(subject, purpose) -> its decisions, in log order (tuples: most hold one or two, and the
     context grows with the log)."""
+    notes: dict[tuple[str, str], tuple[Note, ...]] = field(default_factory=dict)
+    """(subject, purpose) -> the consent facts on it that decide nothing, in log order."""
     purposes_of: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
-    """Subject -> the purpose it decided on, or the purposes (an index of ``decisions``): see
-    :meth:`purposes`."""
+    """Subject -> the purpose it has consent facts on, or the purposes (an index of
+    ``decisions`` and ``notes``): see :meth:`purposes`."""
 
     def purposes(self, subject: str) -> list[str]:
-        """The purposes the subject decided on, sorted."""
+        """The purposes the subject has consent facts on, sorted."""
         held = self.purposes_of.get(subject, ())
         return [held] if isinstance(held, str) else sorted(held)
 
     def decide(self, subject: str, purpose: str, decision: Decision) -> None:
         key = (subject, purpose)
         self.decisions[key] = (*self.decisions.get(key, ()), decision)
+        self._index(subject, purpose)
+
+    def note(self, subject: str, purpose: str, note: Note) -> None:
+        key = (subject, purpose)
+        self.notes[key] = (*self.notes.get(key, ()), note)
+        self._index(subject, purpose)
+
+    def _index(self, subject: str, purpose: str) -> None:
         held = self.purposes_of.get(subject)
         if held is None:
             self.purposes_of[subject] = purpose
@@ -357,20 +371,14 @@ def _read_context(facts: Iterable[_Fact], context: _Context) -> None:
         elif kind in CONSENT_TYPES:
             subject = data["subject"]
             context.refs.setdefault(subject, str(fact.shown.get("subject_ref", "[sealed]")))
-            expires = data.get("expires_at")
-            for purpose in dict.fromkeys(data["purposes"]):
-                context.decide(
-                    subject,
-                    _shared(purpose),
-                    Decision(
-                        fact.seq,
-                        fact.occurred_at,
-                        _shared(kind.removeprefix("consent.")),
-                        _shared(data["policy_version"]),
-                        None if expires is None else utc(expires),
-                        "guardian" in data,
-                    ),
-                )
+            if kind in DECISION_TYPES:
+                decision = decision_of(kind, fact.seq, fact.occurred_at, data)
+                for purpose in consent_purposes(data):
+                    context.decide(subject, purpose, decision)
+            else:
+                note = note_of(kind, fact.seq, fact.occurred_at, data)
+                for purpose in consent_purposes(data):
+                    context.note(subject, purpose, note)
         elif kind == AGE:
             subject = data["subject"]
             context.refs.setdefault(subject, str(fact.shown.get("subject_ref", "[sealed]")))
@@ -388,11 +396,6 @@ def _read_context(facts: Iterable[_Fact], context: _Context) -> None:
                 context.incidents[incident_id].timeline.append(
                     (fact.seq, fact.occurred_at, kind, _describe(kind, fact.shown))
                 )
-
-
-def _shared(value: Any) -> Any:
-    """One copy of a text that many decisions repeat (their kind, the policy version)."""
-    return sys.intern(value) if type(value) is str else value
 
 
 def _read_incident(fact: _Fact, context: _Context) -> None:
@@ -489,7 +492,7 @@ class _Scope:
     def consent_subjects(self, context: _Context) -> list[str]:
         if not self.shows_consent:
             return []
-        subjects = sorted({s for s, _ in context.decisions})
+        subjects = sorted({s for s, _ in context.decisions} | {s for s, _ in context.notes})
         return [s for s in subjects if self.subject is None or s == self.subject]
 
     def incidents(self, context: _Context, selected: set[str]) -> list[_Incident]:
@@ -636,72 +639,36 @@ def _disclosure_rows(
 
 
 def _consent_rows(subject: str, context: _Context, settings: _Settings) -> Iterator[dict[str, Any]]:
-    """The subject's consent timeline, purpose by purpose: each decision, each expiry and each
-    material policy change that required renewal, with the status from that moment on."""
+    """The subject's consent timeline, purpose by purpose (:func:`timeline`: each decision and
+    note, each expiry, each material policy change that required renewal), with the status
+    from that moment on."""
     for purpose in context.purposes(subject):
-        decisions = context.decisions[(subject, purpose)]
-        entries: list[tuple[str, int, int, dict[str, Any]]] = []
-        for d in in_time_order(decisions):
-            entries.append(
-                (
-                    d.occurred_at,
-                    d.seq,
-                    0,
-                    {
-                        "change": d.decision,
-                        "seq": d.seq,
-                        "policy_version": d.policy_version,
-                        "expires_at": d.expires_at,
-                        "guardian": d.guardian,
-                    },
-                )
-            )
-        for span in intervals(decisions):
-            if span.end_reason == "expired" and span.valid_until is not None:
-                entries.append(
-                    (
-                        span.valid_until,
-                        span.given_seq,
-                        1,
-                        {
-                            "change": "expired",
-                            "seq": span.given_seq,
-                            "policy_version": span.policy_version,
-                        },
-                    )
-                )
-            superseding = superseded_at(span.policy_version, context.policies)
-            if (
-                superseding is not None
-                and span.valid_from < superseding.effective_at
-                and (span.valid_until is None or superseding.effective_at < span.valid_until)
-            ):
-                entries.append(
-                    (
-                        superseding.effective_at,
-                        superseding.seq,
-                        2,
-                        {
-                            "change": "renewal_required",
-                            "seq": superseding.seq,
-                            "policy_version": superseding.version,
-                        },
-                    )
-                )
-        for at, _, _, entry in sorted(entries, key=lambda e: e[:3]):
-            verdict = context.consent(subject, purpose, at, settings.minimum_age)
+        key = (subject, purpose)
+        items = timeline(
+            context.decisions.get(key, ()), context.notes.get(key, ()), context.policies
+        )
+        for item in items:
+            verdict = context.consent(subject, purpose, item.at, settings.minimum_age)
             yield {
                 "subject": subject,
                 "subject_ref": context.refs.get(subject, "[sealed]"),
                 "purpose": purpose,
-                "at": at,
-                "expires_at": None,
-                "guardian": None,
-                **entry,
+                "at": item.at,
+                "change": item.change,
+                "seq": item.seq,
+                "policy_version": item.policy_version,
+                "expires_at": item.expires_at,
+                "guardian": item.guardian,
                 "status": verdict.status,
                 "dpv_status": verdict.dpv,
                 "valid": verdict.valid,
+                "details": _details(item.details),
             }
+
+
+def _details(details: Details) -> str:
+    """A note's own fields in a line, as an incident step's are (:func:`_describe`)."""
+    return "; ".join(f"{name}: {value}" for name, value in details if value is not None)
 
 
 def _consent_status_rows(
@@ -1127,6 +1094,7 @@ def _write_consent(
                 "guardian",
                 "status from then",
                 "DPV status",
+                "details",
             ),
         )
         for row in _consent_rows(subject, context, settings):
@@ -1143,6 +1111,7 @@ def _write_consent(
                     row["guardian"],
                     row["status"],
                     row["dpv_status"],
+                    row["details"],
                 ),
             )
         _table_end(out)
