@@ -14,14 +14,18 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from api.clients import ClientStore
 from api.settings import SERVER_SETTINGS, ServerSettings
+from api.token_store import SqlTokenStore
 from ledger.application import LedgerApplication
 from ledger.config import LEDGER_SETTINGS, SettingGroup, Settings, markdown_tables, open_ledger
+from ledger.operations import LedgerOperations
 from projections.database import ProjectionDatabase
+from projections.operations import ReadModelOperations
+from projections.queries import LogQueries, Queries
 from projections.read_models import READ_MODEL_SETTINGS, ReadModels, ReadModelSettings
 
 GROUPS: tuple[SettingGroup, ...] = (LEDGER_SETTINGS, READ_MODEL_SETTINGS, SERVER_SETTINGS)
@@ -49,6 +53,31 @@ class Configuration:
             ServerSettings.from_env(environ),
         )
 
+    def with_storage(self, data_dir: Path | None, database_url: str | None) -> Configuration:
+        """These settings with the storage a command line names (``--data-dir``,
+        ``--database-url``) in place of the environment's."""
+        ledger = self.ledger
+        if data_dir is not None:
+            ledger = replace(ledger, data_dir=data_dir)
+        if database_url is not None:
+            ledger = replace(ledger, database_url=database_url)
+        return replace(self, ledger=ledger)
+
+    def open(self, *, read_models: bool = True, clients: bool = False) -> Wiring:
+        """:func:`build` with these settings."""
+        return build(self.ledger, self.read_models, read_models=read_models, clients=clients)
+
+    def report_settings(self) -> dict[str, Any]:
+        """The settings an exported bundle's report is rendered with (as the read models
+        judge: the same minimum age, deadlines and due dates)."""
+        read_models = self.read_models
+        return {
+            "default_minimum_age": self.ledger.limits.minimum_age,
+            "authority_deadline_hours": read_models.authority_deadline_hours,
+            "request_due_days": read_models.request_due_days,
+            "request_due_days_by_jurisdiction": dict(read_models.request_due_days_by_jurisdiction),
+        }
+
 
 @dataclass
 class Wiring:
@@ -57,7 +86,25 @@ class Wiring:
     settings: Settings
     application: LedgerApplication
     read_models: ReadModels | None = None
-    clients: ClientStore | None = None
+    clients: SqlTokenStore | None = None
+
+    def log_queries(self) -> LogQueries:
+        """The questions the log alone answers."""
+        return LogQueries(self.application)
+
+    def queries(self) -> Queries:
+        """The questions of the log with the read models (which must have been opened)."""
+        assert self.read_models is not None, "opened without read models"
+        return Queries(self.application, self.read_models)
+
+    def operations(self) -> LedgerOperations:
+        """An operator's commands on the ledger: keys, verify-log, export."""
+        return LedgerOperations(self.application, self.settings)
+
+    def read_model_operations(self) -> ReadModelOperations:
+        """An operator's commands on the read models (which must have been opened)."""
+        assert self.read_models is not None, "opened without read models"
+        return ReadModelOperations(self.application, self.read_models)
 
     def close(self) -> None:
         """Close what was opened, the ledger last (its close commits what it was handed)."""
@@ -83,9 +130,9 @@ def open_client_database(settings: Settings) -> ProjectionDatabase:
     return PostgresProjectionDatabase(settings.database_url, settings.database_schema, max_size=4)
 
 
-def open_client_store(settings: Settings) -> ClientStore:
-    """The API clients' store alone (``consent-ledger clients``); close its ``db``."""
-    return ClientStore(open_client_database(settings))
+def open_client_store(settings: Settings) -> SqlTokenStore:
+    """The API clients' store alone (``consent-ledger clients``); ``close()`` it."""
+    return SqlTokenStore(open_client_database(settings))
 
 
 def build(

@@ -510,6 +510,11 @@ class LedgerApplication(Application[UUID]):
                 return
             start = records[-1].seq + 1
 
+    def observe_commits(self, observer: Callable[[float, int], None] | None) -> None:
+        """Call ``observer`` after each group commit with its duration in seconds and its
+        number of events (for metrics); None stops it."""
+        self.ledger.on_commit = observer
+
     def sign_checkpoint(self) -> SignedCheckpoint:
         """Sign a checkpoint of the log as it stands (or return the last, if nothing is new)."""
         if self.checkpointer is None:

@@ -21,7 +21,7 @@ from ledger.merkle_log import SignedCheckpoint
 from ledger.receipts import DecodedEvent
 from ledger.recorder import LogRecord
 from ledger.verifier.consent_rules import Verdict
-from projections.base import ReadModelStoppedError
+from projections.base import ReadModelFailure, ReadModelStoppedError, error_message
 from projections.consent_facts import Erasure, SubjectFacts
 from projections.consent_state import PurposeState
 from projections.disclosures import DisclosureRow
@@ -29,6 +29,25 @@ from projections.incidents import IncidentRecord
 from projections.read_models import ReadModels
 from projections.requests import RequestRecord
 from projections.runner import ProjectionStatus
+
+__all__ = [
+    "ConsentDecision",
+    "InclusionProof",
+    "LogQueries",
+    "NoSuchEventYetError",
+    "NotCaughtUpError",
+    "ProjectionStatus",
+    "Queries",
+    "ReadModelFailure",
+    "ReadModelStoppedError",
+    "SignedCheckpoint",
+    "SubjectFacts",
+    "SubjectState",
+    "error_message",
+    "moment",
+]
+"""The errors a question may raise and the records it answers with are named here too, so an
+entrypoint imports nothing of the layers below but this module (tests/test_layering.py)."""
 
 CONSENT = "consent_state"
 """The read model consent questions are answered from."""
@@ -113,6 +132,11 @@ class LogQueries:
         return keys.pseudonym(subject_ref)
 
     # -- events and records ------------------------------------------------------------------
+
+    def claimed(self, event_id: str) -> int | None:
+        """The sequence number of the event an emitter's event id names; None if unclaimed."""
+        claim = self._ledger.ledger.select_claims([event_id]).get(event_id)
+        return None if claim is None else claim.seq
 
     def head(self) -> int:
         """The sequence number of the last event (0 for an empty log)."""

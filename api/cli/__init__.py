@@ -1,7 +1,10 @@
 """The ``consent-ledger`` command: keys, import, verification and reading the log.
 
-Settings come from ``CONSENT_LEDGER_*`` environment variables (see ``ledger/config.py``);
-``--data-dir`` and ``--database-url`` override them.
+Settings come from ``CONSENT_LEDGER_*`` environment variables, read once for the whole command
+(:class:`api.bootstrap.Configuration`, the object every command gets as ``ctx.obj``);
+``--data-dir`` and ``--database-url`` override them. Commands call the service layer only:
+the application (appends), the query layer (questions) and the operations
+(:mod:`ledger.operations`, :mod:`projections.operations`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +21,27 @@ import click
 import orjson
 
 from api import logs
-from api.bootstrap import build
+from api.bootstrap import Configuration, Wiring
 from api.cli.demo import COMMANDS as DEMO_COMMANDS
 from api.cli.export import COMMANDS as EXPORT_COMMANDS
 from api.cli.read_models import COMMANDS
 from api.cli.retention import COMMANDS as RETENTION_COMMANDS
 from api.cli.server import COMMANDS as SERVER_COMMANDS
 from api.cli.subjects import COMMANDS as SUBJECT_COMMANDS
-from api.http.app import ServerSettings
 from api.schedule import run_every
-from ledger.application import LedgerApplication
-from ledger.config import Settings, SettingsError, generate_keys, load_keyring
 from ledger.errors import IdempotencyConflictError, LedgerError, ValidationError
-from ledger.integrity import check_log
-from ledger.verifier.note import format_verifier_key
-from projections.queries import LogQueries
+from ledger.operations import generate_keys
 
 
-def _settings(ctx: click.Context) -> Settings:
-    settings: Settings = ctx.obj
-    return settings
+def configuration(ctx: click.Context) -> Configuration:
+    """The settings the command group read once (``--data-dir``/``--database-url`` applied)."""
+    config: Configuration = ctx.find_root().obj
+    return config
 
 
-def _open(ctx: click.Context) -> LedgerApplication:
-    return build(_settings(ctx), read_models=False).application
+def _open(ctx: click.Context) -> Wiring:
+    """The ledger alone (no read models): close it with ``.close()``."""
+    return configuration(ctx).open(read_models=False)
 
 
 class LedgerGroup(click.Group):
@@ -72,14 +71,10 @@ class LedgerGroup(click.Group):
 def cli(ctx: click.Context, data_dir: Path | None, database_url: str | None) -> None:
     """Consent Ledger: a signed, append-only audit and consent ledger."""
     try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
+        config = Configuration.from_env()
+    except LedgerError as exc:  # a setting the ledger cannot use; the message names it
         raise click.ClickException(str(exc)) from None
-    if data_dir is not None:
-        settings = replace(settings, data_dir=data_dir)
-    if database_url is not None:
-        settings = replace(settings, database_url=database_url)
-    ctx.obj = settings
+    ctx.obj = config.with_storage(data_dir, database_url)
 
 
 @cli.command()
@@ -87,7 +82,7 @@ def cli(ctx: click.Context, data_dir: Path | None, database_url: str | None) -> 
 @click.pass_context
 def keygen(ctx: click.Context, rotate: bool) -> None:
     """Create the signing key and master key (files with mode 0600)."""
-    created = generate_keys(_settings(ctx), rotate=rotate)
+    created = generate_keys(configuration(ctx).ledger, rotate=rotate)
     for line in created or ["keys exist already; nothing created (use --rotate for a new one)"]:
         click.echo(line)
 
@@ -102,7 +97,8 @@ def import_(ctx: click.Context, file: Any, batch_size: int) -> None:
     Each batch is all or nothing. Event ids make a rerun safe: events recorded before are
     answered with their original receipts, never stored twice.
     """
-    app = _open(ctx)
+    wiring = _open(ctx)
+    app = wiring.application
     new = duplicates = 0
     committed_lines = 0
     try:
@@ -128,18 +124,18 @@ def import_(ctx: click.Context, file: Any, batch_size: int) -> None:
                 duplicates += sum(r.duplicate for r in receipts)
                 bar.update(nbytes if size else len(facts))
     finally:
-        app.close()
+        wiring.close()
     click.echo(
         f"imported {new} new events, {duplicates} already recorded; head is now {_head(ctx)}"
     )
 
 
 def _head(ctx: click.Context) -> int:
-    app = _open(ctx)
+    wiring = _open(ctx)
     try:
-        return app.head()
+        return wiring.log_queries().head()
     finally:
-        app.close()
+        wiring.close()
 
 
 def _committed(line: int) -> str:
@@ -189,22 +185,14 @@ def _batches(file: Any, size: int) -> Iterator[tuple[int, list[int], list[dict[s
 @click.pass_context
 def verify_log(ctx: click.Context) -> None:
     """Check every stored event: bytes, signature, order. Names each bad event."""
-    settings = _settings(ctx)
-    keyring = load_keyring(settings)
-    app = _open(ctx)
+    wiring = _open(ctx)
+    operations = wiring.operations()
     try:
-        total = app.head()
+        total = wiring.log_queries().head()
         with click.progressbar(length=total, label="verifying", file=sys.stderr) as bar:
-            origin = app.checkpointer.origin if app.checkpointer else None
-            report = check_log(
-                app.ledger,
-                keyring,
-                progress=bar.update,
-                origin=origin,
-                mentions=app.mentions_opened,
-            )
+            report = operations.verify_log(progress=bar.update)
     finally:
-        app.close()
+        wiring.close()
     for problem in report.problems:
         click.echo(problem.describe())
     if not report.ok:
@@ -212,11 +200,11 @@ def verify_log(ctx: click.Context) -> None:
             f"{len(report.problems)} problem(s) in {report.checked} stored events"
         )
     if report.checked == 0:
-        click.echo(f"ok: the log is empty ({settings.describe_storage()})")
+        click.echo(f"ok: the log is empty ({operations.storage})")
         return
     click.echo(
         f"ok: {report.checked} events, 1..{report.head}, every signature verifies "
-        f"({settings.describe_storage()})"
+        f"({operations.storage})"
     )
 
 
@@ -231,13 +219,14 @@ def verify_log(ctx: click.Context) -> None:
 @click.pass_context
 def checkpoint(ctx: click.Context, every: float | None) -> None:
     """Sign a checkpoint of the log (C2SP signed note) and print it."""
-    app = _open(ctx)
+    wiring = _open(ctx)
+    app = wiring.application
     try:
         signed = app.sign_checkpoint()
         click.echo(signed.note, nl=False)
         if every is None:
             return
-        serving = ServerSettings.from_env()
+        serving = configuration(ctx).server
         logs.configure(serving.log_format, serving.log_level)
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -252,22 +241,20 @@ def checkpoint(ctx: click.Context, every: float | None) -> None:
 
         run_every(every, stop, sign)
     finally:
-        app.close()
+        wiring.close()
 
 
 @cli.command()
 @click.pass_context
 def keys(ctx: click.Context) -> None:
     """The verifier keys of the log's checkpoints, one a line (C2SP form)."""
-    settings = _settings(ctx)
-    keyring = load_keyring(settings)
-    app = _open(ctx)
+    wiring = _open(ctx)
     try:
-        origin = LogQueries(app).origin(settings.origin)
+        keys = wiring.operations().verifier_keys()
     finally:
-        app.close()
-    for public_key in keyring.public_keys.values():
-        click.echo(format_verifier_key(origin, public_key))
+        wiring.close()
+    for key in keys:
+        click.echo(key)
 
 
 @cli.command()
@@ -275,11 +262,11 @@ def keys(ctx: click.Context) -> None:
 @click.pass_context
 def show(ctx: click.Context, seq: int) -> None:
     """Print event SEQ as JSON, personal data opened (or "[erased]")."""
-    app = _open(ctx)
+    wiring = _open(ctx)
     try:
-        event = LogQueries(app).event(seq)
+        event = wiring.log_queries().event(seq)
     finally:
-        app.close()
+        wiring.close()
     click.echo(orjson.dumps(event.as_dict(), option=orjson.OPT_INDENT_2).decode())
 
 
@@ -297,9 +284,9 @@ def show(ctx: click.Context, seq: int) -> None:
 @click.pass_context
 def tail(ctx: click.Context, count: int, follow: bool, interval: float) -> None:
     """Print the latest events, one JSON object a line."""
-    app = _open(ctx)
+    wiring = _open(ctx)
     try:
-        log = LogQueries(app)
+        log = wiring.log_queries()
         start = max(1, log.head() - count + 1)
         while True:
             for seq, event in log.events_from(start, 1000):
@@ -311,7 +298,7 @@ def tail(ctx: click.Context, count: int, follow: bool, interval: float) -> None:
     except KeyboardInterrupt:
         return
     finally:
-        app.close()
+        wiring.close()
 
 
 for _command in (

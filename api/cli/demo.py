@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 import click
 
-from api.bootstrap import build
+from api.bootstrap import Configuration
 from api.cli.server import serve as serve_command
 from demo.dataset import (
     DEFAULT_SEED,
@@ -29,9 +29,9 @@ from demo.dataset import (
     generate,
 )
 from ledger.application import LedgerApplication
-from ledger.config import Settings
 from ledger.errors import IdempotencyConflictError, ValidationError
-from projections.read_models import ReadModels
+from projections.operations import ReadModelOperations
+from projections.queries import LogQueries, Queries
 
 
 @click.command("demo")
@@ -60,27 +60,27 @@ def demo(ctx: click.Context, users: int, seed: int, anchor: datetime | None, ser
     a handful of planted violations, one incident, requests (one overdue). Needs an empty
     ledger, or one that holds this demo already (then nothing is stored twice).
     """
-    settings: Settings = ctx.obj
-    wiring = build(settings)
-    app, models = wiring.application, wiring.read_models
-    assert models is not None
+    config: Configuration = ctx.find_root().obj
+    wiring = config.open()
+    app, queries = wiring.application, wiring.queries()
     try:
-        chosen = _anchor(app, None if anchor is None else anchor.date())
+        chosen = _anchor(queries, None if anchor is None else anchor.date())
         data = generate(users, seed, chosen)
+        settings = config.ledger
         new, again = _append(app, data, settings.limits.max_batch)
-        _catch_up(models)
-        _summary(models, data, new, again, app.head())
+        _catch_up(wiring.read_model_operations())
+        _summary(queries, data, new, again)
     finally:
         wiring.close()
     if serve:
         ctx.invoke(serve_command)
 
 
-def _anchor(app: LedgerApplication, asked: date | None) -> date:
+def _anchor(log: LogQueries, asked: date | None) -> date:
     """The anchor of the demo this ledger holds, else the one asked for, else today."""
-    claim = app.ledger.select_claims([FIRST_EVENT_ID]).get(FIRST_EVENT_ID)
-    if claim is None:
-        head = app.head()
+    first = log.claimed(FIRST_EVENT_ID)
+    if first is None:
+        head = log.head()
         if head:
             raise click.ClickException(
                 f"the demo needs an empty ledger, and this one holds {head} events of its own; "
@@ -93,7 +93,7 @@ def _anchor(app: LedgerApplication, asked: date | None) -> date:
                 param_hint="--anchor",
             )
         return asked or today
-    loaded = anchor_of({"occurred_at": app.get_event(claim.seq).occurred_at})
+    loaded = anchor_of({"occurred_at": log.event(first).occurred_at})
     if asked is not None and asked != loaded:
         raise click.BadParameter(
             f"this ledger holds the demo anchored at {loaded}; rerun without --anchor, or "
@@ -130,21 +130,18 @@ def _append(app: LedgerApplication, data: DemoDataSet, batch: int) -> tuple[int,
     return new, again
 
 
-def _catch_up(models: ReadModels) -> None:
-    runner = models.runner
-    head = runner.app.head()
-    behind = sum(max(0, head - runner.position(name)) for name in runner.projections)
+def _catch_up(operations: ReadModelOperations) -> None:
     with click.progressbar(
-        length=behind, label="catching up the read models", file=sys.stderr
+        length=operations.behind(), label="catching up the read models", file=sys.stderr
     ) as bar:
-        runner.catch_up(progress=bar.update)
+        operations.catch_up(progress=bar.update)
 
 
-def _summary(models: ReadModels, data: DemoDataSet, new: int, again: int, head: int) -> None:
-    now = datetime.now(UTC)
-    found = Counter(row.verdict for row in models.disclosures.find_all(violations_only=True))
-    overdue = models.requests.list(now, overdue_only=True)
-    incident = models.incidents.get(data.incident_id, now)
+def _summary(queries: Queries, data: DemoDataSet, new: int, again: int) -> None:
+    head = queries.head()
+    found = Counter(row.verdict for row in queries.all_disclosures(violations_only=True))
+    overdue = queries.requests(overdue_only=True)
+    incident = queries.incident(data.incident_id)
     click.echo(
         f"demo loaded: {len(data.facts)} facts ({new} new, {again} recorded before) about "
         f"{data.users} members, the year to {data.anchor}; the log's head is {head}"

@@ -9,21 +9,17 @@ from typing import Any
 
 import click
 
-from api.bootstrap import build
-from ledger.config import Settings, load_keyring
-from ledger.export import export_bundle
-from ledger.mapper import format_time
+from api.bootstrap import Configuration
+from ledger.operations import export_scope
 from ledger.verifier.__main__ import trusted_keys
 from ledger.verifier.bundle import BundleError, default_jobs, verify_bundle
-from ledger.verifier.note import NoteError, format_verifier_key
-from projections.queries import LogQueries
-from projections.read_models import ReadModelSettings
+from ledger.verifier.note import NoteError
 
 TIME = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"])
 
 
-def _moment(value: datetime) -> str:
-    return format_time(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
+def _moment(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 @click.command("export")
@@ -52,7 +48,7 @@ def export(
     target: Path,
 ) -> None:
     """Export a verifiable bundle of one scope: events, leaves, checkpoint, report."""
-    settings: Settings = ctx.obj
+    config: Configuration = ctx.find_root().obj
     chosen = [
         name
         for name, given in (
@@ -70,24 +66,15 @@ def export(
         )
     if (start is None) != (end is None):
         raise click.UsageError("a period needs both --from and --to")
-    keyring = load_keyring(settings)
-    report_settings = _report_settings(settings)
-    app = build(settings, read_models=False).application
+    wiring = config.open(read_models=False)
     try:
-        scope: dict[str, Any]
-        if subject is not None:
-            scope = {"kind": "subject", "subject": LogQueries(app).pseudonym(subject)}
-        elif recipient is not None:
-            scope = {"kind": "recipient", "recipient_id": recipient}
-        elif incident is not None:
-            scope = {"kind": "incident", "incident_id": incident}
-        elif start is not None and end is not None:
-            scope = {"kind": "period", "from": _moment(start), "to": _moment(end)}
-        else:
-            scope = {"kind": "all"}
-        assert app.checkpointer is not None
-        origin = app.checkpointer.origin
-        verifier_keys = [format_verifier_key(origin, k) for k in keyring.public_keys.values()]
+        operations = wiring.operations()
+        scope = export_scope(
+            subject_pseudonym=None if subject is None else operations.subject_pseudonym(subject),
+            recipient=recipient,
+            incident=incident,
+            period=None if start is None or end is None else (_moment(start), _moment(end)),
+        )
         bars: dict[str, Any] = {}
 
         def progress(phase: str, done: int, total: int) -> None:
@@ -97,33 +84,18 @@ def export(
                 bars[phase] = click.progressbar(length=total, label=f"{phase:>8}", file=sys.stderr)
             bars[phase].update(done)
 
-        result = export_bundle(
-            app,
-            scope,
-            target,
-            verifier_keys=verifier_keys,
-            report_settings=report_settings,
-            progress=progress,
+        result, verifier_keys = operations.export(
+            scope, target, config.report_settings(), progress=progress
         )
         for bar in bars.values():
             bar.render_finish()
     finally:
-        app.close()
+        wiring.close()
     click.echo(
         f"exported {result.entries} events of {result.scope} with {result.size} leaves "
         f"to {result.path}"
     )
     click.echo(f"verify it: python -m ledger.verifier {result.path} --key '{verifier_keys[-1]}'")
-
-
-def _report_settings(settings: Settings) -> dict[str, Any]:
-    read_models = ReadModelSettings.from_env()
-    return {
-        "default_minimum_age": settings.limits.minimum_age,
-        "authority_deadline_hours": read_models.authority_deadline_hours,
-        "request_due_days": read_models.request_due_days,
-        "request_due_days_by_jurisdiction": dict(read_models.request_due_days_by_jurisdiction),
-    }
 
 
 @click.command("verify")

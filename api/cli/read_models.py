@@ -21,15 +21,10 @@ import click
 import orjson
 
 from api import logs
-from api.bootstrap import build
-from api.http.app import ServerSettings
-from ledger.application import LedgerApplication
-from ledger.config import Settings
+from api.bootstrap import Configuration, Wiring
 from ledger.verifier.spreadsheet import csv_row
-from projections.base import PoisonEventError
+from projections.operations import PoisonEventError, ReadModelOperations
 from projections.queries import Queries
-from projections.read_models import ReadModels
-from projections.retention_job import retention_loop
 
 RECOVERY = (
     "fix the cause (upgrade), then `consent-ledger projections rebuild {name}` "
@@ -37,24 +32,27 @@ RECOVERY = (
 )
 
 
+def configuration(ctx: click.Context) -> Configuration:
+    """The settings the command group read once."""
+    config: Configuration = ctx.find_root().obj
+    return config
+
+
 @contextmanager
 def _opened(
     ctx: click.Context, *, catch_up: bool = True, needs: Sequence[str] | None = None
-) -> Iterator[tuple[LedgerApplication, ReadModels]]:
+) -> Iterator[Wiring]:
     """The ledger and its read models, caught up. ``needs``: the read models the command reads
     (default: all); one of them stopped at an event fails the command, another is only warned
     of."""
-    settings: Settings = ctx.obj
-    wiring = build(settings)
-    app, models = wiring.application, wiring.read_models
-    assert models is not None
+    wiring = configuration(ctx).open()
     try:
         if catch_up:
-            for exc in models.runner.catch_up_each():
+            for exc in wiring.read_model_operations().catch_up_each():
                 if needs is None or exc.projection in needs:
                     raise click.ClickException(f"{exc}; {RECOVERY.format(name=exc.projection)}")
                 click.echo(f"warning: {exc} (not used here)", err=True)
-        yield app, models
+        yield wiring
     finally:
         wiring.close()
 
@@ -62,18 +60,18 @@ def _opened(
 @contextmanager
 def read_models(
     ctx: click.Context, *, catch_up: bool = True, needs: Sequence[str] | None = None
-) -> Iterator[ReadModels]:
-    """The read models, caught up (see :func:`_opened`)."""
-    with _opened(ctx, catch_up=catch_up, needs=needs) as (_, models):
-        yield models
+) -> Iterator[ReadModelOperations]:
+    """An operator's commands on the read models, caught up (see :func:`_opened`)."""
+    with _opened(ctx, catch_up=catch_up, needs=needs) as wiring:
+        yield wiring.read_model_operations()
 
 
 @contextmanager
 def queries(ctx: click.Context, *, needs: Sequence[str]) -> Iterator[Queries]:
     """The query layer over the ledger and its read models, caught up (see :func:`_opened`):
     what the query commands ask."""
-    with _opened(ctx, needs=needs) as (app, models):
-        yield Queries(app, models)
+    with _opened(ctx, needs=needs) as wiring:
+        yield wiring.queries()
 
 
 def _echo_json(value: Any) -> None:
@@ -96,18 +94,18 @@ def projections_group() -> None:
 @click.pass_context
 def projections_run(ctx: click.Context, once: bool) -> None:
     """Catch every read model up, then follow the log until SIGTERM or Ctrl-C."""
-    serving = ServerSettings.from_env()
+    serving = configuration(ctx).server
     logs.configure(serving.log_format, serving.log_level)
-    with _opened(ctx, catch_up=False) as (app, models):
+    with read_models(ctx, catch_up=False) as operations:
         if once:
-            read = models.runner.catch_up()
+            read = operations.catch_up()
             click.echo(f"caught up: {read} events read")
             return
         stop = threading.Event()
 
         def stop_following(*_: object) -> None:
             stop.set()
-            models.runner.wake()
+            operations.wake()
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, stop_following)
@@ -116,15 +114,8 @@ def projections_run(ctx: click.Context, once: bool) -> None:
             click.echo(f"error: {exc}", err=True)
 
         hours = serving.retention_interval_hours
-        if hours:  # retention runs where the read models run
-            threading.Thread(
-                target=retention_loop,
-                args=(app, models, stop, hours * 3600.0),
-                name="retention",
-                daemon=True,
-            ).start()
         click.echo("following the log (Ctrl-C to stop)", err=True)
-        models.runner.follow(stop, on_error=report)
+        operations.follow(stop, on_error=report, retention_every=hours * 3600.0 if hours else None)
 
 
 STOPPED_EXIT = 4
@@ -140,8 +131,8 @@ def projections_status(ctx: click.Context, as_json: bool) -> None:
     A read model stopped at an event is shown FAILED, with the event (seq and type), the
     error, since when and how many tries, and how to recover; the exit status is then 4 (for
     scripts and health checks), else 0."""
-    with read_models(ctx, catch_up=False) as models:
-        statuses = models.runner.status()
+    with read_models(ctx, catch_up=False) as operations:
+        statuses = operations.status()
     failed = any(s.failure is not None or s.error for s in statuses)
     if as_json:
         _echo_json([s.as_dict() for s in statuses])
@@ -172,17 +163,16 @@ def projections_rebuild(ctx: click.Context, names: tuple[str, ...]) -> None:
 
     The way back for a read model stopped at an event, once the cause is fixed: the others
     are left as they are. If the cause is still there, it stops at the same event again."""
-    with _opened(ctx, catch_up=False) as (app, models):
-        total = Queries(app, models).head()
-        chosen = list(names) or list(models.runner.projections)
-        for name in chosen:
-            models.runner.projection(name)  # unknown names fail before anything is dropped
+    with read_models(ctx, catch_up=False) as operations:
+        total = operations.head()
+        chosen = list(names) or operations.names
+        operations.check_names(chosen)  # unknown names fail before anything is dropped
         for name in chosen:
             with click.progressbar(
                 length=total, label=f"rebuilding {name}", file=sys.stderr
             ) as bar:
                 try:
-                    models.runner.rebuild([name], progress=bar.update)
+                    operations.rebuild([name], progress=bar.update)
                 except PoisonEventError as exc:
                     raise click.ClickException(
                         f"{exc}; the cause is still there: {RECOVERY.format(name=name)}"

@@ -14,8 +14,7 @@ import click
 import orjson
 
 from api.cli.read_models import TIME, read_models
-from projections.retention_job import RetentionOutcome, run_retention
-from projections.retention_rules import SubjectRetention
+from projections.operations import RetentionOutcome, SubjectRetention
 
 
 @click.group("retention")
@@ -44,8 +43,8 @@ def retention_run(ctx: click.Context, dry_run: bool, at: datetime | None, as_jso
     moment = now if at is None else (at if at.tzinfo else at.replace(tzinfo=UTC))
     if moment > now and not dry_run:
         raise click.UsageError("--at later than now needs --dry-run: nothing is erased early")
-    with read_models(ctx) as models:
-        outcome = run_retention(models.runner.app, models, moment, dry_run=dry_run)
+    with read_models(ctx) as operations:
+        outcome = operations.retention(moment, dry_run=dry_run)
     if as_json:
         click.echo(orjson.dumps(outcome.as_dict(), option=orjson.OPT_INDENT_2).decode())
     else:

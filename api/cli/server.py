@@ -12,11 +12,10 @@ from typing import Any
 import click
 
 from api import logs
-from api.bootstrap import open_client_store
-from api.clients import ClientStore, Scope
-from api.http.app import ServerSettings, ensure_admin_client, read_admin_token
-from ledger.config import Settings, generate_keys
-from projections.read_models import ReadModelSettings
+from api.bootstrap import Configuration, open_client_store
+from api.http.app import ensure_admin_client, read_admin_token
+from api.token_store import Scope, TokenStore
+from ledger.operations import generate_keys
 
 SCOPES = click.Choice([s.value for s in Scope])
 
@@ -90,9 +89,9 @@ def serve(ctx: click.Context, /, **flags: Any) -> None:
 
     from api.http.listening import TcpConfig
 
-    settings: Settings = ctx.obj
-    server = replace(ServerSettings.from_env(), **{k: v for k, v in flags.items() if v is not None})
-    ReadModelSettings.from_env()  # checked before anything starts; each worker reads it again
+    config: Configuration = ctx.find_root().obj  # every setting, checked before anything starts
+    settings = config.ledger
+    server = replace(config.server, **{k: v for k, v in flags.items() if v is not None})
     if settings.database_url is None:
         if server.workers > 1:
             raise click.UsageError(
@@ -105,7 +104,7 @@ def serve(ctx: click.Context, /, **flags: Any) -> None:
         try:
             ensure_admin_client(store, token)
         finally:
-            store.db.close()
+            store.close()
     # The workers read the same settings from the environment.
     os.environ["CONSENT_LEDGER_DATA_DIR"] = str(settings.data_dir)
     if settings.database_url is not None:
@@ -139,9 +138,9 @@ def serve(ctx: click.Context, /, **flags: Any) -> None:
         if server.workers == 1:
             uvicorn.run("api.http.asgi:create", **options)
         else:  # as uvicorn.run does, but on a TCP socket (api/http/listening.py says why)
-            config = TcpConfig("api.http.asgi:create", **options)
+            tcp = TcpConfig("api.http.asgi:create", **options)
             with contextlib.suppress(KeyboardInterrupt):
-                Multiprocess(config, sockets=[config.bind_socket()]).run()
+                Multiprocess(tcp, sockets=[tcp.bind_socket()]).run()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -178,12 +177,14 @@ def _raise_open_files_limit(connections: int) -> None:
 @click.option("--url", default=None, help="The API's address [default: from the settings].")
 @click.option("--ready", is_flag=True, help="Ask /readyz (storage and read models) instead.")
 @click.option("--timeout", default=3.0, show_default=True, type=click.FloatRange(0.1, 60))
-def healthcheck(url: str | None, ready: bool, timeout: float) -> None:
+@click.pass_context
+def healthcheck(ctx: click.Context, url: str | None, ready: bool, timeout: float) -> None:
     """Exit 0 when the API answers /healthz (or /readyz) with 200: for container health checks."""
     import httpx
 
     if url is None:
-        server = ServerSettings.from_env()
+        config: Configuration = ctx.find_root().obj
+        server = config.server
         host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "[::]") else server.host  # noqa: S104
         url = f"http://{host}:{server.port}"
     path = "/readyz" if ready else "/healthz"
@@ -201,8 +202,9 @@ def clients_group() -> None:
     """API clients: bearer tokens with scopes."""
 
 
-def _store(ctx: click.Context) -> ClientStore:
-    settings: Settings = ctx.obj
+def _store(ctx: click.Context) -> TokenStore:
+    config: Configuration = ctx.find_root().obj
+    settings = config.ledger
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return open_client_store(settings)
 
@@ -224,7 +226,7 @@ def clients_add(ctx: click.Context, name: str, scopes: tuple[str, ...]) -> None:
     try:
         client, token = store.add(name, [Scope(s) for s in scopes])
     finally:
-        store.db.close()
+        store.close()
     click.echo(f"client {client.name} ({client.client_id}) with scopes {' '.join(sorted(scopes))}")
     click.echo("the token is shown only now; store it safely:")
     click.echo(token)
@@ -240,7 +242,7 @@ def clients_list(ctx: click.Context) -> None:
             state = f"revoked {client.revoked_at}" if client.revoked_at else "active"
             click.echo(f"{client.name}\t{' '.join(sorted(client.scopes))}\t{state}")
     finally:
-        store.db.close()
+        store.close()
 
 
 @clients_group.command("set-key")
@@ -253,7 +255,7 @@ def clients_set_key(ctx: click.Context, name: str, public_key: str) -> None:
     try:
         client = store.set_key(name, public_key)
     finally:
-        store.db.close()
+        store.close()
     click.echo(f"{client.name} signs its appends from now on (Content-Signature: ed25519=...)")
 
 
@@ -266,7 +268,7 @@ def clients_revoke(ctx: click.Context, name: str) -> None:
     try:
         client = store.revoke(name)
     finally:
-        store.db.close()
+        store.close()
     click.echo(f"revoked {client.name} at {client.revoked_at}")
 
 

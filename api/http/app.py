@@ -15,10 +15,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +25,16 @@ from fastapi import FastAPI
 from api import logs
 from api.bootstrap import build
 from api.bootstrap import open_client_database as open_client_database  # also from here
-from api.clients import ClientStore, Scope, hash_token
 from api.http import problems
 from api.http.limits import LimitsMiddleware, RequestLimits
 from api.http.metrics import Metrics
 from api.http.routes import consent, events, log, registers, subjects
 from api.schedule import run_every
 from api.settings import ServerSettings as ServerSettings  # also imported from here
-from ledger.config import Settings, SettingsError, load_keyring
-from projections.base import PoisonEventError
-from projections.read_models import ReadModels, ReadModelSettings
-from projections.retention_job import retention_loop
+from api.token_store import AdminTokenError, TokenStore
+from ledger.config import Settings, SettingsError
+from projections.operations import PoisonEventError, ReadModelOperations
+from projections.read_models import ReadModelSettings
 
 logger = logging.getLogger("consent_ledger.api")
 
@@ -64,7 +61,7 @@ def read_admin_token(path: Path) -> str:
     return token
 
 
-def ensure_admin_client(store: ClientStore, token: str) -> str:
+def ensure_admin_client(store: TokenStore, token: str) -> str:
     """Make ``token`` a live admin token; the client's name.
 
     The client is named after the token's hash, so a new token in the file gets a new client and
@@ -72,37 +69,14 @@ def ensure_admin_client(store: ClientStore, token: str) -> str:
     does). A token that belongs to a revoked client, or to one without the admin scope, is
     refused: the file must not bring back or widen what someone took away.
     """
-    digest = hash_token(token)
-    name = ADMIN_CLIENT_PREFIX + digest[:12]
-    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    with store.db.transaction() as sql:
-        store.db.lock_schema(sql)
-        rows = sql.execute(
-            "SELECT name, scopes, revoked_at FROM api_clients WHERE token_hash = ?", (digest,)
-        )
-        if rows:
-            owner, scopes, revoked_at = rows[0]
-            if revoked_at is not None:
-                raise SettingsError(
-                    f"the token in {ADMIN_TOKEN_FILE} belongs to client {owner}, revoked at "
-                    f"{revoked_at}; write a new token into the file"
-                )
-            if Scope.ADMIN.value not in str(scopes).split():
-                raise SettingsError(
-                    f"the token in {ADMIN_TOKEN_FILE} belongs to client {owner}, which lacks the "
-                    "admin scope; write a new token into the file"
-                )
-            return str(owner)
-        sql.execute(
-            "UPDATE api_clients SET revoked_at = ? WHERE revoked_at IS NULL AND name LIKE ?",
-            (now, ADMIN_CLIENT_PREFIX + "%"),
-        )
-        sql.execute(
-            "INSERT INTO api_clients (client_id, name, token_hash, scopes, created_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (str(uuid.uuid4()), name, digest, Scope.ADMIN.value, now),
-        )
-    return name
+    try:
+        return store.ensure_admin(token, ADMIN_CLIENT_PREFIX)
+    except AdminTokenError as exc:
+        raise SettingsError(
+            f"the token in {ADMIN_TOKEN_FILE} belongs to client {exc.owner}, "
+            + (f"revoked at {exc.revoked_at}" if exc.revoked_at else "which lacks the admin scope")
+            + "; write a new token into the file"
+        ) from None
 
 
 def create_app(
@@ -115,29 +89,26 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         wiring = build(settings, read_settings, clients=True)
-        ledger, models, clients = wiring.application, wiring.read_models, wiring.clients
-        assert models is not None and clients is not None
+        ledger, clients = wiring.application, wiring.clients
+        assert clients is not None
+        queries, operations = wiring.queries(), wiring.read_model_operations()
         app.state.ledger = ledger
-        app.state.read_models = models
-        app.state.keyring = load_keyring(settings)
+        app.state.read_models = wiring.read_models  # for tests; routes ask app.state.queries
+        app.state.queries = queries
+        app.state.verifier_keys = wiring.operations().verifier_keys()
         app.state.clients = clients
-        app.state.metrics = Metrics(ledger, models)
+        app.state.metrics = Metrics(ledger, queries)
         if serving.admin_token_file is not None:
             ensure_admin_client(app.state.clients, read_admin_token(serving.admin_token_file))
         stop = threading.Event()
         workers = []
-        if serving.projections:
+        if serving.projections:  # retention runs where the read models run
+            hours = serving.retention_interval_hours
             workers.append(
                 threading.Thread(
-                    target=_follow, args=(models, stop), name="read-models", daemon=True
-                )
-            )
-        if serving.projections and serving.retention_interval_hours:
-            workers.append(
-                threading.Thread(
-                    target=retention_loop,
-                    args=(ledger, models, stop, serving.retention_interval_hours * 3600.0),
-                    name="retention",
+                    target=_follow,
+                    args=(operations, stop, hours * 3600.0 if hours else None),
+                    name="read-models",
                     daemon=True,
                 )
             )
@@ -166,7 +137,7 @@ def create_app(
             # uvicorn calls this after the requests in flight have had their answers, so every
             # append that was handed to the recorder is committed (close() drains it).
             stop.set()
-            models.runner.wake()
+            operations.wake()
             for worker in workers:
                 worker.join(timeout=10)
             wiring.close()
@@ -191,11 +162,13 @@ def create_app(
     return app
 
 
-def _follow(models: ReadModels, stop: threading.Event) -> None:
+def _follow(
+    operations: ReadModelOperations, stop: threading.Event, retention_every: float | None
+) -> None:
     def report(exc: PoisonEventError) -> None:
         logger.error("read model stopped: %s", exc)
 
-    models.runner.follow(stop, on_error=report)
+    operations.follow(stop, on_error=report, retention_every=retention_every)
 
 
 def _checkpoints(ledger: Any, stop: threading.Event, interval: float) -> None:

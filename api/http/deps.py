@@ -1,4 +1,4 @@
-"""What routes depend on: the ledger, the read models, the queries over both, the calling
+"""What routes depend on: the ledger application (appends), the query layer, the calling
 client (checked scope)."""
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 
-from api.clients import Client, ClientStore, Scope
 from api.http.problems import ProblemError
+from api.token_store import Client, Scope, TokenStore
 from ledger.application import LedgerApplication
 from ledger.events import EARLIEST, HORIZON, MAX_OFFSET, check_one_line
 from projections.queries import Queries
-from projections.read_models import ReadModels
 
 # The dependencies are coroutines: FastAPI runs a plain function in the threadpool, a hop
 # (and a wait for the GIL on a busy process) per dependency per request.
@@ -28,22 +27,19 @@ async def ledger(request: Request) -> LedgerApplication:
     return app
 
 
-async def read_models(request: Request) -> ReadModels:
-    models: ReadModels = request.app.state.read_models
-    return models
-
-
 async def queries(request: Request) -> Queries:
     """The questions routes ask (projections/queries.py), over this app's ledger and read
-    models (two references: cheaper to make than to look up)."""
-    return Queries(request.app.state.ledger, request.app.state.read_models)
+    models: one object, made at start-up."""
+    found: Queries = request.app.state.queries
+    return found
 
 
 def authorised(scope: Scope) -> Callable[[Request], Awaitable[Client]]:
     """A dependency that lets a request in only with a live token carrying ``scope``.
 
-    A token verified in the last moment is found in memory (:class:`~api.clients.ClientStore`);
-    any other is looked up in the database, in the threadpool.
+    A token verified in the last moment is found in memory
+    (:meth:`~api.token_store.TokenStore.recently_verified`); any other is looked up in the
+    database, in the threadpool.
     """
 
     async def check(request: Request) -> Client:
@@ -53,7 +49,7 @@ def authorised(scope: Scope) -> Callable[[Request], Awaitable[Client]]:
             raise ProblemError(
                 401, "Unauthorized", "send a bearer token: Authorization: Bearer ..."
             )
-        store: ClientStore = request.app.state.clients
+        store: TokenStore = request.app.state.clients
         token = token.strip()
         client = store.recently_verified(token)
         if client is None:
@@ -69,7 +65,6 @@ def authorised(scope: Scope) -> Callable[[Request], Awaitable[Client]]:
 
 
 LedgerDep = Annotated[LedgerApplication, Depends(ledger)]
-ReadModelsDep = Annotated[ReadModels, Depends(read_models)]
 QueriesDep = Annotated[Queries, Depends(queries)]
 Writer = Annotated[Client, Depends(authorised(Scope.WRITE_EVENTS))]
 StateReader = Annotated[Client, Depends(authorised(Scope.READ_STATE))]

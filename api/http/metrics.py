@@ -18,23 +18,21 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ledger.application import LedgerApplication
-from projections.base import error_message
-from projections.read_models import ReadModels
+from projections.queries import Queries, error_message
 
 logger = logging.getLogger("consent_ledger.metrics")
 
 
 class LedgerCollector(Collector):
-    def __init__(self, ledger: LedgerApplication, models: ReadModels) -> None:
-        self.ledger = ledger
-        self.models = models
+    def __init__(self, queries: Queries) -> None:
+        self.queries = queries
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily(
-            "ledger_head", "Sequence number of the newest event", self.ledger.head()
+            "ledger_head", "Sequence number of the newest event", self.queries.head()
         )
         now = datetime.now(UTC)
-        latest = self.ledger.ledger.latest_checkpoint()
+        latest = self.queries.latest_checkpoint()
         yield GaugeMetricFamily(
             "ledger_checkpoint_size",
             "Tree size of the latest signed checkpoint",
@@ -50,12 +48,12 @@ class LedgerCollector(Collector):
         yield from _gauge(
             "ledger_requests_overdue",
             "Data-subject requests still open past their due date",
-            lambda: len(self.models.requests.list(now, overdue_only=True)),
+            lambda: len(self.queries.requests(overdue_only=True)),
         )
         yield from _gauge(
             "ledger_incidents_authority_overdue",
             "Incidents not notified to the authority past their deadline (GDPR 33: 72 hours)",
-            lambda: sum(1 for i in self.models.incidents.list(now) if i.authority_overdue),
+            lambda: sum(1 for i in self.queries.incidents() if i.authority_overdue),
         )
         lag = GaugeMetricFamily(
             "ledger_projection_lag_events",
@@ -93,7 +91,7 @@ class LedgerCollector(Collector):
             "Times the runner tried a stopped read model's event and failed",
             labels=["projection"],
         )
-        for status in self.models.runner.status():
+        for status in self.queries.status():
             lag.add_metric([status.name], status.lag_events)
             lag_seconds.add_metric([status.name], status.lag_seconds)
             position.add_metric([status.name], status.position)
@@ -121,7 +119,7 @@ def _gauge(
 
 
 class Metrics:
-    def __init__(self, ledger: LedgerApplication, models: ReadModels) -> None:
+    def __init__(self, ledger: LedgerApplication, queries: Queries) -> None:
         self.registry = CollectorRegistry()
         self.events = Counter(
             "ledger_events_appended",
@@ -147,8 +145,8 @@ class Metrics:
             buckets=(1, 2, 5, 10, 50, 100, 500, 2000),
             registry=self.registry,
         )
-        self.registry.register(LedgerCollector(ledger, models))
-        ledger.ledger.on_commit = self._observe_commit
+        self.registry.register(LedgerCollector(queries))
+        ledger.observe_commits(self._observe_commit)
 
     def _observe_commit(self, seconds: float, events: int) -> None:
         self.commit_seconds.observe(seconds)

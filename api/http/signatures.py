@@ -23,8 +23,8 @@ from typing import Any
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from api.clients import Client
 from api.http.problems import ProblemError
+from api.token_store import Client
 from ledger.verifier.entry import key_id_for
 
 HEADER = "content-signature"

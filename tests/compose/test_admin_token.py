@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from api.clients import ClientStore, Scope
+from api.token_store import SqlTokenStore, Scope
 from api.http.app import ADMIN_CLIENT_PREFIX, ensure_admin_client, read_admin_token
 from ledger.config import SettingsError
 from projections.sqlite import SQLiteProjectionDatabase
@@ -17,15 +17,15 @@ OTHER = "cl_" + "b" * 43
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[ClientStore]:
-    clients = ClientStore(SQLiteProjectionDatabase(tmp_path / "api.sqlite3"))
+def store(tmp_path: Path) -> Iterator[SqlTokenStore]:
+    clients = SqlTokenStore(SQLiteProjectionDatabase(tmp_path / "api.sqlite3"))
     try:
         yield clients
     finally:
         clients.db.close()
 
 
-def test_the_token_becomes_an_admin_client_once(store: ClientStore) -> None:
+def test_the_token_becomes_an_admin_client_once(store: SqlTokenStore) -> None:
     name = ensure_admin_client(store, TOKEN)
     assert ensure_admin_client(store, TOKEN) == name  # every worker, every restart
     client = store.authenticate(TOKEN)
@@ -33,7 +33,7 @@ def test_the_token_becomes_an_admin_client_once(store: ClientStore) -> None:
     assert [c.name for c in store.list()] == [name]
 
 
-def test_a_new_token_in_the_file_revokes_the_one_before(store: ClientStore) -> None:
+def test_a_new_token_in_the_file_revokes_the_one_before(store: SqlTokenStore) -> None:
     ensure_admin_client(store, TOKEN)
     ensure_admin_client(store, OTHER)
     old, new = store.authenticate(TOKEN), store.authenticate(OTHER)
@@ -42,7 +42,7 @@ def test_a_new_token_in_the_file_revokes_the_one_before(store: ClientStore) -> N
     assert all(c.name.startswith(ADMIN_CLIENT_PREFIX) for c in store.list())
 
 
-def test_the_file_cannot_revive_a_revoked_token_or_widen_a_client(store: ClientStore) -> None:
+def test_the_file_cannot_revive_a_revoked_token_or_widen_a_client(store: SqlTokenStore) -> None:
     name = ensure_admin_client(store, TOKEN)
     store.revoke(name)
     with pytest.raises(SettingsError, match="revoked"):

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from api import logs
-from api.clients import ClientStore, Scope
+from api.token_store import SqlTokenStore, Scope
 from api.http.app import ServerSettings, create_app, open_client_database
 from ledger.config import Settings, generate_keys
 from tests import facts
@@ -52,7 +52,7 @@ class App:
 def client(tmp_path: Path) -> Iterator[App]:
     settings = Settings(data_dir=tmp_path / "data")
     generate_keys(settings)
-    store = ClientStore(open_client_database(settings))
+    store = SqlTokenStore(open_client_database(settings))
     _, token = store.add("billing", [Scope.WRITE_EVENTS, Scope.READ_STATE])
     store.db.close()
     yield App(settings, token)

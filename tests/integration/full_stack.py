@@ -19,7 +19,7 @@ import httpx
 import orjson
 from fastapi import FastAPI
 
-from api.clients import ClientStore, Scope
+from api.token_store import SqlTokenStore, Scope
 from api.http.app import ServerSettings, create_app, open_client_database
 from ledger.application import LedgerApplication
 from ledger.config import Settings, load_keyring
@@ -158,7 +158,7 @@ class Stack:
 
 @contextlib.contextmanager
 def full_stack(settings: Settings, workdir: Path) -> Iterator[Stack]:
-    store = ClientStore(open_client_database(settings))
+    store = SqlTokenStore(open_client_database(settings))
     tokens = {
         "admin": store.add("admin", [Scope.ADMIN])[1],
         "writer": store.add("writer", [Scope.WRITE_EVENTS])[1],

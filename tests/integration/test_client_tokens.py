@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from api.clients import VERIFIED_SECONDS, ClientStore, Scope
+from api.token_store import VERIFIED_SECONDS, SqlTokenStore, Scope
 from api.http.app import open_client_database
 from ledger.config import Settings
 from projections.database import ProjectionDatabase
@@ -39,13 +39,13 @@ def clock() -> Clock:
 @pytest.fixture
 def stores(
     databases: tuple[ProjectionDatabase, ProjectionDatabase], clock: Clock
-) -> tuple[ClientStore, ClientStore]:
+) -> tuple[SqlTokenStore, SqlTokenStore]:
     api, cli = databases
-    return ClientStore(api, clock=clock), ClientStore(cli)
+    return SqlTokenStore(api, clock=clock), SqlTokenStore(cli)
 
 
 def test_a_verified_token_is_remembered_and_an_unknown_one_is_not(
-    stores: tuple[ClientStore, ClientStore],
+    stores: tuple[SqlTokenStore, SqlTokenStore],
 ) -> None:
     api, cli = stores
     client, token = cli.add("reader", [Scope.READ_STATE])
@@ -57,7 +57,7 @@ def test_a_verified_token_is_remembered_and_an_unknown_one_is_not(
 
 
 def test_a_token_revoked_by_another_process_stops_within_the_verified_moment(
-    stores: tuple[ClientStore, ClientStore], clock: Clock
+    stores: tuple[SqlTokenStore, SqlTokenStore], clock: Clock
 ) -> None:
     api, cli = stores
     _, token = cli.add("reader", [Scope.READ_STATE])
@@ -74,7 +74,7 @@ def test_a_token_revoked_by_another_process_stops_within_the_verified_moment(
 
 
 def test_a_token_revoked_in_this_process_stops_at_once(
-    stores: tuple[ClientStore, ClientStore],
+    stores: tuple[SqlTokenStore, SqlTokenStore],
 ) -> None:
     api, _ = stores
     _, token = api.add("reader", [Scope.READ_STATE])
@@ -86,7 +86,7 @@ def test_a_token_revoked_in_this_process_stops_at_once(
 
 
 def test_a_key_registered_in_this_process_is_required_at_once(
-    stores: tuple[ClientStore, ClientStore],
+    stores: tuple[SqlTokenStore, SqlTokenStore],
 ) -> None:
     api, _ = stores
     _, token = api.add("writer", [Scope.WRITE_EVENTS])

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from api.clients import VERIFIED_SECONDS, ClientStore, Scope
+from api.token_store import VERIFIED_SECONDS, SqlTokenStore, Scope
 from api.http.app import ServerSettings, create_app, open_client_database
 from ledger.application import LedgerApplication
 from ledger.config import Settings, open_ledger
@@ -35,7 +35,7 @@ class Deployment:
     """The read models' process: its own ledger, database connections and runner."""
     ledger: LedgerApplication
     tokens: dict[str, str]
-    store: ClientStore
+    store: SqlTokenStore
     """The API's clients, on a clock the test steps."""
     clock: Clock
 
@@ -57,7 +57,7 @@ class Deployment:
 
 @pytest.fixture
 def deployment(settings: Settings) -> Iterator[Deployment]:
-    cli = ClientStore(open_client_database(settings))
+    cli = SqlTokenStore(open_client_database(settings))
     tokens = {
         "reader": cli.add("reader", [Scope.READ_STATE])[1],
         "other": cli.add("other", [Scope.READ_STATE])[1],
@@ -65,7 +65,7 @@ def deployment(settings: Settings) -> Iterator[Deployment]:
     app = create_app(settings, server=ServerSettings(projections=False, signer=False))
     http = InProcess(app)
     clock = Clock()
-    store = app.state.clients = ClientStore(app.state.clients.db, clock=clock)
+    store = app.state.clients = SqlTokenStore(app.state.clients.db, clock=clock)
     ledger = open_ledger(settings)
     worker = ReadModels(ledger, settings)
     try:
@@ -121,7 +121,7 @@ def test_a_token_revoked_after_it_was_remembered_stops(
     other = deployment.ask("/v1/consent/decision", "other", subject=subject, purpose=PURPOSE)
     assert other.status_code == 200
     # Revoked by the command line, another process: stopped once the verified moment ends.
-    cli = ClientStore(open_client_database(settings))
+    cli = SqlTokenStore(open_client_database(settings))
     try:
         cli.revoke("reader")
     finally:

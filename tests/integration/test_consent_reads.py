@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from api.http.routes.consent import _facts
 from ledger.application import LedgerApplication
 from ledger.config import Settings, open_ledger
 from projections.consent_state import ConsentState, ConsentStateView
 from projections.database import ProjectionDatabase
+from projections.queries import Queries
 from projections.read_models import ReadModels
 from projections.runner import ProjectionRunner
 from tests import facts
@@ -141,7 +141,9 @@ def test_a_lifecycle_begun_by_another_process_is_found_by_this_one(
         alice = facts.ref("alice")
         ledger.append([policy, facts.consent(alice, policy["version"])])
         models.runner.catch_up()
-        first = _facts(other, models, alice, PURPOSE)  # B now remembers the first lifecycle
+        first = Queries(other, models).subject_facts(
+            alice, PURPOSE
+        )  # B now remembers the first lifecycle
         assert first.erasure is None and PURPOSE in first.decisions
         ledger.erase(subject_ref=alice)
         started = {
@@ -153,7 +155,7 @@ def test_a_lifecycle_begun_by_another_process_is_found_by_this_one(
         }
         ledger.append([started, facts.consent(alice, policy["version"], kind="refused")])
         models.runner.catch_up()
-        seen = _facts(other, models, alice, PURPOSE)
+        seen = Queries(other, models).subject_facts(alice, PURPOSE)
         assert seen.subject == ledger.subject_keys.pseudonym(alice) != first.subject
         assert seen.erasure is None
         verdict = models.consent.verdict_of(seen, PURPOSE, datetime.now(UTC))
@@ -162,7 +164,7 @@ def test_a_lifecycle_begun_by_another_process_is_found_by_this_one(
         # process, whatever they remembered.
         ledger.erase(subject_ref=alice)
         models.runner.catch_up()
-        erased = _facts(other, models, alice, PURPOSE)
+        erased = Queries(other, models).subject_facts(alice, PURPOSE)
         assert erased.subject != seen.subject
         assert erased.erasure is None and not erased.decisions
     finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from api.clients import ClientStore, Scope
+from api.token_store import SqlTokenStore, Scope
 from api.http.app import open_client_database
 from ledger.config import Settings, generate_keys, open_ledger
 from projections.read_models import ReadModels, ReadModelSettings
@@ -39,7 +39,7 @@ def test_every_sqlite_file_is_created_for_its_owner_only(tmp_path: Path, usual_u
         pol = facts.policy()
         ledger.append([pol, facts.consent(facts.ref("user"), pol["version"])])
         models.runner.catch_up()
-        ClientStore(clients).add("writer", [Scope.WRITE_EVENTS])
+        SqlTokenStore(clients).add("writer", [Scope.WRITE_EVENTS])
         files = sorted(settings.data_dir.glob("*.sqlite3*"))
         names = {f.name for f in files}
         for wanted in ("ledger.sqlite3", "keystore.sqlite3", "api.sqlite3"):

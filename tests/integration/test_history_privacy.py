@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import orjson
 
-from api.http.routes.subjects import history
 from ledger.application import LedgerApplication
 from ledger.sealing import WITHHELD
+from projections.queries import Queries
 from projections.read_models import ReadModels
 from tests import facts
 
@@ -52,7 +52,7 @@ def test_a_subjects_history_withholds_every_other_subjects_pseudonym(
     models.runner.catch_up()
     keys = ledger.subject_keys
     mine, others = keys.pseudonym(alice), {keys.pseudonym(bob), keys.pseudonym(carol)}
-    answer = history(ledger, models, alice)
+    answer = Queries(ledger, models).history(alice)
     text = orjson.dumps(answer).decode()
     types = [e["type"] for e in answer["events"]]
     assert {"disclosure.recorded", "incident.assessed"} <= set(types)

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from api.clients import ClientStore, Scope
+from api.token_store import SqlTokenStore, Scope
 from api.http.app import ServerSettings, create_app, open_client_database
 from ledger.application import LedgerApplication
 from ledger.config import Settings, load_keyring
@@ -102,7 +102,7 @@ class Api:
 
 @pytest.fixture
 def api(settings: Settings) -> Iterator[Api]:
-    store = ClientStore(open_client_database(settings))
+    store = SqlTokenStore(open_client_database(settings))
     tokens = {
         "writer": store.add("writer", [Scope.WRITE_EVENTS])[1],
         "auditor": store.add("auditor", [Scope.READ_HISTORY])[1],

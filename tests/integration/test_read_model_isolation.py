@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import psycopg
 import pytest
 
-from api.clients import ClientStore, Scope
+from api.token_store import SqlTokenStore, Scope
 from api.http.app import ServerSettings, create_app, open_client_database
 from ledger.application import LedgerApplication
 from ledger.config import Settings
@@ -347,7 +347,7 @@ class Deployment:
 def deployment(
     settings: Settings, ledger: LedgerApplication, db: ProjectionDatabase
 ) -> Iterator[Deployment]:
-    store = ClientStore(open_client_database(settings))
+    store = SqlTokenStore(open_client_database(settings))
     tokens = {
         "writer": store.add("writer", [Scope.WRITE_EVENTS])[1],
         "reader": store.add("reader", [Scope.READ_STATE, Scope.READ_HISTORY])[1],

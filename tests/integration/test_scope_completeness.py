@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, note, seed, settings
 from hypothesis import strategies as st
 
-from api.http.routes.subjects import history
 from demo.dataset import default_anchor
 from ledger.application import LedgerApplication
 from ledger.config import Settings
 from ledger.domain import stream_id
 from ledger.verifier.entry import parse_body
+from projections.queries import Queries
 from projections.read_models import ReadModels
 from tests import facts
 from tests.cli_runner import run_cli
@@ -113,7 +113,7 @@ def test_a_subject_selected_by_an_incidents_rule_sees_it_in_bundle_and_history(
     assert [r["incident_id"] for r in csv_rows(bundle, "incidents.csv")] == [INCIDENT]
     assert incident_steps(bundle, INCIDENT) == list(STEPS)
 
-    answer = history(desk.app, desk.models, "user-31255")
+    answer = Queries(desk.app, desk.models).history("user-31255")
     steps = [e["type"] for e in answer["events"] if e["type"].startswith("incident.")]
     assert steps == list(STEPS)
     # A subject neither named nor selected sees no incident.
@@ -121,7 +121,7 @@ def test_a_subject_selected_by_an_incidents_rule_sees_it_in_bundle_and_history(
     assert not csv_rows(desk.check({"kind": "subject", "subject": other}, [other]), "incidents.csv")
     assert not [
         e
-        for e in history(desk.app, desk.models, "user-58830")["events"]
+        for e in Queries(desk.app, desk.models).history("user-58830")["events"]
         if e["type"].startswith("incident.")
     ]
 

@@ -10,11 +10,13 @@ from starlette.concurrency import run_in_threadpool
 from api.http.deps import QueriesDep, QueryText, QueryTime, SingleValues, StateReader
 from api.http.examples import DECISION, STATE, example
 from api.http.problems import COMMON, ProblemError
-from ledger.application import LedgerApplication
-from projections.base import ReadModelFailure, ReadModelStoppedError
-from projections.consent_facts import SubjectFacts
-from projections.queries import NoSuchEventYetError, NotCaughtUpError, Queries
-from projections.read_models import ReadModels
+from projections.queries import (
+    NoSuchEventYetError,
+    NotCaughtUpError,
+    Queries,
+    ReadModelFailure,
+    ReadModelStoppedError,
+)
 
 router = APIRouter(
     prefix="/v1/consent", tags=["consent"], responses=COMMON, dependencies=[SingleValues]
@@ -69,14 +71,6 @@ def _wait(queries: Queries, seq: int | None) -> None:
             f"event {exc.seq} is not in the consent state yet; retry shortly",
             retry_after=1,
         ) from None
-
-
-def _facts(
-    ledger: LedgerApplication, models: ReadModels, subject: str, purpose: str | None
-) -> SubjectFacts:
-    """The facts about the reference's current lifecycle: :meth:`Queries.subject_facts`
-    (kept for the tests that call it by this name)."""
-    return Queries(ledger, models).subject_facts(subject, purpose)
 
 
 @router.get(

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.http.deps import Admin, HistoryReader, LedgerDep, QueriesDep, SingleValues
+from api.http.deps import Admin, HistoryReader, QueriesDep, SingleValues
 from api.http.examples import (
     CHECKPOINT,
     CONSISTENCY_PROOF,
@@ -30,12 +30,8 @@ from api.http.examples import (
     text_example,
 )
 from api.http.problems import COMMON, ProblemError
-from ledger.merkle_log import SignedCheckpoint
-from ledger.signing import Keyring
 from ledger.verifier.merkle import leaf_hash
-from ledger.verifier.note import format_verifier_key
-from projections.queries import LogQueries
-from projections.runner import ProjectionStatus
+from projections.queries import LogQueries, ProjectionStatus, SignedCheckpoint
 
 router = APIRouter(tags=["log"], responses=COMMON, dependencies=[SingleValues])
 
@@ -66,11 +62,9 @@ def checkpoint(queries: QueriesDep) -> str:
     summary="Verifier keys, one a line",
     responses=text_example(KEYS),
 )
-def keys(request: Request, ledger: LedgerDep) -> str:
-    assert ledger.checkpointer is not None
-    keyring: Keyring = request.app.state.keyring
-    origin = ledger.checkpointer.origin
-    return "".join(format_verifier_key(origin, key) + "\n" for key in keyring.public_keys.values())
+def keys(request: Request) -> str:
+    verifier_keys: list[str] = request.app.state.verifier_keys
+    return "".join(key + "\n" for key in verifier_keys)
 
 
 @router.get(

@@ -17,19 +17,10 @@ from starlette.concurrency import run_in_threadpool
 from api.http.deps import HistoryReader, QueriesDep, QueryText, SingleValues
 from api.http.examples import EVENT, example
 from api.http.problems import COMMON
-from ledger.application import LedgerApplication
-from projections.queries import Queries
-from projections.read_models import ReadModels
 
 router = APIRouter(
     prefix="/v1/subjects", tags=["subjects"], responses=COMMON, dependencies=[SingleValues]
 )
-
-
-def history(ledger: LedgerApplication, models: ReadModels, subject: str) -> dict[str, Any]:
-    """The subject's events: :meth:`Queries.history` (kept for the tests that call it by this
-    name)."""
-    return Queries(ledger, models).history(subject)
 
 
 @router.get(

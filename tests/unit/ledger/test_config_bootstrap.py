@@ -8,7 +8,7 @@ import pytest
 from psycopg_pool import PoolClosed
 
 from api.bootstrap import Configuration, build
-from api.clients import Scope
+from api.token_store import Scope
 from ledger.config import Settings, SettingsError
 from ledger.errors import StorageError
 from tests import facts

@@ -1,11 +1,15 @@
-"""API clients: bearer tokens with scopes, stored hashed.
+"""The token store: API clients, their bearer tokens (stored hashed) and scopes.
+
+:class:`TokenStore` is the port the HTTP app and the ``clients`` commands use;
+:class:`SqlTokenStore` is its adapter over the read models' database (``api.sqlite3``, or the
+ledger's PostgreSQL schema): every statement about clients lives in it.
 
 A token is 32 random bytes (``cl_`` + URL-safe base64), shown once when the client is added;
 only its SHA-256 is stored (a token this random needs no slow hash), so a copy of the database
 lets no one call the API. Revoking keeps the row, so the history of who had access stays.
 
 A token the database confirmed as live in the last :data:`VERIFIED_SECONDS` is taken as live
-without asking it again (:meth:`ClientStore.recently_verified`), so a busy client costs one
+without asking it again (:meth:`TokenStore.recently_verified`), so a busy client costs one
 query a second, not one a request. A revocation or a key registered by another process (the
 ``clients`` commands) therefore takes effect within that second; in the revoking process at
 once. Unknown and revoked tokens are never remembered: they are looked up every time.
@@ -19,6 +23,7 @@ import secrets
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +52,19 @@ class ClientError(LedgerError):
     """A client cannot be added or revoked as asked."""
 
 
+class AdminTokenError(ClientError):
+    """The admin token file's token belongs to a client that is revoked or lacks the admin
+    scope: the file must not bring back or widen what someone took away."""
+
+    def __init__(self, owner: str, revoked_at: str | None) -> None:
+        self.owner = owner
+        self.revoked_at = revoked_at
+        super().__init__(
+            f"the token belongs to client {owner}, "
+            + (f"revoked at {revoked_at}" if revoked_at else "which lacks the admin scope")
+        )
+
+
 @dataclass(frozen=True)
 class Client:
     client_id: str
@@ -65,7 +83,49 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class ClientStore:
+class TokenStore(ABC):
+    """Where clients and their hashed tokens are kept (the port)."""
+
+    @abstractmethod
+    def add(self, name: str, scopes: list[Scope]) -> tuple[Client, str]:
+        """A new client and its token (the only time the token is seen)."""
+
+    @abstractmethod
+    def authenticate(self, token: str) -> Client | None:
+        """The client a token belongs to, revoked or not; None for an unknown token."""
+
+    @abstractmethod
+    def recently_verified(self, token: str) -> Client | None:
+        """The live client of a token confirmed live very recently; None when there is none
+        (then ask :meth:`authenticate`). No I/O."""
+
+    @abstractmethod
+    def find_by_name(self, name: str) -> Client | None: ...
+
+    @abstractmethod
+    def list(self) -> list[Client]: ...
+
+    @abstractmethod
+    def set_key(self, name: str, public_key: str) -> Client:
+        """Register the client's Ed25519 public key (base64 of 32 bytes)."""
+
+    @abstractmethod
+    def revoke(self, name: str) -> Client: ...
+
+    @abstractmethod
+    def ensure_admin(self, token: str, name_prefix: str) -> str:
+        """Make ``token`` a live admin token; the client's name (``name_prefix`` and the
+        start of the token's hash). The clients of earlier tokens with that prefix are
+        revoked; a token of a revoked client, or of one without the admin scope, raises
+        :class:`AdminTokenError`."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class SqlTokenStore(TokenStore):
+    """The token store in a SQL database (the read models' own)."""
+
     def __init__(
         self,
         db: ProjectionDatabase,
@@ -200,6 +260,36 @@ class ClientStore:
         revoked = self.find_by_name(name)
         assert revoked is not None
         return revoked
+
+    def ensure_admin(self, token: str, name_prefix: str) -> str:
+        digest = hash_token(token)
+        with self.db.transaction() as sql:
+            self.db.lock_schema(sql)
+            rows = sql.execute(
+                "SELECT name, scopes, revoked_at FROM api_clients WHERE token_hash = ?", (digest,)
+            )
+            if rows:
+                owner, scopes, revoked_at = rows[0]
+                if revoked_at is not None or Scope.ADMIN.value not in str(scopes).split():
+                    raise AdminTokenError(
+                        str(owner), None if revoked_at is None else str(revoked_at)
+                    )
+                return str(owner)
+            now = _now()
+            sql.execute(
+                "UPDATE api_clients SET revoked_at = ? WHERE revoked_at IS NULL AND name LIKE ?",
+                (now, name_prefix + "%"),
+            )
+            name = name_prefix + digest[:12]
+            sql.execute(
+                "INSERT INTO api_clients (client_id, name, token_hash, scopes, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (str(uuid.uuid4()), name, digest, Scope.ADMIN.value, now),
+            )
+        return name
+
+    def close(self) -> None:
+        self.db.close()
 
 
 def _client(row: tuple[object, ...]) -> Client:
