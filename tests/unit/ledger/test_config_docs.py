@@ -11,7 +11,13 @@ from pathlib import Path
 import click
 import pytest
 
-from api.bootstrap import GROUPS, Configuration, docs_with_tables, generated_tables
+from api.bootstrap import (
+    GROUPS,
+    Configuration,
+    docs_with_tables,
+    generated_tables,
+    readme_table,
+)
 from api.cli.server import serve
 from api.http.app import ServerSettings
 from ledger.config import ENV_PREFIX, VARIABLES, Environment, Settings, SettingsError
@@ -44,6 +50,13 @@ def test_the_table_holds_every_setting_the_code_reads_and_no_other() -> None:
 def test_the_page_holds_exactly_the_tables_generated_from_the_declarations() -> None:
     assert generated_tables() in DOC, "run: python -m api.bootstrap --docs --write"
     assert docs_with_tables(DOC) == DOC
+
+
+def test_the_readme_holds_the_ledgers_table_generated_from_the_declarations() -> None:
+    """No hand-written copy to drift: the README's table is made from the same declarations."""
+    readme = (ROOT / "README.md").read_text()
+    assert readme_table() in readme, "run: python -m api.bootstrap --docs --write"
+    assert "`CONSENT_LEDGER_DATA_DIR`" in readme_table()
 
 
 def test_every_variable_is_declared_once_with_the_defaults_its_settings_object_has() -> None:
