@@ -56,7 +56,7 @@ from ledger.sealing import (
     withhold_others,
 )
 from ledger.subject_keys import KeySession, SubjectKeys
-from ledger.unit_of_work import Claim
+from ledger.unit_of_work import Claim, UnitOfWork
 from ledger.verifier.entry import entry_hash, parse_body
 from ledger.vocabulary import ErasureGround
 
@@ -386,7 +386,7 @@ class LedgerApplication(Application[UUID]):
             Claim(fact.event_id, digest, position)
             for fact, digest, position in zip(facts, digests, principal, strict=True)
         ]
-        records = self.ledger.append(batch.keys.unit_of_work(stored, claims, batch.erasing))
+        records = self.ledger.append(UnitOfWork.of_batch(stored, batch.keys, claims, batch.erasing))
         return [records[position] for position in principal]
 
     def erase(
@@ -424,7 +424,7 @@ class LedgerApplication(Application[UUID]):
                     # subject.erased last (after subject.registered, for a subject known
                     # only from disclosures or requests).
                     *_, record = self.ledger.append(
-                        batch.keys.unit_of_work(stored, erase=batch.erasing)
+                        UnitOfWork.of_batch(stored, batch.keys, erase=batch.erasing)
                     )
                 except IntegrityError:
                     time.sleep(random.uniform(0, 0.005 * attempt))  # noqa: S311

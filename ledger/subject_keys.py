@@ -27,12 +27,10 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from uuid import UUID, uuid4
 
-from eventsourcing.persistence import StoredEvent
 from nacl import bindings
 from nacl.exceptions import CryptoError
 
 from ledger.errors import KeyMaterialError, SubjectErasedError
-from ledger.unit_of_work import Claim, UnitOfWork
 
 V = TypeVar("V")
 
@@ -634,25 +632,6 @@ class KeySession:
     def new_wrapped_keys(self) -> dict[str, bytes]:
         """Pseudonym -> wrapped key, for the subjects this batch meets first."""
         return {pseudonym: wrapped for pseudonym, (_, wrapped) in self._new.items()}
-
-    def unit_of_work(
-        self,
-        stored_events: Sequence[StoredEvent],
-        claims: Sequence[Claim] = (),
-        erase: Iterable[str] = (),
-    ) -> UnitOfWork:
-        """What the recorder persists for this batch: its events and claims, with the names,
-        keys and lifecycles the batch made, the subjects it sealed under, and those it
-        erases."""
-        return UnitOfWork(
-            stored_events=stored_events,
-            claims=claims,
-            new_keys=self.new_wrapped_keys,
-            new_names=dict(self.new_names),
-            sealed_under=frozenset(self.sealed_under),
-            erase=frozenset(erase),
-            lifecycles=dict(self.lifecycles),
-        )
 
     def committed(self) -> None:
         """The batch committed: its new names, keys and lifecycles are stored; cache them."""

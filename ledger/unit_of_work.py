@@ -1,7 +1,8 @@
 """What one command or batch hands the recorder to persist: a unit of work.
 
 A :class:`UnitOfWork` is built once, when the batch's events are stored
-(:meth:`ledger.subject_keys.KeySession.unit_of_work`), and given to
+(:meth:`UnitOfWork.of_batch`, from the events, their claims and what the batch's key session
+changed), and given to
 :meth:`ledger.recorder.LedgerRecorder.append`: the committer persists it whole (its events,
 their claims, the subjects' new names and keys, its erasures and new lifecycles) or not at
 all.
@@ -9,8 +10,9 @@ all.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from eventsourcing.persistence import StoredEvent
 
@@ -23,6 +25,17 @@ class Claim:
     digest: bytes
     position: int
     """Index, in the unit's stored events, of the event this id names."""
+
+
+class KeyChanges(Protocol):
+    """What a batch's key session (:class:`ledger.subject_keys.KeySession`) changed."""
+
+    @property
+    def new_wrapped_keys(self) -> dict[str, bytes]: ...
+
+    new_names: dict[str, str]
+    lifecycles: dict[str, str]
+    sealed_under: set[str]
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,27 @@ class UnitOfWork:
     lifecycles: Mapping[str, str] = field(default_factory=dict)
     """Lookup id -> pseudonym: new lifecycles of erased references that these events start,
     named with this commit."""
+
+    @classmethod
+    def of_batch(
+        cls,
+        stored_events: Sequence[StoredEvent],
+        keys: KeyChanges,
+        claims: Sequence[Claim] = (),
+        erase: Iterable[str] = (),
+    ) -> UnitOfWork:
+        """What the recorder persists for a batch: its events and claims, with the names,
+        keys and lifecycles its key session made, the subjects it sealed under, and those it
+        erases."""
+        return cls(
+            stored_events=stored_events,
+            claims=claims,
+            new_keys=keys.new_wrapped_keys,
+            new_names=dict(keys.new_names),
+            sealed_under=frozenset(keys.sealed_under),
+            erase=frozenset(erase),
+            lifecycles=dict(keys.lifecycles),
+        )
 
     @property
     def size(self) -> int:

@@ -18,7 +18,7 @@ def _unit_for(ledger: LedgerApplication, raw: dict[str, object]) -> tuple[Batch,
     batch = Batch(ledger)
     handler_for(fact).handle(Command(ledger, batch, fact, ledger.clock()))
     stored = [ledger.mapper.to_stored_event(event) for event in batch.events]
-    return batch, batch.keys.unit_of_work(stored)
+    return batch, UnitOfWork.of_batch(stored, batch.keys)
 
 
 def test_a_new_subjects_name_and_key_travel_with_its_events(ledger: LedgerApplication) -> None:
