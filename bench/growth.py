@@ -1,6 +1,6 @@
 """How the cost grows with the log: append, decision, proofs and export at a log of N events.
 
-    .venv/bin/python bench/growth.py --events 100000 [--pg URL] [--no-export]
+    .venv/bin/python bench/growth.py --events 100000 [--pg URL] [--no-export] [--json OUT]
 
 Fills a new ledger with ``export_verify.py``'s workload (consents, withdrawals and disclosures
 of N/4 subjects; each subject's first fact adds a ``subject.registered`` row), then, at that
@@ -17,7 +17,8 @@ server's):
 - **export and verify** of the whole log (``export_verify.py``'s phases, each in a fresh
   process for its own peak memory), unless ``--no-export``.
 
-Results go to stdout and ``bench/results/growth-<backend>-<N>-<UTC timestamp>.json``.
+Results go to stdout and ``bench/results/growth-<backend>-<N>-<UTC timestamp>.json`` (or
+``--json OUT``: ``suite.py --full`` runs it so, at 10^5 and 10^6 facts, for its growth row).
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--pg", default=None, help="PostgreSQL URL (default: SQLite)")
     parser.add_argument("--no-export", dest="export", action="store_false")
+    parser.add_argument("--json", type=Path, default=None, help="where the figures go")
     args = parser.parse_args()
     started = datetime.now(UTC)
     facts = harness.machine_facts(args.pg)
@@ -169,7 +171,8 @@ def main() -> None:
         "events": args.events,
         **result,
     }
-    path = harness.RESULTS_DIR / f"growth-{backend}-{args.events}-{started:%Y%m%dT%H%M%SZ}.json"
+    stamp = f"{started:%Y%m%dT%H%M%SZ}"
+    path = args.json or harness.RESULTS_DIR / f"growth-{backend}-{args.events}-{stamp}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "fill"}, indent=1))

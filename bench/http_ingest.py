@@ -58,6 +58,8 @@ def wrk(
     args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "30s"]
     if script is not None:
         args += ["-s", str(script)]
+    # ingest.lua requires pace.lua, beside it.
+    env = dict(env, LUA_PATH=f"{LUA.parent}/?.lua;;")
     done = subprocess.run([*args, url], env=env, capture_output=True, text=True, check=True)
     return done.stdout
 
