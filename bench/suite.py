@@ -533,7 +533,7 @@ def lag_row(ctx: Context, backend: str, server: LedgerServer, policy: str) -> No
     p99 = percentile(lags, 0.99) if lags else None
     server.settle()
     maximum = ctx.max_ingest.get(backend)
-    of_max = f", {ingest.events_per_s / maximum:.0%} of ingest1's" if maximum else ""
+    of_max = f", {ingest.events_per_s / maximum:.0%} of the run's max" if maximum else ""
     print(
         f"   checkpoint lag under {ingest.events_per_s:,.0f} ev/s: "
         f"median {statistics.median(lags) if lags else float('nan'):.3f} s, p99 {p99} s"
