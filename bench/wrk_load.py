@@ -217,15 +217,12 @@ class Decisions:
     rate: float
     connections: int = 2
 
-    def run(self, seconds: float) -> WrkResult:
-        command = wrk_command(
-            f"{self.url}/v1/consent/decision",
-            seconds,
-            self.connections,
-            DECISION_LUA,
-            threads=self.connections,
-        )
-        env = lua_env(
+    def command(self, seconds: float) -> list[str]:
+        url = f"{self.url}/v1/consent/decision"
+        return wrk_command(url, seconds, self.connections, DECISION_LUA, self.connections)
+
+    def env(self) -> dict[str, str]:
+        return lua_env(
             self.connections,
             self.rate,
             LEDGER_TOKEN=self.token,
@@ -233,5 +230,9 @@ class Decisions:
             LEDGER_SUBJECTS=str(self.subjects),
             LEDGER_PURPOSE=self.purpose,
         )
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+
+    def run(self, seconds: float) -> WrkResult:
+        done = subprocess.run(
+            self.command(seconds), env=self.env(), capture_output=True, text=True, check=True
+        )
         return parse_wrk(done.stdout, self.connections, 1, self.rate)
