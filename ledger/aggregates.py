@@ -24,11 +24,22 @@ class Subject(LedgerAggregate):
     class ConsentGiven(LedgerEvent):
         TYPE = "consent.given"
 
+        def apply(self, aggregate: Subject) -> None:
+            for purpose in self.data["purposes"]:
+                first = aggregate.first_given.get(purpose)
+                if first is None or self.occurred_at < first:
+                    aggregate.first_given[purpose] = self.occurred_at
+
     class ConsentRefused(LedgerEvent):
         TYPE = "consent.refused"
 
     class ConsentWithdrawn(LedgerEvent):
         TYPE = "consent.withdrawn"
+
+    class RenewalRequested(LedgerEvent):
+        """Decides nothing: the read models show it as pending until the next decision."""
+
+        TYPE = "consent.renewal_requested"
 
     class AgeAttested(LedgerEvent):
         TYPE = "subject.age_attested"
@@ -52,6 +63,8 @@ class Subject(LedgerAggregate):
         self.attested_age: int | None = None
         self.age_attested_at: datetime | None = None
         self.erased_at_version: int | None = None
+        self.first_given: dict[str, datetime] = {}
+        """Purpose -> when consent to it was first given (by ``occurred_at``)."""
 
     def check_not_erased(self) -> None:
         if self.erased_at_version is not None:
@@ -81,6 +94,28 @@ class Subject(LedgerAggregate):
                     "guardian's (guardian_consent_allowed is false)"
                 ),
             )
+
+    def check_given_before(self, purposes: list[str], occurred_at: datetime) -> None:
+        """A renewal renews: consent to each purpose was given before the request (at any
+        time, even if withdrawn since). Asking for the first time is a request for consent."""
+        for index, purpose in enumerate(purposes):
+            first = self.first_given.get(purpose)
+            if first is None or first >= occurred_at:
+                raise rule(
+                    f"purposes[{index}]",
+                    "renewal_without_prior_consent",
+                    f"the subject never gave consent to {purpose!r} before this request; a "
+                    "first request for consent is not a renewal",
+                )
+
+    @staticmethod
+    def check_respond_by(
+        occurred_at: datetime, respond_by: datetime | None, *, corrected: bool = False
+    ) -> None:
+        """A renewal request's answer is due after it was asked (as sent, or as corrected)."""
+        if respond_by is not None and respond_by <= occurred_at:
+            field = "corrected_fields.respond_by" if corrected else "respond_by"
+            raise rule(field, "respond_by_before_occurred", "respond_by must be after occurred_at")
 
     @staticmethod
     def check_expiry(
@@ -137,8 +172,8 @@ class PolicyVersion(LedgerAggregate):
                 f"{self.effective_at.isoformat()}, after the fact occurred",
             )
 
-    def check_consent_purposes(self, purposes: list[str]) -> None:
-        """Consent covers consent-based purposes; a separate-consent purpose stands alone."""
+    def check_consent_based(self, purposes: list[str]) -> None:
+        """Consent is asked for consent-based purposes only."""
         for index, purpose in enumerate(purposes):
             declared = self.purposes[purpose]
             if declared["legal_basis"] != "consent":
@@ -147,6 +182,12 @@ class PolicyVersion(LedgerAggregate):
                     "purpose_not_consent_based",
                     f"purpose {purpose!r} rests on {declared['legal_basis']}, not on consent",
                 )
+
+    def check_consent_purposes(self, purposes: list[str]) -> None:
+        """Consent covers consent-based purposes; a separate-consent purpose stands alone."""
+        self.check_consent_based(purposes)
+        for index, purpose in enumerate(purposes):
+            declared = self.purposes[purpose]
             if declared.get("separate_consent") and len(purposes) > 1:
                 raise rule(
                     f"purposes[{index}]",

@@ -32,6 +32,7 @@ from ledger.vocabulary import (
     NotificationChannel,
     RecipientRole,
     RefusalGround,
+    RenewalReason,
     RequestKind,
     RiskLevel,
 )
@@ -310,6 +311,35 @@ class ConsentWithdrawn(_ConsentFact):
     type: Literal["consent.withdrawn"]
 
 
+class ConsentRenewalRequested(Fact):
+    """The controller asked the subject to renew consent: evidence that renewal was solicited,
+    and of what is pending. It decides nothing: consent stays valid until it expires or is
+    withdrawn, and the request is pending until the subject's next decision on the purpose."""
+
+    TYPE = "consent.renewal_requested"
+    SUBJECT_SCOPED = True
+    type: Literal["consent.renewal_requested"]
+    subject: SubjectRef
+    purposes: list[PurposeId] = Field(min_length=1, max_length=100)
+    policy_version: Identifier
+    """The terms the renewal asks for: a published version that lists every purpose."""
+    reason: RenewalReason
+    channel: NotificationChannel
+    """How the subject was asked (the channels the catalogue reaches subjects by)."""
+    respond_by: Moment | None = None
+    """The answer asked for by then; after ``occurred_at``."""
+
+    @pydantic.field_validator("purposes")
+    @classmethod
+    def _purposes_are_distinct(cls, purposes: list[str]) -> list[str]:
+        repeated = sorted({p for p in purposes if purposes.count(p) > 1})
+        if repeated:
+            raise PydanticCustomError(
+                "purpose_repeated", "purposes must be distinct; repeated: {ids}", {"ids": repeated}
+            )
+        return purposes
+
+
 class AgeAttested(Fact):
     TYPE = "subject.age_attested"
     SUBJECT_SCOPED = True
@@ -487,6 +517,7 @@ AnyFact: TypeAlias = Union[  # noqa: UP007 (a discriminated union is spelled thi
     ConsentGiven,
     ConsentRefused,
     ConsentWithdrawn,
+    ConsentRenewalRequested,
     AgeAttested,
     SubjectLifecycleStarted,
     DisclosureRecorded,

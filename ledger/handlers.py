@@ -244,6 +244,19 @@ def consent_withdrawn(c: Command[ev.ConsentWithdrawn]) -> None:
     c.trigger(c.subject(c.fact.subject), Subject.ConsentWithdrawn)
 
 
+def consent_renewal_requested(c: Command[ev.ConsentRenewalRequested]) -> None:
+    """Asking to renew: for terms published (not necessarily in effect yet: a renewal may be
+    asked for ahead of a new version), of consent given before."""
+    fact = c.fact
+    policy = c.policy(fact.policy_version, "policy_version")
+    policy.check_purposes(fact.purposes, "purposes")
+    policy.check_consent_based(fact.purposes)
+    subject = c.subject(fact.subject)
+    subject.check_given_before(fact.purposes, fact.occurred_at)
+    Subject.check_respond_by(fact.occurred_at, fact.respond_by)
+    c.trigger(subject, Subject.RenewalRequested)
+
+
 def age_attested(c: Command[ev.AgeAttested]) -> None:
     c.trigger(c.subject(c.fact.subject), Subject.AgeAttested)
 
@@ -444,11 +457,15 @@ def check_correction(
 
 def check_corrected_fact(type_name: str, occurred_at: str, data: Mapping[str, Any]) -> None:
     """The rules between fields hold for the fact as corrected, as they held for it as sent:
-    a consent expires after it was given; an incident's rule selects a window that is not
-    empty. (Each corrected field is checked alone by the catalogue.)"""
+    a consent expires after it was given, a renewal is due after it was asked; an incident's
+    rule selects a window that is not empty. (Each corrected field is checked alone by the
+    catalogue.)"""
     expires = data.get("expires_at") if type_name == "consent.given" else None
     if isinstance(expires, str):
         Subject.check_expiry(parse_utc(occurred_at), parse_utc(expires), corrected=True)
+    due = data.get("respond_by") if type_name == "consent.renewal_requested" else None
+    if isinstance(due, str):
+        Subject.check_respond_by(parse_utc(occurred_at), parse_utc(due), corrected=True)
     window = data.get("affected_rule")
     if type_name == "incident.assessed" and isinstance(window, Mapping):
         start, end = window.get("disclosed_from"), window.get("disclosed_to")
@@ -476,6 +493,7 @@ HANDLERS: Mapping[type[ev.Fact], Handler[Any]] = dict(
         _entry(ev.ConsentGiven, _subject_stream, consent_given),
         _entry(ev.ConsentRefused, _subject_stream, consent_refused),
         _entry(ev.ConsentWithdrawn, _subject_stream, consent_withdrawn),
+        _entry(ev.ConsentRenewalRequested, _subject_stream, consent_renewal_requested),
         _entry(ev.AgeAttested, _subject_stream, age_attested),
         _entry(ev.SubjectLifecycleStarted, _subject_stream, subject_lifecycle_started),
         _entry(ev.DisclosureRecorded, _disclosure_stream, disclosure_recorded),

@@ -60,6 +60,14 @@ class CollectionMethod(StrEnum):
     API = "api"
 
 
+class RenewalReason(StrEnum):
+    """Why a controller asked a subject to renew consent (``consent.renewal_requested``)."""
+
+    EXPIRY_APPROACHING = "expiry_approaching"  # the consent's expires_at is near
+    POLICY_CHANGED = "policy_changed"  # a material policy version: consent must be renewed
+    PERIODIC_REFRESH = "periodic_refresh"  # the controller's own schedule of reconfirmation
+
+
 class AgeAttestationMethod(StrEnum):
     SELF_DECLARED = "self_declared"
     DOCUMENT_CHECKED = "document_checked"

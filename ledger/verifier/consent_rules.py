@@ -291,7 +291,24 @@ class Note:
 NoteFold = Callable[[int, str, Mapping[str, Any]], Note]
 """(seq, occurred_at, data as stored) -> the note the fact records on each of its purposes."""
 
-NOTE_TYPES: Mapping[str, NoteFold] = {}
+
+def _renewal_requested(seq: int, occurred_at: str, data: Mapping[str, Any]) -> Note:
+    """``consent.renewal_requested``: the terms asked for, why, how, and by when."""
+    respond_by = data.get("respond_by")
+    return Note(
+        seq,
+        occurred_at,
+        RENEWAL_REQUESTED,
+        _shared(data["policy_version"]),
+        (
+            ("reason", data["reason"]),
+            ("channel", data["channel"]),
+            ("respond_by", None if respond_by is None else utc(respond_by)),
+        ),
+    )
+
+
+NOTE_TYPES: Mapping[str, NoteFold] = {"consent.renewal_requested": _renewal_requested}
 """Fact type -> how its facts fold into notes: the consent facts that decide nothing."""
 
 CONSENT_TYPES = frozenset(DECISION_TYPES) | frozenset(NOTE_TYPES)

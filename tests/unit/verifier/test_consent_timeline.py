@@ -6,18 +6,28 @@ decisions and notes alone, without storage.
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 from hypothesis import given, seed, settings
 from hypothesis import strategies as st
 
 from ledger.verifier.consent_rules import (
+    CONSENT_TYPES,
+    NOTE_TYPES,
     RENEWAL_REQUESTED,
     Decision,
     Note,
     Policy,
+    consent_purposes,
+    note_of,
     pending_renewal,
     timeline,
     verdict_at,
 )
+from ledger.verifier.report import ReportEvent, write_report
 
 V1 = Policy("v1", "2026-01-01T00:00:00.000000Z", False, None, 1)
 V2 = Policy("v2", "2026-06-01T00:00:00.000000Z", True, None, 2)
@@ -136,3 +146,114 @@ def test_the_pending_renewal_is_what_walking_the_facts_in_time_order_leaves(
             break
         pending = fact if isinstance(fact, Note) else None
     assert pending_renewal(decisions, notes, moment) == pending
+
+
+# -- consent.renewal_requested, folded --------------------------------------------------------
+
+ALICE = "aaaaaaaa-0000-0000-0000-000000000001"
+RENEWAL = "consent.renewal_requested"
+
+
+def test_a_renewal_request_folds_into_a_note_on_each_purpose_with_its_fields() -> None:
+    data = {
+        "subject": ALICE,
+        "purposes": ["mail", "sms", "mail"],
+        "policy_version": "v2",
+        "reason": "policy_changed",
+        "channel": "email",
+        "respond_by": "2026-12-31T23:59:59+09:00",
+    }
+    assert RENEWAL in CONSENT_TYPES and RENEWAL in NOTE_TYPES
+    note = note_of(RENEWAL, 7, at(100), data)
+    assert consent_purposes(data) == ["mail", "sms"]
+    assert note == Note(
+        7,
+        at(100),
+        RENEWAL_REQUESTED,
+        "v2",
+        (
+            ("reason", "policy_changed"),
+            ("channel", "email"),
+            ("respond_by", "2026-12-31T14:59:59.000000Z"),
+        ),
+    )
+    assert note.as_dict() == {
+        "seq": 7,
+        "since": at(100),
+        "policy_version": "v2",
+        "reason": "policy_changed",
+        "channel": "email",
+        "respond_by": "2026-12-31T14:59:59.000000Z",
+    }
+    without = note_of(RENEWAL, 8, at(101), {k: v for k, v in data.items() if k != "respond_by"})
+    assert dict(without.details)["respond_by"] is None
+
+
+def _event(seq: int, type_name: str, day: int, data: dict[str, Any]) -> ReportEvent:
+    return ReportEvent(
+        seq=seq,
+        type=type_name,
+        occurred_at=at(day),
+        recorded_at="2026-12-01T00:00:00.000000Z",
+        event_id=f"evt-{seq}",
+        backdated=True,
+        data=data,
+        shown={**data, "subject_ref": "alice"} if "subject" in data else data,
+    )
+
+
+def _log() -> Iterator[ReportEvent]:
+    purposes = [{"id": "ads", "name": "Ads", "legal_basis": "consent"}]
+    for seq, version, material in ((1, "p1", False), (2, "p2", True)):
+        yield _event(
+            seq,
+            "policy.version_published",
+            1 if seq == 1 else 120,
+            {
+                "version": version,
+                "effective_at": V1.effective_at if seq == 1 else V2.effective_at,
+                "material": material,
+                "purposes": purposes,
+            },
+        )
+    consent = {"subject": ALICE, "purposes": ["ads"], "policy_version": "p1"}
+    yield _event(3, "consent.given", 10, consent)
+    yield _event(
+        4,
+        RENEWAL,
+        130,
+        {**consent, "policy_version": "p2", "reason": "policy_changed", "channel": "email"},
+    )
+    yield _event(
+        5,
+        "correction.recorded",
+        131,
+        {
+            "corrects_event_id": "evt-4",
+            "reason": "the e-mail gave a date",
+            "corrected_fields": {"respond_by": at(160)},
+        },
+    )
+    yield _event(6, "consent.given", 170, {**consent, "policy_version": "p2"})
+
+
+def test_the_report_shows_a_renewal_request_on_the_timeline_as_corrected(tmp_path: Path) -> None:
+    write_report({"kind": "all"}, "o\n1\nAA==\n", _log, tmp_path, default_minimum_age=18)
+    with (tmp_path / "consent.csv").open(encoding="utf-8", newline="") as f:
+        rows = [
+            (r["at"], r["change"], r["seq"], r["status"], r["details"]) for r in csv.DictReader(f)
+        ]
+    assert rows == [
+        (at(10), "given", "3", "given", ""),
+        (
+            at(130),
+            "renewal_requested",
+            "4",
+            "given",
+            f"reason: policy_changed; channel: email; respond_by: {at(160)}",
+        ),
+        (V2.effective_at, "renewal_required", "2", "renewal_required", ""),
+        (at(170), "given", "6", "given", ""),
+    ]
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<td>renewal_requested</td><td>4</td><td>p2</td>" in page
