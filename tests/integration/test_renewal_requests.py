@@ -146,6 +146,14 @@ def test_a_newer_request_replaces_an_older_one_and_a_correction_moves_its_due_da
         "expiry_approaching",
         utc(later),
     )
+    # Rebuilt from the log, one event a page, the consent state holds the same.
+    runner, page = stack.models.runner, stack.models.runner.batch_size
+    runner.batch_size = 1
+    try:
+        runner.rebuild(["consent_state"])
+    finally:
+        runner.batch_size = page
+    assert state_of(stack, subject)["pending_renewal"] == pending
     stack.check_processable()
 
 
