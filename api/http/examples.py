@@ -27,7 +27,25 @@ STATE = {
             "policy_version": "2026-03",
             "since": "2026-04-01T22:45:19.000000Z",
             "decided_by_seq": 20,
-        }
+            "pending_renewal": None,
+        },
+        {
+            "purpose": "analytics",
+            "status": "valid",
+            "dpv_status": "dpv:ConsentGiven",
+            "valid": True,
+            "policy_version": "2026-03",
+            "since": "2026-03-05T12:14:03.000000Z",
+            "decided_by_seq": 9,
+            "pending_renewal": {
+                "seq": 31,
+                "since": "2026-11-02T09:00:00.000000Z",
+                "policy_version": "2026-03",
+                "reason": "expiry_approaching",
+                "channel": "email",
+                "respond_by": "2026-12-01T00:00:00.000000Z",
+            },
+        },
     ],
 }
 EVENT = {
