@@ -122,6 +122,12 @@ class Context:
     max_ingest: dict[str, float] = field(default_factory=dict)
     """Single-event ingest at 64 connections, closed loop, by backend: this run's maximum."""
     profile: dict[str, Any] | None = None
+    failures: list[str] = field(default_factory=list)
+    """Rows that could not run, with the error: the run goes on, and exits 1 at the end."""
+
+    def fail(self, name: str, exc: Exception) -> None:
+        self.failures.append(f"{name}: {exc!r}")
+        print(f"   !! {name} failed: {exc!r}", file=sys.stderr, flush=True)
 
     def add(self, figure: Figure) -> None:
         self.figures.append(figure)
@@ -167,17 +173,22 @@ def run_server_rows(ctx: Context, backend: str, rows: list[str]) -> None:
     ):
         policy = server.publish_policy()
         for row in rows:
-            if row == "ingest1":
-                assert noop is not None
-                ingest1_row(ctx, backend, server, policy, noop)
-            elif row == "decision":
-                decision_row(ctx, backend, server, policy)
-            elif row == "lag":
-                lag_row(ctx, backend, server, policy)
-            elif row == "ingest500":
-                ingest500_row(ctx, backend, server, policy)
-            elif row == "saturation":
-                saturation_row(ctx, backend, server, policy)
+            try:
+                if row == "ingest1":
+                    assert noop is not None
+                    ingest1_row(ctx, backend, server, policy, noop)
+                elif row == "decision":
+                    decision_row(ctx, backend, server, policy)
+                elif row == "lag":
+                    lag_row(ctx, backend, server, policy)
+                elif row == "ingest500":
+                    ingest500_row(ctx, backend, server, policy)
+                elif row == "saturation":
+                    saturation_row(ctx, backend, server, policy)
+            except Exception as exc:  # one row that breaks must not hide the server's others
+                ctx.fail(f"{row} {backend}", exc)
+                with contextlib.suppress(Exception):  # a dead server fails the next row too
+                    server.settle()
 
 
 def ingest1_row(
@@ -807,15 +818,13 @@ def main(argv: list[str] | None = None) -> int:
     facts = machine_facts(args.pg)
     command = announce("Consent Ledger performance suite", started, facts)
     ctx = Context(args, Path())
-    failures: list[str] = []
     with temporary_directory("bench-suite-logs-") as logs:
         ctx.logs = logs
         for name, step in plan(ctx):
             try:
                 step()
             except Exception as exc:  # a row that breaks must not hide the others' figures
-                failures.append(f"{name}: {exc!r}")
-                print(f"   !! {name} failed: {exc!r}", file=sys.stderr)
+                ctx.fail(name, exc)
                 for log in sorted(logs.glob(f"{name.split()[-1]}*.log")):
                     tail = log.read_text(errors="replace").splitlines()[-15:]
                     if tail:
@@ -845,14 +854,14 @@ def main(argv: list[str] | None = None) -> int:
         "machine": facts,
         "figures": [f.record() for f in ctx.figures],
         "profile": ctx.profile,
-        "failures": failures,
+        "failures": ctx.failures,
         "table": table,
     }
     path.write_text(json.dumps(record, indent=2, default=str) + "\n")
     print(f"\nwrote {path}")
-    for failure in failures:
+    for failure in ctx.failures:
         print(f"row failed: {failure}", file=sys.stderr)
-    return 1 if failures else 0
+    return 1 if ctx.failures else 0
 
 
 if __name__ == "__main__":
