@@ -217,8 +217,16 @@ class LedgerApplication(Application[UUID]):
         """Record a batch of facts, all or nothing; a receipt per fact, in order.
 
         ``emitter`` is the sending service's signature of its request (client, key id, body
-        hash, signature), kept in every new event of the batch (non-repudiation).
+        hash, signature), kept in every new event of the batch (non-repudiation). Refused at
+        once, before any validation, with :class:`ledger.errors.OverloadedError` when its facts
+        would put more events in flight than the ledger admits (``max_pending_events``).
         """
+        with self.ledger.admission.holding(len(raw_facts)):
+            return self._append(raw_facts, emitter)
+
+    def _append(
+        self, raw_facts: Sequence[Mapping[str, Any]], emitter: Mapping[str, Any] | None
+    ) -> list[Receipt]:
         facts = self._parse_batch(raw_facts)
         now = self.clock()
         self._check_clocks(facts, now)
@@ -403,6 +411,17 @@ class LedgerApplication(Application[UUID]):
         that ended, must hold none either); every event sealed under the key stays, signed and
         proven, and shows ``[erased]`` where the personal data was.
         """
+        # Counted in flight but never refused: an erasure is a duty, rare, and one event.
+        with self.ledger.admission.holding(1, refuse=False):
+            return self._erase(subject_ref, pseudonym, ground, details)
+
+    def _erase(
+        self,
+        subject_ref: str | None,
+        pseudonym: str | None,
+        ground: ErasureGround,
+        details: Mapping[str, Any] | None,
+    ) -> Receipt:
         if (subject_ref is None) == (pseudonym is None):
             raise LedgerError("name the subject by its reference or by its pseudonym")
         now = self.clock()

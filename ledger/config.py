@@ -412,6 +412,17 @@ LEDGER_SETTINGS = SettingGroup(
             high=100_000,
         ),
         Setting(
+            "MAX_PENDING_EVENTS",
+            "max_pending_events",
+            "integer",
+            4000,
+            "events in flight (admitted, not yet committed) a process admits; past it an append "
+            "is refused at once, `503` with `Retry-After` over HTTP (a larger batch alone is "
+            "admitted) (1..1000000)",
+            low=1,
+            high=1_000_000,
+        ),
+        Setting(
             "ORIGIN",
             "origin",
             "text",
@@ -438,6 +449,8 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     max_group_events: int = 2000
     """At most this many events share one commit (1 turns group commit off)."""
+    max_pending_events: int = 4000
+    """At most this many events in flight in a process; past it appends are refused at once."""
     origin: str | None = None
     """The log's name in its checkpoints; made up once and kept when not configured."""
 
@@ -510,7 +523,11 @@ def open_ledger(settings: Settings, *, create_keys: bool | None = None) -> Ledge
 
         store = SQLiteKeyStore(settings.sqlite_path.with_name("keystore.sqlite3"))
         recorder = SQLiteLedgerRecorder(
-            settings.sqlite_path, signer, store, max_group_events=settings.max_group_events
+            settings.sqlite_path,
+            signer,
+            store,
+            max_group_events=settings.max_group_events,
+            max_pending_events=settings.max_pending_events,
         )
     else:
         from ledger.postgres import PostgresKeyStore, PostgresLedgerRecorder, create_pool
@@ -523,6 +540,7 @@ def open_ledger(settings: Settings, *, create_keys: bool | None = None) -> Ledge
             store,
             schema=settings.database_schema,
             max_group_events=settings.max_group_events,
+            max_pending_events=settings.max_pending_events,
         )
     try:
         subject_keys = SubjectKeys(store, master_key)

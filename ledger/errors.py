@@ -6,6 +6,7 @@
     ├── ValidationError          bad input; carries one or more field problems
     ├── IdempotencyConflictError an event id was reused with different content
     ├── ConcurrencyError         a stream kept changing under a command (retries exhausted)
+    ├── OverloadedError          too many events in flight: refused before any work, retry later
     ├── StorageError             the database failed or refused a write
     ├── KeyMaterialError         a signing or master key is missing, unreadable or wrong
     └── EventNotFoundError       no event at the requested sequence number
@@ -76,6 +77,28 @@ class IdempotencyConflictError(LedgerError):
 
 class ConcurrencyError(LedgerError):
     """Raised when a command kept losing version races after every retry."""
+
+
+class OverloadedError(LedgerError):
+    """Raised at once, before any validation, when admitting an append would put more events
+    in flight (admitted but not yet committed) than the ledger's bound; nothing of it is stored.
+
+    Past saturation a queue only grows latency, never throughput: refusing early keeps the
+    latency of the appends admitted bounded, and tells the sender when to come back.
+    """
+
+    def __init__(self, events: int, pending: int, limit: int, retry_after: int) -> None:
+        self.events = events
+        self.pending = pending
+        self.limit = limit
+        self.retry_after = retry_after
+        """Whole seconds after which the events in flight now should be committed, by the
+        committer's recent rate (at least 1)."""
+        super().__init__(
+            f"{pending} events are in flight and this ledger admits at most {limit}: "
+            f"the {events} of this request were not admitted; nothing of it was stored, and "
+            f"sending it again in {retry_after} s is safe (its event ids make it idempotent)"
+        )
 
 
 class StorageError(LedgerError):

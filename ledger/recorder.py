@@ -18,6 +18,11 @@ commit protocol:
    keys erased and name new lifecycles, and commits.
 3. Only after the commit returns does any caller get its :class:`LogRecord` list back.
 
+In front of the queue stands :class:`Admission`: an append takes room for its events before
+any validation work and gives it back when it is committed or failed; past
+``max_pending_events`` it is refused at once with :class:`OverloadedError`, whose retry-after
+comes from the committer's recent rate (:class:`CommitRate`).
+
 A unit that conflicts (a stream version or an event id taken by another writer) fails alone:
 the group is retried one unit per transaction, and the losers get
 :class:`eventsourcing.persistence.IntegrityError`.
@@ -25,17 +30,19 @@ the group is retried one unit per transaction, and the losers get
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from ledger.errors import StorageError
+from ledger.errors import OverloadedError, StorageError
 from ledger.log_reads import RECORD_COLUMNS, LogReads, LogRecord, RecordedClaim
 from ledger.merkle_log import (
     Checkpointer,
@@ -56,7 +63,9 @@ from ledger.verifier.scopes import tags_for
 
 __all__ = [
     "RECORD_COLUMNS",
+    "Admission",
     "Claim",
+    "CommitRate",
     "Head",
     "LedgerRecorder",
     "LogRecord",
@@ -130,6 +139,88 @@ def entry_for(seq: int, stored_event: StoredEvent, key_id: str) -> bytes:
     return encode_entry(seq, key_id, stored_event.state, tags_for(scopes, seq))
 
 
+class CommitRate:
+    """The committer's recent rate, in events per second: what a refused sender is told to
+    wait for (the events in flight divided by it)."""
+
+    WINDOW_S = 10.0
+    """Commits older than this say nothing about now."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._commits: deque[tuple[float, int]] = deque(maxlen=256)
+        self._lock = threading.Lock()
+
+    def committed(self, events: int, started: float) -> None:
+        """A commit of ``events`` events that began at ``started`` (by :attr:`clock`) ended now."""
+        with self._lock:
+            self._commits.append((started, events))
+            self._commits.append((self.clock(), 0))
+
+    def per_second(self) -> float | None:
+        """Events committed per second of the recent window; None before enough was seen."""
+        now = self.clock()
+        with self._lock:
+            recent = [(at, n) for at, n in self._commits if now - at <= self.WINDOW_S]
+        if len(recent) < 2:
+            return None
+        events = sum(n for _, n in recent)
+        span = max(now - recent[0][0], 1e-3)
+        return events / span if events else None
+
+
+class Admission:
+    """At most ``limit`` events in flight (admitted, not yet committed or failed) per process.
+
+    An append asks for room for its events before it does any work, and is refused at once
+    (:class:`OverloadedError`) when that would pass the bound: past saturation a longer queue
+    only makes every append slower, so the sender is told to come back instead, with a
+    Retry-After estimated from the committer's recent rate. A batch larger than the bound is
+    admitted when nothing else is in flight, so that a legal batch is never starved.
+    """
+
+    MAX_RETRY_AFTER_S = 60
+
+    def __init__(self, limit: int, rate: CommitRate) -> None:
+        self.limit = limit
+        self.rate = rate
+        self.pending = 0
+        self.refused = 0
+        """Appends refused so far (for metrics)."""
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def holding(self, events: int, *, refuse: bool = True) -> Iterator[None]:
+        """Room for ``events`` while the block runs; with ``refuse`` False it is taken even
+        past the bound (for what must not be refused, such as an erasure)."""
+        self.enter(events, refuse=refuse)
+        try:
+            yield
+        finally:
+            self.leave(events)
+
+    def enter(self, events: int, *, refuse: bool = True) -> None:
+        with self._lock:
+            pending = self.pending
+            if refuse and pending and pending + events > self.limit:
+                self.refused += 1
+            else:
+                self.pending = pending + events
+                return
+        raise OverloadedError(events, pending, self.limit, self.retry_after(pending))
+
+    def leave(self, events: int) -> None:
+        with self._lock:
+            self.pending -= events
+
+    def retry_after(self, pending: int) -> int:
+        """Whole seconds until ``pending`` events are committed at the recent rate (1..60)."""
+        rate = self.rate.per_second()
+        if rate is None:
+            return 1
+        return max(1, min(self.MAX_RETRY_AFTER_S, math.ceil(pending / rate)))
+
+
 @dataclass
 class _Unit:
     """A unit of work handed in, and what its caller waits for."""
@@ -144,12 +235,19 @@ class LedgerRecorder(LogReads, ABC):
     """The committer: one thread writes every unit of work handed in, by group commit."""
 
     def __init__(
-        self, signer: Signer, key_store: KeyStore, *, max_group_events: int = 2000
+        self,
+        signer: Signer,
+        key_store: KeyStore,
+        *,
+        max_group_events: int = 2000,
+        max_pending_events: int = 4000,
     ) -> None:
         self.signer = signer
         self.key_store = key_store
         self.subjects = SubjectCommit(key_store)
         self.max_group_events = max_group_events
+        self.rate = CommitRate()
+        self.admission = Admission(max_pending_events, self.rate)
         self._queue: list[_Unit] = []
         self._condition = threading.Condition()
         self._closed = False
@@ -257,6 +355,7 @@ class LedgerRecorder(LogReads, ABC):
 
     def _commit(self, group: list[_Unit]) -> None:
         started = time.perf_counter()
+        started_at = self.rate.clock()
         outcomes: list[tuple[_Unit, list[LogRecord] | None, BaseException | None]] = []
         with self._write_transaction() as txn:
             works = [unit.work for unit in group]
@@ -327,6 +426,7 @@ class LedgerRecorder(LogReads, ABC):
         self._edge = new_edge
         self.groups_committed += 1
         self.events_committed += len(records)
+        self.rate.committed(len(records), started_at)
         if self.on_commit is not None:
             self.on_commit(time.perf_counter() - started, len(records))
         for unit, result, error in outcomes:

@@ -15,6 +15,7 @@ from ledger.errors import (
     EventNotFoundError,
     IdempotencyConflictError,
     LedgerError,
+    OverloadedError,
     StorageError,
     ValidationError,
 )
@@ -45,7 +46,7 @@ _MEANING = {
     413: "Too large",
     422: "Invalid input: the errors name index, field and rule",
     500: "Internal error",
-    503: "Storage unavailable, busy, or not caught up yet (Retry-After)",
+    503: "Storage unavailable, overloaded, busy, or not caught up yet (Retry-After)",
 }
 
 
@@ -124,6 +125,19 @@ def install(app: FastAPI) -> None:
             f"{exc}: nothing of the request was stored, and sending it again is safe "
             "(its event ids make it idempotent)",
             retry_after=CONTENDED_RETRY_AFTER,
+        )
+
+    @app.exception_handler(OverloadedError)
+    async def overloaded(_: Request, exc: OverloadedError) -> JSONResponse:
+        # Refused before any work: the ledger has as many events in flight as it admits, and
+        # Retry-After says when those should be committed at the committer's recent rate.
+        return problem(
+            503,
+            "Ledger overloaded",
+            str(exc),
+            retry_after=exc.retry_after,
+            pending_events=exc.pending,
+            max_pending_events=exc.limit,
         )
 
     @app.exception_handler(LedgerError)
