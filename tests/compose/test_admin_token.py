@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from api.token_store import SqlTokenStore, Scope
 from api.http.app import ADMIN_CLIENT_PREFIX, ensure_admin_client, read_admin_token
+from api.token_store import Scope, SqlTokenStore
 from ledger.config import SettingsError
 from projections.sqlite import SQLiteProjectionDatabase
 

@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,8 @@ from ledger.config import Settings, generate_keys, open_ledger
 from tests import facts
 from tests.compose import compose
 from tests.conftest import PG_URL, require_postgres
-from tests.e2e.test_api import free_port
+from tests.support.processes import free_port
+from tests.support.waiting import answers_healthz, wait_until
 
 SERVICES = ("api", "projections", "signer")
 CONSOLE_SCRIPT = Path(sys.executable).parent / "consent-ledger"
@@ -150,26 +150,17 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 def wait_until_healthy(
     url: str, processes: dict[str, subprocess.Popen[bytes]], logs: dict[str, Path]
 ) -> None:
-    deadline = time.monotonic() + 60
-    while True:
+    def started() -> bool:
         for name, process in processes.items():
             assert process.poll() is None, f"{name} exited:\n{logs[name].read_text()}"
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the API did not start:\n" + logs["api"].read_text()
-        time.sleep(0.1)
+        return answers_healthz(url)
+
+    wait_until(started, lambda: "the API did not start:\n" + logs["api"].read_text(), 60, 0.1)
 
 
 def poll(what: str, check: Any, seconds: float = 20) -> Any:
     """``check()`` until it returns something true; fails naming ``what`` at the deadline."""
-    deadline = time.monotonic() + seconds
-    while not (result := check()):
-        assert time.monotonic() < deadline, f"{what} did not happen"
-        time.sleep(0.1)
-    return result
+    return wait_until(check, f"{what} did not happen", seconds, 0.1)
 
 
 class Appender(threading.Thread):

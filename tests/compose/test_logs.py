@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from api import logs
-from api.token_store import SqlTokenStore, Scope
 from api.http.app import ServerSettings, create_app, open_client_database
+from api.token_store import Scope, SqlTokenStore
 from ledger.config import Settings, generate_keys
 from tests import facts
 

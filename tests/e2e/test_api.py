@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import socket
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -15,64 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from api.cli import cli
-from ledger.config import Settings
 from tests import facts
-from tests.support.serve import serve
-
-
-@dataclass
-class Server:
-    url: str
-    tokens: dict[str, str]
-    settings: Settings
-
-    def client(self, who: str | None = "writer") -> httpx.Client:
-        headers = {} if who is None else {"Authorization": f"Bearer {self.tokens[who]}"}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def add_client(settings: Settings, name: str, *scopes: str) -> str:
-    args = ["--data-dir", str(settings.data_dir)]
-    if settings.database_url:
-        args += ["--database-url", settings.database_url]
-    options = [part for scope in scopes for part in ("--scope", scope)]
-    env = {"CONSENT_LEDGER_DATABASE_SCHEMA": settings.database_schema}
-    result = CliRunner().invoke(cli, [*args, "clients", "add", name, *options], env=env)
-    assert result.exit_code == 0, result.output
-    return result.output.strip().splitlines()[-1]
-
-
-@pytest.fixture
-def server(settings: Settings) -> Iterator[Server]:
-    tokens = {
-        "writer": add_client(settings, "writer", "events:write", "state:read", "history:read"),
-        "reader": add_client(settings, "reader", "state:read"),
-        "responder": add_client(settings, "responder", "incidents:manage"),
-        "admin": add_client(settings, "admin", "admin"),
-        "revoked": add_client(settings, "revoked", "admin"),
-    }
-    args = ["--data-dir", str(settings.data_dir)]
-    env = {"CONSENT_LEDGER_DATABASE_SCHEMA": settings.database_schema}
-    revoked = CliRunner().invoke(
-        cli,
-        [
-            *args,
-            *(["--database-url", settings.database_url] if settings.database_url else []),
-            "clients",
-            "revoke",
-            "revoked",
-        ],
-        env=env,
-    )
-    assert revoked.exit_code == 0, revoked.output
-    with serve(settings, free_port()) as up:
-        yield Server(up.url, tokens, settings)
+from tests.e2e.conftest import Server
+from tests.support.waiting import wait_until
 
 
 def problem_of(response: httpx.Response) -> dict[str, Any]:
@@ -205,15 +147,14 @@ def test_the_public_routes_and_unknown_ones(server: Server) -> None:
         assert http.get("/openapi.json").json()["info"]["title"] == "Consent Ledger"
     with server.client() as http:
         http.post("/v1/events", json=facts.policy())
-    deadline = time.monotonic() + 10
     with server.client(None) as http:
         # The signer may sign the empty log first; the event is covered within a period.
-        while (response := http.get("/v1/checkpoint")).status_code != 200 or (
-            response.text.splitlines()[1] == "0"
-        ):
-            assert time.monotonic() < deadline, "no checkpoint of the event was signed"
-            time.sleep(0.2)
-        note = response.text
+        def covering() -> str:
+            response = http.get("/v1/checkpoint")
+            ok = response.status_code == 200 and response.text.splitlines()[1] != "0"
+            return response.text if ok else ""
+
+        note = wait_until(covering, "no checkpoint of the event was signed", 10, 0.2)
         keys = http.get("/v1/keys").text
     assert note.splitlines()[1] == "1" and keys.count("\n") == 1
 
@@ -233,10 +174,7 @@ def test_histories_and_registers(server: Server) -> None:
         last = http.post("/v1/events", json=[pol, rcpt, given, *shared, facts.request(subject)])
         seq = last.json()["receipts"][-1]["seq"]
         http.get("/v1/consent/state", params={"subject": subject, "wait_for": seq})
-        deadline = time.monotonic() + 10
-        while len(http.get("/v1/requests").json()) < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until(lambda: http.get("/v1/requests").json(), "no request in the register", 10, 0.1)
         page = http.get("/v1/disclosures", params={"subject": subject, "limit": 3}).json()
         assert [i["verdict"] for i in page["items"]] == ["consent_valid"] * 3
         rest = http.get(

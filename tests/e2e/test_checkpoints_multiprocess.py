@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,8 +39,8 @@ from ledger.verifier.merkle import (
 )
 from ledger.verifier.note import parse_verifier_key
 from tests import facts
-from tests.e2e.test_api import add_client, free_port
-from tests.integration.test_concurrency import ROOT, settings_env
+from tests.support.processes import ROOT, add_client, free_port, settings_env
+from tests.support.waiting import answers_healthz, wait_until
 
 START_DEADLINE = 60.0
 CATCH_UP_DEADLINE = 60.0
@@ -70,16 +69,15 @@ class ServeProcess:
                 stdout=log,
                 stderr=log,
             )
-        deadline = time.monotonic() + START_DEADLINE
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert self.process.poll() is None, f"{self.name} exited: {self.tail()}"
-            assert time.monotonic() < deadline, f"{self.name} did not start: {self.tail()}"
-            time.sleep(0.1)
+        process = self.process
+
+        def started() -> bool:
+            assert process.poll() is None, f"{self.name} exited: {self.tail()}"
+            return answers_healthz(self.url)
+
+        wait_until(
+            started, lambda: f"{self.name} did not start: {self.tail()}", START_DEADLINE, 0.1
+        )
 
     def stop(self) -> None:
         if self.process is None:
@@ -164,13 +162,12 @@ def in_threads(
 
 def wait_for_checkpoint_of(server: ServeProcess, size: int) -> None:
     """Poll until ``server`` serves a checkpoint of at least ``size`` leaves."""
-    deadline = time.monotonic() + CATCH_UP_DEADLINE
-    while True:
+
+    def covered() -> bool:
         response = httpx.get(f"{server.url}/v1/checkpoint", timeout=5)
-        if response.status_code == 200 and int(response.text.split("\n")[1]) >= size:
-            return
-        assert time.monotonic() < deadline, f"no checkpoint of {size} from {server.name}"
-        time.sleep(0.1)
+        return response.status_code == 200 and int(response.text.split("\n")[1]) >= size
+
+    wait_until(covered, f"no checkpoint of {size} from {server.name}", CATCH_UP_DEADLINE, 0.1)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from api.cli import cli
 from ledger.config import Settings
 from ledger.verifier.spreadsheet import FORMULA_STARTS
 from tests import facts
-from tests.e2e.test_limits import serving
+from tests.support.limited_server import serving
 
 API_DOC = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
 

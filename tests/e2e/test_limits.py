@@ -9,13 +9,10 @@ line, and a storm of retries stores every event once with the server's memory bo
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,47 +22,7 @@ import pytest
 
 from ledger.config import Settings, generate_keys, open_ledger
 from tests import facts
-from tests.e2e.test_api import add_client, free_port
-from tests.support.serve import serve
-
-
-@dataclass
-class Server:
-    url: str
-    port: int
-    token: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def client(self, timeout: float = 30) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=timeout
-        )
-
-    def connect(self) -> socket.socket:
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
-        return sock
-
-    def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise AssertionError("no VmRSS")
-
-    def open_files(self) -> int:
-        return len(os.listdir(f"/proc/{self.process.pid}/fd"))
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-@contextlib.contextmanager
-def serving(settings: Settings, **limits: int) -> Iterator[Server]:
-    token = add_client(settings, "writer", "events:write", "history:read", "incidents:manage")
-    env = {f"CONSENT_LEDGER_{name.upper()}": str(value) for name, value in limits.items()}
-    env["CONSENT_LEDGER_LOG_LEVEL"] = "info"
-    with serve(settings, free_port(), env) as up:
-        yield Server(up.url, up.port, token, up.process, up.log_path)
+from tests.support.limited_server import LimitedServer, serving
 
 
 @pytest.fixture
@@ -95,7 +52,7 @@ def read_response(sock: socket.socket, timeout: float = 10) -> tuple[int, dict[s
     return int(lines[0].split()[1]), headers, body
 
 
-def post_head(server: Server, path: str, *headers: str) -> bytes:
+def post_head(server: LimitedServer, path: str, *headers: str) -> bytes:
     lines = [
         f"POST {path} HTTP/1.1",
         "Host: 127.0.0.1",

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.test_api import Server, server  # noqa: F401 (the fixture)
+from tests.e2e.conftest import Server
 
 MAX_EXAMPLES = os.environ.get("LEDGER_SCHEMATHESIS_EXAMPLES", "25")
 CHECKS = ",".join(
@@ -24,7 +24,7 @@ CHECKS = ",".join(
 )
 
 
-def test_generated_requests_get_documented_answers(server: Server) -> None:  # noqa: F811
+def test_generated_requests_get_documented_answers(server: Server) -> None:
     schemathesis = Path(sys.executable).with_name("schemathesis")
     result = subprocess.run(
         [

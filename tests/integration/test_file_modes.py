@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from api.token_store import SqlTokenStore, Scope
 from api.http.app import open_client_database
+from api.token_store import Scope, SqlTokenStore
 from ledger.config import Settings, generate_keys, open_ledger
 from projections.read_models import ReadModels, ReadModelSettings
 from tests import facts

@@ -9,22 +9,18 @@ signed is opened with the verifier key that ``/v1/keys`` publishes.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import itertools
 import random
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import httpx
 import pytest
-from fastapi import FastAPI
 
-from api.token_store import SqlTokenStore, Scope
 from api.http.app import ServerSettings, create_app, open_client_database
+from api.token_store import Scope, SqlTokenStore
 from ledger.application import LedgerApplication
 from ledger.config import Settings, load_keyring
 from ledger.verifier.checkpoint import Checkpoint, open_checkpoint
@@ -37,41 +33,11 @@ from ledger.verifier.merkle import (
 )
 from ledger.verifier.note import parse_verifier_key
 from tests import facts
+from tests.support.in_process import InProcess
 
 MAX_BATCH = 1000
 LOG_SIZE = 3000
 T = TypeVar("T")
-
-
-class InProcess:
-    """The app, its lifespan included, on an event loop in a thread; called synchronously."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="asgi", daemon=True)
-        self.thread.start()
-        self.lifespan = app.router.lifespan_context(app)
-        self.run(self.lifespan.__aenter__())
-        transport = httpx.ASGITransport(app=app)
-        self.client = httpx.AsyncClient(transport=transport, base_url="http://ledger")
-
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
-
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.run(self.client.get(path, **kwargs))
-
-    def post(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.run(self.client.post(path, **kwargs))
-
-    def close(self) -> None:
-        try:
-            self.run(self.client.aclose())
-            self.run(self.lifespan.__aexit__(None, None, None))
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join()
-            self.loop.close()
 
 
 @dataclass

@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 import psycopg
 import pytest
 
-from api.token_store import SqlTokenStore, Scope
 from api.http.app import ServerSettings, create_app, open_client_database
+from api.token_store import Scope, SqlTokenStore
 from ledger.application import LedgerApplication
 from ledger.config import Settings
 from projections.base import LoggedEvent, PoisonEventError, Projection
@@ -37,7 +37,8 @@ from projections.runner import ProjectionRunner, table_digest
 from tests import facts
 from tests.cli_runner import run_cli
 from tests.integration.projection_fixtures import projection_database
-from tests.integration.test_proofs_http import InProcess
+from tests.support.in_process import InProcess
+from tests.support.waiting import wait_until
 
 PSEUDONYM = str(uuid.UUID(int=7))
 
@@ -137,10 +138,7 @@ def seq_of(ledger: LedgerApplication, event_type: str, after: int = 0) -> int:
 
 
 def eventually(check: Callable[[], bool], seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "not reached in time"
-        time.sleep(0.02)
+    wait_until(check, "not reached in time", seconds, 0.02)
 
 
 class Follower:

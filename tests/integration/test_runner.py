@@ -21,7 +21,8 @@ from projections.disclosures import DisclosureHistory
 from projections.runner import ProjectionRunner, table_digest
 from tests import facts
 from tests.integration.projection_fixtures import projection_database
-from tests.integration.test_concurrency import ROOT, settings_env
+from tests.support.processes import ROOT, settings_env
+from tests.support.waiting import wait_until
 
 
 def fill(ledger: LedgerApplication, subjects: int, batches: int = 1) -> None:
@@ -61,10 +62,8 @@ def test_killed_mid_batch_a_runner_resumes_with_nothing_applied_twice(
     )
     assert child.stdout is not None
     assert child.stdout.readline().strip() == b"started"
-    deadline = time.monotonic() + 60
-    while runner.position("consent_state") == 0:  # its first batch is in: kill it now
-        assert time.monotonic() < deadline, "the worker made no progress"
-        time.sleep(0.005)
+    # its first batch is in: kill it now
+    wait_until(lambda: runner.position("consent_state"), "the worker made no progress", 60, 0.005)
     child.send_signal(signal.SIGKILL)
     child.wait()
     child.stdout.close()

@@ -5,15 +5,13 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from ledger.config import Settings
-from tests.integration.test_concurrency import ROOT, settings_env
+from tests.support.processes import ROOT, settings_env
+from tests.support.waiting import answers_healthz, wait_until
 
 
 @dataclass(frozen=True)
@@ -42,16 +40,12 @@ def serve(settings: Settings, port: int, env: Mapping[str, str] | None = None) -
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
+
+            def started() -> bool:
                 assert process.poll() is None, log_path.read_text(errors="replace")
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.1)
+                return answers_healthz(url)
+
+            wait_until(started, "the server did not start", seconds=30, interval=0.1)
             yield Serving(url, port, process, log_path)
         finally:
             process.terminate()
