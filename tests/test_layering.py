@@ -207,3 +207,15 @@ def test_entrypoints_read_through_the_query_layer() -> None:
     pseudonym re-checked after an erasure), not the recorder or the subject keys."""
     wrong = [line for name in QUERY_CLIENTS for line in reaches_through(ROOT / name)]
     assert not wrong
+
+
+def test_no_test_module_imports_another() -> None:
+    """What tests share lives in tests/support/ (or a conftest.py), not in a test module that
+    another test module imports (and so runs its fixtures and collects its tests twice)."""
+    wrong = [
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        for module in imported_modules(path)
+        if module.startswith("tests.") and module.rsplit(".", 1)[-1].startswith("test_")
+    ]
+    assert not wrong
