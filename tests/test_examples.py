@@ -17,16 +17,11 @@ import pytest
 from ledger.config import Settings, open_ledger
 from ledger.events import FACT_TYPES, parse_fact
 from ledger.receipts import Receipt
+from tests.support.examples import example_lines
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples" / "events.jsonl"
 CATALOGUE_DOC = ROOT / "docs" / "events.md"
 JSON_BLOCK = re.compile(r"^```json[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
-
-
-def example_lines() -> list[dict[str, Any]]:
-    lines = [line for line in EXAMPLES.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [json.loads(line) for line in lines]
 
 
 def test_every_example_line_is_a_valid_fact() -> None:

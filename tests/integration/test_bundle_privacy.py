@@ -28,6 +28,7 @@ from ledger.verifier.scopes import subject_scope, tag_key
 from tests import facts
 from tests.cli_runner import run_cli
 from tests.support import bundles
+from tests.support.examples import EXAMPLES
 
 
 @dataclass
@@ -248,7 +249,7 @@ def test_on_the_demo_a_members_bundle_names_no_other_member(
 def test_on_the_examples_no_subjects_bundle_names_another_subject(
     ledger: LedgerApplication, settings: Settings, tmp_path: Path
 ) -> None:
-    examples = Path(__file__).parents[2] / "examples" / "events.jsonl"
+    examples = EXAMPLES
     recorded = [json.loads(line) for line in examples.read_text().splitlines() if line.strip()]
     ledger.append(recorded)
     refs = sorted({f["subject"] for f in recorded if isinstance(f.get("subject"), str)})

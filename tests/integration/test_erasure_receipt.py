@@ -13,7 +13,7 @@ from ledger.application import LedgerApplication
 from ledger.receipts import Receipt
 from tests import facts
 from tests.conftest import RawDatabase
-from tests.test_examples import example_lines
+from tests.support.examples import example_lines
 
 
 def stored(ledger: LedgerApplication, receipt: Receipt) -> dict[str, object]:

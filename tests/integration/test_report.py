@@ -10,7 +10,6 @@ give them (signed data, and data as shown) and compared with the read models.
 from __future__ import annotations
 
 import csv
-import json
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -32,8 +31,8 @@ from projections.incidents import IncidentRegister, IncidentRegisterView
 from projections.requests import RequestRegister, RequestRegisterView
 from projections.runner import ProjectionRunner
 from tests.integration.projection_fixtures import projection_database
+from tests.support.examples import example_lines
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "events.jsonl"
 HOSTILE = '<script>alert("x")</script> & Co'
 USERS = ("user-10482", "user-20917", "user-31255", "user-44120", "user-58830")
 RECIPIENTS = (
@@ -209,7 +208,7 @@ class Desk:
 
 @pytest.fixture
 def desk(ledger: LedgerApplication, settings: Settings, tmp_path: Path) -> Iterator[Desk]:
-    facts = [json.loads(line) for line in EXAMPLES.read_text().splitlines() if line.strip()]
+    facts = example_lines()
     ledger.append(facts)
     ledger.append(planted())
     db = projection_database(settings)

@@ -24,8 +24,8 @@ from projections.read_models import ReadModels
 from tests import facts
 from tests.cli_runner import run_cli
 from tests.integration.scope_check import Desk, bundle_bodies, csv_rows
+from tests.support.examples import EXAMPLES
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "events.jsonl"
 INCIDENT = "inc-2026-003"
 NORTHWIND = "rcp-northwind-cloud"
 STEPS = (
