@@ -182,22 +182,23 @@ class RequestLogMiddleware:
             level = logging.DEBUG if path in _QUIET_PATHS and status < 500 else logging.INFO
             if status >= 500 and status != CLIENT_CLOSED:
                 level = logging.ERROR
-            self.logger.log(
-                level,
-                "%s %s %d%s",
-                scope.get("method", ""),
-                path,
-                status,
-                gone,
-                extra={
-                    "request_id": rid,
-                    "method": scope.get("method", ""),
-                    "path": path,
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "client": state.get("client_name"),
-                },
-            )
+            if self.logger.isEnabledFor(level):  # the line's fields only when it is written
+                self.logger.log(
+                    level,
+                    "%s %s %d%s",
+                    scope.get("method", ""),
+                    path,
+                    status,
+                    gone,
+                    extra={
+                        "request_id": rid,
+                        "method": scope.get("method", ""),
+                        "path": path,
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "client": state.get("client_name"),
+                    },
+                )
             request_id.reset(token)
 
 

@@ -49,6 +49,8 @@ class ServerSettings:
     """Seconds for a request body to arrive after its head; then 408 and closed."""
     keep_alive_timeout: int = 5
     """Seconds an idle kept-alive connection stays open."""
+    append_threads: int = 64
+    """Threads that run appends (``POST /v1/events``), each waiting for its commit."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
@@ -243,6 +245,18 @@ SERVER_SETTINGS = SettingGroup(
             "keep_alive_timeout",
             5,
             "seconds an idle kept-alive connection stays open between requests (1..3600)",
+        ),
+        Setting(
+            "APPEND_THREADS",
+            "append_threads",
+            "integer",
+            64,
+            "threads of a worker that run `POST /v1/events` appends (1..1024), a pool of "
+            "their own: each holds its append until the commit, so this bounds how many "
+            "single-event appends share a group commit. Above "
+            "`CONSENT_LEDGER_MAX_INFLIGHT_APPENDS` it buys nothing",
+            low=1,
+            high=1024,
         ),
     ),
 )

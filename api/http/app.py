@@ -16,6 +16,7 @@ import logging
 import re
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,11 @@ def create_app(
         app.state.verifier_keys = wiring.operations().verifier_keys()
         app.state.clients = clients
         app.state.metrics = Metrics(ledger, queries)
+        # Appends wait for their commit in threads of their own (api/http/routes/events.py),
+        # not in anyio's pool, which the read routes keep.
+        app.state.append_executor = ThreadPoolExecutor(
+            max_workers=serving.append_threads, thread_name_prefix="append"
+        )
         if serving.admin_token_file is not None:
             ensure_admin_client(app.state.clients, read_admin_token(serving.admin_token_file))
         stop = threading.Event()
@@ -140,6 +146,7 @@ def create_app(
             operations.wake()
             for worker in workers:
                 worker.join(timeout=10)
+            app.state.append_executor.shutdown(wait=True)
             wiring.close()
             logger.info("API stopped: every accepted append is committed")
 
@@ -150,6 +157,8 @@ def create_app(
         lifespan=lifespan,
     )
     problems.install(app)
+    # The lean append route first: it serves POST /v1/events, which events.router describes.
+    app.router.routes.extend(events.LEAN_ROUTES)
     for router in (events.router, consent.router, subjects.router, registers.router, log.router):
         app.include_router(router)
     limits = RequestLimits(

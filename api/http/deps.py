@@ -3,7 +3,9 @@ client (checked scope)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -34,32 +36,43 @@ async def queries(request: Request) -> Queries:
     return found
 
 
-def authorised(scope: Scope) -> Callable[[Request], Awaitable[Client]]:
-    """A dependency that lets a request in only with a live token carrying ``scope``.
+async def authorise(request: Request, scope: Scope, executor: Executor | None = None) -> Client:
+    """The client calling, if its token is live and carries ``scope``; else a 401 or 403
+    problem.
 
     A token verified in the last moment is found in memory
     (:meth:`~api.token_store.TokenStore.recently_verified`); any other is looked up in the
-    database, in the threadpool.
+    database, off the event loop: in ``executor`` when given (the lean append route passes its
+    own), else in anyio's threadpool. A plain coroutine, so that a route may call it inline
+    instead of through FastAPI's dependency solving.
     """
+    header = request.headers.get("authorization", "")
+    kind, _, token = header.partition(" ")
+    if kind.lower() != "bearer" or not token:
+        raise ProblemError(401, "Unauthorized", "send a bearer token: Authorization: Bearer ...")
+    store: TokenStore = request.app.state.clients
+    token = token.strip()
+    client = store.recently_verified(token)
+    if client is None:
+        if executor is None:
+            client = await run_in_threadpool(store.authenticate, token)
+        else:
+            loop = asyncio.get_running_loop()
+            client = await loop.run_in_executor(executor, store.authenticate, token)
+    if client is None or client.revoked_at is not None:
+        raise ProblemError(401, "Unauthorized", "the token is not valid")
+    request.state.client_name = client.name  # for the request's log line (api/logs.py)
+    if not client.allows(scope):
+        raise ProblemError(403, "Forbidden", f"this route needs the scope {scope.value}")
+    return client
+
+
+def authorised(scope: Scope) -> Callable[[Request], Awaitable[Client]]:
+    """A dependency that lets a request in only with a live token carrying ``scope``
+    (:func:`authorise`)."""
 
     async def check(request: Request) -> Client:
-        header = request.headers.get("authorization", "")
-        kind, _, token = header.partition(" ")
-        if kind.lower() != "bearer" or not token:
-            raise ProblemError(
-                401, "Unauthorized", "send a bearer token: Authorization: Bearer ..."
-            )
-        store: TokenStore = request.app.state.clients
-        token = token.strip()
-        client = store.recently_verified(token)
-        if client is None:
-            client = await run_in_threadpool(store.authenticate, token)
-        if client is None or client.revoked_at is not None:
-            raise ProblemError(401, "Unauthorized", "the token is not valid")
-        request.state.client_name = client.name  # for the request's log line (api/logs.py)
-        if not client.allows(scope):
-            raise ProblemError(403, "Forbidden", f"this route needs the scope {scope.value}")
-        return client
+        return await authorise(request, scope)
 
     return check
 
@@ -103,8 +116,10 @@ QueryText = Annotated[str, AfterValidator(check_one_line)]
 """A text parameter or path segment: no control character (NUL included)."""
 
 
-async def single_values(request: Request) -> None:
+def check_single_values(request: Request) -> None:
     """Every query parameter is given at most once: a repeated one is refused, not guessed."""
+    if not request.scope.get("query_string"):
+        return  # nothing to parse (every append but a rare one)
     for name in request.query_params:
         count = len(request.query_params.getlist(name))
         if count > 1:
@@ -115,6 +130,11 @@ async def single_values(request: Request) -> None:
                 detail,
                 errors=[{"field": f"query.{name}", "rule": "repeated", "detail": detail}],
             )
+
+
+async def single_values(request: Request) -> None:
+    """:func:`check_single_values` as a dependency (a coroutine: no threadpool hop)."""
+    check_single_values(request)
 
 
 SingleValues = Depends(single_values)

@@ -227,6 +227,11 @@ def json_depth_exceeds(body: bytes, limit: int) -> bool:
     """
     if not 0 < limit < ORJSON_MAX_DEPTH:
         raise ValueError(f"a JSON depth limit is between 1 and {ORJSON_MAX_DEPTH - 1}")
+    if body.count(b"[") + body.count(b"{") <= limit:
+        # Nesting n deep takes n opening brackets, so a body with no more than ``limit`` of
+        # them (a single event has two or three) cannot exceed it: two scans in C instead of
+        # parsing inside the wrap below, whose thousand-odd arrays cost ~50 us per request.
+        return False
     wrap = ORJSON_MAX_DEPTH - limit
     try:
         orjson.loads(b"[" * wrap + body + b"]" * wrap)

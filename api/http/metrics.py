@@ -145,6 +145,10 @@ class Metrics:
             buckets=(1, 2, 5, 10, 50, 100, 500, 2000),
             registry=self.registry,
         )
+        # The labelled children once: ``labels()`` takes a lock and builds a key per call,
+        # and appended() runs on the event loop for every append.
+        self._new = self.events.labels("new")
+        self._repeated = self.events.labels("repeated")
         self.registry.register(LedgerCollector(queries))
         ledger.observe_commits(self._observe_commit)
 
@@ -155,6 +159,6 @@ class Metrics:
     def appended(self, new: int, repeated: int) -> None:
         self.batch_size.observe(new + repeated)
         if new:
-            self.events.labels("new").inc(new)
+            self._new.inc(new)
         if repeated:
-            self.events.labels("repeated").inc(repeated)
+            self._repeated.inc(repeated)

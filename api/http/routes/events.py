@@ -1,18 +1,34 @@
-"""Appending events, and reading one back with its signature."""
+"""Appending events, and reading one back with its signature.
+
+``POST /v1/events`` is the hot path of the ledger (issue 16), so it is a lean route: FastAPI
+describes it (the OpenAPI document is built from the decorated :func:`append`), but a plain
+Starlette route placed ahead of FastAPI's (:data:`LEAN_ROUTES`, installed by
+:func:`api.http.app.create_app`) serves it. It does inline what the dependencies did for it
+(the single query values, the bearer token and its scope), so no dependency is solved per
+request; it hands the append to a thread pool of its own (``app.state.append_executor``,
+``CONSENT_LEDGER_APPEND_THREADS`` threads) instead of anyio's; and it encodes its receipts once,
+with orjson, into the response's bytes. Its errors are the same exceptions as before, answered
+by the same handlers (api/http/problems.py); the request's log line and the limits are the
+middlewares' as for every route.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import Executor
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+from starlette.routing import Route
 
-from api.http.deps import HistoryReader, LedgerDep, QueriesDep, SingleValues, Writer
+from api.http.deps import HistoryReader, QueriesDep, SingleValues, authorise, check_single_values
 from api.http.examples import EVENT, example
 from api.http.problems import WRITES, ProblemError
 from api.http.signatures import HEADER, check_request_signature
+from api.token_store import Scope
+from ledger.application import LedgerApplication
 
 router = APIRouter(
     prefix="/v1/events", tags=["events"], responses=WRITES, dependencies=[SingleValues]
@@ -101,24 +117,42 @@ def parse_body(raw: bytes) -> tuple[list[dict[str, Any]], bool]:
         }
     },
 )
-async def append(request: Request, ledger: LedgerDep, client: Writer) -> JSONResponse:
+async def append(request: Request) -> Response:
+    """Authorise, check the client's signature, parse, append off the loop, answer.
+
+    The checks run in the order FastAPI ran them as dependencies: the query's single values,
+    then the token and its scope, then the body's signature and JSON.
+    """
+    check_single_values(request)
+    state = request.app.state
+    executor: Executor = state.append_executor
+    client = await authorise(request, Scope.WRITE_EVENTS, executor)
     raw = await request.body()
     emitter = check_request_signature(client, request.headers.get(HEADER), raw)
     facts, batch = parse_body(raw)
-    receipts = await run_in_threadpool(ledger.append, facts, emitter)
+    ledger: LedgerApplication = state.ledger
+    loop = asyncio.get_running_loop()
+    receipts = await loop.run_in_executor(executor, ledger.append, facts, emitter)
     repeated = sum(r.duplicate for r in receipts)
-    request.app.state.metrics.appended(len(receipts) - repeated, repeated)
-    status = 200 if all(r.duplicate for r in receipts) else 201
+    state.metrics.appended(len(receipts) - repeated, repeated)
+    status = 200 if repeated == len(receipts) else 201
     if "return=minimal" in request.headers.get("prefer", ""):
         # For high-volume emitters: the sequence numbers only, in order.
-        minimal: Any = [r.seq for r in receipts] if batch else receipts[0].seq
-        return JSONResponse(
-            {"seqs": minimal} if batch else {"seq": minimal},
+        minimal: Any = {"seqs": [r.seq for r in receipts]} if batch else {"seq": receipts[0].seq}
+        return Response(
+            orjson.dumps(minimal),
             status_code=status,
             headers={"Preference-Applied": "return=minimal"},
+            media_type=JSON,
         )
-    payload: Any = [r.as_dict() for r in receipts] if batch else receipts[0].as_dict()
-    return JSONResponse({"receipts": payload} if batch else payload, status_code=status)
+    payload: Any = {"receipts": [r.as_dict() for r in receipts]} if batch else receipts[0].as_dict()
+    return Response(orjson.dumps(payload), status_code=status, media_type=JSON)
+
+
+JSON = "application/json"
+LEAN_ROUTES = [Route("/v1/events", append, methods=["POST"], include_in_schema=False)]
+"""The routes served without FastAPI's per-request machinery, to be placed ahead of
+:data:`router`'s (which still describes them in the OpenAPI document)."""
 
 
 @router.get(
