@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID
 
 import orjson
@@ -20,9 +20,11 @@ import orjson
 from ledger.errors import LedgerError
 from ledger.mapper import MentionsOpener
 from ledger.verifier.corrections import apply_correction
-from ledger.verifier.mentions import mention_paths
+from ledger.verifier.mentions import MENTION_LISTS, MENTION_STRINGS, mention_paths
 from ledger.verifier.times import parse_utc, utc
 from projections.database import Sql
+
+T = TypeVar("T")
 
 __all__ = [
     "CorrectableProjection",
@@ -38,6 +40,10 @@ __all__ = [
     "parse_utc",
     "utc",
 ]
+
+
+_MENTION_FIELDS = frozenset(MENTION_LISTS + MENTION_STRINGS)
+"""The data fields a mention can be in (:func:`ledger.verifier.mentions.mention_paths`)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,8 @@ class LoggedEvent:
         the sealed pseudonyms of a fact about many subjects opened (read models need them)."""
         decoded = orjson.loads(body)
         data = decoded["data"]
-        if mentions is not None and mention_paths(data):
+        # Most events have no field that lists subjects: only those are searched for mentions.
+        if mentions is not None and not _MENTION_FIELDS.isdisjoint(data) and mention_paths(data):
             data = mentions(data, UUID(decoded["stream"]), decoded["stream_version"])
         return cls(
             seq=seq,
@@ -73,6 +80,19 @@ class LoggedEvent:
             recorded_at=decoded["recorded_at"],
             data=data,
         )
+
+    def derived(self, key: str, make: Callable[[LoggedEvent], T]) -> T:
+        """What ``make`` derives from this event, made once and kept with it. The runner
+        decodes a page once and hands the same events to every read model of the group, so a
+        record that several of them derive (a consent decision's rows, which three consent
+        books hold) is derived once a page, not once a read model. ``make`` must be a pure
+        function of the event (a corrected event is another event, with nothing kept)."""
+        kept: dict[str, Any] = self.__dict__.setdefault("_derived", {})
+        try:
+            return cast(T, kept[key])
+        except KeyError:
+            value = kept[key] = make(self)
+            return value
 
 
 class ProjectionError(LedgerError):

@@ -7,6 +7,7 @@ never reads another's tables, so each keeps a book under its own table prefix.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -118,26 +119,15 @@ class ConsentBook:
         :meth:`flush` (a reader of them flushes first)."""
         data = event.data
         if event.type in CONSENT_TYPES:
-            decision = decision_of(event.type, event.seq, event.occurred_at, data)
-            subject = data["subject"]
+            recorded = decision_record(event)
+            subject = recorded.subject
+            self._decision_rows += recorded.rows
             known = self._decisions.get(subject)
             if known is None and self._complete:
                 known = self._decisions[subject] = {}
-            for purpose in consent_purposes(data):
-                self._decision_rows.append(
-                    (
-                        subject,
-                        purpose,
-                        decision.seq,
-                        decision.occurred_at,
-                        decision.decision,
-                        decision.policy_version,
-                        decision.expires_at,
-                        int(decision.guardian),
-                    )
-                )
-                if known is not None:
-                    known.setdefault(purpose, []).append(decision)
+            if known is not None:
+                for purpose in recorded.purposes:
+                    known.setdefault(purpose, []).append(recorded.decision)
         elif event.type == "policy.version_published":
             policy = policy_of(data, event.seq)
             sql.execute(
@@ -167,14 +157,22 @@ class ConsentBook:
         self.flush(sql)
         subject = str(event.data.get("subject"))
         kept = subject in self._decisions or subject in self._ages or self._complete
+        # Decisions and ages by their subject too: the primary key's first column, so the
+        # delete is a look-up, not a scan of every subject's rows.
         if event.type in CONSENT_TYPES:
-            sql.execute(f"DELETE FROM {self.decisions_table} WHERE seq = ?", (event.seq,))
+            sql.execute(
+                f"DELETE FROM {self.decisions_table} WHERE subject = ? AND seq = ?",
+                (subject, event.seq),
+            )
         elif event.type == "policy.version_published":
             sql.execute(f"DELETE FROM {self.policies_table} WHERE seq = ?", (event.seq,))
             if self._policies is not None:
                 self._policies.pop(event.data["version"], None)
         elif event.type == "subject.age_attested":
-            sql.execute(f"DELETE FROM {self.ages_table} WHERE seq = ?", (event.seq,))
+            sql.execute(
+                f"DELETE FROM {self.ages_table} WHERE subject = ? AND seq = ?",
+                (subject, event.seq),
+            )
         if kept and event.type != "policy.version_published":
             # What is kept of the subject: read again from the tables, as they now stand.
             self._decisions.pop(subject, None)
@@ -284,7 +282,52 @@ def policy_row(r: Row) -> Policy:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """What one consent decision records: its subject, the decision, the purposes it is on
+    and its rows (:data:`DECISION_COLUMNS`), one a purpose."""
+
+    subject: str
+    decision: Decision
+    purposes: tuple[str, ...]
+    rows: tuple[Row, ...]
+
+
+def decision_record(event: LoggedEvent) -> DecisionRecord:
+    """The record of a decision (an event of :data:`CONSENT_TYPES`), derived once for every
+    book that holds it (:meth:`LoggedEvent.derived`)."""
+    return event.derived("consent_book.decision", _decision_record)
+
+
+def _decision_record(event: LoggedEvent) -> DecisionRecord:
+    data = event.data
+    decision = decision_of(event.type, event.seq, event.occurred_at, data)
+    subject = data["subject"]
+    purposes = tuple(consent_purposes(data))
+    return DecisionRecord(
+        subject,
+        decision,
+        purposes,
+        tuple(
+            (
+                subject,
+                purpose,
+                decision.seq,
+                decision.occurred_at,
+                decision.decision,
+                decision.policy_version,
+                decision.expires_at,
+                int(decision.guardian),
+            )
+            for purpose in purposes
+        ),
+    )
+
+
 def subjects_and_purposes(event: LoggedEvent) -> list[tuple[str, str]]:
+    if event.type in CONSENT_TYPES:
+        recorded = decision_record(event)
+        return [(recorded.subject, p) for p in recorded.purposes]
     data: dict[str, Any] = event.data
     return [(data["subject"], p) for p in consent_purposes(data)]
 

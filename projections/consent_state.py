@@ -145,6 +145,7 @@ class ConsentState(CorrectableProjection):
         decisions = self.book.decisions_of(sql, subjects)
         stored = self._stored_intervals(sql, subjects)
         gone: list[Row] = []
+        added: list[Row] = []
         changed: list[Row] = []
         for subject, purpose in pairs:
             before = stored[subject]
@@ -161,8 +162,12 @@ class ConsentState(CorrectableProjection):
                     span.policy_version,
                     int(span.guardian),
                 )
-                after[(purpose, span.given_seq)] = row
-                if before.get((purpose, span.given_seq)) != row:
+                key = (purpose, span.given_seq)
+                after[key] = row
+                was = before.get(key)
+                if was is None:
+                    added.append(row)
+                elif was != row:
                     changed.append(row)
             for ended in [k for k in before if k[0] == purpose and k not in after]:
                 gone.append((subject, *ended))
@@ -173,10 +178,15 @@ class ConsentState(CorrectableProjection):
                 f"DELETE FROM {INTERVALS} WHERE subject = ? AND purpose = ? AND given_seq = ?",
                 gone,
             )
+        columns = INTERVAL_COLUMNS.split(", ")
+        if added:
+            # ``stored`` holds every row the table has for these subjects, so these keys are
+            # new: a plain insert (COPY on PostgreSQL), not an upsert, which costs the server
+            # a conflict check a row (most intervals are new ones during a catch-up).
+            sql.insert(INTERVALS, columns, added)
         if changed:
-            columns = INTERVAL_COLUMNS.split(", ")
-            key = ("subject", "purpose", "given_seq")
-            sql.insert(INTERVALS, columns, changed, replacing(key, columns))
+            primary = ("subject", "purpose", "given_seq")
+            sql.insert(INTERVALS, columns, changed, replacing(primary, columns))
 
     def _stored_intervals(
         self, sql: Sql, subjects: list[str]
