@@ -12,10 +12,12 @@ while one that stays (a bug) stays visible without a busy loop.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -294,7 +296,8 @@ class ProjectionRunner:
             ahead = [positions[p.name] for p in behind if positions[p.name] > start]
             stop = min(ahead, default=head)
             try:
-                moved, failed, troubled = self._advance(group, start, stop)
+                with _collector_paused():
+                    moved, failed, troubled = self._advance(group, start, stop)
             except Exception as exc:
                 troubled = {p.name: exc for p in group}
                 moved, failed = 0, []
@@ -651,6 +654,26 @@ class _Listener:
         if self.thread is not None:
             self.stop.set()
             self.thread.join()
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector held off for one page, and let run after it when due.
+
+    A page allocates tens of thousands of objects (decoded events, rows, decisions) and frees
+    them by reference counting; none is in a cycle. The collector's passes during a page, set
+    off by the allocations, find nothing and walk what the read models keep from page to page
+    each time: about a tenth of a rebuild's CPU (docs/performance.md, "Read models from zero
+    (round two)"). Left alone when something else turned the collector off; another thread's
+    garbage waits at most a page."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _now() -> str:
