@@ -26,6 +26,7 @@ from typing import Any
 from uuid import UUID
 
 from ledger.application import LedgerApplication
+from ledger.domain import stream_id
 from ledger.errors import LedgerError
 from ledger.mapper import format_time
 from ledger.recorder import LogRecord
@@ -53,6 +54,39 @@ Progress = Callable[[str, int, int], None]
 
 class ExportError(LedgerError):
     """The export cannot be made; the message says why."""
+
+
+class ScopeNotFoundError(ExportError):
+    """The scope names a subject, recipient or incident the log holds nothing of: a bundle of
+    it would verify and say "0 events", which reads as a clean record rather than a wrong
+    name."""
+
+
+STAND_IN_VERSION = 8
+"""The UUID version of the stand-in pseudonym an unknown or erased reference reads as
+(:meth:`ledger.subject_keys.SubjectKeys.nobody`); pseudonyms are version 4."""
+
+
+def missing_scope(app: LedgerApplication, scope: Mapping[str, Any]) -> str | None:
+    """Why ``scope`` names nothing in the log, or None when it names something (or is a period
+    or the whole log, which may be empty and say so truthfully)."""
+    kind = scope.get("kind")
+    if kind == "subject":
+        if UUID(str(scope["subject"])).version == STAND_IN_VERSION:
+            return "no subject has that reference (none was recorded, or it was erased)"
+        return None
+    if kind == "recipient":
+        stream, what = stream_id("recipient", scope["recipient_id"]), "recipient"
+        name = scope["recipient_id"]
+    elif kind == "incident":
+        stream, what = stream_id("incident", scope["incident_id"]), "incident"
+        name = scope["incident_id"]
+    else:
+        return None
+    if app.ledger.select_events(stream, limit=1):
+        return None
+    verb = "registered" if what == "recipient" else "opened"
+    return f"no {what} {name!r} was {verb} in this log"
 
 
 @dataclass(frozen=True)
@@ -83,6 +117,9 @@ def export_bundle(
         Closure(scope)
     except ScopeError as exc:
         raise ExportError(str(exc)) from None
+    missing = missing_scope(app, scope)
+    if missing is not None:
+        raise ScopeNotFoundError(f"nothing to export: {missing}")
     if target.exists():
         raise ExportError(f"{target} exists already; choose a new path")
     tick = progress or (lambda _phase, _done, _total: None)
