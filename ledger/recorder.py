@@ -379,11 +379,15 @@ class LedgerRecorder(LogReads, ABC):
             )
             new_edge = (cached_size, cached_edge)
             versions: set[tuple[str, int]] = set()
+            key_id, sign = self.signer.key_id, self.signer.sign
             records: list[LogRecord] = []
             claims: list[RecordedClaim] = []
             for unit in group:
+                stored_events = unit.work.stored_events
+                streams = [str(e.originator_id) for e in stored_events]
                 unit_versions = {
-                    (str(e.originator_id), e.originator_version) for e in unit.work.stored_events
+                    (stream, e.originator_version)
+                    for stream, e in zip(streams, stored_events, strict=True)
                 }
                 unit_ids = {claim.event_id for claim in unit.work.claims}
                 if unit_ids & taken or unit_versions & versions:
@@ -393,19 +397,19 @@ class LedgerRecorder(LogReads, ABC):
                 taken |= unit_ids
                 versions |= unit_versions
                 unit_records = []
-                for stored_event in unit.work.stored_events:
+                for stream, stored_event in zip(streams, stored_events, strict=True):
                     seq += 1
-                    entry = entry_for(seq, stored_event, self.signer.key_id)
+                    entry = entry_for(seq, stored_event, key_id)
                     unit_records.append(
                         LogRecord(
                             seq=seq,
-                            originator_id=str(stored_event.originator_id),
+                            originator_id=stream,
                             originator_version=stored_event.originator_version,
                             topic=stored_event.topic,
                             entry=entry,
                             body=stored_event.state,
-                            signature=self.signer.sign(entry),
-                            key_id=self.signer.key_id,
+                            signature=sign(entry),
+                            key_id=key_id,
                         )
                     )
                 claims.extend(

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import base64
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from nacl.bindings import crypto_sign, crypto_sign_seed_keypair
 from nacl.signing import SigningKey
 
 from ledger.errors import KeyMaterialError
@@ -29,9 +30,16 @@ class Signer:
 
     key_id: str
     signing_key: SigningKey
+    _secret: bytes = field(init=False, repr=False, compare=False)
+    """libsodium's 64-byte secret key (seed and public key), made once."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_secret", crypto_sign_seed_keypair(bytes(self.signing_key))[1])
 
     def sign(self, data: bytes) -> bytes:
-        return bytes(self.signing_key.sign(data).signature)
+        """The Ed25519 signature of ``data``: libsodium's, without :meth:`SigningKey.sign`'s
+        signed-message object (the committer signs every entry, in its serial part)."""
+        return crypto_sign(data, self._secret)[:64]
 
     @property
     def public_key(self) -> bytes:
