@@ -306,7 +306,9 @@ class IncidentRegisterView:
             subjects_notification_due=rules.subjects_notification_due(
                 stored["risk"], stored["subjects_notified_at"]
             ),
-            article_33_3=rules.article_33_3(stored, len(affected)),
+            article_33_3=rules.article_33_3(
+                stored, len(affected), rules.authority_notified_late(notified, deadline)
+            ),
         )
 
 

@@ -170,9 +170,13 @@ def subjects_notification_due(risk: str | None, subjects_notified_at: object | N
     return risk == "high_risk" and subjects_notified_at is None
 
 
-def article_33_3(fields: Mapping[str, Any], affected_count: int) -> dict[str, Any]:
+def article_33_3(
+    fields: Mapping[str, Any], affected_count: int, notified_late: bool = False
+) -> dict[str, Any]:
     """GDPR 33(3): (a) the nature, with categories and numbers of subjects; (b) the DPO's
-    contact; (c) the likely consequences; (d) the measures taken or proposed."""
+    contact; (c) the likely consequences; (d) the measures taken or proposed. And, for a
+    notification made after the deadline (``notified_late``), GDPR 33(1)'s reasons for the
+    delay: ``delay_reason`` is missing until one is recorded."""
     count = fields.get("approximate_subject_count")
     categories = list(fields.get("data_categories") or [])
     nature = {
@@ -186,6 +190,7 @@ def article_33_3(fields: Mapping[str, Any], affected_count: int) -> dict[str, An
         "dpo_contact": fields.get("dpo_contact") is not None,
         "likely_consequences": fields.get("likely_consequences") is not None,
         "measures": fields.get("measures") is not None,
+        "delay_reason": not notified_late or fields.get("delay_reason") is not None,
     }
     return {
         "nature": nature,

@@ -711,7 +711,8 @@ def _incident_row(incident: _Incident, context: _Context, settings: _Settings) -
         status = "overdue"
     else:
         status = "pending"
-    article = incident_rules.article_33_3(f.fields(), len(f.affected))
+    late = notified_at is not None and incident_rules.authority_notified_late(notified_at, deadline)
+    article = incident_rules.article_33_3(f.fields(), len(f.affected), late)
     return {
         "incident_id": f.incident_id,
         "status": f.status,

@@ -505,3 +505,17 @@ def test_rebuilding_gives_the_rows_that_following_the_log_gave(desk: Desk) -> No
     assert record.detected_at == DETECTED - timedelta(hours=5)
     assert len(record.affected_subjects) == 2
     assert desk.request(request["request_id"]).extension_days == 4
+
+
+def test_a_late_notification_without_its_reasons_is_missing_them(desk: Desk) -> None:
+    """GDPR 33(1): a notification after 72 hours comes with the reasons for the delay; without
+    them, ``delay_reason`` is in the ``missing`` list (never for one in time)."""
+    late, explained, in_time = (desk.open_incident()["incident_id"] for _ in range(3))
+    desk.record(
+        notified(late, DETECTED + timedelta(hours=80)),
+        notified(explained, DETECTED + timedelta(hours=80), delay_reason="Told on day 3"),
+        notified(in_time, DETECTED + timedelta(hours=20)),
+    )
+    assert "delay_reason" in desk.incident(late, NOW).article_33_3["missing"]
+    assert "delay_reason" not in desk.incident(explained, NOW).article_33_3["missing"]
+    assert "delay_reason" not in desk.incident(in_time, NOW).article_33_3["missing"]
