@@ -489,6 +489,11 @@ class ProjectionRunner:
             raise PoisonEventError(projection.name, event.seq, event.type, exc) from exc
 
     def _corrected_original(self, correction: LoggedEvent) -> LoggedEvent | None:
+        """The event ``correction`` corrects, as first logged: read from the log once for
+        every read model of the page (two round trips on PostgreSQL)."""
+        return correction.derived("runner.corrected_original", self._read_original)
+
+    def _read_original(self, correction: LoggedEvent) -> LoggedEvent | None:
         event_id = correction.data["corrects_event_id"]
         claim = self.app.ledger.select_claims([event_id]).get(event_id)
         record = None if claim is None else self.app.ledger.get_record(claim.seq)
