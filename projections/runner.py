@@ -61,9 +61,12 @@ and deleted in the transaction that moves the read model past it (or by a rebuil
 BOOKKEEPING = frozenset({"proj_positions", "proj_failures"})
 """The runner's own tables: not rows of a read model."""
 CORRECTION = "correction.recorded"
-PAGE = 2000
+PAGE = 5000
 """Events a page holds at most: one transaction, each table written once (a rebuild of 20,000
-events: 500 a page cost about a fifth more time than 2,000, in statements and commits)."""
+events: 500 a page cost about a fifth more time than 2,000, in statements and commits; 2,000
+about 7% more CPU than 5,000, in six pairs on each backend: docs/performance.md, "Read models
+from zero (round two)"). A page's events and rows are held in memory until it commits (some
+megabytes at 5,000)."""
 RETRY_FIRST = 1.0
 """Seconds a follower waits before it tries a stopped read model again; doubled after each
 failed try, up to :data:`RETRY_MAX`."""
