@@ -1,28 +1,45 @@
-"""A small typed client of the ledger's HTTP API, on httpx.
+"""A typed client of the ledger's HTTP API, on httpx.
 
 ::
 
     from api.client import LedgerClient
 
-    with LedgerClient("http://127.0.0.1:8000", token) as ledger:
+    with LedgerClient("http://127.0.0.1:8000", token, signing_key=seed) as ledger:
         receipt = ledger.append({"type": "consent.given", ...})
         answer = ledger.decision("user-10482", "marketing_email", wait_for=receipt.seq)
         if answer.allowed:
             ...
+        ledger.check_receipt(receipt, verifier_key)  # in a signed checkpoint, by proof
 
 Every error the API answers becomes a :class:`LedgerAPIError` carrying the problem document.
+Writes are safe to resend, because the ledger answers an event id it holds with its original
+receipt: the client resends the same body when the ledger pushes back (``503`` with
+``Retry-After``) or the connection fails, ``retries`` times. With ``signing_key`` (the 32-byte
+Ed25519 seed of a key registered with ``consent-ledger clients set-key``) every write is signed
+(``Content-Signature``), as the ledger then requires.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, NoReturn
 
 import httpx
+import orjson
+from nacl.signing import SigningKey
+
+from ledger.verifier.checkpoint import open_checkpoint
+from ledger.verifier.entry import entry_hash, key_id_for, signature_is_valid
+from ledger.verifier.merkle import leaf_hash, verify_inclusion
+from ledger.verifier.note import parse_verifier_key
+
+RETRY_AFTER_CAP = 30.0
+"""The longest a client waits before resending, whatever ``Retry-After`` says."""
 
 
 class LedgerAPIError(Exception):
@@ -33,7 +50,17 @@ class LedgerAPIError(Exception):
         self.title = str(problem.get("title", ""))
         self.detail = str(problem.get("detail", ""))
         self.errors: list[dict[str, Any]] = list(problem.get("errors", []))
+        self.problem = dict(problem)
         super().__init__(f"{status} {self.title}: {self.detail}")
+
+
+class ReceiptCheckError(Exception):
+    """A receipt does not check out against the log; the message says which part failed."""
+
+
+class NotYetCoveredError(ReceiptCheckError):
+    """The receipt's event is in the log but no signed checkpoint covers it yet: ask again
+    after the next checkpoint (the signer signs every half second while events arrive)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +129,18 @@ class LogEntry:
     key_id: str
 
 
+@dataclass(frozen=True)
+class ReceiptCheck:
+    """What :meth:`LedgerClient.check_receipt` established, each against the trusted key."""
+
+    seq: int
+    leaf_index: int
+    checkpoint_size: int
+    """The signed checkpoint whose tree the event is proven to be in."""
+    checkpoint: str
+    """Its signed note: keep it, and later ask for a consistency proof from its size."""
+
+
 class LedgerClient:
     def __init__(
         self,
@@ -110,6 +149,9 @@ class LedgerClient:
         *,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        signing_key: bytes | None = None,
+        retries: int = 3,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._http = httpx.Client(
             base_url=base_url,
@@ -117,6 +159,9 @@ class LedgerClient:
             timeout=timeout,
             transport=transport,
         )
+        self._signer = None if signing_key is None else SigningKey(signing_key)
+        self._retries = retries
+        self._sleep = sleep
 
     def __enter__(self) -> LedgerClient:
         return self
@@ -143,13 +188,45 @@ class LedgerClient:
             problem = {"title": response.reason_phrase, "detail": response.text}
         raise LedgerAPIError(response.status_code, problem)
 
+    def _write(self, path: str, payload: Any) -> httpx.Response:
+        """POST ``payload`` (signed when the client has a key), resending the same bytes when
+        the ledger pushes back or the connection fails; the ledger's event ids make a resend
+        of something already committed answer its original receipts."""
+        body = orjson.dumps(payload)
+        headers = {"Content-Type": "application/json"}
+        if self._signer is not None:
+            signature = self._signer.sign(body).signature
+            headers["Content-Signature"] = "ed25519=" + base64.b64encode(signature).decode()
+        for attempt in range(self._retries + 1):
+            last = attempt == self._retries
+            try:
+                response = self._http.post(path, content=body, headers=headers)
+            except httpx.TransportError:
+                if last:
+                    raise
+                self._sleep(min(RETRY_AFTER_CAP, 0.2 * 2**attempt))
+                continue
+            if response.status_code == 503 and not last:
+                self._sleep(_retry_after(response, attempt))
+                continue
+            if response.status_code >= 400:
+                self._raise(response)
+            return response
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
     def append(self, event: Mapping[str, Any]) -> Receipt:
         """Record one event; its receipt once committed (the original one on a retry)."""
-        return Receipt(**self._call("POST", "/v1/events", json=dict(event)).json())
+        return Receipt(**self._write("/v1/events", dict(event)).json())
 
     def append_batch(self, events: Sequence[Mapping[str, Any]]) -> list[Receipt]:
         """Record a batch, all or nothing; a receipt per event, in order."""
-        body = self._call("POST", "/v1/events", json=[dict(e) for e in events]).json()
+        body = self._write("/v1/events", [dict(e) for e in events]).json()
+        return [Receipt(**r) for r in body["receipts"]]
+
+    def record_incident(self, facts: Sequence[Mapping[str, Any]]) -> list[Receipt]:
+        """Record incident facts (``incident.*`` only; scope ``incidents:manage``), all or
+        nothing; a receipt per fact, in order."""
+        body = self._write("/v1/incidents", [dict(f) for f in facts]).json()
         return [Receipt(**r) for r in body["receipts"]]
 
     def event(self, seq: int) -> dict[str, Any]:
@@ -196,6 +273,126 @@ class LedgerClient:
             if body["next_cursor"] is None:
                 return
             params["cursor"] = body["next_cursor"]
+
+    def disclosures_csv(
+        self,
+        *,
+        subject: str | None = None,
+        recipient: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        violations: bool = False,
+        page_size: int = 500,
+    ) -> Iterator[str]:
+        """The same rows as :meth:`disclosures`, as CSV lines (the header once, first),
+        following the API's cursors page after page."""
+        params = _params(subject=subject, recipient=recipient, limit=page_size, format="csv")
+        params.update(_params(**{"from": start, "to": end}))
+        if violations:
+            params["violations"] = "true"
+        header_sent = False
+        while True:
+            response = self._call("GET", "/v1/disclosures", params=params)
+            lines = response.text.splitlines()
+            if lines and not header_sent:
+                yield lines[0]
+                header_sent = True
+            yield from lines[1:]
+            following = _next_cursor(response)
+            if not following:
+                return
+            params["cursor"] = following
+
+    def history(self, subject: str) -> dict[str, Any]:
+        """Everything the log holds about a subject (their access request, GDPR 15): their
+        events in log order, each with its signature; other people stay sealed."""
+        body: dict[str, Any] = self._call(
+            "GET", "/v1/subjects/history", params=_params(subject=subject)
+        ).json()
+        return body
+
+    def requests(
+        self, *, overdue: bool = False, subject: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The data-subject request register, due dates computed now."""
+        params = _params(subject=subject)
+        if overdue:
+            params["overdue"] = "true"
+        body: list[dict[str, Any]] = self._call("GET", "/v1/requests", params=params).json()
+        return body
+
+    def incidents(self) -> list[dict[str, Any]]:
+        """The incident register, deadlines computed now."""
+        body: list[dict[str, Any]] = self._call("GET", "/v1/incidents").json()
+        return body
+
+    def incident(self, incident_id: str) -> dict[str, Any]:
+        """One incident, its deadlines and subjects (``subjects_by_rule`` when its assessment
+        selects them by a rule)."""
+        body: dict[str, Any] = self._call("GET", f"/v1/incidents/{incident_id}").json()
+        return body
+
+    def health(self) -> bool:
+        """Whether the API answers (``/healthz``)."""
+        return self._http.get("/healthz").status_code == 200
+
+    def ready(self) -> dict[str, Any]:
+        """Storage and read models (``/readyz``): ``status`` is ``ready`` or ``degraded``
+        (naming the read model stopped at an event); raises while not ready."""
+        body: dict[str, Any] = self._call("GET", "/readyz").json()
+        return body
+
+    def metrics(self) -> str:
+        """Prometheus metrics (scope ``admin``)."""
+        return self._call("GET", "/metrics").text
+
+    def check_receipt(self, receipt: Receipt, verifier_key: str) -> ReceiptCheck:
+        """Check a receipt against the log with a verifier key you trust (from the ledger's
+        operator, out of band; not from :meth:`verifier_keys`): the entry at the receipt's
+        leaf hashes to its ``event_hash`` and carries its signature, which verifies under
+        the key; the latest signed checkpoint verifies under the key; and an inclusion proof
+        puts the entry in that checkpoint's tree. Raises :class:`ReceiptCheckError` naming
+        what failed, :class:`NotYetCoveredError` when no checkpoint covers it yet."""
+        verifier = parse_verifier_key(verifier_key)
+        index = receipt.leaf_index
+        try:
+            found = list(self.entries(index, index + 1))
+        except LedgerAPIError as exc:
+            if exc.status != 404:
+                raise
+            found = []
+        if len(found) != 1 or found[0].index != index:
+            raise ReceiptCheckError(f"the log has no entry at leaf {index}")
+        entry = found[0]
+        if entry_hash(entry.entry).hex() != receipt.event_hash:
+            raise ReceiptCheckError(f"the entry at leaf {index} is not the one the receipt names")
+        if base64.b64decode(receipt.signature) != entry.signature:
+            raise ReceiptCheckError("the log keeps another signature than the receipt's")
+        if receipt.key_id != key_id_for(verifier.public_key) or not signature_is_valid(
+            entry.entry, entry.signature, verifier.public_key
+        ):
+            raise ReceiptCheckError("the entry's signature does not verify under the key")
+        note = self._http.get("/v1/checkpoint")
+        if note.status_code == 404:
+            raise NotYetCoveredError("the ledger has signed no checkpoint yet")
+        if note.status_code >= 400:
+            self._raise(note)
+        try:
+            checkpoint = open_checkpoint(note.text, verifier.name, [verifier])
+        except ValueError as exc:
+            raise ReceiptCheckError(f"the checkpoint does not verify: {exc}") from None
+        if checkpoint.size <= index:
+            raise NotYetCoveredError(
+                f"the latest checkpoint covers {checkpoint.size} leaves, not leaf {index} yet"
+            )
+        proof = self.inclusion_proof(index, checkpoint.size)
+        try:
+            verify_inclusion(
+                index, checkpoint.size, leaf_hash(entry.entry), proof.proof, checkpoint.root_hash
+            )
+        except ValueError as exc:
+            raise ReceiptCheckError(f"the inclusion proof fails: {exc}") from None
+        return ReceiptCheck(receipt.seq, index, checkpoint.size, note.text)
 
     def checkpoint(self) -> str:
         """The latest signed checkpoint (a C2SP signed note): verify it before trusting it."""
@@ -251,6 +448,25 @@ class LedgerClient:
                     key_id=item["key_id"],
                 )
             following = body["next"]
+
+
+def _retry_after(response: httpx.Response, attempt: int) -> float:
+    """Seconds to wait before resending: the answer's ``Retry-After`` (seconds), else a
+    doubling back-off; never more than :data:`RETRY_AFTER_CAP`."""
+    try:
+        wait = float(response.headers.get("retry-after", ""))
+    except ValueError:
+        wait = 0.2 * 2**attempt
+    return max(0.0, min(RETRY_AFTER_CAP, wait))
+
+
+def _next_cursor(response: httpx.Response) -> str | None:
+    """The cursor of the next page from an RFC 8288 ``Link: <...>; rel="next"``, if any."""
+    link = response.links.get("next")
+    if link is None:
+        return None
+    cursor = httpx.URL(str(link["url"])).params.get("cursor")
+    return None if cursor is None else str(cursor)
 
 
 def _params(**values: Any) -> dict[str, str]:
