@@ -415,7 +415,7 @@ LEDGER_SETTINGS = SettingGroup(
             "MAX_PENDING_EVENTS",
             "max_pending_events",
             "integer",
-            4000,
+            2000,
             "events in flight (admitted, not yet committed) a process admits; past it an append "
             "is refused at once, `503` with `Retry-After` over HTTP (a larger batch alone is "
             "admitted) (1..1000000)",
@@ -449,7 +449,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     max_group_events: int = 2000
     """At most this many events share one commit (1 turns group commit off)."""
-    max_pending_events: int = 4000
+    max_pending_events: int = 2000
     """At most this many events in flight in a process; past it appends are refused at once."""
     origin: str | None = None
     """The log's name in its checkpoints; made up once and kept when not configured."""

@@ -240,7 +240,7 @@ class LedgerRecorder(LogReads, ABC):
         key_store: KeyStore,
         *,
         max_group_events: int = 2000,
-        max_pending_events: int = 4000,
+        max_pending_events: int = 2000,
     ) -> None:
         self.signer = signer
         self.key_store = key_store
