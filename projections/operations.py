@@ -85,13 +85,14 @@ class ReadModelOperations:
     def status(self) -> list[ProjectionStatus]:
         return self.models.runner.status()
 
-    def rebuild(self, names: Sequence[str], progress: Callable[[int], None] | None = None) -> None:
-        """Drop and rebuild ``names`` from the first event, one after another; an unknown
-        name fails before anything is dropped."""
-        for name in names:
-            self.models.runner.projection(name)
-        for name in names:
-            self.models.runner.rebuild([name], progress=progress)
+    def rebuild(self, names: Sequence[str], progress: Callable[[int], None] | None = None) -> int:
+        """Drop ``names`` and rebuild them from the first event, together (they share each
+        page's reading and decoding); an unknown name fails before anything is dropped. The
+        events read, one read model reading one event counting one (as ``progress`` is told).
+        A read model stopped at an event raises its :class:`PoisonEventError` once the others
+        are rebuilt."""
+        self.check_names(names)
+        return self.models.runner.rebuild(list(names), progress=progress)
 
     def check_names(self, names: Sequence[str]) -> None:
         """Raise ``ProjectionError`` (a ledger error) naming the first unknown read model of
