@@ -63,8 +63,8 @@ DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_EVENTS = 20_000
 MIN_EVENTS = 100
 PAGE = RUNNER_PAGE
-"""Raw read page size: the runner's (2,000 since the runner writes a page at a time; 500
-before)."""
+"""Raw read page size: the runner's own (``projections.runner.PAGE``), so the baseline reads
+the log as the rebuild does."""
 APPEND_BATCH = 500
 """Facts per ``app.append`` while filling."""
 SPAN = timedelta(days=300)
