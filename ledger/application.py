@@ -529,6 +529,16 @@ class LedgerApplication(Application[UUID]):
                 return
             start = records[-1].seq + 1
 
+    def refuse_when_full(self) -> None:
+        """Raise :class:`OverloadedError` now if the ledger admits no more appends (its bound
+        of events in flight is reached), so an entrypoint can refuse before reading a body."""
+        self.ledger.admission.refuse_when_full()
+
+    @property
+    def appends_refused(self) -> int:
+        """Appends refused by push-back since this process started (for metrics)."""
+        return self.ledger.admission.refused
+
     def observe_commits(self, observer: Callable[[float, int], None] | None) -> None:
         """Call ``observer`` after each group commit with its duration in seconds and its
         number of events (for metrics); None stops it."""

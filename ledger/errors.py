@@ -94,9 +94,10 @@ class OverloadedError(LedgerError):
         self.retry_after = retry_after
         """Whole seconds after which the events in flight now should be committed, by the
         committer's recent rate (at least 1)."""
+        what = f"the {events} of this request were" if events else "this request was"
         super().__init__(
             f"{pending} events are in flight and this ledger admits at most {limit}: "
-            f"the {events} of this request were not admitted; nothing of it was stored, and "
+            f"{what} not admitted; nothing of it was stored, and "
             f"sending it again in {retry_after} s is safe (its event ids make it idempotent)"
         )
 

@@ -209,6 +209,17 @@ class Admission:
                 return
         raise OverloadedError(events, pending, self.limit, self.retry_after(pending))
 
+    def refuse_when_full(self) -> None:
+        """Refuse now if no append could be admitted (the bound is reached): what
+        :meth:`enter` would answer any batch, without the batch, so a caller can refuse before
+        reading or parsing it."""
+        with self._lock:
+            pending = self.pending
+            if not pending or pending < self.limit:
+                return
+            self.refused += 1
+        raise OverloadedError(0, pending, self.limit, self.retry_after(pending))
+
     def leave(self, events: int) -> None:
         with self._lock:
             self.pending -= events

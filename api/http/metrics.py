@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ledger.application import LedgerApplication
@@ -150,6 +150,7 @@ class Metrics:
         self._new = self.events.labels("new")
         self._repeated = self.events.labels("repeated")
         self.registry.register(LedgerCollector(queries))
+        self.registry.register(_RefusedCollector(ledger))
         ledger.observe_commits(self._observe_commit)
 
     def _observe_commit(self, seconds: float, events: int) -> None:
@@ -162,3 +163,17 @@ class Metrics:
             self._new.inc(new)
         if repeated:
             self._repeated.inc(repeated)
+
+
+class _RefusedCollector(Collector):
+    """Appends the ledger refused by push-back (503, ``Retry-After``): read when scraped."""
+
+    def __init__(self, ledger: LedgerApplication) -> None:
+        self.ledger = ledger
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "ledger_appends_refused",
+            "Appends refused because the ledger's bound of events in flight was reached",
+            self.ledger.appends_refused,
+        )

@@ -10,7 +10,6 @@ held at its write lock so that appends are in flight for certain, with no timing
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
@@ -30,15 +29,12 @@ from ledger.errors import OverloadedError
 from ledger.recorder import Admission, CommitRate, LedgerRecorder
 from tests import facts
 from tests.integration.full_stack import full_stack
+from tests.support.waiting import wait_until
 
 
 def wait_for(condition: Callable[[], bool], what: str) -> None:
-    """Poll until ``condition`` holds (a safety bound only: nothing here is timed)."""
-    for _ in range(6000):
-        if condition():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
+    """Until ``condition`` holds (a safety bound only: nothing here is timed)."""
+    wait_until(condition, f"never happened: {what}", seconds=60, interval=0.01)
 
 
 @contextmanager
@@ -115,6 +111,35 @@ def test_appends_past_the_bound_get_503_retry_after_and_the_admitted_all_commit(
         large = consents(9)
         assert stack.post("/v1/events", large).status_code == 201
         assert stored(stack.ledger, large) == 9
+
+
+def test_at_the_bound_the_route_refuses_before_reading_the_body(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the bound reached, any append would be refused: the route says so before it reads
+    or parses the body (a body that is not even JSON gets the 503, not a 400), and the refusal
+    is counted in /metrics."""
+    with full_stack(replace(settings, max_pending_events=2), tmp_path) as stack:
+        policy = facts.policy()
+        assert stack.record([policy]).status_code == 201
+        admission = stack.ledger.ledger.admission
+        held = [facts.consent(facts.ref("user"), policy["version"]) for _ in range(2)]
+        with (
+            committer_held(stack.ledger.ledger, monkeypatch) as release,
+            ThreadPoolExecutor(1) as pool,
+        ):
+            pending = pool.submit(stack.post, "/v1/events", held)
+            wait_for(lambda: admission.pending == 2, "the batch admitted")
+            busy = stack.post("/v1/events", b"{ this is not JSON")
+            assert busy.status_code == 503, busy.text
+            assert busy.json()["title"] == "Ledger overloaded"
+            assert "this request was not admitted" in busy.json()["detail"]
+            release.set()
+            assert pending.result().status_code == 201
+        metrics = stack.get("/metrics", who="admin").text
+        assert "ledger_appends_refused_total 1.0" in metrics
+        bad = stack.post("/v1/events", b"{ this is not JSON")
+        assert bad.status_code == 400  # with room again, the body is read, and refused for itself
 
 
 @hypothesis_settings(

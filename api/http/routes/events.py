@@ -127,10 +127,11 @@ async def append(request: Request) -> Response:
     state = request.app.state
     executor: Executor = state.append_executor
     client = await authorise(request, Scope.WRITE_EVENTS, executor)
+    ledger: LedgerApplication = state.ledger
+    ledger.refuse_when_full()  # past saturation: 503 before the body is read or parsed
     raw = await request.body()
     emitter = check_request_signature(client, request.headers.get(HEADER), raw)
     facts, batch = parse_body(raw)
-    ledger: LedgerApplication = state.ledger
     loop = asyncio.get_running_loop()
     receipts = await loop.run_in_executor(executor, ledger.append, facts, emitter)
     repeated = sum(r.duplicate for r in receipts)
