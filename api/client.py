@@ -263,10 +263,7 @@ class LedgerClient:
         page_size: int = 500,
     ) -> Iterator[dict[str, Any]]:
         """Every matching disclosure row, following the API's cursors."""
-        params = _params(subject=subject, recipient=recipient, limit=page_size)
-        params.update(_params(**{"from": start, "to": end}))
-        if violations:
-            params["violations"] = "true"
+        params = _disclosure_params(subject, recipient, start, end, violations, page_size)
         while True:
             body = self._call("GET", "/v1/disclosures", params=params).json()
             yield from body["items"]
@@ -286,10 +283,8 @@ class LedgerClient:
     ) -> Iterator[str]:
         """The same rows as :meth:`disclosures`, as CSV lines (the header once, first),
         following the API's cursors page after page."""
-        params = _params(subject=subject, recipient=recipient, limit=page_size, format="csv")
-        params.update(_params(**{"from": start, "to": end}))
-        if violations:
-            params["violations"] = "true"
+        params = _disclosure_params(subject, recipient, start, end, violations, page_size)
+        params["format"] = "csv"
         header_sent = False
         while True:
             response = self._call("GET", "/v1/disclosures", params=params)
@@ -448,6 +443,22 @@ class LedgerClient:
                     key_id=item["key_id"],
                 )
             following = body["next"]
+
+
+def _disclosure_params(
+    subject: str | None,
+    recipient: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    violations: bool,
+    page_size: int,
+) -> dict[str, str]:
+    """The query of a disclosure history read (``from``/``to`` are Python keywords)."""
+    params = _params(subject=subject, recipient=recipient, limit=page_size)
+    params.update(_params(**{"from": start, "to": end}))
+    if violations:
+        params["violations"] = "true"
+    return params
 
 
 def _retry_after(response: httpx.Response, attempt: int) -> float:

@@ -136,3 +136,16 @@ def request(
         "channel": "web_form",
         **fields,
     }
+
+
+def time_correction(original: dict[str, Any], days: int) -> dict[str, Any]:
+    """A correction of ``original``'s ``occurred_at`` to ``days`` earlier."""
+    moment = datetime.fromisoformat(str(original["occurred_at"])) - timedelta(days=days)
+    return {
+        "type": "correction.recorded",
+        "event_id": ref("evt"),
+        "occurred_at": now(),
+        "corrects_event_id": original["event_id"],
+        "reason": "recorded with the wrong time",
+        "corrected_fields": {"occurred_at": moment.isoformat()},
+    }

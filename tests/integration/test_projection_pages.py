@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
 from typing import Any, ClassVar, cast
 
 import psycopg
@@ -43,18 +42,11 @@ def the_log() -> list[list[dict[str, Any]]]:
     given = next(f for f in demo[:half] if f["type"] == "consent.given")
     disclosed = next(f for f in demo[:half] if f["type"] == "disclosure.recorded")
 
-    def correction(original: dict[str, Any], days: int) -> dict[str, Any]:
-        moment = datetime.fromisoformat(str(original["occurred_at"])) - timedelta(days=days)
-        return {
-            "type": "correction.recorded",
-            "event_id": facts.ref("evt"),
-            "occurred_at": facts.now(),
-            "corrects_event_id": original["event_id"],
-            "reason": "recorded with the wrong time",
-            "corrected_fields": {"occurred_at": moment.isoformat()},
-        }
-
-    corrections = [correction(given, 20), correction(disclosed, 1), correction(given, 45)]
+    corrections = [
+        facts.time_correction(given, 20),
+        facts.time_correction(disclosed, 1),
+        facts.time_correction(given, 45),
+    ]
     facts_in_order = demo[:half] + corrections + demo[half:]
     return [facts_in_order[i : i + 40] for i in range(0, len(facts_in_order), 40)]
 
@@ -78,15 +70,6 @@ def read_models(default_minimum_age: int = 18) -> list[Projection]:
         RequestRegister(),
         Retention(),
     ]
-
-
-@pytest.fixture
-def db(settings: Settings) -> Iterator[ProjectionDatabase]:
-    database = projection_database(settings)
-    try:
-        yield database
-    finally:
-        database.close()
 
 
 def rebuilt(ledger: LedgerApplication, db: ProjectionDatabase, batch_size: int = 500) -> str:

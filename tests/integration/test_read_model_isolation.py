@@ -160,15 +160,6 @@ class Follower:
         assert not self.thread.is_alive()
 
 
-@pytest.fixture
-def db(settings: Settings) -> Iterator[ProjectionDatabase]:
-    database = projection_database(settings)
-    try:
-        yield database
-    finally:
-        database.close()
-
-
 def test_a_read_model_failing_on_an_event_stops_alone_and_resumes_once_fixed(
     ledger: LedgerApplication, settings: Settings, db: ProjectionDatabase
 ) -> None:

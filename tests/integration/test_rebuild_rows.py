@@ -11,7 +11,6 @@ facts at a time (where nothing is complete in memory and every shortcut is off).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +18,6 @@ import pytest
 
 from demo.dataset import generate
 from ledger.application import LedgerApplication
-from ledger.config import Settings
 from projections.base import Projection
 from projections.consent_state import ConsentState
 from projections.database import ProjectionDatabase
@@ -29,7 +27,6 @@ from projections.requests import RequestRegister
 from projections.retention import Retention
 from projections.runner import ProjectionRunner, table_digest
 from tests import facts
-from tests.integration.projection_fixtures import projection_database
 from tests.support.examples import example_lines
 
 PAGES = (1, 7, 1000)
@@ -48,34 +45,14 @@ def demo_with_corrections() -> list[dict[str, Any]]:
     def first(type_name: str) -> dict[str, Any]:
         return next(f for f in demo[:half] if f["type"] == type_name)
 
-    def correction(original: dict[str, Any], days: int) -> dict[str, Any]:
-        moment = datetime.fromisoformat(str(original["occurred_at"])) - timedelta(days=days)
-        return {
-            "type": "correction.recorded",
-            "event_id": facts.ref("evt"),
-            "occurred_at": facts.now(),
-            "corrects_event_id": original["event_id"],
-            "reason": "recorded with the wrong time",
-            "corrected_fields": {"occurred_at": moment.isoformat()},
-        }
-
     given = first("consent.given")
     corrections = [
-        correction(given, 20),
-        correction(first("disclosure.recorded"), 1),
-        correction(given, 45),
-        correction(first("subject.age_attested"), 3),
+        facts.time_correction(given, 20),
+        facts.time_correction(first("disclosure.recorded"), 1),
+        facts.time_correction(given, 45),
+        facts.time_correction(first("subject.age_attested"), 3),
     ]
     return demo[:half] + corrections + demo[half:]
-
-
-@pytest.fixture
-def db(settings: Settings) -> Iterator[ProjectionDatabase]:
-    database = projection_database(settings)
-    try:
-        yield database
-    finally:
-        database.close()
 
 
 def rebuilt(ledger: LedgerApplication, db: ProjectionDatabase, page: int) -> str:
