@@ -168,12 +168,12 @@ class Metrics:
 class _RefusedCollector(Collector):
     """Appends the ledger refused by push-back (503, ``Retry-After``): read when scraped."""
 
-    def __init__(self, ledger: LedgerApplication) -> None:
-        self.ledger = ledger
+    def __init__(self, application: LedgerApplication) -> None:
+        self.application = application
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         yield CounterMetricFamily(
             "ledger_appends_refused",
             "Appends refused because the ledger's bound of events in flight was reached",
-            self.ledger.appends_refused,
+            self.application.appends_refused,
         )
