@@ -10,12 +10,13 @@ from typing import Any
 import click
 
 from api.bootstrap import Configuration
+from api.cli.params import MOMENT
 from ledger.operations import export_scope
 from ledger.verifier.__main__ import trusted_keys
 from ledger.verifier.bundle import BundleError, default_jobs, verify_bundle
 from ledger.verifier.note import NoteError
 
-TIME = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"])
+TIME = MOMENT
 
 
 def _moment(value: datetime) -> datetime:

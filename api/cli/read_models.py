@@ -22,6 +22,7 @@ import orjson
 
 from api import logs
 from api.bootstrap import Configuration, Wiring
+from api.cli.params import MOMENT
 from ledger.verifier.spreadsheet import csv_row
 from projections.operations import PoisonEventError, ReadModelOperations
 from projections.queries import Queries
@@ -78,7 +79,7 @@ def _echo_json(value: Any) -> None:
     click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
 
 
-TIME = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"])
+TIME = MOMENT
 
 
 # -- projections ------------------------------------------------------------------------------
