@@ -16,6 +16,7 @@ from api.bootstrap import Configuration, open_client_store
 from api.http.app import ensure_admin_client, read_admin_token
 from api.token_store import Scope, TokenStore
 from ledger.operations import generate_keys
+from ledger.verifier.entry import key_id_for
 
 SCOPES = click.Choice([s.value for s in Scope])
 
@@ -238,12 +239,19 @@ def clients_add(ctx: click.Context, name: str, scopes: tuple[str, ...]) -> None:
 @clients_group.command("list")
 @click.pass_context
 def clients_list(ctx: click.Context) -> None:
-    """Every client, its scopes, and whether it was revoked (tokens are never shown)."""
+    """Every client: name, scopes, active or revoked, and whether it signs its appends (the
+    key id of its registered Ed25519 key, as its events' entries name it), tab-separated.
+    Tokens are never shown."""
     store = _store(ctx)
     try:
         for client in store.list():
             state = f"revoked {client.revoked_at}" if client.revoked_at else "active"
-            click.echo(f"{client.name}\t{' '.join(sorted(client.scopes))}\t{state}")
+            signs = (
+                "unsigned"
+                if client.public_key is None
+                else f"signs with key {key_id_for(client.public_key)}"
+            )
+            click.echo(f"{client.name}\t{' '.join(sorted(client.scopes))}\t{state}\t{signs}")
     finally:
         store.close()
 

@@ -181,3 +181,24 @@ def test_projections_run_follows_the_log_and_stops_on_sigterm(settings: Settings
         assert follower.wait(timeout=20) == 0
         assert follower.stderr is not None
         follower.stderr.close()
+
+
+def test_clients_list_says_who_signs_and_with_which_key(settings: Settings) -> None:
+    import base64
+
+    from nacl.signing import SigningKey
+
+    from ledger.verifier.entry import key_id_for
+
+    def listed() -> dict[str, list[str]]:
+        out = run(settings, "clients", "list").output.strip().splitlines()
+        return {line.split("\t")[0]: line.split("\t")[1:] for line in out}
+
+    assert run(settings, "clients", "add", "svc", "--scope", "events:write").exit_code == 0
+    assert listed()["svc"] == ["events:write", "active", "unsigned"]
+    key = bytes(SigningKey.generate().verify_key)
+    public = base64.b64encode(key).decode()
+    assert run(settings, "clients", "set-key", "svc", public).exit_code == 0
+    assert listed()["svc"][2] == f"signs with key {key_id_for(key)}"
+    assert run(settings, "clients", "revoke", "svc").exit_code == 0
+    assert listed()["svc"][1].startswith("revoked ")
