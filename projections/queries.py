@@ -322,6 +322,15 @@ class Queries(LogQueries):
         """One incident, deadlines computed now; None if none was opened with that id."""
         return self._models.incidents.get(incident_id, datetime.now(UTC))
 
+    def incident_answer(self, record: IncidentRecord) -> dict[str, Any]:
+        """An incident as the API and the CLI show it: the register's record, and the subjects
+        its assessment's rule selects (``subjects_by_rule``) when it has one."""
+        answer = record.as_dict()
+        by_rule = self.subjects_by_rule(record)
+        if by_rule is not None:
+            answer["subjects_by_rule"] = by_rule
+        return answer
+
     def subjects_by_rule(self, record: IncidentRecord) -> list[str] | None:
         """The subjects the incident's assessment rule selects from the disclosure history
         (disclosed to that recipient in that window), or None when it has no rule."""

@@ -257,15 +257,17 @@ def disclosures(
 @click.argument("incident_id", required=False)
 @click.pass_context
 def incidents(ctx: click.Context, incident_id: str | None) -> None:
-    """The incident register with deadlines (or one incident)."""
-    with queries(ctx, needs=["incidents"]) as ask:
+    """The incident register with deadlines (or one incident), each with the subjects its
+    assessment's rule selects (subjects_by_rule) when it has one."""
+    with queries(ctx, needs=["incidents", "disclosures"]) as ask:
         if incident_id is None:
-            _echo_json([record.as_dict() for record in ask.incidents()])
+            _echo_json([ask.incident_answer(record) for record in ask.incidents()])
             return
         record = ask.incident(incident_id)
-    if record is None:
+        answer = None if record is None else ask.incident_answer(record)
+    if answer is None:
         raise click.ClickException(f"no incident {incident_id} was opened")
-    _echo_json(record.as_dict())
+    _echo_json(answer)
 
 
 @click.command("requests")

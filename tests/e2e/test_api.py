@@ -223,7 +223,28 @@ def test_histories_and_registers(server: Server) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         assert len(got["subjects_by_rule"]) == 1 and subject not in got["subjects_by_rule"]
+        [listed] = [
+            i for i in http.get("/v1/incidents").json() if i["incident_id"] == opened["incident_id"]
+        ]
+        assert listed["subjects_by_rule"] == got["subjects_by_rule"]  # the list says it too
         assert http.get("/v1/incidents/never").status_code == 404
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--data-dir",
+            str(server.settings.data_dir),
+            *(
+                ["--database-url", server.settings.database_url]
+                if server.settings.database_url
+                else []
+            ),
+            "incidents",
+        ],
+        env={"CONSENT_LEDGER_DATABASE_SCHEMA": server.settings.database_schema},
+    )
+    assert result.exit_code == 0, result.output
+    [in_cli] = [i for i in orjson.loads(result.output) if i["incident_id"] == opened["incident_id"]]
+    assert in_cli["subjects_by_rule"] == got["subjects_by_rule"]  # and the command line
 
 
 def test_metrics_count_appends_commits_and_lag(server: Server) -> None:

@@ -137,8 +137,10 @@ async def disclosures(
     responses=example([INCIDENT]),
 )
 async def incidents(queries: QueriesDep, _: IncidentManager) -> list[dict[str, Any]]:
-    records = await run_in_threadpool(queries.incidents)
-    return [record.as_dict() for record in records]
+    def answer() -> list[dict[str, Any]]:
+        return [queries.incident_answer(record) for record in queries.incidents()]
+
+    return await run_in_threadpool(answer)
 
 
 @router.get(
@@ -153,15 +155,9 @@ async def incident(
 ) -> dict[str, Any]:
     def answer() -> dict[str, Any] | None:
         record = queries.incident(incident_id)
-        if record is None:
-            return None
-        body = record.as_dict()
         # The rule's subjects come from the log: disclosed to that recipient in that window
         # (incident_rules.rule_selects, the test a subject's bundle and history use).
-        by_rule = queries.subjects_by_rule(record)
-        if by_rule is not None:
-            body["subjects_by_rule"] = by_rule
-        return body
+        return None if record is None else queries.incident_answer(record)
 
     body = await run_in_threadpool(answer)
     if body is None:
