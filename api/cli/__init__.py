@@ -44,8 +44,40 @@ def _open(ctx: click.Context) -> Wiring:
     return configuration(ctx).open(read_models=False)
 
 
+GLOBAL_OPTIONS = ("--data-dir", "--database-url")
+"""The group's options, which may also be given after the subcommand (``consent-ledger show 9
+--data-dir d``), as people type them."""
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """``args`` with every global option (and its value) moved in front, in the order given;
+    nothing after a ``--`` is touched."""
+    front: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest.extend(args[index:])
+            break
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS and "=" in arg:
+            front.append(arg)
+        elif name in GLOBAL_OPTIONS and index + 1 < len(args):
+            front.extend(args[index : index + 2])
+            index += 1
+        else:
+            rest.append(arg)
+        index += 1
+    return front + rest
+
+
 class LedgerGroup(click.Group):
-    """Turns the ledger's own errors into a one-line message and exit status 1."""
+    """Takes the global options anywhere on the line, and turns the ledger's own errors into a
+    one-line message and exit status 1."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -202,3 +202,20 @@ def test_clients_list_says_who_signs_and_with_which_key(settings: Settings) -> N
     assert listed()["svc"][2] == f"signs with key {key_id_for(key)}"
     assert run(settings, "clients", "revoke", "svc").exit_code == 0
     assert listed()["svc"][1].startswith("revoked ")
+
+
+def test_global_options_may_follow_the_subcommand(settings: Settings) -> None:
+    from click.testing import CliRunner
+
+    from api.cli import cli
+
+    assert run(settings, "import", "-", stdin=orjson.dumps(facts.policy()).decode()).exit_code == 0
+    storage = [f"--data-dir={settings.data_dir}"]
+    if settings.database_url:
+        storage += ["--database-url", settings.database_url]
+    env = {"CONSENT_LEDGER_DATABASE_SCHEMA": settings.database_schema}
+    after = CliRunner().invoke(cli, ["show", "1", *storage], env=env)
+    assert after.exit_code == 0, after.output
+    assert orjson.loads(after.output)["seq"] == 1
+    nested = CliRunner().invoke(cli, ["projections", "status", "--json", *storage], env=env)
+    assert nested.exit_code == 0, nested.output
