@@ -76,6 +76,29 @@ def _offset_text(offset: timedelta) -> str:
     return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
+def check_query_time(value: datetime) -> datetime:
+    """A time a question names (HTTP query parameters, the command line's ``--at``, ``--from``,
+    ``--to``): without an offset it is UTC; the offset within +-14:00; from
+    1970-01-01T00:00:00Z to 2200-01-01T00:00:00Z (the ledger's horizon), both included. The
+    moment in UTC."""
+    moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    offset = moment.utcoffset()
+    if offset is not None and abs(offset) > MAX_OFFSET:
+        raise PydanticCustomError(
+            "offset_out_of_range", "the UTC offset must be within -14:00 and +14:00"
+        )
+    try:
+        in_utc: datetime | None = moment.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 pushed outside Python's range by the offset
+        in_utc = None
+    if in_utc is None or not EARLIEST <= in_utc <= HORIZON:
+        raise PydanticCustomError(
+            "time_out_of_range",
+            "times must be from 1970-01-01T00:00:00Z to 2200-01-01T00:00:00Z (in UTC)",
+        )
+    return in_utc
+
+
 def check_time(value: datetime) -> datetime:
     """A time within the bounds: offset within +-14:00, and in [EARLIEST, LATEST) in UTC."""
     offset = value.utcoffset()

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import click
+from pydantic_core import PydanticCustomError
 
-from ledger.events import EARLIEST, HORIZON, MAX_OFFSET
+from ledger.events import check_query_time
 
 
 class Moment(click.ParamType[datetime]):
     """A moment as the ledger writes them and people type them: an RFC 3339 / ISO 8601 time
     (``2026-04-01T22:45:19.000000Z``, ``2026-04-01T22:45:19+02:00``, fractions of a second
-    allowed) or a date (``2026-04-01``, its midnight); UTC unless it has an offset. Within
-    the ledger's bounds (1970 to 2200, offsets within 14 hours), as facts are."""
+    allowed) or a date (``2026-04-01``, its midnight); UTC unless it has an offset. Checked
+    as the HTTP API checks a time parameter (:func:`ledger.events.check_query_time`)."""
 
     name = "moment"
 
@@ -34,13 +35,10 @@ class Moment(click.ParamType[datetime]):
                 param,
                 ctx,
             )
-        offset = moment.utcoffset()
-        if offset is not None and abs(offset) > MAX_OFFSET:
-            self.fail(f"{text!r}: an offset is within 14 hours of UTC", param, ctx)
-        aware = moment if offset is not None else moment.replace(tzinfo=UTC)
-        if not EARLIEST <= aware < HORIZON:
-            self.fail(f"{text!r} is outside 1970-01-01 to 2200-01-01 (UTC)", param, ctx)
-        return aware
+        try:
+            return check_query_time(moment)
+        except PydanticCustomError as exc:
+            self.fail(f"{text!r}: {exc.message()}", param, ctx)
 
 
 MOMENT = Moment()

@@ -6,18 +6,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 from pydantic import AfterValidator
-from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 
 from api.http.problems import ProblemError
 from api.token_store import Client, Scope, TokenStore
 from ledger.application import LedgerApplication
-from ledger.events import EARLIEST, HORIZON, MAX_OFFSET, check_one_line
+from ledger.events import check_one_line, check_query_time
 from projections.queries import Queries
 
 # The dependencies are coroutines: FastAPI runs a plain function in the threadpool, a hop
@@ -89,29 +88,8 @@ Admin = Annotated[Client, Depends(authorised(Scope.ADMIN))]
 # -- query and path parameters (docs/api.md, "Parameters") ----------------------------------------
 
 
-def _query_time(value: datetime) -> datetime:
-    """A time parameter: without an offset it is UTC; the offset within +-14:00; from
-    1970-01-01T00:00:00Z to 2200-01-01T00:00:00Z (the ledger's horizon), both included."""
-    moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    offset = moment.utcoffset()
-    if offset is not None and abs(offset) > MAX_OFFSET:
-        raise PydanticCustomError(
-            "offset_out_of_range", "the UTC offset must be within -14:00 and +14:00"
-        )
-    try:
-        in_utc: datetime | None = moment.astimezone(UTC)
-    except OverflowError:
-        in_utc = None
-    if in_utc is None or not EARLIEST <= in_utc <= HORIZON:
-        raise PydanticCustomError(
-            "time_out_of_range",
-            "times must be from 1970-01-01T00:00:00Z to 2200-01-01T00:00:00Z (in UTC)",
-        )
-    return in_utc
-
-
-QueryTime = Annotated[datetime, AfterValidator(_query_time)]
-"""A time parameter, in UTC once parsed (see :func:`_query_time`)."""
+QueryTime = Annotated[datetime, AfterValidator(check_query_time)]
+"""A time parameter, in UTC once parsed (see :func:`ledger.events.check_query_time`)."""
 QueryText = Annotated[str, AfterValidator(check_one_line)]
 """A text parameter or path segment: no control character (NUL included)."""
 

@@ -38,12 +38,21 @@ def test_times_it_cannot_use_are_refused_naming_the_option(settings: Settings) -
     for value, why in (
         ("yesterday", "is not a time"),
         ("2026-13-01", "is not a time"),
-        ("9999-01-01", "outside 1970-01-01 to 2200-01-01"),
-        ("2026-04-01T00:00:00+15:00", "within 14 hours"),
+        ("9999-01-01", "from 1970-01-01T00:00:00Z to 2200-01-01T00:00:00Z"),
+        ("0001-01-01T00:00:00+14:00", "from 1970-01-01T00:00:00Z to 2200-01-01T00:00:00Z"),
+        ("9999-12-31T23:59:59-14:00", "from 1970-01-01T00:00:00Z to 2200-01-01T00:00:00Z"),
+        ("2026-04-01T00:00:00+14:01", "within -14:00 and +14:00"),
     ):
         result = run_cli(settings, "consent", "check", "user-1", "marketing_email", "--at", value)
         assert result.exit_code == 2, result.output
         assert "--at" in result.output and why in result.output
+
+
+def test_the_bounds_are_the_http_apis(settings: Settings) -> None:
+    """The same times as a query parameter: the horizon and offsets of 14 hours included."""
+    for value in ("2200-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "2026-04-01T00:00:00-14:00"):
+        result = run_cli(settings, "consent", "check", "user-1", "marketing_email", "--at", value)
+        assert result.exit_code == 3, result.output  # answered (no such subject: no)
 
 
 @hypothesis_settings(max_examples=200, deadline=None)
