@@ -9,7 +9,7 @@
         answer = ledger.decision("user-10482", "marketing_email", wait_for=receipt.seq)
         if answer.allowed:
             ...
-        ledger.check_receipt(receipt, verifier_key)  # in a signed checkpoint, by proof
+        ledger.check_receipt(receipt, verifier_keys)  # in a signed checkpoint, by proof
 
 Every error the API answers becomes a :class:`LedgerAPIError` carrying the problem document.
 Writes are safe to resend, because the ledger answers an event id it holds with its original
@@ -341,14 +341,19 @@ class LedgerClient:
         """Prometheus metrics (scope ``admin``)."""
         return self._call("GET", "/metrics").text
 
-    def check_receipt(self, receipt: Receipt, verifier_key: str) -> ReceiptCheck:
-        """Check a receipt against the log with a verifier key you trust (from the ledger's
-        operator, out of band; not from :meth:`verifier_keys`): the entry at the receipt's
-        leaf hashes to its ``event_hash`` and carries its signature, which verifies under
-        the key; the latest signed checkpoint verifies under the key; and an inclusion proof
-        puts the entry in that checkpoint's tree. Raises :class:`ReceiptCheckError` naming
-        what failed, :class:`NotYetCoveredError` when no checkpoint covers it yet."""
-        verifier = parse_verifier_key(verifier_key)
+    def check_receipt(self, receipt: Receipt, verifier_keys: str | Sequence[str]) -> ReceiptCheck:
+        """Check a receipt against the log with the verifier keys you trust (from the ledger's
+        operator, out of band; not from :meth:`verifier_keys`; after a key rotation, every
+        key, old and new): the entry at the receipt's leaf hashes to its ``event_hash`` and
+        carries its signature, which verifies under the trusted key the receipt names; the
+        latest signed checkpoint verifies under a trusted key; and an inclusion proof puts the
+        entry in that checkpoint's tree. Raises :class:`ReceiptCheckError` naming what
+        failed, :class:`NotYetCoveredError` when no checkpoint covers it yet."""
+        texts = [verifier_keys] if isinstance(verifier_keys, str) else list(verifier_keys)
+        trusted = [parse_verifier_key(text) for text in texts]
+        if not trusted:
+            raise ReceiptCheckError("no verifier key was given to trust")
+        signer = next((v for v in trusted if key_id_for(v.public_key) == receipt.key_id), None)
         index = receipt.leaf_index
         try:
             found = list(self.entries(index, index + 1))
@@ -363,17 +368,17 @@ class LedgerClient:
             raise ReceiptCheckError(f"the entry at leaf {index} is not the one the receipt names")
         if base64.b64decode(receipt.signature) != entry.signature:
             raise ReceiptCheckError("the log keeps another signature than the receipt's")
-        if receipt.key_id != key_id_for(verifier.public_key) or not signature_is_valid(
-            entry.entry, entry.signature, verifier.public_key
-        ):
-            raise ReceiptCheckError("the entry's signature does not verify under the key")
+        if signer is None:
+            raise ReceiptCheckError(f"no trusted key has the receipt's key id {receipt.key_id}")
+        if not signature_is_valid(entry.entry, entry.signature, signer.public_key):
+            raise ReceiptCheckError("the entry's signature does not verify under its key")
         note = self._http.get("/v1/checkpoint")
         if note.status_code == 404:
             raise NotYetCoveredError("the ledger has signed no checkpoint yet")
         if note.status_code >= 400:
             self._raise(note)
         try:
-            checkpoint = open_checkpoint(note.text, verifier.name, [verifier])
+            checkpoint = open_checkpoint(note.text, trusted[0].name, trusted)
         except ValueError as exc:
             raise ReceiptCheckError(f"the checkpoint does not verify: {exc}") from None
         if checkpoint.size <= index:

@@ -193,8 +193,10 @@ def test_a_receipt_checks_out_against_a_signed_checkpoint(
     other = SigningKey.generate()
     name = key.split("+")[0]
     stranger = format_verifier_key(name, bytes(other.verify_key))
-    with pytest.raises(ReceiptCheckError):
+    with pytest.raises(ReceiptCheckError, match="no trusted key has the receipt's key id"):
         client.check_receipt(receipt, stranger)
+    # After a rotation one trusts every key, old and new: the receipt names the one it needs.
+    assert client.check_receipt(receipt, [stranger, key]).seq == receipt.seq
     beyond = Receipt(**{**dataclasses.asdict(receipt), "leaf_index": 10**6})
     with pytest.raises(ReceiptCheckError):
         client.check_receipt(beyond, key)
