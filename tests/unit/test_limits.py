@@ -1,4 +1,5 @@
-"""JSON nesting is measured without parsing: brackets in strings do not count, depth is exact."""
+"""JSON nesting is measured without parsing: brackets in strings do not count, depth is exact,
+and the shortcut for a body with few brackets (not parsed at all) never changes the answer."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import time
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from api.http.limits import json_depth_exceeds
+from api.http.limits import ORJSON_MAX_DEPTH, json_depth_exceeds
 
 
 def depth_of(value: object) -> int:
@@ -55,3 +58,32 @@ def test_a_hostile_body_is_measured_quickly(body: bytes, deep: bool) -> None:
     started = time.monotonic()
     assert json_depth_exceeds(body, 32) is deep
     assert time.monotonic() - started < 2
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(alphabet='[]{}"\\ ab'),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=40,
+)
+
+
+def parsed_too_deep(body: bytes, limit: int) -> bool:
+    """The check without its shortcut: parsed inside ``1024 - limit`` arrays."""
+    wrap = ORJSON_MAX_DEPTH - limit
+    try:
+        orjson.loads(b"[" * wrap + body + b"]" * wrap)
+    except orjson.JSONDecodeError as exc:
+        return str(exc).startswith("depth limit exceeded")
+    return False
+
+
+@given(json_values, st.integers(min_value=1, max_value=40))
+def test_a_value_is_refused_exactly_when_it_nests_deeper_than_the_limit(
+    value: object, limit: int
+) -> None:
+    assert json_depth_exceeds(orjson.dumps(value), limit) is (depth_of(value) > limit)
+
+
+@given(st.binary(max_size=200) | st.text(alphabet='[]{}":,1 a').map(str.encode), st.integers(1, 40))
+def test_any_body_gets_the_answer_of_the_full_check(body: bytes, limit: int) -> None:
+    assert json_depth_exceeds(body, limit) is parsed_too_deep(body, limit)
