@@ -159,6 +159,10 @@ class LedgerClient:
             timeout=timeout,
             transport=transport,
         )
+        if retries < 0:
+            raise ValueError(
+                f"retries is how many times a write is resent: 0 or more, not {retries}"
+            )
         self._signer = None if signing_key is None else SigningKey(signing_key)
         self._retries = retries
         self._sleep = sleep

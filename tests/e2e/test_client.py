@@ -113,6 +113,8 @@ def test_a_resend_after_push_back_or_a_lost_answer_stores_nothing_twice(server: 
     ):
         ledger.append(facts.policy())
     assert caught.value.status == 503
+    with pytest.raises(ValueError, match="0 or more"):
+        LedgerClient(server.url, server.tokens["writer"], retries=-1)
 
 
 def test_a_client_with_a_registered_key_signs_every_write(server: Server) -> None:
