@@ -157,13 +157,13 @@ class LedgerClient:
             raise ValueError(
                 f"retries is how many times a write is resent: 0 or more, not {retries}"
             )
+        self._signer = None if signing_key is None else SigningKey(signing_key)
         self._http = httpx.Client(
             base_url=base_url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
             transport=transport,
         )
-        self._signer = None if signing_key is None else SigningKey(signing_key)
         self._retries = retries
         self._sleep = sleep
 
