@@ -297,18 +297,17 @@ class IncidentRegisterView:
             stored["affected_rule"] = orjson.loads(stored["affected_rule"])
         deadline = rules.authority_deadline(stored["detected_at"], self.authority_deadline_hours)
         notified = stored["authority_notified_at"]
+        late = rules.authority_notified_late(notified, deadline)
         return IncidentRecord(
             **stored,
             affected_subjects=tuple(affected),
             authority_deadline=deadline,
             authority_overdue=rules.authority_overdue(notified, stored["risk"], deadline, now),
-            authority_notified_late=rules.authority_notified_late(notified, deadline),
+            authority_notified_late=late,
             subjects_notification_due=rules.subjects_notification_due(
                 stored["risk"], stored["subjects_notified_at"]
             ),
-            article_33_3=rules.article_33_3(
-                stored, len(affected), rules.authority_notified_late(notified, deadline)
-            ),
+            article_33_3=rules.article_33_3(stored, len(affected), late),
         )
 
 
