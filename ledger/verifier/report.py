@@ -699,10 +699,9 @@ def _incident_row(incident: _Incident, context: _Context, settings: _Settings) -
     )
     notified = f.authority_notified_at
     notified_at = None if notified is None else parse_utc(notified)
+    late = incident_rules.authority_notified_late(notified_at, deadline)
     if notified_at is not None:
-        status = (
-            "missed" if incident_rules.authority_notified_late(notified_at, deadline) else "met"
-        )
+        status = "missed" if late else "met"
     elif f.risk == "unlikely":
         status = "not_required"
     elif context.as_of is not None and incident_rules.authority_overdue(
@@ -711,7 +710,6 @@ def _incident_row(incident: _Incident, context: _Context, settings: _Settings) -
         status = "overdue"
     else:
         status = "pending"
-    late = notified_at is not None and incident_rules.authority_notified_late(notified_at, deadline)
     article = incident_rules.article_33_3(f.fields(), len(f.affected), late)
     return {
         "incident_id": f.incident_id,
