@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.http.limits import ORJSON_MAX_DEPTH, json_depth_exceeds
+from api.http.limits import json_depth_exceeds, parsed_too_deep
 
 
 def depth_of(value: object) -> int:
@@ -65,16 +65,6 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner),
     max_leaves=40,
 )
-
-
-def parsed_too_deep(body: bytes, limit: int) -> bool:
-    """The check without its shortcut: parsed inside ``1024 - limit`` arrays."""
-    wrap = ORJSON_MAX_DEPTH - limit
-    try:
-        orjson.loads(b"[" * wrap + body + b"]" * wrap)
-    except orjson.JSONDecodeError as exc:
-        return str(exc).startswith("depth limit exceeded")
-    return False
 
 
 @given(json_values, st.integers(min_value=1, max_value=40))
