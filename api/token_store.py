@@ -45,7 +45,18 @@ class Scope(StrEnum):
     READ_HISTORY = "history:read"
     """Histories, disclosures, exports: what a regulator or the privacy team reads."""
     MANAGE_INCIDENTS = "incidents:manage"
+    IDENTIFY_SUBJECTS = "incidents:identify"
+    """The people an incident affects, their references and contact data opened, to notify
+    them. Never implied by ``admin``: whoever may open a breach's list of people is named."""
+    CREATE_EXPORTS = "exports:create"
+    """Bundles over HTTP (``POST /v1/exports``)."""
+    READ_RECEIPTS = "receipts:read"
+    """Consent receipts, each with its subject's own data opened, to hand to that person."""
     ADMIN = "admin"
+
+
+GRANTED_BY_NAME = frozenset({Scope.IDENTIFY_SUBJECTS})
+"""Scopes that ``admin`` does not imply: a client has them only when given them by name."""
 
 
 class ClientError(LedgerError):
@@ -76,7 +87,11 @@ class Client:
     """The client's Ed25519 key: once set, every append it sends must be signed."""
 
     def allows(self, scope: Scope) -> bool:
-        return self.revoked_at is None and (scope in self.scopes or Scope.ADMIN in self.scopes)
+        if self.revoked_at is not None:
+            return False
+        if scope in self.scopes:
+            return True
+        return Scope.ADMIN in self.scopes and scope not in GRANTED_BY_NAME
 
 
 def hash_token(token: str) -> str:

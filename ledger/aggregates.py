@@ -345,6 +345,16 @@ class RightsRequest(LedgerAggregate):
                 "subject", "subject_mismatch", "the request was received for another subject"
             )
 
+    def check_may_cite_bundle(self, cited: str | None) -> None:
+        """Only an access request is answered with the subject's bundle."""
+        if cited is not None and self.kind != "access":
+            raise rule(
+                "bundle_manifest_sha256",
+                "bundle_only_for_access",
+                f"a request of kind {self.kind!r} is not answered with a bundle; only an "
+                "access request is",
+            )
+
     def erasure_ground(self) -> ErasureGround | None:
         """Why fulfilling this request erases its subject; None when it does not."""
         return _ERASING_KINDS.get(self.kind)
@@ -365,6 +375,18 @@ _ERASING_KINDS = {
     "account_cancellation": ErasureGround.ACCOUNT_CANCELLATION,
 }
 """The request kinds whose fulfilment erases the subject, with the ground recorded."""
+
+
+@register
+class DataAccess(LedgerAggregate):
+    """One read of personal data, recorded by the ledger itself (:mod:`ledger.access_records`):
+    a stream of one event, so that reads never wait on each other."""
+
+    class Recorded(LedgerCreated):
+        TYPE = "personal_data.accessed"
+
+    def __init__(self, **_: Any) -> None:
+        pass
 
 
 @register

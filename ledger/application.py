@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import orjson
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -25,7 +25,8 @@ from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Mappe
 from eventsourcing.utils import Environment, EnvType
 
 from ledger import events as ev
-from ledger.aggregates import PolicyVersion
+from ledger.access_records import AccessRecord
+from ledger.aggregates import DataAccess, PolicyVersion
 from ledger.domain import (
     EVENT_CLASSES,
     LedgerAggregate,
@@ -451,6 +452,35 @@ class LedgerApplication(Application[UUID]):
             self.subject_keys.forget(batch.erasing)
             return Receipt.from_record(record, "", duplicate=False)
         raise ConcurrencyError("the erasure lost the race for the subject's stream; try again")
+
+    def record_access(self, record: AccessRecord) -> Receipt:
+        """Append ``personal_data.accessed`` for a read of personal data (invariant 11), before
+        the data is answered: the caller answers nothing if this raises.
+
+        Refused like an append when the ledger is full (:class:`OverloadedError`), so that an
+        overloaded ledger stops opening data rather than opening it off the record. Raises
+        :class:`ValidationError` for a record that breaks :meth:`AccessRecord.problems`.
+        """
+        record.check()
+        with self.ledger.admission.holding(1):
+            now = self.clock()
+            envelope = {"timestamp": now, "emitter": None}
+            system = dict(envelope, event_id=None, backdated=False, occurred_at=now)
+            key = uuid4()
+            data = record.data()
+            if record.subjects:
+                data["opened_subjects"] = [
+                    self.subject_keys.seal_mention(p, key, 1, f"opened_subjects[{index}]")
+                    for index, p in enumerate(record.subjects)
+                ]
+            batch = Batch(self)
+            batch.create(DataAccess, DataAccess.Recorded, key, data=data, **system)
+            stored = [self.mapper.to_stored_event(e) for e in batch.events]
+            try:
+                (written,) = self.ledger.append(UnitOfWork.of_batch(stored, batch.keys))
+            finally:
+                batch.keys.abandoned()  # the record makes no key and no name
+            return Receipt.from_record(written, "", duplicate=False)
 
     def reapply_erasures(self) -> list[str]:
         """Destroy again every key the log says was destroyed (after restoring an older key

@@ -511,6 +511,10 @@ class RequestFulfilled(_RequestStep):
     TYPE = "request.fulfilled"
     type: Literal["request.fulfilled"]
     note: PersonalText | None = None
+    bundle_manifest_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    """An access request answered with the subject's bundle: the SHA-256 (lower-case hex) of
+    its ``manifest.json``, which names the digest of every file in it, so the answer given can
+    be proven later (only for a request of kind ``access``)."""
 
 
 class RequestRefused(_RequestStep):

@@ -385,6 +385,7 @@ def request_extended(c: Command[ev.RequestExtended]) -> None:
 def request_fulfilled(c: Command[ev.RequestFulfilled]) -> None:
     """A fulfilled erasure request (or account cancellation) erases the subject with it."""
     request, pseudonym = _request_step(c)
+    request.check_may_cite_bundle(c.fact.bundle_manifest_sha256)
     c.trigger(request, RightsRequest.Fulfilled)
     ground = request.erasure_ground()
     if ground is not None:

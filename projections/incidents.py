@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -206,6 +206,21 @@ class IncidentRecord:
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    def affected_count(self, by_rule: Sequence[str] = ()) -> int:
+        """The subjects affected: named by an assessment or selected by its rule, each once."""
+        return len(set(self.affected_subjects) | set(by_rule))
+
+    def with_rule_selected(self, by_rule: Sequence[str]) -> IncidentRecord:
+        """The record with its GDPR 33(3) contents counting the subjects its assessment's rule
+        selects (``by_rule``) beside those it names, as the report of a bundle does."""
+        stored = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(
+            self,
+            article_33_3=rules.article_33_3(
+                stored, self.affected_count(by_rule), self.authority_notified_late
+            ),
+        )
 
 
 class IncidentRegisterView:

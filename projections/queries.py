@@ -16,6 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ledger.application import LedgerApplication
+from ledger.consent_receipts import (
+    ConsentReceipt,
+    NoCheckpointError,
+    NotAConsentFactError,
+    consent_receipt,
+)
 from ledger.domain import stream_id
 from ledger.merkle_log import SignedCheckpoint
 from ledger.receipts import DecodedEvent
@@ -32,9 +38,12 @@ from projections.runner import ProjectionStatus
 
 __all__ = [
     "ConsentDecision",
+    "ConsentReceipt",
     "InclusionProof",
     "LogQueries",
+    "NoCheckpointError",
     "NoSuchEventYetError",
+    "NotAConsentFactError",
     "NotCaughtUpError",
     "ProjectionStatus",
     "Queries",
@@ -146,6 +155,13 @@ class LogQueries:
         """Event ``seq``, personal data opened; :class:`~ledger.errors.EventNotFoundError`
         when the log holds no such event."""
         return self._ledger.get_event(seq)
+
+    def consent_receipt(self, seq: int) -> ConsentReceipt:
+        """The consent receipt of event ``seq`` (:mod:`ledger.consent_receipts`), its subject's
+        own data opened: the caller records the read before answering. Raises
+        :class:`~ledger.errors.EventNotFoundError`, :class:`NotAConsentFactError` or
+        :class:`NoCheckpointError`."""
+        return consent_receipt(self._ledger, seq)
 
     def records(self, start: int, limit: int) -> list[LogRecord]:
         """Up to ``limit`` stored records from sequence number ``start`` on."""
@@ -323,10 +339,13 @@ class Queries(LogQueries):
         return self._models.incidents.get(incident_id, datetime.now(UTC))
 
     def incident_answer(self, record: IncidentRecord) -> dict[str, Any]:
-        """An incident as the API and the CLI show it: the register's record, and the subjects
-        its assessment's rule selects (``subjects_by_rule``) when it has one."""
-        answer = record.as_dict()
+        """An incident as the API and the CLI show it: the register's record, the subjects its
+        assessment's rule selects (``subjects_by_rule``) when it has one, and
+        ``affected_subject_count``: the subjects named or selected, each once (the count GDPR
+        33(3)(a) asks for, as the report of a bundle gives it)."""
         by_rule = self.subjects_by_rule(record)
+        answer = record.with_rule_selected(by_rule or []).as_dict()
+        answer["affected_subject_count"] = record.affected_count(by_rule or [])
         if by_rule is not None:
             answer["subjects_by_rule"] = by_rule
         return answer

@@ -82,6 +82,9 @@ Writer = Annotated[Client, Depends(authorised(Scope.WRITE_EVENTS))]
 StateReader = Annotated[Client, Depends(authorised(Scope.READ_STATE))]
 HistoryReader = Annotated[Client, Depends(authorised(Scope.READ_HISTORY))]
 IncidentManager = Annotated[Client, Depends(authorised(Scope.MANAGE_INCIDENTS))]
+Identifier = Annotated[Client, Depends(authorised(Scope.IDENTIFY_SUBJECTS))]
+Exporter = Annotated[Client, Depends(authorised(Scope.CREATE_EXPORTS))]
+ReceiptReader = Annotated[Client, Depends(authorised(Scope.READ_RECEIPTS))]
 Admin = Annotated[Client, Depends(authorised(Scope.ADMIN))]
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import html
+import json
 import re
 import shutil
 import tempfile
@@ -57,6 +58,7 @@ from ledger.verifier.consent_rules import (
 from ledger.verifier.corrections import CORRECTION, apply_corrections
 from ledger.verifier.fold import FoldError
 from ledger.verifier.incidents_fold import Incident
+from ledger.verifier.mentions import WITHHELD
 from ledger.verifier.requests_fold import Request
 from ledger.verifier.spreadsheet import csv_text
 from ledger.verifier.times import parse_utc, stored, utc
@@ -73,6 +75,7 @@ SCOPE_KINDS = ("subject", "recipient", "period", "incident", "all")
 POLICY = "policy.version_published"
 AGE = "subject.age_attested"
 DISCLOSURE = "disclosure.recorded"
+ACCESSED = "personal_data.accessed"
 
 CONSENT_COLUMNS = (
     "subject",
@@ -146,6 +149,18 @@ INCIDENT_COLUMNS = (
     "opened_seq",
     "last_seq",
 )
+READ_COLUMNS = (
+    "seq",
+    "recorded_at",
+    "client",
+    "action",
+    "scope",
+    "purpose",
+    "count",
+    "subjects",
+    "details",
+)
+"""``reads.csv``: the reads of personal data among the bundle's events."""
 REQUEST_COLUMNS = (
     "request_id",
     "subject",
@@ -295,6 +310,8 @@ class _Context:
     """Pseudonym -> the reference as shown (opened, ``[erased]`` ...)."""
     incidents: dict[str, _Incident] = field(default_factory=dict)
     incident_of_event: dict[str, str] = field(default_factory=dict)
+    reads: list[dict[str, Any]] = field(default_factory=list)
+    """The ``personal_data.accessed`` events, as rows of ``reads.csv``."""
     requests: dict[str, Request] = field(default_factory=dict)
     """As :func:`ledger.verifier.requests_fold.fold` leaves them."""
 
@@ -390,12 +407,34 @@ def _read_context(facts: Iterable[_Fact], context: _Context) -> None:
             _read_incident(fact, context)
         elif kind in request_rules.REQUEST_TYPES:
             _read_request(fact, context)
+        elif kind == ACCESSED:
+            context.reads.append(_read_row(fact))
         elif kind == CORRECTION:
             incident_id = context.incident_of_event.get(fact.event.data["corrects_event_id"])
             if incident_id is not None:
                 context.incidents[incident_id].timeline.append(
                     (fact.seq, fact.occurred_at, kind, _describe(kind, fact.shown))
                 )
+
+
+def _read_row(fact: _Fact) -> dict[str, Any]:
+    """A read of personal data, as ``reads.csv`` lists it: the subjects this bundle may name
+    (in a subject's bundle, only that subject; the others count in ``count``)."""
+    data = fact.data
+    opened = data.get("opened_subjects", [])
+    named = [s for s in opened if isinstance(s, str) and s != WITHHELD]
+    details = data.get("details", {})
+    return {
+        "seq": fact.seq,
+        "recorded_at": fact.event.recorded_at,
+        "client": data.get("client"),
+        "action": data.get("action"),
+        "scope": data.get("scope"),
+        "purpose": data.get("purpose"),
+        "count": data.get("count"),
+        "subjects": named,
+        "details": json.dumps(details, sort_keys=True, ensure_ascii=False) if details else "",
+    }
 
 
 def _read_incident(fact: _Fact, context: _Context) -> None:
@@ -692,7 +731,24 @@ def _consent_status_rows(
         }
 
 
-def _incident_row(incident: _Incident, context: _Context, settings: _Settings) -> dict[str, Any]:
+def _affected_count(
+    named: Sequence[str], by_rule: set[str] | None, scope: _Scope
+) -> tuple[int, int | None]:
+    """The subjects an incident affects, named or selected by its rule, each once: the count
+    GDPR 33(3) is judged on, and the count the report shows. A subject's report shows none:
+    its bundle holds only their own disclosures, and the others an assessment names are
+    withheld, so it cannot count them (the incident's own bundle can)."""
+    union = set(named) | (by_rule or set())
+    return len(union), (None if scope.kind == "subject" else len(union))
+
+
+def _incident_row(
+    incident: _Incident,
+    context: _Context,
+    settings: _Settings,
+    by_rule: set[str] | None,
+    scope: _Scope,
+) -> dict[str, Any]:
     f = incident.state
     deadline = incident_rules.authority_deadline(
         parse_utc(f.detected_at), settings.authority_deadline_hours
@@ -710,7 +766,8 @@ def _incident_row(incident: _Incident, context: _Context, settings: _Settings) -
         status = "overdue"
     else:
         status = "pending"
-    article = incident_rules.article_33_3(f.fields(), len(f.affected), late)
+    judged, shown = _affected_count(f.affected, by_rule, scope)
+    article = incident_rules.article_33_3(f.fields(), judged, late)
     return {
         "incident_id": f.incident_id,
         "status": f.status,
@@ -719,7 +776,7 @@ def _incident_row(incident: _Incident, context: _Context, settings: _Settings) -
         "risk": f.risk,
         "data_categories": list(f.data_categories or []),
         "approximate_subject_count": f.approximate_subject_count,
-        "affected_subject_count": len(f.affected),
+        "affected_subject_count": shown,
         "assessed_at": f.assessed_at,
         "contained_at": f.contained_at,
         "authority_deadline": stored(deadline),
@@ -917,6 +974,8 @@ def _write_report(
         for incident_id, incident in sorted(context.incidents.items())
         if incident.state.affected_rule is not None
     }
+    by_rule: dict[str, set[str]] = {incident_id: set() for incident_id in rules}
+    """Incident -> the subjects of the reported disclosure rows its rule selects."""
 
     def counted(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for row in rows:
@@ -924,6 +983,7 @@ def _write_report(
             for incident_id, rule in rules.items():
                 if incident_rules.rule_selects(rule, row["recipient_id"], row["occurred_at"]):
                     selected.add(incident_id)
+                    by_rule[incident_id].add(row["subject"])
             yield row
 
     # Pass 3: the disclosure rows, written at once to disclosures.csv and to the HTML table,
@@ -965,7 +1025,8 @@ def _write_report(
             _write_consent(consent_html, subjects, context, settings, timeline_csv, status_csv)
         written += ["consent.csv", "consent_status.csv"]
     incidents = [
-        (i, _incident_row(i, context, settings)) for i in target.incidents(context, selected)
+        (i, _incident_row(i, context, settings, by_rule.get(i.state.incident_id), target))
+        for i in target.incidents(context, selected)
     ]
     if target.shows_incidents:
         _write_csv(directory, "incidents.csv", INCIDENT_COLUMNS, (row for _, row in incidents))
@@ -974,6 +1035,8 @@ def _write_report(
     if target.shows_requests:
         _write_csv(directory, "requests.csv", REQUEST_COLUMNS, requests)
         written.append("requests.csv")
+    _write_csv(directory, "reads.csv", READ_COLUMNS, context.reads)
+    written.append("reads.csv")
 
     with (directory / "report.html").open("w", encoding="utf-8", newline="\n") as out:
         _write_head(out, target, checkpoint, context)
@@ -986,6 +1049,7 @@ def _write_report(
             _write_incidents(out, incidents, context.refs, target.kind in ("incident", "all"))
         if target.shows_requests:
             _write_requests(out, requests)
+        _write_reads(out, context.reads)
         out.write("</body>\n</html>\n")
     return sorted(written)
 
@@ -1194,7 +1258,12 @@ def _write_incidents(
             ("Deadline", DEADLINE_STATUS_TEXT[status]),
             ("Subjects notified", row["subjects_notified_at"]),
             ("Subjects still to notify (GDPR 34)", row["subjects_notification_due"]),
-            ("Affected subjects named", row["affected_subject_count"]),
+            (
+                "Affected subjects (named, or selected by the rule)",
+                "not counted in one subject's report"
+                if row["affected_subject_count"] is None
+                else row["affected_subject_count"],
+            ),
             ("GDPR 33(3) contents missing", row["article_33_3_missing"] or "none"),
             *(
                 [
@@ -1217,6 +1286,38 @@ def _write_incidents(
         for seq, occurred_at, kind, said in incident.timeline:
             _table_row(out, (seq, occurred_at, kind, said))
         _table_end(out)
+
+
+def _write_reads(out: IO[str], reads: Sequence[Mapping[str, Any]]) -> None:
+    """Who opened whose personal data, and why (``personal_data.accessed``)."""
+    out.write("<h2>Reads of personal data</h2>\n")
+    out.write(
+        "<p>Each time the ledger opened a person's data for someone (a list of the people an "
+        "incident affects, a history, a bundle, a consent receipt), it recorded who, what and "
+        "why before it answered. Listed: those among this bundle's events.</p>\n"
+    )
+    if not reads:
+        out.write("<p>No reads recorded.</p>\n")
+        return
+    _table_head(out, ("event", "recorded", "client", "read", "scope", "purpose", "people"))
+    for r in reads:
+        people = ", ".join(r["subjects"])
+        others = int(r["count"] or 0) - len(r["subjects"])
+        if others > 0:
+            people = f"{people} and {others} other(s)" if people else f"{others} people"
+        _table_row(
+            out,
+            (
+                r["seq"],
+                r["recorded_at"],
+                r["client"],
+                r["action"],
+                r["scope"],
+                r["purpose"],
+                people,
+            ),
+        )
+    _table_end(out)
 
 
 def _write_requests(out: IO[str], requests: Sequence[Mapping[str, Any]]) -> None:

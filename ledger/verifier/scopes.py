@@ -4,7 +4,8 @@ Every event concerns a few **scopes**, named as text:
 
 ==========================  ================================================================
 ``subject:<pseudonym>``     a subject the event names (consents, age, requests, disclosures,
-                            incident assessments that list affected subjects)
+                            incident assessments that list affected subjects, reads
+                            of their personal data)
 ``recipient:<id>``          a recipient's registration, update or termination
 ``disclosed-to:<id>``       a disclosure to that recipient
 ``incident:<id>``           an incident's events
@@ -93,6 +94,11 @@ def scopes_of(type_name: str, data: Mapping[str, Any], occurred_at: str) -> list
     family = type_name.partition(".")[0]
     if family == "correction":
         scopes.update(concerned_scopes(data))
+        return sorted(scopes)
+    if family == "personal_data":  # a read of their data concerns each subject it opened
+        opened = data.get("opened_subjects", [])
+        if isinstance(opened, list):
+            scopes.update(subject_scope(s) for s in opened if isinstance(s, str))
         return sorted(scopes)
     scopes.update(subject_scope(subject) for subject in subjects_named(data))
     recipient = data.get("recipient_id")

@@ -397,8 +397,18 @@ def test_incidents_and_requests_agree_with_their_registers(desk: Desk) -> None:
     assert incident["status"] == plain["status"] == "closed"
     assert incident["authority_deadline_status"] == "met"
     assert not plain["authority_notified_late"] and not plain["authority_overdue"]
-    assert incident["article_33_3_missing"] == ";".join(plain["article_33_3"]["missing"])
-    assert int(incident["affected_subject_count"]) == len(plain["affected_subjects"])
+    by_rule = (
+        []
+        if record.affected_rule is None
+        else IncidentRegisterView(desk.runner.db).subjects_by_rule(
+            record.affected_rule, DisclosureHistoryView(desk.runner.db)
+        )
+    )
+    counted = record.with_rule_selected(by_rule).as_dict()
+    assert incident["article_33_3_missing"] == ";".join(counted["article_33_3"]["missing"])
+    # Named by an assessment or selected by its rule, each once, as the register counts.
+    assert int(incident["affected_subject_count"]) == record.affected_count(by_rule)
+    assert record.affected_count(by_rule) == len(set(plain["affected_subjects"]) | set(by_rule))
     page = (report / "report.html").read_text(encoding="utf-8")
     assert "corrects_event_id: evt-0020" in page
     # A subject's report shows the incidents that name the subject or whose rule selects the
