@@ -19,7 +19,18 @@ from typing import Any
 from ledger.application import LedgerApplication
 from ledger.config import Settings, generate_keys, load_keyring
 from ledger.errors import LedgerError
-from ledger.export import ExportResult, Progress, export_bundle
+from ledger.export import ExportError, ExportResult, Progress, ScopeNotFoundError, export_bundle
+from ledger.export_jobs import (
+    BundleNotReadyError,
+    ExportJob,
+    ExportJobError,
+    ExportJobs,
+    ExportPolicy,
+    JobNotFoundError,
+    JobState,
+    QueueFullError,
+    open_job_table,
+)
 from ledger.integrity import LogReport, check_log
 from ledger.mapper import format_time
 from ledger.signing import write_private_file
@@ -28,10 +39,20 @@ from ledger.verifier.note import format_verifier_key
 
 __all__ = [
     "MASTER_KEY_ENV",
+    "BundleNotReadyError",
+    "ExportError",
+    "ExportJob",
+    "ExportJobError",
+    "ExportJobs",
+    "ExportPolicy",
     "ExportResult",
+    "JobNotFoundError",
+    "JobState",
     "LedgerOperations",
     "LogReport",
+    "QueueFullError",
     "RotationError",
+    "ScopeNotFoundError",
     "export_scope",
     "generate_keys",
     "rotate_master_key",
@@ -118,6 +139,26 @@ class LedgerOperations:
             progress=progress,
         )
         return result, keys
+
+    def export_jobs(
+        self,
+        directory: Path,
+        report_settings: Mapping[str, Any],
+        policy: ExportPolicy | None = None,
+    ) -> ExportJobs:
+        """The export jobs of this ledger (``POST /v1/exports``): their table beside the log,
+        their bundles in ``directory``; ``close()`` it."""
+        table = open_job_table(
+            self.settings.database_url, self.settings.database_schema, self.settings.data_dir
+        )
+        return ExportJobs(
+            self.app,
+            table,
+            directory,
+            verifier_keys=self.verifier_keys(),
+            report_settings=report_settings,
+            policy=policy,
+        )
 
     def subject_pseudonym(self, subject_ref: str) -> str:
         """The pseudonym of a reference's current lifecycle (a stand-in for an unknown or
