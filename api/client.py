@@ -249,6 +249,14 @@ class LedgerClient:
         params = _params(subject=subject, purpose=purpose, at=at, wait_for=wait_for)
         return Decision(**self._call("GET", "/v1/consent/decision", params=params).json())
 
+    def consent_receipt(self, seq: int, purpose: str | None = None) -> dict[str, Any]:
+        """The consent receipt of the fact at ``seq`` (scope ``receipts:read``; the read is
+        recorded with ``purpose``): keep it as JSON and check it with ``python -m
+        ledger.verifier receipt FILE --key KEY``."""
+        path = f"/v1/consent/receipts/{seq}"
+        body: dict[str, Any] = self._call("GET", path, params=_params(purpose=purpose)).json()
+        return body
+
     def consent_state(
         self, subject: str, *, at: datetime | None = None, wait_for: int | None = None
     ) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from api.http import problems
 from api.http.limits import LimitsMiddleware, RequestLimits
 from api.http.metrics import Metrics
 from api.http.routes import consent, events, log, registers, subjects
+from api.http.routes import receipts as receipt_routes
 from api.schedule import run_every
 from api.settings import ServerSettings as ServerSettings  # also imported from here
 from api.token_store import AdminTokenError, TokenStore
@@ -157,6 +158,7 @@ def create_app(
         lifespan=lifespan,
     )
     problems.install(app)
+    app.include_router(receipt_routes.router)  # GET /v1/consent/receipts/{seq}
     # The lean append route first: it serves POST /v1/events, which events.router describes.
     app.router.routes.extend(events.LEAN_ROUTES)
     for router in (events.router, consent.router, subjects.router, registers.router, log.router):

@@ -32,6 +32,7 @@ OPERATIONS = {
     ("get", "/v1/events/{seq}"): "event",
     ("get", "/v1/consent/state"): "consent_state",
     ("get", "/v1/consent/decision"): "decision",
+    ("get", "/v1/consent/receipts/{seq}"): "consent_receipt",
     ("get", "/v1/subjects/history"): "history",
     ("get", "/v1/disclosures"): "disclosures, disclosures_csv",
     ("get", "/v1/incidents"): "incidents",
