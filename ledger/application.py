@@ -25,7 +25,7 @@ from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Mappe
 from eventsourcing.utils import Environment, EnvType
 
 from ledger import events as ev
-from ledger.access_records import AccessRecord
+from ledger.access_records import AccessAction, AccessRecord
 from ledger.aggregates import DataAccess, PolicyVersion
 from ledger.domain import (
     EVENT_CLASSES,
@@ -589,4 +589,4 @@ def _canonical(blinded: dict[str, Any]) -> bytes:
     return orjson.dumps(blinded, option=orjson.OPT_SORT_KEYS)
 
 
-__all__ = ["EVENT_CLASSES", "LedgerApplication", "Limits"]
+__all__ = ["EVENT_CLASSES", "AccessAction", "AccessRecord", "LedgerApplication", "Limits"]

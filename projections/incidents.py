@@ -259,6 +259,14 @@ class IncidentRegisterView:
             )
         return self._record(rows[0], [s[0] for s in subjects], now)
 
+    def naming_events(self, incident_id: str) -> dict[str, int]:
+        """Pseudonym -> the first assessment of the incident that names the subject."""
+        with self.db.reading() as sql:
+            rows = sql.execute(
+                f"SELECT subject, seq FROM {SUBJECTS} WHERE incident_id = ?", (incident_id,)
+            )
+        return {str(subject): int(seq) for subject, seq in rows}
+
     def at_recipient(self, recipient_id: str, now: datetime) -> builtins.list[IncidentRecord]:
         """The incidents concerning a recipient: opened against it, or whose (latest)
         assessment's rule names it (:func:`ledger.verifier.incident_rules.at_recipient`, as a

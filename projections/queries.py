@@ -27,6 +27,7 @@ from ledger.merkle_log import SignedCheckpoint
 from ledger.receipts import DecodedEvent
 from ledger.recorder import LogRecord
 from ledger.verifier.consent_rules import Verdict
+from projections.affected_people import AffectedPage, AffectedPeople, AffectedPerson
 from projections.base import ReadModelFailure, ReadModelStoppedError, error_message
 from projections.consent_facts import Erasure, SubjectFacts
 from projections.consent_state import PurposeState
@@ -37,6 +38,8 @@ from projections.requests import RequestRecord
 from projections.runner import ProjectionStatus
 
 __all__ = [
+    "AffectedPage",
+    "AffectedPerson",
     "ConsentDecision",
     "ConsentReceipt",
     "InclusionProof",
@@ -349,6 +352,20 @@ class Queries(LogQueries):
         if by_rule is not None:
             answer["subjects_by_rule"] = by_rule
         return answer
+
+    def affected_people(
+        self, incident_id: str, after: str | None = None, limit: int = 100
+    ) -> AffectedPage | None:
+        """A page of the people incident ``incident_id`` affects (named, or selected by its
+        rule), their references and contact data opened (:mod:`projections.affected_people`);
+        None when no such incident was opened. The caller records the read before answering:
+        this opens personal data."""
+        record = self.incident(incident_id)
+        if record is None:
+            return None
+        models = self._models
+        people = AffectedPeople(self._ledger, models.incidents, models.disclosures)
+        return people.page(record, after, limit)
 
     def subjects_by_rule(self, record: IncidentRecord) -> list[str] | None:
         """The subjects the incident's assessment rule selects from the disclosure history

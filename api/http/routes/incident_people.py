@@ -1,0 +1,146 @@
+"""The people an incident affects, opened for notification: ``GET /v1/incidents/{id}/affected``.
+
+A responder notifying the people of a breach (GDPR 34) needs their references and contact
+data, which the register shows only as pseudonyms. This route opens them, page by page, under
+a scope of its own (``incidents:identify``, which ``admin`` does not imply), and only after the
+read is on the record: each page appends a ``personal_data.accessed`` event naming the client,
+the incident, the stated ``purpose`` and the people it opened (invariant 11). No record, no
+data: if the ledger cannot append (overloaded, storage down), the answer is that error.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from api.http.deps import Identifier, LedgerDep, QueriesDep, QueryText, SingleValues
+from api.http.problems import COMMON, ProblemError
+from ledger.application import AccessAction, AccessRecord
+from ledger.verifier.spreadsheet import csv_row
+from projections.queries import AffectedPage
+
+router = APIRouter(tags=["histories and registers"], responses=COMMON, dependencies=[SingleValues])
+
+COLUMNS = ("subject", "named", "by_rule", "subject_ref", "contact", "erased")
+_PSEUDONYM = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+PERSON_EXAMPLE = {
+    "subject": "3f0c7a52-5d0e-4c1b-9a51-7d2f0e3a9b10",
+    "named": False,
+    "by_rule": True,
+    "subject_ref": "user-20917",
+    "contact": "mika@example.org",
+    "erased": False,
+}
+
+
+@router.get(
+    "/v1/incidents/{incident_id}/affected",
+    summary="The people an incident affects, opened to notify them (each read is recorded)",
+    responses={
+        200: {
+            "description": "A page of people (JSON), or the same rows as CSV (format=csv); "
+            "the read is recorded first as event `access_seq`",
+            "content": {
+                "application/json": {
+                    "example": {
+                        "incident_id": "inc-2026-003",
+                        "total": 1,
+                        "items": [PERSON_EXAMPLE],
+                        "next_cursor": None,
+                        "access_seq": 58,
+                    }
+                },
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
+async def affected(
+    request: Request,
+    incident_id: Annotated[QueryText, Path(min_length=1, max_length=128)],
+    ledger: LedgerDep,
+    queries: QueriesDep,
+    client: Identifier,
+    purpose: Annotated[
+        QueryText,
+        Query(
+            min_length=1,
+            max_length=500,
+            description="Why the people are opened (recorded with the read; name nobody)",
+        ),
+    ],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=36, description="next_cursor of the page before")
+    ] = None,
+    format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
+) -> Response:
+    if cursor is not None and not _PSEUDONYM.fullmatch(cursor):
+        detail = "the cursor is not one this API gave"
+        raise ProblemError(
+            400,
+            "Bad cursor",
+            detail,
+            errors=[{"field": "query.cursor", "rule": "cursor_invalid", "detail": detail}],
+        )
+    if not purpose.strip():
+        detail = "say why the people are opened: purpose must not be blank"
+        raise ProblemError(
+            422,
+            "Invalid parameter",
+            detail,
+            errors=[{"field": "query.purpose", "rule": "required", "detail": detail}],
+        )
+
+    def answer() -> tuple[AffectedPage, int] | None:
+        page = queries.affected_people(incident_id, cursor, limit)
+        if page is None:
+            return None
+        receipt = ledger.record_access(
+            AccessRecord(
+                client=client.name,
+                action=AccessAction.INCIDENT_AFFECTED,
+                scope="incidents:identify",
+                purpose=purpose,
+                subjects=page.opened,
+                details={"incident_id": incident_id, **({"after": cursor} if cursor else {})},
+            )
+        )
+        return page, receipt.seq
+
+    found = await run_in_threadpool(answer)
+    if found is None:
+        raise ProblemError(404, "No such incident", f"no incident {incident_id} was opened")
+    page, access_seq = found
+    items = [person.as_dict() for person in page.people]
+    headers = {"X-Access-Seq": str(access_seq)}
+    if page.next_after is not None:
+        query = {**request.query_params, "cursor": page.next_after}
+        headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
+    if format == "csv" or "text/csv" in request.headers.get("accept", ""):
+        return Response(_csv(items), media_type="text/csv", headers=headers)
+    body: dict[str, Any] = {
+        "incident_id": incident_id,
+        "total": page.total,
+        "items": items,
+        "next_cursor": page.next_after,
+        "access_seq": access_seq,
+    }
+    return JSONResponse(body, headers=headers)
+
+
+def _csv(items: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for item in items:
+        writer.writerow(csv_row(item[c] for c in COLUMNS))
+    return out.getvalue()
