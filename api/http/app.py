@@ -26,7 +26,7 @@ from fastapi import FastAPI
 from api import logs
 from api.bootstrap import build
 from api.bootstrap import open_client_database as open_client_database  # also from here
-from api.http import problems
+from api.http import openapi_docs, problems
 from api.http.limits import LimitsMiddleware, RequestLimits
 from api.http.metrics import Metrics
 from api.http.routes import consent, events, log, registers, subjects
@@ -156,6 +156,8 @@ def create_app(
         version="0.1.0",
         summary="A signed, append-only audit and consent ledger.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc from the package's own files (api/http/openapi_docs.py)
+        redoc_url=None,
     )
     problems.install(app)
     app.include_router(receipt_routes.router)  # GET /v1/consent/receipts/{seq}
@@ -163,6 +165,7 @@ def create_app(
     app.router.routes.extend(events.LEAN_ROUTES)
     for router in (events.router, consent.router, subjects.router, registers.router, log.router):
         app.include_router(router)
+    openapi_docs.install(app)
     limits = RequestLimits(
         max_body_bytes=serving.max_body_bytes,
         max_json_depth=serving.max_json_depth,
