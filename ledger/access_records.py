@@ -13,12 +13,13 @@ them finds the read in their own history and bundle, and nobody else learns who 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.errors import FieldProblem, ValidationError
 from ledger.events import MAX_COUNT, MAX_SUBJECTS_PER_EVENT, check_one_line
+from ledger.receipts import DecodedEvent
 from ledger.verifier.mentions import is_pseudonym
 
 ACCESS_TYPE = "personal_data.accessed"
@@ -41,6 +42,8 @@ class AccessAction:
     CONSENT_RECEIPT = "consent_receipt"
     OPERATOR_SHOW = "operator_show"
     """An event opened on the command line by someone holding the ledger's keys."""
+    OPERATOR_TAIL = "operator_tail"
+    """A page of events printed by ``consent-ledger tail``."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,27 @@ class AccessRecord:
     subjects: Sequence[str] = ()
     count: int | None = None
     details: Mapping[str, str | int] = field(default_factory=dict)
+
+    @classmethod
+    def of_events(
+        cls,
+        events: Iterable[DecodedEvent],
+        *,
+        client: str,
+        action: str,
+        scope: str,
+        purpose: str | None = None,
+        details: Mapping[str, str | int] | None = None,
+    ) -> AccessRecord | None:
+        """The record of showing ``events`` with their personal data opened: every subject
+        whose data they show (:meth:`DecodedEvent.opened_subjects`), counted, and named when
+        they are at most :data:`~ledger.events.MAX_SUBJECTS_PER_EVENT`; None when they show
+        nobody's (nothing to record)."""
+        opened = list(dict.fromkeys(p for e in events for p in e.opened_subjects()))
+        if not opened:
+            return None
+        named = opened if len(opened) <= MAX_SUBJECTS_PER_EVENT else []
+        return cls(client, action, scope, purpose, named, len(opened), dict(details or {}))
 
     def problems(self) -> list[FieldProblem]:
         """What is wrong with the record (empty when it may be appended)."""

@@ -11,11 +11,13 @@ takes plain values and returns plain results; none knows HTTP or the command lin
 from __future__ import annotations
 
 import base64
+import getpass
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ledger.access_records import AccessRecord
 from ledger.application import LedgerApplication
 from ledger.config import Settings, generate_keys, load_keyring
 from ledger.errors import LedgerError
@@ -33,6 +35,7 @@ from ledger.export_jobs import (
 )
 from ledger.integrity import LogReport, check_log
 from ledger.mapper import format_time
+from ledger.receipts import DecodedEvent, Receipt
 from ledger.signing import write_private_file
 from ledger.subject_keys import KEY_BYTES, MASTER_KEY_ENV, new_master_key_text
 from ledger.verifier.note import format_verifier_key
@@ -160,6 +163,17 @@ class LedgerOperations:
             policy=policy,
         )
 
+    def record_operator_read(
+        self, action: str, events: Sequence[DecodedEvent], details: Mapping[str, str | int]
+    ) -> Receipt | None:
+        """Record that an operator opened ``events``' personal data on the command line
+        (``personal_data.accessed``, client ``cli:<user>``), before they are shown; None when
+        they show nobody's."""
+        record = AccessRecord.of_events(
+            events, client=f"cli:{_user()}", action=action, scope="operator", details=details
+        )
+        return None if record is None else self.app.record_access(record)
+
     def subject_pseudonym(self, subject_ref: str) -> str:
         """The pseudonym of a reference's current lifecycle (a stand-in for an unknown or
         erased one, which names nothing)."""
@@ -208,3 +222,11 @@ def rotate_master_key(
         raise
     staged.replace(target)
     return count, target
+
+
+def _user() -> str:
+    """The operating-system user running the command (for the record of a read)."""
+    try:
+        return getpass.getuser()[:100] or "unknown"
+    except (OSError, KeyError):
+        return "unknown"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +11,10 @@ import orjson
 
 from ledger.errors import LedgerError
 from ledger.recorder import LogRecord, RecordedClaim
+from ledger.sealing import ERASED as ERASED_TEXT
 from ledger.verifier.entry import entry_hash
+from ledger.verifier.mentions import WITHHELD
+from ledger.verifier.scopes import SUBJECT_LISTS
 
 LEGACY_CLAIM_REACH = 2
 """How far before a claim's event the fact it names may be: claims stored before 2026-12 for a
@@ -115,6 +118,24 @@ class DecodedEvent:
     emitter: dict[str, Any] | None = None
     """The emitting service's signature of the request that carried the event, if it signs."""
 
+    def opened_subjects(self) -> list[str]:
+        """The pseudonyms whose personal data this event shows opened: the subject whose
+        reference it shows, and each item of a list of subjects whose ``ref`` it shows (not
+        ``[erased]``, not withheld). Showing them is a read to record (invariant 11)."""
+        data = self.data
+        opened: list[str] = []
+        if isinstance(data.get("subject"), str) and _shown(data.get("subject_ref")):
+            opened.append(data["subject"])
+        for name in SUBJECT_LISTS:
+            for item in data.get(name) or ():
+                if (
+                    isinstance(item, Mapping)
+                    and isinstance(item.get("subject"), str)
+                    and _shown(item.get("ref"))
+                ):
+                    opened.append(item["subject"])
+        return list(dict.fromkeys(opened))
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "seq": self.seq,
@@ -132,3 +153,8 @@ class DecodedEvent:
             "key_id": self.key_id,
             "emitter": self.emitter,
         }
+
+
+def _shown(value: object) -> bool:
+    """A personal-data value shown opened: text that is neither ``[erased]`` nor withheld."""
+    return isinstance(value, str) and value not in (ERASED_TEXT, WITHHELD)

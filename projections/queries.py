@@ -378,10 +378,15 @@ class Queries(LogQueries):
     # -- a subject's history -----------------------------------------------------------------
 
     def history(self, subject_ref: str) -> dict[str, Any]:
-        """The subject's events: as a subject's export bundle holds them (its own events, its
-        disclosures, its requests, and every event of each incident that concerns it: named by
-        an assessment, or selected by an assessment's rule, as the incident register says),
-        in log order, every other subject sealed."""
+        """The subject's history as the API answers it (:meth:`history_events`)."""
+        pseudonym, events = self.history_events(subject_ref)
+        return {"subject": pseudonym, "events": [event.as_dict() for event in events]}
+
+    def history_events(self, subject_ref: str) -> tuple[str, list[DecodedEvent]]:
+        """The subject's pseudonym and events: as a subject's export bundle holds them (its
+        own events, its disclosures, its requests, and every event of each incident that
+        concerns it: named by an assessment, or selected by an assessment's rule, as the
+        incident register says), in log order, every other subject sealed."""
         pseudonym = self.pseudonym(subject_ref)
         models = self._models
         now = datetime.now(UTC)
@@ -397,5 +402,4 @@ class Queries(LogQueries):
                 pseudonym, ((row.recipient_id, row.occurred_at) for row in rows), now
             )
         ]
-        events = self.subject_events(pseudonym, [row.seq for row in rows], streams)
-        return {"subject": pseudonym, "events": [event.as_dict() for event in events]}
+        return pseudonym, self.subject_events(pseudonym, [row.seq for row in rows], streams)

@@ -29,6 +29,7 @@ from api.cli.retention import COMMANDS as RETENTION_COMMANDS
 from api.cli.server import COMMANDS as SERVER_COMMANDS
 from api.cli.subjects import COMMANDS as SUBJECT_COMMANDS
 from api.schedule import run_every
+from ledger.application import AccessAction
 from ledger.errors import IdempotencyConflictError, LedgerError, ValidationError
 from ledger.operations import generate_keys
 
@@ -297,6 +298,8 @@ def show(ctx: click.Context, seq: int) -> None:
     wiring = _open(ctx)
     try:
         event = wiring.log_queries().event(seq)
+        # Opening someone's data is on the record, before it is shown (invariant 11).
+        wiring.operations().record_operator_read(AccessAction.OPERATOR_SHOW, [event], {"seq": seq})
     finally:
         wiring.close()
     click.echo(orjson.dumps(event.as_dict(), option=orjson.OPT_INDENT_2).decode())
@@ -319,9 +322,16 @@ def tail(ctx: click.Context, count: int, follow: bool, interval: float) -> None:
     wiring = _open(ctx)
     try:
         log = wiring.log_queries()
+        operations = wiring.operations()
         start = max(1, log.head() - count + 1)
         while True:
-            for seq, event in log.events_from(start, 1000):
+            page = log.events_from(start, 1000)
+            if page:  # on the record before it is shown (invariant 11)
+                details = {"from_seq": page[0][0], "to_seq": page[-1][0]}
+                operations.record_operator_read(
+                    AccessAction.OPERATOR_TAIL, [e for _, e in page], details
+                )
+            for seq, event in page:
                 click.echo(orjson.dumps(event.as_dict()).decode())
                 start = seq + 1
             if not follow:

@@ -186,7 +186,10 @@ def article_33_3(
         "affected_subject_count": affected_count,
     }
     known = {
-        "nature": bool(categories) and (count is not None or affected_count > 0),
+        # The numbers: estimated, named, or defined by a rule (the ledger counts its
+        # subjects; every bundle that shows the incident holds its rule, not always them).
+        "nature": bool(categories)
+        and (count is not None or affected_count > 0 or fields.get("affected_rule") is not None),
         "dpo_contact": fields.get("dpo_contact") is not None,
         "likely_consequences": fields.get("likely_consequences") is not None,
         "measures": fields.get("measures") is not None,

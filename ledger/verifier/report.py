@@ -732,14 +732,18 @@ def _consent_status_rows(
 
 
 def _affected_count(
-    named: Sequence[str], by_rule: set[str] | None, scope: _Scope
+    named: Sequence[str], rule: Mapping[str, Any] | None, by_rule: set[str] | None, scope: _Scope
 ) -> tuple[int, int | None]:
     """The subjects an incident affects, named or selected by its rule, each once: the count
-    GDPR 33(3) is judged on, and the count the report shows. A subject's report shows none:
-    its bundle holds only their own disclosures, and the others an assessment names are
-    withheld, so it cannot count them (the incident's own bundle can)."""
+    GDPR 33(3) is judged on, and the count the report shows, which is None where the bundle
+    cannot count them all: a subject's bundle withholds the others named and holds only their
+    own disclosures; a recipient's bundle holds no disclosure to another recipient that the
+    rule names. The incident's own bundle (and the whole log's) always can."""
     union = set(named) | (by_rule or set())
-    return len(union), (None if scope.kind == "subject" else len(union))
+    complete = scope.kind in ("incident", "all") or (
+        scope.kind == "recipient" and (rule is None or rule["recipient_id"] == scope.recipient_id)
+    )
+    return len(union), (len(union) if complete else None)
 
 
 def _incident_row(
@@ -766,7 +770,7 @@ def _incident_row(
         status = "overdue"
     else:
         status = "pending"
-    judged, shown = _affected_count(f.affected, by_rule, scope)
+    judged, shown = _affected_count(f.affected, f.affected_rule, by_rule, scope)
     article = incident_rules.article_33_3(f.fields(), judged, late)
     return {
         "incident_id": f.incident_id,
@@ -1260,7 +1264,7 @@ def _write_incidents(
             ("Subjects still to notify (GDPR 34)", row["subjects_notification_due"]),
             (
                 "Affected subjects (named, or selected by the rule)",
-                "not counted in one subject's report"
+                "not counted in this scope (the incident's own bundle counts them)"
                 if row["affected_subject_count"] is None
                 else row["affected_subject_count"],
             ),

@@ -123,6 +123,12 @@ class Desk:
             )
         return view.find(limit=100_000)
 
+    def subjects_by_rule(self, record: IncidentRecord) -> list[str]:
+        """The subjects the incident's rule selects, as the register's answer gives them."""
+        if record.affected_rule is None:
+            return []
+        return self.models.incidents.subjects_by_rule(record.affected_rule, self.models.disclosures)
+
     def incidents(self, scope: dict[str, Any], as_of: str) -> list[IncidentRecord]:
         records = self.models.incidents.list(parse_utc(as_of))
         kind = scope["kind"]
@@ -209,8 +215,11 @@ class Desk:
             assert not (bundle / "incidents.csv").exists()
         else:
             got_incidents = [{k: r[k] for k in COMPARED_INCIDENT} for r in incidents]
-            want_incidents = [incident_row(r) for r in self.incidents(scope, as_of)]
-            assert got_incidents == want_incidents, name
+            want_incidents = [
+                incident_row(r, scope, self.subjects_by_rule(r))
+                for r in self.incidents(scope, as_of)
+            ]
+            assert got_incidents == want_incidents, (name, got_incidents, want_incidents)
             page = (bundle / "report.html").read_text(encoding="utf-8")
             assert f"): {len(incidents)}; authority deadline missed: " in page
 
@@ -283,9 +292,18 @@ COMPARED_REQUEST = (
 )
 
 
-def incident_row(record: IncidentRecord) -> dict[str, str]:
-    """What the report's incidents.csv should say of an incident of the register."""
-    plain = record.as_dict()
+def incident_row(
+    record: IncidentRecord, scope: dict[str, Any], by_rule: list[str]
+) -> dict[str, str]:
+    """What the report's incidents.csv should say of an incident of the register: the subjects
+    it affects counted as the register counts them, named or selected by its rule; none where
+    the bundle cannot count them (a subject's; a recipient's, when the rule names another)."""
+    rule = record.affected_rule
+    counted = scope["kind"] in ("incident", "all") or (
+        scope["kind"] == "recipient"
+        and (rule is None or rule["recipient_id"] == scope["recipient_id"])
+    )
+    plain = record.with_rule_selected(by_rule).as_dict()
     if record.authority_notified_at is not None:
         status = "missed" if record.authority_notified_late else "met"
     elif record.risk == "unlikely":
@@ -296,7 +314,7 @@ def incident_row(record: IncidentRecord) -> dict[str, str]:
         status = "pending"
     row = {
         **{k: plain[k] for k in COMPARED_INCIDENT if k in plain},
-        "affected_subject_count": len(record.affected_subjects),
+        "affected_subject_count": record.affected_count(by_rule) if counted else None,
         "authority_deadline_status": status,
         "article_33_3_missing": plain["article_33_3"]["missing"],
     }

@@ -41,8 +41,19 @@ def test_import_then_verify_then_show(
     assert verified.exit_code == 0 and "ok: 11 events" in verified.output
     shown = orjson.loads(run(settings, "show", "3").output)
     assert shown["event_id"] == items[1]["event_id"] and shown["data"]["contact"] == "a@example.org"
+    # Opening event 3's personal data was recorded first, as event 12.
     tail = [orjson.loads(line) for line in run(settings, "tail", "-n", "3").output.splitlines()]
-    assert [event["seq"] for event in tail] == [9, 10, 11]
+    assert [event["seq"] for event in tail] == [10, 11, 12]
+    read = tail[-1]
+    assert read["type"] == "personal_data.accessed"
+    assert read["data"]["action"] == "operator_show" and read["data"]["scope"] == "operator"
+    assert read["data"]["client"].startswith("cli:") and read["data"]["details"] == {"seq": 3}
+    assert read["data"]["opened_subjects"] == [shown["data"]["subject"]]
+    # tail printed events 10 and 11 with personal data opened: that page is recorded too.
+    last = orjson.loads(run(settings, "show", "13").output)
+    assert last["type"] == "personal_data.accessed"
+    assert last["data"]["action"] == "operator_tail"
+    assert last["data"]["details"] == {"from_seq": 10, "to_seq": 12}
 
 
 def test_import_stops_at_a_bad_line_and_says_what_is_stored(

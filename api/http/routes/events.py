@@ -19,16 +19,24 @@ from concurrent.futures import Executor
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.http.deps import HistoryReader, QueriesDep, SingleValues, authorise, check_single_values
+from api.http.deps import (
+    HistoryReader,
+    LedgerDep,
+    QueriesDep,
+    QueryText,
+    SingleValues,
+    authorise,
+    check_single_values,
+)
 from api.http.examples import EVENT, example
 from api.http.problems import WRITES, ProblemError
 from api.http.signatures import HEADER, check_request_signature
 from api.token_store import Scope
-from ledger.application import LedgerApplication
+from ledger.application import AccessAction, AccessRecord, LedgerApplication
 
 router = APIRouter(
     prefix="/v1/events", tags=["events"], responses=WRITES, dependencies=[SingleValues]
@@ -164,6 +172,23 @@ LEAN_ROUTES = [Route("/v1/events", append, methods=["POST"], include_in_schema=F
 def get_event(
     seq: Annotated[int, Path(ge=1, le=MAX_SEQ, description="The event's sequence number")],
     queries: QueriesDep,
-    _: HistoryReader,
+    ledger: LedgerDep,
+    client: HistoryReader,
+    purpose: Annotated[
+        QueryText | None,
+        Query(min_length=1, max_length=500, description="Why (recorded with the read)"),
+    ] = None,
 ) -> dict[str, Any]:
-    return queries.event(seq).as_dict()
+    event = queries.event(seq)
+    # Showing someone's personal data is on the record before it is shown (invariant 11).
+    record = AccessRecord.of_events(
+        [event],
+        client=client.name,
+        action=AccessAction.EVENT,
+        scope=Scope.READ_HISTORY.value,
+        purpose=purpose,
+        details={"seq": seq},
+    )
+    if record is not None:
+        ledger.record_access(record)
+    return event.as_dict()

@@ -1,5 +1,7 @@
-"""A responder lists the people an incident affects, opened to notify them; every look is on
-the record (``GET /v1/incidents/{id}/affected``, invariant 11), on both backends."""
+"""Every read that opens a person's data is on the record before it is answered (invariant
+11), on both backends: a responder's list of the people an incident affects
+(``GET /v1/incidents/{id}/affected``), one event (``GET /v1/events/{seq}``) and a subject's
+history (``GET /v1/subjects/history``)."""
 
 from __future__ import annotations
 
@@ -65,6 +67,7 @@ def desk(settings: Settings) -> Iterator[Desk]:
         "responder": cli.add("responder", [Scope.IDENTIFY_SUBJECTS])[1],
         "manager": cli.add("manager", [Scope.MANAGE_INCIDENTS])[1],
         "admin": cli.add("root", [Scope.ADMIN])[1],
+        "historian": cli.add("historian", [Scope.READ_HISTORY])[1],
     }
     app = create_app(settings, server=ServerSettings(projections=False, signer=False))
     http = InProcess(app)
@@ -228,3 +231,36 @@ def test_a_page_after_the_last_is_empty_and_still_recorded(desk: Desk) -> None:
     assert response.status_code == 200 and response.json()["items"] == []
     (read,) = desk.reads()
     assert read["count"] == 0 and "opened_subjects" not in read
+
+
+def test_an_event_is_recorded_when_it_shows_someones_data(desk: Desk) -> None:
+    events = [desk.ledger.decode(r) for r in desk.ledger.iter_records()]
+    consent = next(e for e in events if e.data.get("subject_ref") == desk.people["alice"])
+    policy = next(e for e in events if e.type == "policy.version_published")
+    head = desk.ledger.head()
+    shown = desk.get(f"/v1/events/{policy.seq}", "historian")
+    assert shown.status_code == 200 and desk.ledger.head() == head  # nobody's data: no record
+    shown = desk.get(f"/v1/events/{consent.seq}", "historian", purpose="audit of consent")
+    assert shown.status_code == 200 and shown.json()["data"]["subject_ref"] == desk.people["alice"]
+    (read,) = desk.reads()
+    assert read["seq"] == head + 1
+    assert (read["client"], read["action"], read["scope"]) == ("historian", "event", "history:read")
+    assert read["purpose"] == "audit of consent" and read["details"] == {"seq": consent.seq}
+    assert read["opened_subjects"] == [desk.pseudonym("alice")]
+    # Showing the record itself opens nobody's data (its subjects are pseudonyms).
+    desk.get(f"/v1/events/{read['seq']}", "historian")
+    assert len(desk.reads()) == 1
+
+
+def test_a_history_is_recorded_once_and_an_unknown_one_not_at_all(desk: Desk) -> None:
+    head = desk.ledger.head()
+    answer = desk.get("/v1/subjects/history", "historian", subject=desk.people["alice"])
+    assert answer.status_code == 200 and len(answer.json()["events"]) >= 2
+    (read,) = desk.reads()
+    assert read["seq"] == head + 1 and read["action"] == "subject_history"
+    assert read["count"] == 1 and read["opened_subjects"] == [desk.pseudonym("alice")]
+    assert "purpose" not in read
+    for nobody in ("user-never-seen", desk.people["bea"]):  # unknown, erased
+        answer = desk.get("/v1/subjects/history", "historian", subject=nobody)
+        assert answer.status_code == 200 and answer.json()["events"] == []
+    assert len(desk.reads()) == 1
