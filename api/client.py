@@ -22,10 +22,12 @@ Ed25519 seed of a key registered with ``consent-ledger clients set-key``) every 
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn
 
@@ -33,6 +35,7 @@ import httpx
 import orjson
 from nacl.signing import SigningKey
 
+from ledger.verifier.bundle import MANIFEST, BundleError, BundleFiles
 from ledger.verifier.checkpoint import open_checkpoint
 from ledger.verifier.entry import entry_hash, key_id_for, signature_is_valid
 from ledger.verifier.merkle import leaf_hash, verify_inclusion
@@ -338,6 +341,59 @@ class LedgerClient:
         selects them by a rule)."""
         body: dict[str, Any] = self._call("GET", f"/v1/incidents/{incident_id}").json()
         return body
+
+    def start_export(
+        self,
+        scope: Mapping[str, Any],
+        purpose: str,
+        *,
+        answers_request: str | None = None,
+    ) -> dict[str, Any]:
+        """Start a bundle of ``scope`` (``{"kind": "subject", "subject_ref": ...}``,
+        ``recipient``/``recipient_id``, ``incident``/``incident_id``, ``period`` with ``from``
+        and ``to``, or ``all``; scope ``exports:create``) made for ``purpose``; the job (its
+        ``id`` for :meth:`export_status`). Not resent on failure: each call is a new job."""
+        payload: dict[str, Any] = {"scope": dict(scope), "purpose": purpose}
+        if answers_request is not None:
+            payload["answers_request"] = answers_request
+        body: dict[str, Any] = self._call("POST", "/v1/exports", json=payload).json()
+        return body
+
+    def export_status(self, job_id: str) -> dict[str, Any]:
+        """An export job: ``state`` (queued, running, done, failed, expired), ``progress``,
+        and once done its ``manifest_sha256``, ``bytes`` and ``expires_at``."""
+        body: dict[str, Any] = self._call("GET", f"/v1/exports/{job_id}").json()
+        return body
+
+    def download_export(self, job_id: str, path: Path) -> str:
+        """Stream a done export's bundle to ``path`` (a new file; written beside it and moved
+        into place once whole); the SHA-256 of its ``manifest.json``, checked against the
+        digest the ledger recorded (the ``ETag``). Verify it with ``python -m ledger.verifier
+        PATH --key KEY``."""
+        if path.exists():
+            raise FileExistsError(f"{path} exists already; choose a new path")
+        partial = path.with_name(path.name + ".partial")
+        with self._http.stream("GET", f"/v1/exports/{job_id}/bundle") as response:
+            if response.status_code >= 400:
+                response.read()
+                self._raise(response)
+            expected = response.headers.get("etag", "").strip('"')
+            with partial.open("wb") as out:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+        try:
+            with BundleFiles(partial).open(MANIFEST) as manifest:
+                digest = hashlib.sha256(manifest.read()).hexdigest()
+        except BundleError:
+            partial.unlink()
+            raise
+        if digest != expected:
+            partial.unlink()
+            raise BundleError(
+                MANIFEST, f"the download's manifest is {digest}, the ledger recorded {expected}"
+            )
+        partial.replace(path)
+        return digest
 
     def health(self) -> bool:
         """Whether the API answers (``/healthz``)."""

@@ -51,6 +51,10 @@ class ServerSettings:
     """Seconds an idle kept-alive connection stays open."""
     append_threads: int = 64
     """Threads that run appends (``POST /v1/events``), each waiting for its commit."""
+    export_ttl_hours: int = 24
+    """Hours a finished export's bundle is kept before it is deleted."""
+    export_queue_per_client: int = 10
+    """Exports a client may have queued or running at once; past it, 429."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
@@ -257,6 +261,26 @@ SERVER_SETTINGS = SettingGroup(
             "`CONSENT_LEDGER_MAX_INFLIGHT_APPENDS` it buys nothing",
             low=1,
             high=1024,
+        ),
+        Setting(
+            "EXPORT_TTL_HOURS",
+            "export_ttl_hours",
+            "integer",
+            24,
+            "hours a finished export's bundle (`<data dir>/exports/<job id>.zip`) is kept; "
+            "then it is deleted and the job reads `expired` (1..8784)",
+            low=1,
+            high=24 * 366,
+        ),
+        Setting(
+            "EXPORT_QUEUE_PER_CLIENT",
+            "export_queue_per_client",
+            "integer",
+            10,
+            "exports a client may have queued or running at once; past it, `POST /v1/exports` "
+            "is `429` with `Retry-After` (1..1000)",
+            low=1,
+            high=1000,
         ),
     ),
 )

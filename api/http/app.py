@@ -18,23 +18,26 @@ import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 
 from api import logs
-from api.bootstrap import build
+from api.bootstrap import Configuration, build
 from api.bootstrap import open_client_database as open_client_database  # also from here
 from api.http import openapi_docs, problems
 from api.http.limits import LimitsMiddleware, RequestLimits
 from api.http.metrics import Metrics
 from api.http.routes import consent, events, log, registers, subjects
+from api.http.routes import exports as export_routes
 from api.http.routes import receipts as receipt_routes
 from api.schedule import run_every
 from api.settings import ServerSettings as ServerSettings  # also imported from here
 from api.token_store import AdminTokenError, TokenStore
 from ledger.config import Settings, SettingsError
+from ledger.operations import ExportPolicy
 from projections.operations import PoisonEventError, ReadModelOperations
 from projections.read_models import ReadModelSettings
 
@@ -108,7 +111,18 @@ def create_app(
         if serving.admin_token_file is not None:
             ensure_admin_client(app.state.clients, read_admin_token(serving.admin_token_file))
         stop = threading.Event()
-        workers = []
+        # Export jobs (POST /v1/exports): a runner thread makes the bundles one at a time.
+        report_settings = Configuration(
+            settings, read_settings or ReadModelSettings.from_env(), serving
+        ).report_settings()
+        policy = ExportPolicy(
+            timedelta(hours=serving.export_ttl_hours), serving.export_queue_per_client
+        )
+        exports = wiring.operations().export_jobs(
+            settings.data_dir / "exports", report_settings, policy
+        )
+        app.state.exports = exports
+        workers = [threading.Thread(target=exports.run, args=(stop,), name="exports", daemon=True)]
         if serving.projections:  # retention runs where the read models run
             hours = serving.retention_interval_hours
             workers.append(
@@ -145,8 +159,10 @@ def create_app(
             # append that was handed to the recorder is committed (close() drains it).
             stop.set()
             operations.wake()
+            exports.wake.set()
             for worker in workers:
                 worker.join(timeout=10)
+            exports.close()
             app.state.append_executor.shutdown(wait=True)
             wiring.close()
             logger.info("API stopped: every accepted append is committed")
@@ -161,6 +177,7 @@ def create_app(
     )
     problems.install(app)
     app.include_router(receipt_routes.router)  # GET /v1/consent/receipts/{seq}
+    app.include_router(export_routes.router)  # /v1/exports
     # The lean append route first: it serves POST /v1/events, which events.router describes.
     app.router.routes.extend(events.LEAN_ROUTES)
     for router in (events.router, consent.router, subjects.router, registers.router, log.router):

@@ -1,0 +1,287 @@
+"""Exports over HTTP: ask for a bundle of one scope, watch the job, download the zip.
+
+A bundle takes longer than a request may wait, so ``POST /v1/exports`` queues a job and
+answers ``202`` at once; the API's export runner makes it (ledger/export_jobs.py). Only the
+client that asked (or an admin) sees a job: for anyone else it does not exist (``404``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+from starlette.concurrency import run_in_threadpool
+
+from api.http.deps import Exporter, QueryText, QueryTime, SingleValues
+from api.http.problems import PROBLEM, ProblemError, documented
+from api.token_store import Client, Scope
+from ledger.events import Identifier
+from ledger.operations import (
+    BundleNotReadyError,
+    ExportError,
+    ExportJob,
+    ExportJobs,
+    JobNotFoundError,
+    JobState,
+    QueueFullError,
+    ScopeNotFoundError,
+    export_scope,
+)
+
+router = APIRouter(
+    prefix="/v1/exports",
+    tags=["exports"],
+    responses=documented(400, 401, 403, 404, 422, 500, 503),
+    dependencies=[SingleValues],
+)
+
+QUEUE_RETRY_AFTER = 60
+"""Seconds a client whose queue is full is asked to wait (a bundle takes about that)."""
+NOT_READY_RETRY_AFTER = 2
+
+
+def _described(status: int, description: str) -> dict[int | str, dict[str, Any]]:
+    """An OpenAPI response of a problem document for a status the common ones lack."""
+    schema = documented(404)[404]["content"][PROBLEM]["schema"]
+    return {status: {"description": description, "content": {PROBLEM: {"schema": schema}}}}
+
+
+JobId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")]
+"""A job's id (a UUID, lower-case): anything else cannot name one."""
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("the purpose must say something")
+    return value
+
+
+Purpose = Annotated[
+    QueryText, StringConstraints(min_length=1, max_length=500), AfterValidator(_not_blank)
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SubjectScope(_Body):
+    kind: Literal["subject"]
+    subject_ref: Annotated[QueryText, StringConstraints(min_length=1, max_length=256)]
+    """The person's reference, as the services send it (never stored with the job)."""
+
+
+class RecipientScope(_Body):
+    kind: Literal["recipient"]
+    recipient_id: Identifier
+
+
+class IncidentScope(_Body):
+    kind: Literal["incident"]
+    incident_id: Identifier
+
+
+class PeriodScope(_Body):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    kind: Literal["period"]
+    start: QueryTime = Field(alias="from")
+    end: QueryTime = Field(alias="to")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PeriodScope:
+        if self.end <= self.start:
+            raise ValueError("the period ends (to) at or before it starts (from)")
+        return self
+
+
+class WholeLog(_Body):
+    kind: Literal["all"]
+
+
+AnyScope = Annotated[
+    SubjectScope | RecipientScope | IncidentScope | PeriodScope | WholeLog,
+    Field(discriminator="kind"),
+]
+
+
+class ExportRequest(_Body):
+    scope: AnyScope
+    purpose: Purpose
+    """Why the bundle is made, in one line: it goes into the access record."""
+    answers_request: Identifier | None = None
+    """An access request this subject's bundle answers (see docs/api.md, Exports)."""
+
+
+async def _exports(request: Request) -> ExportJobs:
+    jobs: ExportJobs | None = getattr(request.app.state, "exports", None)
+    if jobs is None:
+        raise ProblemError(503, "Exports unavailable", "this server runs no export jobs")
+    return jobs
+
+
+def _problem(
+    status: int, title: str, detail: str, rule: str, field: str, **extra: Any
+) -> ProblemError:
+    return ProblemError(
+        status,
+        title,
+        detail,
+        rule=rule,
+        errors=[{"field": field, "rule": rule, "detail": detail}],
+        **extra,
+    )
+
+
+def view(job: ExportJob) -> dict[str, Any]:
+    """A job as the API shows it."""
+    link = f"/v1/exports/{job.job_id}"
+    shown: dict[str, Any] = {
+        "id": job.job_id,
+        "state": job.state,
+        "scope": job.scope,
+        "purpose": job.purpose,
+        "answers_request": job.answers_request,
+        "progress": {"phase": job.phase, "done": job.done, "total": job.total},
+        "attempts": job.attempts,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "expires_at": job.expires_at,
+        "manifest_sha256": job.manifest_sha256,
+        "bytes": job.bytes,
+        "checkpoint_size": job.checkpoint_size,
+        "entries": job.entries,
+        "failure": job.failure,
+        "links": {"self": link},
+    }
+    if job.state == JobState.DONE:
+        shown["links"]["bundle"] = f"{link}/bundle"
+        if job.answers_request is not None:
+            # What the service sends in the request.fulfilled that answers the request.
+            shown["cite"] = {
+                "request_id": job.answers_request,
+                "bundle_manifest_sha256": job.manifest_sha256,
+            }
+    return shown
+
+
+def _is_admin(client: Client) -> bool:
+    return Scope.ADMIN in client.scopes
+
+
+@router.post(
+    "",
+    status_code=202,
+    summary="Start an export job: a verifiable bundle of one scope",
+    responses=_described(429, "The client has its quota of exports queued or running"),
+)
+async def start_export(request: Request, client: Exporter, body: ExportRequest) -> JSONResponse:
+    jobs = await _exports(request)
+    chosen = body.scope
+    if body.answers_request is not None and not isinstance(chosen, SubjectScope):
+        raise _problem(
+            422,
+            "Invalid export",
+            "only a subject's bundle answers an access request",
+            "answers_request_needs_subject",
+            "body.answers_request",
+        )
+
+    def start() -> ExportJob:
+        if isinstance(chosen, SubjectScope):
+            scope = export_scope(subject_pseudonym=jobs.pseudonym(chosen.subject_ref))
+        elif isinstance(chosen, RecipientScope):
+            scope = export_scope(recipient=chosen.recipient_id)
+        elif isinstance(chosen, IncidentScope):
+            scope = export_scope(incident=chosen.incident_id)
+        elif isinstance(chosen, PeriodScope):
+            scope = export_scope(period=(chosen.start, chosen.end))
+        else:
+            scope = export_scope()
+        return jobs.start(client.client_id, client.name, scope, body.purpose, body.answers_request)
+
+    try:
+        job = await run_in_threadpool(start)
+    except ScopeNotFoundError as exc:
+        raise _problem(
+            404, "Nothing to export", str(exc), "scope_not_found", "body.scope"
+        ) from None
+    except QueueFullError as exc:
+        raise _problem(
+            429,
+            "Too many exports",
+            str(exc),
+            "export_queue_full",
+            "body",
+            retry_after=QUEUE_RETRY_AFTER,
+            limit=exc.limit,
+        ) from None
+    except ExportError as exc:
+        raise _problem(422, "Invalid export", str(exc), "invalid_scope", "body.scope") from None
+    location = f"/v1/exports/{job.job_id}"
+    return JSONResponse(view(job), status_code=202, headers={"Location": location})
+
+
+def _not_found(exc: JobNotFoundError) -> ProblemError:
+    return _problem(404, "No such export", str(exc), "export_not_found", "path.job_id")
+
+
+@router.get("/{job_id}", summary="An export job: its state, progress, digest and expiry")
+async def export_status(request: Request, client: Exporter, job_id: JobId) -> dict[str, Any]:
+    jobs = await _exports(request)
+    try:
+        job = await run_in_threadpool(jobs.get, job_id, client.client_id, admin=_is_admin(client))
+    except JobNotFoundError as exc:
+        raise _not_found(exc) from None
+    return view(job)
+
+
+@router.get(
+    "/{job_id}/bundle",
+    summary="Download an export's bundle (a zip; Range requests served)",
+    response_class=FileResponse,
+    responses={
+        200: {"description": "The bundle", "content": {"application/zip": {}}},
+        206: {"description": "The range asked for", "content": {"application/zip": {}}},
+        **documented(409),
+        **_described(410, "The bundle expired and was deleted"),
+    },
+)
+async def export_bundle(request: Request, client: Exporter, job_id: JobId) -> FileResponse:
+    jobs = await _exports(request)
+    try:
+        job, path = await run_in_threadpool(
+            jobs.bundle, job_id, client.client_id, admin=_is_admin(client)
+        )
+    except JobNotFoundError as exc:
+        raise _not_found(exc) from None
+    except BundleNotReadyError as exc:
+        if exc.state == JobState.EXPIRED:
+            raise _problem(
+                410, "Bundle expired", str(exc), "bundle_expired", "path.job_id"
+            ) from None
+        if exc.state == JobState.FAILED:
+            raise _problem(409, "Export failed", str(exc), "export_failed", "path.job_id") from None
+        raise _problem(
+            409,
+            "Bundle not ready",
+            str(exc),
+            "bundle_not_ready",
+            "path.job_id",
+            retry_after=NOT_READY_RETRY_AFTER,
+        ) from None
+    return FileResponse(
+        path,
+        media_type="application/zip",
+        filename=f"consent-ledger-export-{job.job_id}.zip",
+        headers={"ETag": f'"{job.manifest_sha256}"', "Cache-Control": "private, no-store"},
+    )
