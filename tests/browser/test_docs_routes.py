@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import http.client
 import re
+from importlib.resources import files
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.support.browser import DocsServer
 
@@ -61,6 +64,18 @@ def test_the_bearer_scheme_is_on_exactly_the_operations_that_need_a_token(
     assert "security" not in document["paths"]["/healthz"]["get"]
 
 
+def get_as_written(url: str, path: str) -> tuple[int, str | None, bytes]:
+    """``GET path`` sent as written: http.client does not resolve ``..`` as httpx would."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    try:
+        connection.request("GET", path)
+        answer = connection.getresponse()
+        return answer.status, answer.getheader("content-type"), answer.read()
+    finally:
+        connection.close()
+
+
 @pytest.mark.parametrize(
     "path",
     [
@@ -72,15 +87,29 @@ def test_the_bearer_scheme_is_on_exactly_the_operations_that_need_a_token(
     ],
 )
 def test_an_asset_that_is_not_there_is_a_404_problem(docs_server: DocsServer, path: str) -> None:
-    """Sent as written (http.client does not resolve ``..`` as httpx would)."""
-    parts = urlsplit(docs_server.url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
-    try:
-        connection.request("GET", path)
-        answer = connection.getresponse()
-        body = answer.read()
-    finally:
-        connection.close()
-    assert answer.status == 404
-    assert answer.getheader("content-type") == "application/problem+json"
+    status, content_type, body = get_as_written(docs_server.url, path)
+    assert status == 404
+    assert content_type == "application/problem+json"
     assert b"[project]" not in body
+
+
+ASSET_BYTES = {
+    item.name: item.read_bytes()
+    for item in files("fastapi_offline").joinpath("static").iterdir()
+    if item.is_file()
+}
+_ODD = ["..", ".", "%2e%2e", "%2f", "%5c", "%00", "", "static", "docs", "pyproject.toml", "x.js"]
+_SEGMENTS = st.sampled_from([*_ODD, *sorted(ASSET_BYTES)])
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(segments=st.lists(_SEGMENTS, min_size=1, max_size=6))
+def test_any_path_under_the_assets_serves_one_of_them_or_nothing(
+    docs_server: DocsServer, segments: list[str]
+) -> None:
+    """Whatever the path, the answer is one of the packaged files or a 4xx, never a 5xx and
+    never a file from elsewhere."""
+    status, _, body = get_as_written(docs_server.url, "/docs/assets/" + "/".join(segments))
+    assert (status == 200 and body in ASSET_BYTES.values()) or 400 <= status < 500
