@@ -19,8 +19,9 @@ What a reader of a bundle relies on:
 - **Every bundle is on the record** (invariant 11): before a bundle can be downloaded, the
   ledger appends a ``personal_data.accessed`` event naming the client, the purpose, the scope
   and the manifest's digest (:mod:`ledger.access_records`).
-- **Bundles expire**: a done job's file is deleted after the configured time, and the job
-  says ``expired``.
+- **Bundles expire**: a done job's file is deleted after the configured time, or as soon as
+  the runner sees that the subject of a subject's bundle was erased, and the job says
+  ``expired``.
 - **A client sees its own jobs only**; whoever asks for another's is told there is none.
 """
 
@@ -447,7 +448,29 @@ class ExportJobs:
                 "UPDATE export_jobs SET state = ? WHERE job_id = ? AND state = ?",
                 (JobState.EXPIRED, job_id, JobState.DONE),
             )
+        self._forget_erased()
         self._clear_work()
+
+    def _forget_erased(self) -> None:
+        """Delete the kept bundles of subjects erased since (their key is gone): a bundle
+        opens the person's data, and erasure forgets the person. The job reads ``expired``."""
+        kept = [
+            (str(job_id), orjson.loads(scope))
+            for job_id, scope in self.table.execute(
+                "SELECT job_id, scope FROM export_jobs WHERE state = ?", (JobState.DONE,)
+            )
+        ]
+        subjects = {job_id: s["subject"] for job_id, s in kept if s.get("kind") == "subject"}
+        if not subjects:
+            return
+        live = self.app.subject_keys.keys_for(set(subjects.values()), create=False)
+        for job_id, pseudonym in subjects.items():
+            if pseudonym not in live:
+                self.bundle_path(job_id).unlink(missing_ok=True)
+                self.table.execute(
+                    "UPDATE export_jobs SET state = ?, failure = ? WHERE job_id = ? AND state = ?",
+                    (JobState.EXPIRED, "the subject was erased", job_id, JobState.DONE),
+                )
 
     def run_next(self, stop: threading.Event | None = None) -> bool:
         """Take the oldest queued job and make its bundle; whether there was one."""

@@ -47,6 +47,9 @@ OPERATIONS = {
     ("get", "/v1/proofs/inclusion"): "inclusion_proof, check_receipt",
     ("get", "/v1/proofs/consistency"): "consistency_proof",
     ("get", "/v1/entries"): "entries",
+    ("post", "/v1/exports"): "start_export",
+    ("get", "/v1/exports/{job_id}"): "export_status",
+    ("get", "/v1/exports/{job_id}/bundle"): "download_export",
 }
 """Each operation of the OpenAPI document, and the client methods that call it."""
 

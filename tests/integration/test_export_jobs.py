@@ -332,3 +332,27 @@ def test_a_job_reads_back_as_it_was_asked(
     assert again == job
     assert orjson.loads(orjson.dumps(again.scope)) == scopes["period"]
     assert again.scope_text == f"period {scopes['period']['from']}..{scopes['period']['to']}"
+
+
+def test_an_erased_subjects_kept_bundle_is_deleted(
+    ledger: LedgerApplication, open_jobs: Callable[..., ExportJobs]
+) -> None:
+    pol = facts.policy()
+    kept, erased = facts.ref("user"), facts.ref("user")
+    ledger.append([pol, facts.consent(kept, pol["version"]), facts.consent(erased, pol["version"])])
+    jobs = open_jobs()
+    started = {
+        ref: jobs.start(
+            "c-1", "privacy", export_scope(subject_pseudonym=jobs.pseudonym(ref)), PURPOSE
+        )
+        for ref in (kept, erased)
+    }
+    drain(jobs)
+    ledger.erase(subject_ref=erased)
+    jobs.sweep()
+    gone = jobs.get(started[erased].job_id, "c-1")
+    assert gone.state == JobState.EXPIRED and gone.failure == "the subject was erased"
+    assert not jobs.bundle_path(gone.job_id).exists()
+    with pytest.raises(BundleNotReadyError, match="expired"):
+        jobs.bundle(gone.job_id, "c-1")
+    assert jobs.bundle(started[kept].job_id, "c-1")[1].is_file()
