@@ -340,9 +340,19 @@ def _first_difference(held: Any, expected: Any, path: str) -> str | None:
     return None
 
 
+def _canonical_signatures(check: str, note: str) -> None:
+    """Each signature line's base64 is the only encoding of its bytes: base64 leaves padding
+    bits free, and a receipt edited in them must not check out as the same receipt."""
+    _, _, block = note.rpartition("\n\n")
+    for line in block.splitlines():
+        _, _, encoded = line.rpartition(" ")
+        _b64(check, encoded)
+
+
 def _open_checkpoint(note: object, trusted: Sequence[Verifier]) -> Checkpoint:
     if not isinstance(note, str):
         raise ReceiptError("checkpoint", "is not a signed note's text")
+    _canonical_signatures("checkpoint", note)
     problems = []
     for origin in sorted({v.name for v in trusted}):
         try:
@@ -458,6 +468,7 @@ def check_receipt(document: Mapping[str, Any], trusted: Sequence[Verifier]) -> R
     statement = document["statement"]
     if not isinstance(statement, str):
         raise ReceiptError("statement", "is not a signed note's text")
+    _canonical_signatures("statement", statement)
     note = _guarded("statement", lambda: open_note(statement, trusted))
     if note.text != text:
         raise ReceiptError("statement", "the signed text is not this receipt's digest")

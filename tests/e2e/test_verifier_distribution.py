@@ -1,6 +1,7 @@
 """The verifier alone, as a regulator installs it: ``pip install ./verifier`` in a fresh virtual
 environment brings the verifier and PyNaCl, nothing of the server, and verifies a bundle this
-project exported (docs/verification.md, "Verifying a bundle").
+project exported (docs/verification.md, "Verifying a bundle") and a consent receipt fetched over
+HTTP ("Checking a consent receipt").
 
 The install needs PyNaCl from the index (or pip's cache), as a regulator's would.
 """
@@ -20,9 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from api.http.app import ServerSettings, create_app, open_client_database
+from api.token_store import Scope, SqlTokenStore
 from ledger.config import Settings, generate_keys, open_ledger
 from tests import facts
 from tests.support.bundles import export, verifier_keys
+from tests.support.in_process import InProcess
 
 ROOT = Path(__file__).parents[2]
 DISTRIBUTION = ROOT / "verifier"
@@ -36,6 +40,8 @@ class Installed:
     venv: Path
     bundle: Path
     keys: Path
+    receipts: Path
+    """receipt.json and receipt.jsonld, fetched over HTTP, and keys.txt (GET /v1/keys)."""
 
     def run(self, *args: str, program: str = "python") -> subprocess.CompletedProcess[str]:
         """Run a program of the environment from a directory away from the repository, so
@@ -90,6 +96,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
             keys.write_text("\n".join(verifier_keys(app, settings)) + "\n", encoding="utf-8")
         finally:
             app.close()
+        receipts = fetch_receipts(base / "served")
     # The regulator's machine: a new environment, one pip command, binary wheels only.
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=clean_environment())
@@ -102,7 +109,35 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    yield Installed(venv, bundle, keys)
+    yield Installed(venv, bundle, keys, receipts)
+
+
+def fetch_receipts(base: Path) -> Path:
+    """A served ledger's consent receipt, fetched over HTTP in both forms, and its keys."""
+    settings = Settings(data_dir=base / "data")
+    generate_keys(settings)
+    tokens = SqlTokenStore(open_client_database(settings))
+    token = tokens.add("receipt-desk", [Scope.READ_RECEIPTS])[1]
+    tokens.db.close()
+    served = create_app(settings, server=ServerSettings(projections=False, signer=False))
+    http = InProcess(served)
+    try:
+        pol = facts.policy()
+        alice = facts.consent(facts.ref("alice"), pol["version"], contact="alice@example.org")
+        wanted = served.state.ledger.append([pol, alice])[1].seq
+        for name, accept in (("receipt.json", "application/json"), ("receipt.jsonld", None)):
+            headers = {**_bearer(token), "Accept": accept or "application/ld+json"}
+            answer = http.get(f"/v1/consent/receipts/{wanted}", headers=headers)
+            assert answer.status_code == 200, answer.text
+            (base / name).write_bytes(answer.content)
+        (base / "keys.txt").write_text(http.get("/v1/keys").text, encoding="utf-8")
+    finally:
+        http.close()
+    return base
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def test_the_install_brings_the_verifier_and_pynacl_only(installed: Installed) -> None:
@@ -167,6 +202,36 @@ def test_the_installed_verifier_names_a_tampered_bundle(
     )
     assert done.returncode == 1, done.stdout
     assert "FAILED" in done.stderr and "events.tsv" in done.stderr, done.stderr
+
+
+def test_the_installed_verifier_checks_a_receipt_fetched_over_http(installed: Installed) -> None:
+    keys = str(installed.receipts / "keys.txt")
+    for name in ("receipt.json", "receipt.jsonld"):
+        path = str(installed.receipts / name)
+        for done in (
+            installed.run("receipt", path, "--key", keys, program="consent-ledger-verify"),
+            installed.run("-m", "ledger.verifier", "receipt", path, "--key", keys),
+        ):
+            assert done.returncode == 0, done.stderr
+            assert "ok  inclusion proof" in done.stdout and "VERIFIED" in done.stdout, name
+
+
+def test_the_installed_verifier_names_a_receipt_edited_by_one_byte(
+    installed: Installed, tmp_path: Path
+) -> None:
+    raw = (installed.receipts / "receipt.json").read_bytes()
+    at = raw.index(b"alice@example.org")
+    edited = tmp_path / "edited.json"
+    edited.write_bytes(raw[:at] + b"A" + raw[at + 1 :])
+    done = installed.run(
+        "receipt",
+        str(edited),
+        "--key",
+        str(installed.receipts / "keys.txt"),
+        program="consent-ledger-verify",
+    )
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("FAILED statement:"), done.stderr
 
 
 def test_the_distribution_follows_the_server(tmp_path: Path) -> None:
