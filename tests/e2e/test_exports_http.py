@@ -18,6 +18,9 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from api.cli import cli
 from api.client import LedgerAPIError, LedgerClient
@@ -244,6 +247,69 @@ def test_bad_bodies_are_refused_naming_the_rule(server: Server, raw_db: Any) -> 
             assert response.status_code in (400, 422), response.text
             problem_of(response)
     assert access_reads(raw_db) == []
+
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+BODIES = st.one_of(
+    JSON,
+    st.fixed_dictionaries(
+        {
+            "scope": st.fixed_dictionaries(
+                {
+                    "kind": st.sampled_from(
+                        ["subject", "recipient", "incident", "period", "all", ""]
+                    )
+                },
+                optional={
+                    "subject_ref": JSON,
+                    "recipient_id": JSON,
+                    "incident_id": JSON,
+                    "from": st.text(max_size=40) | JSON,
+                    "to": st.text(max_size=40) | JSON,
+                },
+            ),
+            "purpose": st.text(max_size=600) | JSON,
+        },
+        optional={"answers_request": JSON},
+    ),
+)
+
+
+def test_no_body_gets_an_internal_error(server: Server) -> None:
+    token = add_client(server.settings, "fuzzer", "exports:create")
+    with bearer(token, server.url) as http:
+
+        @examples(
+            max_examples=150,
+            deadline=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        )
+        @given(body=BODIES)
+        def answered(body: Any) -> None:
+            response = http.post("/v1/exports", json=body)
+            assert response.status_code in (202, 404, 422, 429), response.text
+            if response.status_code != 202:
+                problem_of(response)
+
+        answered()
+        # A lone surrogate (valid JSON, not storable text) and a NUL.
+        for raw in (
+            b'{"scope": {"kind": "all"}, "purpose": "\\ud800 why"}',
+            b'{"scope": {"kind": "all"}, "purpose": "why\\u0000"}',
+            b'{"scope": {"kind": "subject", "subject_ref": "u\\udfff"}, "purpose": "why"}',
+        ):
+            response = http.post("/v1/exports", content=raw)
+            assert response.status_code == 422, response.text
 
 
 def test_scopes_and_owners_are_checked_and_a_refusal_records_nothing(
