@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from api.http.app import ServerSettings, create_app, open_client_database
 from api.token_store import Scope, SqlTokenStore
 from ledger.application import LedgerApplication
 from ledger.config import Settings
+from ledger.verifier.__main__ import main
 from ledger.verifier.entry import parse_body
 from ledger.verifier.note import Verifier, parse_verifier_key
 from ledger.verifier.receipt import (
@@ -191,6 +193,8 @@ def test_refusals_answer_problems_and_record_nothing(deployment: Deployment) -> 
     assert too_long.status_code == 422
     control = deployment.get(f"/v1/consent/receipts/{alice}", params={"purpose": "a\x00b"})
     assert control.status_code == 422
+    blank = deployment.get(f"/v1/consent/receipts/{alice}", params={"purpose": "   "})
+    assert blank.status_code == 422 and blank.json()["errors"][0]["rule"] == "blank"
     assert deployment.ledger.head() == head
 
 
@@ -223,7 +227,7 @@ def test_an_erased_subjects_receipt_proves_the_entry_and_opens_nothing(
 
 
 def test_a_later_consistency_proof_shows_the_entry_was_never_removed(
-    deployment: Deployment,
+    deployment: Deployment, tmp_path: Path
 ) -> None:
     _, alice, _ = _consents(deployment.ledger)
     receipt = load_receipt(deployment.get(f"/v1/consent/receipts/{alice}").content)
@@ -234,7 +238,30 @@ def test_a_later_consistency_proof_shows_the_entry_was_never_removed(
     answer = deployment.get(f"/v1/proofs/consistency?from={size}", who="history").json()
     later = check_consistency(report, receipt, answer, deployment.keys)
     assert later.size > size
+    # The same from the command line, with the files a person keeps.
+    files = {"receipt.json": receipt, "later.json": answer}
+    for name, value in files.items():
+        (tmp_path / name).write_text(json.dumps(value), encoding="utf-8")
+    keys = tmp_path / "keys.txt"
+    keys.write_text(deployment.get("/v1/keys").text, encoding="utf-8")
+    args = [str(tmp_path / "receipt.json"), "--key", str(keys)]
+    assert main(["receipt", *args, "--consistent-with", str(tmp_path / "later.json")]) == 0
     answer["proof"] = answer["proof"][::-1] if len(answer["proof"]) > 1 else ["A" * 43 + "="]
     with pytest.raises(ReceiptError) as failed:
         check_consistency(report, receipt, answer, deployment.keys)
     assert failed.value.check == "consistency"
+
+
+def test_no_record_no_receipt(deployment: Deployment) -> None:
+    """When the read cannot be recorded (here: the ledger admits no more events), the answer
+    is that error, and no personal data leaves."""
+    _, alice, _ = _consents(deployment.ledger)
+    head = deployment.ledger.head()
+    admission = deployment.ledger.ledger.admission
+    with admission.holding(admission.limit):  # every place in flight taken
+        response = deployment.get(f"/v1/consent/receipts/{alice}")
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "alice" not in response.text and "example.org" not in response.text
+    assert deployment.ledger.head() == head
+    assert deployment.get(f"/v1/consent/receipts/{alice}").status_code == 200

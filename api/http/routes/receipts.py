@@ -106,6 +106,14 @@ def consent_receipt(
     ] = None,
 ) -> Response:
     media = chosen_type(request.headers.get("accept"))
+    if purpose is not None and not purpose.strip():
+        detail = "purpose, when given, states why: it must not be blank"
+        raise ProblemError(
+            422,
+            "Invalid request",
+            detail,
+            errors=[{"field": "query.purpose", "rule": "blank", "detail": detail}],
+        )
     try:
         found = queries.consent_receipt(seq)
     except NotAConsentFactError as exc:
