@@ -3,8 +3,9 @@
 FastAPI's own ``/docs`` and ``/redoc`` load Swagger UI and ReDoc from a CDN, so on a machine
 without internet they are blank. Here both pages load their scripts from ``/docs/assets/``,
 files of the ``fastapi-offline`` package (Swagger UI 5, ReDoc 2, MIT and Apache-2.0; see
-pyproject.toml for why that package), served by this app. Nothing on either page names another
-host (``tests/browser/`` loads them in chromium with every other host unreachable).
+pyproject.toml for why that package), served by this app. Both pages carry a same-origin
+Content-Security-Policy, so a browser asks no other host for anything (``tests/browser/`` loads
+them in chromium with every other host unreachable and sees no request try to leave).
 
 The OpenAPI document gets a ``bearer`` security scheme, and each operation that asks for a token
 says so, as the routes check it (:func:`api.http.deps.authorise`); the checks themselves are
@@ -129,9 +130,9 @@ def _with_bearer(generate: Callable[[], dict[str, Any]], app: FastAPI) -> Callab
 def api_routes(routes: Sequence[BaseRoute]) -> Iterator[tuple[str, APIRoute]]:
     """Each API route of ``routes`` with its path as the OpenAPI document writes it.
 
-    FastAPI >= 0.16x keeps an included router as one route and walks it with
-    ``iter_route_contexts`` (as its own document generation does); earlier versions copy
-    the router's routes into the app's.
+    Recent FastAPI (0.165 here) keeps an included router as one route, walked with
+    ``iter_route_contexts`` as its own document generation does; earlier versions copy the
+    router's routes into the app's.
     """
     walk = getattr(routing, "iter_route_contexts", None)
     if walk is None:
