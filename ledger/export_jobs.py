@@ -251,8 +251,12 @@ class PostgresJobTable(JobTable):
         self.url = url
         self.schema = schema
         self._pool = create_pool(url, max_size=4)
-        self.execute(_CREATE)
-        self.execute(_INDEX)
+        # Workers starting together would race to create the table: one at a time.
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._key("(schema)"),))
+            conn.execute(f'SET LOCAL search_path TO "{schema}"')
+            conn.execute(_CREATE)
+            conn.execute(_INDEX)
 
     def execute(self, query: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._pool.connection() as conn:
