@@ -30,7 +30,7 @@ from api.bootstrap import open_client_database as open_client_database  # also f
 from api.http import openapi_docs, problems
 from api.http.limits import LimitsMiddleware, RequestLimits
 from api.http.metrics import Metrics
-from api.http.routes import consent, events, log, registers, subjects
+from api.http.routes import consent, events, incident_people, log, registers, subjects
 from api.http.routes import exports as export_routes
 from api.http.routes import receipts as receipt_routes
 from api.schedule import run_every
@@ -178,6 +178,7 @@ def create_app(
     problems.install(app)
     app.include_router(receipt_routes.router)  # GET /v1/consent/receipts/{seq}
     app.include_router(export_routes.router)  # /v1/exports
+    app.include_router(incident_people.router)  # GET /v1/incidents/{id}/affected
     # The lean append route first: it serves POST /v1/events, which events.router describes.
     app.router.routes.extend(events.LEAN_ROUTES)
     for router in (events.router, consent.router, subjects.router, registers.router, log.router):
