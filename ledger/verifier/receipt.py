@@ -289,7 +289,7 @@ def load_receipt(raw: bytes) -> dict[str, Any]:
     """A receipt or its DPV JSON-LD form, parsed strictly (UTF-8, no repeated keys)."""
     try:
         value = json.loads(raw.decode(), object_pairs_hook=_no_repeats)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ReceiptError("format", f"not UTF-8 JSON without repeated keys: {exc}") from None
     if not isinstance(value, dict):
         raise ReceiptError("format", "a receipt is a JSON object")

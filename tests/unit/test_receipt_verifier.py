@@ -158,6 +158,50 @@ def test_one_byte_edited_in_the_json_ld_form_fails(made: Made, data: st.DataObje
     _fails(raw[:position] + bytes([byte]) + raw[position + 1 :], made.trusted)
 
 
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+PLACES = [
+    ("format",),
+    ("record",),
+    ("proof",),
+    ("statement",),
+    ("proof", "seq"),
+    ("proof", "entry"),
+    ("proof", "inclusion_proof"),
+    ("proof", "checkpoint"),
+    ("proof", "tree_size"),
+    ("record", "personal_data"),
+    ("record", "event"),
+    ("record", "processing", "purposes"),
+    ("kantara", "services"),
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(place=st.sampled_from(PLACES), value=JSON, json_ld=st.booleans())
+def test_any_value_anywhere_is_refused_by_a_named_check_never_a_crash(
+    made: Made, place: tuple[str, ...], value: Any, json_ld: bool
+) -> None:
+    receipt = json.loads(canonical(made.receipts["consent.given"]))
+    node = receipt
+    for key in place[:-1]:
+        node = node[key]
+    if node[place[-1]] == value:
+        return
+    node[place[-1]] = value
+    document = json.loads(canonical(made.dpv)) if json_ld else receipt
+    if json_ld:
+        document["ledger:receipt"]["@value"] = receipt
+    _fails(canonical(document), made.trusted)
+
+
+def test_deep_nesting_is_refused_as_a_format_problem(made: Made) -> None:
+    assert _fails(b"[" * 100_000 + b"]" * 100_000, made.trusted) == "format"
+
+
 def _flip_b64(text: str, index: int) -> str:
     raw = bytearray(base64.b64decode(text))
     raw[index] ^= 0x01
