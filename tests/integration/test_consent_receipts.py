@@ -111,6 +111,7 @@ def test_a_receipt_verifies_offline_and_its_read_is_on_the_record(
         assert other not in text
     # The read is the next event, naming who, what, why; Alice as a sealed mention.
     assert deployment.ledger.head() == before + 1
+    assert response.headers["x-access-seq"] == str(before + 1)
     accessed = deployment.last_event()
     assert accessed["type"] == "personal_data.accessed"
     data = accessed["data"]

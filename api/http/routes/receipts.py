@@ -126,10 +126,12 @@ def consent_receipt(
     except NoCheckpointError as exc:
         raise ProblemError(503, "No checkpoint yet", str(exc), retry_after=1) from None
     # On the record before the data leaves: if this raises, its error is the answer.
-    ledger.record_access(found.access_record(client.name, Scope.READ_RECEIPTS.value, purpose))
+    access = ledger.record_access(
+        found.access_record(client.name, Scope.READ_RECEIPTS.value, purpose)
+    )
     document: dict[str, Any] = found.as_dpv() if media == JSONLD else found.receipt
     return Response(
         json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode(),
         media_type=media,
-        headers={"Cache-Control": "no-store", "Vary": "Accept"},
+        headers={"Cache-Control": "no-store", "Vary": "Accept", "X-Access-Seq": str(access.seq)},
     )
