@@ -12,6 +12,7 @@ ledger never stores them in plaintext: see :mod:`ledger.sealing`. ``docs/events.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -620,12 +621,15 @@ def _depth(value: Any) -> int:
 _MOMENT: pydantic.TypeAdapter[datetime] = pydantic.TypeAdapter(Moment)
 
 
-def _happened_fields(model: type[BaseModel]) -> list[str]:
-    return [
+@functools.cache
+def _happened_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of ``model`` that say when something happened (once per type: an append
+    asks for every fact)."""
+    return tuple(
         name
         for name, info in model.model_fields.items()
         if any(isinstance(m, Happened) for m in info.metadata)
-    ]
+    )
 
 
 HAPPENED_FIELDS = frozenset(name for t in FACT_TYPES.values() for name in _happened_fields(t))
