@@ -195,7 +195,7 @@ def test_unknown_names_are_404_with_the_message_the_cli_prints(server: Server, r
 
 BAD_BODIES: list[tuple[dict[str, Any], str]] = [
     ({"scope": {"kind": "all"}}, "missing"),
-    ({"scope": {"kind": "all"}, "purpose": "   "}, "value_error"),
+    ({"scope": {"kind": "all"}, "purpose": "   "}, "blank"),
     ({"scope": {"kind": "all"}, "purpose": "two\nlines"}, "control_character"),
     ({"scope": {"kind": "all"}, "purpose": "x" * 501}, "too_long"),
     ({"scope": {"kind": "everything"}, "purpose": PURPOSE}, "union_tag_invalid"),

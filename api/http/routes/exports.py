@@ -19,6 +19,7 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 
 from api.http.deps import Exporter, QueryText, QueryTime, SingleValues
@@ -61,7 +62,7 @@ JobId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8}(-[0-9a-f]{4}){3}
 
 def _not_blank(value: str) -> str:
     if not value.strip():
-        raise ValueError("the purpose must say something")
+        raise PydanticCustomError("blank", "the purpose must say why, not be blank")
     return value
 
 
