@@ -51,9 +51,10 @@ class AccessRecord:
     """One read of personal data: who, what, under which scope, why, whose.
 
     ``subjects`` are the pseudonyms whose personal data the read opened (at most
-    :data:`~ledger.events.MAX_SUBJECTS_PER_EVENT`; a read of more, such as a bundle of the
-    whole log, names none and gives ``count``); ``details`` name what was read (an incident,
-    an export, a sequence number) in short values that hold no personal data.
+    :data:`~ledger.events.MAX_SUBJECTS_PER_EVENT`; a read of more, such as a recipient's
+    bundle, names none and gives ``count``; a bundle of the whole log gives neither: the
+    record then has no ``count``); ``details`` name what was read (an incident, an export, a
+    sequence number) in short values that hold no personal data.
     """
 
     client: str
@@ -144,7 +145,8 @@ class AccessRecord:
         }
         if self.purpose is not None:
             data["purpose"] = self.purpose
-        data["count"] = self.opened_count
+        if self.count is not None or self.subjects:
+            data["count"] = self.opened_count  # else not counted: everyone in a whole log
         if self.details:
             data["details"] = dict(self.details)
         return data

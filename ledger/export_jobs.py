@@ -28,6 +28,7 @@ What a reader of a bundle relies on:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -54,7 +55,7 @@ from ledger.export import ExportError, ScopeNotFoundError, export_bundle, missin
 from ledger.mapper import format_time
 from ledger.verifier.bundle import MANIFEST, BundleError, BundleFiles, verify_bundle
 from ledger.verifier.note import parse_verifier_key
-from ledger.verifier.scopes import Closure, ScopeError
+from ledger.verifier.scopes import SUBJECT_PREFIX, Closure, ScopeError
 
 logger = logging.getLogger("consent_ledger.exports")
 
@@ -143,7 +144,8 @@ class ExportJob:
             "incident": scope.get("incident_id"),
             "period": f"{scope.get('from')}..{scope.get('to')}",
         }.get(kind)
-        return kind if name is None else f"{kind} {name}"
+        # A subject is named by the record's sealed opened_subjects, never in clear.
+        return kind if name is None or kind == "subject" else f"{kind} {name}"
 
 
 _COLUMNS = (
@@ -508,14 +510,17 @@ class ExportJobs:
         work = self.directory / "work" / f"{job.job_id}-{job.attempts}"
         shutil.rmtree(work, ignore_errors=True)
         try:
-            result, digest, size = self._write(job, work, stop)
+            result, digest, size, held = self._write(job, work, stop)
+            one = job.scope.get("kind") == "subject"
             record = AccessRecord(
                 client=job.client,
                 action=AccessAction.BUNDLE_EXPORT,
                 scope=EXPORT_SCOPE,
                 purpose=job.purpose,
-                subjects=[job.scope["subject"]] if job.scope.get("kind") == "subject" else [],
-                count=None if job.scope.get("kind") == "subject" else 0,
+                # A subject's bundle names them (sealed, as a mention); a bundle of many counts
+                # the subjects its closure holds, and the whole log's is not counted.
+                subjects=[job.scope["subject"]] if one else [],
+                count=None if one else held,
                 details={
                     "export_id": job.job_id,
                     "scope": job.scope_text,
@@ -562,9 +567,11 @@ class ExportJobs:
                 failure=f"internal error ({exc.__class__.__name__})",
             )
 
-    def _write(self, job: ExportJob, work: Path, stop: threading.Event) -> tuple[Any, str, int]:
+    def _write(
+        self, job: ExportJob, work: Path, stop: threading.Event
+    ) -> tuple[Any, str, int, int | None]:
         """Write and verify the bundle in ``work``; the export's result, the manifest's
-        SHA-256 and the zip's bytes."""
+        SHA-256, the zip's bytes and the number of subjects it holds (None: the whole log)."""
         seen: dict[str, Any] = {"phase": "", "done": 0, "at": 0.0}
 
         def progress(phase: str, done: int, total: int) -> None:
@@ -598,8 +605,9 @@ class ExportJobs:
         verify_bundle(target, trusted, None, lambda _what, _count: progress("verify", 0, 1), jobs=1)
         progress("verify", 1, 1)
         with BundleFiles(target).open(MANIFEST) as manifest:
-            digest = hashlib.sha256(manifest.read()).hexdigest()
-        return result, digest, target.stat().st_size
+            text = manifest.read()
+        digest = hashlib.sha256(text).hexdigest()
+        return result, digest, target.stat().st_size, _subjects_in(json.loads(text))
 
     def _interrupted(self, job_id: str, attempts: int, runner: str, why: str) -> None:
         """Put a job whose making stopped back in the queue (or fail it after too many), if
@@ -698,3 +706,12 @@ __all__ = [
     "QueueFullError",
     "open_job_table",
 ]
+
+
+def _subjects_in(manifest: Any) -> int | None:
+    """The subjects a bundle's closure holds (``subject:`` names of its manifest), or None
+    for a bundle of the whole log (its closure names nothing: every entry is in it)."""
+    closure = manifest.get("closure") if isinstance(manifest, dict) else None
+    if not isinstance(closure, list) or manifest.get("scope", {}).get("kind") == "all":
+        return None
+    return sum(1 for name in closure if isinstance(name, str) and name.startswith(SUBJECT_PREFIX))

@@ -1306,8 +1306,9 @@ def _write_reads(out: IO[str], reads: Sequence[Mapping[str, Any]]) -> None:
     _table_head(out, ("event", "recorded", "client", "read", "scope", "purpose", "people"))
     for r in reads:
         people = ", ".join(r["subjects"])
-        others = int(r["count"] or 0) - len(r["subjects"])
-        if others > 0:
+        if r["count"] is None:
+            people = "not counted (a bundle of the whole log)"
+        elif (others := int(r["count"]) - len(r["subjects"])) > 0:
             people = f"{people} and {others} other(s)" if people else f"{others} people"
         _table_row(
             out,

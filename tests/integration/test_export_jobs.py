@@ -6,6 +6,7 @@ deleted; a client sees only its own jobs and has a bounded queue."""
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -140,7 +141,9 @@ def test_each_scope_kind_becomes_a_verified_bundle_on_the_record(
         report = verify_bundle(path, trusted, jobs=1)
         assert report.scope == scopes[kind]
         with BundleFiles(path).open(MANIFEST) as manifest:
-            assert done.manifest_sha256 == hashlib.sha256(manifest.read()).hexdigest()
+            text = manifest.read()
+        assert done.manifest_sha256 == hashlib.sha256(text).hexdigest()
+        closure = json.loads(text)["closure"]
         assert done.bytes == path.stat().st_size
         assert done.checkpoint_size is not None and done.checkpoint_size >= 5
         assert done.expires_at is not None and done.expires_at > (done.finished_at or "")
@@ -152,10 +155,14 @@ def test_each_scope_kind_becomes_a_verified_bundle_on_the_record(
         assert read["details"]["checkpoint_size"] == done.checkpoint_size
         assert read["details"]["scope"].split(" ")[0] == kind
         if kind == "subject":
+            # Named once, sealed: the pseudonym is not in the record's details in clear.
             assert read["opened_subjects"] == [scopes["subject"]["subject"]]
-            assert read["count"] == 1
-        else:
-            assert "opened_subjects" not in read and read["count"] == 0
+            assert read["count"] == 1 and read["details"]["scope"] == "subject"
+        elif kind == "all":
+            assert "opened_subjects" not in read and "count" not in read  # not counted
+        else:  # the subjects the bundle's closure holds
+            held = [name for name in closure if name.startswith("subject:")]
+            assert "opened_subjects" not in read and read["count"] == len(held)
     assert len(reads) == len(started)
 
 

@@ -111,6 +111,7 @@ async def affected(
                 scope="incidents:identify",
                 purpose=purpose,
                 subjects=page.opened,
+                count=len(page.opened),
                 details={"incident_id": incident_id, **({"after": cursor} if cursor else {})},
             )
         )
