@@ -398,3 +398,39 @@ class Correction(LedgerAggregate):
 
     def __init__(self, **_: Any) -> None:
         pass
+
+
+@register
+class RecipientNotice(LedgerAggregate):
+    """One notice owed to a recipient (GDPR 19, :mod:`ledger.notices`), recorded by the ledger:
+    owed, delivered, acknowledged; each at most once."""
+
+    class Due(LedgerCreated):
+        TYPE = "recipient.notice_due"
+
+    class Notified(LedgerEvent):
+        TYPE = "recipient.notified"
+
+        def apply(self, aggregate: RecipientNotice) -> None:
+            aggregate.notified = True
+
+    class Acknowledged(LedgerEvent):
+        TYPE = "recipient.acknowledged"
+
+        def apply(self, aggregate: RecipientNotice) -> None:
+            aggregate.acknowledged = True
+
+    def __init__(self, data: dict[str, Any], **_: Any) -> None:
+        self.recipient_id: str = data["recipient_id"]
+        self.told: str = data["told_subjects"][0]
+        """The subject, as the sealed mention the first event holds."""
+        self.notified = False
+        self.acknowledged = False
+
+    def check_not_notified(self) -> None:
+        if self.notified:
+            raise rule("notice_id", "notice_notified", "the notice was delivered already")
+
+    def check_not_acknowledged(self) -> None:
+        if self.acknowledged:
+            raise rule("notice_id", "notice_acknowledged", "the notice was acknowledged already")

@@ -26,7 +26,7 @@ from eventsourcing.utils import Environment, EnvType
 
 from ledger import events as ev
 from ledger.access_records import AccessAction, AccessRecord
-from ledger.aggregates import DataAccess, PolicyVersion
+from ledger.aggregates import DataAccess, PolicyVersion, RecipientNotice
 from ledger.domain import (
     EVENT_CLASSES,
     LedgerAggregate,
@@ -47,6 +47,7 @@ from ledger.errors import (
 from ledger.handlers import Command, handler_for, record_erasure
 from ledger.mapper import LedgerMapper, format_time
 from ledger.merkle_log import Checkpointer, SignedCheckpoint
+from ledger.notices import TOLD_SUBJECTS, Delivery, NoticeDue
 from ledger.receipts import DecodedEvent, Receipt, claimed_record, fact_position
 from ledger.recorder import LedgerRecorder, LogRecord
 from ledger.sealing import (
@@ -482,6 +483,107 @@ class LedgerApplication(Application[UUID]):
                 batch.keys.abandoned()  # the record makes no key and no name
             return Receipt.from_record(written, "", duplicate=False)
 
+    # -- notices to recipients (GDPR 19; ledger/notices.py) -------------------------------------
+
+    def record_notice_due(self, notice: NoticeDue) -> Receipt | None:
+        """Append ``recipient.notice_due``: the ledger owes ``notice.recipient_id`` a notice
+        about ``notice.pseudonym`` (sealed as a mention). None when the notice was recorded
+        before (its id, and so its stream, is derived from its cause and recipient): a
+        follower that derives it again after a crash records nothing twice."""
+        key = UUID(notice.notice_id)
+        data = notice.data()
+        data[TOLD_SUBJECTS] = [
+            self.subject_keys.seal_mention(notice.pseudonym, key, 1, f"{TOLD_SUBJECTS}[0]")
+        ]
+
+        def build(batch: Batch) -> bool:
+            if batch.find(RecipientNotice, key) is not None:
+                return False
+            batch.create(
+                RecipientNotice, RecipientNotice.Due, key, data=data, **self._system_envelope()
+            )
+            return True
+
+        return self._record_notice_step(build)
+
+    def record_notified(self, notice: str, delivery: Delivery) -> Receipt | None:
+        """Append ``recipient.notified`` for the notice ``notice``; None when it was recorded
+        before (a dispatcher that restarted between delivering and recording)."""
+        return self._notice_event(notice, RecipientNotice.Notified, delivery.data(), None)
+
+    def acknowledge_notice(self, notice: str, recipient_id: str, client: str) -> Receipt:
+        """Append ``recipient.acknowledged``, at most once per notice. ``recipient_id`` is who
+        acknowledges: a notice owed to another recipient is not found
+        (:class:`NoticeNotFoundError`); one acknowledged before breaks the rule
+        ``notice_acknowledged`` (:class:`ValidationError`)."""
+        receipt = self._notice_event(
+            notice, RecipientNotice.Acknowledged, {"client": client}, recipient_id
+        )
+        assert receipt is not None
+        return receipt
+
+    def _notice_event(
+        self,
+        notice: str,
+        event_class: type[LedgerEvent],
+        extra: dict[str, Any],
+        recipient_id: str | None,
+    ) -> Receipt | None:
+        try:
+            key = UUID(notice)
+        except ValueError:
+            raise NoticeNotFoundError(notice) from None
+
+        def build(batch: Batch) -> bool:
+            found = batch.find(RecipientNotice, key)
+            if found is None or (recipient_id is not None and found.recipient_id != recipient_id):
+                raise NoticeNotFoundError(notice)
+            if event_class is RecipientNotice.Notified:
+                if found.notified:
+                    return False
+            else:
+                found.check_not_acknowledged()
+            version = found.version + 1
+            pseudonym = self.subject_keys.open_mention(found.told, key, 1, f"{TOLD_SUBJECTS}[0]")
+            data: dict[str, Any] = {"notice_id": notice, "recipient_id": found.recipient_id}
+            data.update(extra)
+            data[TOLD_SUBJECTS] = [
+                self.subject_keys.seal_mention(pseudonym, key, version, f"{TOLD_SUBJECTS}[0]")
+            ]
+            batch.trigger(found, event_class, data=data, **self._system_envelope())
+            return True
+
+        return self._record_notice_step(build)
+
+    def _system_envelope(self) -> dict[str, Any]:
+        now = self.clock()
+        return {
+            "timestamp": now,
+            "emitter": None,
+            "event_id": None,
+            "backdated": False,
+            "occurred_at": now,
+        }
+
+    def _record_notice_step(self, build: Callable[[Batch], bool]) -> Receipt | None:
+        """One event of a notice's stream, appended like :meth:`record_access` (refused when
+        the ledger is full); tried again when another writer took the stream's next version."""
+        with self.ledger.admission.holding(1):
+            for attempt in range(MAX_ATTEMPTS):
+                batch = Batch(self)
+                try:
+                    if not build(batch):
+                        return None
+                    stored = [self.mapper.to_stored_event(e) for e in batch.events]
+                    (written,) = self.ledger.append(UnitOfWork.of_batch(stored, batch.keys))
+                except IntegrityError:
+                    time.sleep(random.uniform(0, 0.005 * attempt))  # noqa: S311
+                    continue
+                finally:
+                    batch.keys.abandoned()  # a notice makes no key and no name
+                return Receipt.from_record(written, "", duplicate=False)
+        raise ConcurrencyError("the notice's stream was written by others meanwhile; try again")
+
     def reapply_erasures(self) -> list[str]:
         """Destroy again every key the log says was destroyed (after restoring an older key
         store, which brings erased subjects' keys back). Returns the pseudonyms it destroyed."""
@@ -589,4 +691,21 @@ def _canonical(blinded: dict[str, Any]) -> bytes:
     return orjson.dumps(blinded, option=orjson.OPT_SORT_KEYS)
 
 
-__all__ = ["EVENT_CLASSES", "AccessAction", "AccessRecord", "LedgerApplication", "Limits"]
+class NoticeNotFoundError(LedgerError):
+    """No notice has this id (or it is owed to another recipient than the one asking)."""
+
+    def __init__(self, notice: str) -> None:
+        self.notice = notice
+        super().__init__("no notice has this id")
+
+
+__all__ = [
+    "EVENT_CLASSES",
+    "AccessAction",
+    "AccessRecord",
+    "Delivery",
+    "LedgerApplication",
+    "Limits",
+    "NoticeDue",
+    "NoticeNotFoundError",
+]

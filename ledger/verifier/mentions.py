@@ -29,9 +29,9 @@ SEALED_PREFIX = "sealed:v1:"
 WITHHELD = "[another subject]"
 MENTION_LISTS = ("subjects", "affected_subjects")
 """Data fields that list subjects, each item as ``{"subject": <mention>, ...}``."""
-MENTION_STRINGS = ("concerned_subjects", "opened_subjects")
+MENTION_STRINGS = ("concerned_subjects", "opened_subjects", "told_subjects")
 """Data fields that list mentions as such (a correction's subjects, the subjects whose data a
-``personal_data.accessed`` read opened)."""
+``personal_data.accessed`` read opened, the subject a notice to a recipient is about)."""
 
 _PSEUDONYM = re.compile(r"\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 

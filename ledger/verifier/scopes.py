@@ -6,7 +6,9 @@ Every event concerns a few **scopes**, named as text:
 ``subject:<pseudonym>``     a subject the event names (consents, age, requests, disclosures,
                             incident assessments that list affected subjects, reads
                             of their personal data)
-``recipient:<id>``          a recipient's registration, update or termination
+``recipient:<id>``          a recipient's registration, update or termination, and the
+                            notices owed to it, delivered and acknowledged (``told_subjects``
+                            names their subject, a subject scope too)
 ``disclosed-to:<id>``       a disclosure to that recipient
 ``incident:<id>``           an incident's events
 ``incident-at:<id>``        the opening of an incident against that recipient
@@ -101,6 +103,9 @@ def scopes_of(type_name: str, data: Mapping[str, Any], occurred_at: str) -> list
             scopes.update(subject_scope(s) for s in opened if isinstance(s, str))
         return sorted(scopes)
     scopes.update(subject_scope(subject) for subject in subjects_named(data))
+    told = data.get("told_subjects")  # a notice to a recipient concerns its subject
+    if family == "recipient" and isinstance(told, list):
+        scopes.update(subject_scope(s) for s in told if isinstance(s, str))
     recipient = data.get("recipient_id")
     if family == "recipient" and isinstance(recipient, str):
         scopes.add(f"recipient:{recipient}")

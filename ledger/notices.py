@@ -1,0 +1,215 @@
+"""Notices to recipients (GDPR 19): what one holds, its id, and the signed webhook that tells it.
+
+When a subject withdraws consent, is erased or has data rectified, every recipient that
+received their data (for the purposes affected) must be told. The ledger records that it owes
+the notice (``recipient.notice_due``), that it delivered it (``recipient.notified``) and that
+the recipient acknowledged it (``recipient.acknowledged``): three events of one stream per
+notice, appended by :class:`ledger.application.LedgerApplication` (``record_notice_due``,
+``record_notified``, ``acknowledge_notice``). Who is owed a notice is derived from the log by a
+follower (:mod:`projections.notices`), which also keeps the outbox and delivers.
+
+A notice's id is derived from what caused it and whom it tells, so a follower that derives it
+twice (after a crash) names the same stream, and the ledger refuses the second one.
+
+Webhooks follow the Standard Webhooks specification: the headers ``webhook-id`` (the notice
+id, the same on every attempt, so that a recipient dedupes), ``webhook-timestamp`` (Unix
+seconds) and ``webhook-signature``: ``v1a,`` and the base64 Ed25519 signature, by the ledger's
+signing key, of ``{webhook-id}.{webhook-timestamp}.{body}``. A recipient checks it with the
+ledger's public key (``examples/recipient_webhook.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from ledger.domain import stream_id
+
+NOTICE_DUE = "recipient.notice_due"
+NOTIFIED = "recipient.notified"
+ACKNOWLEDGED = "recipient.acknowledged"
+NOTICE_TYPES = (NOTICE_DUE, NOTIFIED, ACKNOWLEDGED)
+TOLD_SUBJECTS = "told_subjects"
+"""The data field naming the notice's subject: one sealed mention
+(:mod:`ledger.verifier.mentions`), so the subject's bundle shows it and nobody else learns who."""
+WEBHOOK_EVENT = "recipient.notice"
+"""The ``type`` of a webhook body."""
+
+
+class NoticeReason(StrEnum):
+    """Why a recipient is told (GDPR 7(3), 16, 17, 19)."""
+
+    CONSENT_WITHDRAWN = "consent_withdrawn"
+    """Told for the purposes withdrawn, only if it received data for one of them."""
+    ERASURE = "erasure"
+    """Every recipient of the subject's data is told."""
+    RECTIFICATION = "rectification"
+    """A ``rectification`` request was fulfilled: every recipient is told."""
+
+
+class DeliveryStatus(StrEnum):
+    DELIVERED = "delivered"
+
+
+def notice_id(cause_seq: int, recipient_id: str) -> str:
+    """The id of the notice that the event at ``cause_seq`` owes ``recipient_id`` (a UUID,
+    the notice's stream): the same however often it is derived."""
+    return str(stream_id("notice", f"{cause_seq}:{recipient_id}"))
+
+
+@dataclass(frozen=True)
+class NoticeDue:
+    """One notice owed: whom it tells, about whom (a pseudonym, sealed as a mention when
+    recorded), why, and the events that caused it and that carried the data there."""
+
+    cause_seq: int
+    recipient_id: str
+    pseudonym: str
+    reason: NoticeReason
+    purposes: tuple[str, ...] = ()
+    """For a withdrawal: the purposes withdrawn for which the recipient received data."""
+    disclosure_seqs: tuple[int, ...] = ()
+
+    @property
+    def notice_id(self) -> str:
+        return notice_id(self.cause_seq, self.recipient_id)
+
+    def data(self) -> dict[str, Any]:
+        """The event's data before the subject is sealed (:data:`TOLD_SUBJECTS` added then)."""
+        data: dict[str, Any] = {
+            "notice_id": self.notice_id,
+            "recipient_id": self.recipient_id,
+            "reason": str(self.reason),
+            "cause_seqs": [self.cause_seq],
+            "disclosure_seqs": list(self.disclosure_seqs),
+        }
+        if self.purposes:
+            data["purposes"] = list(self.purposes)
+        return data
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How a notice reached its recipient: what ``recipient.notified`` records."""
+
+    transport: str
+    status: DeliveryStatus
+    attempts: int
+    delivered_at: str
+    response_status: int | None = None
+
+    def data(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "transport": self.transport,
+            "status": str(self.status),
+            "attempts": self.attempts,
+            "delivered_at": self.delivered_at,
+        }
+        if self.response_status is not None:
+            data["response_status"] = self.response_status
+        return data
+
+
+# -- the webhook --------------------------------------------------------------------------------
+
+
+def webhook_body(
+    *,
+    notice: str,
+    recipient_id: str,
+    reason: str,
+    subject_ref: str | None,
+    purposes: Sequence[str],
+    cause_seqs: Sequence[int],
+    disclosure_seqs: Sequence[int],
+    due_seq: int,
+    timestamp: int,
+) -> bytes:
+    """The JSON a recipient receives: the subject as the recipient knows them (the reference
+    its disclosures carried; ``null`` when the ledger no longer holds it, after an erasure),
+    and where to acknowledge."""
+    return orjson.dumps(
+        {
+            "type": WEBHOOK_EVENT,
+            "timestamp": timestamp,
+            "data": {
+                "notice_id": notice,
+                "recipient_id": recipient_id,
+                "reason": reason,
+                "subject_ref": subject_ref,
+                "purposes": list(purposes),
+                "cause_seqs": list(cause_seqs),
+                "disclosure_seqs": list(disclosure_seqs),
+                "due_seq": due_seq,
+                "ack_path": f"/v1/notices/{notice}/ack",
+            },
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+
+
+def signed_content(webhook_id: str, timestamp: int, body: bytes) -> bytes:
+    """What a Standard Webhooks signature covers: ``{id}.{timestamp}.{body}``."""
+    return f"{webhook_id}.{timestamp}.".encode() + body
+
+
+def webhook_headers(
+    webhook_id: str, timestamp: int, body: bytes, sign: Callable[[bytes], bytes]
+) -> dict[str, str]:
+    """The Standard Webhooks headers, signed ``v1a`` (Ed25519) by ``sign``."""
+    signature = base64.b64encode(sign(signed_content(webhook_id, timestamp, body))).decode()
+    return {
+        "content-type": "application/json",
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": f"v1a,{signature}",
+    }
+
+
+def signatures_of(header: str) -> list[bytes]:
+    """The ``v1a`` signatures a ``webhook-signature`` header lists (space-separated, each
+    ``version,base64``); others and malformed ones are left out."""
+    found: list[bytes] = []
+    for part in header.split():
+        version, _, value = part.partition(",")
+        if version != "v1a":
+            continue
+        try:
+            found.append(base64.b64decode(value, validate=True))
+        except ValueError:
+            continue
+    return found
+
+
+def endpoints_from(raw: Mapping[str, Any]) -> dict[str, str]:
+    """Recipient id -> webhook URL, from the parsed ``notice-endpoints.json`` (entries that are
+    not an ``http``/``https`` URL are left out)."""
+    return {
+        str(recipient): url
+        for recipient, url in raw.items()
+        if isinstance(url, str) and url.startswith(("http://", "https://"))
+    }
+
+
+__all__ = [
+    "ACKNOWLEDGED",
+    "NOTICE_DUE",
+    "NOTICE_TYPES",
+    "NOTIFIED",
+    "TOLD_SUBJECTS",
+    "Delivery",
+    "DeliveryStatus",
+    "NoticeDue",
+    "NoticeReason",
+    "endpoints_from",
+    "notice_id",
+    "signatures_of",
+    "signed_content",
+    "webhook_body",
+    "webhook_headers",
+]

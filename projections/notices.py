@@ -1,0 +1,547 @@
+"""Who must be told, and telling them: the notice follower, its outbox and its dispatcher.
+
+The follower reads the log from a durable position and keeps, beside the read models, what it
+needs to know who received whose data (``notice_disclosures``: pseudonym, recipient, purpose,
+the disclosure's seq; ``notice_requests``: each request's kind). When it reads a cause, it
+derives the notices owed, in the same transaction as its position:
+
+* ``consent.withdrawn``: every recipient that received the subject's data, before the
+  withdrawal, for one of the purposes withdrawn;
+* ``subject.erased``: every recipient of the subject's data;
+* ``request.fulfilled`` of a ``rectification`` request: every recipient of the subject's data.
+
+Each notice is a row of the outbox (``notice_outbox``), keyed by its id, which is derived from
+the cause's seq and the recipient (:func:`ledger.notices.notice_id`): deriving it again inserts
+nothing. The follower then records each row not yet in the log as ``recipient.notice_due``
+(the ledger refuses a second one of the same id), and the dispatcher delivers it: an HTTP POST
+signed per Standard Webhooks, retried with exponential back-off, with the same ``webhook-id`` on
+every attempt. The outbox row is marked delivered in its own transaction after the 2xx, and
+``recipient.notified`` is appended after that: a dispatcher killed between the 2xx and the mark
+sends the notice once more with the same id (at-least-once; a recipient dedupes on the id), and
+one killed after the mark records the delivery when it starts again, never twice.
+
+These tables are not read models: the outbox holds what was sent, which a rebuild could not
+make again, so they are ``notice_*``, never dropped by ``projections rebuild``. Several
+processes may run the service; a lease (``notice_lease``) lets one of them work at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ledger.application import Delivery, LedgerApplication, NoticeDue
+from ledger.errors import LedgerError
+from ledger.mapper import format_time
+from ledger.notices import (
+    ACKNOWLEDGED,
+    NOTICE_DUE,
+    NOTIFIED,
+    DeliveryStatus,
+    NoticeReason,
+    endpoints_from,
+    webhook_body,
+    webhook_headers,
+)
+from projections.base import LoggedEvent
+from projections.database import ProjectionDatabase, Sql
+
+logger = logging.getLogger("consent_ledger.notices")
+
+TABLES = (
+    "CREATE TABLE IF NOT EXISTS notice_position (name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS notice_lease ("
+    "name TEXT PRIMARY KEY, holder TEXT NOT NULL, lease_until TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS notice_disclosures ("
+    "pseudonym TEXT NOT NULL, recipient_id TEXT NOT NULL, purpose TEXT NOT NULL, "
+    "seq BIGINT NOT NULL, PRIMARY KEY (pseudonym, recipient_id, purpose, seq))",
+    "CREATE TABLE IF NOT EXISTS notice_requests (request_id TEXT PRIMARY KEY, kind TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS notice_outbox ("
+    "notice_id TEXT PRIMARY KEY, recipient_id TEXT NOT NULL, pseudonym TEXT NOT NULL, "
+    "reason TEXT NOT NULL, cause_seq BIGINT NOT NULL, purposes TEXT NOT NULL, "
+    "disclosure_seqs TEXT NOT NULL, due_seq BIGINT, due_at TEXT, "
+    "attempts BIGINT NOT NULL DEFAULT 0, next_attempt_at TEXT, last_error TEXT, "
+    "delivered_at TEXT, response_status BIGINT, notified_seq BIGINT, "
+    "acknowledged_seq BIGINT, acknowledged_at TEXT)",
+)
+TOPICS = (
+    "disclosure.recorded",
+    "request.received",
+    "consent.withdrawn",
+    "subject.erased",
+    "request.fulfilled",
+    NOTICE_DUE,
+    NOTIFIED,
+    ACKNOWLEDGED,
+)
+PAGE = 1000
+FOLLOWER = "notices"
+ENDPOINTS_FILE = "notice-endpoints.json"
+"""In the data directory: ``{"<recipient_id>": "https://..."}``, read again every round."""
+RETRY_FIRST = timedelta(seconds=10)
+RETRY_MAX = timedelta(hours=1)
+OVERDUE_AFTER = timedelta(days=7)
+"""A notice not acknowledged this long after it was recorded as due is overdue."""
+REGISTER_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class NoticeRow:
+    """One notice as the register shows it (no pseudonym, no reference)."""
+
+    notice_id: str
+    recipient_id: str
+    reason: str
+    cause_seq: int
+    purposes: list[str]
+    disclosure_seqs: list[int]
+    due_seq: int | None
+    due_at: str | None
+    attempts: int
+    next_attempt_at: str | None
+    last_error: str | None
+    delivered_at: str | None
+    notified_seq: int | None
+    acknowledged_seq: int | None
+    acknowledged_at: str | None
+    overdue: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def file_endpoints(data_dir: Path) -> Callable[[], dict[str, str]]:
+    """Endpoints read from ``<data_dir>/notice-endpoints.json`` at each call (none when the
+    file is absent or not a JSON object: nothing is delivered, notices wait in the outbox)."""
+
+    def read() -> dict[str, str]:
+        try:
+            raw = json.loads((data_dir / ENDPOINTS_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        return endpoints_from(raw) if isinstance(raw, dict) else {}
+
+    return read
+
+
+class NoticeService:
+    """Derives the notices owed, records them, delivers them (one :meth:`step` a round)."""
+
+    def __init__(
+        self,
+        app: LedgerApplication,
+        db: ProjectionDatabase,
+        endpoints: Callable[[], Mapping[str, str]],
+        *,
+        clock: Callable[[], datetime] = _now,
+        retry_first: timedelta = RETRY_FIRST,
+        retry_max: timedelta = RETRY_MAX,
+        overdue_after: timedelta = OVERDUE_AFTER,
+        lease: timedelta = timedelta(seconds=30),
+        timeout: float = 10.0,
+    ) -> None:
+        self.app = app
+        self.db = db
+        self.endpoints = endpoints
+        self.clock = clock
+        self.retry_first = retry_first
+        self.retry_max = retry_max
+        self.overdue_after = overdue_after
+        self.lease = lease
+        self.timeout = timeout
+        self.holder = str(uuid.uuid4())
+        self.wake = threading.Event()
+        with db.transaction() as sql:
+            db.lock_schema(sql)
+            for statement in TABLES:
+                sql.execute(statement)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, interval: float = 1.0) -> None:
+        """Rounds until ``stop`` is set; a failed round is logged and tried again."""
+        while not stop.is_set():
+            try:
+                self.step()
+            except Exception:
+                logger.exception("notices: the round failed; trying again")
+            self.wake.wait(interval)
+            self.wake.clear()
+
+    def step(self) -> bool:
+        """One round, if this process holds the lease: follow the log to its head, record the
+        notices owed, deliver those due. False when another process holds the lease."""
+        if not self._take_lease():
+            return False
+        self.follow()
+        self.record_due()
+        self.deliver()
+        return True
+
+    def _take_lease(self) -> bool:
+        now = self.clock()
+        with self.db.transaction() as sql:
+            _durable(self.db, sql)
+            rows = sql.execute(
+                "SELECT holder, lease_until FROM notice_lease WHERE name = ?", (FOLLOWER,)
+            )
+            until = format_time(now + self.lease)
+            if not rows:
+                sql.execute(
+                    "INSERT INTO notice_lease (name, holder, lease_until) VALUES (?, ?, ?)",
+                    (FOLLOWER, self.holder, until),
+                )
+                return True
+            holder, lease_until = rows[0]
+            if holder != self.holder and str(lease_until) > format_time(now):
+                return False
+            sql.execute(
+                "UPDATE notice_lease SET holder = ?, lease_until = ? WHERE name = ?",
+                (self.holder, until, FOLLOWER),
+            )
+            return True
+
+    # -- 1. who must be told -------------------------------------------------------------------
+
+    def follow(self) -> int:
+        """Read the log from the follower's position to its head, a page a transaction;
+        the number of events read."""
+        read = 0
+        while True:
+            with self.db.transaction() as sql:
+                _durable(self.db, sql)
+                rows = sql.execute(
+                    "SELECT position FROM notice_position WHERE name = ?", (FOLLOWER,)
+                )
+                position = int(rows[0][0]) if rows else 0
+                page = self.app.ledger.select_notifications(
+                    start=position, limit=PAGE, topics=TOPICS, inclusive_of_start=False
+                )
+                if not page:
+                    return read
+                mentions = self.app.mentions_opened
+                for notification in page:
+                    self._apply(
+                        sql, LoggedEvent.from_body(notification.id, notification.state, mentions)
+                    )
+                end = page[-1].id
+                if rows:
+                    sql.execute(
+                        "UPDATE notice_position SET position = ? WHERE name = ?", (end, FOLLOWER)
+                    )
+                else:
+                    sql.execute(
+                        "INSERT INTO notice_position (name, position) VALUES (?, ?)",
+                        (FOLLOWER, end),
+                    )
+                read += len(page)
+            if len(page) < PAGE:
+                return read
+
+    def _apply(self, sql: Sql, event: LoggedEvent) -> None:
+        data = event.data
+        if event.type == "disclosure.recorded":
+            for item in data.get("subjects", []):
+                sql.execute(
+                    "INSERT INTO notice_disclosures (pseudonym, recipient_id, purpose, seq) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (item["subject"], data["recipient_id"], data["purpose"], event.seq),
+                )
+        elif event.type == "request.received":
+            sql.execute(
+                "INSERT INTO notice_requests (request_id, kind) VALUES (?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (data["request_id"], data["kind"]),
+            )
+        elif event.type == "consent.withdrawn":
+            self._owe(sql, event, NoticeReason.CONSENT_WITHDRAWN, set(data["purposes"]))
+        elif event.type == "subject.erased":
+            self._owe(sql, event, NoticeReason.ERASURE, None)
+        elif event.type == "request.fulfilled":
+            kind = sql.execute(
+                "SELECT kind FROM notice_requests WHERE request_id = ?", (data["request_id"],)
+            )
+            if kind and kind[0][0] == "rectification":
+                self._owe(sql, event, NoticeReason.RECTIFICATION, None)
+        elif event.type == NOTICE_DUE:
+            sql.execute(
+                "UPDATE notice_outbox SET due_seq = ?, due_at = ? WHERE notice_id = ?",
+                (event.seq, event.recorded_at, data["notice_id"]),
+            )
+        elif event.type == NOTIFIED:
+            sql.execute(
+                "UPDATE notice_outbox SET notified_seq = ?, "
+                "delivered_at = COALESCE(delivered_at, ?) WHERE notice_id = ?",
+                (event.seq, data.get("delivered_at"), data["notice_id"]),
+            )
+        elif event.type == ACKNOWLEDGED:
+            sql.execute(
+                "UPDATE notice_outbox SET acknowledged_seq = ?, acknowledged_at = ? "
+                "WHERE notice_id = ?",
+                (event.seq, event.recorded_at, data["notice_id"]),
+            )
+
+    def _owe(
+        self, sql: Sql, event: LoggedEvent, reason: NoticeReason, purposes: set[str] | None
+    ) -> None:
+        """Outbox rows for every recipient of the subject's data (for ``purposes``, when
+        given) disclosed before ``event``."""
+        pseudonym = event.data["subject"]
+        by_recipient: dict[str, tuple[set[str], set[int]]] = {}
+        for recipient, purpose, seq in sql.execute(
+            "SELECT recipient_id, purpose, seq FROM notice_disclosures "
+            "WHERE pseudonym = ? AND seq < ? ORDER BY recipient_id, seq",
+            (pseudonym, event.seq),
+        ):
+            if purposes is not None and purpose not in purposes:
+                continue
+            found = by_recipient.setdefault(str(recipient), (set(), set()))
+            found[0].add(str(purpose))
+            found[1].add(int(seq))
+        for recipient, (told_purposes, seqs) in sorted(by_recipient.items()):
+            due = NoticeDue(
+                event.seq,
+                recipient,
+                pseudonym,
+                reason,
+                tuple(sorted(told_purposes)) if purposes is not None else (),
+                tuple(sorted(seqs)),
+            )
+            sql.execute(
+                "INSERT INTO notice_outbox (notice_id, recipient_id, pseudonym, reason, "
+                "cause_seq, purposes, disclosure_seqs) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (
+                    due.notice_id,
+                    recipient,
+                    pseudonym,
+                    str(reason),
+                    event.seq,
+                    json.dumps(list(due.purposes)),
+                    json.dumps(list(due.disclosure_seqs)),
+                ),
+            )
+
+    def record_due(self) -> int:
+        """Append ``recipient.notice_due`` for every outbox row the log does not hold yet; the
+        number appended."""
+        rows = self.db.query(
+            "SELECT notice_id, recipient_id, pseudonym, reason, cause_seq, purposes, "
+            "disclosure_seqs FROM notice_outbox WHERE due_seq IS NULL ORDER BY cause_seq, "
+            "recipient_id LIMIT ?",
+            (PAGE,),
+        )
+        appended = 0
+        for notice, recipient, pseudonym, reason, cause, purposes, seqs in rows:
+            due = NoticeDue(
+                int(cause),
+                str(recipient),
+                str(pseudonym),
+                NoticeReason(reason),
+                tuple(json.loads(purposes)),
+                tuple(json.loads(seqs)),
+            )
+            receipt = self.app.record_notice_due(due)
+            if receipt is None:
+                continue  # recorded before: the follower marks it when it reads the event
+            appended += 1
+            with self.db.transaction() as sql:
+                _durable(self.db, sql)
+                sql.execute(
+                    "UPDATE notice_outbox SET due_seq = ?, due_at = ? WHERE notice_id = ?",
+                    (receipt.seq, receipt.recorded_at, notice),
+                )
+        return appended
+
+    # -- 2. telling them -----------------------------------------------------------------------
+
+    def deliver(self) -> int:
+        """POST every notice due whose recipient has an endpoint and whose next attempt is
+        not later than now; record deliveries not yet recorded. The number delivered."""
+        self._record_deliveries()
+        endpoints = dict(self.endpoints())
+        if not endpoints:
+            return 0
+        now = format_time(self.clock())
+        rows = self.db.query(
+            "SELECT notice_id, recipient_id, reason, cause_seq, purposes, disclosure_seqs, "
+            "due_seq, attempts FROM notice_outbox WHERE due_seq IS NOT NULL AND "
+            "delivered_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
+            "ORDER BY due_seq LIMIT ?",
+            (now, PAGE),
+        )
+        delivered = 0
+        for notice, recipient, reason, cause, purposes, seqs, due_seq, attempts in rows:
+            url = endpoints.get(str(recipient))
+            if url is None:
+                continue
+            timestamp = int(self.clock().timestamp())
+            body = webhook_body(
+                notice=str(notice),
+                recipient_id=str(recipient),
+                reason=str(reason),
+                subject_ref=self._reference(int(cause), str(reason)),
+                purposes=json.loads(purposes),
+                cause_seqs=[int(cause)],
+                disclosure_seqs=json.loads(seqs),
+                due_seq=int(due_seq),
+                timestamp=timestamp,
+            )
+            headers = webhook_headers(str(notice), timestamp, body, self.app.ledger.signer.sign)
+            status, error = self._post(url, body, headers)
+            tried = int(attempts) + 1
+            with self.db.transaction() as sql:
+                _durable(self.db, sql)
+                if status is not None and 200 <= status < 300:
+                    sql.execute(
+                        "UPDATE notice_outbox SET attempts = ?, delivered_at = ?, "
+                        "response_status = ?, last_error = NULL WHERE notice_id = ?",
+                        (tried, format_time(self.clock()), status, notice),
+                    )
+                    delivered += 1
+                else:
+                    delay = min(self.retry_first * 2 ** (tried - 1), self.retry_max)
+                    sql.execute(
+                        "UPDATE notice_outbox SET attempts = ?, next_attempt_at = ?, "
+                        "last_error = ? WHERE notice_id = ?",
+                        (tried, format_time(self.clock() + delay), error, notice),
+                    )
+        self._record_deliveries()
+        return delivered
+
+    def _reference(self, cause_seq: int, reason: str) -> str | None:
+        """The subject's reference as the recipient knows it, opened from the cause (it names
+        the subject by it); None after an erasure, whose key is gone with the reference."""
+        if reason == NoticeReason.ERASURE:
+            return None
+        try:
+            ref = self.app.get_event(cause_seq).data.get("subject_ref")
+        except LedgerError:
+            return None
+        return ref if isinstance(ref, str) and ref != "[erased]" else None
+
+    def _post(
+        self, url: str, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[int | None, str | None]:
+        request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                return int(response.status), None
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), f"HTTP {exc.code}"
+        except (OSError, ValueError) as exc:
+            return None, type(exc).__name__
+
+    def _record_deliveries(self) -> None:
+        """Append ``recipient.notified`` for every delivery the log does not hold yet."""
+        for notice, attempts, delivered_at, status in self.db.query(
+            "SELECT notice_id, attempts, delivered_at, response_status FROM notice_outbox "
+            "WHERE delivered_at IS NOT NULL AND notified_seq IS NULL LIMIT ?",
+            (PAGE,),
+        ):
+            delivery = Delivery(
+                "webhook",
+                DeliveryStatus.DELIVERED,
+                int(attempts),
+                str(delivered_at),
+                None if status is None else int(status),
+            )
+            receipt = self.app.record_notified(str(notice), delivery)
+            if receipt is None:
+                continue
+            with self.db.transaction() as sql:
+                _durable(self.db, sql)
+                sql.execute(
+                    "UPDATE notice_outbox SET notified_seq = ? WHERE notice_id = ?",
+                    (receipt.seq, notice),
+                )
+
+    # -- 4. the register -----------------------------------------------------------------------
+
+    def register(
+        self,
+        *,
+        overdue: bool | None = None,
+        recipient_id: str | None = None,
+        limit: int = REGISTER_LIMIT,
+    ) -> list[NoticeRow]:
+        """The notices, oldest cause first: all, or only those overdue (not acknowledged
+        :attr:`overdue_after` after they were recorded as due) or not overdue; of one
+        recipient when given."""
+        query = (
+            "SELECT notice_id, recipient_id, reason, cause_seq, purposes, disclosure_seqs, "
+            "due_seq, due_at, attempts, next_attempt_at, last_error, delivered_at, "
+            "notified_seq, acknowledged_seq, acknowledged_at FROM notice_outbox"
+        )
+        params: list[Any] = []
+        if recipient_id is not None:
+            query += " WHERE recipient_id = ?"
+            params.append(recipient_id)
+        query += " ORDER BY cause_seq, recipient_id"
+        late = format_time(self.clock() - self.overdue_after)
+        found = []
+        for row in self.db.query(query, params):
+            is_overdue = row[13] is None and row[7] is not None and str(row[7]) <= late
+            if overdue is not None and is_overdue != overdue:
+                continue
+            found.append(
+                NoticeRow(
+                    str(row[0]),
+                    str(row[1]),
+                    str(row[2]),
+                    int(row[3]),
+                    json.loads(row[4]),
+                    json.loads(row[5]),
+                    _int(row[6]),
+                    row[7],
+                    int(row[8]),
+                    row[9],
+                    row[10],
+                    row[11],
+                    _int(row[12]),
+                    _int(row[13]),
+                    row[14],
+                    is_overdue,
+                )
+            )
+            if len(found) >= limit:
+                break
+        return found
+
+
+def _int(value: object) -> int | None:
+    return None if value is None else int(str(value))
+
+
+def _durable(db: ProjectionDatabase, sql: Sql) -> None:
+    """The read models commit asynchronously on PostgreSQL (a crash of the server may lose
+    the last few); the outbox must not forget a delivery it marked."""
+    if db.dialect == "postgres":
+        sql.execute("SET LOCAL synchronous_commit = on")
+
+
+def outbox_counts(rows: Iterable[NoticeRow]) -> dict[str, int]:
+    """Notices by state, for metrics and the CLI: due, delivered, acknowledged, overdue."""
+    counts = {"due": 0, "delivered": 0, "acknowledged": 0, "overdue": 0}
+    for row in rows:
+        counts["due"] += 1
+        counts["delivered"] += row.delivered_at is not None
+        counts["acknowledged"] += row.acknowledged_seq is not None
+        counts["overdue"] += row.overdue
+    return counts
+
+
+__all__ = ["ENDPOINTS_FILE", "NoticeRow", "NoticeService", "file_endpoints", "outbox_counts"]

@@ -1,0 +1,218 @@
+"""Recipients told (issue 19), on both backends, through a real webhook receiver on loopback:
+who is owed a notice, delivery with retries, the signature, acknowledgement once, the trail
+in the log, and exactly one notice however often the follower derives."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from nacl.signing import VerifyKey
+
+from ledger.application import LedgerApplication, NoticeNotFoundError
+from ledger.errors import ValidationError
+from ledger.notices import notice_id, signatures_of, signed_content
+from projections.database import ProjectionDatabase
+from projections.notices import NoticeService
+from tests import facts
+from tests.support.webhook_receiver import Receiver, webhook_receiver
+
+
+def _service(
+    ledger: LedgerApplication, db: ProjectionDatabase, endpoints: dict[str, str]
+) -> NoticeService:
+    # No back-off: a failed attempt is due again at the next round (rounds are driven here).
+    return NoticeService(ledger, db, lambda: endpoints, retry_first=timedelta(0))
+
+
+def _types(ledger: LedgerApplication, prefix: str = "recipient.n") -> list[dict[str, Any]]:
+    found = []
+    for record in ledger.iter_records():
+        event = ledger.decode(record)
+        if event.type.startswith(("recipient.notice", "recipient.notified", "recipient.ack")):
+            found.append({"seq": event.seq, "type": event.type, **event.data})
+    return [e for e in found if e["type"].startswith(prefix) or prefix == ""]
+
+
+def _story(ledger: LedgerApplication) -> dict[str, str]:
+    """A policy; three recipients; one subject who consents to marketing e-mail and whose
+    data goes to ``email`` (marketing_email) and ``analytics`` (usage_analytics), and
+    another subject whose data goes to ``other``."""
+    version = facts.ref("policy")
+    names = {k: facts.ref(k) for k in ("email", "analytics", "other")}
+    subject, bystander = facts.ref("user"), facts.ref("user")
+    ledger.append(
+        [
+            facts.policy(version),
+            *(facts.recipient(r) for r in names.values()),
+            facts.consent(subject, version),
+            facts.disclosure(names["email"], [subject, bystander], version),
+            facts.disclosure(names["analytics"], [subject], version, purpose="usage_analytics"),
+            facts.disclosure(names["other"], [bystander], version),
+        ]
+    )
+    return {**names, "subject": subject, "bystander": bystander, "version": version}
+
+
+def _verify(receiver: Receiver, ledger: LedgerApplication) -> list[dict[str, Any]]:
+    """Every webhook received, its Standard Webhooks signature checked with the ledger's
+    public key; the bodies."""
+    key = VerifyKey(ledger.ledger.signer.public_key)
+    bodies = []
+    for request in receiver.received:
+        content = signed_content(
+            request.headers["webhook-id"], int(request.headers["webhook-timestamp"]), request.body
+        )
+        (signature,) = signatures_of(request.headers["webhook-signature"])
+        key.verify(content, signature)  # raises BadSignatureError on a forgery
+        bodies.append(json.loads(request.body))
+    return bodies
+
+
+def test_a_withdrawal_tells_once_only_the_recipients_that_got_data_for_that_purpose(
+    ledger: LedgerApplication, db: ProjectionDatabase
+) -> None:
+    story = _story(ledger)
+    with webhook_receiver(fail_first=2) as receiver:
+        endpoints = {story[k]: receiver.url for k in ("email", "analytics", "other")}
+        service = _service(ledger, db, endpoints)
+        (withdrawn,) = ledger.append(
+            [facts.consent(story["subject"], story["version"], "withdrawn")]
+        )
+        for _ in range(4):  # the receiver fails twice, then answers 204
+            service.step()
+        bodies = _verify(receiver, ledger)
+
+    expected = notice_id(withdrawn.seq, story["email"])
+    assert receiver.ids() == [expected] * 3, "three attempts of the one notice, one webhook-id"
+    data = bodies[-1]["data"]
+    assert data["recipient_id"] == story["email"]
+    assert data["reason"] == "consent_withdrawn"
+    assert data["subject_ref"] == story["subject"], "the reference the recipient knows"
+    assert data["purposes"] == ["marketing_email"]
+    assert data["cause_seqs"] == [withdrawn.seq]
+
+    due = _types(ledger, "recipient.notice_due")
+    assert [(e["notice_id"], e["recipient_id"]) for e in due] == [(expected, story["email"])]
+    (notified,) = _types(ledger, "recipient.notified")
+    assert notified["notice_id"] == expected
+    assert notified["attempts"] == 3
+    assert notified["status"] == "delivered"
+    assert notified["response_status"] == 204
+
+
+def test_an_acknowledgement_is_recorded_once_and_only_by_the_recipient_told(
+    ledger: LedgerApplication, db: ProjectionDatabase
+) -> None:
+    story = _story(ledger)
+    service = _service(ledger, db, {})
+    (withdrawn,) = ledger.append([facts.consent(story["subject"], story["version"], "withdrawn")])
+    service.step()
+    notice = notice_id(withdrawn.seq, story["email"])
+
+    with pytest.raises(NoticeNotFoundError):
+        ledger.acknowledge_notice(notice, story["analytics"], "analytics-client")
+    with pytest.raises(NoticeNotFoundError):
+        ledger.acknowledge_notice("not-a-notice", story["email"], "email-client")
+    receipt = ledger.acknowledge_notice(notice, story["email"], "email-client")
+    with pytest.raises(ValidationError) as refused:
+        ledger.acknowledge_notice(notice, story["email"], "email-client")
+    assert refused.value.problems[0].rule == "notice_acknowledged"
+
+    (acknowledged,) = _types(ledger, "recipient.acknowledged")
+    assert acknowledged["seq"] == receipt.seq
+    assert acknowledged["client"] == "email-client"
+    service.step()
+    (row,) = service.register()
+    assert row.acknowledged_seq == receipt.seq
+    assert not row.overdue
+
+
+def test_an_erasure_tells_every_recipient_without_the_reference_the_ledger_no_longer_has(
+    ledger: LedgerApplication, db: ProjectionDatabase
+) -> None:
+    story = _story(ledger)
+    request_id = facts.ref("req")
+    ledger.append([facts.request(story["subject"], request_id, kind="erasure")])
+    with webhook_receiver() as receiver:
+        endpoints = {story[k]: receiver.url for k in ("email", "analytics", "other")}
+        service = _service(ledger, db, endpoints)
+        ledger.append(
+            [
+                {
+                    "type": "request.fulfilled",
+                    "event_id": facts.ref("evt"),
+                    "occurred_at": facts.now(),
+                    "request_id": request_id,
+                    "subject": story["subject"],
+                }
+            ]
+        )
+        service.step()
+        bodies = _verify(receiver, ledger)
+
+    told = sorted((b["data"]["recipient_id"], b["data"]["reason"]) for b in bodies)
+    assert told == sorted([(story["email"], "erasure"), (story["analytics"], "erasure")])
+    assert all(b["data"]["subject_ref"] is None for b in bodies)
+    assert len(_types(ledger, "recipient.notified")) == 2
+
+
+def test_a_fulfilled_rectification_tells_every_recipient(
+    ledger: LedgerApplication, db: ProjectionDatabase
+) -> None:
+    story = _story(ledger)
+    request_id = facts.ref("req")
+    service = _service(ledger, db, {})
+    ledger.append(
+        [
+            facts.request(story["bystander"], request_id, kind="rectification"),
+            {
+                "type": "request.fulfilled",
+                "event_id": facts.ref("evt"),
+                "occurred_at": facts.now(),
+                "request_id": request_id,
+                "subject": story["bystander"],
+            },
+        ]
+    )
+    service.step()
+    due = _types(ledger, "recipient.notice_due")
+    assert sorted(e["recipient_id"] for e in due) == sorted([story["email"], story["other"]])
+    assert {e["reason"] for e in due} == {"rectification"}
+
+
+def test_deriving_again_from_the_start_records_no_second_notice(
+    ledger: LedgerApplication, db: ProjectionDatabase
+) -> None:
+    story = _story(ledger)
+    ledger.append([facts.consent(story["subject"], story["version"], "withdrawn")])
+    _service(ledger, db, {}).step()
+    with db.transaction() as sql:  # as if the follower lost its position and its outbox
+        sql.execute("DELETE FROM notice_lease")  # and its lease ran out
+        sql.execute("DELETE FROM notice_position")
+        sql.execute("DELETE FROM notice_outbox")
+    again = _service(ledger, db, {})
+    again.step()
+    again.step()
+    assert len(_types(ledger, "recipient.notice_due")) == 1
+    (row,) = again.register()
+    assert row.due_seq is not None, "the follower found the notice recorded before"
+
+
+def test_the_subjects_notices_are_tagged_for_them_and_name_nobody_in_clear(
+    ledger: LedgerApplication, db: ProjectionDatabase
+) -> None:
+    story = _story(ledger)
+    ledger.append([facts.consent(story["subject"], story["version"], "withdrawn")])
+    _service(ledger, db, {}).step()
+    (due,) = [r for r in ledger.iter_records() if b"recipient.notice_due" in r.body]
+    body = json.loads(due.body)
+    (mention,) = body["data"]["told_subjects"]
+    assert mention.startswith("sealed:v1:"), "the subject is a sealed mention"
+    pseudonym = ledger.subject_keys.current(story["subject"])
+    assert pseudonym is not None and pseudonym.encode() not in due.body
+    assert story["subject"].encode() not in due.body
+    assert base64.b64decode(ledger.decode(due).signature)
