@@ -52,6 +52,7 @@ class Scope(StrEnum):
     """Bundles over HTTP (``POST /v1/exports``)."""
     READ_RECEIPTS = "receipts:read"
     """Consent receipts, each with its subject's own data opened, to hand to that person."""
+    ACK_NOTICES = "notices:ack"  # a recipient acknowledges its notices (docs/notices.md)
     ADMIN = "admin"
 
 

@@ -150,7 +150,7 @@ class NoticeService:
         retry_first: timedelta = RETRY_FIRST,
         retry_max: timedelta = RETRY_MAX,
         overdue_after: timedelta = OVERDUE_AFTER,
-        lease: timedelta = timedelta(seconds=30),
+        lease: timedelta = timedelta(seconds=10),
         timeout: float = 10.0,
     ) -> None:
         self.app = app

@@ -75,6 +75,25 @@ READ_MODEL_SETTINGS = SettingGroup(
             low=1,
             high=36_500,
         ),
+        Setting(
+            "NOTICE_RETRY_SECONDS",
+            "notice_retry_seconds",
+            "whole",
+            10,
+            "notices to recipients: seconds before a failed delivery is tried again, doubled "
+            "after each failure up to an hour ([notices.md](notices.md))",
+            low=1,
+            high=3600,
+        ),
+        Setting(
+            "NOTICE_OVERDUE_HOURS",
+            "notice_overdue_hours",
+            "whole",
+            168,
+            "notices to recipients: hours after which a notice not acknowledged is overdue",
+            low=1,
+            high=24 * 365,
+        ),
     ),
 )
 
@@ -85,6 +104,8 @@ class ReadModelSettings:
     request_due_days: int = 15
     request_due_days_by_jurisdiction: Mapping[str, int] = field(default_factory=dict)
     legal_hold_days: int = DEFAULT_LEGAL_HOLD_DAYS
+    notice_retry_seconds: int = 10
+    notice_overdue_hours: int = 168
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReadModelSettings:

@@ -28,16 +28,19 @@ from api import logs
 from api.bootstrap import Configuration, build
 from api.bootstrap import open_client_database as open_client_database  # also from here
 from api.http import openapi_docs, problems
+from api.http.console import routes as console
 from api.http.limits import LimitsMiddleware, RequestLimits
 from api.http.metrics import Metrics
 from api.http.routes import consent, events, incident_people, log, registers, subjects
 from api.http.routes import exports as export_routes
+from api.http.routes import notices as notice_routes
 from api.http.routes import receipts as receipt_routes
 from api.schedule import run_every
 from api.settings import ServerSettings as ServerSettings  # also imported from here
 from api.token_store import AdminTokenError, TokenStore
 from ledger.config import Settings, SettingsError
 from ledger.operations import ExportPolicy
+from projections.notices import NoticeService, file_endpoints
 from projections.operations import PoisonEventError, ReadModelOperations
 from projections.read_models import ReadModelSettings
 
@@ -112,9 +115,8 @@ def create_app(
             ensure_admin_client(app.state.clients, read_admin_token(serving.admin_token_file))
         stop = threading.Event()
         # Export jobs (POST /v1/exports): a runner thread makes the bundles one at a time.
-        report_settings = Configuration(
-            settings, read_settings or ReadModelSettings.from_env(), serving
-        ).report_settings()
+        reading = read_settings or ReadModelSettings.from_env()
+        report_settings = Configuration(settings, reading, serving).report_settings()
         policy = ExportPolicy(
             timedelta(hours=serving.export_ttl_hours), serving.export_queue_per_client
         )
@@ -123,6 +125,21 @@ def create_app(
         )
         app.state.exports = exports
         workers = [threading.Thread(target=exports.run, args=(stop,), name="exports", daemon=True)]
+        notices = None
+        if serving.projections and wiring.read_models is not None:
+            # Notices to recipients (docs/notices.md) are derived and delivered where the read
+            # models run.
+            notices = NoticeService(
+                ledger,
+                wiring.read_models.db,
+                file_endpoints(settings.data_dir),
+                retry_first=timedelta(seconds=reading.notice_retry_seconds),
+                overdue_after=timedelta(hours=reading.notice_overdue_hours),
+            )
+            workers.append(
+                threading.Thread(target=notices.run, args=(stop,), name="notices", daemon=True)
+            )
+        app.state.notices = notices
         if serving.projections:  # retention runs where the read models run
             hours = serving.retention_interval_hours
             workers.append(
@@ -160,6 +177,8 @@ def create_app(
             stop.set()
             operations.wake()
             exports.wake.set()
+            if notices is not None:
+                notices.wake.set()
             for worker in workers:
                 worker.join(timeout=10)
             exports.close()
@@ -179,11 +198,13 @@ def create_app(
     app.include_router(receipt_routes.router)  # GET /v1/consent/receipts/{seq}
     app.include_router(export_routes.router)  # /v1/exports
     app.include_router(incident_people.router)  # GET /v1/incidents/{id}/affected
+    app.include_router(notice_routes.router)  # GET /v1/notices, POST /v1/notices/{id}/ack
     # The lean append route first: it serves POST /v1/events, which events.router describes.
     app.router.routes.extend(events.LEAN_ROUTES)
     for router in (events.router, consent.router, subjects.router, registers.router, log.router):
         app.include_router(router)
     openapi_docs.install(app)
+    console.install(app)  # /console: HTML pages for people (api/http/console/, docs/console.md)
     limits = RequestLimits(
         max_body_bytes=serving.max_body_bytes,
         max_json_depth=serving.max_json_depth,
