@@ -20,6 +20,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 """Debian's chromium (.ci/run installs it); Playwright downloads no browser of its own."""
 SCREENSHOTS = Path(tempfile.gettempdir()) / "consent-ledger-browser"
 """Where the tests leave their screenshots, for a person to look at."""
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+"""Where the console's tests keep the screenshots its documentation shows."""
 LOOPBACK = "127.0.0.1"
 HOSTLESS_SCHEMES = frozenset({"data", "blob", "about"})
 """URLs that name no host: a page's own inline data, never a request on the network."""
@@ -102,3 +104,12 @@ class OfflinePage:
 
     def close(self) -> None:
         self.context.close()
+
+
+def keep_screenshot(page: Page, name: str) -> Path:
+    """A full-page screenshot of ``page`` as ``docs/console/<name>.png`` (the console's
+    documentation shows them; the tests take them again on every run)."""
+    DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = DOCS_SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

@@ -39,7 +39,7 @@ HEADERS = {
     "Content-Security-Policy": POLICY,
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer would make the forms' Origin "null"
     "Cache-Control": "no-store",
 }
 """On every page: they may show personal data, so no cache keeps them."""
