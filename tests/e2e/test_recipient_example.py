@@ -1,0 +1,127 @@
+"""examples/recipient_webhook.py against a served ledger (both backends): two recipients run
+it, one acknowledges and one never does; the ledger's signed webhooks check out, a forged or
+replayed one is refused, and the register tells the two apart."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from nacl.signing import SigningKey
+
+from ledger.config import Settings
+from tests import facts
+from tests.support.processes import ROOT, add_client, free_port
+from tests.support.serve import serve
+from tests.support.waiting import wait_until
+
+EXAMPLE = ROOT / "examples" / "recipient_webhook.py"
+
+
+@contextmanager
+def recipient(
+    workdir: Path, ledger: str, keys: Path, token: str, *, never_ack: bool = False
+) -> Iterator[tuple[str, Path]]:
+    """The example listening on a free port: its URL and its output file."""
+    port = free_port()
+    token_file = workdir / f"token-{port}"
+    token_file.write_text(token)
+    output = workdir / f"recipient-{port}.out"
+    command = [sys.executable, str(EXAMPLE), "--port", str(port), "--ledger", ledger]
+    command += ["--keys", str(keys), "--token-file", str(token_file)]
+    with output.open("wb") as out:
+        process = subprocess.Popen(
+            [*command, *(["--never-ack"] if never_ack else [])], stdout=out, stderr=out
+        )
+        try:
+            wait_until(
+                lambda: b"listening" in output.read_bytes(),
+                lambda: f"the example did not start: {output.read_text(errors='replace')}",
+            )
+            yield f"http://127.0.0.1:{port}/", output
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def test_the_example_checks_the_webhook_and_acknowledges(
+    settings: Settings, tmp_path: Path
+) -> None:
+    version, subject = facts.ref("policy"), facts.ref("user")
+    acks, ignores = facts.ref("rcp-acks"), facts.ref("rcp-ignores")
+    writer = add_client(settings, "writer", "events:write", "history:read")
+    headers = {"authorization": f"Bearer {writer}"}
+    with serve(settings, free_port()) as server:
+        keys = tmp_path / "keys.txt"
+        keys.write_text(httpx.get(f"{server.url}/v1/keys").text)
+        with (
+            recipient(tmp_path, server.url, keys, add_client(settings, acks, "notices:ack")) as (
+                acking,
+                acking_out,
+            ),
+            recipient(
+                tmp_path,
+                server.url,
+                keys,
+                add_client(settings, ignores, "notices:ack"),
+                never_ack=True,
+            ) as (ignoring, ignoring_out),
+        ):
+            settings.data_dir.joinpath("notice-endpoints.json").write_text(
+                json.dumps({acks: acking, ignores: ignoring})
+            )
+            facts_sent = [
+                facts.policy(version),
+                facts.recipient(acks),
+                facts.recipient(ignores),
+                facts.consent(subject, version),
+                facts.disclosure(acks, [subject], version),
+                facts.disclosure(ignores, [subject], version),
+                facts.consent(subject, version, "withdrawn"),
+            ]
+            answer = httpx.post(f"{server.url}/v1/events", json=facts_sent, headers=headers)
+            assert answer.status_code == 201, answer.text
+
+            def register() -> dict[str, dict[str, object]]:
+                rows = httpx.get(f"{server.url}/v1/notices", headers=headers).json()["notices"]
+                return {str(row["recipient_id"]): row for row in rows}
+
+            wait_until(
+                lambda: (
+                    (rows := register()).get(acks, {}).get("acknowledged_seq") is not None
+                    and rows.get(ignores, {}).get("notified_seq") is not None
+                ),
+                "one recipient acknowledged, the other was told",
+                seconds=60,
+                interval=0.3,
+            )
+            rows = register()
+            assert rows[ignores]["acknowledged_seq"] is None
+            assert subject in acking_out.read_text()
+            assert "acknowledged: 201" in acking_out.read_text()
+            assert subject in ignoring_out.read_text()
+
+            # What the example refuses: a body signed by another key, and an old delivery.
+            body = json.dumps({"type": "recipient.notice", "data": {}}).encode()
+            now = int(time.time())
+            forged = base64.b64encode(
+                SigningKey.generate().sign(f"msg_1.{now}.".encode() + body).signature
+            ).decode()
+            for stamp, signature in ((now, forged), (now - 3600, forged)):
+                refused = httpx.post(
+                    acking,
+                    content=body,
+                    headers={
+                        "webhook-id": "msg_1",
+                        "webhook-timestamp": str(stamp),
+                        "webhook-signature": f"v1a,{signature}",
+                    },
+                )
+                assert refused.status_code == 401
