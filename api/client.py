@@ -1,4 +1,5 @@
-"""A typed client of the ledger's HTTP API, on httpx.
+"""Typed clients of the ledger's HTTP API, on httpx: ``LedgerClient`` (sync) and
+``AsyncLedgerClient`` (asyncio), with the same methods.
 
 ::
 
@@ -9,142 +10,171 @@
         answer = ledger.decision("user-10482", "marketing_email", wait_for=receipt.seq)
         if answer.allowed:
             ...
+        for row in ledger.iter_disclosures(recipient="rcp-adbridge"):  # every page
+            ...
         ledger.check_receipt(receipt, verifier_keys)  # in a signed checkpoint, by proof
+
+    async with AsyncLedgerClient(url, token) as ledger:
+        receipt = await ledger.append(event)
+        async for entry in ledger.iter_entries(receipt.leaf_index):
+            ...
 
 Every error the API answers becomes a :class:`LedgerAPIError` carrying the problem document.
 Writes are safe to resend, because the ledger answers an event id it holds with its original
-receipt: the client resends the same body when the ledger pushes back (``503`` with
+receipt: a client resends the same body when the ledger pushes back (``503`` with
 ``Retry-After``) or the connection fails, ``retries`` times. With ``signing_key`` (the 32-byte
 Ed25519 seed of a key registered with ``consent-ledger clients set-key``) every write is signed
 (``Content-Signature``), as the ledger then requires.
+
+What each method asks and how it reads the answer is written once, in api/client_calls.py;
+the two classes here only run those steps, one with ``httpx.Client`` and ``time.sleep``, the
+other with ``httpx.AsyncClient`` and ``asyncio.sleep``. Their methods are :class:`Blocking`,
+:class:`BlockingPages`, :class:`Awaited` and :class:`AwaitedPages` descriptors over the same
+``LedgerCalls`` functions, so the two method lists cannot differ in anything but their names.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import asyncio
+import functools
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, cast, overload
 
 import httpx
-import orjson
-from nacl.signing import SigningKey
 
-from ledger.verifier.bundle import MANIFEST, BundleError, BundleFiles
-from ledger.verifier.checkpoint import open_checkpoint
-from ledger.verifier.entry import entry_hash, key_id_for, signature_is_valid
-from ledger.verifier.merkle import leaf_hash, verify_inclusion
-from ledger.verifier.note import parse_verifier_key
+from api.client_calls import (
+    RETRY_AFTER_CAP,
+    Ask,
+    Call,
+    Item,
+    LedgerCalls,
+    Pages,
+    Pause,
+    Step,
+)
+from api.client_types import (
+    ConsistencyProof,
+    Decision,
+    InclusionProof,
+    LedgerAPIError,
+    LogEntry,
+    NotYetCoveredError,
+    Receipt,
+    ReceiptCheck,
+    ReceiptCheckError,
+)
 
-RETRY_AFTER_CAP = 30.0
-"""The longest a client waits before resending, whatever ``Retry-After`` says."""
+__all__ = [
+    "RETRY_AFTER_CAP",
+    "AsyncLedgerClient",
+    "ConsistencyProof",
+    "Decision",
+    "InclusionProof",
+    "LedgerAPIError",
+    "LedgerCalls",
+    "LedgerClient",
+    "LogEntry",
+    "NotYetCoveredError",
+    "Receipt",
+    "ReceiptCheck",
+    "ReceiptCheckError",
+]
 
-
-class LedgerAPIError(Exception):
-    """The API answered with a problem (RFC 9457): status, title, detail, field errors."""
-
-    def __init__(self, status: int, problem: Mapping[str, Any]) -> None:
-        self.status = status
-        self.title = str(problem.get("title", ""))
-        self.detail = str(problem.get("detail", ""))
-        self.errors: list[dict[str, Any]] = list(problem.get("errors", []))
-        self.problem = dict(problem)
-        super().__init__(f"{status} {self.title}: {self.detail}")
-
-
-class ReceiptCheckError(Exception):
-    """A receipt does not check out against the log; the message says which part failed."""
-
-
-class NotYetCoveredError(ReceiptCheckError):
-    """The receipt's event is in the log but no signed checkpoint covers it yet: ask again
-    after the next checkpoint (the signer signs every half second while events arrive)."""
-
-
-@dataclass(frozen=True)
-class Receipt:
-    seq: int
-    leaf_index: int
-    event_id: str
-    event_hash: str
-    signature: str
-    key_id: str
-    recorded_at: str
-    duplicate: bool
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Decision:
-    subject: str
-    purpose: str
-    allowed: bool
-    status: str | None
-    dpv_status: str | None
-    decided_by_seq: int | None
-    policy_version: str | None
-    since: str | None
+class _Method(Generic[P, T]):
+    """A client method made of a ``LedgerCalls`` function: its name, docstring and signature
+    (``inspect.signature`` follows ``__wrapped__``)."""
+
+    def __init__(self, operation: Callable[Concatenate[LedgerCalls, P], T]) -> None:
+        self.operation = operation
+        functools.update_wrapper(cast(Any, self), operation)
 
 
-@dataclass(frozen=True)
-class InclusionProof:
-    """Leaf ``index`` is in the tree of ``size`` leaves: the audit path, hashes bottom-up.
+class Blocking(_Method[P, Call[T]]):
+    """``LedgerClient.<operation>(...)``: the result."""
 
-    Check with ``ledger.verifier.merkle.verify_inclusion(index, size, leaf_hash, proof, root)``
-    against the root of a checkpoint you verified (``checkpoint``, when the API chose the size).
-    """
+    @overload
+    def __get__(self, client: None, owner: type[Any]) -> Self: ...
+    @overload
+    def __get__(self, client: LedgerClient, owner: type[Any]) -> Callable[P, T]: ...
+    def __get__(self, client: LedgerClient | None, owner: type[Any]) -> Any:
+        return self if client is None else functools.partial(self.__call__, client)
 
-    index: int
-    size: int
-    leaf_hash: bytes
-    proof: list[bytes]
-    checkpoint: str | None
-    """The signed note of the latest checkpoint, when no size was asked for."""
+    def __call__(self, client: LedgerClient, *args: P.args, **kwargs: P.kwargs) -> T:
+        return client.run(self.operation(client.calls, *args, **kwargs))
 
 
-@dataclass(frozen=True)
-class ConsistencyProof:
-    """The tree of ``size1`` leaves is a prefix of that of ``size2``: RFC 9162 hashes.
+class BlockingPages(_Method[P, Pages[T]]):
+    """``LedgerClient.iter_<rows>(...)``: an iterator over every row, page after page."""
 
-    Empty when ``size1`` is 0 or equals ``size2``. Check with
-    ``ledger.verifier.merkle.verify_consistency(size1, size2, proof, root1, root2)``.
-    """
+    @overload
+    def __get__(self, client: None, owner: type[Any]) -> Self: ...
+    @overload
+    def __get__(self, client: LedgerClient, owner: type[Any]) -> Callable[P, Iterator[T]]: ...
+    def __get__(self, client: LedgerClient | None, owner: type[Any]) -> Any:
+        return self if client is None else functools.partial(self.__call__, client)
 
-    size1: int
-    size2: int
-    proof: list[bytes]
-    checkpoint: str | None
-    """The signed note of the latest checkpoint, when no ``to`` size was asked for."""
-
-
-@dataclass(frozen=True)
-class LogEntry:
-    """One leaf: the signed entry bytes (the leaf input), the body it commits to, signature."""
-
-    index: int
-    entry: bytes
-    body: bytes
-    signature: bytes
-    key_id: str
+    def __call__(self, client: LedgerClient, *args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
+        return client.iterate(self.operation(client.calls, *args, **kwargs))
 
 
-@dataclass(frozen=True)
-class ReceiptCheck:
-    """What :meth:`LedgerClient.check_receipt` established, each against the trusted key."""
+class Awaited(_Method[P, Call[T]]):
+    """``await AsyncLedgerClient.<operation>(...)``: the result."""
 
-    seq: int
-    leaf_index: int
-    checkpoint_size: int
-    """The signed checkpoint whose tree the event is proven to be in."""
-    checkpoint: str
-    """Its signed note: keep it, and later ask for a consistency proof from its size."""
+    @overload
+    def __get__(self, client: None, owner: type[Any]) -> Self: ...
+    @overload
+    def __get__(
+        self, client: AsyncLedgerClient, owner: type[Any]
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+    def __get__(self, client: AsyncLedgerClient | None, owner: type[Any]) -> Any:
+        return self if client is None else functools.partial(self.__call__, client)
+
+    async def __call__(self, client: AsyncLedgerClient, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await client.run(self.operation(client.calls, *args, **kwargs))
 
 
-class LedgerClient:
+class AwaitedPages(_Method[P, Pages[T]]):
+    """``async for row in AsyncLedgerClient.iter_<rows>(...)``: every row, page after page."""
+
+    @overload
+    def __get__(self, client: None, owner: type[Any]) -> Self: ...
+    @overload
+    def __get__(
+        self, client: AsyncLedgerClient, owner: type[Any]
+    ) -> Callable[P, AsyncIterator[T]]: ...
+    def __get__(self, client: AsyncLedgerClient | None, owner: type[Any]) -> Any:
+        return self if client is None else functools.partial(self.__call__, client)
+
+    def __call__(
+        self, client: AsyncLedgerClient, *args: P.args, **kwargs: P.kwargs
+    ) -> AsyncIterator[T]:
+        return client.iterate(self.operation(client.calls, *args, **kwargs))
+
+
+class _Driver:
+    """What both clients hold: the calls (signing key, retries) and the httpx settings."""
+
+    def __init__(
+        self, base_url: str, token: str, timeout: float, signing_key: bytes | None, retries: int
+    ) -> None:
+        self.calls = LedgerCalls(signing_key=signing_key, retries=retries)
+        self.http_options: dict[str, Any] = {
+            "base_url": base_url,
+            "headers": {"Authorization": f"Bearer {token}"},
+            "timeout": timeout,
+        }
+
+
+class LedgerClient(_Driver):
+    """The ledger's API, blocking. ``transport`` and ``sleep`` are for tests (a flaky
+    connection, no real waiting)."""
+
     def __init__(
         self,
         base_url: str,
@@ -156,21 +186,41 @@ class LedgerClient:
         retries: int = 3,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if retries < 0:
-            raise ValueError(
-                f"retries is how many times a write is resent: 0 or more, not {retries}"
-            )
-        self._signer = None if signing_key is None else SigningKey(signing_key)
-        self._http = httpx.Client(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=timeout,
-            transport=transport,
-        )
-        self._retries = retries
+        super().__init__(base_url, token, timeout, signing_key, retries)
+        self._http = httpx.Client(transport=transport, **self.http_options)
         self._sleep = sleep
 
-    def __enter__(self) -> LedgerClient:
+    append = Blocking(LedgerCalls.append)
+    append_batch = Blocking(LedgerCalls.append_batch)
+    record_incident = Blocking(LedgerCalls.record_incident)
+    start_export = Blocking(LedgerCalls.start_export)
+    event = Blocking(LedgerCalls.event)
+    decision = Blocking(LedgerCalls.decision)
+    consent_state = Blocking(LedgerCalls.consent_state)
+    consent_receipt = Blocking(LedgerCalls.consent_receipt)
+    history = Blocking(LedgerCalls.history)
+    requests = Blocking(LedgerCalls.requests)
+    incidents = Blocking(LedgerCalls.incidents)
+    incident = Blocking(LedgerCalls.incident)
+    notices = Blocking(LedgerCalls.notices)
+    acknowledge_notice = Blocking(LedgerCalls.acknowledge_notice)
+    export_status = Blocking(LedgerCalls.export_status)
+    download_export = Blocking(LedgerCalls.download_export)
+    health = Blocking(LedgerCalls.health)
+    ready = Blocking(LedgerCalls.ready)
+    metrics = Blocking(LedgerCalls.metrics)
+    checkpoint = Blocking(LedgerCalls.checkpoint)
+    verifier_keys = Blocking(LedgerCalls.verifier_keys)
+    inclusion_proof = Blocking(LedgerCalls.inclusion_proof)
+    consistency_proof = Blocking(LedgerCalls.consistency_proof)
+    check_receipt = Blocking(LedgerCalls.check_receipt)
+    check_consent_receipt = Blocking(LedgerCalls.check_consent_receipt)
+    iter_disclosures = BlockingPages(LedgerCalls.iter_disclosures)
+    disclosures_csv = BlockingPages(LedgerCalls.disclosures_csv)
+    iter_affected = BlockingPages(LedgerCalls.iter_affected)
+    iter_entries = BlockingPages(LedgerCalls.iter_entries)
+
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -181,382 +231,171 @@ class LedgerClient:
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        response = self._http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            self._raise(response)
-        return response
-
-    @staticmethod
-    def _raise(response: httpx.Response) -> NoReturn:
-        try:
-            problem = response.json()
-        except ValueError:
-            problem = {"title": response.reason_phrase, "detail": response.text}
-        raise LedgerAPIError(response.status_code, problem)
-
-    def _write(self, path: str, payload: Any) -> httpx.Response:
-        """POST ``payload`` (signed when the client has a key), resending the same bytes when
-        the ledger pushes back or the connection fails; the ledger's event ids make a resend
-        of something already committed answer its original receipts."""
-        body = orjson.dumps(payload)
-        headers = {"Content-Type": "application/json"}
-        if self._signer is not None:
-            signature = self._signer.sign(body).signature
-            headers["Content-Signature"] = "ed25519=" + base64.b64encode(signature).decode()
-        for attempt in range(self._retries + 1):
-            last = attempt == self._retries
-            try:
-                response = self._http.post(path, content=body, headers=headers)
-            except httpx.TransportError:
-                if last:
-                    raise
-                self._sleep(min(RETRY_AFTER_CAP, 0.2 * 2**attempt))
-                continue
-            if response.status_code == 503 and not last:
-                self._sleep(_retry_after(response, attempt))
-                continue
-            if response.status_code >= 400:
-                self._raise(response)
-            return response
-        raise AssertionError("unreachable: the last attempt returns or raises")
-
-    def append(self, event: Mapping[str, Any]) -> Receipt:
-        """Record one event; its receipt once committed (the original one on a retry)."""
-        return Receipt(**self._write("/v1/events", dict(event)).json())
-
-    def append_batch(self, events: Sequence[Mapping[str, Any]]) -> list[Receipt]:
-        """Record a batch, all or nothing; a receipt per event, in order."""
-        body = self._write("/v1/events", [dict(e) for e in events]).json()
-        return [Receipt(**r) for r in body["receipts"]]
-
-    def record_incident(self, facts: Sequence[Mapping[str, Any]]) -> list[Receipt]:
-        """Record incident facts (``incident.*`` only; scope ``incidents:manage``), all or
-        nothing; a receipt per fact, in order."""
-        body = self._write("/v1/incidents", [dict(f) for f in facts]).json()
-        return [Receipt(**r) for r in body["receipts"]]
-
-    def event(self, seq: int) -> dict[str, Any]:
-        body: dict[str, Any] = self._call("GET", f"/v1/events/{seq}").json()
-        return body
-
-    def decision(
-        self,
-        subject: str,
-        purpose: str,
-        *,
-        at: datetime | None = None,
-        wait_for: int | None = None,
-    ) -> Decision:
-        """May ``purpose`` be used for ``subject`` now (or at ``at``)?"""
-        params = _params(subject=subject, purpose=purpose, at=at, wait_for=wait_for)
-        return Decision(**self._call("GET", "/v1/consent/decision", params=params).json())
-
-    def consent_receipt(self, seq: int, purpose: str | None = None) -> dict[str, Any]:
-        """The consent receipt of the fact at ``seq`` (scope ``receipts:read``; the read is
-        recorded with ``purpose``): keep it as JSON and check it with ``python -m
-        ledger.verifier receipt FILE --key KEY``."""
-        path = f"/v1/consent/receipts/{seq}"
-        body: dict[str, Any] = self._call("GET", path, params=_params(purpose=purpose)).json()
-        return body
-
-    def consent_state(
-        self, subject: str, *, at: datetime | None = None, wait_for: int | None = None
-    ) -> dict[str, Any]:
-        params = _params(subject=subject, at=at, wait_for=wait_for)
-        body: dict[str, Any] = self._call("GET", "/v1/consent/state", params=params).json()
-        return body
-
-    def disclosures(
-        self,
-        *,
-        subject: str | None = None,
-        recipient: str | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        violations: bool = False,
-        page_size: int = 500,
-    ) -> Iterator[dict[str, Any]]:
-        """Every matching disclosure row, following the API's cursors."""
-        params = _disclosure_params(subject, recipient, start, end, violations, page_size)
-        while True:
-            body = self._call("GET", "/v1/disclosures", params=params).json()
-            yield from body["items"]
-            if body["next_cursor"] is None:
-                return
-            params["cursor"] = body["next_cursor"]
-
-    def disclosures_csv(
-        self,
-        *,
-        subject: str | None = None,
-        recipient: str | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        violations: bool = False,
-        page_size: int = 500,
-    ) -> Iterator[str]:
-        """The same rows as :meth:`disclosures`, as CSV lines (the header once, first),
-        following the API's cursors page after page."""
-        params = _disclosure_params(subject, recipient, start, end, violations, page_size)
-        params["format"] = "csv"
-        header_sent = False
-        while True:
-            response = self._call("GET", "/v1/disclosures", params=params)
-            lines = response.text.splitlines()
-            if lines and not header_sent:
-                yield lines[0]
-                header_sent = True
-            yield from lines[1:]
-            following = _next_cursor(response)
-            if not following:
-                return
-            params["cursor"] = following
-
-    def history(self, subject: str) -> dict[str, Any]:
-        """Everything the log holds about a subject (their access request, GDPR 15): their
-        events in log order, each with its signature; other people stay sealed."""
-        body: dict[str, Any] = self._call(
-            "GET", "/v1/subjects/history", params=_params(subject=subject)
-        ).json()
-        return body
-
-    def requests(
-        self, *, overdue: bool = False, subject: str | None = None
-    ) -> list[dict[str, Any]]:
-        """The data-subject request register, due dates computed now."""
-        params = _params(subject=subject)
-        if overdue:
-            params["overdue"] = "true"
-        body: list[dict[str, Any]] = self._call("GET", "/v1/requests", params=params).json()
-        return body
-
-    def incidents(self) -> list[dict[str, Any]]:
-        """The incident register, deadlines computed now."""
-        body: list[dict[str, Any]] = self._call("GET", "/v1/incidents").json()
-        return body
-
-    def incident(self, incident_id: str) -> dict[str, Any]:
-        """One incident, its deadlines and subjects (``subjects_by_rule`` when its assessment
-        selects them by a rule)."""
-        body: dict[str, Any] = self._call("GET", f"/v1/incidents/{incident_id}").json()
-        return body
-
-    def start_export(
-        self,
-        scope: Mapping[str, Any],
-        purpose: str,
-        *,
-        answers_request: str | None = None,
-    ) -> dict[str, Any]:
-        """Start a bundle of ``scope`` (``{"kind": "subject", "subject_ref": ...}``,
-        ``recipient``/``recipient_id``, ``incident``/``incident_id``, ``period`` with ``from``
-        and ``to``, or ``all``; scope ``exports:create``) made for ``purpose``; the job (its
-        ``id`` for :meth:`export_status`). Not resent on failure: each call is a new job."""
-        payload: dict[str, Any] = {"scope": dict(scope), "purpose": purpose}
-        if answers_request is not None:
-            payload["answers_request"] = answers_request
-        body: dict[str, Any] = self._call("POST", "/v1/exports", json=payload).json()
-        return body
-
-    def export_status(self, job_id: str) -> dict[str, Any]:
-        """An export job: ``state`` (queued, running, done, failed, expired), ``progress``,
-        and once done its ``manifest_sha256``, ``bytes`` and ``expires_at``."""
-        body: dict[str, Any] = self._call("GET", f"/v1/exports/{job_id}").json()
-        return body
-
-    def download_export(self, job_id: str, path: Path) -> str:
-        """Stream a done export's bundle to ``path`` (a new file; written beside it and moved
-        into place once whole); the SHA-256 of its ``manifest.json``, checked against the
-        digest the ledger recorded (the ``ETag``). Verify it with ``python -m ledger.verifier
-        PATH --key KEY``."""
-        if path.exists():
-            raise FileExistsError(f"{path} exists already; choose a new path")
-        partial = path.with_name(path.name + ".partial")
-        with self._http.stream("GET", f"/v1/exports/{job_id}/bundle") as response:
+    def _perform(self, step: Step) -> httpx.Response | None:
+        if isinstance(step, Pause):
+            self._sleep(step.seconds)
+            return None
+        if isinstance(step, Ask):
+            return self._http.request(
+                step.method,
+                step.path,
+                params=step.params,
+                content=step.content,
+                headers=step.headers,
+            )
+        with self._http.stream("GET", step.path) as response:  # a Download
             if response.status_code >= 400:
                 response.read()
-                self._raise(response)
-            expected = response.headers.get("etag", "").strip('"')
-            with partial.open("wb") as out:
+                return response
+            with step.into.open("wb") as out:
                 for chunk in response.iter_bytes():
                     out.write(chunk)
-        try:
-            with BundleFiles(partial).open(MANIFEST) as manifest:
-                digest = hashlib.sha256(manifest.read()).hexdigest()
-        except BundleError:
-            partial.unlink()
-            raise
-        if digest != expected:
-            partial.unlink()
-            raise BundleError(
-                MANIFEST, f"the download's manifest is {digest}, the ledger recorded {expected}"
+        return response
+
+    def run(self, call: Call[T]) -> T:
+        """Run an operation of ``LedgerCalls`` to its result."""
+        reply: Any = None
+        failure: httpx.TransportError | None = None
+        while True:
+            try:
+                step = call.send(reply) if failure is None else call.throw(failure)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            try:
+                reply, failure = self._perform(step), None
+            except httpx.TransportError as exc:
+                reply, failure = None, exc
+
+    def iterate(self, pages: Pages[T]) -> Iterator[T]:
+        """Run a paged read of ``LedgerCalls``, giving its rows as they come."""
+        reply: Any = None
+        failure: httpx.TransportError | None = None
+        while True:
+            try:
+                step = pages.send(reply) if failure is None else pages.throw(failure)
+            except StopIteration:
+                return
+            if isinstance(step, Item):
+                yield step.value
+                reply, failure = None, None
+                continue
+            try:
+                reply, failure = self._perform(step), None
+            except httpx.TransportError as exc:
+                reply, failure = None, exc
+
+
+class AsyncLedgerClient(_Driver):
+    """The ledger's API for asyncio: the methods of :class:`LedgerClient`, awaited, and its
+    paged reads as async iterators."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        signing_key: bytes | None = None,
+        retries: int = 3,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        super().__init__(base_url, token, timeout, signing_key, retries)
+        self._http = httpx.AsyncClient(transport=transport, **self.http_options)
+        self._sleep = sleep
+
+    append = Awaited(LedgerCalls.append)
+    append_batch = Awaited(LedgerCalls.append_batch)
+    record_incident = Awaited(LedgerCalls.record_incident)
+    start_export = Awaited(LedgerCalls.start_export)
+    event = Awaited(LedgerCalls.event)
+    decision = Awaited(LedgerCalls.decision)
+    consent_state = Awaited(LedgerCalls.consent_state)
+    consent_receipt = Awaited(LedgerCalls.consent_receipt)
+    history = Awaited(LedgerCalls.history)
+    requests = Awaited(LedgerCalls.requests)
+    incidents = Awaited(LedgerCalls.incidents)
+    incident = Awaited(LedgerCalls.incident)
+    notices = Awaited(LedgerCalls.notices)
+    acknowledge_notice = Awaited(LedgerCalls.acknowledge_notice)
+    export_status = Awaited(LedgerCalls.export_status)
+    download_export = Awaited(LedgerCalls.download_export)
+    health = Awaited(LedgerCalls.health)
+    ready = Awaited(LedgerCalls.ready)
+    metrics = Awaited(LedgerCalls.metrics)
+    checkpoint = Awaited(LedgerCalls.checkpoint)
+    verifier_keys = Awaited(LedgerCalls.verifier_keys)
+    inclusion_proof = Awaited(LedgerCalls.inclusion_proof)
+    consistency_proof = Awaited(LedgerCalls.consistency_proof)
+    check_receipt = Awaited(LedgerCalls.check_receipt)
+    check_consent_receipt = Awaited(LedgerCalls.check_consent_receipt)
+    iter_disclosures = AwaitedPages(LedgerCalls.iter_disclosures)
+    disclosures_csv = AwaitedPages(LedgerCalls.disclosures_csv)
+    iter_affected = AwaitedPages(LedgerCalls.iter_affected)
+    iter_entries = AwaitedPages(LedgerCalls.iter_entries)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _perform(self, step: Step) -> httpx.Response | None:
+        if isinstance(step, Pause):
+            await self._sleep(step.seconds)
+            return None
+        if isinstance(step, Ask):
+            return await self._http.request(
+                step.method,
+                step.path,
+                params=step.params,
+                content=step.content,
+                headers=step.headers,
             )
-        partial.replace(path)
-        return digest
-
-    def health(self) -> bool:
-        """Whether the API answers (``/healthz``)."""
-        return self._http.get("/healthz").status_code == 200
-
-    def ready(self) -> dict[str, Any]:
-        """Storage and read models (``/readyz``): ``status`` is ``ready`` or ``degraded``
-        (naming the read model stopped at an event); raises while not ready."""
-        body: dict[str, Any] = self._call("GET", "/readyz").json()
-        return body
-
-    def metrics(self) -> str:
-        """Prometheus metrics (scope ``admin``)."""
-        return self._call("GET", "/metrics").text
-
-    def check_receipt(self, receipt: Receipt, verifier_keys: str | Sequence[str]) -> ReceiptCheck:
-        """Check a receipt against the log with the verifier keys you trust (from the ledger's
-        operator, out of band; not from :meth:`verifier_keys`; after a key rotation, every
-        key, old and new): the entry at the receipt's leaf hashes to its ``event_hash`` and
-        carries its signature, which verifies under the trusted key the receipt names; the
-        latest signed checkpoint verifies under a trusted key; and an inclusion proof puts the
-        entry in that checkpoint's tree. Raises :class:`ReceiptCheckError` naming what
-        failed, :class:`NotYetCoveredError` when no checkpoint covers it yet."""
-        texts = [verifier_keys] if isinstance(verifier_keys, str) else list(verifier_keys)
-        trusted = [parse_verifier_key(text) for text in texts]
-        if not trusted:
-            raise ReceiptCheckError("no verifier key was given to trust")
-        signer = next((v for v in trusted if key_id_for(v.public_key) == receipt.key_id), None)
-        index = receipt.leaf_index
-        try:
-            found = list(self.entries(index, index + 1))
-        except LedgerAPIError as exc:
-            if exc.status != 404:
-                raise
-            found = []
-        if len(found) != 1 or found[0].index != index:
-            raise ReceiptCheckError(f"the log has no entry at leaf {index}")
-        entry = found[0]
-        if entry_hash(entry.entry).hex() != receipt.event_hash:
-            raise ReceiptCheckError(f"the entry at leaf {index} is not the one the receipt names")
-        if base64.b64decode(receipt.signature) != entry.signature:
-            raise ReceiptCheckError("the log keeps another signature than the receipt's")
-        if signer is None:
-            raise ReceiptCheckError(f"no trusted key has the receipt's key id {receipt.key_id}")
-        if not signature_is_valid(entry.entry, entry.signature, signer.public_key):
-            raise ReceiptCheckError("the entry's signature does not verify under its key")
-        note = self._http.get("/v1/checkpoint")
-        if note.status_code == 404:
-            raise NotYetCoveredError("the ledger has signed no checkpoint yet")
-        if note.status_code >= 400:
-            self._raise(note)
-        try:
-            checkpoint = open_checkpoint(note.text, trusted[0].name, trusted)
-        except ValueError as exc:
-            raise ReceiptCheckError(f"the checkpoint does not verify: {exc}") from None
-        if checkpoint.size <= index:
-            raise NotYetCoveredError(
-                f"the latest checkpoint covers {checkpoint.size} leaves, not leaf {index} yet"
-            )
-        proof = self.inclusion_proof(index, checkpoint.size)
-        try:
-            verify_inclusion(
-                index, checkpoint.size, leaf_hash(entry.entry), proof.proof, checkpoint.root_hash
-            )
-        except ValueError as exc:
-            raise ReceiptCheckError(f"the inclusion proof fails: {exc}") from None
-        return ReceiptCheck(receipt.seq, index, checkpoint.size, note.text)
-
-    def checkpoint(self) -> str:
-        """The latest signed checkpoint (a C2SP signed note): verify it before trusting it."""
-        return self._call("GET", "/v1/checkpoint").text
-
-    def verifier_keys(self) -> list[str]:
-        """The checkpoints' verifier keys (``<origin>+<hash>+<key>``); compare them with the
-        keys you were given out of band before trusting them."""
-        return self._call("GET", "/v1/keys").text.splitlines()
-
-    def inclusion_proof(self, index: int, size: int | None = None) -> InclusionProof:
-        """The proof that leaf ``index`` (a receipt's ``leaf_index``) is in the tree of ``size``
-        leaves; without ``size``, in the latest checkpoint's tree, returned with the proof."""
-        params = _params(index=index, size=size)
-        body = self._call("GET", "/v1/proofs/inclusion", params=params).json()
-        return InclusionProof(
-            index=body["index"],
-            size=body["size"],
-            leaf_hash=base64.b64decode(body["leaf_hash"]),
-            proof=[base64.b64decode(h) for h in body["proof"]],
-            checkpoint=body.get("checkpoint"),
-        )
-
-    def consistency_proof(self, size1: int, size2: int | None = None) -> ConsistencyProof:
-        """The proof that the tree of ``size1`` leaves is a prefix of that of ``size2``; without
-        ``size2``, of the latest checkpoint's tree, returned with the proof."""
-        params = _params(**{"from": size1, "to": size2})
-        body = self._call("GET", "/v1/proofs/consistency", params=params).json()
-        return ConsistencyProof(
-            size1=body["from"],
-            size2=body["to"],
-            proof=[base64.b64decode(h) for h in body["proof"]],
-            checkpoint=body.get("checkpoint"),
-        )
-
-    def entries(self, start: int = 0, end: int | None = None) -> Iterator[LogEntry]:
-        """The entries with ``start <= index < end`` (to the end of the log without ``end``),
-        following the API's pages."""
-        following: int | None = start
-        while following is not None and (end is None or following < end):
-            response = self._http.get("/v1/entries", params=_params(start=following, end=end))
-            if response.status_code == 404 and following > start:
-                return  # the log ends here
+        async with self._http.stream("GET", step.path) as response:  # a Download
             if response.status_code >= 400:
-                self._raise(response)
-            body = response.json()
-            for item in body["entries"]:
-                yield LogEntry(
-                    index=item["index"],
-                    entry=base64.b64decode(item["entry"]),
-                    body=base64.b64decode(item["body"]),
-                    signature=base64.b64decode(item["signature"]),
-                    key_id=item["key_id"],
-                )
-            following = body["next"]
+                await response.aread()
+                return response
+            with step.into.open("wb") as out:
+                async for chunk in response.aiter_bytes():
+                    out.write(chunk)
+        return response
 
+    async def run(self, call: Call[T]) -> T:
+        """Run an operation of ``LedgerCalls`` to its result."""
+        reply: Any = None
+        failure: httpx.TransportError | None = None
+        while True:
+            try:
+                step = call.send(reply) if failure is None else call.throw(failure)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            try:
+                reply, failure = await self._perform(step), None
+            except httpx.TransportError as exc:
+                reply, failure = None, exc
 
-def _disclosure_params(
-    subject: str | None,
-    recipient: str | None,
-    start: datetime | None,
-    end: datetime | None,
-    violations: bool,
-    page_size: int,
-) -> dict[str, str]:
-    """The query of a disclosure history read (``from``/``to`` are Python keywords)."""
-    params = _params(subject=subject, recipient=recipient, limit=page_size)
-    params.update(_params(**{"from": start, "to": end}))
-    if violations:
-        params["violations"] = "true"
-    return params
-
-
-def _retry_after(response: httpx.Response, attempt: int) -> float:
-    """Seconds to wait before resending: the answer's ``Retry-After`` (seconds), else a
-    doubling back-off; never more than :data:`RETRY_AFTER_CAP`."""
-    try:
-        wait = float(response.headers.get("retry-after", ""))
-    except ValueError:
-        wait = 0.2 * 2**attempt
-    return max(0.0, min(RETRY_AFTER_CAP, wait))
-
-
-def _next_cursor(response: httpx.Response) -> str | None:
-    """The cursor of the next page from an RFC 8288 ``Link: <...>; rel="next"``, if any."""
-    link = response.links.get("next")
-    if link is None:
-        return None
-    cursor = httpx.URL(str(link["url"])).params.get("cursor")
-    return None if cursor is None else str(cursor)
-
-
-def _params(**values: Any) -> dict[str, str]:
-    params = {}
-    for name, value in values.items():
-        if value is None:
-            continue
-        params[name] = value.isoformat() if isinstance(value, datetime) else str(value)
-    return params
+    async def iterate(self, pages: Pages[T]) -> AsyncIterator[T]:
+        """Run a paged read of ``LedgerCalls``, giving its rows as they come."""
+        reply: Any = None
+        failure: httpx.TransportError | None = None
+        while True:
+            try:
+                step = pages.send(reply) if failure is None else pages.throw(failure)
+            except StopIteration:
+                return
+            if isinstance(step, Item):
+                yield step.value
+                reply, failure = None, None
+                continue
+            try:
+                reply, failure = await self._perform(step), None
+            except httpx.TransportError as exc:
+                reply, failure = None, exc

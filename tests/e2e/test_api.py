@@ -298,7 +298,7 @@ def test_the_python_client(server: Server) -> None:
         last = ledger.append_batch(shared)[-1]
         ledger.consent_state(subject, wait_for=last.seq)
         deadline = time.monotonic() + 10
-        while len(list(ledger.disclosures(subject=subject, page_size=2))) < 5:
+        while len(list(ledger.iter_disclosures(subject=subject, page_size=2))) < 5:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         assert ledger.event(receipt.seq)["data"]["subject_ref"] == subject

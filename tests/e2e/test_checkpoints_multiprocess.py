@@ -268,7 +268,7 @@ def test_checkpoints_of_two_processes_and_a_restart_form_one_consistent_sequence
             verify_consistency(old.size, new.size, answer.proof, old.root_hash, new.root_hash)
 
         # Each root is the one recomputed from the entries themselves.
-        entries = list(via_b.entries())
+        entries = list(via_b.iter_entries())
         assert [e.index for e in entries] == list(range(head))
         leaves = [leaf_hash(e.entry) for e in entries]
         for receipt in receipts:
