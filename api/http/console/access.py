@@ -161,14 +161,31 @@ async def posted(request: Request, scope: Scope) -> tuple[Visitor, dict[str, str
     if not same_origin(request):
         raise PageError(403, "Refused", "The form was sent from another site.")
     who = await visitor(request, scope)
+    return who, await _checked_form(request, who.session)
+
+
+async def signing_out(request: Request) -> str | None:
+    """The session id a sign-out form closes: any live session's, its CSRF token checked (a
+    sign-out needs no scope); None when there is no live session."""
+    if not same_origin(request):
+        raise PageError(403, "Refused", "The form was sent from another site.")
+    session_id = request.cookies.get(COOKIE)
+    session = sessions(request).find(session_id)
+    if session is None:
+        return None
+    await _checked_form(request, session)
+    return session_id
+
+
+async def _checked_form(request: Request, session: Session) -> dict[str, str]:
     form = await read_form(request)
-    if not hmac.compare_digest(form.get("csrf", "").encode(), who.session.csrf.encode()):
+    if not hmac.compare_digest(form.get("csrf", "").encode(), session.csrf.encode()):
         raise PageError(
             403,
             "Refused",
             "The form's CSRF token is missing or out of date. Reload the page and send it again.",
         )
-    return who, form
+    return form
 
 
 def render(

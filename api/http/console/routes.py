@@ -40,6 +40,7 @@ from api.http.console.access import (
     render,
     safe_next,
     sessions,
+    signing_out,
     visitor,
 )
 from api.http.console.sessions import Sessions
@@ -149,8 +150,7 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    await posted(request, Scope.READ_STATE)  # any live session's CSRF token will do
-    sessions(request).close(request.cookies.get(COOKIE))
+    sessions(request).close(await signing_out(request))
     response = RedirectResponse(f"{PREFIX}/login", status_code=303, headers=HEADERS)
     response.delete_cookie(COOKIE, path=PREFIX)
     return response
@@ -403,10 +403,13 @@ def _step_fact(step: str, incident_id: str, form: dict[str, str]) -> dict[str, A
 
 async def _append(request: Request, fact: dict[str, Any]) -> dict[str, list[str]]:
     """Append ``fact`` as the API's incident route does; the problems by form field (empty
-    when it was recorded). Waits (a little) for the incident register to hold it."""
+    when it was recorded, now or by an earlier send of the same form: its event id was drawn
+    with the form). Waits (a little) for the incident register to hold it."""
     ledger, queries = _ledger(request), _queries(request)
 
     def append() -> dict[str, list[str]]:
+        if queries.claimed(fact["event_id"]) is not None:
+            return {}  # this form was sent before (a reload, a double click): recorded once
         try:
             (receipt,) = ledger.append([fact])
         except ValidationError as exc:
