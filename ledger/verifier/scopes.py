@@ -6,9 +6,10 @@ Every event concerns a few **scopes**, named as text:
 ``subject:<pseudonym>``     a subject the event names (consents, age, requests, disclosures,
                             incident assessments that list affected subjects, reads
                             of their personal data)
-``recipient:<id>``          a recipient's registration, update or termination, and the
-                            notices owed to it, delivered and acknowledged (``told_subjects``
-                            names their subject, a subject scope too)
+``recipient:<id>``          a recipient's registration, update or termination
+``told:<id>``               a notice to that recipient: owed, delivered, acknowledged (GDPR
+                            19; its ``told_subjects`` mention names the subject, whose scope
+                            it concerns too)
 ``disclosed-to:<id>``       a disclosure to that recipient
 ``incident:<id>``           an incident's events
 ``incident-at:<id>``        the opening of an incident against that recipient
@@ -47,6 +48,8 @@ from ledger.verifier.times import parse_utc, utc
 
 TAG_DOMAIN = b"consent-ledger/tag/v1\x00"
 SUBJECT_PREFIX = "subject:"
+NOTICE_TYPES = frozenset({"recipient.notice_due", "recipient.notified", "recipient.acknowledged"})
+"""The ledger's own events about a notice to a recipient (``ledger/notices.py``)."""
 SUBJECT_LISTS = ("subjects", "affected_subjects")
 """Data fields that list subjects, each as ``{"subject": pseudonym, ...}``."""
 
@@ -103,10 +106,14 @@ def scopes_of(type_name: str, data: Mapping[str, Any], occurred_at: str) -> list
             scopes.update(subject_scope(s) for s in opened if isinstance(s, str))
         return sorted(scopes)
     scopes.update(subject_scope(subject) for subject in subjects_named(data))
-    told = data.get("told_subjects")  # a notice to a recipient concerns its subject
-    if family == "recipient" and isinstance(told, list):
-        scopes.update(subject_scope(s) for s in told if isinstance(s, str))
     recipient = data.get("recipient_id")
+    if type_name in NOTICE_TYPES:  # a notice concerns its recipient and its subject
+        told = data.get("told_subjects")
+        if isinstance(told, list):
+            scopes.update(subject_scope(s) for s in told if isinstance(s, str))
+        if isinstance(recipient, str):
+            scopes.add(f"told:{recipient}")
+        return sorted(scopes)
     if family == "recipient" and isinstance(recipient, str):
         scopes.add(f"recipient:{recipient}")
     elif family == "disclosure" and isinstance(recipient, str):
@@ -232,9 +239,10 @@ class Closure:
       assessments whose rule names R); each incident an assessment of which names S, or whose
       rule (:func:`ledger.verifier.incident_rules.rule_selects`) selects one of S's
       disclosures, with all its events (``incident:I``);
-    - a recipient R: ``recipient:R``, ``disclosed-to:R``, ``policy``, ``incident-at:R`` and
-      ``incident-rule:R``; each subject of a disclosure to R (their consent decides the
-      verdicts); each incident opened against R or whose rule names R (``incident:I``);
+    - a recipient R: ``recipient:R``, ``disclosed-to:R``, ``told:R`` (the notices it was
+      owed), ``policy``, ``incident-at:R`` and ``incident-rule:R``; each subject of a
+      disclosure to R (their consent decides the verdicts); each incident opened against R
+      or whose rule names R (``incident:I``);
     - an incident I: ``incident:I``; the recipient it was opened against; for the recipient R
       its rule names, ``recipient:R``, ``disclosed-to:R`` and ``policy``; then each subject of
       a disclosure the rule selects;
@@ -263,6 +271,7 @@ class Closure:
                 self.names |= {
                     f"recipient:{self.key}",
                     f"disclosed-to:{self.key}",
+                    f"told:{self.key}",
                     f"incident-at:{self.key}",
                     f"incident-rule:{self.key}",
                     "policy",

@@ -7,17 +7,23 @@ from __future__ import annotations
 import base64
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from nacl.signing import VerifyKey
 
 from ledger.application import LedgerApplication, NoticeNotFoundError
+from ledger.config import Settings
 from ledger.errors import ValidationError
 from ledger.notices import notice_id, signatures_of, signed_content
+from ledger.operations import LedgerOperations
+from ledger.verifier.bundle import verify_bundle
+from ledger.verifier.entry import parse_body
 from projections.database import ProjectionDatabase
 from projections.notices import NoticeService
 from tests import facts
+from tests.support import bundles
 from tests.support.webhook_receiver import Receiver, webhook_receiver
 
 
@@ -216,3 +222,38 @@ def test_the_subjects_notices_are_tagged_for_them_and_name_nobody_in_clear(
     assert pseudonym is not None and pseudonym.encode() not in due.body
     assert story["subject"].encode() not in due.body
     assert base64.b64decode(ledger.decode(due).signature)
+
+
+def test_the_trail_is_in_the_subjects_and_the_recipients_bundles_and_verifies(
+    ledger: LedgerApplication, db: ProjectionDatabase, settings: Settings, tmp_path: Path
+) -> None:
+    story = _story(ledger)
+    (withdrawn,) = ledger.append([facts.consent(story["subject"], story["version"], "withdrawn")])
+    with webhook_receiver() as receiver:
+        service = _service(ledger, db, {story["email"]: receiver.url})
+        service.step()
+    notice = notice_id(withdrawn.seq, story["email"])
+    ledger.acknowledge_notice(notice, story["email"], "email-client")
+    assert LedgerOperations(ledger, settings).verify_log().ok
+
+    def trail(scope: dict[str, str], name: str) -> list[str]:
+        bundle = bundles.export(ledger, settings, scope, tmp_path / name)
+        verify_bundle(bundle.path, bundles.trusted(ledger, settings))
+        rows = [
+            line.split(b"\t") for line in (bundle.path / "events.tsv").read_bytes().splitlines()
+        ]
+        return [
+            parse_body(row[3])["type"]
+            for row in rows
+            if parse_body(row[3])["type"].startswith("recipient.n")
+            or parse_body(row[3])["type"] == "recipient.acknowledged"
+        ]
+
+    told = ["recipient.notice_due", "recipient.notified", "recipient.acknowledged"]
+    pseudonym = ledger.subject_keys.current(story["subject"])
+    bystander = ledger.subject_keys.current(story["bystander"])
+    assert pseudonym is not None and bystander is not None
+    assert trail({"kind": "subject", "subject": pseudonym}, "subject") == told
+    assert trail({"kind": "recipient", "recipient_id": story["email"]}, "recipient") == told
+    assert trail({"kind": "subject", "subject": bystander}, "bystander") == []
+    assert trail({"kind": "recipient", "recipient_id": story["other"]}, "other") == []
