@@ -10,14 +10,16 @@ fact), so its content is the same.
 
 from __future__ import annotations
 
+import secrets
 import sys
 from collections import Counter
 from datetime import date, datetime
 
 import click
 
-from api.bootstrap import Configuration
+from api.bootstrap import Configuration, open_client_store
 from api.cli.server import serve as serve_command
+from api.token_store import Scope
 from demo.dataset import (
     DEFAULT_SEED,
     DEFAULT_USERS,
@@ -73,7 +75,27 @@ def demo(ctx: click.Context, users: int, seed: int, anchor: datetime | None, ser
     finally:
         wiring.close()
     if serve:
+        _console_token(config)
         ctx.invoke(serve_command)
+
+
+def _console_token(config: Configuration) -> None:
+    """Print the console's address and a token to sign in with: a new client of its own
+    (admin and incidents:identify, so every page opens), named for the demo; revoke it with
+    ``consent-ledger clients revoke NAME`` when done."""
+    store = open_client_store(config.ledger)
+    try:
+        client, token = store.add(
+            f"demo-console-{secrets.token_hex(3)}", [Scope.ADMIN, Scope.IDENTIFY_SUBJECTS]
+        )
+    finally:
+        store.close()
+    server = config.server
+    click.echo(
+        f"console: http://{server.host}:{server.port}/console  sign in with the token of "
+        f"client {client.name} (admin, incidents:identify; shown only now):"
+    )
+    click.echo(token)
 
 
 def _anchor(log: LogQueries, asked: date | None) -> date:
