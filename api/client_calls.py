@@ -300,7 +300,11 @@ class LedgerCalls:
         if path.exists():
             raise FileExistsError(f"{path} exists already; choose a new path")
         partial = path.with_name(path.name + ".partial")
-        response: httpx.Response = yield Download(f"/v1/exports/{job_id}/bundle", partial)
+        try:
+            response: httpx.Response = yield Download(f"/v1/exports/{job_id}/bundle", partial)
+        except httpx.TransportError:
+            partial.unlink(missing_ok=True)  # cut off: nothing half-written stays
+            raise
         checked(response)
         expected = response.headers.get("etag", "").strip('"')
         try:

@@ -11,6 +11,7 @@ import inspect
 import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -433,3 +434,29 @@ def test_a_consent_receipt_checks_out_and_is_still_in_the_log(server: Server) ->
         with pytest.raises(ReceiptError) as caught:
             admin.check_consent_receipt(edited, key)
         assert caught.value.check == "record"
+
+
+def test_an_export_streams_to_a_file_from_either_client(server: Server, tmp_path: Path) -> None:
+    token = add_client(server.settings, "auditor", "exports:create")
+    with LedgerClient(server.url, server.tokens["writer"]) as writer:
+        writer.append(facts.policy())
+    with LedgerClient(server.url, token) as ledger:
+        job = ledger.start_export({"kind": "all"}, "a copy for the auditor")
+        done = wait_until(
+            lambda: ledger.export_status(job["id"])["state"] in ("done", "failed"),
+            "the export job to end",
+            60,
+            0.2,
+        )
+        assert done and ledger.export_status(job["id"])["state"] == "done"
+        digest = ledger.download_export(job["id"], tmp_path / "sync.zip")
+
+    async def downloaded_from_asyncio() -> str:
+        async with AsyncLedgerClient(server.url, token) as ledger:
+            with pytest.raises(LedgerAPIError) as caught:
+                await ledger.download_export("00000000-0000-4000-8000-000000000000", tmp_path / "x")
+            assert caught.value.status == 404 and not (tmp_path / "x.partial").exists()
+            return await ledger.download_export(job["id"], tmp_path / "async.zip")
+
+    assert asyncio.run(downloaded_from_asyncio()) == digest
+    assert (tmp_path / "async.zip").read_bytes() == (tmp_path / "sync.zip").read_bytes()
