@@ -186,13 +186,17 @@ def signatures_of(header: str) -> list[bytes]:
     return found
 
 
+SCHEMES = ("http://", "https://", "amqp://", "amqps://")
+"""The endpoints a notice can be delivered to: a webhook, or a RabbitMQ queue."""
+
+
 def endpoints_from(raw: Mapping[str, Any]) -> dict[str, str]:
-    """Recipient id -> webhook URL, from the parsed ``notice-endpoints.json`` (entries that are
-    not an ``http``/``https`` URL are left out)."""
+    """Recipient id -> endpoint URL, from the parsed ``notice-endpoints.json`` (entries that
+    are not a URL of one of :data:`SCHEMES` are left out)."""
     return {
         str(recipient): url
         for recipient, url in raw.items()
-        if isinstance(url, str) and url.startswith(("http://", "https://"))
+        if isinstance(url, str) and url.startswith(SCHEMES)
     }
 
 
@@ -201,6 +205,7 @@ __all__ = [
     "NOTICE_DUE",
     "NOTICE_TYPES",
     "NOTIFIED",
+    "SCHEMES",
     "TOLD_SUBJECTS",
     "Delivery",
     "DeliveryStatus",

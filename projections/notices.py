@@ -14,7 +14,8 @@ Each notice is a row of the outbox (``notice_outbox``), keyed by its id, which i
 the cause's seq and the recipient (:func:`ledger.notices.notice_id`): deriving it again inserts
 nothing. The follower then records each row not yet in the log as ``recipient.notice_due``
 (the ledger refuses a second one of the same id), and the dispatcher delivers it: an HTTP POST
-signed per Standard Webhooks, retried with exponential back-off, with the same ``webhook-id`` on
+or a RabbitMQ message (:mod:`projections.notice_transports`) signed per Standard Webhooks,
+retried with exponential back-off, with the same ``webhook-id`` on
 every attempt. The outbox row is marked delivered in its own transaction after the 2xx, and
 ``recipient.notified`` is appended after that: a dispatcher killed between the 2xx and the mark
 sends the notice once more with the same id (at-least-once; a recipient dedupes on the id), and
@@ -30,8 +31,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -54,6 +53,7 @@ from ledger.notices import (
 )
 from projections.base import LoggedEvent
 from projections.database import ProjectionDatabase, Sql
+from projections.notice_transports import WEBHOOK, send
 
 logger = logging.getLogger("consent_ledger.notices")
 
@@ -70,7 +70,7 @@ TABLES = (
     "reason TEXT NOT NULL, cause_seq BIGINT NOT NULL, purposes TEXT NOT NULL, "
     "disclosure_seqs TEXT NOT NULL, due_seq BIGINT, due_at TEXT, "
     "attempts BIGINT NOT NULL DEFAULT 0, next_attempt_at TEXT, last_error TEXT, "
-    "delivered_at TEXT, response_status BIGINT, notified_seq BIGINT, "
+    "delivered_at TEXT, response_status BIGINT, transport TEXT, notified_seq BIGINT, "
     "acknowledged_seq BIGINT, acknowledged_at TEXT)",
 )
 TOPICS = (
@@ -401,15 +401,16 @@ class NoticeService:
                 timestamp=timestamp,
             )
             headers = webhook_headers(str(notice), timestamp, body, self.app.ledger.signer.sign)
-            status, error = self._post(url, body, headers)
+            sent = send(url, body, headers, self.timeout)
             tried = int(attempts) + 1
             with self.db.transaction() as sql:
                 _durable(self.db, sql)
-                if status is not None and 200 <= status < 300:
+                if sent.delivered:
                     sql.execute(
                         "UPDATE notice_outbox SET attempts = ?, delivered_at = ?, "
-                        "response_status = ?, last_error = NULL WHERE notice_id = ?",
-                        (tried, format_time(self.clock()), status, notice),
+                        "response_status = ?, transport = ?, last_error = NULL "
+                        "WHERE notice_id = ?",
+                        (tried, format_time(self.clock()), sent.status, sent.transport, notice),
                     )
                     delivered += 1
                 else:
@@ -417,7 +418,7 @@ class NoticeService:
                     sql.execute(
                         "UPDATE notice_outbox SET attempts = ?, next_attempt_at = ?, "
                         "last_error = ? WHERE notice_id = ?",
-                        (tried, format_time(self.clock() + delay), error, notice),
+                        (tried, format_time(self.clock() + delay), sent.error, notice),
                     )
         self._record_deliveries()
         return delivered
@@ -433,27 +434,15 @@ class NoticeService:
             return None
         return ref if isinstance(ref, str) and ref != "[erased]" else None
 
-    def _post(
-        self, url: str, body: bytes, headers: Mapping[str, str]
-    ) -> tuple[int | None, str | None]:
-        request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")  # noqa: S310
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                return int(response.status), None
-        except urllib.error.HTTPError as exc:
-            return int(exc.code), f"HTTP {exc.code}"
-        except (OSError, ValueError) as exc:
-            return None, type(exc).__name__
-
     def _record_deliveries(self) -> None:
         """Append ``recipient.notified`` for every delivery the log does not hold yet."""
-        for notice, attempts, delivered_at, status in self.db.query(
-            "SELECT notice_id, attempts, delivered_at, response_status FROM notice_outbox "
-            "WHERE delivered_at IS NOT NULL AND notified_seq IS NULL LIMIT ?",
+        for notice, attempts, delivered_at, status, transport in self.db.query(
+            "SELECT notice_id, attempts, delivered_at, response_status, transport "
+            "FROM notice_outbox WHERE delivered_at IS NOT NULL AND notified_seq IS NULL LIMIT ?",
             (PAGE,),
         ):
             delivery = Delivery(
-                "webhook",
+                str(transport or WEBHOOK),
                 DeliveryStatus.DELIVERED,
                 int(attempts),
                 str(delivered_at),

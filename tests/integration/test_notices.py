@@ -22,6 +22,7 @@ from ledger.verifier.bundle import verify_bundle
 from ledger.verifier.entry import parse_body
 from projections.database import ProjectionDatabase
 from projections.notices import NoticeService
+from projections.read_models import ReadModels
 from tests import facts
 from tests.support import bundles
 from tests.support.webhook_receiver import Receiver, webhook_receiver
@@ -257,3 +258,24 @@ def test_the_trail_is_in_the_subjects_and_the_recipients_bundles_and_verifies(
     assert trail({"kind": "recipient", "recipient_id": story["email"]}, "recipient") == told
     assert trail({"kind": "subject", "subject": bystander}, "bystander") == []
     assert trail({"kind": "recipient", "recipient_id": story["other"]}, "other") == []
+
+
+def test_a_disclosure_to_a_recipient_after_it_was_told_is_a_violation(
+    ledger: LedgerApplication, models: ReadModels, db: ProjectionDatabase
+) -> None:
+    """The recipient was told the consent was withdrawn; sending it the data again under that
+    consent is recorded, and flagged (today as ``consent_missing``: the verdict does not yet
+    say that the recipient had been told, docs/notices.md)."""
+    story = _story(ledger)
+    ledger.append([facts.consent(story["subject"], story["version"], "withdrawn")])
+    _service(ledger, db, {}).step()
+    assert _types(ledger, "recipient.notice_due")
+    (again,) = ledger.append(
+        [facts.disclosure(story["email"], [story["subject"]], story["version"])]
+    )
+    models.runner.catch_up()
+    pseudonym = ledger.subject_keys.current(story["subject"])
+    rows = models.disclosures.find(subject=pseudonym, recipient_id=story["email"])
+    (after,) = [row for row in rows if row.seq == again.seq]
+    assert after.violation
+    assert after.verdict == "consent_missing"
