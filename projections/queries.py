@@ -10,8 +10,8 @@ HTTP or the command line (the errors below are mapped by the caller).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +26,7 @@ from ledger.domain import stream_id
 from ledger.merkle_log import SignedCheckpoint
 from ledger.receipts import DecodedEvent
 from ledger.recorder import LogRecord
-from ledger.verifier.consent_rules import Verdict
+from ledger.verifier.consent_rules import Policy, Verdict, declared_at, moment_text, on_basis
 from projections.affected_people import AffectedPage, AffectedPeople, AffectedPerson
 from projections.base import ReadModelFailure, ReadModelStoppedError, error_message
 from projections.consent_facts import Erasure, SubjectFacts
@@ -38,10 +38,12 @@ from projections.requests import RequestRecord
 from projections.runner import ProjectionStatus
 
 __all__ = [
+    "DISCLOSURE_COLUMNS",
     "AffectedPage",
     "AffectedPerson",
     "ConsentDecision",
     "ConsentReceipt",
+    "DisclosureRow",
     "InclusionProof",
     "LogQueries",
     "NoCheckpointError",
@@ -55,6 +57,7 @@ __all__ = [
     "SignedCheckpoint",
     "SubjectFacts",
     "SubjectState",
+    "UnknownPurposeError",
     "error_message",
     "moment",
 ]
@@ -65,6 +68,8 @@ CONSENT = "consent_state"
 """The read model consent questions are answered from."""
 PAGE = 1000
 """Rows a disclosure page holds unless asked otherwise."""
+DISCLOSURE_COLUMNS = tuple(f.name for f in fields(DisclosureRow))
+"""A disclosure row's columns, in order: the header of every disclosure CSV (API and CLI)."""
 
 
 class NoSuchEventYetError(Exception):
@@ -74,6 +79,21 @@ class NoSuchEventYetError(Exception):
         self.seq = seq
         self.head = head
         super().__init__(f"no event {seq} was recorded (the log ends at {head})")
+
+
+class UnknownPurposeError(Exception):
+    """A decision asked about a purpose no published policy version declares: neither yes nor
+    no, but a question the ledger cannot answer (a typo, or a policy not published yet)."""
+
+    def __init__(self, purpose: str, policies: Mapping[str, Policy]) -> None:
+        self.purpose = purpose
+        ordered = sorted(policies.values(), key=lambda p: (p.effective_at, p.seq))
+        self.policy_versions = [p.version for p in ordered]
+        self.purposes = sorted({name for p in ordered for name in p.bases})
+        known = ", ".join(self.policy_versions) or "none published yet"
+        super().__init__(
+            f"no published policy version declares the purpose {purpose} (versions: {known})"
+        )
 
 
 class NotCaughtUpError(Exception):
@@ -273,10 +293,16 @@ class Queries(LogQueries):
     def decision(
         self, subject_ref: str, purpose: str, at: datetime | None = None
     ) -> ConsentDecision:
-        """May ``purpose`` be used for the subject at ``at`` (default now)?"""
+        """May ``purpose`` be used for the subject at ``at`` (default now)? ``yes``, ``no`` or
+        ``not_required`` (the purpose rests on another legal basis, which the answer names);
+        :class:`UnknownPurposeError` when no policy version declares the purpose."""
         facts = self.subject_facts(subject_ref, purpose)
-        verdict = self._models.consent.verdict_of(facts, purpose, moment(at))
-        return ConsentDecision(facts.subject, purpose, verdict)
+        when = moment(at)
+        declared = declared_at(facts.policies, purpose, moment_text(when))
+        if declared is None and not facts.decisions.get(purpose):
+            raise UnknownPurposeError(purpose, facts.policies)
+        verdict = self._models.consent.verdict_of(facts, purpose, when)
+        return ConsentDecision(facts.subject, purpose, on_basis(verdict, declared, purpose))
 
     # -- disclosures -------------------------------------------------------------------------
 

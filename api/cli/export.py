@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -93,8 +94,8 @@ def export(
     finally:
         wiring.close()
     click.echo(
-        f"exported {result.entries} events of {result.scope} with {result.size} leaves "
-        f"to {result.path}"
+        f"exported {result.entries} events of {scope_text(result.scope)} with {result.size} "
+        f"leaves to {result.path}"
     )
     click.echo(f"verify it: python -m ledger.verifier {result.path} --key '{verifier_keys[-1]}'")
 
@@ -127,7 +128,21 @@ def verify(bundle: Path, keys: tuple[str, ...], previous: Path | None, jobs: int
         raise click.ClickException(f"FAILED {exc}") from None
     for line in report.checked:
         click.echo(f"ok  {line}")
-    click.echo(f"VERIFIED {bundle}: {report.entries} events of scope {report.scope}")
+    click.echo(f"VERIFIED {bundle}: {report.entries} events of scope {scope_text(report.scope)}")
+
+
+def scope_text(scope: Mapping[str, Any]) -> str:
+    """A bundle's scope as a person reads it (``recipient rcpt-adnet``, ``period
+    2026-06-01T00:00:00Z..2026-07-01T00:00:00Z``, ``the whole log``), not a Python dict."""
+    kind = str(scope.get("kind", ""))
+    if kind == "all":
+        return "the whole log"
+    if kind == "period":
+        return f"period {scope.get('from')}..{scope.get('to')}"
+    named = {"subject": "subject", "recipient": "recipient_id", "incident": "incident_id"}
+    if kind in named and scope.get(named[kind]) is not None:
+        return f"{kind} {scope[named[kind]]}"
+    return " ".join(f"{k}={v}" for k, v in sorted(scope.items())) or "an empty scope"
 
 
 COMMANDS = (export, verify)

@@ -25,7 +25,7 @@ from api.bootstrap import Configuration, Wiring
 from api.cli.params import MOMENT
 from ledger.verifier.spreadsheet import csv_row
 from projections.operations import PoisonEventError, ReadModelOperations
-from projections.queries import Queries
+from projections.queries import DISCLOSURE_COLUMNS, Queries, UnknownPurposeError
 
 RECOVERY = (
     "fix the cause (upgrade), then `consent-ledger projections rebuild {name}` "
@@ -200,18 +200,33 @@ def consent_state(ctx: click.Context, subject: str, moment: datetime | None) -> 
     _echo_json({"subject": found.subject, "purposes": [s.as_dict() for s in found.purposes]})
 
 
+EXIT_NO, EXIT_NOT_REQUIRED, EXIT_UNKNOWN_PURPOSE = 3, 4, 5
+"""``consent check`` exit statuses besides 0 (yes): 1 and 2 stay click's own (an error, a
+usage error), so a script tells "no" from "the question could not be asked"."""
+
+
 @consent_group.command("check")
 @click.argument("subject")
 @click.argument("purpose")
 @click.option("--at", "moment", type=TIME, help="At this time (default: now, UTC).")
 @click.pass_context
 def consent_check(ctx: click.Context, subject: str, purpose: str, moment: datetime | None) -> None:
-    """May PURPOSE be used for SUBJECT? Exit status 0 when yes, 3 when no."""
+    """May PURPOSE be used for SUBJECT? Prints the decision (its `answer`: yes, no or
+    not_required). Exit status 0 yes, 3 no, 4 not_required (the purpose rests on another
+    legal basis, named in `legal_basis`), 5 an unknown purpose (no published policy version
+    declares it); 1 an error, 2 a usage error."""
     with queries(ctx, needs=["consent_state"]) as ask:
-        decision = ask.decision(subject, purpose, moment)
+        try:
+            decision = ask.decision(subject, purpose, moment)
+        except UnknownPurposeError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(EXIT_UNKNOWN_PURPOSE)
     _echo_json(decision.as_dict())
-    if not decision.verdict.valid:
-        ctx.exit(3)
+    outcome = decision.verdict.outcome
+    if outcome == "no":
+        ctx.exit(EXIT_NO)
+    if outcome == "not_required":
+        ctx.exit(EXIT_NOT_REQUIRED)
 
 
 @click.command("disclosures")
@@ -246,11 +261,12 @@ def disclosures(
     if not as_csv:
         _echo_json(rows)
         return
-    writer = csv.writer(sys.stdout)
-    if rows:
-        writer.writerow(rows[0].keys())
+    # As the API's CSV and the bundles' CSV files: one header line even when no row matches,
+    # "\n" line ends, true/false, lists joined with ";" (ledger/verifier/spreadsheet.py).
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(DISCLOSURE_COLUMNS)
     for row in rows:
-        writer.writerow(csv_row(row.values()))
+        writer.writerow(csv_row(row[c] for c in DISCLOSURE_COLUMNS))
 
 
 @click.command("incidents")

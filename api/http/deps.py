@@ -8,9 +8,11 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from datetime import datetime
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import Depends, Request
 from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 
 from api.http.problems import ProblemError
@@ -91,8 +93,23 @@ Admin = Annotated[Client, Depends(authorised(Scope.ADMIN))]
 # -- query and path parameters (docs/api.md, "Parameters") ----------------------------------------
 
 
-QueryTime = Annotated[datetime, AfterValidator(check_query_time)]
-"""A time parameter, in UTC once parsed (see :func:`ledger.events.check_query_time`)."""
+def check_offset(value: datetime) -> datetime:
+    """A time given over HTTP names its offset (``Z`` or ``+09:00``), as every fact must: a
+    time without one (``2026-06-01``, ``2026-06-01T10:00``) could be meant in any zone, and a
+    guess would move a question's moment by hours. The command line, which a person types,
+    still reads such a time as UTC (api/cli/params.py)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise PydanticCustomError(
+            "time_without_offset",
+            "a time needs its UTC offset, such as 2026-06-01T00:00:00Z or "
+            "2026-06-01T09:00:00+09:00",
+        )
+    return value
+
+
+QueryTime = Annotated[datetime, AfterValidator(check_offset), AfterValidator(check_query_time)]
+"""A time parameter with its offset, in UTC once parsed (see :func:`check_offset` and
+:func:`ledger.events.check_query_time`)."""
 QueryText = Annotated[str, AfterValidator(check_one_line)]
 """A text parameter or path segment: no control character (NUL included)."""
 
@@ -119,3 +136,37 @@ async def single_values(request: Request) -> None:
 
 
 SingleValues = Depends(single_values)
+
+
+# -- paging (docs/api.md, "Conventions") --------------------------------------------------------
+
+
+def next_link(request: Request, **changed: str) -> str:
+    """An RFC 8288 ``Link`` header value to the next page: this request's path and WHOLE query
+    (every filter kept, in its order), with ``changed`` parameters (the cursor) replaced.
+
+    Relative to the origin, so it holds behind any proxy. A filter dropped here would hand the
+    client other rows than it asked for (another recipient's, say) on the next page.
+    """
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in changed]
+    query = urlencode([*kept, *changed.items()])
+    return f'<{request.url.path}?{query}>; rel="next"'
+
+
+# -- preferences (RFC 7240) ---------------------------------------------------------------------
+
+MINIMAL = "return=minimal"
+
+
+def prefers_minimal(request: Request) -> bool:
+    """The request carries ``Prefer: return=minimal`` (RFC 7240 §4.2), among other preferences
+    or with parameters as it may: a write then answers its status with the least body (the
+    route says which). One header lookup when there is no ``Prefer``: the append's hot path."""
+    value = request.headers.get("prefer")
+    if not value:
+        return False
+    for preference in value.split(","):
+        token = preference.split(";", 1)[0].replace(" ", "").replace("\t", "").lower()
+        if token in (MINIMAL, 'return="minimal"'):
+            return True
+    return False

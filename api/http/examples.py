@@ -10,6 +10,8 @@ DECISION = {
     "subject": PSEUDONYM,
     "purpose": "marketing_email",
     "allowed": False,
+    "answer": "no",
+    "legal_basis": "consent",
     "status": "withdrawn",
     "dpv_status": "dpv:ConsentWithdrawn",
     "decided_by_seq": 20,

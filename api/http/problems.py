@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -86,6 +88,78 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers or None)
 
 
+# -- parameters (docs/api.md, "Conventions") ----------------------------------------------------
+
+PARAMETER_PLACES = frozenset({"query", "path", "header", "cookie"})
+"""Where a parameter comes from; a problem with one of them is 400, whatever the route."""
+RULES = {
+    "missing": "required",
+    "int_parsing": "not_an_integer",
+    "int_from_float": "not_an_integer",
+    "int_type": "not_an_integer",
+    "greater_than_equal": "out_of_range",
+    "greater_than": "out_of_range",
+    "less_than_equal": "out_of_range",
+    "less_than": "out_of_range",
+    "string_too_long": "too_long",
+    "string_too_short": "too_short",
+    "bool_parsing": "not_a_boolean",
+    "bool_type": "not_a_boolean",
+    "datetime_parsing": "not_a_time",
+    "datetime_from_date_parsing": "not_a_time",
+    "datetime_type": "not_a_time",
+    "literal_error": "not_one_of",
+    "enum": "not_one_of",
+}
+"""pydantic's error types, as the one rule vocabulary of parameters names them. The rules the
+ledger's own checks raise (``control_character``, ``time_without_offset``,
+``offset_out_of_range``, ``time_out_of_range``, ``repeated``, ``cursor_invalid``) pass as they
+are."""
+_ALTERNATIVES = re.compile(r"\^\(([A-Za-z0-9_]+(?:\|[A-Za-z0-9_]+)+)\)\$")
+
+
+def parameter_rule(error: Mapping[str, Any]) -> str:
+    """The rule of the vocabulary a parameter's validation error breaks."""
+    kind = str(error.get("type", ""))
+    if kind == "string_pattern_mismatch":
+        # A pattern of alternatives (``^(json|csv)$``) is an enumeration; any other a shape.
+        pattern = str((error.get("ctx") or {}).get("pattern", ""))
+        return "not_one_of" if _ALTERNATIVES.fullmatch(pattern) else "malformed"
+    return RULES.get(kind, kind)
+
+
+def invalid_request(errors: Sequence[Mapping[str, Any]]) -> JSONResponse:
+    """The answer to a request FastAPI could not validate.
+
+    A query, path or header parameter that is missing or bad is ``400``, its rule from the
+    vocabulary (:data:`RULES`), on every route alike; a body that parses but breaks a rule is
+    ``422`` with pydantic's rule names, as before (docs/api.md, "Conventions").
+    """
+    parameters = [e for e in errors if e.get("loc", ("",))[0] in PARAMETER_PLACES]
+    if parameters:
+        listed = [
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ())),
+                "rule": parameter_rule(e),
+                "detail": e.get("msg"),
+            }
+            for e in parameters
+        ]
+        first = listed[0]
+        return problem(
+            400, "Invalid parameter", f"{first['field']}: {first['detail']}", errors=listed
+        )
+    listed = [
+        {
+            "field": ".".join(str(p) for p in e.get("loc", ())),
+            "rule": e.get("type"),
+            "detail": e.get("msg"),
+        }
+        for e in errors
+    ]
+    return problem(422, "Invalid request", "the request's body is not valid", errors=listed)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def api_problem(_: Request, exc: ProblemError) -> JSONResponse:
@@ -146,17 +220,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "field": ".".join(str(p) for p in e.get("loc", ())),
-                "rule": e.get("type"),
-                "detail": e.get("msg"),
-            }
-            for e in exc.errors()
-        ]
-        return problem(
-            422, "Invalid request", "the request's parameters are not valid", errors=errors
-        )
+        return invalid_request(exc.errors())
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -22,11 +22,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from ledger.verifier.times import parse_utc, utc
+
+CONSENT = "consent"
+"""The legal basis under which a purpose needs the subject's consent."""
+YES, NO, NOT_REQUIRED = "yes", "no", "not_required"
+"""A decision's answers."""
 
 DPV_STATUS = {
     "given": "dpv:ConsentGiven",
@@ -113,23 +118,62 @@ class Verdict:
     """The event that decides it (the consent, the withdrawal, the policy, the age)."""
     policy_version: str | None
     since: str | None
+    basis: str = CONSENT
+    """The legal basis the purpose rests on; another than consent makes consent not required."""
 
     @property
     def dpv(self) -> str | None:
         return None if self.status is None else DPV_STATUS[self.status]
 
+    @property
+    def outcome(self) -> str:
+        """``yes`` (valid consent), ``no``, or ``not_required`` (another legal basis)."""
+        if not self.valid:
+            return NO
+        return YES if self.basis == CONSENT else NOT_REQUIRED
+
     def answer(self, subject: str, purpose: str) -> dict[str, object]:
-        """The answer to "may I?", as the API and the CLI give it."""
+        """The answer to "may I?", as the API and the CLI give it: ``answer`` tells the three
+        apart, ``legal_basis`` says what the purpose rests on (docs/api.md, "Conventions")."""
         return {
             "subject": subject,
             "purpose": purpose,
             "allowed": self.valid,
+            "answer": self.outcome,
+            "legal_basis": self.basis,
             "status": self.status,
             "dpv_status": self.dpv,
             "decided_by_seq": self.seq,
             "policy_version": self.policy_version,
             "since": self.since,
         }
+
+
+def declared_at(policies: Mapping[str, Policy], purpose: str, moment: str) -> Policy | None:
+    """The policy version whose word on ``purpose`` holds at ``moment``: of the versions that
+    declare it, the latest in effect then; before any is, the first that declares it. None
+    when no version declares it: the purpose is unknown."""
+    declaring = sorted(
+        (p for p in policies.values() if purpose in p.bases), key=lambda p: (p.effective_at, p.seq)
+    )
+    if not declaring:
+        return None
+    in_effect = [p for p in declaring if p.effective_at <= moment]
+    return in_effect[-1] if in_effect else declaring[0]
+
+
+def on_basis(verdict: Verdict, declared: Policy | None, purpose: str) -> Verdict:
+    """``verdict`` with the legal basis ``declared`` gives ``purpose``: a purpose that rests on
+    another basis than consent is allowed without it (``not_required``), the version that says
+    so deciding, unless the subject is erased (nothing is processed for them, whatever the
+    basis)."""
+    basis = CONSENT if declared is None else declared.bases[purpose]
+    if basis == CONSENT:
+        return verdict
+    if verdict.status == "erased":
+        return replace(verdict, basis=basis)
+    assert declared is not None
+    return Verdict(True, None, declared.seq, declared.version, declared.effective_at, basis)
 
 
 def in_time_order(decisions: Sequence[Decision]) -> list[Decision]:

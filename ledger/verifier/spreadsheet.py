@@ -23,11 +23,25 @@ def csv_text(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
+def csv_cell(value: Any) -> Any:
+    """A value as the bundles' CSV files write it: ``true``/``false``, nothing for None, lists
+    joined with ``;``, text neutralised; numbers as they are."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        value = ";".join(_plain(v) for v in value)
+    return csv_text(value) if isinstance(value, str) else value
+
+
 def csv_row(values: Iterable[Any]) -> list[Any]:
-    """A register row's values as CSV cells: lists joined with ``;``, text neutralised."""
-    cells: list[Any] = []
-    for value in values:
-        if isinstance(value, list | tuple):
-            value = ";".join(str(v) for v in value)
-        cells.append(csv_text(value) if isinstance(value, str) else value)
-    return cells
+    """A register row's values as CSV cells (:func:`csv_cell`), as the bundles write them."""
+    return [csv_cell(value) for value in values]
+
+
+def _plain(value: Any) -> str:
+    """An item of a list cell, before the cell is neutralised as a whole."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)

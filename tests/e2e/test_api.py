@@ -130,8 +130,11 @@ def test_every_route_checks_its_token_and_scope(
         assert http.request(method, path, content=body).status_code == 401
     with server.client("reader") as http:
         response = http.request(method, path, content=body)
-        if scope == "state:read":
-            assert response.status_code == 200
+        if scope == "state:read":  # let in: answered (purpose p is in no policy: 404, named)
+            assert response.status_code == 200 or (
+                response.status_code == 404
+                and problem_of(response)["errors"][0]["rule"] == "unknown_purpose"
+            ), response.text
         else:
             assert response.status_code == 403 and scope in problem_of(response)["detail"]
     right = {"incidents:manage": "responder", "admin": "admin"}.get(scope, "writer")
@@ -181,7 +184,9 @@ def test_histories_and_registers(server: Server) -> None:
             "/v1/disclosures", params={"subject": subject, "cursor": page["next_cursor"]}
         ).json()
         assert len(rest["items"]) == 2 and rest["next_cursor"] is None
-        window = http.get("/v1/disclosures", params={"from": "2026-03-02", "to": "2026-03-04"})
+        window = http.get(
+            "/v1/disclosures", params={"from": "2026-03-02T00:00:00Z", "to": "2026-03-04T00:00:00Z"}
+        )
         assert len(window.json()["items"]) == 2
         as_csv = http.get(
             "/v1/disclosures", params={"recipient": rcpt["recipient_id"], "format": "csv"}

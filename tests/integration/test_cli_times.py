@@ -50,6 +50,8 @@ def test_times_it_cannot_use_are_refused_naming_the_option(settings: Settings) -
 
 def test_the_bounds_are_the_http_apis(settings: Settings) -> None:
     """The same times as a query parameter: the horizon and offsets of 14 hours included."""
+    policy = orjson.dumps(facts.policy()).decode()  # marketing_email: a known purpose
+    assert run_cli(settings, "import", "-", stdin=policy).exit_code == 0
     for value in ("2200-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "2026-04-01T00:00:00-14:00"):
         result = run_cli(settings, "consent", "check", "user-1", "marketing_email", "--at", value)
         assert result.exit_code == 3, result.output  # answered (no such subject: no)

@@ -117,6 +117,7 @@ def test_a_token_revoked_after_it_was_remembered_stops(
     deployment: Deployment, settings: Settings
 ) -> None:
     subject = facts.ref("user")
+    deployment.record(facts.policy())  # marketing_email: a known purpose
     assert deployment.decision(subject)["allowed"] is False  # remembered from here on
     other = deployment.ask("/v1/consent/decision", "other", subject=subject, purpose=PURPOSE)
     assert other.status_code == 200

@@ -157,6 +157,8 @@ def test_a_guardians_consent_is_not_a_minors_unless_the_policy_accepts_it(world:
         "subject": world.pseudonym,
         "purpose": "marketing_email",
         "allowed": False,
+        "answer": "no",
+        "legal_basis": "consent",
         "status": "guardian_not_allowed",
         "dpv_status": "dpv:ConsentInvalidated",
         "decided_by_seq": age_seq,

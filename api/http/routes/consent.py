@@ -16,6 +16,7 @@ from projections.queries import (
     Queries,
     ReadModelFailure,
     ReadModelStoppedError,
+    UnknownPurposeError,
 )
 
 router = APIRouter(
@@ -100,6 +101,16 @@ async def state(
 @router.get(
     "/decision",
     summary="May this purpose be used for this subject, now or at a moment?",
+    description=(
+        "`answer` tells three answers apart: `yes` (valid consent: `allowed` true, `status` "
+        "`given`, the consent's event), `no` (`allowed` false; `status` says why: `refused`, "
+        "`withdrawn`, `expired`, `renewal_required`, `invalid_minor`, `guardian_not_allowed`, "
+        "`erased`, or null when no decision was ever recorded; `decided_by_seq` the deciding "
+        "event) and `not_required` (`allowed` true: the policy version in effect declares "
+        "another `legal_basis` than consent for the purpose; `decided_by_seq` is that version's "
+        "event). A purpose no published policy version declares is `404`, rule "
+        "`unknown_purpose`, with the `policy_versions` and `known_purposes`."
+    ),
     responses=example(DECISION),
 )
 async def decision(
@@ -112,6 +123,17 @@ async def decision(
 ) -> dict[str, Any]:
     def answer() -> dict[str, Any]:  # one hop to the threadpool: wait, pseudonym and query
         _wait(queries, wait_for)
-        return queries.decision(subject, purpose, at).as_dict()
+        try:
+            return queries.decision(subject, purpose, at).as_dict()
+        except UnknownPurposeError as exc:
+            raise ProblemError(
+                404,
+                "Unknown purpose",
+                str(exc),
+                errors=[{"field": "query.purpose", "rule": "unknown_purpose", "detail": str(exc)}],
+                purpose=exc.purpose,
+                policy_versions=exc.policy_versions,
+                known_purposes=exc.purposes,
+            ) from None
 
     return await run_in_threadpool(answer)

@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api.http.deps import (
+    MINIMAL,
     HistoryReader,
     LedgerDep,
     QueriesDep,
@@ -31,6 +32,7 @@ from api.http.deps import (
     SingleValues,
     authorise,
     check_single_values,
+    prefers_minimal,
 )
 from api.http.examples import EVENT, example
 from api.http.problems import WRITES, ProblemError
@@ -91,7 +93,9 @@ def parse_body(raw: bytes) -> tuple[list[dict[str, Any]], bool]:
     description=(
         "Each event gets a receipt (sequence number, leaf index, event hash, Ed25519 signature, "
         "key id, recorded time), returned only after the commit. `Prefer: return=minimal` "
-        "returns the sequence numbers only. A batch holds at most 1,000 events (413 above)."
+        '(RFC 7240) returns the sequence numbers only (`{"seq": n}`, or `{"seqs": [...]}` '
+        "for a batch), with `Preference-Applied: return=minimal`. A batch holds at most 1,000 "
+        "events (413 above)."
     ),
     responses={
         201: {
@@ -145,13 +149,13 @@ async def append(request: Request) -> Response:
     repeated = sum(r.duplicate for r in receipts)
     state.metrics.appended(len(receipts) - repeated, repeated)
     status = 200 if repeated == len(receipts) else 201
-    if "return=minimal" in request.headers.get("prefer", ""):
+    if prefers_minimal(request):
         # For high-volume emitters: the sequence numbers only, in order.
         minimal: Any = {"seqs": [r.seq for r in receipts]} if batch else {"seq": receipts[0].seq}
         return Response(
             orjson.dumps(minimal),
             status_code=status,
-            headers={"Preference-Applied": "return=minimal"},
+            headers={"Preference-Applied": MINIMAL},
             media_type=JSON,
         )
     payload: Any = {"receipts": [r.as_dict() for r in receipts]} if batch else receipts[0].as_dict()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 
-from api.http.deps import Exporter, QueryText, QueryTime, SingleValues
+from api.http.deps import MINIMAL, Exporter, QueryText, QueryTime, SingleValues, prefers_minimal
 from api.http.problems import PROBLEM, ProblemError, documented
 from api.token_store import Client, Scope
 from ledger.events import Identifier
@@ -185,7 +185,7 @@ def _is_admin(client: Client) -> bool:
     summary="Start an export job: a verifiable bundle of one scope",
     responses=_described(429, "The client has its quota of exports queued or running"),
 )
-async def start_export(request: Request, client: Exporter, body: ExportRequest) -> JSONResponse:
+async def start_export(request: Request, client: Exporter, body: ExportRequest) -> Response:
     jobs = await _exports(request)
     chosen = body.scope
     if body.answers_request is not None and not isinstance(chosen, SubjectScope):
@@ -229,6 +229,9 @@ async def start_export(request: Request, client: Exporter, body: ExportRequest) 
     except ExportError as exc:
         raise _problem(422, "Invalid export", str(exc), "invalid_scope", "body.scope") from None
     location = f"/v1/exports/{job.job_id}"
+    if prefers_minimal(request):  # RFC 7240: no body; the job is at Location
+        headers = {"Location": location, "Preference-Applied": MINIMAL}
+        return Response(status_code=202, headers=headers)
     return JSONResponse(view(job), status_code=202, headers={"Location": location})
 
 

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.http.deps import Admin, HistoryReader, QueriesDep, SingleValues
+from api.http.deps import Admin, HistoryReader, QueriesDep, SingleValues, next_link
 from api.http.examples import (
     CHECKPOINT,
     CONSISTENCY_PROOF,
@@ -40,7 +40,7 @@ MAX_ENTRIES = 1000
 """The most entries one ``GET /v1/entries`` answers; ``next`` says where to go on."""
 MAX_SIZE = 2**63 - 1
 """Sequence numbers, and so tree sizes, are 64-bit in storage."""
-_DIGITS = re.compile(r"[0-9]{1,19}")
+_DIGITS = re.compile(r"[-+]?[0-9]+")
 
 
 @router.get(
@@ -160,22 +160,32 @@ def _bad(name: str, rule: str, detail: str, status: int = 400, **extra: Any) -> 
 
 
 def _integer(request: Request, name: str, *, minimum: int = 0) -> int | None:
-    """The query parameter ``name`` as an integer in [minimum, 2**63-1], or None if absent."""
+    """The query parameter ``name`` as an integer in [minimum, 2**63-1], or None if absent.
+
+    Parsed here rather than by FastAPI so that the digits are checked before any conversion,
+    but refused with the same status and rules as every other route's parameters (400,
+    ``not_an_integer``, ``out_of_range``, ``required``, ``repeated``: docs/api.md,
+    "Conventions")."""
     values = request.query_params.getlist(name)
     if not values:
         return None
     if len(values) > 1:
         raise _bad(name, "repeated", f"{name} is given {len(values)} times; give it once")
     text = values[0].strip()
-    if text.startswith("-") and _DIGITS.fullmatch(text[1:]):
-        raise _bad(name, "too_small", f"{name} must be at least {minimum}, not {text}")
-    if not _DIGITS.fullmatch(text) or int(text) > MAX_SIZE:
+    if not _DIGITS.fullmatch(text):
         raise _bad(
             name, "not_an_integer", f"{name} must be a whole number from {minimum} to {MAX_SIZE}"
         )
-    value = int(text)
+    digits = text.lstrip("+-").lstrip("0") or "0"
+    negative = text.startswith("-") and digits != "0"
+    # Compared as digits first: a number of thousands of digits is never converted.
+    if negative or len(digits) > len(str(MAX_SIZE)) or int(digits) > MAX_SIZE:
+        raise _bad(
+            name, "out_of_range", f"{name} must be from {minimum} to {MAX_SIZE}, not {text[:40]}"
+        )
+    value = int(digits)
     if value < minimum:
-        raise _bad(name, "too_small", f"{name} must be at least {minimum}, not {value}")
+        raise _bad(name, "out_of_range", f"{name} must be at least {minimum}, not {value}")
     return value
 
 
@@ -338,7 +348,9 @@ def consistency(request: Request, queries: QueriesDep, _: HistoryReader) -> dict
         ]
     },
 )
-def entries(request: Request, queries: QueriesDep, _: HistoryReader) -> dict[str, Any]:
+def entries(
+    request: Request, response: Response, queries: QueriesDep, _: HistoryReader
+) -> dict[str, Any]:
     start = _required(request, "start")
     end = _integer(request, "end", minimum=1)
     if end is not None and end <= start:
@@ -357,6 +369,8 @@ def entries(request: Request, queries: QueriesDep, _: HistoryReader) -> dict[str
     stop = start + len(records)
     # Cut short by the page limit or the log's end: say where to go on, unless end was reached.
     following = None if end is not None and stop >= end else stop
+    if following is not None and following < head:  # a Link only to entries there are now
+        response.headers["Link"] = next_link(request, start=str(following))
     return {
         "entries": [
             {

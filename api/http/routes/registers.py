@@ -6,15 +6,17 @@ import base64
 import csv
 import io
 import re
+from collections.abc import Callable, Iterator
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.http.deps import (
+    MINIMAL,
     HistoryReader,
     IncidentManager,
     LedgerDep,
@@ -22,12 +24,15 @@ from api.http.deps import (
     QueryText,
     QueryTime,
     SingleValues,
+    next_link,
+    prefers_minimal,
 )
 from api.http.examples import DISCLOSURES, INCIDENT, REQUESTS, example
 from api.http.problems import WRITES, ProblemError
 from api.http.routes.events import RECEIPT_EXAMPLE, parse_body
 from api.http.signatures import HEADER, check_request_signature
 from ledger.verifier.spreadsheet import csv_row
+from projections.queries import DISCLOSURE_COLUMNS, DisclosureRow
 
 router = APIRouter(tags=["histories and registers"], responses=WRITES, dependencies=[SingleValues])
 
@@ -69,9 +74,17 @@ def _cursor(value: str | None) -> tuple[str, int, str] | None:
 @router.get(
     "/v1/disclosures",
     summary="Disclosures by subject, recipient and period, with verdicts",
+    description=(
+        "JSON: a page of at most `limit` rows, with `next_cursor` and, when there is a next "
+        'page, a `Link: <...>; rel="next"` header that keeps the whole query (every filter) '
+        "with the next cursor. CSV (`format=csv`, or `Accept: text/csv`): every row that "
+        "matches, from `cursor` on when given, streamed (read `limit` rows at a time), one "
+        "header line, booleans `true`/`false`, lists joined with `;`, "
+        "formulas neutralised, as the export bundles write their CSV files."
+    ),
     responses={
         200: {
-            "description": "A page of rows (JSON), or the rows as CSV (format=csv)",
+            "description": "A page of rows (JSON), or every row as CSV (format=csv)",
             "content": {
                 "application/json": {"example": DISCLOSURES},
                 "text/csv": {"schema": {"type": "string"}},
@@ -88,47 +101,67 @@ async def disclosures(
     ] = None,
     recipient: Annotated[QueryText | None, Query(max_length=128)] = None,
     start: Annotated[
-        QueryTime | None, Query(alias="from", description="Occurred at or after (RFC 3339)")
+        QueryTime | None,
+        Query(alias="from", description="Occurred at or after (RFC 3339, with its offset)"),
     ] = None,
     end: Annotated[
-        QueryTime | None, Query(alias="to", description="Occurred before (RFC 3339)")
+        QueryTime | None,
+        Query(alias="to", description="Occurred before (RFC 3339, with its offset)"),
     ] = None,
     violations: bool = False,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[
+        int, Query(ge=1, le=1000, description="Rows a page holds (CSV: rows read at a time)")
+    ] = 100,
     cursor: Annotated[
         str | None, Query(max_length=MAX_CURSOR, description="next_cursor of the page before")
     ] = None,
-    format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
 ) -> Response:
-    rows = await run_in_threadpool(
-        partial(
-            queries.disclosures,
-            subject_ref=subject,
-            recipient_id=recipient,
-            start=start,
-            end=end,
-            violations_only=violations,
-            after=_cursor(cursor),
-            limit=limit,
-        )
+    page = partial(
+        queries.disclosures,
+        subject_ref=subject,
+        recipient_id=recipient,
+        start=start,
+        end=end,
+        violations_only=violations,
     )
-    items = [row.as_dict() for row in rows]
-    following = None
-    if len(rows) == limit:
+    after = _cursor(cursor)
+    as_csv = format == "csv" or "text/csv" in request.headers.get("accept", "")
+    # The first page is read before answering: a storage error is still a problem (503).
+    rows = await run_in_threadpool(partial(page, after=after, limit=limit))
+    if as_csv:
+        return StreamingResponse(_csv_pages(page, rows, limit), media_type="text/csv")
+    following = _cursor_of(rows[-1]) if len(rows) == limit else None
+    headers = {"Link": next_link(request, cursor=following)} if following else None
+    return JSONResponse(
+        {"items": [row.as_dict() for row in rows], "next_cursor": following}, headers=headers
+    )
+
+
+def _cursor_of(row: DisclosureRow) -> str:
+    """The ``next_cursor`` after ``row``: its position, (occurred_at, seq, subject)."""
+    return base64.urlsafe_b64encode(orjson.dumps([row.occurred_at, row.seq, row.subject])).decode()
+
+
+def _csv_pages(
+    page: Callable[..., list[DisclosureRow]], first: list[DisclosureRow], size: int
+) -> Iterator[str]:
+    """Every matching row as CSV, the header first: ``first``, then page after page until a
+    short one (Starlette runs this generator in its threadpool, a page a step)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(DISCLOSURE_COLUMNS)
+    rows = first
+    while True:
+        for row in rows:
+            writer.writerow(csv_row(getattr(row, c) for c in DISCLOSURE_COLUMNS))
+        yield out.getvalue()
+        out.seek(0)
+        out.truncate()
+        if len(rows) < size:
+            return
         last = rows[-1]
-        following = base64.urlsafe_b64encode(
-            orjson.dumps([last.occurred_at, last.seq, last.subject])
-        ).decode()
-    if format == "csv" or "text/csv" in request.headers.get("accept", ""):
-        out = io.StringIO()
-        writer = csv.writer(out)
-        if items:
-            writer.writerow(items[0].keys())
-        for item in items:
-            writer.writerow(csv_row(item.values()))
-        headers = {"Link": f'<?cursor={following}>; rel="next"'} if following else None
-        return Response(out.getvalue(), media_type="text/csv", headers=headers)
-    return JSONResponse({"items": items, "next_cursor": following})
+        rows = page(after=(last.occurred_at, last.seq, last.subject), limit=size)
 
 
 @router.get(
@@ -169,6 +202,11 @@ async def incident(
     "/v1/incidents",
     status_code=201,
     summary="Record incident facts (incident.* only)",
+    description=(
+        "As `POST /v1/events`, for `incident.*` facts: a receipt per fact, after the commit. "
+        "`Prefer: return=minimal` (RFC 7240) returns the sequence numbers only, with "
+        "`Preference-Applied: return=minimal`."
+    ),
     responses={
         201: {
             "description": "Recorded; a receipt per fact",
@@ -196,6 +234,9 @@ async def record_incident(
                 422, "Not an incident fact", f"item {index}: this route takes incident.* facts"
             )
     receipts = await run_in_threadpool(ledger.append, facts, emitter)
+    if prefers_minimal(request):  # as POST /v1/events: the sequence numbers only
+        minimal = {"seqs": [r.seq for r in receipts]} if batch else {"seq": receipts[0].seq}
+        return JSONResponse(minimal, status_code=201, headers={"Preference-Applied": MINIMAL})
     payload: Any = [r.as_dict() for r in receipts]
     return JSONResponse({"receipts": payload} if batch else payload[0], status_code=201)
 

@@ -24,4 +24,4 @@ def test_other_text_is_left_as_it_is(text: str) -> None:
 
 def test_a_register_row_joins_lists_and_neutralises_text_only() -> None:
     row = {"seq": 3, "name": "=1+1", "categories": ["-x", "contact"], "flag": True, "none": None}
-    assert csv_row(row.values()) == [3, "'=1+1", "'-x;contact", True, None]
+    assert csv_row(row.values()) == [3, "'=1+1", "'-x;contact", "true", ""]
