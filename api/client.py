@@ -48,6 +48,7 @@ from api.client_calls import (
     RETRY_AFTER_CAP,
     Ask,
     Call,
+    Exchange,
     Item,
     LedgerCalls,
     Pages,
@@ -157,7 +158,7 @@ class AwaitedPages(_Method[P, Pages[T]]):
         return client.iterate(self.operation(client.calls, *args, **kwargs))
 
 
-class _Driver:
+class _ClientBase:
     """What both clients hold: the calls (signing key, retries) and the httpx settings."""
 
     def __init__(
@@ -171,7 +172,7 @@ class _Driver:
         }
 
 
-class LedgerClient(_Driver):
+class LedgerClient(_ClientBase):
     """The ledger's API, blocking. ``transport`` and ``sleep`` are for tests (a flaky
     connection, no real waiting)."""
 
@@ -236,13 +237,7 @@ class LedgerClient(_Driver):
             self._sleep(step.seconds)
             return None
         if isinstance(step, Ask):
-            return self._http.request(
-                step.method,
-                step.path,
-                params=step.params,
-                content=step.content,
-                headers=step.headers,
-            )
+            return self._http.request(**step.arguments())
         with self._http.stream("GET", step.path) as response:  # a Download
             if response.status_code >= 400:
                 response.read()
@@ -252,41 +247,30 @@ class LedgerClient(_Driver):
                     out.write(chunk)
         return response
 
+    def _drive(self, exchange: Exchange[Any]) -> Iterator[Any]:
+        """Perform the exchange's steps, giving its rows as they come."""
+        while (step := exchange.step()) is not None:
+            if isinstance(step, Item):
+                yield step.value
+                continue
+            try:
+                exchange.reply(self._perform(step))
+            except httpx.TransportError as exc:
+                exchange.fail(exc)
+
     def run(self, call: Call[T]) -> T:
         """Run an operation of ``LedgerCalls`` to its result."""
-        reply: Any = None
-        failure: httpx.TransportError | None = None
-        while True:
-            try:
-                step = call.send(reply) if failure is None else call.throw(failure)
-            except StopIteration as done:
-                result: T = done.value
-                return result
-            try:
-                reply, failure = self._perform(step), None
-            except httpx.TransportError as exc:
-                reply, failure = None, exc
+        exchange = Exchange(call)
+        for _ in self._drive(exchange):
+            raise AssertionError("an operation with one result gave a row")
+        return exchange.result
 
     def iterate(self, pages: Pages[T]) -> Iterator[T]:
         """Run a paged read of ``LedgerCalls``, giving its rows as they come."""
-        reply: Any = None
-        failure: httpx.TransportError | None = None
-        while True:
-            try:
-                step = pages.send(reply) if failure is None else pages.throw(failure)
-            except StopIteration:
-                return
-            if isinstance(step, Item):
-                yield step.value
-                reply, failure = None, None
-                continue
-            try:
-                reply, failure = self._perform(step), None
-            except httpx.TransportError as exc:
-                reply, failure = None, exc
+        yield from self._drive(Exchange(pages))
 
 
-class AsyncLedgerClient(_Driver):
+class AsyncLedgerClient(_ClientBase):
     """The ledger's API for asyncio: the methods of :class:`LedgerClient`, awaited, and its
     paged reads as async iterators."""
 
@@ -351,13 +335,7 @@ class AsyncLedgerClient(_Driver):
             await self._sleep(step.seconds)
             return None
         if isinstance(step, Ask):
-            return await self._http.request(
-                step.method,
-                step.path,
-                params=step.params,
-                content=step.content,
-                headers=step.headers,
-            )
+            return await self._http.request(**step.arguments())
         async with self._http.stream("GET", step.path) as response:  # a Download
             if response.status_code >= 400:
                 await response.aread()
@@ -367,35 +345,24 @@ class AsyncLedgerClient(_Driver):
                     out.write(chunk)
         return response
 
-    async def run(self, call: Call[T]) -> T:
-        """Run an operation of ``LedgerCalls`` to its result."""
-        reply: Any = None
-        failure: httpx.TransportError | None = None
-        while True:
-            try:
-                step = call.send(reply) if failure is None else call.throw(failure)
-            except StopIteration as done:
-                result: T = done.value
-                return result
-            try:
-                reply, failure = await self._perform(step), None
-            except httpx.TransportError as exc:
-                reply, failure = None, exc
-
-    async def iterate(self, pages: Pages[T]) -> AsyncIterator[T]:
-        """Run a paged read of ``LedgerCalls``, giving its rows as they come."""
-        reply: Any = None
-        failure: httpx.TransportError | None = None
-        while True:
-            try:
-                step = pages.send(reply) if failure is None else pages.throw(failure)
-            except StopIteration:
-                return
+    async def _drive(self, exchange: Exchange[Any]) -> AsyncIterator[Any]:
+        """Perform the exchange's steps, giving its rows as they come."""
+        while (step := exchange.step()) is not None:
             if isinstance(step, Item):
                 yield step.value
-                reply, failure = None, None
                 continue
             try:
-                reply, failure = await self._perform(step), None
+                exchange.reply(await self._perform(step))
             except httpx.TransportError as exc:
-                reply, failure = None, exc
+                exchange.fail(exc)
+
+    async def run(self, call: Call[T]) -> T:
+        """Run an operation of ``LedgerCalls`` to its result."""
+        exchange = Exchange(call)
+        async for _ in self._drive(exchange):
+            raise AssertionError("an operation with one result gave a row")
+        return exchange.result
+
+    def iterate(self, pages: Pages[T]) -> AsyncIterator[T]:
+        """Run a paged read of ``LedgerCalls``, giving its rows as they come."""
+        return self._drive(Exchange(pages))

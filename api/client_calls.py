@@ -66,6 +66,16 @@ class Ask:
     content: bytes | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
 
+    def arguments(self) -> dict[str, Any]:
+        """The arguments of ``httpx.Client.request`` (and of ``httpx.AsyncClient``'s)."""
+        return {
+            "method": self.method,
+            "url": self.path,
+            "params": self.params,
+            "content": self.content,
+            "headers": self.headers,
+        }
+
 
 @dataclass(frozen=True)
 class Download:
@@ -95,6 +105,36 @@ Call: TypeAlias = Generator[Step, Any, T]
 """An operation with one result: its steps, then it returns the result."""
 Pages: TypeAlias = Generator[Step | Item[T], Any, None]
 """A paged read: its steps and its rows, page after page, until the last."""
+
+
+class Exchange(Generic[T]):
+    """One run of an operation: it hands out the operation's steps (and rows) one at a time
+    and takes back each step's reply, or the connection failure to raise inside it; once the
+    operation ends, ``step()`` is None and ``result`` is what it returned. The clients drive
+    it, each with its own I/O."""
+
+    def __init__(self, operation: Generator[Step | Item[Any], Any, T]) -> None:
+        self._operation = operation
+        self._reply: Any = None
+        self._failure: httpx.TransportError | None = None
+        self.result: T
+
+    def step(self) -> Step | Item[Any] | None:
+        reply, failure = self._reply, self._failure
+        self._reply, self._failure = None, None
+        try:
+            if failure is not None:
+                return self._operation.throw(failure)
+            return self._operation.send(reply)
+        except StopIteration as done:
+            self.result = done.value
+            return None
+
+    def reply(self, value: Any) -> None:
+        self._reply = value
+
+    def fail(self, failure: httpx.TransportError) -> None:
+        self._failure = failure
 
 
 def checked(response: httpx.Response) -> httpx.Response:

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
-from api.client_calls import RETRY_AFTER_CAP, Ask, Item, LedgerCalls, Pause
+from api.client_calls import RETRY_AFTER_CAP, Ask, Exchange, Item, LedgerCalls, Pause
 from api.client_types import LedgerAPIError, Receipt
 
 RECEIPT: dict[str, Any] = {
@@ -53,30 +53,26 @@ def answer(kind: str, retry: str) -> httpx.Response:
 def drive(
     call: Generator[Any, Any, Any], outcomes: list[tuple[str, str]]
 ) -> tuple[list[Ask], list[float], Any]:
-    """Run ``call``, answering each request with the next outcome; the requests, the pauses,
-    and the result (or the exception raised)."""
+    """Run ``call`` as the clients do (an :class:`Exchange`), answering each request with the
+    next outcome; the requests, the pauses, and the result (or the exception raised)."""
     asks: list[Ask] = []
     pauses: list[float] = []
-    reply: Any = None
-    failure: Exception | None = None
-    while True:
-        try:
-            step = call.send(reply) if failure is None else call.throw(failure)
-        except StopIteration as done:
-            return asks, pauses, done.value
-        except (LedgerAPIError, httpx.TransportError) as exc:
-            return asks, pauses, exc
-        reply, failure = None, None
-        if isinstance(step, Pause):
-            pauses.append(step.seconds)
-            continue
-        assert isinstance(step, Ask)
-        asks.append(step)
-        kind, retry = outcomes[len(asks) - 1]
-        if kind == "lost":
-            failure = httpx.ReadError("lost")
-        else:
-            reply = answer(kind, retry)
+    exchange = Exchange(call)
+    try:
+        while (step := exchange.step()) is not None:
+            if isinstance(step, Pause):
+                pauses.append(step.seconds)
+                continue
+            assert isinstance(step, Ask)
+            asks.append(step)
+            kind, retry = outcomes[len(asks) - 1]
+            if kind == "lost":
+                exchange.fail(httpx.ReadError("lost"))
+            else:
+                exchange.reply(answer(kind, retry))
+    except (LedgerAPIError, httpx.TransportError) as exc:
+        return asks, pauses, exc
+    return asks, pauses, exchange.result
 
 
 @given(retries=st.integers(0, 4), outcomes=st.lists(outcome, min_size=5, max_size=5))
@@ -130,13 +126,8 @@ def test_every_page_of_disclosures_keeps_the_filters(
     )
     asks: list[Ask] = []
     items: list[Any] = []
-    reply: Any = None
-    while True:
-        try:
-            step = read.send(reply)
-        except StopIteration:
-            break
-        reply = None
+    exchange = Exchange(read)
+    while (step := exchange.step()) is not None:
         if isinstance(step, Item):
             items.append(step.value)
             continue
@@ -144,7 +135,7 @@ def test_every_page_of_disclosures_keeps_the_filters(
         asks.append(step)
         following = None if len(asks) == pages else f"c{len(asks)}"
         body = {"items": [{"seq": next(rows)}, {"seq": next(rows)}], "next_cursor": following}
-        reply = httpx.Response(200, json=body)
+        exchange.reply(httpx.Response(200, json=body))
     assert items == [{"seq": n} for n in range(2 * pages)]  # every row, in order, once
     assert len(asks) == pages
     first = dict(asks[0].params)
