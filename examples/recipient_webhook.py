@@ -6,12 +6,16 @@ it, act on it, acknowledge it. Standard library and PyNaCl only; copy it and rep
 
 ``--keys``: the ledger's verifier keys, one a line, as ``GET /v1/keys`` answers them (every
 key is tried, so a signature by a rotated key still checks). ``--token-file``: a token of the
-client named as this recipient, with the scope ``notices:ack``. Each webhook is checked in
-this order, and refused with 401 at the first failure: the three Standard Webhooks headers
-are there; the timestamp is within five minutes of this machine's clock (an old delivery
-replayed is refused); a ``v1a`` signature of ``{id}.{timestamp}.{body}`` checks with one of
-the ledger's keys. A notice seen before (same ``webhook-id``: the ledger sends a notice again
-when it could not record that it was delivered) is answered 204 and not acted on twice.
+client named as this recipient, with the scope ``notices:ack``. ``--box-key-file`` (optional):
+your X25519 private key, base64, whose public half the ledger's operator put in
+``notice-endpoints.json``; with it, the notice of an erasure names the person too.
+
+Each webhook is checked in this order, and refused with 401 at the first failure: the three
+Standard Webhooks headers are there; the timestamp is within five minutes of this machine's
+clock (an old delivery replayed is refused); a ``v1a`` signature of
+``{id}.{timestamp}.{body}`` checks with one of the ledger's keys. A notice seen before (same
+``webhook-id``: the ledger sends a notice again when it could not record that it was
+delivered) is answered 204 and not acted on twice.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from nacl.exceptions import BadSignatureError
+from nacl.exceptions import BadSignatureError, CryptoError
+from nacl.public import PrivateKey, SealedBox
 from nacl.signing import VerifyKey
 
 TOLERANCE = 5 * 60
@@ -93,10 +98,25 @@ def acknowledge(ledger: str, token: str, ack_path: str) -> int:
         return int(exc.code)
 
 
-def act(notice: dict[str, Any]) -> None:
+def subject_of(notice: dict[str, Any], box: PrivateKey | None) -> str | None:
+    """Whom the notice is about, by the reference your disclosures carried: ``subject_ref``,
+    or, after an erasure (when the ledger no longer holds it), ``subject_ref_sealed`` opened
+    with your private key (given to the ledger's operator as its public half)."""
+    if notice.get("subject_ref") is not None:
+        return str(notice["subject_ref"])
+    sealed = notice.get("subject_ref_sealed")
+    if box is None or not isinstance(sealed, str):
+        return None
+    try:
+        return SealedBox(box).decrypt(base64.b64decode(sealed)).decode()
+    except (CryptoError, ValueError):
+        return None
+
+
+def act(notice: dict[str, Any], subject: str | None) -> None:
     """Stop processing (withdrawal), erase (erasure) or correct (rectification) what you hold
-    about ``notice["subject_ref"]``. Here: print it."""
-    print(f"{notice['reason']}: {notice['subject_ref']} (notice {notice['notice_id']})")
+    about ``subject``. Here: print it."""
+    print(f"{notice['reason']}: {subject} (notice {notice['notice_id']})", flush=True)
 
 
 def make_server(
@@ -141,15 +161,24 @@ def main() -> None:
     parser.add_argument("--keys", type=Path, required=True, help="GET /v1/keys, saved")
     parser.add_argument("--token-file", type=Path, required=True)
     parser.add_argument(
+        "--box-key-file",
+        type=Path,
+        help="your X25519 private key (base64), to open references sealed to you",
+    )
+    parser.add_argument(
         "--never-ack", action="store_true", help="act, but never acknowledge (a demo of overdue)"
     )
     args = parser.parse_args()
     token = args.token_file.read_text().strip()
+    box = None
+    if args.box_key_file is not None:
+        box = PrivateKey(base64.b64decode(args.box_key_file.read_text().strip()))
 
     def on_notice(notice: dict[str, Any]) -> None:
-        act(notice)
+        act(notice, subject_of(notice, box))
         if not args.never_ack:
-            print(f"acknowledged: {acknowledge(args.ledger, token, notice['ack_path'])}")
+            status = acknowledge(args.ledger, token, notice["ack_path"])
+            print(f"acknowledged: {status}", flush=True)
 
     server = make_server(args.port, public_keys(args.keys.read_text()), on_notice)
     print(f"listening on 127.0.0.1:{args.port}", flush=True)

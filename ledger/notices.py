@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
+from nacl.public import PublicKey, SealedBox
 
 from ledger.domain import stream_id
 
@@ -124,6 +125,7 @@ def webhook_body(
     recipient_id: str,
     reason: str,
     subject_ref: str | None,
+    subject_ref_sealed: str | None,
     purposes: Sequence[str],
     cause_seqs: Sequence[int],
     disclosure_seqs: Sequence[int],
@@ -132,7 +134,8 @@ def webhook_body(
 ) -> bytes:
     """The JSON a recipient receives: the subject as the recipient knows them (the reference
     its disclosures carried; ``null`` when the ledger no longer holds it, after an erasure),
-    and where to acknowledge."""
+    the same reference sealed to the recipient's public key when it gave one (captured when
+    the disclosure was read, so an erasure's notice has it too), and where to acknowledge."""
     return orjson.dumps(
         {
             "type": WEBHOOK_EVENT,
@@ -142,6 +145,7 @@ def webhook_body(
                 "recipient_id": recipient_id,
                 "reason": reason,
                 "subject_ref": subject_ref,
+                "subject_ref_sealed": subject_ref_sealed,
                 "purposes": list(purposes),
                 "cause_seqs": list(cause_seqs),
                 "disclosure_seqs": list(disclosure_seqs),
@@ -190,14 +194,46 @@ SCHEMES = ("http://", "https://", "amqp://", "amqps://")
 """The endpoints a notice can be delivered to: a webhook, or a RabbitMQ queue."""
 
 
-def endpoints_from(raw: Mapping[str, Any]) -> dict[str, str]:
-    """Recipient id -> endpoint URL, from the parsed ``notice-endpoints.json`` (entries that
-    are not a URL of one of :data:`SCHEMES` are left out)."""
-    return {
-        str(recipient): url
-        for recipient, url in raw.items()
-        if isinstance(url, str) and url.startswith(SCHEMES)
-    }
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a recipient gets its notices, and the public key (X25519, libsodium's
+    ``crypto_box``) it receives references sealed to, if it gave one."""
+
+    url: str
+    box_key: bytes | None = None
+
+
+def as_endpoint(value: str | Endpoint) -> Endpoint:
+    return value if isinstance(value, Endpoint) else Endpoint(value)
+
+
+def endpoints_from(raw: Mapping[str, Any]) -> dict[str, Endpoint]:
+    """Recipient id -> endpoint, from the parsed ``notice-endpoints.json``: a URL, or
+    ``{"url": ..., "box_public_key": <base64 of 32 bytes>}``. Entries that are not a URL of
+    one of :data:`SCHEMES`, or whose key is not 32 bytes of base64, are left out."""
+    found: dict[str, Endpoint] = {}
+    for recipient, value in raw.items():
+        url, key = (value, None) if isinstance(value, str) else (None, None)
+        if isinstance(value, Mapping):
+            url, key = value.get("url"), value.get("box_public_key")
+        if not isinstance(url, str) or not url.startswith(SCHEMES):
+            continue
+        if key is None:
+            found[str(recipient)] = Endpoint(url)
+            continue
+        try:
+            box_key = base64.b64decode(str(key), validate=True)
+        except ValueError:
+            continue
+        if len(box_key) == PublicKey.SIZE:
+            found[str(recipient)] = Endpoint(url, box_key)
+    return found
+
+
+def seal_reference(box_key: bytes, reference: str) -> str:
+    """``reference`` sealed to the recipient's public key (an anonymous, randomised
+    ``crypto_box_seal``), base64: only the recipient's private key opens it, not the ledger."""
+    return base64.b64encode(SealedBox(PublicKey(box_key)).encrypt(reference.encode())).decode()
 
 
 __all__ = [
@@ -209,10 +245,13 @@ __all__ = [
     "TOLD_SUBJECTS",
     "Delivery",
     "DeliveryStatus",
+    "Endpoint",
     "NoticeDue",
     "NoticeReason",
+    "as_endpoint",
     "endpoints_from",
     "notice_id",
+    "seal_reference",
     "signatures_of",
     "signed_content",
     "webhook_body",

@@ -46,8 +46,11 @@ from ledger.notices import (
     NOTICE_DUE,
     NOTIFIED,
     DeliveryStatus,
+    Endpoint,
     NoticeReason,
+    as_endpoint,
     endpoints_from,
+    seal_reference,
     webhook_body,
     webhook_headers,
 )
@@ -63,12 +66,12 @@ TABLES = (
     "name TEXT PRIMARY KEY, holder TEXT NOT NULL, lease_until TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS notice_disclosures ("
     "pseudonym TEXT NOT NULL, recipient_id TEXT NOT NULL, purpose TEXT NOT NULL, "
-    "seq BIGINT NOT NULL, PRIMARY KEY (pseudonym, recipient_id, purpose, seq))",
+    "seq BIGINT NOT NULL, sealed_ref TEXT, PRIMARY KEY (pseudonym, recipient_id, purpose, seq))",
     "CREATE TABLE IF NOT EXISTS notice_requests (request_id TEXT PRIMARY KEY, kind TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS notice_outbox ("
     "notice_id TEXT PRIMARY KEY, recipient_id TEXT NOT NULL, pseudonym TEXT NOT NULL, "
     "reason TEXT NOT NULL, cause_seq BIGINT NOT NULL, purposes TEXT NOT NULL, "
-    "disclosure_seqs TEXT NOT NULL, due_seq BIGINT, due_at TEXT, "
+    "disclosure_seqs TEXT NOT NULL, sealed_ref TEXT, due_seq BIGINT, due_at TEXT, "
     "attempts BIGINT NOT NULL DEFAULT 0, next_attempt_at TEXT, last_error TEXT, "
     "delivered_at TEXT, response_status BIGINT, transport TEXT, notified_seq BIGINT, "
     "acknowledged_seq BIGINT, acknowledged_at TEXT)",
@@ -123,11 +126,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def file_endpoints(data_dir: Path) -> Callable[[], dict[str, str]]:
+def file_endpoints(data_dir: Path) -> Callable[[], dict[str, Endpoint]]:
     """Endpoints read from ``<data_dir>/notice-endpoints.json`` at each call (none when the
     file is absent or not a JSON object: nothing is delivered, notices wait in the outbox)."""
 
-    def read() -> dict[str, str]:
+    def read() -> dict[str, Endpoint]:
         try:
             raw = json.loads((data_dir / ENDPOINTS_FILE).read_text())
         except (OSError, ValueError):
@@ -144,7 +147,7 @@ class NoticeService:
         self,
         app: LedgerApplication,
         db: ProjectionDatabase,
-        endpoints: Callable[[], Mapping[str, str]],
+        endpoints: Callable[[], Mapping[str, str | Endpoint]],
         *,
         clock: Callable[[], datetime] = _now,
         retry_first: timedelta = RETRY_FIRST,
@@ -233,10 +236,10 @@ class NoticeService:
                 if not page:
                     return read
                 mentions = self.app.mentions_opened
+                boxes = self._boxes()
                 for notification in page:
-                    self._apply(
-                        sql, LoggedEvent.from_body(notification.id, notification.state, mentions)
-                    )
+                    event = LoggedEvent.from_body(notification.id, notification.state, mentions)
+                    self._apply(sql, event, boxes)
                 end = page[-1].id
                 if rows:
                     sql.execute(
@@ -251,14 +254,40 @@ class NoticeService:
             if len(page) < PAGE:
                 return read
 
-    def _apply(self, sql: Sql, event: LoggedEvent) -> None:
+    def _boxes(self) -> dict[str, bytes]:
+        """Recipient id -> the public key it receives references sealed to (those that gave
+        one)."""
+        found: dict[str, bytes] = {}
+        for recipient, value in self.endpoints().items():
+            key = as_endpoint(value).box_key
+            if key is not None:
+                found[recipient] = key
+        return found
+
+    def _sealed_refs(self, event: LoggedEvent, box: bytes | None) -> list[str | None]:
+        """For each subject of a disclosure, its reference sealed to the recipient's ``box``
+        key (None without a key, or once the subject was erased): captured now, while the
+        subject's key still opens it, so that a notice of a later erasure can carry it. The
+        ledger cannot open what it seals here."""
+        count = len(event.data.get("subjects", []))
+        if box is None:
+            return [None] * count
+        opened = self.app.get_event(event.seq).data.get("subjects", [])
+        refs = [item.get("ref") if isinstance(item, Mapping) else None for item in opened]
+        return [
+            seal_reference(box, ref) if isinstance(ref, str) and ref != "[erased]" else None
+            for ref in refs
+        ]
+
+    def _apply(self, sql: Sql, event: LoggedEvent, boxes: Mapping[str, bytes]) -> None:
         data = event.data
         if event.type == "disclosure.recorded":
-            for item in data.get("subjects", []):
+            sealed = self._sealed_refs(event, boxes.get(data["recipient_id"]))
+            for item, sealed_ref in zip(data.get("subjects", []), sealed, strict=True):
                 sql.execute(
-                    "INSERT INTO notice_disclosures (pseudonym, recipient_id, purpose, seq) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (item["subject"], data["recipient_id"], data["purpose"], event.seq),
+                    "INSERT INTO notice_disclosures (pseudonym, recipient_id, purpose, seq, "
+                    "sealed_ref) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (item["subject"], data["recipient_id"], data["purpose"], event.seq, sealed_ref),
                 )
         elif event.type == "request.received":
             sql.execute(
@@ -301,11 +330,14 @@ class NoticeService:
         given) disclosed before ``event``."""
         pseudonym = event.data["subject"]
         by_recipient: dict[str, tuple[set[str], set[int]]] = {}
-        for recipient, purpose, seq in sql.execute(
-            "SELECT recipient_id, purpose, seq FROM notice_disclosures "
+        sealed: dict[str, str] = {}
+        for recipient, purpose, seq, sealed_ref in sql.execute(
+            "SELECT recipient_id, purpose, seq, sealed_ref FROM notice_disclosures "
             "WHERE pseudonym = ? AND seq < ? ORDER BY recipient_id, seq",
             (pseudonym, event.seq),
         ):
+            if sealed_ref is not None:  # the latest disclosure's, of any purpose
+                sealed[str(recipient)] = str(sealed_ref)
             if purposes is not None and purpose not in purposes:
                 continue
             found = by_recipient.setdefault(str(recipient), (set(), set()))
@@ -322,8 +354,8 @@ class NoticeService:
             )
             sql.execute(
                 "INSERT INTO notice_outbox (notice_id, recipient_id, pseudonym, reason, "
-                "cause_seq, purposes, disclosure_seqs) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT DO NOTHING",
+                "cause_seq, purposes, disclosure_seqs, sealed_ref) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (
                     due.notice_id,
                     recipient,
@@ -332,6 +364,7 @@ class NoticeService:
                     event.seq,
                     json.dumps(list(due.purposes)),
                     json.dumps(list(due.disclosure_seqs)),
+                    sealed.get(recipient),
                 ),
             )
 
@@ -378,22 +411,24 @@ class NoticeService:
         now = format_time(self.clock())
         rows = self.db.query(
             "SELECT notice_id, recipient_id, reason, cause_seq, purposes, disclosure_seqs, "
-            "due_seq, attempts FROM notice_outbox WHERE due_seq IS NOT NULL AND "
+            "due_seq, attempts, sealed_ref FROM notice_outbox WHERE due_seq IS NOT NULL AND "
             "delivered_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
             "ORDER BY due_seq LIMIT ?",
             (now, PAGE),
         )
         delivered = 0
-        for notice, recipient, reason, cause, purposes, seqs, due_seq, attempts in rows:
-            url = endpoints.get(str(recipient))
-            if url is None:
+        for notice, recipient, reason, cause, purposes, seqs, due_seq, attempts, sealed in rows:
+            endpoint = endpoints.get(str(recipient))
+            if endpoint is None:
                 continue
+            url = as_endpoint(endpoint).url
             timestamp = int(self.clock().timestamp())
             body = webhook_body(
                 notice=str(notice),
                 recipient_id=str(recipient),
                 reason=str(reason),
                 subject_ref=self._reference(int(cause), str(reason)),
+                subject_ref_sealed=None if sealed is None else str(sealed),
                 purposes=json.loads(purposes),
                 cause_seqs=[int(cause)],
                 disclosure_seqs=json.loads(seqs),

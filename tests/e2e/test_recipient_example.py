@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
 from ledger.config import Settings
@@ -27,7 +28,13 @@ EXAMPLE = ROOT / "examples" / "recipient_webhook.py"
 
 @contextmanager
 def recipient(
-    workdir: Path, ledger: str, keys: Path, token: str, *, never_ack: bool = False
+    workdir: Path,
+    ledger: str,
+    keys: Path,
+    token: str,
+    *,
+    never_ack: bool = False,
+    box: PrivateKey | None = None,
 ) -> Iterator[tuple[str, Path]]:
     """The example listening on a free port: its URL and its output file."""
     port = free_port()
@@ -36,6 +43,10 @@ def recipient(
     output = workdir / f"recipient-{port}.out"
     command = [sys.executable, str(EXAMPLE), "--port", str(port), "--ledger", ledger]
     command += ["--keys", str(keys), "--token-file", str(token_file)]
+    if box is not None:
+        box_file = workdir / f"box-{port}"
+        box_file.write_text(base64.b64encode(bytes(box)).decode())
+        command += ["--box-key-file", str(box_file)]
     with output.open("wb") as out:
         process = subprocess.Popen(
             [*command, *(["--never-ack"] if never_ack else [])], stdout=out, stderr=out
@@ -57,15 +68,16 @@ def test_the_example_checks_the_webhook_and_acknowledges(
     version, subject = facts.ref("policy"), facts.ref("user")
     acks, ignores = facts.ref("rcp-acks"), facts.ref("rcp-ignores")
     writer = add_client(settings, "writer", "events:write", "history:read")
+    box = PrivateKey.generate()
+    public_box = base64.b64encode(bytes(box.public_key)).decode()
     headers = {"authorization": f"Bearer {writer}"}
     with serve(settings, free_port()) as server:
         keys = tmp_path / "keys.txt"
         keys.write_text(httpx.get(f"{server.url}/v1/keys").text)
         with (
-            recipient(tmp_path, server.url, keys, add_client(settings, acks, "notices:ack")) as (
-                acking,
-                acking_out,
-            ),
+            recipient(
+                tmp_path, server.url, keys, add_client(settings, acks, "notices:ack"), box=box
+            ) as (acking, acking_out),
             recipient(
                 tmp_path,
                 server.url,
@@ -75,7 +87,12 @@ def test_the_example_checks_the_webhook_and_acknowledges(
             ) as (ignoring, ignoring_out),
         ):
             settings.data_dir.joinpath("notice-endpoints.json").write_text(
-                json.dumps({acks: acking, ignores: ignoring})
+                json.dumps(
+                    {
+                        acks: {"url": acking, "box_public_key": public_box},
+                        ignores: ignoring,
+                    }
+                )
             )
             facts_sent = [
                 facts.policy(version),
@@ -107,6 +124,30 @@ def test_the_example_checks_the_webhook_and_acknowledges(
             assert subject in acking_out.read_text()
             assert "acknowledged: 201" in acking_out.read_text()
             assert subject in ignoring_out.read_text()
+
+            # An erasure: the ledger no longer holds the reference, the keyed recipient opens it.
+            request_id = facts.ref("req")
+            erasure = [
+                facts.request(subject, request_id, kind="erasure"),
+                {
+                    "type": "request.fulfilled",
+                    "event_id": facts.ref("evt"),
+                    "occurred_at": facts.now(),
+                    "request_id": request_id,
+                    "subject": subject,
+                },
+            ]
+            answer = httpx.post(f"{server.url}/v1/events", json=erasure, headers=headers)
+            assert answer.status_code == 201, answer.text
+            wait_until(
+                lambda: (
+                    f"erasure: {subject}" in acking_out.read_text()
+                    and "erasure: None" in ignoring_out.read_text()
+                ),
+                lambda: acking_out.read_text() + ignoring_out.read_text(),
+                seconds=60,
+                interval=0.3,
+            )
 
             # What the example refuses: a body signed by another key, and an old delivery.
             body = json.dumps({"type": "recipient.notice", "data": {}}).encode()

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from nacl.public import PrivateKey, SealedBox
 from nacl.signing import VerifyKey
 
 from ledger.application import LedgerApplication, NoticeNotFoundError
 from ledger.config import Settings
 from ledger.errors import ValidationError
-from ledger.notices import notice_id, signatures_of, signed_content
+from ledger.notices import Endpoint, notice_id, signatures_of, signed_content
 from ledger.operations import LedgerOperations
 from ledger.verifier.bundle import verify_bundle
 from ledger.verifier.entry import parse_body
@@ -29,7 +31,7 @@ from tests.support.webhook_receiver import Receiver, webhook_receiver
 
 
 def _service(
-    ledger: LedgerApplication, db: ProjectionDatabase, endpoints: dict[str, str]
+    ledger: LedgerApplication, db: ProjectionDatabase, endpoints: Mapping[str, str | Endpoint]
 ) -> NoticeService:
     # No back-off: a failed attempt is due again at the next round (rounds are driven here).
     return NoticeService(ledger, db, lambda: endpoints, retry_first=timedelta(0))
@@ -62,6 +64,16 @@ def _story(ledger: LedgerApplication) -> dict[str, str]:
         ]
     )
     return {**names, "subject": subject, "bystander": bystander, "version": version}
+
+
+def _fulfilled(request_id: str, subject: str) -> dict[str, Any]:
+    return {
+        "type": "request.fulfilled",
+        "event_id": facts.ref("evt"),
+        "occurred_at": facts.now(),
+        "request_id": request_id,
+        "subject": subject,
+    }
 
 
 def _verify(receiver: Receiver, ledger: LedgerApplication) -> list[dict[str, Any]]:
@@ -279,3 +291,36 @@ def test_a_disclosure_to_a_recipient_after_it_was_told_is_a_violation(
     (after,) = [row for row in rows if row.seq == again.seq]
     assert after.violation
     assert after.verdict == "consent_missing"
+
+
+def test_an_erasure_tells_a_recipient_with_a_key_the_reference_sealed_to_it(
+    ledger: LedgerApplication, db: ProjectionDatabase
+) -> None:
+    """Captured when the follower read the disclosure, sealed to the recipient's key: after the
+    erasure the ledger holds the reference nowhere it can open, and the recipient still learns
+    whom to erase."""
+    mine = PrivateKey.generate()
+    with webhook_receiver() as receiver:
+        keyed = facts.ref("rcp-keyed")
+        endpoints: dict[str, str | Endpoint] = {}
+        service = _service(ledger, db, endpoints)
+        endpoints[keyed] = Endpoint(receiver.url, bytes(mine.public_key))
+        version, subject, request_id = facts.ref("policy"), facts.ref("user"), facts.ref("req")
+        ledger.append(
+            [
+                facts.policy(version),
+                facts.recipient(keyed),
+                facts.consent(subject, version),
+                facts.disclosure(keyed, [subject, facts.ref("user")], version),
+                facts.request(subject, request_id, kind="erasure"),
+            ]
+        )
+        service.step()  # reads the disclosure while the subject's key opens it
+        ledger.append([_fulfilled(request_id, subject)])
+        service.step()
+        (body,) = _verify(receiver, ledger)
+    data = body["data"]
+    assert (data["reason"], data["subject_ref"]) == ("erasure", None)
+    sealed = base64.b64decode(data["subject_ref_sealed"])
+    assert SealedBox(mine).decrypt(sealed).decode() == subject
+    assert subject.encode() not in sealed
