@@ -535,7 +535,10 @@ class LedgerApplication(Application[UUID]):
             raise NoticeNotFoundError(notice) from None
 
         def build(batch: Batch) -> bool:
-            found = batch.find(RecipientNotice, key)
+            try:
+                found = batch.find(RecipientNotice, key)
+            except LedgerError:  # another kind of stream: to the caller, no notice either
+                raise NoticeNotFoundError(notice) from None
             if found is None or (recipient_id is not None and found.recipient_id != recipient_id):
                 raise NoticeNotFoundError(notice)
             if event_class is RecipientNotice.Notified:

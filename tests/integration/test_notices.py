@@ -17,6 +17,7 @@ from nacl.signing import VerifyKey
 
 from ledger.application import LedgerApplication, NoticeNotFoundError
 from ledger.config import Settings
+from ledger.domain import stream_id
 from ledger.errors import ValidationError
 from ledger.notices import Endpoint, notice_id, signatures_of, signed_content
 from ledger.operations import LedgerOperations
@@ -324,3 +325,14 @@ def test_an_erasure_tells_a_recipient_with_a_key_the_reference_sealed_to_it(
     sealed = base64.b64decode(data["subject_ref_sealed"])
     assert SealedBox(mine).decrypt(sealed).decode() == subject
     assert subject.encode() not in sealed
+
+
+def test_an_id_of_another_kind_of_stream_is_no_notice(ledger: LedgerApplication) -> None:
+    """A recipient probing ids learns nothing: a recipient's or a subject's stream answers as
+    a notice that never was."""
+    story = _story(ledger)
+    pseudonym = ledger.subject_keys.current(story["subject"])
+    assert pseudonym is not None
+    for stream in (str(stream_id("recipient", story["email"])), pseudonym):
+        with pytest.raises(NoticeNotFoundError):
+            ledger.acknowledge_notice(stream, story["email"], "email-client")
