@@ -260,3 +260,61 @@ def test_a_form_sent_without_its_csrf_token_is_refused(
     assert "CSRF" in response.text()
     page.reload()
     assert number(page, "#log-head") == head  # nothing was recorded
+
+
+def test_a_checkpoint_kept_from_the_evidence_page_checks_out_later(
+    signed_in: Page, console: Console
+) -> None:
+    page = signed_in
+    page.get_by_role("link", name="Evidence").click()
+    note = page.locator("#checkpoint-note").inner_text()
+    size = number(page, "#checkpoint-size")
+    assert note.splitlines()[1] == str(size)
+    # Later (a lookup appends a record, and a checkpoint follows), the kept one still checks out.
+    page.get_by_role("link", name="Subject lookup").click()
+    page.get_by_label("Reference").fill("member-00008")
+    page.get_by_label("Purpose").fill("audit sample")
+    page.get_by_role("button", name="Look up (recorded)").click()
+    page.get_by_role("link", name="Evidence").click()
+    page.get_by_role("textbox", name="Signed checkpoint").fill(note)
+    page.get_by_role("button", name="Check consistency").click()
+    expect(page.locator("#consistency-result")).to_contain_text("Consistent")
+    keep_screenshot(page, "evidence")
+    # One changed digit in the root hash, and the signature no longer holds.
+    lines = note.splitlines()
+    root = lines[2]
+    lines[2] = ("B" if root[0] != "B" else "C") + root[1:]
+    page.get_by_role("textbox", name="Signed checkpoint").fill("\n".join(lines))
+    page.get_by_role("button", name="Check consistency").click()
+    expect(page.locator("#consistency-result")).to_contain_text("not a checkpoint of this log")
+
+
+def test_each_step_of_the_timeline_links_to_its_proven_entry(
+    signed_in: Page, console: Console
+) -> None:
+    page = signed_in
+    page.goto(f"{console.url}/console/incidents/{INCIDENT}")
+    first = page.locator("#timeline a").first
+    seq = int(first.inner_text().split()[-1])
+    first.click()
+    expect(page.get_by_role("heading", name=f"Event {seq}: incident.opened")).to_be_visible()
+    expect(page.locator("#inclusion-result")).to_contain_text("Verified")
+    proof = console.api("/v1/proofs/inclusion", index=seq - 1)
+    expect(page.locator("#leaf-hash")).to_have_text(proof["leaf_hash"])
+    keep_screenshot(page, "entry")
+
+
+def test_the_disclosure_filter_gives_the_apis_rows(signed_in: Page, console: Console) -> None:
+    page = signed_in
+    page.get_by_role("link", name="Disclosures", exact=True).click()
+    page.get_by_label("Recipient id").fill("rcp-helpline-desk")
+    page.get_by_role("button", name="Show").click()
+    rows = console.api("/v1/disclosures", recipient="rcp-helpline-desk", limit=1000)["items"]
+    assert number(page, "#row-count") == len(rows) > 0
+    page.get_by_label("Recipient id").fill("")
+    page.get_by_label("Verdict").select_option("violations")
+    page.get_by_role("button", name="Show").click()
+    violations = console.api("/v1/disclosures", violations="true", limit=1000)["items"]
+    assert number(page, "#row-count") == len(violations) > 0
+    expect(page.locator("#disclosure-rows .badge.bad")).to_have_count(len(violations))
+    keep_screenshot(page, "disclosures")

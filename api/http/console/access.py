@@ -51,6 +51,9 @@ NAV = {
     "people": "incidents",
     "requests": "requests",
     "subject": "subjects",
+    "disclosures": "disclosures",
+    "evidence": "evidence",
+    "entry": "evidence",
 }
 """The menu entry each template's page is under."""
 

@@ -22,7 +22,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.http.console import views
+from api.http.console import evidence, views
 from api.http.console.access import (
     COOKIE,
     HEADERS,
@@ -79,6 +79,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(PageError, error_page)
     app.add_exception_handler(SignInNeededError, error_page)
     app.include_router(router)
+    app.include_router(evidence.router)
 
 
 def _ledger(request: Request) -> LedgerApplication:
@@ -192,6 +193,7 @@ async def overview(request: Request) -> Response:
         ]
         return {
             "now": now,
+            "thirty_days": timedelta(days=30),
             "head": queries.head(),
             "checkpoint": checkpoint,
             "checkpoint_age": views.since(signed, now),
