@@ -228,11 +228,12 @@ def test_no_purpose_no_lookup_and_nothing_of_nobody(deployment: Deployment) -> N
         data={"subject": "nobody-ref", "purpose": "check", "csrf": deployment.csrf()},
     )
     assert unknown.status_code == 200 and 'id="nothing-found"' in unknown.text
-    bad = deployment.http.post(
-        "/console/subjects",
-        data={"subject": "alice-ref-1", "purpose": "two\nlines", "csrf": deployment.csrf()},
-    )
-    assert bad.status_code == 422 and "alice@example.org" not in bad.text
+    for subject, purpose in (("alice-ref-1", "two\nlines"), ("alice\x00ref", "check")):
+        bad = deployment.http.post(
+            "/console/subjects",
+            data={"subject": subject, "purpose": purpose, "csrf": deployment.csrf()},
+        )
+        assert bad.status_code == 422 and "alice@example.org" not in bad.text
     assert deployment.ledger.head() == head
 
 
@@ -267,6 +268,9 @@ def test_an_incident_step_goes_through_the_ledgers_validation(deployment: Deploy
     page = deployment.http.get("/console/incidents/inc-7")
     assert "Remote wipe." in page.text and 'id="incident-status">contained<' in page.text
     assert deployment.http.get("/console/incidents/inc-8").status_code == 404
+    for odd in ("inc%00-1", "x" * 200, "inc%0A1"):
+        assert deployment.http.get(f"/console/incidents/{odd}").status_code == 404, odd
+        assert deployment.http.get(f"/console/incidents/{odd}/people").status_code == 404, odd
 
 
 def test_a_client_that_signs_its_appends_appends_nothing_from_a_form(

@@ -282,9 +282,17 @@ async def open_incident(request: Request) -> Response:
     return _redirect(f"{PREFIX}/incidents/{fact['incident_id']}")
 
 
+def _known_id(incident_id: str) -> str:
+    """An incident id as the catalogue allows one (one printable line, at most 128
+    characters); anything else names no incident (404), and never reaches a query."""
+    if not incident_id or len(incident_id) > 128 or not incident_id.isprintable():
+        raise PageError(404, "No such incident", "No incident has that id.")
+    return incident_id
+
+
 def _incident_context(request: Request, incident_id: str) -> dict[str, Any]:
     queries = _queries(request)
-    record = queries.incident(incident_id)
+    record = queries.incident(_known_id(incident_id))
     if record is None:
         raise PageError(404, "No such incident", f"No incident {incident_id} was opened.")
     by_rule = queries.subjects_by_rule(record)
@@ -336,6 +344,7 @@ async def incident(request: Request, incident_id: str) -> Response:
 async def incident_step(request: Request, incident_id: str) -> Response:
     who, form = await posted(request, Scope.MANAGE_INCIDENTS)
     _refuse_signing_client(who)
+    _known_id(incident_id)
     step = form.get("step", "")
     if step not in STEPS:
         raise PageError(400, "Bad form", f"No incident step {step[:40]!r}.")
@@ -493,7 +502,7 @@ def _redirect(path: str) -> Response:
 @router.get("/incidents/{incident_id}/people")
 async def people_form(request: Request, incident_id: str) -> Response:
     who = await visitor(request, Scope.IDENTIFY_SUBJECTS)
-    record = await run_in_threadpool(_queries(request).incident, incident_id)
+    record = await run_in_threadpool(_queries(request).incident, _known_id(incident_id))
     if record is None:
         raise PageError(404, "No such incident", f"No incident {incident_id} was opened.")
     context: dict[str, Any] = {"incident_id": incident_id, "page": None, "errors": []}
@@ -504,6 +513,7 @@ async def people_form(request: Request, incident_id: str) -> Response:
 @router.post("/incidents/{incident_id}/people")
 async def people(request: Request, incident_id: str) -> Response:
     who, form = await posted(request, Scope.IDENTIFY_SUBJECTS)
+    _known_id(incident_id)
     purpose = form.get("purpose", "").strip()
     after = form.get("after") or None
     if after is not None and not re.fullmatch(r"[0-9a-f-]{36}", after):
@@ -563,7 +573,7 @@ async def lookup(request: Request) -> Response:
     purpose = form.get("purpose", "").strip()
     context: dict[str, Any] = {"subject": subject, "purpose": purpose, "found": None}
     errors = []
-    if not subject or len(subject) > 256:
+    if not subject or len(subject) > 256 or not subject.isprintable():
         errors.append("Give the subject's reference (as the emitting service knows them).")
     if not purpose:
         errors.append("Say why you look this person up (the purpose is recorded).")
