@@ -29,7 +29,10 @@ Subject = Annotated[
 Purpose = Annotated[QueryText, Query(min_length=1, max_length=64, description="A purpose id")]
 At = Annotated[
     QueryTime | None,
-    Query(description="RFC 3339, 1970-01-01T00:00:00Z to 2200-01-01T00:00:00Z; default now"),
+    Query(
+        description="RFC 3339 with its offset, 1970-01-01T00:00:00Z to 2200-01-01T00:00:00Z; "
+        "default now"
+    ),
 ]
 WaitFor = Annotated[
     int | None, Query(ge=1, le=2**63 - 1, description="A receipt's seq to wait for (bounded)")
