@@ -135,7 +135,7 @@ def invalid_request(errors: Sequence[Mapping[str, Any]]) -> JSONResponse:
     vocabulary (:data:`RULES`), on every route alike; a body that parses but breaks a rule is
     ``422`` with pydantic's rule names, as before (docs/api.md, "Conventions").
     """
-    parameters = [e for e in errors if e.get("loc", ("",))[0] in PARAMETER_PLACES]
+    parameters = [e for e in errors if (e.get("loc") or ("",))[0] in PARAMETER_PLACES]
     if parameters:
         listed = [
             {
