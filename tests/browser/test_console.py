@@ -86,10 +86,12 @@ def test_the_overview_shows_the_numbers_the_api_gives(signed_in: Page, console: 
     since = (now - timedelta(days=30)).isoformat().replace("+00:00", "Z")
     violations = console.api("/v1/disclosures", violations="true", limit=1000, **{"from": since})
     assert number(page, "#violation-count") == len(violations["items"])
-    open_incidents = [i["incident_id"] for i in console.api("/v1/incidents")]
+    registered = console.api("/v1/incidents")
+    open_incidents = [i["incident_id"] for i in registered if i["status"] != "closed"]
     listed = page.locator("#open-incidents tbody tr td:first-child").all_inner_texts()
-    assert listed == open_incidents == [INCIDENT]
-    assert number(page, "#log-head") == console.api("/readyz")["head"]
+    assert listed == open_incidents and INCIDENT in listed
+    head = number(page, "#log-head")
+    assert number(page, "#checkpoint-size") <= head <= console.api("/readyz")["head"]
     expect(page.locator("svg.spark").first).to_be_visible()
     expect(page.locator("#chart-h")).to_contain_text("Consent given and withdrawn")
     keep_screenshot(page, "overview")
@@ -208,7 +210,8 @@ def test_the_request_register_lists_what_the_api_lists(signed_in: Page, console:
     page.get_by_role("link", name="Requests").first.click()
     rows = page.locator("#request-register tbody tr")
     expect(rows).to_have_count(len(console.api("/v1/requests")))
-    expect(page.locator("#request-register .badge.bad")).to_have_count(1)
+    overdue = console.api("/v1/requests", overdue="true")
+    expect(page.locator("#request-register .badge.bad")).to_have_count(len(overdue))
     keep_screenshot(page, "requests")
 
 
@@ -318,3 +321,14 @@ def test_the_disclosure_filter_gives_the_apis_rows(signed_in: Page, console: Con
     assert number(page, "#row-count") == len(violations) > 0
     expect(page.locator("#disclosure-rows .badge.bad")).to_have_count(len(violations))
     keep_screenshot(page, "disclosures")
+
+
+def test_an_overdue_request_shows_its_days_late(signed_in: Page, console: Console) -> None:
+    page = signed_in
+    (overdue, *_) = console.api("/v1/requests", overdue="true")
+    page.goto(f"{console.url}/console/requests")
+    page.get_by_role("link", name=overdue["request_id"]).click()
+    expect(page.locator("#request-due")).to_have_text(f"overdue by {-overdue['days_left']} days")
+    expect(page.locator("#request-status")).to_have_text(overdue["status"])
+    expect(page.get_by_role("heading", name="Record the next step")).to_be_visible()
+    keep_screenshot(page, "request")

@@ -50,6 +50,7 @@ NAV = {
     "incident": "incidents",
     "people": "incidents",
     "requests": "requests",
+    "request": "requests",
     "subject": "subjects",
     "disclosures": "disclosures",
     "evidence": "evidence",

@@ -10,19 +10,18 @@ page. The console is HTML for people, not API: none of it is in the OpenAPI docu
 
 from __future__ import annotations
 
-import contextlib
 import re
 import secrets
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import uuid4
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.http.console import evidence, views
+from api.http.console import requests as request_pages
 from api.http.console.access import (
     COOKIE,
     HEADERS,
@@ -31,7 +30,6 @@ from api.http.console.access import (
     PREFIX,
     PageError,
     SignInNeededError,
-    Visitor,
     authorise_token,
     cookie_args,
     error_page,
@@ -43,17 +41,24 @@ from api.http.console.access import (
     signing_out,
     visitor,
 )
+from api.http.console.forms import (
+    append_fact,
+    event_id_of,
+    moment,
+    new_event_id,
+    number,
+    redirect,
+    refuse_signing_client,
+    words,
+)
 from api.http.console.sessions import Sessions
 from api.http.problems import ProblemError
 from api.token_store import Scope
 from ledger.application import AccessRecord, LedgerApplication
-from ledger.errors import LedgerError, OverloadedError, ValidationError
+from ledger.errors import OverloadedError, ValidationError
 from ledger.vocabulary import NotificationChannel, RiskLevel
 from projections.queries import (
-    NoSuchEventYetError,
-    NotCaughtUpError,
     Queries,
-    ReadModelStoppedError,
 )
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -62,7 +67,6 @@ LOOKUP_ACTION = "console_subject_lookup"
 PEOPLE_ACTION = "console_incident_people"
 STEPS = ("assessed", "contained", "authority_notified", "subjects_notified", "closed")
 """The incident facts the incident page appends, in the order they usually come."""
-_EVENT_ID = re.compile(r"console-[0-9a-f]{32}(-[a-z_]{1,24})?")
 STATIC = {
     "console.css": ("text/css; charset=utf-8", (HERE / "static" / "console.css").read_bytes()),
     "countdown.js": (
@@ -80,6 +84,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(SignInNeededError, error_page)
     app.include_router(router)
     app.include_router(evidence.router)
+    app.include_router(request_pages.router)
 
 
 def _ledger(request: Request) -> LedgerApplication:
@@ -252,7 +257,7 @@ def _open_form(values: dict[str, str], errors: dict[str, list[str]]) -> dict[str
     return {
         "values": values,
         "errors": errors,
-        "event_id": values.get("event_id") or _new_event_id(),
+        "event_id": values.get("event_id") or new_event_id(),
         "general": errors.get("", []),
     }
 
@@ -260,26 +265,26 @@ def _open_form(values: dict[str, str], errors: dict[str, list[str]]) -> dict[str
 @router.post("/incidents")
 async def open_incident(request: Request) -> Response:
     who, form = await posted(request, Scope.MANAGE_INCIDENTS)
-    _refuse_signing_client(who)
+    refuse_signing_client(who)
     fact: dict[str, Any] = {
         "type": "incident.opened",
-        "event_id": _event_id(form),
-        "occurred_at": _moment(form.get("occurred_at", "")),
+        "event_id": event_id_of(form),
+        "occurred_at": moment(form.get("occurred_at", "")),
         "incident_id": form.get("incident_id", "").strip(),
-        "detected_at": _moment(form.get("detected_at", "")),
+        "detected_at": moment(form.get("detected_at", "")),
         "summary": form.get("summary", "").strip(),
-        "data_categories": _words(form.get("data_categories", "")),
+        "data_categories": words(form.get("data_categories", "")),
     }
     if form.get("recipient_id", "").strip():
         fact["recipient_id"] = form["recipient_id"].strip()
-    errors = await _append(request, fact)
+    errors = await append_fact(request, fact, "incidents")
     if errors:
         queries = _queries(request)
         now = _now()
         rows = await run_in_threadpool(lambda: [_incident_row(r, now) for r in queries.incidents()])
         context = {"rows": rows, **_open_form(form, errors)}
         return render("incidents.html", context, status=422, visitor=who)
-    return _redirect(f"{PREFIX}/incidents/{fact['incident_id']}")
+    return redirect(f"{PREFIX}/incidents/{fact['incident_id']}")
 
 
 def _known_id(incident_id: str) -> str:
@@ -334,7 +339,7 @@ async def incident(request: Request, incident_id: str) -> Response:
         values={},
         errors={},
         general=[],
-        event_id=_new_event_id(),
+        event_id=new_event_id(),
         may_identify=who.allows(Scope.IDENTIFY_SUBJECTS),
     )
     return render("incident.html", context, visitor=who)
@@ -343,13 +348,13 @@ async def incident(request: Request, incident_id: str) -> Response:
 @router.post("/incidents/{incident_id}/steps")
 async def incident_step(request: Request, incident_id: str) -> Response:
     who, form = await posted(request, Scope.MANAGE_INCIDENTS)
-    _refuse_signing_client(who)
+    refuse_signing_client(who)
     _known_id(incident_id)
     step = form.get("step", "")
     if step not in STEPS:
         raise PageError(400, "Bad form", f"No incident step {step[:40]!r}.")
     fact = _step_fact(step, incident_id, form)
-    errors = await _append(request, fact)
+    errors = await append_fact(request, fact, "incidents")
     if errors:
         context = await run_in_threadpool(_incident_context, request, incident_id)
         context.update(
@@ -357,18 +362,18 @@ async def incident_step(request: Request, incident_id: str) -> Response:
             values=form,
             errors=errors,
             general=errors.get("", []),
-            event_id=_new_event_id(),
+            event_id=new_event_id(),
             may_identify=who.allows(Scope.IDENTIFY_SUBJECTS),
         )
         return render("incident.html", context, status=422, visitor=who)
-    return _redirect(f"{PREFIX}/incidents/{incident_id}")
+    return redirect(f"{PREFIX}/incidents/{incident_id}")
 
 
 def _step_fact(step: str, incident_id: str, form: dict[str, str]) -> dict[str, Any]:
     fact: dict[str, Any] = {
         "type": f"incident.{step}",
-        "event_id": _event_id(form),
-        "occurred_at": _moment(form.get("occurred_at", "")),
+        "event_id": event_id_of(form),
+        "occurred_at": moment(form.get("occurred_at", "")),
         "incident_id": incident_id,
     }
 
@@ -379,10 +384,10 @@ def _step_fact(step: str, incident_id: str, form: dict[str, str]) -> dict[str, A
 
     if step == "assessed":
         fact["risk"] = form.get("risk", "")
-        fact["data_categories"] = _words(form.get("data_categories", ""))
+        fact["data_categories"] = words(form.get("data_categories", ""))
         text("likely_consequences")
         if form.get("approximate_subject_count", "").strip():
-            fact["approximate_subject_count"] = _number(form["approximate_subject_count"])
+            fact["approximate_subject_count"] = number(form["approximate_subject_count"])
         subjects = form.get("affected_subjects", "").split()
         if subjects:
             fact["affected_subjects"] = subjects
@@ -393,8 +398,8 @@ def _step_fact(step: str, incident_id: str, form: dict[str, str]) -> dict[str, A
         if any(rule.values()):
             fact["affected_rule"] = {
                 "recipient_id": rule["recipient_id"],
-                "disclosed_from": _moment(rule["disclosed_from"], blank_is_now=False),
-                "disclosed_to": _moment(rule["disclosed_to"], blank_is_now=False),
+                "disclosed_from": moment(rule["disclosed_from"], blank_is_now=False),
+                "disclosed_to": moment(rule["disclosed_to"], blank_is_now=False),
             }
     elif step == "contained":
         text("measures")
@@ -405,95 +410,11 @@ def _step_fact(step: str, incident_id: str, form: dict[str, str]) -> dict[str, A
         text("delay_reason", optional=True)
     elif step == "subjects_notified":
         fact["channel"] = form.get("channel", "")
-        fact["subject_count"] = _number(form.get("subject_count", ""))
+        fact["subject_count"] = number(form.get("subject_count", ""))
         text("message_digest", optional=True)
     else:
         text("resolution")
     return fact
-
-
-async def _append(request: Request, fact: dict[str, Any]) -> dict[str, list[str]]:
-    """Append ``fact`` as the API's incident route does; the problems by form field (empty
-    when it was recorded, now or by an earlier send of the same form: its event id was drawn
-    with the form). Waits (a little) for the incident register to hold it."""
-    ledger, queries = _ledger(request), _queries(request)
-
-    def append() -> dict[str, list[str]]:
-        if queries.claimed(fact["event_id"]) is not None:
-            return {}  # this form was sent before (a reload, a double click): recorded once
-        try:
-            (receipt,) = ledger.append([fact])
-        except ValidationError as exc:
-            found: dict[str, list[str]] = defaultdict(list)
-            for problem in exc.problems:
-                name = problem.field.split(".")[0] if problem.field else ""
-                if problem.field.startswith("affected_rule."):
-                    name = ".".join(problem.field.split(".")[:2])
-                found[name].append(f"{problem.message} (rule: {problem.rule})")
-            return dict(found)
-        except OverloadedError as exc:
-            raise PageError(
-                503, "Busy", f"The ledger is busy; send the form again in {exc.retry_after} s."
-            ) from None
-        except LedgerError as exc:
-            return {"": [str(exc)]}
-        # The page then shows the register as it stands, if it did not catch up in time.
-        with contextlib.suppress(NotCaughtUpError, ReadModelStoppedError, NoSuchEventYetError):
-            queries.wait_for(receipt.seq, 5.0, "incidents")
-        return {}
-
-    return await run_in_threadpool(append)
-
-
-def _refuse_signing_client(who: Visitor) -> None:
-    """A client that registered a key signs every append it sends (invariant 2): a browser
-    form cannot, so the console appends nothing for it."""
-    if who.client.public_key is not None:
-        raise PageError(
-            403,
-            "Signed appends only",
-            f"The client {who.client.name} has registered a signing key, so each of its "
-            "appends must be signed; send this fact through the API.",
-        )
-
-
-def _new_event_id() -> str:
-    return f"console-{uuid4().hex}"
-
-
-def _event_id(form: dict[str, str]) -> str:
-    """The form's event id (made when the form was drawn, so sending it twice records the
-    fact once), or a new one when it is not one the console makes."""
-    given = form.get("event_id", "")
-    return given if _EVENT_ID.fullmatch(given) else _new_event_id()
-
-
-def _moment(text: str, *, blank_is_now: bool = True) -> str:
-    """A form's time, read as UTC when it has no offset (``datetime-local`` sends none); now
-    when blank; as sent (for the ledger to name the problem) when it is not a time."""
-    text = text.strip()
-    if not text:
-        return _now().isoformat().replace("+00:00", "Z") if blank_is_now else ""
-    try:
-        found = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return text
-    if found.tzinfo is None:
-        found = found.replace(tzinfo=UTC)
-    return found.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _words(text: str) -> list[str]:
-    return [w for w in re.split(r"[\s,]+", text) if w]
-
-
-def _number(text: str) -> int | str:
-    text = text.strip()
-    return int(text) if text.isdigit() and len(text) < 12 else text
-
-
-def _redirect(path: str) -> Response:
-    return RedirectResponse(path, status_code=303, headers=HEADERS)
 
 
 # -- the people of an incident ----------------------------------------------------------------
@@ -632,13 +553,3 @@ def _subject_view(
         "requests": queries.requests(subject_ref=subject),
         "incidents": incident_ids,
     }
-
-
-# -- requests -------------------------------------------------------------------------------------
-
-
-@router.get("/requests")
-async def requests(request: Request) -> Response:
-    who = await visitor(request, Scope.READ_HISTORY)
-    rows = await run_in_threadpool(_queries(request).requests)
-    return render("requests.html", {"rows": rows}, visitor=who)
