@@ -197,13 +197,13 @@ def _policy(desk: Desk) -> str:
     [
         ("admin", {"purpose": PURPOSE}, 403),  # admin does not imply incidents:identify
         ("manager", {"purpose": PURPOSE}, 403),
-        ("responder", {}, 422),  # no purpose
-        ("responder", {"purpose": "   "}, 422),
-        ("responder", {"purpose": "a\x00b"}, 422),
-        ("responder", {"purpose": "x" * 501}, 422),
+        ("responder", {}, 400),  # no purpose: a bad parameter (docs/api.md, "Conventions")
+        ("responder", {"purpose": "   "}, 422),  # blank: the route's own check
+        ("responder", {"purpose": "a\x00b"}, 400),
+        ("responder", {"purpose": "x" * 501}, 400),
         ("responder", {"purpose": PURPOSE, "cursor": "not-a-pseudonym"}, 400),
-        ("responder", {"purpose": PURPOSE, "limit": "0"}, 422),
-        ("responder", {"purpose": PURPOSE, "limit": "1001"}, 422),
+        ("responder", {"purpose": PURPOSE, "limit": "0"}, 400),
+        ("responder", {"purpose": PURPOSE, "limit": "1001"}, 400),
         ("responder", {"purpose": [PURPOSE, PURPOSE]}, 400),  # given twice
     ],
 )
