@@ -332,3 +332,17 @@ def test_an_overdue_request_shows_its_days_late(signed_in: Page, console: Consol
     expect(page.locator("#request-status")).to_have_text(overdue["status"])
     expect(page.get_by_role("heading", name="Record the next step")).to_be_visible()
     keep_screenshot(page, "request")
+
+
+def test_an_incidents_bundle_is_exported_and_downloaded(signed_in: Page, console: Console) -> None:
+    page = signed_in
+    page.get_by_role("link", name="Export").click()
+    page.get_by_label("What it covers").select_option("incident")
+    page.get_by_label("Incident id (for an incident)").fill(INCIDENT)
+    page.get_by_label("Purpose").fill("the authority's file for the helpline breach")
+    page.get_by_role("button", name="Start the export").click()
+    expect(page.locator("#export-state")).to_have_text("done", timeout=60_000)
+    with page.expect_download() as download:
+        page.locator("#download").click()
+    assert download.value.suggested_filename.endswith(".zip")
+    keep_screenshot(page, "export")

@@ -55,6 +55,8 @@ NAV = {
     "disclosures": "disclosures",
     "evidence": "evidence",
     "entry": "evidence",
+    "exports": "exports",
+    "export": "exports",
 }
 """The menu entry each template's page is under."""
 

@@ -20,7 +20,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.http.console import evidence, views
+from api.http.console import evidence, exports, views
 from api.http.console import requests as request_pages
 from api.http.console.access import (
     COOKIE,
@@ -85,6 +85,7 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(evidence.router)
     app.include_router(request_pages.router)
+    app.include_router(exports.router)
 
 
 def _ledger(request: Request) -> LedgerApplication:
