@@ -68,7 +68,12 @@ class ReadModelOperations:
         retention_every: float | None = None,
     ) -> None:
         """Follow the log until ``stop``; with ``retention_every`` (seconds), run retention
-        that often in a thread of its own (retention runs where the read models run)."""
+        that often in a thread of its own (retention runs where the read models run). The
+        notices to recipients are derived and delivered in a thread of their own too."""
+        notices = threading.Thread(
+            target=self.models.notices.run, args=(stop,), name="notices", daemon=True
+        )
+        notices.start()
         if retention_every:
             threading.Thread(
                 target=retention_loop,
@@ -76,11 +81,16 @@ class ReadModelOperations:
                 name="retention",
                 daemon=True,
             ).start()
-        self.models.runner.follow(stop, on_error=on_error)
+        try:
+            self.models.runner.follow(stop, on_error=on_error)
+        finally:  # its round ends before the caller closes the database
+            self.models.notices.wake.set()
+            notices.join(timeout=30)
 
     def wake(self) -> None:
         """Have :meth:`follow` look at the log now (after ``stop`` is set, so it sees it)."""
         self.models.runner.wake()
+        self.models.notices.wake.set()
 
     def status(self) -> list[ProjectionStatus]:
         return self.models.runner.status()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from ledger.application import LedgerApplication
 from ledger.config import Setting, SettingGroup, Settings, SettingsError
@@ -17,6 +18,7 @@ from projections.consent_state import ConsentState, ConsentStateView
 from projections.database import ProjectionDatabase
 from projections.disclosures import DisclosureHistory, DisclosureHistoryView
 from projections.incidents import IncidentRegister, IncidentRegisterView
+from projections.notices import NoticeService, file_endpoints
 from projections.requests import RequestRegister, RequestRegisterView
 from projections.retention import Retention, RetentionView
 from projections.retention_rules import DEFAULT_LEGAL_HOLD_DAYS
@@ -153,6 +155,15 @@ class ReadModels:
             read_settings.request_due_days_by_jurisdiction,
         )
         self.retention = RetentionView(self.db, minimum_age, read_settings.legal_hold_days)
+        # Notices to recipients (docs/notices.md): derived and delivered where the read models
+        # are followed (ReadModelOperations.follow); their register is read anywhere.
+        self.notices = NoticeService(
+            app,
+            self.db,
+            file_endpoints(settings.data_dir),
+            retry_first=timedelta(seconds=read_settings.notice_retry_seconds),
+            overdue_after=timedelta(hours=read_settings.notice_overdue_hours),
+        )
 
     def close(self) -> None:
         self.db.close()

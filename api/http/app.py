@@ -40,7 +40,6 @@ from api.settings import ServerSettings as ServerSettings  # also imported from 
 from api.token_store import AdminTokenError, TokenStore
 from ledger.config import Settings, SettingsError
 from ledger.operations import ExportPolicy
-from projections.notices import NoticeService, file_endpoints
 from projections.operations import PoisonEventError, ReadModelOperations
 from projections.read_models import ReadModelSettings
 
@@ -125,21 +124,9 @@ def create_app(
         )
         app.state.exports = exports
         workers = [threading.Thread(target=exports.run, args=(stop,), name="exports", daemon=True)]
-        notices = None
-        if serving.projections and wiring.read_models is not None:
-            # Notices to recipients (docs/notices.md) are derived and delivered where the read
-            # models run.
-            notices = NoticeService(
-                ledger,
-                wiring.read_models.db,
-                file_endpoints(settings.data_dir),
-                retry_first=timedelta(seconds=reading.notice_retry_seconds),
-                overdue_after=timedelta(hours=reading.notice_overdue_hours),
-            )
-            workers.append(
-                threading.Thread(target=notices.run, args=(stop,), name="notices", daemon=True)
-            )
-        app.state.notices = notices
+        # The register of notices to recipients (GET /v1/notices); they are derived and
+        # delivered where the read models are followed (operations.follow, below or elsewhere).
+        app.state.notices = None if wiring.read_models is None else wiring.read_models.notices
         if serving.projections:  # retention runs where the read models run
             hours = serving.retention_interval_hours
             workers.append(
@@ -177,8 +164,6 @@ def create_app(
             stop.set()
             operations.wake()
             exports.wake.set()
-            if notices is not None:
-                notices.wake.set()
             for worker in workers:
                 worker.join(timeout=10)
             exports.close()

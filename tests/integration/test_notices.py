@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -24,10 +25,12 @@ from ledger.operations import LedgerOperations
 from ledger.verifier.bundle import verify_bundle
 from ledger.verifier.entry import parse_body
 from projections.database import ProjectionDatabase
-from projections.notices import NoticeService
+from projections.notices import ENDPOINTS_FILE, NoticeService
+from projections.operations import ReadModelOperations
 from projections.read_models import ReadModels
 from tests import facts
 from tests.support import bundles
+from tests.support.waiting import wait_until
 from tests.support.webhook_receiver import Receiver, webhook_receiver
 
 
@@ -336,3 +339,30 @@ def test_an_id_of_another_kind_of_stream_is_no_notice(ledger: LedgerApplication)
     for stream in (str(stream_id("recipient", story["email"])), pseudonym):
         with pytest.raises(NoticeNotFoundError):
             ledger.acknowledge_notice(stream, story["email"], "email-client")
+
+
+def test_notices_are_delivered_wherever_the_read_models_are_followed(
+    ledger: LedgerApplication, models: ReadModels, settings: Settings
+) -> None:
+    """``consent-ledger projections run`` (the worker of docker compose) and ``serve`` with
+    the read models both follow through ReadModelOperations.follow, which runs the notices."""
+    story = _story(ledger)
+    with webhook_receiver() as receiver:
+        settings.data_dir.joinpath(ENDPOINTS_FILE).write_text(
+            json.dumps({story["email"]: receiver.url})
+        )
+        stop = threading.Event()
+        operations = ReadModelOperations(ledger, models)
+        worker = threading.Thread(target=operations.follow, args=(stop, lambda _: None))
+        worker.start()
+        try:
+            ledger.append([facts.consent(story["subject"], story["version"], "withdrawn")])
+            wait_until(lambda: _types(ledger, "recipient.notified"), "the notice delivered")
+        finally:
+            stop.set()
+            operations.wake()
+            worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert len(receiver.received) == 1
+    (row,) = models.notices.register()
+    assert row.recipient_id == story["email"]
