@@ -84,7 +84,7 @@ def test_a_bundle_started_in_the_console_verifies_offline(console: Console, tmp_
         return page.text if state.group(1) == "done" else None
 
     page = wait_until(done, "the export did not finish", seconds=60)
-    assert 'http-equiv="refresh"' not in page
+    assert page is not None and 'http-equiv="refresh"' not in page
     bundle = console.http.get(f"{page_path}/bundle")
     assert bundle.status_code == 200 and bundle.headers["content-type"] == "application/zip"
     path = tmp_path / "bundle.zip"
