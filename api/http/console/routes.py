@@ -545,7 +545,23 @@ def _subject_view(
         if event.type.startswith("incident.") and incident_id not in incident_ids:
             incident_ids.append(str(incident_id))
     state = queries.consent_state(subject)
+    now = datetime.now(UTC)
+    lapsed = {
+        p.purpose: (str(p.verdict.status), p.verdict.since)
+        for p in state.purposes
+        if not p.verdict.valid and p.verdict.status not in (None, *views.STRIP_COLOURS)
+    }
+    strips = {
+        purpose: views.consent_strip(
+            [(e.type.partition(".")[2], e.occurred_at, e.data.get("expires_at")) for e in found],
+            now,
+            f"{purpose}: consent over time",
+            lapsed.get(purpose),
+        )
+        for purpose, found in timelines.items()
+    }
     return {
+        "strips": strips,
         "events": events,
         "access_seq": access_seq,
         "state": state,

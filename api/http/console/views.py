@@ -188,3 +188,68 @@ def parse_moment(text: str | None) -> datetime | None:
 
 def within(moment: datetime, now: datetime, days: int) -> bool:
     return now <= moment <= now + timedelta(days=days)
+
+
+STRIP_COLOURS = {
+    "given": "#1b7f3b",
+    "refused": "#b3261e",
+    "withdrawn": "#b3261e",
+    "expired": "#8a8f98",
+}
+"""The state a consent is in after each kind of fact (renewal requests are marks, not states)."""
+LAPSED = "#c77c00"
+"""A consent given that lapsed for a reason outside the subject's events (renewal required)."""
+
+
+def consent_strip(
+    events: list[tuple[str, str, str | None]],
+    now: datetime,
+    label: str,
+    lapsed: tuple[str, str | None] | None = None,
+) -> str:
+    """One purpose's consent over time as a horizontal strip: a segment per state (given green,
+    refused or withdrawn red, expired grey) from the first decision to ``now``, a tick for each
+    renewal request. ``events``: (type's last part, occurred_at, expires_at) in log order.
+    ``lapsed``: (status, since) when the consent given last is no longer valid for a reason
+    outside the subject's own events (a material policy change asking for renewal, an age
+    rule): its last segment is then that status (amber) from ``since``."""
+    moments = [(parse_moment(at), kind, parse_moment(until)) for kind, at, until in events]
+    dated = [(at, kind, until) for at, kind, until in moments if at is not None]
+    width, height = 600, 22
+    if not dated:
+        return ""
+    first = min(at for at, _, _ in dated)
+    span = max((now - first).total_seconds(), 1.0)
+
+    def x(moment: datetime) -> float:
+        return round(width * min(max((moment - first).total_seconds() / span, 0.0), 1.0), 1)
+
+    parts = [
+        f'<svg class="strip" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">',
+        f'<rect x="0" y="4" width="{width}" height="{height - 8}" fill="#eef0f3" />',
+    ]
+    states = [(at, kind, until) for at, kind, until in dated if kind in STRIP_COLOURS]
+    since = None if lapsed is None else parse_moment(lapsed[1])
+    if lapsed is not None and since is not None and states and states[-1][1] == "given":
+        states.append((max(since, states[-1][0]), lapsed[0], None))
+    for index, (at, kind, until) in enumerate(states):
+        end = states[index + 1][0] if index + 1 < len(states) else now
+        pieces = [(at, end, kind)]
+        if kind == "given" and until is not None and until < end:
+            pieces = [(at, until, "given"), (until, end, "expired")]
+        for start, stop, state in pieces:
+            title = escape(f"{state} from {start:%Y-%m-%d}")
+            parts.append(
+                f'<g><title>{title}</title><rect x="{x(start)}" y="4" '
+                f'width="{max(x(stop) - x(start), 1.0)}" height="{height - 8}" '
+                f'fill="{STRIP_COLOURS.get(state, LAPSED)}" /></g>'
+            )
+    for at, kind, _ in dated:
+        if kind == "renewal_requested":
+            parts.append(
+                f"<g><title>{escape(f'renewal requested {at:%Y-%m-%d}')}</title>"
+                f'<rect x="{x(at)}" y="0" width="3" height="{height}" fill="#8a5300" /></g>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)

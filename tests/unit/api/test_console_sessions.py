@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from api.http.console.sessions import Sessions
-from api.http.console.views import clock_of, hours_text, last_months
+from api.http.console.views import clock_of, consent_strip, hours_text, last_months
 
 
 class Clock:
@@ -103,3 +103,28 @@ def test_hours_text_reads_back_to_the_minute(hours: float) -> None:
 def test_the_chart_months_run_twelve_to_this_one() -> None:
     months = last_months(datetime(2026, 2, 10, tzinfo=UTC))
     assert months[0] == "2025-03" and months[-1] == "2026-02" and len(set(months)) == 12
+
+
+def test_a_consent_strip_colours_each_state_in_order() -> None:
+    events = [
+        ("given", "2026-01-01T00:00:00Z", "2026-03-01T00:00:00Z"),
+        ("renewal_requested", "2026-02-01T00:00:00Z", None),
+        ("given", "2026-04-01T00:00:00Z", None),
+        ("withdrawn", "2026-05-01T00:00:00Z", None),
+    ]
+    svg = consent_strip(events, NOW, "marketing_email: consent over time")
+    titles = [t for t in svg.split("<title>")[1:]]
+    states = [t.partition("</title>")[0] for t in titles]
+    assert states == [
+        "given from 2026-01-01",
+        "expired from 2026-03-01",
+        "given from 2026-04-01",
+        "withdrawn from 2026-05-01",
+        "renewal requested 2026-02-01",
+    ]
+    assert 'aria-label="marketing_email: consent over time"' in svg
+    assert consent_strip([], NOW, "nothing") == ""
+    lapsed = consent_strip(
+        events[2:3], NOW, "x", lapsed=("renewal_required", "2026-05-10T00:00:00Z")
+    )
+    assert "given from 2026-04-01" in lapsed and "renewal_required from 2026-05-10" in lapsed
