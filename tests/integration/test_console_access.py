@@ -22,6 +22,7 @@ from ledger.config import Settings
 from ledger.verifier.entry import parse_body
 from tests import facts
 from tests.support.in_process import InProcess
+from tests.support.waiting import wait_until
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -316,3 +317,50 @@ def test_no_form_body_gets_a_500(
         body = b"csrf=" + deployment.csrf().encode() + b"&" + body
     answer = deployment.http.post(path, content=body, headers=FORM)
     assert answer.status_code < 500, answer.text
+
+
+def test_the_people_of_an_incident_open_only_on_the_record(deployment: Deployment) -> None:
+    _alice(deployment.ledger)
+    opened = facts.incident("inc-3")
+    assessed = {
+        "type": "incident.assessed",
+        "event_id": "evt-inc-3-assessed",
+        "occurred_at": facts.now(),
+        "incident_id": "inc-3",
+        "risk": "high_risk",
+        "data_categories": ["contact.email"],
+        "likely_consequences": "Phishing.",
+        "affected_subjects": ["alice-ref-1"],
+    }
+    deployment.ledger.append([opened, assessed])
+    deployment.sign_in("responder")
+    wait_until(
+        lambda: deployment.http.get("/console/incidents/inc-3").status_code == 200,
+        "the incident register did not catch up",
+    )
+    form = deployment.http.get("/console/incidents/inc-3/people")
+    assert form.status_code == 200 and "alice" not in form.text
+    head = deployment.ledger.head()
+    for purpose in ("", "  "):
+        blank = deployment.http.post(
+            "/console/incidents/inc-3/people", data={"csrf": csrf_of(form), "purpose": purpose}
+        )
+        assert blank.status_code == 422 and "alice" not in blank.text
+    odd = deployment.http.post(
+        "/console/incidents/inc-3/people",
+        data={"csrf": csrf_of(form), "purpose": "notify", "after": "not-a-cursor"},
+    )
+    assert odd.status_code == 400 and "alice" not in odd.text
+    assert deployment.ledger.head() == head
+    shown = deployment.http.post(
+        "/console/incidents/inc-3/people",
+        data={"csrf": csrf_of(form), "purpose": "notify them of the breach (GDPR 34)"},
+    )
+    assert shown.status_code == 200
+    assert "alice-ref-1" in shown.text and "alice@example.org" in shown.text
+    assert deployment.ledger.head() == head + 1
+    record = deployment.last_event()["data"]
+    assert record["action"] == "console_incident_people" and record["client"] == "responder"
+    assert record["scope"] == "incidents:identify" and record["count"] == 1
+    assert record["details"] == {"incident_id": "inc-3"}
+    assert record["purpose"] == "notify them of the breach (GDPR 34)"
