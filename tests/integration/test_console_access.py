@@ -161,11 +161,26 @@ def test_a_revoked_token_ends_its_session(deployment: Deployment) -> None:
     assert answer.status_code == 303 and answer.headers["location"].startswith("/console/login")
 
 
+def test_signing_in_again_ends_the_session_before(deployment: Deployment) -> None:
+    deployment.sign_in("auditor")
+    before = deployment.http.client.cookies.get("console_session") or ""
+    page = deployment.http.get("/console/login")
+    again = deployment.http.post(
+        "/console/login", data={"csrf": csrf_of(page), "token": deployment.tokens["responder"]}
+    )
+    assert again.status_code == 303
+    assert deployment.http.get("/console").text.count("signed in as responder") == 1
+    deployment.http.client.cookies.clear()
+    deployment.http.client.cookies.set("console_session", before, path="/console")
+    assert deployment.http.get("/console").status_code == 303
+
+
 def test_signing_out_ends_the_session(deployment: Deployment) -> None:
     deployment.sign_in("auditor")
     session = deployment.http.client.cookies.get("console_session")
     out = deployment.http.post("/console/logout", data={"csrf": deployment.csrf("/console")})
     assert out.status_code == 303
+    deployment.http.client.cookies.clear()
     deployment.http.client.cookies.set("console_session", session or "", path="/console")
     assert deployment.http.get("/console").status_code == 303
 

@@ -148,6 +148,7 @@ async def login(request: Request) -> Response:
         refused = render("login.html", {"csrf": fresh, "next": target, "error": error}, status=401)
         refused.set_cookie(LOGIN_COOKIE, fresh, max_age=3600, **cookie_args(request))
         return refused
+    sessions(request).close(request.cookies.get(COOKIE))  # a session signed in over ends
     session_id, _ = sessions(request).open(token)
     response = RedirectResponse(target, status_code=303, headers=HEADERS)
     response.set_cookie(COOKIE, session_id, **cookie_args(request))
