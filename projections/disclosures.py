@@ -25,11 +25,14 @@ import orjson
 
 from ledger.verifier.consent_rules import declared_basis, moment_text, verdict_at
 from ledger.verifier.verdicts import (
+    NOTICE_DUE,
+    NOTICE_FACTS,
     RECIPIENT_TYPES,
     VIOLATIONS,
     Recipient,
     disclosure_verdict,
     recipient_after,
+    stop_notice_of,
 )
 from projections.base import CorrectableProjection, LoggedEvent, dumps, utc
 from projections.consent_book import (
@@ -45,6 +48,8 @@ PREFIX = "proj_dc_"
 BOOK = ConsentBook(PREFIX)
 RECIPIENTS = "proj_dc_recipients"
 RECIPIENT_FACTS = "proj_dc_recipient_facts"
+STOP_NOTICES = "proj_dc_stop_notices"
+TOLD = "proj_dc_told"
 ROWS = "proj_disclosures"
 ROW_COLUMNS = (
     "seq",
@@ -70,8 +75,8 @@ RECIPIENT_COLUMNS = (
 
 class DisclosureHistory(CorrectableProjection):
     name = "disclosures"
-    version = 3
-    topics = BOOK_TYPES | RECIPIENT_TYPES | {"disclosure.recorded"}
+    version = 4
+    topics = BOOK_TYPES | RECIPIENT_TYPES | NOTICE_FACTS | {"disclosure.recorded"}
     tables: ClassVar[Mapping[str, str]] = {
         **BOOK.tables,
         RECIPIENTS: (
@@ -82,6 +87,14 @@ class DisclosureHistory(CorrectableProjection):
         RECIPIENT_FACTS: (
             "seq BIGINT PRIMARY KEY, recipient_id TEXT NOT NULL, type TEXT NOT NULL, "
             "occurred_at TEXT NOT NULL, data TEXT NOT NULL"
+        ),
+        STOP_NOTICES: (
+            "notice_id TEXT PRIMARY KEY, subject TEXT NOT NULL, recipient_id TEXT NOT NULL, "
+            "purposes TEXT NOT NULL"
+        ),
+        TOLD: (
+            "subject TEXT NOT NULL, recipient_id TEXT NOT NULL, purpose TEXT NOT NULL, "
+            "told_at TEXT NOT NULL, PRIMARY KEY (subject, recipient_id, purpose)"
         ),
         ROWS: (
             "seq BIGINT NOT NULL, subject TEXT NOT NULL, disclosure_id TEXT NOT NULL, "
@@ -140,6 +153,9 @@ class DisclosureHistory(CorrectableProjection):
             self.book.record(sql, event)
         elif event.type in RECIPIENT_TYPES:
             self._record_recipient(sql, event)
+        elif event.type in NOTICE_FACTS:
+            self._record_notice(sql, event)
+            return
         else:
             self._record_disclosure(event)  # its verdicts at the end of the page
             return
@@ -171,6 +187,7 @@ class DisclosureHistory(CorrectableProjection):
         asking += [row for row in stored.values() if row[5] == "consent"]
         subjects = [row[1] for row in asking]
         decisions = self.book.decisions_of(sql, subjects) if subjects else {}
+        told = self._told_of(sql, subjects)
         ages = self.book.ages_of(sql, subjects) if subjects else {}
         policies = self.book.policies(sql)
 
@@ -198,6 +215,7 @@ class DisclosureHistory(CorrectableProjection):
                 declared_basis=declared_basis(policies, policy_version, purpose),
                 kind=kind,
                 de_identified=de_identified,
+                told_at=told.get((subject, recipient_id, purpose)),
             )
 
         if page.rows:
@@ -227,6 +245,50 @@ class DisclosureHistory(CorrectableProjection):
             )
 
     # -- recording -----------------------------------------------------------------------------
+
+    def _record_notice(self, sql: Sql, event: LoggedEvent) -> None:
+        """A withdrawal's notice (kept until it is delivered), or its delivery: from then on the
+        recipient was told, and the subject's rows under consent to those purposes at or after
+        that moment are judged again (``disclosed_after_notice``)."""
+        if event.type == NOTICE_DUE:
+            found = stop_notice_of(event.data)
+            if found is not None:
+                notice_id, notice = found
+                sql.execute(
+                    f"INSERT INTO {STOP_NOTICES} (notice_id, subject, recipient_id, purposes) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (notice_id, notice.subject, notice.recipient_id, dumps(notice.purposes)),
+                )
+            return
+        rows = sql.execute(
+            f"SELECT subject, recipient_id, purposes FROM {STOP_NOTICES} WHERE notice_id = ?",
+            (event.data.get("notice_id"),),
+        )
+        for subject, recipient_id, purposes in rows:
+            for purpose in orjson.loads(purposes):
+                sql.execute(
+                    f"INSERT INTO {TOLD} (subject, recipient_id, purpose, told_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (subject, recipient_id, purpose) DO UPDATE "
+                    f"SET told_at = CASE WHEN excluded.told_at < {TOLD}.told_at "
+                    f"THEN excluded.told_at ELSE {TOLD}.told_at END",
+                    (subject, recipient_id, purpose, event.occurred_at),
+                )
+                key = (str(subject), str(purpose))
+                since = self._page.since.get(key)
+                if since is None or event.occurred_at < since:
+                    self._page.since[key] = event.occurred_at
+
+    def _told_of(self, sql: Sql, subjects: Sequence[str]) -> dict[tuple[str, str, str], str]:
+        """(subject, recipient, purpose) -> when the recipient was told of the withdrawal."""
+        told: dict[tuple[str, str, str], str] = {}
+        for chunk in chunks(sorted(set(subjects))):
+            for subject, recipient_id, purpose, told_at in sql.execute(
+                f"SELECT subject, recipient_id, purpose, told_at FROM {TOLD} "
+                f"WHERE subject IN ({marks(len(chunk))})",
+                chunk,
+            ):
+                told[(str(subject), str(recipient_id), str(purpose))] = str(told_at)
+        return told
 
     def _record_recipient(self, sql: Sql, event: LoggedEvent) -> None:
         sql.execute(

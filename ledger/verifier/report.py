@@ -63,12 +63,16 @@ from ledger.verifier.requests_fold import Request
 from ledger.verifier.spreadsheet import csv_text
 from ledger.verifier.times import parse_utc, stored, utc
 from ledger.verifier.verdicts import (
+    NOTICE_DUE,
+    NOTIFIED,
     RECIPIENT_TYPES,
     VERDICTS,
     VIOLATIONS,
     Recipient,
+    StopNotice,
     disclosure_verdict,
     recipient_after,
+    stop_notice_of,
 )
 
 SCOPE_KINDS = ("subject", "recipient", "period", "incident", "all")
@@ -314,6 +318,10 @@ class _Context:
     """The ``personal_data.accessed`` events, as rows of ``reads.csv``."""
     requests: dict[str, Request] = field(default_factory=dict)
     """As :func:`ledger.verifier.requests_fold.fold` leaves them."""
+    stop_notices: dict[str, StopNotice] = field(default_factory=dict)
+    """Notice id -> the withdrawal it tells a recipient of (docs/notices.md)."""
+    told: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    """(subject, recipient, purpose) -> when the recipient was first told of the withdrawal."""
 
     def consent(self, subject: str, purpose: str, moment: str, minimum_age: int) -> Verdict:
         return verdict_at(
@@ -409,6 +417,17 @@ def _read_context(facts: Iterable[_Fact], context: _Context) -> None:
             _read_request(fact, context)
         elif kind == ACCESSED:
             context.reads.append(_read_row(fact))
+        elif kind == NOTICE_DUE:
+            found = stop_notice_of(data)
+            if found is not None:
+                context.stop_notices[found[0]] = found[1]
+        elif kind == NOTIFIED:
+            notice = context.stop_notices.get(str(data.get("notice_id")))
+            if notice is not None:
+                for purpose in notice.purposes:
+                    key = (notice.subject, notice.recipient_id, purpose)
+                    if key not in context.told or fact.occurred_at < context.told[key]:
+                        context.told[key] = fact.occurred_at
         elif kind == CORRECTION:
             incident_id = context.incident_of_event.get(fact.event.data["corrects_event_id"])
             if incident_id is not None:
@@ -651,6 +670,7 @@ def _disclosure_rows(
                 ),
                 kind=data["kind"],
                 de_identified=bool(data["de_identified"]),
+                told_at=context.told.get((subject, data["recipient_id"], data["purpose"])),
             )
             yield {
                 "seq": fact.seq,

@@ -9,6 +9,9 @@ whether the data was de-identified; each subject it lists gets the first of thes
   version declares for the purpose, nor one of the policy's exceptions to consent
   (:data:`CONSENT_EXCEPTIONS`): the seed policy shares "unless we obtain your authorized consent
   or such information falls under an exception";
+- ``disclosed_after_notice``: the basis is consent, consent for the purpose was not valid, and
+  the recipient had been told so before it occurred: a ``recipient.notified`` for a
+  ``recipient.notice_due`` of that subject's withdrawal of that purpose (docs/notices.md);
 - ``consent_missing``: the basis is consent, and consent for the purpose was not valid for that
   subject when it occurred (see :mod:`ledger.verifier.consent_rules`);
 - ``not_de_identified``: delegated processing of data that was not de-identified ("We will
@@ -28,10 +31,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ledger.verifier.consent_rules import Verdict
+from ledger.verifier.mentions import is_pseudonym
 
 VERDICTS = (
     "consent_valid",
     "consent_missing",
+    "disclosed_after_notice",
     "lawful_exception",
     "legal_basis_not_permitted",
     "not_de_identified",
@@ -44,6 +49,7 @@ VIOLATIONS = frozenset(
         "recipient_terminated",
         "legal_basis_not_permitted",
         "consent_missing",
+        "disclosed_after_notice",
         "not_de_identified",
     }
 )
@@ -73,6 +79,31 @@ TERMINATED = "recipient.terminated"
 RECIPIENT_TYPES = frozenset({REGISTERED, UPDATED, TERMINATED})
 UPDATABLE = ("name", "country", "agreement_ref")
 """The fields of a registration that ``recipient.updated`` may change (the others stay)."""
+NOTICE_DUE = "recipient.notice_due"
+NOTIFIED = "recipient.notified"
+NOTICE_FACTS = frozenset({NOTICE_DUE, NOTIFIED})
+"""The ledger's events that tell a recipient to stop (docs/notices.md)."""
+
+
+@dataclass(frozen=True)
+class StopNotice:
+    """A notice that tells a recipient a subject withdrew consent to some purposes."""
+
+    subject: str
+    recipient_id: str
+    purposes: tuple[str, ...]
+
+
+def stop_notice_of(data: Mapping[str, Any]) -> tuple[str, StopNotice] | None:
+    """The notice id and what a ``recipient.notice_due`` tells, when it tells a withdrawal of
+    a subject this reader may see (its ``told_subjects`` mention opened to a pseudonym)."""
+    told = data.get("told_subjects")
+    if data.get("reason") != "consent_withdrawn" or not isinstance(told, list) or len(told) != 1:
+        return None
+    if not is_pseudonym(told[0]):
+        return None
+    purposes = tuple(str(p) for p in data.get("purposes", []))
+    return str(data["notice_id"]), StopNotice(told[0], str(data["recipient_id"]), purposes)
 
 
 @dataclass(frozen=True)
@@ -136,13 +167,16 @@ def disclosure_verdict(
     declared_basis: str | None,
     kind: str,
     de_identified: bool,
+    told_at: str | None = None,
 ) -> tuple[str, int | None]:
     """The verdict on one subject's row, and the event that decided consent (if it was asked).
 
     ``consent`` answers "was consent for the purpose valid for this subject at ``occurred_at``?";
     it is called only when the legal basis is consent and the recipient could receive data.
     ``declared_basis``: the basis the cited policy version declares for the purpose (see
-    :func:`ledger.verifier.consent_rules.declared_basis`).
+    :func:`ledger.verifier.consent_rules.declared_basis`). ``told_at``: when the recipient was
+    first told that this subject withdrew consent to this purpose (the ``recipient.notified``
+    of a :class:`StopNotice`), if it was.
     """
     if recipient is None or recipient.registered_at > occurred_at:
         return "recipient_unregistered", None
@@ -154,6 +188,8 @@ def disclosure_verdict(
     if legal_basis == "consent":
         verdict = consent()
         if not verdict.valid:
+            if told_at is not None and told_at <= occurred_at:
+                return "disclosed_after_notice", verdict.seq
             return "consent_missing", verdict.seq
         consent_seq = verdict.seq
     if kind == DELEGATED and not de_identified:

@@ -5,6 +5,7 @@ in the log, and exactly one notice however often the follower derives."""
 from __future__ import annotations
 
 import base64
+import csv
 import json
 import threading
 from collections.abc import Mapping
@@ -276,25 +277,54 @@ def test_the_trail_is_in_the_subjects_and_the_recipients_bundles_and_verifies(
     assert trail({"kind": "recipient", "recipient_id": story["other"]}, "other") == []
 
 
-def test_a_disclosure_to_a_recipient_after_it_was_told_is_a_violation(
-    ledger: LedgerApplication, models: ReadModels, db: ProjectionDatabase
+def test_a_disclosure_to_a_recipient_after_it_was_told_is_its_own_violation(
+    ledger: LedgerApplication,
+    models: ReadModels,
+    db: ProjectionDatabase,
+    settings: Settings,
+    tmp_path: Path,
 ) -> None:
-    """The recipient was told the consent was withdrawn; sending it the data again under that
-    consent is recorded, and flagged (today as ``consent_missing``: the verdict does not yet
-    say that the recipient had been told, docs/notices.md)."""
+    """Before the recipient was told, sending it the data under the withdrawn consent is
+    ``consent_missing``; once it was told (``recipient.notified``), ``disclosed_after_notice``:
+    in the read model, recomputed when the delivery is recorded, and in the bundle's report."""
     story = _story(ledger)
     ledger.append([facts.consent(story["subject"], story["version"], "withdrawn")])
-    _service(ledger, db, {}).step()
-    assert _types(ledger, "recipient.notice_due")
-    (again,) = ledger.append(
-        [facts.disclosure(story["email"], [story["subject"]], story["version"])]
+    email = story["email"]
+    with webhook_receiver() as receiver:
+        service = _service(ledger, db, {email: receiver.url})
+        service.follow()
+        service.record_due()  # owed, not delivered yet
+        (before,) = ledger.append([facts.disclosure(email, [story["subject"]], story["version"])])
+        models.runner.catch_up()
+        service.step()  # delivered: told
+    (after,) = ledger.append([facts.disclosure(email, [story["subject"]], story["version"])])
+    (analytics,) = ledger.append(
+        [facts.disclosure(story["analytics"], [story["subject"]], story["version"])]
     )
     models.runner.catch_up()
     pseudonym = ledger.subject_keys.current(story["subject"])
-    rows = models.disclosures.find(subject=pseudonym, recipient_id=story["email"])
-    (after,) = [row for row in rows if row.seq == again.seq]
-    assert after.violation
-    assert after.verdict == "consent_missing"
+    assert pseudonym is not None
+    verdicts = {
+        row.seq: row.verdict
+        for row in models.disclosures.find(subject=pseudonym)
+        if row.seq in (before.seq, after.seq, analytics.seq)
+    }
+    assert verdicts == {
+        before.seq: "consent_missing",
+        after.seq: "disclosed_after_notice",
+        analytics.seq: "consent_missing",  # that recipient was never told of this purpose
+    }
+    bundle = bundles.export(
+        ledger, settings, {"kind": "subject", "subject": pseudonym}, tmp_path / "b"
+    )
+    verify_bundle(bundle.path, bundles.trusted(ledger, settings))
+    with (bundle.path / "disclosures.csv").open() as table:
+        reported = {
+            int(row["seq"]): row["verdict"]
+            for row in csv.DictReader(table)
+            if int(row["seq"]) in verdicts
+        }
+    assert reported == verdicts
 
 
 def test_an_erasure_tells_a_recipient_with_a_key_the_reference_sealed_to_it(
