@@ -137,6 +137,7 @@ def test_a_step_recorded_through_the_form_changes_the_clock(
     expect(clock).to_contain_text("overdue by")
     expect(clock).to_have_class("clock overdue")
     assert console.api(f"/v1/incidents/{incident_id}")["authority_overdue"] is True
+    expect(page.locator("#checklist")).to_contain_text("needed: the deadline passed")
 
     # A step the ledger refuses shows its problems next to the fields, and records nothing.
     step = page.locator("#step-assessed")
