@@ -165,6 +165,26 @@ READ_COLUMNS = (
     "details",
 )
 """``reads.csv``: the reads of personal data among the bundle's events."""
+NOTICE_COLUMNS = (
+    "notice_id",
+    "recipient_id",
+    "subject",
+    "reason",
+    "purposes",
+    "cause_seqs",
+    "due_seq",
+    "due_at",
+    "notified_seq",
+    "notified_at",
+    "transport",
+    "attempts",
+    "acknowledged_seq",
+    "acknowledged_at",
+)
+"""``notices.csv``: the notices to recipients among the bundle's events (GDPR 19), one row
+each, as its ``recipient.notice_due``, ``recipient.notified`` and ``recipient.acknowledged``
+leave it."""
+ACKNOWLEDGED = "recipient.acknowledged"
 REQUEST_COLUMNS = (
     "request_id",
     "subject",
@@ -322,6 +342,8 @@ class _Context:
     """Notice id -> the withdrawal it tells a recipient of (docs/notices.md)."""
     told: dict[tuple[str, str, str], str] = field(default_factory=dict)
     """(subject, recipient, purpose) -> when the recipient was first told of the withdrawal."""
+    notices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Notice id -> its row of ``notices.csv``, in the order the notices were owed."""
 
     def consent(self, subject: str, purpose: str, moment: str, minimum_age: int) -> Verdict:
         return verdict_at(
@@ -417,7 +439,9 @@ def _read_context(facts: Iterable[_Fact], context: _Context) -> None:
             _read_request(fact, context)
         elif kind == ACCESSED:
             context.reads.append(_read_row(fact))
-        elif kind == NOTICE_DUE:
+        elif kind in (NOTICE_DUE, NOTIFIED, ACKNOWLEDGED):
+            _read_notice(fact, context)
+        if kind == NOTICE_DUE:
             found = stop_notice_of(data)
             if found is not None:
                 context.stop_notices[found[0]] = found[1]
@@ -434,6 +458,36 @@ def _read_context(facts: Iterable[_Fact], context: _Context) -> None:
                 context.incidents[incident_id].timeline.append(
                     (fact.seq, fact.occurred_at, kind, _describe(kind, fact.shown))
                 )
+
+
+def _read_notice(fact: _Fact, context: _Context) -> None:
+    """A notice's step, into its row of ``notices.csv``: the subject as this bundle may name
+    them (a pseudonym, or ``[another subject]``)."""
+    data = fact.data
+    notice_id = str(data.get("notice_id"))
+    row = context.notices.get(notice_id)
+    if row is None:
+        told = data.get("told_subjects")
+        subject = told[0] if isinstance(told, list) and told else None
+        row = context.notices[notice_id] = dict.fromkeys(NOTICE_COLUMNS, "")
+        row.update(notice_id=notice_id, recipient_id=data.get("recipient_id"), subject=subject)
+    if fact.type == NOTICE_DUE:
+        row.update(
+            reason=data.get("reason"),
+            purposes=list(data.get("purposes", [])),
+            cause_seqs=list(data.get("cause_seqs", [])),
+            due_seq=fact.seq,
+            due_at=fact.occurred_at,
+        )
+    elif fact.type == NOTIFIED:
+        row.update(
+            notified_seq=fact.seq,
+            notified_at=fact.occurred_at,
+            transport=data.get("transport"),
+            attempts=data.get("attempts"),
+        )
+    else:
+        row.update(acknowledged_seq=fact.seq, acknowledged_at=fact.occurred_at)
 
 
 def _read_row(fact: _Fact) -> dict[str, Any]:
@@ -1061,6 +1115,8 @@ def _write_report(
         written.append("requests.csv")
     _write_csv(directory, "reads.csv", READ_COLUMNS, context.reads)
     written.append("reads.csv")
+    _write_csv(directory, "notices.csv", NOTICE_COLUMNS, context.notices.values())
+    written.append("notices.csv")
 
     with (directory / "report.html").open("w", encoding="utf-8", newline="\n") as out:
         _write_head(out, target, checkpoint, context)
@@ -1074,6 +1130,7 @@ def _write_report(
         if target.shows_requests:
             _write_requests(out, requests)
         _write_reads(out, context.reads)
+        _write_notices(out, list(context.notices.values()))
         out.write("</body>\n</html>\n")
     return sorted(written)
 
@@ -1310,6 +1367,36 @@ def _write_incidents(
         for seq, occurred_at, kind, said in incident.timeline:
             _table_row(out, (seq, occurred_at, kind, said))
         _table_end(out)
+
+
+def _write_notices(out: IO[str], notices: Sequence[Mapping[str, Any]]) -> None:
+    """Which recipients were told of a withdrawal, erasure or rectification, when, and whether
+    they acknowledged (GDPR 19)."""
+    out.write("<h2>Recipients told</h2>\n")
+    out.write(
+        "<p>When a subject withdrew consent, was erased or had data rectified, the ledger "
+        "recorded a notice owed to each recipient of their data, its delivery and the "
+        "recipient's acknowledgement (GDPR 19). Listed: those among this bundle's events.</p>\n"
+    )
+    if not notices:
+        out.write("<p>No notices recorded.</p>\n")
+        return
+    _table_head(out, ("recipient", "subject", "reason", "purposes", "owed", "told", "acknowledged"))
+    for n in notices:
+        _table_row(
+            out,
+            (
+                n["recipient_id"],
+                n["subject"],
+                n["reason"],
+                n["purposes"],
+                n["due_at"],
+                n["notified_at"] or "not yet",
+                n["acknowledged_at"] or "not yet",
+            ),
+            not n["acknowledged_at"],
+        )
+    _table_end(out)
 
 
 def _write_reads(out: IO[str], reads: Sequence[Mapping[str, Any]]) -> None:

@@ -276,6 +276,25 @@ def test_the_trail_is_in_the_subjects_and_the_recipients_bundles_and_verifies(
     assert trail({"kind": "subject", "subject": bystander}, "bystander") == []
     assert trail({"kind": "recipient", "recipient_id": story["other"]}, "other") == []
 
+    # The report lists the notice (notices.csv, "Recipients told"): owed, told, acknowledged.
+    with (tmp_path / "subject" / "notices.csv").open() as table:
+        (row,) = list(csv.DictReader(table))
+    assert (row["notice_id"], row["recipient_id"], row["subject"]) == (
+        notice,
+        story["email"],
+        pseudonym,
+    )
+    assert (row["reason"], row["purposes"], row["cause_seqs"]) == (
+        "consent_withdrawn",
+        "marketing_email",
+        str(withdrawn.seq),
+    )
+    assert row["notified_seq"] and row["acknowledged_seq"]
+    assert (row["transport"], row["attempts"]) == ("webhook", "1")
+    assert "<h2>Recipients told</h2>" in (tmp_path / "subject" / "report.html").read_text()
+    with (tmp_path / "bystander" / "notices.csv").open() as table:
+        assert list(csv.DictReader(table)) == []
+
 
 def test_a_disclosure_to_a_recipient_after_it_was_told_is_its_own_violation(
     ledger: LedgerApplication,
