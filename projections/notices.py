@@ -495,6 +495,17 @@ class NoticeService:
 
     # -- 4. the register -----------------------------------------------------------------------
 
+    def notices_about(self, pseudonym: str) -> list[str]:
+        """The ids (the streams) of the notices recorded about a subject, for their history."""
+        return [
+            str(row[0])
+            for row in self.db.query(
+                "SELECT notice_id FROM notice_outbox WHERE pseudonym = ? AND due_seq IS NOT NULL "
+                "ORDER BY due_seq",
+                (pseudonym,),
+            )
+        ]
+
     def register(
         self,
         *,

@@ -410,9 +410,10 @@ class Queries(LogQueries):
 
     def history_events(self, subject_ref: str) -> tuple[str, list[DecodedEvent]]:
         """The subject's pseudonym and events: as a subject's export bundle holds them (its
-        own events, its disclosures, its requests, and every event of each incident that
+        own events, its disclosures, its requests, every event of each incident that
         concerns it: named by an assessment, or selected by an assessment's rule, as the
-        incident register says), in log order, every other subject sealed."""
+        incident register says, and the notices to recipients about it), in log order, every
+        other subject sealed."""
         pseudonym = self.pseudonym(subject_ref)
         models = self._models
         now = datetime.now(UTC)
@@ -428,4 +429,5 @@ class Queries(LogQueries):
                 pseudonym, ((row.recipient_id, row.occurred_at) for row in rows), now
             )
         ]
+        streams += models.notices.notices_about(pseudonym)  # the recipients told (GDPR 19)
         return pseudonym, self.subject_events(pseudonym, [row.seq for row in rows], streams)

@@ -28,6 +28,7 @@ from ledger.verifier.entry import parse_body
 from projections.database import ProjectionDatabase
 from projections.notices import ENDPOINTS_FILE, NoticeService
 from projections.operations import ReadModelOperations
+from projections.queries import Queries
 from projections.read_models import ReadModels
 from tests import facts
 from tests.support import bundles
@@ -415,3 +416,24 @@ def test_notices_are_delivered_wherever_the_read_models_are_followed(
     assert len(receiver.received) == 1
     (row,) = models.notices.register()
     assert row.recipient_id == story["email"]
+
+
+def test_the_subjects_history_lists_the_recipients_told(
+    ledger: LedgerApplication, models: ReadModels
+) -> None:
+    """GDPR 19, second sentence: the subject is told who was told, and when."""
+    story = _story(ledger)
+    ledger.append([facts.consent(story["subject"], story["version"], "withdrawn")])
+    with webhook_receiver() as receiver:
+        models.notices.endpoints = lambda: {story["email"]: receiver.url}
+        models.notices.step()
+    models.runner.catch_up()
+    queries = Queries(ledger, models)
+    _, events = queries.history_events(story["subject"])
+    told = [(e.type, e.data["recipient_id"]) for e in events if e.type.startswith("recipient.n")]
+    assert told == [
+        ("recipient.notice_due", story["email"]),
+        ("recipient.notified", story["email"]),
+    ]
+    _, theirs = queries.history_events(story["bystander"])
+    assert not [e for e in theirs if e.type.startswith("recipient.n")]
