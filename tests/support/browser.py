@@ -8,6 +8,7 @@ through and records and aborts anything else; chromium resolves no name but ``12
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(tempfile.gettempdir()) / "consent-ledger-browser"
 """Where the tests leave their screenshots, for a person to look at."""
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
-"""Where the console's tests keep the screenshots its documentation shows."""
+"""Where the console's tests keep the screenshots its documentation shows, when
+:data:`KEEP_SCREENSHOTS` is set (else beside the others, so a test run leaves the tree as it
+was: each run's pages differ in their times and pseudonyms)."""
+KEEP_SCREENSHOTS = "KEEP_CONSOLE_SCREENSHOTS"
 LOOPBACK = "127.0.0.1"
 HOSTLESS_SCHEMES = frozenset({"data", "blob", "about"})
 """URLs that name no host: a page's own inline data, never a request on the network."""
@@ -107,9 +111,11 @@ class OfflinePage:
 
 
 def keep_screenshot(page: Page, name: str) -> Path:
-    """A full-page screenshot of ``page`` as ``docs/console/<name>.png`` (the console's
-    documentation shows them; the tests take them again on every run)."""
-    DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = DOCS_SCREENSHOTS / f"{name}.png"
+    """A full-page screenshot of ``page`` as ``<name>.png``: in ``docs/console/`` (which the
+    console's documentation shows) when ``KEEP_CONSOLE_SCREENSHOTS=1``, else in
+    :data:`SCREENSHOTS`."""
+    folder = DOCS_SCREENSHOTS if os.environ.get(KEEP_SCREENSHOTS) else SCREENSHOTS / "console"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
