@@ -454,7 +454,7 @@ class LedgerCalls:
         header_sent = False
         while True:
             response: httpx.Response = yield Ask("GET", "/v1/disclosures", dict(params))
-            lines = checked(response).text.splitlines()
+            lines = csv_lines(checked(response).text)
             if lines and not header_sent:
                 yield Item(lines[0])
                 header_sent = True
@@ -612,6 +612,13 @@ def _disclosure_query(
     if violations:
         params["violations"] = "true"
     return params
+
+
+def csv_lines(text: str) -> list[str]:
+    """The lines of a CSV answer, split at its line ends (``\n``, or ``\r\n``) only: a value
+    may hold U+2028 or U+0085, which ``str.splitlines`` would split a row at."""
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    return lines[:-1] if lines and not lines[-1] else lines
 
 
 def _retry_after(response: httpx.Response, attempt: int) -> float:

@@ -5,13 +5,15 @@ their cap and the last failure is the caller's; a paged read keeps its filters o
 from __future__ import annotations
 
 import base64
+import csv
+import io
 from collections.abc import Generator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
@@ -144,3 +146,25 @@ def test_every_page_of_disclosures_keeps_the_filters(
     assert ("violations" in first) == violations
     for n, ask in enumerate(asks[1:], start=1):
         assert dict(ask.params) == {**first, "cursor": f"c{n}"}
+
+
+one_line = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=["Cs"]))
+
+
+@given(rows=st.lists(st.lists(one_line, min_size=2, max_size=2), max_size=5))
+@example(rows=[["user-\u2028x", "Example\x85Cloud\x1c"]])
+def test_csv_lines_are_the_rows_written_whatever_a_value_holds(rows: list[list[str]]) -> None:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["subject", "recipient_name"])
+    writer.writerows(rows)
+    read = LedgerCalls().disclosures_csv(subject="user-1")
+    exchange = Exchange(read)
+    lines: list[str] = []
+    while (step := exchange.step()) is not None:
+        if isinstance(step, Item):
+            lines.append(step.value)
+        else:
+            exchange.reply(httpx.Response(200, text=out.getvalue()))
+    assert len(lines) == len(rows) + 1  # one a row: U+2028 or U+0085 in a value splits nothing
+    assert list(csv.reader(lines)) == [["subject", "recipient_name"], *rows]
