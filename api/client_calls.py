@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeAlias, TypeVar
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -246,7 +247,7 @@ class LedgerCalls:
     def event(self, seq: int, *, purpose: str | None = None) -> Call[dict[str, Any]]:
         """The event at ``seq``, its personal data opened (the read is recorded, with
         ``purpose`` when given)."""
-        body: dict[str, Any] = yield from self._json(f"/v1/events/{seq}", purpose=purpose)
+        body: dict[str, Any] = yield from self._json(f"/v1/events/{_segment(seq)}", purpose=purpose)
         return body
 
     def decision(
@@ -277,7 +278,9 @@ class LedgerCalls:
         """The consent receipt of the fact at ``seq`` (scope ``receipts:read``; the read is
         recorded with ``purpose``): keep it as JSON, check it with
         ``check_consent_receipt`` or ``python -m ledger.verifier receipt FILE --key KEY``."""
-        body: dict[str, Any] = yield from self._json(f"/v1/consent/receipts/{seq}", purpose=purpose)
+        body: dict[str, Any] = yield from self._json(
+            f"/v1/consent/receipts/{_segment(seq)}", purpose=purpose
+        )
         return body
 
     def history(self, subject: str) -> Call[dict[str, Any]]:
@@ -303,7 +306,7 @@ class LedgerCalls:
     def incident(self, incident_id: str) -> Call[dict[str, Any]]:
         """One incident, its deadlines and subjects (``subjects_by_rule`` when its assessment
         selects them by a rule)."""
-        body: dict[str, Any] = yield from self._json(f"/v1/incidents/{incident_id}")
+        body: dict[str, Any] = yield from self._json(f"/v1/incidents/{_segment(incident_id)}")
         return body
 
     def notices(
@@ -322,14 +325,14 @@ class LedgerCalls:
         """Acknowledge a notice owed to this client's recipient (a client named for the
         recipient, scope ``notices:ack``): ``acknowledged_seq`` and the ledger's ``receipt``.
         A second acknowledgement is a ``409``."""
-        response: httpx.Response = yield Ask("POST", f"/v1/notices/{notice_id}/ack")
+        response: httpx.Response = yield Ask("POST", f"/v1/notices/{_segment(notice_id)}/ack")
         body: dict[str, Any] = checked(response).json()
         return body
 
     def export_status(self, job_id: str) -> Call[dict[str, Any]]:
         """An export job: ``state`` (queued, running, done, failed, expired), ``progress``,
         and once done its ``manifest_sha256``, ``bytes`` and ``expires_at``."""
-        body: dict[str, Any] = yield from self._json(f"/v1/exports/{job_id}")
+        body: dict[str, Any] = yield from self._json(f"/v1/exports/{_segment(job_id)}")
         return body
 
     def download_export(self, job_id: str, path: Path) -> Call[str]:
@@ -341,7 +344,9 @@ class LedgerCalls:
             raise FileExistsError(f"{path} exists already; choose a new path")
         partial = path.with_name(path.name + ".partial")
         try:
-            response: httpx.Response = yield Download(f"/v1/exports/{job_id}/bundle", partial)
+            response: httpx.Response = yield Download(
+                f"/v1/exports/{_segment(job_id)}/bundle", partial
+            )
         except httpx.TransportError:
             partial.unlink(missing_ok=True)  # cut off: nothing half-written stays
             raise
@@ -473,7 +478,7 @@ class LedgerCalls:
         ``by_rule``, ``erased``. Each page is recorded as a read, with ``purpose``, before it
         is answered, so ask for the pages you will use."""
         params = _params(purpose=purpose, limit=page_size)
-        path = f"/v1/incidents/{incident_id}/affected"
+        path = f"/v1/incidents/{_segment(incident_id)}/affected"
         while True:
             body = yield from self._json(path, **params)
             for person in body["items"]:
@@ -640,6 +645,14 @@ def _link_cursor(response: httpx.Response) -> str | None:
         return None
     cursor = httpx.URL(str(link["url"])).params.get("cursor")
     return None if cursor is None else str(cursor)
+
+
+def _segment(value: object) -> str:
+    """``value`` as one path segment: percent-encoded, so that an id holding ``/``, ``?``,
+    ``#`` or being ``..`` names that id and never another route (another route might record
+    a read, or open someone's data)."""
+    text = quote(str(value), safe="")
+    return text.replace(".", "%2E") if text in (".", "..") else text
 
 
 def _params(**values: Any) -> dict[str, str]:

@@ -168,3 +168,13 @@ def test_csv_lines_are_the_rows_written_whatever_a_value_holds(rows: list[list[s
             exchange.reply(httpx.Response(200, text=out.getvalue()))
     assert len(lines) == len(rows) + 1  # one a row: U+2028 or U+0085 in a value splits nothing
     assert list(csv.reader(lines)) == [["subject", "recipient_name"], *rows]
+
+
+@given(incident_id=st.text(min_size=1, max_size=30) | st.sampled_from([".", "..", "a/../b"]))
+def test_an_id_is_one_path_segment_whatever_it_holds(incident_id: str) -> None:
+    exchange = Exchange(LedgerCalls().incident(incident_id))
+    step = exchange.step()
+    assert isinstance(step, Ask)
+    url = httpx.URL("http://ledger.test").join(step.path)
+    assert url.path == f"/v1/incidents/{incident_id}"  # the same id back, on that route
+    assert url.raw_path.count(b"/") == 3 and not url.query and not url.fragment
