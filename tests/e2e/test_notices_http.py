@@ -87,7 +87,7 @@ def test_a_withdrawal_is_delivered_once_across_a_killed_dispatcher_and_acknowled
             )
             assert answer.status_code == 201, answer.text
             withdrawn = answer.json()["receipts"][0]["seq"]
-            wait_until(lambda: len(receiver.received) >= 1, "the first attempt")
+            wait_until(lambda: len(receiver.received) >= 1, "the first attempt", seconds=90)
             server.process.send_signal(signal.SIGKILL)  # between a failed attempt and the next
             server.process.wait(timeout=30)
         with serve(settings, port, FAST_RETRY) as server:
@@ -118,7 +118,9 @@ def test_a_withdrawal_is_delivered_once_across_a_killed_dispatcher_and_acknowled
                 rows = _get(server.url, writer, "/v1/notices").json()["notices"]
                 return len(rows) == 1 and rows[0]["acknowledged_seq"] is not None
 
-            wait_until(acknowledged_in_register, "the register shows the acknowledgement")
+            wait_until(
+                acknowledged_in_register, "the register shows the acknowledgement", seconds=90
+            )
             (row,) = _get(server.url, writer, "/v1/notices").json()["notices"]
             assert row["notice_id"] == expected
             assert row["recipient_id"] == email
