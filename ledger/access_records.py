@@ -44,6 +44,10 @@ class AccessAction:
     """An event opened on the command line by someone holding the ledger's keys."""
     OPERATOR_TAIL = "operator_tail"
     """A page of events printed by ``consent-ledger tail``."""
+    CONSOLE_INCIDENT_PEOPLE = "console_incident_people"
+    """The people an incident affects, opened in the web console."""
+    CONSOLE_SUBJECT_LOOKUP = "console_subject_lookup"
+    """A subject looked up in the web console."""
 
 
 @dataclass(frozen=True)

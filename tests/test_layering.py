@@ -135,11 +135,12 @@ ENTRYPOINTS = sorted(
     str(path.relative_to(ROOT))
     for path in [
         *(ROOT / "api" / "http" / "routes").glob("*.py"),
+        *(ROOT / "api" / "http" / "console").glob("*.py"),
         ROOT / "api" / "http" / "deps.py",
         *(ROOT / "api" / "cli").glob("*.py"),
     ]
 )
-"""The routes and the commands: thin adapters over the service layer."""
+"""The routes, the console's pages and the commands: thin adapters over the service layer."""
 SERVICE_LAYER = {
     "ledger.application",  # appends and erasures
     "ledger.operations",  # an operator's commands on the log and keys

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tests.support.browser import DocsServer
 
 METHODS = frozenset({"get", "put", "post", "delete", "patch"})
-PATH_VALUES = {"seq": "1", "incident_id": "inc-1", "job_id": "job-1"}
+PATH_VALUES = {"seq": "1", "incident_id": "inc-1", "job_id": "job-1", "notice_id": "notice-1"}
 """A value for each path parameter: any will do, the token is checked first."""
 _REFERENCE = re.compile(r"""(?:src|href|spec-url)\s*[=:]\s*['"]([^'"]+)['"]""")
 _CONTENT_TYPES = {".js": "javascript", ".css": "text/css", ".png": "image/png"}

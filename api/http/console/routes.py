@@ -54,7 +54,7 @@ from api.http.console.forms import (
 from api.http.console.sessions import Sessions
 from api.http.problems import ProblemError
 from api.token_store import Scope
-from ledger.application import AccessRecord, LedgerApplication
+from ledger.application import AccessAction, AccessRecord, LedgerApplication
 from ledger.errors import OverloadedError, ValidationError
 from ledger.vocabulary import NotificationChannel, RiskLevel
 from projections.queries import (
@@ -63,8 +63,8 @@ from projections.queries import (
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
-LOOKUP_ACTION = "console_subject_lookup"
-PEOPLE_ACTION = "console_incident_people"
+LOOKUP_ACTION = AccessAction.CONSOLE_SUBJECT_LOOKUP
+PEOPLE_ACTION = AccessAction.CONSOLE_INCIDENT_PEOPLE
 STEPS = ("assessed", "contained", "authority_notified", "subjects_notified", "closed")
 """The incident facts the incident page appends, in the order they usually come."""
 STATIC = {
