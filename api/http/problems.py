@@ -78,6 +78,17 @@ class ProblemError(Exception):
         super().__init__(detail)
 
 
+def bad_parameter(
+    name: str, rule: str, detail: str, *, title: str = "Invalid parameter", where: str = "query"
+) -> ProblemError:
+    """The one answer to a bad query or path parameter (docs/api.md, "Parameters"): ``400``,
+    the parameter named as ``query.<name>`` (or ``path.<name>``), the rule broken."""
+    field = f"{where}.{name}"
+    return ProblemError(
+        400, title, detail, errors=[{"field": field, "rule": rule, "detail": detail}]
+    )
+
+
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     headers = {}

@@ -195,7 +195,7 @@ def test_refusals_answer_problems_and_record_nothing(deployment: Deployment) -> 
     control = deployment.get(f"/v1/consent/receipts/{alice}", params={"purpose": "a\x00b"})
     assert control.status_code == 400
     blank = deployment.get(f"/v1/consent/receipts/{alice}", params={"purpose": "   "})
-    assert blank.status_code == 422 and blank.json()["errors"][0]["rule"] == "blank"
+    assert blank.status_code == 400 and blank.json()["errors"][0]["rule"] == "required"
     assert deployment.ledger.head() == head
 
 

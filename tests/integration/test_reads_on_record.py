@@ -198,7 +198,7 @@ def _policy(desk: Desk) -> str:
         ("admin", {"purpose": PURPOSE}, 403),  # admin does not imply incidents:identify
         ("manager", {"purpose": PURPOSE}, 403),
         ("responder", {}, 400),  # no purpose: a bad parameter (docs/api.md, "Conventions")
-        ("responder", {"purpose": "   "}, 422),  # blank: the route's own check
+        ("responder", {"purpose": "   "}, 400),  # blank
         ("responder", {"purpose": "a\x00b"}, 400),
         ("responder", {"purpose": "x" * 501}, 400),
         ("responder", {"purpose": PURPOSE, "cursor": "not-a-pseudonym"}, 400),

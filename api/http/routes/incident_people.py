@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.http.deps import Identifier, LedgerDep, QueriesDep, QueryText, SingleValues
-from api.http.problems import COMMON, ProblemError
+from api.http.problems import COMMON, ProblemError, bad_parameter
 from ledger.application import AccessAction, AccessRecord
 from ledger.verifier.spreadsheet import csv_row
 from projections.queries import AffectedPage
@@ -84,20 +84,12 @@ async def affected(
     format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
 ) -> Response:
     if cursor is not None and not _PSEUDONYM.fullmatch(cursor):
-        detail = "the cursor is not one this API gave"
-        raise ProblemError(
-            400,
-            "Bad cursor",
-            detail,
-            errors=[{"field": "query.cursor", "rule": "cursor_invalid", "detail": detail}],
+        raise bad_parameter(
+            "cursor", "cursor_invalid", "the cursor is not one this API gave", title="Bad cursor"
         )
     if not purpose.strip():
-        detail = "say why the people are opened: purpose must not be blank"
-        raise ProblemError(
-            422,
-            "Invalid parameter",
-            detail,
-            errors=[{"field": "query.purpose", "rule": "required", "detail": detail}],
+        raise bad_parameter(
+            "purpose", "required", "say why the people are opened: purpose must not be blank"
         )
 
     def answer() -> tuple[AffectedPage, int] | None:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from api.http.deps import LedgerDep, QueriesDep, QueryText, ReceiptReader, SingleValues
-from api.http.problems import COMMON, ProblemError
+from api.http.problems import COMMON, ProblemError, bad_parameter
 from api.token_store import Scope
 from ledger.verifier.receipt import RECEIPT_FORMAT
 from projections.queries import NoCheckpointError, NotAConsentFactError
@@ -107,12 +107,8 @@ def consent_receipt(
 ) -> Response:
     media = chosen_type(request.headers.get("accept"))
     if purpose is not None and not purpose.strip():
-        detail = "purpose, when given, states why: it must not be blank"
-        raise ProblemError(
-            422,
-            "Invalid request",
-            detail,
-            errors=[{"field": "query.purpose", "rule": "blank", "detail": detail}],
+        raise bad_parameter(
+            "purpose", "required", "purpose, when given, states why: it must not be blank"
         )
     try:
         found = queries.consent_receipt(seq)

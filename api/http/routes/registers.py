@@ -28,7 +28,7 @@ from api.http.deps import (
     prefers_minimal,
 )
 from api.http.examples import DISCLOSURES, INCIDENT, REQUESTS, example
-from api.http.problems import WRITES, ProblemError
+from api.http.problems import WRITES, ProblemError, bad_parameter
 from api.http.routes.events import RECEIPT_EXAMPLE, parse_body
 from api.http.signatures import HEADER, check_request_signature
 from ledger.verifier.spreadsheet import csv_row
@@ -61,12 +61,8 @@ def _cursor(value: str | None) -> tuple[str, int, str] | None:
         or not _CURSOR_PART.fullmatch(occurred_at)
         or not _CURSOR_PART.fullmatch(subject)
     ):
-        detail = "the cursor is not one this API gave"
-        raise ProblemError(
-            400,
-            "Bad cursor",
-            detail,
-            errors=[{"field": "query.cursor", "rule": "cursor_invalid", "detail": detail}],
+        raise bad_parameter(
+            "cursor", "cursor_invalid", "the cursor is not one this API gave", title="Bad cursor"
         )
     return occurred_at, seq, subject
 
