@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -379,3 +380,45 @@ def test_the_people_of_an_incident_open_only_on_the_record(deployment: Deploymen
     assert record["scope"] == "incidents:identify" and record["count"] == 1
     assert record["details"] == {"incident_id": "inc-3"}
     assert record["purpose"] == "notify them of the breach (GDPR 34)"
+
+
+def test_a_lookup_shows_the_decision_at_a_chosen_moment(deployment: Deployment) -> None:
+    """Given at 2 h ago, withdrawn 1 h ago: as at 90 minutes ago the purpose was usable."""
+    policy = facts.policy()
+    now = datetime.now(UTC)
+    given = facts.consent("alice-ref-1", policy["version"], occurred_at=_at(now, 120))
+    withdrawn = facts.consent(
+        "alice-ref-1", policy["version"], kind="withdrawn", occurred_at=_at(now, 60)
+    )
+    deployment.ledger.append([policy, given, withdrawn])
+    deployment.sign_in("auditor")
+    then = (now - timedelta(minutes=90)).strftime("%Y-%m-%dT%H:%M")  # datetime-local: UTC
+    data = {"subject": "alice-ref-1", "purpose": "audit", "at": then}
+
+    def table(html: str, name: str) -> str:
+        return html.split(f'id="{name}"', 1)[1].split("</table>", 1)[0]
+
+    answer = wait_until(
+        lambda: _answered(deployment, data), "the lookup did not show the withdrawal"
+    )
+    assert "badge ok" in table(answer, "consent-at") and "withdrawn" not in table(
+        answer, "consent-at"
+    )
+    assert "badge bad" in table(answer, "consent-now")
+    head = deployment.ledger.head()
+    bad = deployment.http.post(
+        "/console/subjects", data={**data, "at": "yesterday", "csrf": deployment.csrf()}
+    )
+    assert bad.status_code == 422 and "not a time" in bad.text
+    assert deployment.ledger.head() == head  # refused before anything was opened
+
+
+def _at(now: datetime, minutes_ago: int) -> str:
+    return (now - timedelta(minutes=minutes_ago)).isoformat()
+
+
+def _answered(deployment: Deployment, data: dict[str, str]) -> str | None:
+    answer = deployment.http.post("/console/subjects", data={**data, "csrf": deployment.csrf()})
+    assert answer.status_code == 200, answer.text
+    now = answer.text.split('id="consent-now"', 1)[-1].split("</table>", 1)[0]
+    return answer.text if 'id="consent-at"' in answer.text and "withdrawn" in now else None

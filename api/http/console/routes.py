@@ -56,6 +56,7 @@ from api.http.problems import ProblemError
 from api.token_store import Scope
 from ledger.application import AccessAction, AccessRecord, LedgerApplication
 from ledger.errors import OverloadedError, ValidationError
+from ledger.events import check_query_time
 from ledger.vocabulary import NotificationChannel, RiskLevel
 from projections.queries import (
     Queries,
@@ -485,7 +486,13 @@ async def people(request: Request, incident_id: str) -> Response:
 @router.get("/subjects")
 async def lookup_form(request: Request) -> Response:
     who = await visitor(request, Scope.READ_HISTORY)
-    context: dict[str, Any] = {"subject": "", "purpose": "", "errors": [], "found": None}
+    context: dict[str, Any] = {
+        "subject": "",
+        "purpose": "",
+        "at": "",
+        "errors": [],
+        "found": None,
+    }
     return render("subject.html", context, visitor=who)
 
 
@@ -494,8 +501,15 @@ async def lookup(request: Request) -> Response:
     who, form = await posted(request, Scope.READ_HISTORY)
     subject = form.get("subject", "").strip()
     purpose = form.get("purpose", "").strip()
-    context: dict[str, Any] = {"subject": subject, "purpose": purpose, "found": None}
+    at_text = form.get("at", "").strip()
+    context: dict[str, Any] = {"subject": subject, "purpose": purpose, "at": at_text, "found": None}
     errors = []
+    at: datetime | None = None
+    if at_text:  # the consent as it stood then (datetime-local sends no offset: UTC)
+        try:
+            at = check_query_time(datetime.fromisoformat(moment(at_text)))
+        except ValueError as exc:
+            errors.append(f"The moment {at_text!s} is not a time the ledger can answer for: {exc}")
     if not subject or len(subject) > 256 or not subject.isprintable():
         errors.append("Give the subject's reference (as the emitting service knows them).")
     if not purpose:
@@ -517,7 +531,7 @@ async def lookup(request: Request) -> Response:
         if record is None:  # nothing of theirs in the log (or erased): nothing opened
             return {"events": [], "access_seq": None}
         access_seq = ledger.record_access(record).seq
-        return _subject_view(queries, subject, events, access_seq)
+        return _subject_view(queries, subject, events, access_seq, at)
 
     try:
         context["found"] = await run_in_threadpool(answer)
@@ -533,7 +547,7 @@ async def lookup(request: Request) -> Response:
 
 
 def _subject_view(
-    queries: Queries, subject: str, events: list[Any], access_seq: int
+    queries: Queries, subject: str, events: list[Any], access_seq: int, at: datetime | None
 ) -> dict[str, Any]:
     """What a lookup shows, once its read is on the record."""
     timelines: dict[str, list[Any]] = defaultdict(list)
@@ -566,6 +580,8 @@ def _subject_view(
         "events": events,
         "access_seq": access_seq,
         "state": state,
+        "at": None if at is None else queries.consent_state(subject, at),
+        "at_moment": None if at is None else at.isoformat(timespec="minutes"),
         "timelines": dict(sorted(timelines.items())),
         "disclosures": queries.disclosures(subject_ref=subject, limit=1000),
         "requests": queries.requests(subject_ref=subject),
