@@ -436,24 +436,31 @@ class NoticeService:
                 timestamp=timestamp,
             )
             headers = webhook_headers(str(notice), timestamp, body, self.app.ledger.signer.sign)
-            sent = send(url, body, headers, self.timeout)
             tried = int(attempts) + 1
+            delay = min(self.retry_first * 2 ** (tried - 1), self.retry_max)
+            # The attempt is counted, and its retry scheduled, before it is made: a process
+            # killed after the send still counts it (attempts never under-count the sends).
+            with self.db.transaction() as sql:
+                _durable(self.db, sql)
+                sql.execute(
+                    "UPDATE notice_outbox SET attempts = ?, next_attempt_at = ? "
+                    "WHERE notice_id = ?",
+                    (tried, format_time(self.clock() + delay), notice),
+                )
+            sent = send(url, body, headers, self.timeout)
             with self.db.transaction() as sql:
                 _durable(self.db, sql)
                 if sent.delivered:
                     sql.execute(
-                        "UPDATE notice_outbox SET attempts = ?, delivered_at = ?, "
-                        "response_status = ?, transport = ?, last_error = NULL "
-                        "WHERE notice_id = ?",
-                        (tried, format_time(self.clock()), sent.status, sent.transport, notice),
+                        "UPDATE notice_outbox SET delivered_at = ?, response_status = ?, "
+                        "transport = ?, last_error = NULL WHERE notice_id = ?",
+                        (format_time(self.clock()), sent.status, sent.transport, notice),
                     )
                     delivered += 1
                 else:
-                    delay = min(self.retry_first * 2 ** (tried - 1), self.retry_max)
                     sql.execute(
-                        "UPDATE notice_outbox SET attempts = ?, next_attempt_at = ?, "
-                        "last_error = ? WHERE notice_id = ?",
-                        (tried, format_time(self.clock() + delay), sent.error, notice),
+                        "UPDATE notice_outbox SET last_error = ? WHERE notice_id = ?",
+                        (sent.error, notice),
                     )
         self._record_deliveries()
         return delivered
