@@ -410,6 +410,12 @@ def test_a_lookup_shows_the_decision_at_a_chosen_moment(deployment: Deployment) 
         "/console/subjects", data={**data, "at": "yesterday", "csrf": deployment.csrf()}
     )
     assert bad.status_code == 422 and "not a time" in bad.text
+    for odd in ("0001-01-01T00:00", "9999-12-31T23:59", "2026-01-01T00:00+14:01", "x" * 10_000):
+        refused = deployment.http.post(
+            "/console/subjects", data={**data, "at": odd, "csrf": deployment.csrf()}
+        )
+        assert refused.status_code == 422 and "not a time" in refused.text, odd
+        assert "x" * 100 not in refused.text  # not echoed whole
     assert deployment.ledger.head() == head  # refused before anything was opened
 
 

@@ -502,14 +502,24 @@ async def lookup(request: Request) -> Response:
     subject = form.get("subject", "").strip()
     purpose = form.get("purpose", "").strip()
     at_text = form.get("at", "").strip()
-    context: dict[str, Any] = {"subject": subject, "purpose": purpose, "at": at_text, "found": None}
+    context: dict[str, Any] = {
+        "subject": subject,
+        "purpose": purpose,
+        "at": at_text[:64],
+        "found": None,
+    }
     errors = []
     at: datetime | None = None
     if at_text:  # the consent as it stood then (datetime-local sends no offset: UTC)
         try:
-            at = check_query_time(datetime.fromisoformat(moment(at_text)))
+            if len(at_text) > 64:  # no time is this long; and the page does not echo it back
+                raise ValueError("it is longer than any time")
+            given = datetime.fromisoformat(at_text.replace("Z", "+00:00"))
+            # datetime-local sends no offset: UTC; one sent is checked as given (+-14 h).
+            at = check_query_time(given if given.tzinfo else given.replace(tzinfo=UTC))
         except ValueError as exc:
-            errors.append(f"The moment {at_text!s} is not a time the ledger can answer for: {exc}")
+            shown = at_text[:64]
+            errors.append(f"The moment {shown} is not a time the ledger can answer for: {exc}")
     if not subject or len(subject) > 256 or not subject.isprintable():
         errors.append("Give the subject's reference (as the emitting service knows them).")
     if not purpose:
