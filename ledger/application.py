@@ -47,7 +47,7 @@ from ledger.errors import (
 from ledger.handlers import Command, handler_for, record_erasure
 from ledger.mapper import LedgerMapper, format_time
 from ledger.merkle_log import Checkpointer, SignedCheckpoint
-from ledger.notices import TOLD_SUBJECTS, Delivery, NoticeDue
+from ledger.notices import TOLD_SUBJECTS, AckVia, Delivery, NoticeDue, Reply
 from ledger.receipts import DecodedEvent, Receipt, claimed_record, fact_position
 from ledger.recorder import LedgerRecorder, LogRecord
 from ledger.sealing import (
@@ -511,14 +511,19 @@ class LedgerApplication(Application[UUID]):
         before (a dispatcher that restarted between delivering and recording)."""
         return self._notice_event(notice, RecipientNotice.Notified, delivery.data(), None)
 
-    def acknowledge_notice(self, notice: str, recipient_id: str, client: str) -> Receipt:
-        """Append ``recipient.acknowledged``, at most once per notice. ``recipient_id`` is who
-        acknowledges: a notice owed to another recipient is not found
+    def acknowledge_notice(
+        self, notice: str, recipient_id: str, client: str | None, reply: Reply | None = None
+    ) -> Receipt:
+        """Append ``recipient.acknowledged``, at most once per notice, however it came: through
+        the API by ``client`` (``via: api``) or in the recipient's signed ``reply`` to the
+        webhook (``via: webhook_reply``, checked by :func:`ledger.notices.check_reply`).
+        ``recipient_id`` is who acknowledges: a notice owed to another recipient is not found
         (:class:`NoticeNotFoundError`); one acknowledged before breaks the rule
         ``notice_acknowledged`` (:class:`ValidationError`)."""
-        receipt = self._notice_event(
-            notice, RecipientNotice.Acknowledged, {"client": client}, recipient_id
+        how: dict[str, Any] = (
+            reply.data() if reply is not None else {"client": client, "via": str(AckVia.API)}
         )
+        receipt = self._notice_event(notice, RecipientNotice.Acknowledged, how, recipient_id)
         assert receipt is not None
         return receipt
 

@@ -16,6 +16,13 @@ id, the same on every attempt, so that a recipient dedupes), ``webhook-timestamp
 seconds) and ``webhook-signature``: ``v1a,`` and the base64 Ed25519 signature, by the ledger's
 signing key, of ``{webhook-id}.{webhook-timestamp}.{body}``. A recipient checks it with the
 ledger's public key (``examples/recipient_webhook.py``).
+
+A recipient may acknowledge in its answer to the webhook: a 2xx whose body is
+:func:`reply_body` (the notice id, the recipient id, ``"type": "recipient.acknowledged"``),
+signed the same way by the recipient's own Ed25519 key, whose public half the operator gave in
+``notice-endpoints.json`` (``ack_public_key``). :func:`check_reply` decides whether an answer
+is such an acknowledgement; anything else (no key configured, no or a bad signature, another
+notice's id) is a delivery without acknowledgement.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
+from nacl.exceptions import BadSignatureError
 from nacl.public import PublicKey, SealedBox
+from nacl.signing import VerifyKey
 
 from ledger.domain import stream_id
 
@@ -40,6 +49,15 @@ TOLD_SUBJECTS = "told_subjects"
 (:mod:`ledger.verifier.mentions`), so the subject's bundle shows it and nobody else learns who."""
 WEBHOOK_EVENT = "recipient.notice"
 """The ``type`` of a webhook body."""
+REPLY_EVENT = "recipient.acknowledged"
+"""The ``type`` of a recipient's signed reply that acknowledges the notice."""
+REPLY_FIELDS = frozenset({"type", "notice_id", "recipient_id"})
+"""A signed reply's body holds these and nothing else (the log keeps it, so it must hold no
+personal data)."""
+REPLY_MAX_BYTES = 1024
+ED25519_KEY_BYTES = 32
+REPLY_TOLERANCE = 300
+"""Seconds a reply's ``webhook-timestamp`` may be away from the dispatcher's clock."""
 
 
 class NoticeReason(StrEnum):
@@ -55,6 +73,15 @@ class NoticeReason(StrEnum):
 
 class DeliveryStatus(StrEnum):
     DELIVERED = "delivered"
+
+
+class AckVia(StrEnum):
+    """How a recipient acknowledged a notice (``via`` of ``recipient.acknowledged``)."""
+
+    API = "api"
+    """``POST /v1/notices/{id}/ack`` with the recipient's own token."""
+    WEBHOOK_REPLY = "webhook_reply"
+    """The 2xx answer to the webhook, signed by the recipient's key (:func:`check_reply`)."""
 
 
 def notice_id(cause_seq: int, recipient_id: str) -> str:
@@ -190,17 +217,100 @@ def signatures_of(header: str) -> list[bytes]:
     return found
 
 
+# -- the recipient's signed reply ---------------------------------------------------------------
+
+
+def reply_body(notice: str, recipient_id: str) -> bytes:
+    """The body of a reply that acknowledges ``notice``: what the recipient signs."""
+    return orjson.dumps(
+        {"type": REPLY_EVENT, "notice_id": notice, "recipient_id": recipient_id},
+        option=orjson.OPT_SORT_KEYS,
+    )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A recipient's acknowledgement in its answer to the webhook, checked: what
+    ``recipient.acknowledged`` keeps of it, so that anyone with the recipient's public key can
+    check it again (the body is the signed bytes, as received; it names only the notice)."""
+
+    timestamp: int
+    signature: str
+    """The ``webhook-signature`` part that checked: ``v1a,`` and base64."""
+    body: str
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "via": str(AckVia.WEBHOOK_REPLY),
+            "reply_timestamp": self.timestamp,
+            "reply_signature": self.signature,
+            "reply_body": self.body,
+        }
+
+
+def check_reply(
+    *,
+    notice: str,
+    recipient_id: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    ack_key: bytes,
+    now: float,
+) -> Reply | None:
+    """The acknowledgement a webhook's answer carries, or None when it carries none: its
+    ``webhook-id`` is the notice's id, its ``webhook-timestamp`` within
+    :data:`REPLY_TOLERANCE` of ``now``, a ``v1a`` signature of
+    ``{webhook-id}.{webhook-timestamp}.{body}`` checks with the recipient's key ``ack_key``,
+    and the body is a JSON object of :data:`REPLY_FIELDS` naming this notice and recipient.
+    Never raises on what the recipient sent."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    stamp = lowered.get("webhook-timestamp", "")
+    if lowered.get("webhook-id") != notice or not (stamp.isascii() and stamp.isdigit()):
+        return None
+    if len(stamp) > 12 or abs(now - int(stamp)) > REPLY_TOLERANCE:
+        return None
+    if len(body) > REPLY_MAX_BYTES or len(ack_key) != ED25519_KEY_BYTES:
+        return None
+    content = signed_content(notice, int(stamp), body)
+    verify = VerifyKey(ack_key)
+    checked: str | None = None
+    for part in lowered.get("webhook-signature", "").split()[:8]:
+        version, _, encoded = part.partition(",")
+        if version != "v1a":
+            continue
+        try:
+            verify.verify(content, base64.b64decode(encoded, validate=True))
+        except (ValueError, BadSignatureError):
+            continue
+        checked = part
+        break
+    if checked is None:
+        return None
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(parsed, dict) or set(parsed) != REPLY_FIELDS:
+        return None
+    expected = {"type": REPLY_EVENT, "notice_id": notice, "recipient_id": recipient_id}
+    if parsed != expected:
+        return None
+    return Reply(int(stamp), checked, body.decode())
+
+
 SCHEMES = ("http://", "https://", "amqp://", "amqps://")
 """The endpoints a notice can be delivered to: a webhook, or a RabbitMQ queue."""
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where a recipient gets its notices, and the public key (X25519, libsodium's
-    ``crypto_box``) it receives references sealed to, if it gave one."""
+    """Where a recipient gets its notices, the public key (X25519, libsodium's
+    ``crypto_box``) it receives references sealed to, if it gave one, and its Ed25519 public
+    key, if it acknowledges in its answers (:func:`check_reply`)."""
 
     url: str
     box_key: bytes | None = None
+    ack_key: bytes | None = None
 
 
 def as_endpoint(value: str | Endpoint) -> Endpoint:
@@ -209,25 +319,36 @@ def as_endpoint(value: str | Endpoint) -> Endpoint:
 
 def endpoints_from(raw: Mapping[str, Any]) -> dict[str, Endpoint]:
     """Recipient id -> endpoint, from the parsed ``notice-endpoints.json``: a URL, or
-    ``{"url": ..., "box_public_key": <base64 of 32 bytes>}``. Entries that are not a URL of
-    one of :data:`SCHEMES`, or whose key is not 32 bytes of base64, are left out."""
+    ``{"url": ..., "box_public_key": <base64 of 32 bytes>, "ack_public_key": <base64 of 32
+    bytes>}`` (both keys optional). Entries that are not a URL of one of :data:`SCHEMES`, or
+    whose keys are not 32 bytes of base64, are left out."""
     found: dict[str, Endpoint] = {}
     for recipient, value in raw.items():
-        url, key = (value, None) if isinstance(value, str) else (None, None)
+        url, box, ack = (value, None, None) if isinstance(value, str) else (None, None, None)
         if isinstance(value, Mapping):
-            url, key = value.get("url"), value.get("box_public_key")
+            url, box, ack = (
+                value.get("url"),
+                value.get("box_public_key"),
+                value.get("ack_public_key"),
+            )
         if not isinstance(url, str) or not url.startswith(SCHEMES):
             continue
-        if key is None:
-            found[str(recipient)] = Endpoint(url)
+        box_key, ack_key = _key32(box), _key32(ack)
+        if (box is not None and box_key is None) or (ack is not None and ack_key is None):
             continue
-        try:
-            box_key = base64.b64decode(str(key), validate=True)
-        except ValueError:
-            continue
-        if len(box_key) == PublicKey.SIZE:
-            found[str(recipient)] = Endpoint(url, box_key)
+        found[str(recipient)] = Endpoint(url, box_key, ack_key)
     return found
+
+
+def _key32(value: object) -> bytes | None:
+    """32 bytes from base64 (both key kinds are 32 bytes), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        key = base64.b64decode(value, validate=True)
+    except ValueError:
+        return None
+    return key if len(key) == PublicKey.SIZE else None
 
 
 def seal_reference(box_key: bytes, reference: str) -> str:
@@ -241,16 +362,21 @@ __all__ = [
     "NOTICE_DUE",
     "NOTICE_TYPES",
     "NOTIFIED",
+    "REPLY_EVENT",
     "SCHEMES",
     "TOLD_SUBJECTS",
+    "AckVia",
     "Delivery",
     "DeliveryStatus",
     "Endpoint",
     "NoticeDue",
     "NoticeReason",
+    "Reply",
     "as_endpoint",
+    "check_reply",
     "endpoints_from",
     "notice_id",
+    "reply_body",
     "seal_reference",
     "signatures_of",
     "signed_content",

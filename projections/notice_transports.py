@@ -12,6 +12,11 @@ through the default exchange with ``mandatory`` set, persistent (``delivery_mode
 publisher-confirm mode: a delivery counts only once the broker confirmed it (a nack, an
 unroutable message, for a queue that does not exist, or a lost connection is a failed attempt,
 tried again as a failed webhook is).
+
+A webhook's answer is kept (its ``webhook-*`` headers and at most
+:data:`ledger.notices.REPLY_MAX_BYTES` of its body, more is not read) for the dispatcher to
+check for a signed acknowledgement; a message on a queue has no answer, so a recipient on the
+bus acknowledges through the API.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pika
 import pika.exceptions
+
+from ledger.notices import REPLY_MAX_BYTES
 
 WEBHOOK = "webhook"
 AMQP = "amqp"
@@ -38,6 +45,10 @@ class Sent:
     delivered: bool
     status: int | None = None
     error: str | None = None
+    reply_headers: Mapping[str, str] = field(default_factory=dict)
+    """A webhook's answer: its ``webhook-*`` headers, lower-cased (empty for a message)."""
+    reply_body: bytes = b""
+    """A webhook's answer: its body, when not longer than ``REPLY_MAX_BYTES`` (else empty)."""
 
 
 def transport_of(url: str) -> str:
@@ -59,11 +70,30 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> S
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             status = int(response.status)
+            answer = {
+                k.lower(): v
+                for k, v in response.headers.items()
+                if k.lower().startswith("webhook-")
+            }
+            body = b""
+            if 200 <= status < 300 and answer:  # only a signed answer is read
+                try:
+                    body = response.read(REPLY_MAX_BYTES + 1)
+                except (OSError, ValueError):
+                    body = b""  # the notice was delivered; its answer is no acknowledgement
     except urllib.error.HTTPError as exc:
         return Sent(WEBHOOK, False, int(exc.code), f"HTTP {exc.code}")
     except (OSError, ValueError) as exc:
         return Sent(WEBHOOK, False, error=type(exc).__name__)
-    return Sent(WEBHOOK, 200 <= status < 300, status, None if status < 300 else f"HTTP {status}")
+    delivered = 200 <= status < 300
+    return Sent(
+        WEBHOOK,
+        delivered,
+        status,
+        None if delivered else f"HTTP {status}",
+        answer,
+        body if len(body) <= REPLY_MAX_BYTES else b"",
+    )
 
 
 def publish(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Sent:

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.application import Delivery, LedgerApplication, NoticeDue
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, ValidationError
 from ledger.mapper import format_time
 from ledger.notices import (
     ACKNOWLEDGED,
@@ -48,7 +48,9 @@ from ledger.notices import (
     DeliveryStatus,
     Endpoint,
     NoticeReason,
+    Reply,
     as_endpoint,
+    check_reply,
     endpoints_from,
     seal_reference,
     webhook_body,
@@ -56,7 +58,7 @@ from ledger.notices import (
 )
 from projections.base import LoggedEvent
 from projections.database import ProjectionDatabase, Sql
-from projections.notice_transports import WEBHOOK, send
+from projections.notice_transports import WEBHOOK, Sent, send
 
 logger = logging.getLogger("consent_ledger.notices")
 
@@ -75,6 +77,11 @@ TABLES = (
     "attempts BIGINT NOT NULL DEFAULT 0, next_attempt_at TEXT, last_error TEXT, "
     "delivered_at TEXT, response_status BIGINT, transport TEXT, notified_seq BIGINT, "
     "acknowledged_seq BIGINT, acknowledged_at TEXT)",
+    # A recipient's signed acknowledgement in its answer to the webhook, kept in the commit
+    # that marks the delivery, recorded in the log after recipient.notified (outcome set then).
+    "CREATE TABLE IF NOT EXISTS notice_replies ("
+    "notice_id TEXT PRIMARY KEY, recipient_id TEXT NOT NULL, reply_timestamp BIGINT NOT NULL, "
+    "reply_signature TEXT NOT NULL, reply_body TEXT NOT NULL, outcome TEXT)",
 )
 TOPICS = (
     "disclosure.recorded",
@@ -448,6 +455,7 @@ class NoticeService:
                     (tried, format_time(self.clock() + delay), notice),
                 )
             sent = send(url, body, headers, self.timeout)
+            reply = self._reply(str(notice), str(recipient), as_endpoint(endpoint), sent)
             with self.db.transaction() as sql:
                 _durable(self.db, sql)
                 if sent.delivered:
@@ -456,6 +464,13 @@ class NoticeService:
                         "transport = ?, last_error = NULL WHERE notice_id = ?",
                         (format_time(self.clock()), sent.status, sent.transport, notice),
                     )
+                    if reply is not None:
+                        sql.execute(
+                            "INSERT INTO notice_replies (notice_id, recipient_id, "
+                            "reply_timestamp, reply_signature, reply_body) "
+                            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                            (notice, recipient, reply.timestamp, reply.signature, reply.body),
+                        )
                     delivered += 1
                 else:
                     sql.execute(
@@ -464,6 +479,49 @@ class NoticeService:
                     )
         self._record_deliveries()
         return delivered
+
+    def _reply(self, notice: str, recipient: str, endpoint: Endpoint, sent: Sent) -> Reply | None:
+        """The recipient's acknowledgement in its 2xx answer, when it gave a key to check it
+        with and the answer is signed by it for this notice; else None (delivered, not
+        acknowledged: a bad or missing signature is never an error)."""
+        if not sent.delivered or endpoint.ack_key is None or not sent.reply_headers:
+            return None
+        return check_reply(
+            notice=notice,
+            recipient_id=recipient,
+            headers=sent.reply_headers,
+            body=sent.reply_body,
+            ack_key=endpoint.ack_key,
+            now=self.clock().timestamp(),
+        )
+
+    def _record_replies(self) -> None:
+        """Append ``recipient.acknowledged`` (``via: webhook_reply``) for every signed reply
+        kept and not recorded yet, once its delivery is in the log; a notice acknowledged
+        before (through the API meanwhile) is not acknowledged twice."""
+        for notice, recipient, stamp, signature, body in self.db.query(
+            "SELECT r.notice_id, r.recipient_id, r.reply_timestamp, r.reply_signature, "
+            "r.reply_body FROM notice_replies r JOIN notice_outbox o ON o.notice_id = r.notice_id "
+            "WHERE r.outcome IS NULL AND o.notified_seq IS NOT NULL LIMIT ?",
+            (PAGE,),
+        ):
+            reply = Reply(int(stamp), str(signature), str(body))
+            try:
+                receipt = self.app.acknowledge_notice(str(notice), str(recipient), None, reply)
+                outcome = "recorded"
+            except ValidationError:  # acknowledged before: the rule notice_acknowledged
+                receipt, outcome = None, "acknowledged_before"
+            with self.db.transaction() as sql:
+                _durable(self.db, sql)
+                sql.execute(
+                    "UPDATE notice_replies SET outcome = ? WHERE notice_id = ?", (outcome, notice)
+                )
+                if receipt is not None:
+                    sql.execute(
+                        "UPDATE notice_outbox SET acknowledged_seq = ?, acknowledged_at = ? "
+                        "WHERE notice_id = ?",
+                        (receipt.seq, receipt.recorded_at, notice),
+                    )
 
     def _reference(self, cause_seq: int, reason: str) -> str | None:
         """The subject's reference as the recipient knows it, opened from the cause (it names
@@ -499,6 +557,7 @@ class NoticeService:
                     "UPDATE notice_outbox SET notified_seq = ? WHERE notice_id = ?",
                     (receipt.seq, notice),
                 )
+        self._record_replies()
 
     # -- 4. the register -----------------------------------------------------------------------
 
