@@ -19,6 +19,10 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    role: str = "all"
+    """``all``: the whole API; ``reads``: the read routes only (api/http/reads.py)."""
+    writer_url: str = ""
+    """The writer's address, which a reads process names when it refuses a write ("": none)."""
     projections: bool = True
     """Follow the log with the read models in this process (off: ``projections run`` does)."""
     signer: bool = True
@@ -72,6 +76,18 @@ def _check_host(host: str) -> str:
     return host
 
 
+ROLES = ("all", "reads")
+
+
+def _check_url(url: str) -> str:
+    if url and not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]_~/%-]{1,2000}", url):
+        raise SettingsError(
+            f"CONSENT_LEDGER_WRITER_URL={url[:100]!r} is not an http(s) address such as "
+            "http://api:8000"
+        )
+    return url
+
+
 def _seconds(env: str, field: str, default: int, help: str, flag: str = "") -> Setting:
     return Setting(env, field, "integer", default, help, low=1, high=3600, flag=flag)
 
@@ -102,6 +118,28 @@ SERVER_SETTINGS = SettingGroup(
             low=1,
             high=64,
             flag="--workers",
+        ),
+        Setting(
+            "ROLE",
+            "role",
+            "choice",
+            "all",
+            "`all`: the whole API, appends included; `reads`: the read routes only (decisions, "
+            "states, histories, registers, events, proofs, checkpoints, keys), with no read "
+            "models followed and no checkpoints signed here, beside a writer on the same "
+            "storage. A write sent to a reads process is `421` (docs/operations.md, Reads in "
+            "processes of their own)",
+            choices=ROLES,
+            flag="--role",
+        ),
+        Setting(
+            "WRITER_URL",
+            "writer_url",
+            "text",
+            "",
+            "the writer's address (such as `http://api:8000`), named in the `421` a reads "
+            "process answers to a write; empty: not named",
+            check=_check_url,
         ),
         Setting(
             "PROJECTIONS",

@@ -14,6 +14,7 @@ import click
 from api import logs
 from api.bootstrap import Configuration, open_client_store
 from api.http.app import ensure_admin_client, read_admin_token
+from api.settings import ROLES
 from api.token_store import Scope, TokenStore
 from ledger.operations import generate_keys
 from ledger.verifier.entry import key_id_for
@@ -37,6 +38,14 @@ SCOPES = click.Choice([s.value for s in Scope])
     type=click.IntRange(1, 64),
     help="Worker processes, PostgreSQL only; SQLite serves from one "
     "[env CONSENT_LEDGER_WORKERS; 1].",
+)
+@click.option(
+    "--role",
+    default=None,
+    type=click.Choice(ROLES),
+    help="all: the whole API; reads: the read routes only, beside a writer on the same storage, "
+    "no read models followed, no checkpoints signed, writes answered 421 "
+    "[env CONSENT_LEDGER_ROLE; all].",
 )
 @click.option(
     "--projections/--no-projections",
@@ -82,6 +91,10 @@ SCOPES = click.Choice([s.value for s in Scope])
 def serve(ctx: click.Context, /, **flags: Any) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs).
 
+    With --role reads, serve the read routes only, beside a writer on the same storage, so that
+    a decision never waits behind an append (docs/operations.md, Reads in processes of their
+    own); a read that opens a person's data is still recorded before it is answered.
+
     SIGTERM or Ctrl-C stops it gracefully: no new connections, the requests in flight get their
     answers, every append handed to the log is committed, and the exit status is 0.
     """
@@ -93,6 +106,13 @@ def serve(ctx: click.Context, /, **flags: Any) -> None:
     config: Configuration = ctx.find_root().obj  # every setting, checked before anything starts
     settings = config.ledger
     server = replace(config.server, **{k: v for k, v in flags.items() if v is not None})
+    if server.role == "reads":
+        # A reads process follows no read model and signs nothing: the writer or processes of
+        # their own do. Asked for on its command line, that is a mistake, said so.
+        for name in ("projections", "signer"):
+            if flags[name]:
+                raise click.UsageError(f"--{name} runs in the writer, not with --role reads")
+        server = replace(server, projections=False, signer=False)
     if settings.database_url is None:
         if server.workers > 1:
             raise click.UsageError(
@@ -112,7 +132,8 @@ def serve(ctx: click.Context, /, **flags: Any) -> None:
         os.environ["CONSENT_LEDGER_DATABASE_URL"] = settings.database_url
     os.environ.update(server.environment())
     click.echo(
-        f"serving on http://{server.host}:{server.port} (docs at /docs), "
+        f"serving {'reads only' if server.role == 'reads' else 'the API'} on "
+        f"http://{server.host}:{server.port} (docs at /docs), "
         f"{settings.describe_storage()}; read models "
         f"{'in this process' if server.projections else 'run elsewhere'}, checkpoints "
         f"{'signed in this process' if server.signer else 'signed elsewhere'}"

@@ -8,6 +8,10 @@ those processes write to the shared database (read-your-writes waits on their po
 Where the read models run, a third thread runs retention (``projections.retention_job``) every
 ``CONSENT_LEDGER_RETENTION_INTERVAL_HOURS`` (24; 0 turns it off), the first time ten minutes
 after start.
+
+With ``role="reads"`` (``serve --role reads``, api/http/reads.py) the app serves the read routes
+only, beside a writer on the same storage: no read models followed, no checkpoint signer, no
+export runner, and a write answered ``421``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from api.http import openapi_docs, problems
 from api.http.console import routes as console
 from api.http.limits import LimitsMiddleware, RequestLimits
 from api.http.metrics import Metrics
+from api.http.reads import ReadsOnlyMiddleware
 from api.http.routes import consent, events, incident_people, log, registers, subjects
 from api.http.routes import exports as export_routes
 from api.http.routes import notices as notice_routes
@@ -92,6 +97,7 @@ def create_app(
     server: ServerSettings | None = None,
 ) -> FastAPI:
     serving = server or ServerSettings.from_env()
+    reads_only = serving.role == "reads"  # nothing but the read routes (api/http/reads.py)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -119,15 +125,23 @@ def create_app(
         policy = ExportPolicy(
             timedelta(hours=serving.export_ttl_hours), serving.export_queue_per_client
         )
-        exports = wiring.operations().export_jobs(
-            settings.data_dir / "exports", report_settings, policy
+        exports = (
+            None
+            if reads_only  # the writer runs the jobs; a reads process refuses their routes
+            else wiring.operations().export_jobs(
+                settings.data_dir / "exports", report_settings, policy
+            )
         )
         app.state.exports = exports
-        workers = [threading.Thread(target=exports.run, args=(stop,), name="exports", daemon=True)]
+        workers: list[threading.Thread] = []
+        if exports is not None:
+            workers.append(
+                threading.Thread(target=exports.run, args=(stop,), name="exports", daemon=True)
+            )
         # The register of notices to recipients (GET /v1/notices); they are derived and
         # delivered where the read models are followed (operations.follow, below or elsewhere).
         app.state.notices = None if wiring.read_models is None else wiring.read_models.notices
-        if serving.projections:  # retention runs where the read models run
+        if serving.projections and not reads_only:  # retention runs where the read models run
             hours = serving.retention_interval_hours
             workers.append(
                 threading.Thread(
@@ -137,7 +151,7 @@ def create_app(
                     daemon=True,
                 )
             )
-        if serving.signer:
+        if serving.signer and not reads_only:
             workers.append(
                 threading.Thread(
                     target=_checkpoints,
@@ -148,12 +162,17 @@ def create_app(
             )
         for worker in workers:
             worker.start()
+
+        def workers_named(name: str) -> bool:
+            return any(w.name == name for w in workers)
+
         logger.info(
             "API started",
             extra={
                 "storage": settings.describe_storage(),
-                "projections": "in this process" if serving.projections else "elsewhere",
-                "signer": "in this process" if serving.signer else "elsewhere",
+                "role": serving.role,
+                "projections": "in this process" if workers_named("read-models") else "elsewhere",
+                "signer": "in this process" if workers_named("checkpoints") else "elsewhere",
             },
         )
         try:
@@ -163,10 +182,12 @@ def create_app(
             # append that was handed to the recorder is committed (close() drains it).
             stop.set()
             operations.wake()
-            exports.wake.set()
+            if exports is not None:
+                exports.wake.set()
             for worker in workers:
                 worker.join(timeout=10)
-            exports.close()
+            if exports is not None:
+                exports.close()
             app.state.append_executor.shutdown(wait=True)
             wiring.close()
             logger.info("API stopped: every accepted append is committed")
@@ -196,6 +217,8 @@ def create_app(
         max_inflight_appends=serving.max_inflight_appends,
     )
     app.add_middleware(LimitsMiddleware, limits=limits)
+    if reads_only:  # a write is refused before the limits read its body
+        app.add_middleware(ReadsOnlyMiddleware, writer_url=serving.writer_url)
     app.add_middleware(logs.RequestLogMiddleware)  # outermost: it logs what the limits answer
     return app
 
