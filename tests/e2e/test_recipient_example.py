@@ -1,6 +1,7 @@
-"""examples/recipient_webhook.py against a served ledger (both backends): two recipients run
-it, one acknowledges and one never does; the ledger's signed webhooks check out, a forged or
-replayed one is refused, and the register tells the two apart."""
+"""examples/recipient_webhook.py against a served ledger (both backends): three recipients run
+it, one acknowledges through the API, one in its signed answer to the webhook, and one never
+does; the ledger's signed webhooks check out, a forged or replayed one is refused, the register
+tells them apart, and a second acknowledgement through the API is refused (409)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def recipient(
     *,
     never_ack: bool = False,
     box: PrivateKey | None = None,
+    ack_key: Path | None = None,
 ) -> Iterator[tuple[str, Path]]:
     """The example listening on a free port: its URL and its output file."""
     port = free_port()
@@ -47,6 +49,8 @@ def recipient(
         box_file = workdir / f"box-{port}"
         box_file.write_text(base64.b64encode(bytes(box)).decode())
         command += ["--box-key-file", str(box_file)]
+    if ack_key is not None:
+        command += ["--ack-key-file", str(ack_key)]
     with output.open("wb") as out:
         process = subprocess.Popen(
             [*command, *(["--never-ack"] if never_ack else [])], stdout=out, stderr=out
@@ -67,6 +71,18 @@ def test_the_example_checks_the_webhook_and_acknowledges(
 ) -> None:
     version, subject = facts.ref("policy"), facts.ref("user")
     acks, ignores = facts.ref("rcp-acks"), facts.ref("rcp-ignores")
+    replies = facts.ref("rcp-replies")
+    ack_key = tmp_path / "ack.key"
+    made = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--new-ack-key", str(ack_key)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    ack_public = made.stdout.strip()
+    assert len(base64.b64decode(ack_public)) == 32
+    assert ack_key.stat().st_mode & 0o077 == 0, "the signing key is the recipient's alone"
+    tokens = {who: add_client(settings, who, "notices:ack") for who in (acks, ignores, replies)}
     writer = add_client(settings, "writer", "events:write", "history:read")
     box = PrivateKey.generate()
     public_box = base64.b64encode(bytes(box.public_key)).decode()
@@ -75,22 +91,28 @@ def test_the_example_checks_the_webhook_and_acknowledges(
         keys = tmp_path / "keys.txt"
         keys.write_text(httpx.get(f"{server.url}/v1/keys").text)
         with (
-            recipient(
-                tmp_path, server.url, keys, add_client(settings, acks, "notices:ack"), box=box
-            ) as (acking, acking_out),
+            recipient(tmp_path, server.url, keys, tokens[acks], box=box) as (acking, acking_out),
             recipient(
                 tmp_path,
                 server.url,
                 keys,
-                add_client(settings, ignores, "notices:ack"),
+                tokens[ignores],
                 never_ack=True,
             ) as (ignoring, ignoring_out),
+            recipient(
+                tmp_path,
+                server.url,
+                keys,
+                tokens[replies],
+                ack_key=ack_key,
+            ) as (replying, replying_out),
         ):
             settings.data_dir.joinpath("notice-endpoints.json").write_text(
                 json.dumps(
                     {
                         acks: {"url": acking, "box_public_key": public_box},
                         ignores: ignoring,
+                        replies: {"url": replying, "ack_public_key": ack_public},
                     }
                 )
             )
@@ -98,9 +120,11 @@ def test_the_example_checks_the_webhook_and_acknowledges(
                 facts.policy(version),
                 facts.recipient(acks),
                 facts.recipient(ignores),
+                facts.recipient(replies),
                 facts.consent(subject, version),
                 facts.disclosure(acks, [subject], version),
                 facts.disclosure(ignores, [subject], version),
+                facts.disclosure(replies, [subject], version),
                 facts.consent(subject, version, "withdrawn"),
             ]
             answer = httpx.post(f"{server.url}/v1/events", json=facts_sent, headers=headers)
@@ -114,8 +138,9 @@ def test_the_example_checks_the_webhook_and_acknowledges(
                 lambda: (
                     (rows := register()).get(acks, {}).get("acknowledged_seq") is not None
                     and rows.get(ignores, {}).get("notified_seq") is not None
+                    and rows.get(replies, {}).get("acknowledged_seq") is not None
                 ),
-                "one recipient acknowledged, the other was told",
+                "two recipients acknowledged, the third was told",
                 seconds=60,
                 interval=0.3,
             )
@@ -124,6 +149,17 @@ def test_the_example_checks_the_webhook_and_acknowledges(
             assert subject in acking_out.read_text()
             assert "acknowledged: 201" in acking_out.read_text()
             assert subject in ignoring_out.read_text()
+            assert subject in replying_out.read_text()
+            assert "acknowledged:" not in replying_out.read_text(), "no API call: the answer"
+            # Acknowledged in the answer: the API refuses a second one; the silent recipient's
+            # own acknowledgement through the API is its first.
+            for who, expected in ((replies, 409), (ignores, 201)):
+                row = rows[who]
+                late = httpx.post(
+                    f"{server.url}/v1/notices/{row['notice_id']}/ack",
+                    headers={"authorization": f"Bearer {tokens[who]}"},
+                )
+                assert late.status_code == expected, late.text
 
             # An erasure: the ledger no longer holds the reference, the keyed recipient opens it.
             request_id = facts.ref("req")
