@@ -20,6 +20,7 @@ DECISION = {
 }
 STATE = {
     "subject": PSEUDONYM,
+    "erased": None,
     "purposes": [
         {
             "purpose": "marketing_email",
@@ -33,7 +34,7 @@ STATE = {
         },
         {
             "purpose": "analytics",
-            "status": "valid",
+            "status": "given",
             "dpv_status": "dpv:ConsentGiven",
             "valid": True,
             "policy_version": "2026-03",
@@ -106,24 +107,77 @@ REQUESTS = [
         "channel": "email",
         "jurisdiction": None,
         "received_at": "2026-10-20T13:03:00.000000Z",
+        "received_seq": 36,
+        "identity_verified_at": "2026-10-21T09:00:00.000000Z",
+        "identity_verified_seq": 37,
+        "extension_days": 0,
+        "extensions": 0,
         "status": "refused",
+        "closed_at": "2026-11-02T10:00:00.000000Z",
+        "closed_seq": 40,
+        "refusal_ground": "legal_obligation_to_retain",
+        "last_seq": 40,
         "due_at": "2026-11-17T13:03:00.000000Z",
         "overdue": False,
         "answered_late": False,
-        "refusal_ground": "legal_obligation_to_retain",
+        "days_left": None,
     }
 ]
 INCIDENT = {
     "incident_id": "inc-2026-003",
-    "status": "closed",
+    "opened_seq": 24,
     "detected_at": "2026-06-09T16:55:00.000000Z",
-    "authority_deadline": "2026-06-12T16:55:00.000000Z",
+    "summary": "A misconfigured analytics export sent usage logs to the wrong bucket.",
+    "recipient_id": "rcp-northwind-cloud",
+    "status": "closed",
+    "risk": "high_risk",
+    "data_categories": ["usage.logs"],
+    "likely_consequences": "Members' usage patterns seen by the bucket's operator.",
+    "affected_rule": {
+        "recipient_id": "rcp-northwind-cloud",
+        "disclosed_from": "2026-06-01T00:00:00.000000Z",
+        "disclosed_to": "2026-06-09T16:55:00.000000Z",
+    },
+    "approximate_subject_count": 1200,
+    "assessed_at": "2026-06-10T09:00:00.000000Z",
+    "assessed_seq": 25,
+    "contained_at": "2026-06-10T11:30:00.000000Z",
+    "contained_seq": 26,
+    "measures": "The bucket was locked and its objects deleted; exports re-keyed.",
     "authority_notified_at": "2026-06-11T01:00:00.000000Z",
+    "authority_notified_seq": 27,
+    "authority": "Data Protection Commission",
+    "authority_reference": "DPC-2026-0611-17",
+    "dpo_contact": "dpo@example.com",
+    "delay_reason": None,
+    "subjects_notified_at": "2026-06-11T08:00:00.000000Z",
+    "subjects_notified_seq": 28,
+    "subjects_notified_channel": "email",
+    "subjects_notified_count": 1200,
+    "closed_at": "2026-06-20T12:00:00.000000Z",
+    "closed_seq": 29,
+    "resolution": "Contained; the operator confirmed deletion in writing.",
+    "last_seq": 29,
+    "affected_subjects": [PSEUDONYM],
+    "authority_deadline": "2026-06-12T16:55:00.000000Z",
     "authority_overdue": False,
     "authority_notified_late": False,
-    "affected_subjects": [PSEUDONYM],
+    "subjects_notification_due": False,
+    "article_33_3": {
+        "nature": {
+            "summary": "A misconfigured analytics export sent usage logs to the wrong bucket.",
+            "data_categories": ["usage.logs"],
+            "approximate_subject_count": 1200,
+            "affected_subject_count": 1,
+        },
+        "dpo_contact": "dpo@example.com",
+        "likely_consequences": "Members' usage patterns seen by the bucket's operator.",
+        "measures": "The bucket was locked and its objects deleted; exports re-keyed.",
+        "missing": [],
+    },
+    "affected_subject_count": 1,
+    "subjects_by_rule": [PSEUDONYM],
 }
-
 
 CHECKPOINT = (
     "consent-ledger.local/46baf3d6\n44\nkx/9JW5orXvaojLZVqCPICXKNFys+d5Ht1sgsLFOIaM=\n\n"
@@ -210,6 +264,106 @@ ENTRIES = {
     ],
     "next": None,
 }
+
+NOTICES = {
+    "overdue_after_hours": 168.0,
+    "notices": [
+        {
+            "notice_id": "5b0f3c8e-2d6a-4c51-9f0e-7a1d2c3b4e5f",
+            "recipient_id": "rcp-northwind-cloud",
+            "reason": "consent_withdrawn",
+            "cause_seq": 20,
+            "purposes": ["usage_analytics"],
+            "disclosure_seqs": [21],
+            "due_seq": 45,
+            "due_at": "2026-04-01T22:45:20.000000Z",
+            "attempts": 1,
+            "next_attempt_at": None,
+            "last_error": None,
+            "delivered_at": "2026-04-01T22:45:21.000000Z",
+            "notified_seq": 46,
+            "acknowledged_seq": None,
+            "acknowledged_at": None,
+            "overdue": False,
+        }
+    ],
+}
+ACKNOWLEDGEMENT = {
+    "notice_id": "5b0f3c8e-2d6a-4c51-9f0e-7a1d2c3b4e5f",
+    "acknowledged_seq": 47,
+    "acknowledged_at": "2026-04-02T08:00:00.000000Z",
+    "receipt": {
+        "seq": 47,
+        "event_hash": "d89040974ba3322e99db0529bb1d3bff6071ed94c80e33283132cfaec7a44fc9",
+        "signature": "68LBRHVYKa5fl/yDfKqM0/ajiK6gqe9wXI6eZggc/1nLzCdErfvHh/0SZFx/kQc2X/"
+        "UK01xy7035RLz4zvaSDw==",
+        "key_id": "6775c32dd645dad0",
+    },
+}
+
+READINESS = {
+    "status": "degraded",
+    "head": 44,
+    "failed": [
+        {
+            "read_model": "disclosures",
+            "seq": 41,
+            "event_type": "disclosure.recorded",
+            "error": "OverflowError",
+            "message": "date value out of range",
+            "since": "2026-07-01T10:00:00.000000Z",
+            "last_attempt": "2026-07-01T10:05:00.000000Z",
+            "attempts": 9,
+            "position": 40,
+        }
+    ],
+}
+
+EXPORT_JOB = {
+    "id": "0b7e6f0c-1c1e-4f7e-9a55-2f1b8f0d4a11",
+    "state": "done",
+    "scope": {"kind": "incident", "incident_id": "inc-2026-003"},
+    "purpose": "DPA inquiry 2026-17",
+    "answers_request": None,
+    "progress": {"phase": "verify", "done": 44, "total": 44},
+    "attempts": 1,
+    "created_at": "2026-12-02T19:40:00.120551Z",
+    "started_at": "2026-12-02T19:40:00.301145Z",
+    "finished_at": "2026-12-02T19:40:02.120551Z",
+    "expires_at": "2026-12-03T19:40:02.120551Z",
+    "manifest_sha256": "5c1f3e0b7c5d9a4e2f8b6a1d3c7e9f0a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e",
+    "bytes": 1843302,
+    "checkpoint_size": 44,
+    "entries": 12,
+    "failure": None,
+    "links": {
+        "self": "/v1/exports/0b7e6f0c-1c1e-4f7e-9a55-2f1b8f0d4a11",
+        "bundle": "/v1/exports/0b7e6f0c-1c1e-4f7e-9a55-2f1b8f0d4a11/bundle",
+    },
+}
+
+INCIDENT_FACTS = [
+    {
+        "type": "incident.opened",
+        "event_id": "evt-0020",
+        "occurred_at": "2026-06-10T03:20:00+09:00",
+        "incident_id": "inc-2026-003",
+        "detected_at": "2026-06-10T02:40:00+09:00",
+        "summary": "An object-storage bucket holding support-ticket attachments at our hosting "
+        "processor was made publicly listable by a faulty deployment script.",
+        "recipient_id": "rcp-northwind-cloud",
+        "data_categories": ["support.tickets", "contact.email"],
+    },
+    {
+        "type": "incident.contained",
+        "event_id": "evt-0022",
+        "occurred_at": "2026-06-10T06:10:00+09:00",
+        "incident_id": "inc-2026-003",
+        "measures": "Public access to the bucket was revoked, access keys rotated and the "
+        "access log secured; the deployment script now fails closed.",
+    },
+]
+"""Two incident facts of examples/events.jsonl, as ``POST /v1/incidents`` takes them."""
 
 
 def text_example(value: str, description: str = "OK") -> dict[int | str, dict[str, Any]]:

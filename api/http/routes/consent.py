@@ -8,8 +8,9 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from api.http.deps import QueriesDep, QueryText, QueryTime, SingleValues, StateReader
-from api.http.examples import DECISION, STATE, example
-from api.http.problems import COMMON, ProblemError
+from api.http.examples import DECISION, STATE
+from api.http.problems import ProblemError
+from api.http.responses import ConsentState, Decision, ok, problems
 from projections.queries import (
     NoSuchEventYetError,
     NotCaughtUpError,
@@ -19,9 +20,7 @@ from projections.queries import (
     UnknownPurposeError,
 )
 
-router = APIRouter(
-    prefix="/v1/consent", tags=["consent"], responses=COMMON, dependencies=[SingleValues]
-)
+router = APIRouter(prefix="/v1/consent", tags=["consent"], dependencies=[SingleValues])
 
 Subject = Annotated[
     QueryText, Query(min_length=1, max_length=256, description="The emitter's reference")
@@ -77,10 +76,22 @@ def _wait(queries: Queries, seq: int | None) -> None:
         ) from None
 
 
+WHY = {
+    "s400": "A bad or repeated query parameter (`errors` names it and its rule)",
+    "s401": "No token, or one not valid",
+    "s403": "The token lacks `state:read`",
+    "s422": "`wait_for` names an event after the end of the log (no receipt names it)",
+    "s503": "The consent read model did not reach `wait_for` in time (`Not yet`), or is "
+    "stopped at an event (`Read model stopped`); storage unavailable; the server at its "
+    "connection cap. `Retry-After` says when to ask again",
+}
+
+
 @router.get(
     "/state",
     summary="Every purpose a subject decided on, as it stands at a moment",
-    responses=example(STATE),
+    responses=ok(ConsentState, "The subject's purposes (none: an empty list)", STATE)
+    | problems(400, 401, 403, 422, 503, **WHY),
 )
 async def state(
     queries: QueriesDep,
@@ -114,7 +125,18 @@ async def state(
         "event). A purpose no published policy version declares is `404`, rule "
         "`unknown_purpose`, with the `policy_versions` and `known_purposes`."
     ),
-    responses=example(DECISION),
+    responses=ok(Decision, "The answer, its reason and the deciding event", DECISION)
+    | problems(
+        400,
+        401,
+        403,
+        404,
+        422,
+        503,
+        s404="`unknown_purpose`: no published policy version declares the purpose "
+        "(`policy_versions` and `known_purposes` say which are known)",
+        **WHY,
+    ),
 )
 async def decision(
     queries: QueriesDep,

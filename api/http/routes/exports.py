@@ -23,7 +23,10 @@ from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 
 from api.http.deps import MINIMAL, Exporter, QueryText, QueryTime, SingleValues, prefers_minimal
-from api.http.problems import PROBLEM, ProblemError, documented
+from api.http.examples import EXPORT_JOB
+from api.http.problems import ProblemError
+from api.http.responses import ExportJob as JobAnswer
+from api.http.responses import ok, problems
 from api.token_store import Client, Scope
 from ledger.events import Identifier
 from ledger.operations import (
@@ -38,22 +41,55 @@ from ledger.operations import (
     export_scope,
 )
 
-router = APIRouter(
-    prefix="/v1/exports",
-    tags=["exports"],
-    responses=documented(400, 401, 403, 404, 422, 500, 503),
-    dependencies=[SingleValues],
-)
+router = APIRouter(prefix="/v1/exports", tags=["exports"], dependencies=[SingleValues])
 
+ZIP = "application/zip"
+BINARY = {"type": "string", "contentMediaType": ZIP}
 QUEUE_RETRY_AFTER = 60
 """Seconds a client whose queue is full is asked to wait (a bundle takes about that)."""
 NOT_READY_RETRY_AFTER = 2
 
 
-def _described(status: int, description: str) -> dict[int | str, dict[str, Any]]:
-    """An OpenAPI response of a problem document for a status the common ones lack."""
-    schema = documented(404)[404]["content"][PROBLEM]["schema"]
-    return {status: {"description": description, "content": {PROBLEM: {"schema": schema}}}}
+WHY = {
+    "s403": "The token lacks `exports:create`",
+    "s404": "`export_not_found`: no job of this id that this client may see",
+    "s503": "This server runs no export jobs, storage is unavailable, or the server is at its "
+    "connection cap",
+}
+BAD_ID = "The id is not a job's id (`malformed`), or a repeated query parameter"
+BUNDLE_PROBLEMS = problems(
+    400,
+    401,
+    403,
+    404,
+    409,
+    410,
+    503,
+    s400=f"{BAD_ID}; a malformed `Range` header (answered as text/plain, by Starlette)",
+    s409="`bundle_not_ready` (`Retry-After`) or `export_failed`",
+    s410="`bundle_expired`: the bundle was deleted (its time ran out, or its subject was erased)",
+    **WHY,
+)
+BUNDLE_PROBLEMS[400]["content"] = {
+    **BUNDLE_PROBLEMS[400]["content"],
+    "text/plain": {"schema": {"type": "string"}},
+}
+BUNDLE_ANSWERS: dict[int | str, dict[str, Any]] = {
+    **BUNDLE_PROBLEMS,
+    200: {"description": "The bundle", "content": {ZIP: {"schema": BINARY}}},
+    206: {
+        "description": "The range asked for (`Range`, and `If-Range` with the ETag); "
+        "several ranges as `multipart/byteranges`",
+        "content": {
+            ZIP: {"schema": BINARY},
+            "multipart/byteranges": {"schema": {"type": "string"}},
+        },
+    },
+    416: {
+        "description": "A range beyond the bundle's end (`Content-Range: bytes */<size>`)",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    },
+}
 
 
 JobId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")]
@@ -183,7 +219,39 @@ def _is_admin(client: Client) -> bool:
     "",
     status_code=202,
     summary="Start an export job: a verifiable bundle of one scope",
-    responses=_described(429, "The client has its quota of exports queued or running"),
+    responses=ok(
+        JobAnswer,
+        "Queued: the job (at `Location`); no body with `Prefer: return=minimal`",
+        EXPORT_JOB,
+        status=202,
+        headers={
+            "Location": {"description": "The job's URL", "schema": {"type": "string"}},
+            "Preference-Applied": {
+                "description": "`return=minimal` when that preference was applied",
+                "schema": {"type": "string"},
+            },
+        },
+    )
+    | problems(
+        400,
+        401,
+        403,
+        404,
+        413,
+        422,
+        429,
+        503,
+        s400="A body nested too deep, or a repeated query parameter",
+        s404="`scope_not_found`: the subject, recipient or incident is not in the log",
+        s413="A body over the server's limit",
+        s422="A body that is not an export request (`errors` names the field and its rule), "
+        "`answers_request_needs_subject`, `invalid_scope`",
+        s429="`export_queue_full`: the client has its quota of exports queued or running "
+        "(`Retry-After`)",
+        s403=WHY["s403"],
+        s503="This server runs no export jobs, too many requests with a body in flight, "
+        "storage unavailable, or the server at its connection cap",
+    ),
 )
 async def start_export(request: Request, client: Exporter, body: ExportRequest) -> Response:
     jobs = await _exports(request)
@@ -239,7 +307,12 @@ def _not_found(exc: JobNotFoundError) -> ProblemError:
     return _problem(404, "No such export", str(exc), "export_not_found", "path.job_id")
 
 
-@router.get("/{job_id}", summary="An export job: its state, progress, digest and expiry")
+@router.get(
+    "/{job_id}",
+    summary="An export job: its state, progress, digest and expiry",
+    responses=ok(JobAnswer, "The job", EXPORT_JOB)
+    | problems(400, 401, 403, 404, 503, s400=BAD_ID, **WHY),
+)
 async def export_status(request: Request, client: Exporter, job_id: JobId) -> dict[str, Any]:
     jobs = await _exports(request)
     try:
@@ -253,12 +326,7 @@ async def export_status(request: Request, client: Exporter, job_id: JobId) -> di
     "/{job_id}/bundle",
     summary="Download an export's bundle (a zip; Range requests served)",
     response_class=FileResponse,
-    responses={
-        200: {"description": "The bundle", "content": {"application/zip": {}}},
-        206: {"description": "The range asked for", "content": {"application/zip": {}}},
-        **documented(409),
-        **_described(410, "The bundle expired and was deleted"),
-    },
+    responses=BUNDLE_ANSWERS,
 )
 async def export_bundle(request: Request, client: Exporter, job_id: JobId) -> FileResponse:
     jobs = await _exports(request)

@@ -21,12 +21,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.http.deps import Identifier, LedgerDep, QueriesDep, QueryText, SingleValues
-from api.http.problems import COMMON, ProblemError, bad_parameter
+from api.http.problems import ProblemError, bad_parameter
+from api.http.responses import ACCESS_SEQ, CSV, LINK, TEXT_SCHEMA, AffectedPeoplePage, ok, problems
 from ledger.application import AccessAction, AccessRecord
 from ledger.verifier.spreadsheet import csv_row
 from projections.queries import AffectedPage
 
-router = APIRouter(tags=["histories and registers"], responses=COMMON, dependencies=[SingleValues])
+router = APIRouter(tags=["histories and registers"], dependencies=[SingleValues])
 
 COLUMNS = ("subject", "named", "by_rule", "subject_ref", "contact", "erased")
 _PSEUDONYM = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -44,24 +45,33 @@ PERSON_EXAMPLE = {
 @router.get(
     "/v1/incidents/{incident_id}/affected",
     summary="The people an incident affects, opened to notify them (each read is recorded)",
-    responses={
-        200: {
-            "description": "A page of people (JSON), or the same rows as CSV (format=csv); "
-            "the read is recorded first as event `access_seq`",
-            "content": {
-                "application/json": {
-                    "example": {
-                        "incident_id": "inc-2026-003",
-                        "total": 1,
-                        "items": [PERSON_EXAMPLE],
-                        "next_cursor": None,
-                        "access_seq": 58,
-                    }
-                },
-                "text/csv": {"schema": {"type": "string"}},
-            },
-        }
-    },
+    responses=ok(
+        AffectedPeoplePage,
+        "A page of people (JSON), or the same rows as CSV (format=csv); the read is recorded "
+        "first as event `access_seq`",
+        {
+            "incident_id": "inc-2026-003",
+            "total": 1,
+            "items": [PERSON_EXAMPLE],
+            "next_cursor": None,
+            "access_seq": 58,
+        },
+        headers=LINK | ACCESS_SEQ,
+        also={CSV: {"schema": TEXT_SCHEMA}},
+    )
+    | problems(
+        400,
+        401,
+        403,
+        404,
+        503,
+        s400="A bad or repeated query or path parameter, a blank `purpose` (`required`), or a "
+        "cursor this API did not give (`cursor_invalid`)",
+        s403="The token lacks `incidents:identify` (`admin` does not imply it)",
+        s404="No incident of this id was opened",
+        s503="The read could not be recorded (the ledger overloaded, its streams contended: "
+        "`Retry-After`), storage unavailable, or the server at its connection cap",
+    ),
 )
 async def affected(
     request: Request,

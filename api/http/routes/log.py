@@ -26,14 +26,33 @@ from api.http.examples import (
     ENTRIES,
     INCLUSION_PROOF,
     KEYS,
-    example,
-    text_example,
+    READINESS,
 )
-from api.http.problems import COMMON, ProblemError
+from api.http.problems import ProblemError
+from api.http.responses import (
+    LINK,
+    ConsistencyProof,
+    Entries,
+    Health,
+    InclusionProof,
+    Readiness,
+    ok,
+    problems,
+    text,
+)
 from ledger.verifier.merkle import leaf_hash
 from projections.queries import LogQueries, ProjectionStatus, SignedCheckpoint
 
-router = APIRouter(tags=["log"], responses=COMMON, dependencies=[SingleValues])
+router = APIRouter(tags=["log"], dependencies=[SingleValues])
+
+REPEATED = "A query parameter given twice (`repeated`)"
+CAP = "The server at its connection cap (`Retry-After`)"
+STORAGE = "Storage unavailable, or the server at its connection cap (`Retry-After`)"
+PROOF_WHY = {
+    "s401": "No token, or one not valid",
+    "s403": "The token lacks `history:read`",
+    "s503": STORAGE,
+}
 
 READY_LAG_EVENTS = 10_000
 MAX_ENTRIES = 1000
@@ -47,7 +66,8 @@ _DIGITS = re.compile(r"[-+]?[0-9]+")
     "/v1/checkpoint",
     response_class=PlainTextResponse,
     summary="The latest signed checkpoint",
-    responses=text_example(CHECKPOINT),
+    responses=text("The latest checkpoint: a C2SP signed note", CHECKPOINT)
+    | problems(400, 404, 503, s400=REPEATED, s404="No checkpoint signed yet", s503=STORAGE),
 )
 def checkpoint(queries: QueriesDep) -> str:
     latest = queries.latest_checkpoint()
@@ -60,7 +80,8 @@ def checkpoint(queries: QueriesDep) -> str:
     "/v1/keys",
     response_class=PlainTextResponse,
     summary="Verifier keys, one a line",
-    responses=text_example(KEYS),
+    responses=text("The checkpoints' verifier keys (C2SP vkey), one a line", KEYS)
+    | problems(400, 503, s400=REPEATED, s503=CAP),
 )
 def keys(request: Request) -> str:
     verifier_keys: list[str] = request.app.state.verifier_keys
@@ -71,14 +92,20 @@ def keys(request: Request) -> str:
     "/metrics",
     response_class=PlainTextResponse,
     summary="Prometheus metrics (admin)",
-    responses=text_example("ledger_head 44.0\n"),
+    responses=text("Prometheus text exposition format", "ledger_head 44.0\n")
+    | problems(400, 401, 403, 503, s400=REPEATED, s403="The token lacks `admin`", s503=STORAGE),
 )
 def metrics(request: Request, _: Admin) -> Response:
     registry = request.app.state.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/healthz", summary="The process answers", responses=example({"status": "ok"}))
+@router.get(
+    "/healthz",
+    summary="The process answers",
+    responses=ok(Health, "The process answers", {"status": "ok"})
+    | problems(400, 503, s400=REPEATED, s503=CAP),
+)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -97,24 +124,13 @@ def healthz() -> dict[str, str]:
         "503: storage does not answer, or a read model that is not stopped is more than "
         f"{READY_LAG_EVENTS:,} events behind (`lagging`)."
     ),
-    responses=example(
-        {
-            "status": "degraded",
-            "head": 44,
-            "failed": [
-                {
-                    "read_model": "disclosures",
-                    "seq": 41,
-                    "event_type": "disclosure.recorded",
-                    "error": "OverflowError",
-                    "message": "date value out of range",
-                    "since": "2026-07-01T10:00:00.000000Z",
-                    "last_attempt": "2026-07-01T10:05:00.000000Z",
-                    "attempts": 9,
-                    "position": 40,
-                }
-            ],
-        }
+    responses=ok(Readiness, "Ready, or degraded (a read model stopped: `failed`)", READINESS)
+    | problems(
+        400,
+        503,
+        s400=REPEATED,
+        s503="Storage does not answer, or a read model is more than "
+        f"{READY_LAG_EVENTS:,} events behind (`lagging`), or the server at its connection cap",
     ),
 )
 def readyz(queries: QueriesDep) -> dict[str, Any]:
@@ -244,7 +260,19 @@ def _query(name: str, description: str, *, required: bool, minimum: int = 0) -> 
         "0 or `index` is not below `size`; 404: `size` is larger than the log (or, without "
         "`size`, no checkpoint yet)."
     ),
-    responses=example(INCLUSION_PROOF),
+    responses=ok(InclusionProof, "The audit path", INCLUSION_PROOF)
+    | problems(
+        400,
+        401,
+        403,
+        404,
+        503,
+        s400="`index` or `size` missing, repeated, not a whole number or out of range; `index` "
+        "not below `size` (`outside_tree`)",
+        s404="`size` larger than the log (`beyond_log`), or, without `size`, no checkpoint yet "
+        "(`no_checkpoint`)",
+        **PROOF_WHY,
+    ),
     openapi_extra={
         "parameters": [
             _query("index", "The leaf's index, from 0 (the event seq - 1)", required=True),
@@ -294,7 +322,19 @@ def inclusion(request: Request, queries: QueriesDep, _: HistoryReader) -> dict[s
         "or `from` is greater than `to`; 404: `to` is larger than the log (or, without `to`, "
         "no checkpoint yet)."
     ),
-    responses=example(CONSISTENCY_PROOF),
+    responses=ok(ConsistencyProof, "The consistency proof", CONSISTENCY_PROOF)
+    | problems(
+        400,
+        401,
+        403,
+        404,
+        503,
+        s400="`from` or `to` missing, repeated, not a whole number or out of range; `from` "
+        "above `to` (`sizes_reversed`)",
+        s404="`to` larger than the log (`beyond_log`), or, without `to`, no checkpoint yet "
+        "(`no_checkpoint`)",
+        **PROOF_WHY,
+    ),
     openapi_extra={
         "parameters": [
             _query("from", "The older tree's size, from 0", required=True),
@@ -335,7 +375,18 @@ def consistency(request: Request, queries: QueriesDep, _: HistoryReader) -> dict
         "or `end` is not above `start`; 404: `start` is at or past the end of the log (the "
         "problem's `log_size` says how many entries there are)."
     ),
-    responses=example(ENTRIES),
+    responses=ok(Entries, "The entries, and where to go on", ENTRIES, headers=LINK)
+    | problems(
+        400,
+        401,
+        403,
+        404,
+        503,
+        s400="`start` or `end` missing, repeated, not a whole number or out of range; `end` "
+        "not above `start` (`empty_range`)",
+        s404="`start` at or past the end of the log (`beyond_log`, with `log_size`)",
+        **PROOF_WHY,
+    ),
     openapi_extra={
         "parameters": [
             _query("start", "The first leaf index, from 0", required=True),

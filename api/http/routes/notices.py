@@ -16,18 +16,15 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.http.deps import HistoryReader, LedgerDep, SingleValues, authorised
-from api.http.problems import ProblemError, documented
+from api.http.examples import ACKNOWLEDGEMENT, NOTICES
+from api.http.problems import ProblemError
+from api.http.responses import Acknowledgement, NoticeRegister, ok, problems
 from api.token_store import Client, Scope
 from ledger.application import NoticeNotFoundError
 from ledger.errors import ValidationError
 from ledger.events import Identifier
 
-router = APIRouter(
-    prefix="/v1/notices",
-    tags=["notices"],
-    responses=documented(400, 401, 403, 404, 422, 500, 503),
-    dependencies=[SingleValues],
-)
+router = APIRouter(prefix="/v1/notices", tags=["notices"], dependencies=[SingleValues])
 
 Acknowledger = Annotated[Client, Depends(authorised(Scope.ACK_NOTICES))]
 NoticeId = Annotated[
@@ -62,7 +59,20 @@ def _service(request: Request) -> _Register:
     return service
 
 
-@router.get("", summary="The register of notices to recipients (owed, delivered, acknowledged)")
+@router.get(
+    "",
+    summary="The register of notices to recipients (owed, delivered, acknowledged)",
+    responses=ok(NoticeRegister, "The notices, with the hours after which one is overdue", NOTICES)
+    | problems(
+        400,
+        401,
+        403,
+        503,
+        s403="The token lacks `history:read`",
+        s503="This server runs no notice service, storage is unavailable, or the server is "
+        "at its connection cap",
+    ),
+)
 async def notices(
     request: Request,
     _: HistoryReader,
@@ -84,7 +94,29 @@ async def notices(
     "/{notice_id}/ack",
     status_code=201,
     summary="Acknowledge a notice (the recipient it was owed to, once)",
-    responses={409: documented(404)[404] | {"description": "Acknowledged already"}},
+    responses=ok(
+        Acknowledgement,
+        "Acknowledged: the `recipient.acknowledged` event's receipt",
+        ACKNOWLEDGEMENT,
+        status=201,
+    )
+    | problems(
+        400,
+        401,
+        403,
+        404,
+        409,
+        413,
+        503,
+        s400="The id is not a notice's id (`malformed`), a repeated query parameter, or a "
+        "body nested too deep",
+        s403="The token lacks `notices:ack`",
+        s404="`notice_unknown`: no notice of this id is owed to this client's recipient",
+        s409="`notice_acknowledged`: the notice was acknowledged already",
+        s413="A body over the server's limit (this route reads none)",
+        s503="The ledger is overloaded or the streams contended (`Retry-After`), too many "
+        "writes in flight, storage unavailable, or the server at its connection cap",
+    ),
 )
 async def acknowledge(notice_id: NoticeId, client: Acknowledger, ledger: LedgerDep) -> JSONResponse:
     try:

@@ -18,12 +18,13 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from api.http.deps import LedgerDep, QueriesDep, QueryText, ReceiptReader, SingleValues
-from api.http.problems import COMMON, ProblemError, bad_parameter
+from api.http.problems import ProblemError, bad_parameter
+from api.http.responses import ACCESS_SEQ, ConsentReceipt, DpvConsentRecord, ok, problems
 from api.token_store import Scope
 from ledger.verifier.receipt import RECEIPT_FORMAT
 from projections.queries import NoCheckpointError, NotAConsentFactError
 
-router = APIRouter(tags=["consent"], responses=COMMON, dependencies=[SingleValues])
+router = APIRouter(tags=["consent"], dependencies=[SingleValues])
 
 MAX_SEQ = 2**63 - 1
 MAX_PURPOSE = 500
@@ -89,10 +90,28 @@ def chosen_type(accept: str | None) -> str:
         "show `[erased]`. 404: no such event, or not a consent fact (`not_a_consent_fact`); "
         "406: the Accept header admits neither JSON nor JSON-LD; 503: no checkpoint yet."
     ),
-    responses={
-        200: {"content": {JSON: {}, JSONLD: {}}, "description": "The receipt"},
-        406: {"description": "The Accept header admits neither JSON nor JSON-LD"},
-    },
+    responses=ok(
+        ConsentReceipt,
+        "The receipt (JSON), or its W3C DPV JSON-LD form (`Accept: application/ld+json`); "
+        "the read is recorded first (`X-Access-Seq`)",
+        headers=ACCESS_SEQ,
+        also={JSONLD: {"schema": DpvConsentRecord.model_json_schema(by_alias=True)}},
+    )
+    | problems(
+        400,
+        401,
+        403,
+        404,
+        406,
+        503,
+        s400="`seq` not a whole number from 1 to 2^63-1; a `purpose` too long, holding a "
+        "control character or blank; a repeated query parameter",
+        s403="The token lacks `receipts:read`",
+        s404="No such event, or not a consent fact (`not_a_consent_fact`)",
+        s406="The Accept header admits neither JSON nor JSON-LD (`not_acceptable`)",
+        s503="No checkpoint holds the event yet (`Retry-After`); the read could not be "
+        "recorded (the ledger overloaded); storage unavailable; the connection cap",
+    ),
 )
 def consent_receipt(
     request: Request,

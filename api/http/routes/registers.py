@@ -27,14 +27,35 @@ from api.http.deps import (
     next_link,
     prefers_minimal,
 )
-from api.http.examples import DISCLOSURES, INCIDENT, REQUESTS, example
-from api.http.problems import WRITES, ProblemError, bad_parameter
+from api.http.examples import DISCLOSURES, INCIDENT, INCIDENT_FACTS, REQUESTS
+from api.http.problems import ProblemError, bad_parameter
+from api.http.responses import (
+    CSV,
+    LINK,
+    TEXT_SCHEMA,
+    DataSubjectRequest,
+    DisclosurePage,
+    Incident,
+    MinimalReceipt,
+    MinimalReceipts,
+    Receipt,
+    Receipts,
+    ok,
+    problems,
+)
 from api.http.routes.events import RECEIPT_EXAMPLE, parse_body
 from api.http.signatures import HEADER, check_request_signature
+from ledger.application import Limits
+from ledger.events import FACT_TYPES
 from ledger.verifier.spreadsheet import csv_row
 from projections.queries import DISCLOSURE_COLUMNS, DisclosureRow
 
-router = APIRouter(tags=["histories and registers"], responses=WRITES, dependencies=[SingleValues])
+router = APIRouter(tags=["histories and registers"], dependencies=[SingleValues])
+
+READS = {
+    "s400": "A bad or repeated query or path parameter (`errors` names it and its rule)",
+    "s503": "Storage unavailable, or the server at its connection cap (`Retry-After`)",
+}
 
 
 MAX_CURSOR = 512
@@ -78,15 +99,23 @@ def _cursor(value: str | None) -> tuple[str, int, str] | None:
         "header line, booleans `true`/`false`, lists joined with `;`, "
         "formulas neutralised, as the export bundles write their CSV files."
     ),
-    responses={
-        200: {
-            "description": "A page of rows (JSON), or every row as CSV (format=csv)",
-            "content": {
-                "application/json": {"example": DISCLOSURES},
-                "text/csv": {"schema": {"type": "string"}},
-            },
-        }
-    },
+    responses=ok(
+        DisclosurePage,
+        "A page of rows (JSON), or every row as CSV (format=csv), streamed",
+        DISCLOSURES,
+        headers=LINK,
+        also={CSV: {"schema": TEXT_SCHEMA}},
+    )
+    | problems(
+        400,
+        401,
+        403,
+        503,
+        s400="A bad or repeated query parameter, or a cursor this API did not give "
+        "(`cursor_invalid`)",
+        s403="The token lacks `history:read`",
+        s503=READS["s503"],
+    ),
 )
 async def disclosures(
     request: Request,
@@ -163,7 +192,8 @@ def _csv_pages(
 @router.get(
     "/v1/incidents",
     summary="The incident register, with deadlines computed now",
-    responses=example([INCIDENT]),
+    responses=ok(list[Incident], "Every incident, in the order they were opened", [INCIDENT])
+    | problems(400, 401, 403, 503, s403="The token lacks `incidents:manage`", **READS),
 )
 async def incidents(queries: QueriesDep, _: IncidentManager) -> list[dict[str, Any]]:
     def answer() -> list[dict[str, Any]]:
@@ -175,7 +205,17 @@ async def incidents(queries: QueriesDep, _: IncidentManager) -> list[dict[str, A
 @router.get(
     "/v1/incidents/{incident_id}",
     summary="One incident, its deadlines and subjects",
-    responses=example(INCIDENT),
+    responses=ok(Incident, "The incident", INCIDENT)
+    | problems(
+        400,
+        401,
+        403,
+        404,
+        503,
+        s403="The token lacks `incidents:manage`",
+        s404="No incident of this id was opened",
+        **READS,
+    ),
 )
 async def incident(
     incident_id: Annotated[QueryText, Path(min_length=1, max_length=128)],
@@ -194,6 +234,47 @@ async def incident(
     return body
 
 
+def _fact(name: str) -> dict[str, str]:
+    """A reference to the catalogue's schema of a fact type (api/http/openapi_document.py)."""
+    return {"$ref": f"#/components/schemas/{FACT_TYPES[name].__name__}"}
+
+
+INCIDENT_TYPES = sorted(name for name in FACT_TYPES if name.startswith("incident."))
+MAX_BATCH = Limits().max_batch
+ONE_INCIDENT_FACT = {
+    "oneOf": [_fact(name) for name in INCIDENT_TYPES],
+    "discriminator": {
+        "propertyName": "type",
+        "mapping": {name: _fact(name)["$ref"] for name in INCIDENT_TYPES},
+    },
+}
+INCIDENT_BODY = {
+    "required": True,
+    "description": "One `incident.*` fact (an object) or a batch of them (an array), recorded "
+    "all or nothing; the fields of each type are in docs/events.md.",
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    ONE_INCIDENT_FACT,
+                    {
+                        "type": "array",
+                        "items": ONE_INCIDENT_FACT,
+                        "minItems": 1,
+                        "maxItems": MAX_BATCH,
+                        "description": f"A batch of at most {MAX_BATCH:,} facts (413 above)",
+                    },
+                ]
+            },
+            "examples": {
+                "opened": {"summary": "incident.opened", "value": INCIDENT_FACTS[0]},
+                "batch": {"summary": "a batch", "value": INCIDENT_FACTS},
+            },
+        }
+    },
+}
+
+
 @router.post(
     "/v1/incidents",
     status_code=201,
@@ -203,12 +284,41 @@ async def incident(
         "`Prefer: return=minimal` (RFC 7240) returns the sequence numbers only, with "
         "`Preference-Applied: return=minimal`."
     ),
-    responses={
-        201: {
-            "description": "Recorded; a receipt per fact",
-            "content": {"application/json": {"example": RECEIPT_EXAMPLE}},
-        }
-    },
+    responses=ok(
+        Receipt | Receipts | MinimalReceipt | MinimalReceipts,
+        "Recorded (or recorded before with the same content: `duplicate`): a receipt for one "
+        'fact, `{"receipts": [...]}` for a batch; with `Prefer: return=minimal`, `{"seq": n}` '
+        'or `{"seqs": [...]}`',
+        RECEIPT_EXAMPLE,
+        status=201,
+        headers={
+            "Preference-Applied": {
+                "description": "`return=minimal` when that preference was applied",
+                "schema": {"type": "string"},
+            }
+        },
+    )
+    | problems(
+        400,
+        401,
+        403,
+        409,
+        413,
+        422,
+        503,
+        s400="The body is not JSON, or neither an object nor an array, or nested too deep; "
+        "a repeated query parameter",
+        s401="No token, one not valid, or (a client with a signing key) a missing or wrong "
+        "`Content-Signature`",
+        s403="The token lacks `incidents:manage`",
+        s409="An event id recorded before with other content",
+        s413="A body over 16 MiB, or a batch of more than 1,000 facts",
+        s422="A fact that is not an `incident.*` fact or breaks a rule (`errors`: index, field, "
+        "rule); nothing of the batch is stored",
+        s503="The ledger is overloaded or the streams contended (`Retry-After`), too many "
+        "appends in flight, storage unavailable, or the server at its connection cap",
+    ),
+    openapi_extra={"requestBody": INCIDENT_BODY},
 )
 async def record_incident(
     request: Request, ledger: LedgerDep, client: IncidentManager
@@ -240,7 +350,8 @@ async def record_incident(
 @router.get(
     "/v1/requests",
     summary="The data-subject request register, with due dates",
-    responses=example(REQUESTS),
+    responses=ok(list[DataSubjectRequest], "The register (not paged)", REQUESTS)
+    | problems(400, 401, 403, 503, s403="The token lacks `history:read`", **READS),
 )
 async def requests(
     queries: QueriesDep,

@@ -15,20 +15,33 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from api.http.deps import HistoryReader, LedgerDep, QueriesDep, QueryText, SingleValues
-from api.http.examples import EVENT, example
-from api.http.problems import COMMON
+from api.http.examples import EVENT
+from api.http.problems import bad_parameter
+from api.http.responses import SubjectHistory, ok, problems
 from api.token_store import Scope
 from ledger.application import AccessAction, AccessRecord
 
-router = APIRouter(
-    prefix="/v1/subjects", tags=["subjects"], responses=COMMON, dependencies=[SingleValues]
-)
+router = APIRouter(prefix="/v1/subjects", tags=["subjects"], dependencies=[SingleValues])
 
 
 @router.get(
     "/history",
     summary="Everything the log holds about a subject (an access request)",
-    responses=example({"subject": EVENT["stream"], "events": [EVENT]}),
+    responses=ok(
+        SubjectHistory,
+        "The subject's pseudonym and events (none: an empty list); the read recorded first",
+        {"subject": EVENT["stream"], "events": [EVENT]},
+    )
+    | problems(
+        400,
+        401,
+        403,
+        503,
+        s400="A bad or repeated query parameter, or a blank `purpose` (`required`)",
+        s403="The token lacks `history:read`",
+        s503="The read could not be recorded (the ledger overloaded, its streams contended: "
+        "`Retry-After`), storage unavailable, or the server at its connection cap",
+    ),
 )
 async def subject_history(
     queries: QueriesDep,
@@ -42,6 +55,13 @@ async def subject_history(
         Query(min_length=1, max_length=500, description="Why (recorded with the read)"),
     ] = None,
 ) -> dict[str, Any]:
+    if purpose is not None and not purpose.strip():
+        # As every read that records its purpose (docs/api.md, "Parameters"): a reason that
+        # says nothing is no reason, refused before anything is opened (was 422 from the record).
+        raise bad_parameter(
+            "purpose", "required", "purpose, when given, states why: it must not be blank"
+        )
+
     def answer() -> dict[str, Any]:
         pseudonym, events = queries.history_events(subject)
         # The subject's data opened is on the record before it is shown (invariant 11); an
