@@ -132,8 +132,8 @@ def serve(ctx: click.Context, /, **flags: Any) -> None:
         os.environ["CONSENT_LEDGER_DATABASE_URL"] = settings.database_url
     os.environ.update(server.environment())
     click.echo(
-        f"serving {'reads only' if server.role == 'reads' else 'the API'} on "
-        f"http://{server.host}:{server.port} (docs at /docs), "
+        f"serving on http://{server.host}:{server.port} (docs at /docs)"
+        f"{', reads only (writes answered 421)' if server.role == 'reads' else ''}, "
         f"{settings.describe_storage()}; read models "
         f"{'in this process' if server.projections else 'run elsewhere'}, checkpoints "
         f"{'signed in this process' if server.signer else 'signed elsewhere'}"

@@ -17,7 +17,7 @@ from tests.compose import compose
 HERE = Path(__file__).parent
 SCHEMA = HERE / "compose-spec.json"
 SCHEMA_SHA256 = "56bab44c85c0ce8affb74474950293f37d510673283a243bcd7eeadb900fa35c"
-LEDGER_SERVICES = ("api", "projections", "signer")
+LEDGER_SERVICES = ("api", "reads", "projections", "signer")
 CONFIGURATION = compose.ROOT / "docs" / "configuration.md"
 
 
@@ -82,6 +82,31 @@ def test_the_api_runs_several_workers_and_leaves_read_models_and_signing_to_thei
     for name in LEDGER_SERVICES:
         depends = compose.service(document, name)["depends_on"]
         assert depends["db"]["condition"] == "service_healthy"
+
+
+def test_a_reads_service_serves_reads_beside_the_api_and_names_it_for_writes() -> None:
+    document = compose.load()
+    assert compose.command(document, "reads") == ["consent-ledger", "serve", "--role", "reads"]
+    reads, api = compose.environment(document, "reads"), compose.environment(document, "api")
+    published = {
+        name: compose.service(document, name)["ports"][0].rsplit(":", 2)
+        for name in ("api", "reads")
+    }
+    # Each listens on its own published port; a write sent to reads is told where the api is.
+    assert published["api"][1] != published["reads"][1]
+    assert (
+        reads["CONSENT_LEDGER_WRITER_URL"] == f"http://{published['api'][0]}:{published['api'][1]}"
+    )
+    assert published["reads"][2] == reads["CONSENT_LEDGER_PORT"]
+    assert published["api"][2] == api["CONSENT_LEDGER_PORT"]
+    # It opens the same storage as the api, with the keys to record the reads it must record.
+    for key in ("CONSENT_LEDGER_DATABASE_URL", "CONSENT_LEDGER_DATABASE_SCHEMA"):
+        assert reads[key] == api[key]
+    assert {"signing_keys", "master_key"} <= set(compose.secrets(document, "reads"))
+    assert compose.service(document, "reads")["healthcheck"]["test"][1:] == [
+        "consent-ledger",
+        "healthcheck",
+    ]
 
 
 SECRET_SETTINGS = {

@@ -1,12 +1,13 @@
 """What ``docker compose up`` starts, run here as processes against the local PostgreSQL.
 
 No container engine runs on these machines, so the test takes the ``command`` and
-``environment`` of the api, projections and signer services from docker-compose.yml and runs
+``environment`` of the api, reads, projections and signer services from docker-compose.yml and runs
 them with the installed ``consent-ledger`` console script. Only what points outside this machine
 is changed: the database URL and schema, the data directory, the API's address, and the paths
 under /run/secrets, which become files in a temporary directory (mode 0600). Then: append over
 HTTP with the admin token from its secret file, see the runner's consent state and the signer's
-checkpoint advance, stop everything with SIGTERM while appends are in flight, and find every
+checkpoint advance, ask the reads service a decision (and see a write sent there refused with
+the api's address), stop everything with SIGTERM while appends are in flight, and find every
 event that got a receipt in the log.
 """
 
@@ -35,7 +36,7 @@ from tests.conftest import PG_URL, require_postgres
 from tests.support.processes import free_port
 from tests.support.waiting import answers_healthz, wait_until
 
-SERVICES = ("api", "projections", "signer")
+SERVICES = ("api", "reads", "projections", "signer")
 CONSOLE_SCRIPT = Path(sys.executable).parent / "consent-ledger"
 WORKERS = "2"
 """Fewer API workers than compose's, to keep the test light: still the multi-process server."""
@@ -44,15 +45,16 @@ WORKERS = "2"
 @dataclass
 class Stack:
     url: str
+    reads_url: str
     token: str
     settings: Settings
     processes: dict[str, subprocess.Popen[bytes]]
     logs: dict[str, Path]
     env: dict[str, dict[str, str]] = field(default_factory=dict)
 
-    def http(self) -> httpx.Client:
+    def http(self, url: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token}"}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        return httpx.Client(base_url=url or self.url, headers=headers, timeout=30)
 
     def log_text(self, name: str) -> str:
         return self.logs[name].read_text()
@@ -76,7 +78,7 @@ def write_secrets(secrets: Path) -> str:
 
 
 def service_env(
-    document: dict[str, Any], name: str, tmp: Path, schema: str, port: int
+    document: dict[str, Any], name: str, tmp: Path, schema: str, ports: dict[str, int]
 ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENT_LEDGER_")}
     for key, value in compose.environment(document, name).items():
@@ -88,12 +90,14 @@ def service_env(
         CONSENT_LEDGER_DATABASE_SCHEMA=schema,
         CONSENT_LEDGER_DATA_DIR=str(tmp / "data"),
     )
-    if name == "api":
+    if name in ports:  # the api and the reads service listen here, on ports of their own
         env.update(
             CONSENT_LEDGER_HOST="127.0.0.1",
-            CONSENT_LEDGER_PORT=str(port),
+            CONSENT_LEDGER_PORT=str(ports[name]),
             CONSENT_LEDGER_WORKERS=WORKERS,
         )
+    if "CONSENT_LEDGER_WRITER_URL" in env:
+        env["CONSENT_LEDGER_WRITER_URL"] = f"http://127.0.0.1:{ports['api']}"
     return env
 
 
@@ -109,11 +113,11 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     token = write_secrets(tmp_path / "secrets")
     (tmp_path / "data").mkdir()
     document = compose.load()
-    port = free_port()
+    ports = {"api": free_port(), "reads": free_port()}
     processes: dict[str, subprocess.Popen[bytes]] = {}
     logs: dict[str, Path] = {}
     files: list[TextIO] = []
-    envs = {name: service_env(document, name, tmp_path, schema, port) for name in SERVICES}
+    envs = {name: service_env(document, name, tmp_path, schema, ports) for name in SERVICES}
     try:
         for name in SERVICES:
             logs[name] = tmp_path / f"{name}.log"
@@ -126,8 +130,9 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        url = f"http://127.0.0.1:{port}"
+        url, reads_url = (f"http://127.0.0.1:{ports[name]}" for name in ("api", "reads"))
         wait_until_healthy(url, processes, logs)
+        wait_until_healthy(reads_url, processes, logs)
         settings = Settings(
             data_dir=tmp_path / "data",
             database_url=PG_URL,
@@ -135,7 +140,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             keys_dir_override=tmp_path / "secrets" / "signing_keys",
             master_key_file_override=tmp_path / "secrets" / "master_key",
         )
-        yield Stack(url, token, settings, processes, logs, envs)
+        yield Stack(url, reads_url, token, settings, processes, logs, envs)
     finally:
         for process in processes.values():
             if process.poll() is None:
@@ -212,6 +217,22 @@ def test_the_compose_services_run_together_and_stop_cleanly(stack: Stack) -> Non
             ),
         )
 
+    # The reads service answers the same question from the same storage, and refuses a write,
+    # naming the api service.
+    with stack.http(stack.reads_url) as reads:
+        decision = reads.get(
+            "/v1/consent/decision",
+            params={"subject": subject, "purpose": "marketing_email", "wait_for": receipt["seq"]},
+        )
+        assert decision.status_code == 200, decision.text
+        assert (decision.json()["answer"], decision.json()["decided_by_seq"]) == (
+            "yes",
+            receipt["seq"],
+        )
+        refused = reads.post("/v1/events", json=facts.consent(subject, pol["version"]))
+        assert refused.status_code == 421, refused.text
+        assert refused.json()["writer"] == stack.url
+
     # The api service's own health check command passes.
     check = subprocess.run(
         run_command(compose.service(compose.load(), "api")["healthcheck"]["test"][1:]),
@@ -233,7 +254,7 @@ def test_the_compose_services_run_together_and_stop_cleanly(stack: Stack) -> Non
     for appender in appenders:
         appender.join(timeout=60)
         assert not appender.is_alive()
-    for name in ("projections", "signer"):
+    for name in ("reads", "projections", "signer"):
         stack.processes[name].send_signal(signal.SIGTERM)
         assert stack.processes[name].wait(timeout=60) == 0, stack.log_text(name)
 
@@ -250,6 +271,7 @@ def test_the_compose_services_run_together_and_stop_cleanly(stack: Stack) -> Non
     # The API's logs: JSON lines, the request id on the request's line, no subject or token.
     api_log = [line for line in stack.log_text("api").splitlines() if line.strip()]
     assert api_log[0].startswith("serving on ")  # the one line on stdout
+    assert "reads only (writes answered 421)" in stack.log_text("reads").splitlines()[0]
     lines = [orjson.loads(line) for line in api_log[1:]]
     [line] = [entry for entry in lines if entry.get("request_id") == "compose-req-1"]
     assert (line["method"], line["path"], line["status"]) == ("POST", "/v1/events", 201)

@@ -137,7 +137,7 @@ def pair(settings: Settings) -> Iterator[Pair]:
 
 
 def test_a_decision_at_the_reads_process_follows_the_writer(pair: Pair) -> None:
-    assert "serving reads only" in pair.reads.tail()
+    assert "reads only (writes answered 421)" in pair.reads.tail()
     assert "read models run elsewhere, checkpoints signed elsewhere" in pair.reads.tail()
     policy = facts.policy()
     pair.append(policy)
