@@ -45,6 +45,7 @@ from ledger.notices import (
     ACKNOWLEDGED,
     NOTICE_DUE,
     NOTIFIED,
+    AckVia,
     DeliveryStatus,
     Endpoint,
     NoticeReason,
@@ -82,6 +83,8 @@ TABLES = (
     "CREATE TABLE IF NOT EXISTS notice_replies ("
     "notice_id TEXT PRIMARY KEY, recipient_id TEXT NOT NULL, reply_timestamp BIGINT NOT NULL, "
     "reply_signature TEXT NOT NULL, reply_body TEXT NOT NULL, outcome TEXT)",
+    # How each notice was acknowledged (the via of its recipient.acknowledged), for the register.
+    "CREATE TABLE IF NOT EXISTS notice_acks (notice_id TEXT PRIMARY KEY, via TEXT NOT NULL)",
 )
 TOPICS = (
     "disclosure.recorded",
@@ -124,6 +127,10 @@ class NoticeRow:
     acknowledged_seq: int | None
     acknowledged_at: str | None
     overdue: bool
+    transport: str | None = None
+    """How it was delivered: ``webhook`` or ``amqp`` (None until it was)."""
+    acknowledged_via: str | None = None
+    """How it was acknowledged: ``api`` or ``webhook_reply`` (None until it was)."""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -329,6 +336,10 @@ class NoticeService:
                 "WHERE notice_id = ?",
                 (event.seq, event.recorded_at, data["notice_id"]),
             )
+            sql.execute(
+                "INSERT INTO notice_acks (notice_id, via) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (data["notice_id"], str(data.get("via", AckVia.API))),
+            )
 
     def _owe(
         self, sql: Sql, event: LoggedEvent, reason: NoticeReason, purposes: set[str] | None
@@ -522,6 +533,11 @@ class NoticeService:
                         "WHERE notice_id = ?",
                         (receipt.seq, receipt.recorded_at, notice),
                     )
+                    sql.execute(
+                        "INSERT INTO notice_acks (notice_id, via) VALUES (?, ?) "
+                        "ON CONFLICT DO NOTHING",
+                        (notice, str(AckVia.WEBHOOK_REPLY)),
+                    )
 
     def _reference(self, cause_seq: int, reason: str) -> str | None:
         """The subject's reference as the recipient knows it, opened from the cause (it names
@@ -578,20 +594,29 @@ class NoticeService:
         overdue: bool | None = None,
         recipient_id: str | None = None,
         limit: int = REGISTER_LIMIT,
+        notice_id: str | None = None,
     ) -> list[NoticeRow]:
         """The notices, oldest cause first: all, or only those overdue (not acknowledged
         :attr:`overdue_after` after they were recorded as due) or not overdue; of one
-        recipient when given."""
+        recipient, or the one notice, when given."""
         query = (
-            "SELECT notice_id, recipient_id, reason, cause_seq, purposes, disclosure_seqs, "
-            "due_seq, due_at, attempts, next_attempt_at, last_error, delivered_at, "
-            "notified_seq, acknowledged_seq, acknowledged_at FROM notice_outbox"
+            "SELECT o.notice_id, o.recipient_id, o.reason, o.cause_seq, o.purposes, "
+            "o.disclosure_seqs, o.due_seq, o.due_at, o.attempts, o.next_attempt_at, "
+            "o.last_error, o.delivered_at, o.notified_seq, o.acknowledged_seq, "
+            "o.acknowledged_at, o.transport, a.via FROM notice_outbox o "
+            "LEFT JOIN notice_acks a ON a.notice_id = o.notice_id"
         )
         params: list[Any] = []
+        where = []
         if recipient_id is not None:
-            query += " WHERE recipient_id = ?"
+            where.append("o.recipient_id = ?")
             params.append(recipient_id)
-        query += " ORDER BY cause_seq, recipient_id"
+        if notice_id is not None:
+            where.append("o.notice_id = ?")
+            params.append(notice_id)
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY o.cause_seq, o.recipient_id"
         late = format_time(self.clock() - self.overdue_after)
         found = []
         for row in self.db.query(query, params):
@@ -616,11 +641,44 @@ class NoticeService:
                     _int(row[13]),
                     row[14],
                     is_overdue,
+                    None if row[15] is None else str(row[15]),
+                    None if row[13] is None else str(row[16] or AckVia.API),
                 )
             )
             if len(found) >= limit:
                 break
         return found
+
+    def counts(self) -> list[NoticeCount]:
+        """The notices recorded as due, by recipient and reason: how many, how many not
+        delivered, not acknowledged, and overdue (as :meth:`register` decides), over the whole
+        outbox (the register stops at :data:`REGISTER_LIMIT` rows; these do not)."""
+        late = format_time(self.clock() - self.overdue_after)
+        rows = self.db.query(
+            "SELECT recipient_id, reason, COUNT(*), "
+            "SUM(CASE WHEN delivered_at IS NULL THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN acknowledged_seq IS NULL THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN acknowledged_seq IS NULL AND due_at <= ? THEN 1 ELSE 0 END) "
+            "FROM notice_outbox WHERE due_seq IS NOT NULL "
+            "GROUP BY recipient_id, reason ORDER BY recipient_id, reason",
+            (late,),
+        )
+        return [
+            NoticeCount(str(r[0]), str(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]))
+            for r in rows
+        ]
+
+
+@dataclass(frozen=True)
+class NoticeCount:
+    """The notices owed one recipient for one reason, by state (:meth:`NoticeService.counts`)."""
+
+    recipient_id: str
+    reason: str
+    owed: int
+    undelivered: int
+    unacknowledged: int
+    overdue: int
 
 
 def _int(value: object) -> int | None:
@@ -645,4 +703,11 @@ def outbox_counts(rows: Iterable[NoticeRow]) -> dict[str, int]:
     return counts
 
 
-__all__ = ["ENDPOINTS_FILE", "NoticeRow", "NoticeService", "file_endpoints", "outbox_counts"]
+__all__ = [
+    "ENDPOINTS_FILE",
+    "NoticeCount",
+    "NoticeRow",
+    "NoticeService",
+    "file_endpoints",
+    "outbox_counts",
+]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ledger.application import LedgerApplication
@@ -33,6 +33,7 @@ from projections.consent_facts import Erasure, SubjectFacts
 from projections.consent_state import PurposeState
 from projections.disclosures import DisclosureRow
 from projections.incidents import IncidentRecord
+from projections.notices import NoticeCount, NoticeRow
 from projections.read_models import ReadModels
 from projections.requests import RequestRecord
 from projections.runner import ProjectionStatus
@@ -402,6 +403,27 @@ class Queries(LogQueries):
         return self._models.incidents.subjects_by_rule(rule, self._models.disclosures)
 
     # -- a subject's history -----------------------------------------------------------------
+
+    # -- notices to recipients (GDPR 19; projections/notices.py) -----------------------------
+
+    def notices(
+        self, *, overdue: bool | None = None, recipient_id: str | None = None
+    ) -> list[NoticeRow]:
+        """The register of notices (``GET /v1/notices``): no pseudonym, no reference."""
+        return self._models.notices.register(overdue=overdue, recipient_id=recipient_id)
+
+    def notice(self, notice_id: str) -> NoticeRow | None:
+        """One notice of the register, or None."""
+        found = self._models.notices.register(notice_id=notice_id, limit=1)
+        return found[0] if found else None
+
+    def notice_counts(self) -> list[NoticeCount]:
+        """The notices by recipient and reason: owed, undelivered, unacknowledged, overdue."""
+        return self._models.notices.counts()
+
+    def notice_overdue_after(self) -> timedelta:
+        """How long after it was recorded as due a notice not acknowledged is overdue."""
+        return self._models.notices.overdue_after
 
     def history(self, subject_ref: str) -> dict[str, Any]:
         """The subject's history as the API answers it (:meth:`history_events`)."""

@@ -1,5 +1,7 @@
 """Prometheus metrics: appends, batch sizes, commit latency, checkpoints, read-model lag,
-overdue requests and incidents.
+overdue requests and incidents, notices to recipients owed, undelivered, unacknowledged and
+overdue (by recipient and reason: the recipients are the controller's own list, never a
+subject).
 
 Counters of the ledger and the read models are read when Prometheus scrapes (a collector),
 so nothing on the append path waits for them. No label carries a subject or a token. A
@@ -55,6 +57,7 @@ class LedgerCollector(Collector):
             "Incidents not notified to the authority past their deadline (GDPR 33: 72 hours)",
             lambda: sum(1 for i in self.queries.incidents() if i.authority_overdue),
         )
+        yield from _notice_gauges(self.queries)
         lag = GaugeMetricFamily(
             "ledger_projection_lag_events",
             "Events a read model has still to process",
@@ -103,6 +106,35 @@ class LedgerCollector(Collector):
                 )
                 attempts.add_metric([status.name], status.failure.attempts)
         yield from (lag, lag_seconds, position, failed, failed_seq, failure, attempts)
+
+
+NOTICE_GAUGES = (
+    ("owed", "Notices to recipients recorded as due (GDPR 19)"),
+    ("undelivered", "Notices to recipients not delivered yet (the outbox retries them)"),
+    ("unacknowledged", "Notices to recipients the recipient has not acknowledged"),
+    (
+        "overdue",
+        "Notices to recipients not acknowledged within CONSENT_LEDGER_NOTICE_OVERDUE_HOURS",
+    ),
+)
+"""``ledger_notices_<state>``, labelled ``recipient_id`` and ``reason``."""
+
+
+def _notice_gauges(queries: Queries) -> Iterator[GaugeMetricFamily]:
+    """The notices by state, recipient and reason, read from the outbox when scraped; left
+    out (with a log line) when it cannot be read, as the other registers' gauges are."""
+    try:
+        counts = queries.notice_counts()
+    except Exception as exc:
+        logger.warning("notice metrics left out: %s: %s", type(exc).__name__, error_message(exc))
+        return
+    for state, documentation in NOTICE_GAUGES:
+        gauge = GaugeMetricFamily(
+            f"ledger_notices_{state}", documentation, labels=["recipient_id", "reason"]
+        )
+        for count in counts:
+            gauge.add_metric([count.recipient_id, count.reason], getattr(count, state))
+        yield gauge
 
 
 def _gauge(

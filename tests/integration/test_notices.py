@@ -8,8 +8,6 @@ import base64
 import csv
 import json
 import threading
-from collections.abc import Mapping
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,50 +24,17 @@ from ledger.operations import LedgerOperations
 from ledger.verifier.bundle import verify_bundle
 from ledger.verifier.entry import parse_body
 from projections.database import ProjectionDatabase
-from projections.notices import ENDPOINTS_FILE, NoticeService
+from projections.notices import ENDPOINTS_FILE
 from projections.operations import ReadModelOperations
 from projections.queries import Queries
 from projections.read_models import ReadModels
 from tests import facts
 from tests.support import bundles
+from tests.support.notice_story import notice_service as _service
+from tests.support.notice_story import notice_story as _story
+from tests.support.notice_story import notice_types as _types
 from tests.support.waiting import wait_until
 from tests.support.webhook_receiver import Receiver, webhook_receiver
-
-
-def _service(
-    ledger: LedgerApplication, db: ProjectionDatabase, endpoints: Mapping[str, str | Endpoint]
-) -> NoticeService:
-    # No back-off: a failed attempt is due again at the next round (rounds are driven here).
-    return NoticeService(ledger, db, lambda: endpoints, retry_first=timedelta(0))
-
-
-def _types(ledger: LedgerApplication, prefix: str = "recipient.n") -> list[dict[str, Any]]:
-    found = []
-    for record in ledger.iter_records():
-        event = ledger.decode(record)
-        if event.type.startswith(("recipient.notice", "recipient.notified", "recipient.ack")):
-            found.append({"seq": event.seq, "type": event.type, **event.data})
-    return [e for e in found if e["type"].startswith(prefix) or prefix == ""]
-
-
-def _story(ledger: LedgerApplication) -> dict[str, str]:
-    """A policy; three recipients; one subject who consents to marketing e-mail and whose
-    data goes to ``email`` (marketing_email) and ``analytics`` (usage_analytics), and
-    another subject whose data goes to ``other``."""
-    version = facts.ref("policy")
-    names = {k: facts.ref(k) for k in ("email", "analytics", "other")}
-    subject, bystander = facts.ref("user"), facts.ref("user")
-    ledger.append(
-        [
-            facts.policy(version),
-            *(facts.recipient(r) for r in names.values()),
-            facts.consent(subject, version),
-            facts.disclosure(names["email"], [subject, bystander], version),
-            facts.disclosure(names["analytics"], [subject], version, purpose="usage_analytics"),
-            facts.disclosure(names["other"], [bystander], version),
-        ]
-    )
-    return {**names, "subject": subject, "bystander": bystander, "version": version}
 
 
 def _fulfilled(request_id: str, subject: str) -> dict[str, Any]:

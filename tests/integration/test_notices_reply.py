@@ -27,7 +27,9 @@ from ledger.notices import (
 )
 from projections.database import ProjectionDatabase
 from tests import facts
-from tests.integration.test_notices import _service, _story, _types
+from tests.support.notice_story import notice_service as _service
+from tests.support.notice_story import notice_story as _story
+from tests.support.notice_story import notice_types as _types
 from tests.support.webhook_receiver import Received, webhook_receiver
 
 Reply = Callable[[Received], tuple[Mapping[str, str], bytes]]

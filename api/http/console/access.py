@@ -57,6 +57,8 @@ NAV = {
     "entry": "evidence",
     "exports": "exports",
     "export": "exports",
+    "notices": "notices",
+    "notice": "notices",
 }
 """The menu entry each template's page is under."""
 

@@ -20,7 +20,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.http.console import evidence, exports, views
+from api.http.console import evidence, exports, notices, views
 from api.http.console import requests as request_pages
 from api.http.console.access import (
     COOKIE,
@@ -87,6 +87,7 @@ def install(app: FastAPI) -> None:
     app.include_router(evidence.router)
     app.include_router(request_pages.router)
     app.include_router(exports.router)
+    app.include_router(notices.router)
 
 
 def _ledger(request: Request) -> LedgerApplication:
@@ -218,12 +219,22 @@ async def overview(request: Request) -> Response:
                 if r.is_open and not r.overdue and views.within(r.due_at, now, 7)
             ],
             "violations": violations,
+            "notices": _notice_totals(queries),
             "charts": charts,
             "months": months,
         }
 
     context = await run_in_threadpool(answer)
     return render("overview.html", context, visitor=who)
+
+
+def _notice_totals(queries: Queries) -> dict[str, int]:
+    """The notices to recipients, summed over recipients and reasons, for the overview."""
+    totals = {"owed": 0, "undelivered": 0, "unacknowledged": 0, "overdue": 0}
+    for count in queries.notice_counts():
+        for key in totals:
+            totals[key] += getattr(count, key)
+    return totals
 
 
 def _incident_row(record: Any, now: datetime) -> dict[str, Any]:
