@@ -51,6 +51,7 @@ NOT_READY_RETRY_AFTER = 2
 
 
 WHY = {
+    "s421": "A reads process (serve --role reads) serves no export jobs: ask the writer",
     "s403": "The token lacks `exports:create`",
     "s404": "`export_not_found`: no job of this id that this client may see",
     "s503": "This server runs no export jobs, storage is unavailable, or the server is at its "
@@ -64,6 +65,7 @@ BUNDLE_PROBLEMS = problems(
     404,
     409,
     410,
+    421,
     503,
     s400=f"{BAD_ID}; a malformed `Range` header (answered as text/plain, by Starlette)",
     s409="`bundle_not_ready` (`Retry-After`) or `export_failed`",
@@ -238,6 +240,7 @@ def _is_admin(client: Client) -> bool:
         403,
         404,
         413,
+        421,
         422,
         429,
         503,
@@ -249,6 +252,7 @@ def _is_admin(client: Client) -> bool:
         s429="`export_queue_full`: the client has its quota of exports queued or running "
         "(`Retry-After`)",
         s403=WHY["s403"],
+        s421=WHY["s421"],
         s503="This server runs no export jobs, too many requests with a body in flight, "
         "storage unavailable, or the server at its connection cap",
     ),
@@ -311,7 +315,7 @@ def _not_found(exc: JobNotFoundError) -> ProblemError:
     "/{job_id}",
     summary="An export job: its state, progress, digest and expiry",
     responses=ok(JobAnswer, "The job", EXPORT_JOB)
-    | problems(400, 401, 403, 404, 503, s400=BAD_ID, **WHY),
+    | problems(400, 401, 403, 404, 421, 503, s400=BAD_ID, **WHY),
 )
 async def export_status(request: Request, client: Exporter, job_id: JobId) -> dict[str, Any]:
     jobs = await _exports(request)

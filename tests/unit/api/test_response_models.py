@@ -167,6 +167,8 @@ def test_no_operation_lists_a_status_its_route_cannot_produce(document: dict[str
             secured = bool(operation.get("security"))
             if secured != ({401, 403} <= statuses):
                 wrong.append(f"{where}: 401/403 {'missing' if secured else 'without a token'}")
+            if 421 in statuses and method != "post" and not path.startswith("/v1/exports"):
+                wrong.append(f"{where}: 421 on a read a reads process serves")
             if 422 in statuses and "requestBody" not in operation and path not in WAITS:
                 wrong.append(f"{where}: 422 without a body to refuse")
             if 400 not in statuses:  # every route refuses a repeated query parameter
