@@ -59,6 +59,7 @@ from ledger.verifier.corrections import CORRECTION, apply_corrections
 from ledger.verifier.fold import FoldError
 from ledger.verifier.incidents_fold import Incident
 from ledger.verifier.mentions import WITHHELD
+from ledger.verifier.report_store import ConsentReader, ConsentStore, SubjectConsent
 from ledger.verifier.requests_fold import Request
 from ledger.verifier.spreadsheet import csv_text
 from ledger.verifier.times import parse_utc, stored, utc
@@ -288,50 +289,49 @@ class _Incident:
     """(seq, occurred_at, type, what it says), corrections included."""
 
 
+class _Refs:
+    """Pseudonym -> the reference as shown (opened, ``[erased]`` ...): the first seen, kept in
+    the report's :class:`ConsentStore`."""
+
+    def __init__(self, context: _Context) -> None:
+        self._context = context
+
+    def setdefault(self, subject: str, ref: str) -> None:
+        self._context.store.see_ref(subject, ref)
+
+    def get(self, subject: str, default: str | None = None) -> str | None:
+        found = self._context.reader.ref(subject)
+        return default if found is None else found
+
+
 @dataclass
 class _Context:
+    store: ConsentStore
+    """Each subject's consent decisions and notes, reference and age: what grows with the log,
+    on disk (:mod:`ledger.verifier.report_store`)."""
     as_of: str | None = None
     """The last ``recorded_at`` among the events: the moment "overdue" is judged at."""
     corrections: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
     policies: dict[str, Policy] = field(default_factory=dict)
     recipients: dict[str, Recipient] = field(default_factory=dict)
-    decisions: dict[tuple[str, str], tuple[Decision, ...]] = field(default_factory=dict)
-    """(subject, purpose) -> its decisions, in log order (tuples: most hold one or two, and the
-    context grows with the log)."""
-    notes: dict[tuple[str, str], tuple[Note, ...]] = field(default_factory=dict)
-    """(subject, purpose) -> the consent facts on it that decide nothing, in log order."""
-    purposes_of: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
-    """Subject -> the purpose it has consent facts on, or the purposes (an index of
-    ``decisions`` and ``notes``): see :meth:`purposes`."""
+    _reader: ConsentReader | None = None
 
-    def purposes(self, subject: str) -> list[str]:
-        """The purposes the subject has consent facts on, sorted."""
-        held = self.purposes_of.get(subject, ())
-        return [held] if isinstance(held, str) else sorted(held)
+    def __post_init__(self) -> None:
+        self.refs = _Refs(self)
+
+    @property
+    def reader(self) -> ConsentReader:
+        """The store, read once the context pass has sealed it."""
+        if self._reader is None:
+            self._reader = self.store.reader()
+        return self._reader
 
     def decide(self, subject: str, purpose: str, decision: Decision) -> None:
-        key = (subject, purpose)
-        self.decisions[key] = (*self.decisions.get(key, ()), decision)
-        self._index(subject, purpose)
+        self.store.decide(subject, purpose, decision)
 
     def note(self, subject: str, purpose: str, note: Note) -> None:
-        key = (subject, purpose)
-        self.notes[key] = (*self.notes.get(key, ()), note)
-        self._index(subject, purpose)
+        self.store.note(subject, purpose, note)
 
-    def _index(self, subject: str, purpose: str) -> None:
-        held = self.purposes_of.get(subject)
-        if held is None:
-            self.purposes_of[subject] = purpose
-        elif isinstance(held, str):
-            if held != purpose:
-                self.purposes_of[subject] = (held, purpose)
-        elif purpose not in held:
-            self.purposes_of[subject] = (*held, purpose)
-
-    ages: dict[str, Age] = field(default_factory=dict)
-    refs: dict[str, str] = field(default_factory=dict)
-    """Pseudonym -> the reference as shown (opened, ``[erased]`` ...)."""
     incidents: dict[str, _Incident] = field(default_factory=dict)
     incident_of_event: dict[str, str] = field(default_factory=dict)
     reads: list[dict[str, Any]] = field(default_factory=list)
@@ -348,9 +348,9 @@ class _Context:
     def consent(self, subject: str, purpose: str, moment: str, minimum_age: int) -> Verdict:
         return verdict_at(
             moment,
-            self.decisions.get((subject, purpose), ()),
+            self.reader.decisions(subject, purpose),
             self.policies,
-            self.ages.get(subject),
+            self.reader.age(subject),
             minimum_age,
         )
 
@@ -429,10 +429,7 @@ def _read_context(facts: Iterable[_Fact], context: _Context) -> None:
         elif kind == AGE:
             subject = data["subject"]
             context.refs.setdefault(subject, str(fact.shown.get("subject_ref", "[sealed]")))
-            age = Age(int(data["age"]), fact.occurred_at, fact.seq)
-            known = context.ages.get(subject)
-            if known is None or (age.attested_at, age.seq) > (known.attested_at, known.seq):
-                context.ages[subject] = age
+            context.store.see_age(subject, Age(int(data["age"]), fact.occurred_at, fact.seq))
         elif kind in incident_rules.INCIDENT_TYPES:
             _read_incident(fact, context)
         elif kind in request_rules.REQUEST_TYPES:
@@ -601,11 +598,15 @@ class _Scope:
     def shows_requests(self) -> bool:
         return self.kind in ("subject", "all")
 
-    def consent_subjects(self, context: _Context) -> list[str]:
+    def consent_subjects(self, context: _Context) -> Iterator[tuple[str, SubjectConsent]]:
+        """The subjects whose consent the report shows, sorted, each with its decisions and
+        notes by purpose (read from the store as they are written, not held)."""
         if not self.shows_consent:
-            return []
-        subjects = sorted({s for s, _ in context.decisions} | {s for s, _ in context.notes})
-        return [s for s in subjects if self.subject is None or s == self.subject]
+            return iter(())
+        found = context.reader.consent_by_subject()
+        if self.subject is None:
+            return found
+        return ((s, held) for s, held in found if s == self.subject)
 
     def incidents(self, context: _Context, selected: set[str]) -> list[_Incident]:
         """The incidents reported; ``selected``: those whose assessment's rule selects a
@@ -751,20 +752,33 @@ def _disclosure_rows(
             }
 
 
-def _consent_rows(subject: str, context: _Context, settings: _Settings) -> Iterator[dict[str, Any]]:
+@dataclass(frozen=True)
+class _Subject:
+    """One subject's consent, as the consent section reads it."""
+
+    subject: str
+    ref: str
+    age: Age | None
+    purposes: SubjectConsent
+
+    def consent(self, context: _Context, purpose: str, moment: str, minimum_age: int) -> Verdict:
+        decisions = self.purposes[purpose][0]
+        return verdict_at(moment, decisions, context.policies, self.age, minimum_age)
+
+
+def _consent_rows(
+    held: _Subject, context: _Context, settings: _Settings
+) -> Iterator[dict[str, Any]]:
     """The subject's consent timeline, purpose by purpose (:func:`timeline`: each decision and
     note, each expiry, each material policy change that required renewal), with the status
     from that moment on."""
-    for purpose in context.purposes(subject):
-        key = (subject, purpose)
-        items = timeline(
-            context.decisions.get(key, ()), context.notes.get(key, ()), context.policies
-        )
-        for item in items:
-            verdict = context.consent(subject, purpose, item.at, settings.minimum_age)
+    for purpose in sorted(held.purposes):
+        decisions, notes = held.purposes[purpose]
+        for item in timeline(decisions, notes, context.policies):
+            verdict = held.consent(context, purpose, item.at, settings.minimum_age)
             yield {
-                "subject": subject,
-                "subject_ref": context.refs.get(subject, "[sealed]"),
+                "subject": held.subject,
+                "subject_ref": held.ref,
                 "purpose": purpose,
                 "at": item.at,
                 "change": item.change,
@@ -785,15 +799,15 @@ def _details(details: Details) -> str:
 
 
 def _consent_status_rows(
-    subject: str, context: _Context, settings: _Settings
+    held: _Subject, context: _Context, settings: _Settings
 ) -> Iterator[dict[str, Any]]:
     """Each purpose the subject decided on, as it stands at the last recorded event."""
     as_of = context.as_of or ""
-    for purpose in context.purposes(subject):
-        verdict = context.consent(subject, purpose, as_of, settings.minimum_age)
+    for purpose in sorted(held.purposes):
+        verdict = held.consent(context, purpose, as_of, settings.minimum_age)
         yield {
-            "subject": subject,
-            "subject_ref": context.refs.get(subject, "[sealed]"),
+            "subject": held.subject,
+            "subject_ref": held.ref,
             "purpose": purpose,
             "as_of": as_of,
             "status": verdict.status,
@@ -1039,9 +1053,13 @@ def _write_report(
         request_due_days,
         dict(request_due_days_by_jurisdiction or {}),
     )
-    context = _Context()
+    scratch = Path(parts.enter_context(tempfile.TemporaryDirectory(prefix="report-")))
+    store = ConsentStore(scratch / "context.sqlite3")
+    parts.callback(store.close)
+    context = _Context(store)
     _read_corrections(events(), context)
     _read_context(_facts(events(), context.corrections), context)
+    store.seal()
 
     written = ["disclosures.csv", "report.html"]
     counts: Counter[str] = Counter()
@@ -1191,7 +1209,7 @@ def _write_summary(
 
 def _write_consent(
     out: IO[str],
-    subjects: Sequence[str],
+    subjects: Iterable[tuple[str, SubjectConsent]],
     context: _Context,
     settings: _Settings,
     timeline_csv: Any,
@@ -1200,18 +1218,19 @@ def _write_consent(
     """The HTML consent section; each row also goes to consent.csv (``timeline_csv``) or
     consent_status.csv (``status_csv``), csv writers."""
     out.write("<h2>Consent</h2>\n")
-    if not subjects:
-        out.write("<p>No consent decisions.</p>\n")
-    for subject in subjects:
-        out.write(
-            f"<h3>Subject <code>{_e(subject)}</code> "
-            f"({_e(context.refs.get(subject, '[sealed]'))})</h3>\n"
+    shown = False
+    for subject, purposes in subjects:
+        shown = True
+        ref = context.reader.ref(subject)
+        held = _Subject(
+            subject, "[sealed]" if ref is None else ref, context.reader.age(subject), purposes
         )
+        out.write(f"<h3>Subject <code>{_e(subject)}</code> ({_e(held.ref)})</h3>\n")
         out.write(f"<p>As of {_e(context.as_of)}:</p>\n")
         _table_head(
             out, ("purpose", "status", "DPV status", "since", "policy version", "decided by event")
         )
-        for row in _consent_status_rows(subject, context, settings):
+        for row in _consent_status_rows(held, context, settings):
             status_csv.writerow([_csv(row[c]) for c in CONSENT_STATUS_COLUMNS])
             _table_row(
                 out,
@@ -1241,7 +1260,7 @@ def _write_consent(
                 "details",
             ),
         )
-        for row in _consent_rows(subject, context, settings):
+        for row in _consent_rows(held, context, settings):
             timeline_csv.writerow([_csv(row[c]) for c in CONSENT_COLUMNS])
             _table_row(
                 out,
@@ -1259,6 +1278,8 @@ def _write_consent(
                 ),
             )
         _table_end(out)
+    if not shown:
+        out.write("<p>No consent decisions.</p>\n")
 
 
 def _write_disclosures(out: IO[str], rows: Iterable[Mapping[str, Any]]) -> None:
@@ -1318,7 +1339,7 @@ def _write_disclosures(out: IO[str], rows: Iterable[Mapping[str, Any]]) -> None:
 def _write_incidents(
     out: IO[str],
     incidents: Sequence[tuple[_Incident, Mapping[str, Any]]],
-    refs: Mapping[str, str],
+    refs: _Refs,
     list_subjects: bool,
 ) -> None:
     """Incidents with their clocks; ``list_subjects``: name the subjects the assessments name
