@@ -285,6 +285,8 @@ NOTICES = {
             "acknowledged_seq": None,
             "acknowledged_at": None,
             "overdue": False,
+            "transport": "webhook",
+            "acknowledged_via": None,
         }
     ],
 }

@@ -360,6 +360,10 @@ class Notice(_Answer):
     acknowledged_seq: int | None
     acknowledged_at: Time | None
     overdue: bool
+    transport: str | None = Field(description="How it was delivered: `webhook` or `amqp`")
+    acknowledged_via: str | None = Field(
+        description="How it was acknowledged: `api` or `webhook_reply`"
+    )
 
 
 class NoticeRegister(_Answer):
