@@ -406,10 +406,38 @@ class Citation(_Answer):
     bundle_manifest_sha256: str | None
 
 
+class JobSubject(_Answer):
+    kind: Literal["subject"]
+    subject: Pseudonym
+
+
+class JobRecipient(_Answer):
+    kind: Literal["recipient"]
+    recipient_id: str
+
+
+class JobIncident(_Answer):
+    kind: Literal["incident"]
+    incident_id: str
+
+
+class JobPeriod(_Answer):
+    kind: Literal["period"]
+    from_: Time = Field(alias="from")
+    to: Time = Field(description="Excluded")
+
+
+class JobWholeLog(_Answer):
+    kind: Literal["all"]
+
+
 class ExportJob(_Answer):
     id: str = Field(description="The job's id (a UUID)")
     state: Literal["queued", "running", "done", "failed", "expired"]
-    scope: dict[str, Any] = Field(description="As the bundle's manifest names it")
+    scope: JobSubject | JobRecipient | JobIncident | JobPeriod | JobWholeLog = Field(
+        discriminator="kind",
+        description="As the bundle's manifest names it: a subject by pseudonym",
+    )
     purpose: str
     answers_request: str | None
     progress: ExportProgress
