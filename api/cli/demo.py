@@ -6,6 +6,12 @@ the overdue requests, the incident's clock. Rerunning is safe: the demo's event 
 so facts recorded before get their original receipts and nothing is stored twice; on a later
 day the demo is regenerated with the anchor it was first loaded with (read from its first
 fact), so its content is the same.
+
+The demo's withdrawals and its rectification owe notices to the recipients that got the
+members' data (docs/notices.md); the command records them (``recipient.notice_due``, once:
+rerunning records none again). ``--serve`` also runs the demo's two recipients on loopback
+(``demo/recipients.py``): MailForge acknowledges every notice in its signed answer, AdBridge
+takes them and never acknowledges, so its notices go overdue.
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ from datetime import date, datetime
 
 import click
 
-from api.bootstrap import Configuration, open_client_store
+from api.bootstrap import Configuration, Wiring, open_client_store
 from api.cli.server import serve as serve_command
 from api.token_store import Scope
+from demo import recipients as demo_recipients
 from demo.dataset import (
     DEFAULT_SEED,
     DEFAULT_USERS,
@@ -63,20 +70,38 @@ def demo(ctx: click.Context, users: int, seed: int, anchor: datetime | None, ser
     ledger, or one that holds this demo already (then nothing is stored twice).
     """
     config: Configuration = ctx.find_root().obj
+    settings = config.ledger
     wiring = config.open()
     app, queries = wiring.application, wiring.queries()
     try:
         chosen = _anchor(queries, None if anchor is None else anchor.date())
         data = generate(users, seed, chosen)
-        settings = config.ledger
         new, again = _append(app, data, settings.limits.max_batch)
         _catch_up(wiring.read_model_operations())
+        _owe_notices(wiring)
         _summary(queries, data, new, again)
+        verifier_keys = wiring.operations().verifier_keys() if serve else []
     finally:
         wiring.close()
     if serve:
         _console_token(config)
-        ctx.invoke(serve_command)
+        with demo_recipients.running(settings.data_dir, verifier_keys) as running:
+            click.echo(
+                f"demo recipients: {demo_recipients.ACKNOWLEDGING} acknowledges at "
+                f"{running.urls[demo_recipients.ACKNOWLEDGING]}, {demo_recipients.SILENT} "
+                f"never does at {running.urls[demo_recipients.SILENT]} "
+                f"({demo_recipients.ENDPOINTS_FILE} in the data directory names them)"
+            )
+            ctx.invoke(serve_command)
+
+
+def _owe_notices(wiring: Wiring) -> None:
+    """Record the notices the demo's withdrawals and rectification owe (the follower that
+    ``serve`` runs does the same, and delivers them; deriving twice records nothing twice)."""
+    assert wiring.read_models is not None
+    notices = wiring.read_models.notices
+    notices.follow()
+    notices.record_due()
 
 
 def _console_token(config: Configuration) -> None:
@@ -189,6 +214,13 @@ def _summary(queries: Queries, data: DemoDataSet, new: int, again: int) -> None:
         f"material policy change v2.0: {len(data.renewed)} members renewed their consent, "
         f"{len(data.renewal_required)} have consent awaiting renewal"
     )
+    owed = Counter(row.recipient_id for row in queries.notices())
+    told = ", ".join(f"{recipient} {n}" for recipient, n in sorted(owed.items()))
+    click.echo(
+        f"notices owed to recipients (GDPR 19): {sum(owed.values())} ({told or 'none'}); "
+        f"under --serve {demo_recipients.ACKNOWLEDGING} acknowledges its notices and "
+        f"{demo_recipients.SILENT} never does"
+    )
     examples = [
         ("consent-ledger disclosures --violations", ""),
         ("consent-ledger requests --overdue", ""),
@@ -206,7 +238,7 @@ def _summary(queries: Queries, data: DemoDataSet, new: int, again: int) -> None:
         click.echo(f"  {command:<48} {note}".rstrip())
     click.echo(
         "  over HTTP: /docs, /v1/disclosures?violations=true, /v1/requests?overdue=true, "
-        f"/v1/incidents/{data.incident_id}"
+        f"/v1/incidents/{data.incident_id}, /v1/notices?overdue=true, /console/notices"
     )
     click.echo("  (the API wants a token: consent-ledger clients add demo --scope admin)")
 
