@@ -66,7 +66,7 @@ from ledger.verifier.events import (
 from ledger.verifier.mentions import mention_paths, resolve_from_shown
 from ledger.verifier.merkle import CompactRange
 from ledger.verifier.note import NoteError, Verifier, parse_verifier_key
-from ledger.verifier.report import ReportError, ReportEvent, write_report
+from ledger.verifier.report import ReportError, ReportEvent, ReportEvents, write_report
 from ledger.verifier.scopes import Closure, ScopeError, tag_key
 
 BUNDLE_FORMAT = "consent-ledger-bundle/6"
@@ -171,23 +171,49 @@ def file_digest(file: IO[bytes]) -> tuple[str, int]:
 # -- the report's events --------------------------------------------------------------------------
 
 
-def report_events(files: BundleFiles) -> Callable[[], Iterator[ReportEvent]]:
-    """The events of ``events.tsv`` as the report reads them (read again at each call)."""
+class BundleEvents(ReportEvents):
+    """The events of ``events.tsv`` as the report reads them (read again at each call).
 
-    def events() -> Iterator[ReportEvent]:
-        with files.open(EVENTS) as file:
+    :meth:`of_types` decodes only the lines that may be of a type asked for: a line whose
+    bytes hold neither the type's name nor a backslash (which a JSON escape needs) cannot be
+    one. :meth:`lean` leaves the mentions of the events of the types named sealed."""
+
+    def __init__(self, files: BundleFiles) -> None:
+        super().__init__(self._all)
+        self.files = files
+
+    def _all(self) -> Iterator[ReportEvent]:
+        return self._read(None, frozenset())
+
+    def of_types(self, types: frozenset[str]) -> Iterator[ReportEvent]:
+        return self._read(types, frozenset())
+
+    def lean(self, unresolved: frozenset[str]) -> Iterator[ReportEvent]:
+        return self._read(None, unresolved)
+
+    def _read(
+        self, types: frozenset[str] | None, unresolved: frozenset[str]
+    ) -> Iterator[ReportEvent]:
+        names = None if types is None else tuple(name.encode() for name in types)
+        with self.files.open(EVENTS) as file:
             for number, raw in enumerate(file, start=1):
+                if names is not None and b"\\" not in raw and not any(n in raw for n in names):
+                    continue
                 try:
                     index, opened, body_bytes = report_fields(raw)
                     body = parse_body(body_bytes)
                 except (EventLineError, EntryError) as exc:
                     raise BundleError(EVENTS, f"line {number}: {exc}") from None
+                kind = body["type"]
+                if types is not None and kind not in types:
+                    continue
                 data = body["data"]
-                if opened and mention_paths(data):  # pseudonyms as the bundle opens them
+                if opened and kind not in unresolved and mention_paths(data):
+                    # pseudonyms as the bundle opens them
                     data = resolve_from_shown(data, shown_data(data, opened, body_bytes))
                 yield ReportEvent(
                     seq=index + 1,
-                    type=body["type"],
+                    type=kind,
                     occurred_at=body["occurred_at"],
                     recorded_at=body["recorded_at"],
                     event_id=body["event_id"],
@@ -196,7 +222,10 @@ def report_events(files: BundleFiles) -> Callable[[], Iterator[ReportEvent]]:
                     shown=LazyShown(body["data"], opened, body_bytes),
                 )
 
-    return events
+
+def report_events(files: BundleFiles) -> BundleEvents:
+    """The events of ``events.tsv`` as the report reads them (read again at each call)."""
+    return BundleEvents(files)
 
 
 def render_report(
@@ -305,9 +334,10 @@ class _Verification:
                 self.pool = ProcessPoolExecutor(
                     self.jobs, initializer=start_worker, initargs=(keys, scope)
                 )
+            present = _Indexes(scratch)
             try:
                 self.check_leaves(checkpoint, older)
-                present = self.check_entries(checkpoint, keys, scope, closure)
+                self.check_entries(checkpoint, keys, scope, closure, present)
                 names: set[str] = set()
                 while new := closure.grow():
                     names |= new
@@ -323,6 +353,7 @@ class _Verification:
                     written = report.result()
                 self.check_report(manifest, written, Path(scratch))
             finally:
+                present.close()
                 if self.pool is not None:
                     self.pool.shutdown(wait=True, cancel_futures=True)
                     self.pool = None
@@ -505,7 +536,7 @@ class _Verification:
         if older is not None:
             self.ok(f"consistency: the checkpoint of size {older.size} you hold is a prefix")
 
-    def _event_chunks(self, checkpoint: Checkpoint, present: array[int]) -> Iterator[EventChunk]:
+    def _event_chunks(self, checkpoint: Checkpoint, present: _Indexes) -> Iterator[EventChunk]:
         """``events.tsv`` in chunks, each line with its leaf; the order of the indexes checked."""
         last = -1
         indexes: list[int] = []
@@ -548,8 +579,9 @@ class _Verification:
         keys: Mapping[str, bytes],
         scope: Mapping[str, Any],
         closure: Closure,
-    ) -> array[int]:
-        present: array[int] = array("q")
+        present: _Indexes,
+    ) -> None:
+        """Check every event; add each one's index to ``present``."""
         if self.pool is None:
             start_worker(keys, scope)
         chunks = self._event_chunks(checkpoint, present)
@@ -565,10 +597,9 @@ class _Verification:
             f"entries: {count} events, each the leaf at its index (which the root covers), "
             "signed by the ledger, its body as signed, its tags those of its scopes"
         )
-        return present
 
     def check_complete(
-        self, checkpoint: Checkpoint, present: array[int], names: set[str], everything: bool
+        self, checkpoint: Checkpoint, present: _Indexes, names: set[str], everything: bool
     ) -> None:
         if everything:
             required: Iterable[int] = range(checkpoint.size)
@@ -685,6 +716,36 @@ class _TagTest:
 
     def __call__(self, chunk: LeafChunk) -> LeafResult:
         return check_leaf_chunk(chunk, self.keys)
+
+
+class _Indexes:
+    """The indexes of the bundle's events, in the order added, kept in a temporary file a block
+    at a time (8 bytes an event would grow with the log)."""
+
+    BLOCK = 1 << 16
+
+    def __init__(self, directory: str) -> None:
+        self._file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 (closed by close)
+        self._block: array[int] = array("q")
+
+    def append(self, index: int) -> None:
+        self._block.append(index)
+        if len(self._block) >= self.BLOCK:
+            self._block.tofile(self._file)
+            self._block = array("q")
+
+    def __iter__(self) -> Iterator[int]:
+        self._file.seek(0)
+        while True:
+            block: array[int] = array("q")
+            block.frombytes(self._file.read(8 * self.BLOCK))
+            if not block:
+                break
+            yield from block
+        yield from self._block
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class _LeafReader:

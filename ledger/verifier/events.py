@@ -181,7 +181,8 @@ def shown_data(data: dict[str, Any], opened: Sequence[str], body: bytes) -> dict
     missing: list[int] = []
 
     def walk(value: Any) -> Any:
-        if isinstance(value, str):
+        kind = type(value)  # decoded JSON: exact types first, then the general case
+        if kind is str or (kind is not dict and kind is not list and isinstance(value, str)):
             if value.startswith(SEALED_PREFIX):
                 replacement = next(values, None)
                 if replacement is None:
@@ -189,9 +190,9 @@ def shown_data(data: dict[str, Any], opened: Sequence[str], body: bytes) -> dict
                     return value
                 return replacement
             return value
-        if isinstance(value, dict):
+        if kind is dict or isinstance(value, dict):
             return {key: walk(item) for key, item in value.items()}
-        if isinstance(value, list):
+        if kind is list or isinstance(value, list):
             return [walk(item) for item in value]
         return value
 

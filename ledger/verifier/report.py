@@ -61,7 +61,7 @@ from ledger.verifier.incidents_fold import Incident
 from ledger.verifier.mentions import WITHHELD
 from ledger.verifier.report_store import ConsentReader, ConsentStore, SubjectConsent
 from ledger.verifier.requests_fold import Request
-from ledger.verifier.spreadsheet import csv_text
+from ledger.verifier.spreadsheet import FORMULA_STARTS
 from ledger.verifier.times import parse_utc, stored, utc
 from ledger.verifier.verdicts import (
     NOTICE_DUE,
@@ -80,6 +80,8 @@ SCOPE_KINDS = ("subject", "recipient", "period", "incident", "all")
 POLICY = "policy.version_published"
 AGE = "subject.age_attested"
 DISCLOSURE = "disclosure.recorded"
+_DISCLOSURES = frozenset({DISCLOSURE})
+_CORRECTIONS = frozenset({CORRECTION})
 ACCESSED = "personal_data.accessed"
 
 CONSENT_COLUMNS = (
@@ -278,6 +280,29 @@ class ReportEvent:
     subject]`` or ``[sealed]`` where it cannot be shown. Only displayed, never decided on."""
 
 
+class ReportEvents:
+    """The events a report is rendered from: ``events()`` iterates them all, in sequence
+    order, and may be called again. A source that can read less than every event in full
+    says so by overriding :meth:`of_types` and :meth:`lean` (:mod:`ledger.verifier.bundle`
+    skips, without decoding them, the lines that cannot be of a type asked for)."""
+
+    def __init__(self, events: Callable[[], Iterable[ReportEvent]]) -> None:
+        self._events = events
+
+    def __call__(self) -> Iterable[ReportEvent]:
+        return self._events()
+
+    def of_types(self, types: frozenset[str]) -> Iterable[ReportEvent]:
+        """The events of those types only, in order."""
+        return (event for event in self() if event.type in types)
+
+    def lean(self, unresolved: frozenset[str]) -> Iterable[ReportEvent]:
+        """Every event; those of the ``unresolved`` types may carry their data as signed (their
+        mentions still sealed) and their shown data unread: only their type, seq, times and
+        event id are read from them."""
+        return self()
+
+
 # -- the context: what the verdicts need ------------------------------------------------------
 
 
@@ -392,18 +417,23 @@ def _facts(
 
 def _read_corrections(events: Iterable[ReportEvent], context: _Context) -> None:
     """Pass 1: every correction's fields, by the event they correct, as recorded (like the
-    read models, a correction of a correction changes nothing); and the last ``recorded_at``."""
+    read models, a correction of a correction changes nothing)."""
     for event in events:
-        if context.as_of is None or event.recorded_at > context.as_of:
-            context.as_of = event.recorded_at
         if event.type == CORRECTION:
             fields = event.data.get("corrected_fields", {})
             context.corrections.setdefault(event.data["corrects_event_id"], []).append(fields)
 
 
 def _read_context(facts: Iterable[_Fact], context: _Context) -> None:
+    """Pass 2: what the verdicts need, from every event but the disclosures; and the last
+    ``recorded_at``."""
     for fact in facts:
+        recorded_at = fact.event.recorded_at
+        if context.as_of is None or recorded_at > context.as_of:
+            context.as_of = recorded_at
         data, kind = fact.data, fact.type
+        if kind == DISCLOSURE:
+            continue
         if kind == POLICY:
             context.policies[data["version"]] = policy_of(data, fact.seq)
         elif kind in RECIPIENT_TYPES:
@@ -940,17 +970,23 @@ def _text(value: Any) -> str:
 
 
 def _e(value: Any) -> str:
-    text = _text(value)
-    return html.escape(text, quote=True) if _SPECIAL.search(text) else text
+    text = value if type(value) is str else _text(value)
+    return html.escape(text, quote=True) if _special(text) else text
 
 
-_SPECIAL = re.compile("[&<>\"']")
+_special = re.compile("[&<>\"']").search
 """What :func:`html.escape` replaces: text without any of it is its own escape."""
+_FORMULA_FIRST = frozenset(FORMULA_STARTS)
+"""The characters :func:`ledger.verifier.spreadsheet.csv_text` neutralises a cell starting
+with (each one character)."""
+assert all(len(start) == 1 for start in FORMULA_STARTS)
 
 
 def _csv(value: Any) -> str:
-    """A value as the CSV files write it: as the report does, formulas neutralised."""
-    return csv_text(_text(value))
+    """A value as the CSV files write it: as the report does, formulas neutralised (what
+    :func:`ledger.verifier.spreadsheet.csv_text` does, inline: it runs for every cell)."""
+    text = value if type(value) is str else _text(value)
+    return "'" + text if text[:1] in _FORMULA_FIRST else text
 
 
 def _write_csv(
@@ -970,9 +1006,11 @@ def _table_head(out: IO[str], headings: Sequence[str]) -> None:
 
 
 def _table_row(out: IO[str], cells: Sequence[Any], violation: bool = False) -> None:
-    out.write('<tr class="violation">' if violation else "<tr>")
-    out.write("".join(f"<td>{_e(c)}</td>" for c in cells))
-    out.write("</tr>\n")
+    start = '<tr class="violation">' if violation else "<tr>"
+    if not cells:
+        out.write(start + "</tr>\n")
+        return
+    out.write(start + "<td>" + "</td><td>".join(map(_e, cells)) + "</td></tr>\n")
 
 
 def _table_end(out: IO[str]) -> None:
@@ -1057,8 +1095,9 @@ def _write_report(
     store = ConsentStore(scratch / "context.sqlite3")
     parts.callback(store.close)
     context = _Context(store)
-    _read_corrections(events(), context)
-    _read_context(_facts(events(), context.corrections), context)
+    source = events if isinstance(events, ReportEvents) else ReportEvents(events)
+    _read_corrections(source.of_types(_CORRECTIONS), context)
+    _read_context(_facts(source.lean(_DISCLOSURES), context.corrections), context)
     store.seal()
 
     written = ["disclosures.csv", "report.html"]
@@ -1100,7 +1139,10 @@ def _write_report(
             to_csv(
                 counted(
                     _disclosure_rows(
-                        _facts(events(), context.corrections), context, target, settings
+                        _facts(source.of_types(_DISCLOSURES), context.corrections),
+                        context,
+                        target,
+                        settings,
                     )
                 )
             ),
