@@ -267,7 +267,7 @@ def check_reply(
     stamp = lowered.get("webhook-timestamp", "")
     if lowered.get("webhook-id") != notice or not (stamp.isascii() and stamp.isdigit()):
         return None
-    if len(stamp) > 12 or abs(now - int(stamp)) > REPLY_TOLERANCE:
+    if len(stamp) > 12 or not abs(now - int(stamp)) <= REPLY_TOLERANCE:  # NaN: stale
         return None
     if len(body) > REPLY_MAX_BYTES or len(ack_key) != ED25519_KEY_BYTES:
         return None
