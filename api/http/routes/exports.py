@@ -239,6 +239,7 @@ def _is_admin(client: Client) -> bool:
         401,
         403,
         404,
+        408,
         413,
         421,
         422,
@@ -253,6 +254,7 @@ def _is_admin(client: Client) -> bool:
         "(`Retry-After`)",
         s403=WHY["s403"],
         s421=WHY["s421"],
+        s408="The body did not arrive in time (the connection is closed)",
         s503="This server runs no export jobs, too many requests with a body in flight, "
         "storage unavailable, or the server at its connection cap",
     ),

@@ -105,11 +105,13 @@ async def notices(
         401,
         403,
         404,
+        408,
         409,
         413,
         421,
         503,
         s421="A reads process (serve --role reads) answers every write so: send it to the writer",
+        s408="The body did not arrive in time (the connection is closed)",
         s400="The id is not a notice's id (`malformed`), a repeated query parameter, or a "
         "body nested too deep",
         s403="The token lacks `notices:ack`",

@@ -302,12 +302,14 @@ INCIDENT_BODY = {
         400,
         401,
         403,
+        408,
         409,
         413,
         421,
         422,
         503,
         s421="A reads process (serve --role reads) answers every write so: send it to the writer",
+        s408="The body did not arrive in time (the connection is closed)",
         s400="The body is not JSON, or neither an object nor an array, or nested too deep; "
         "a repeated query parameter",
         s401="No token, one not valid, or (a client with a signing key) a missing or wrong "
