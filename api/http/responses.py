@@ -25,6 +25,7 @@ from api.http.problems import documented
 from ledger.notices import NoticeReason
 from ledger.verifier.consent_rules import DPV_STATUS
 from ledger.verifier.incident_rules import STATUSES as INCIDENT_STATUSES
+from ledger.verifier.receipt import DPV_STATUS as RECEIPT_DPV
 from ledger.verifier.receipt import RECEIPT_FORMAT
 from ledger.verifier.request_rules import CLOSING, OPEN_STATUSES
 from ledger.verifier.verdicts import VERDICTS
@@ -55,6 +56,9 @@ class _Answer(BaseModel):
 
 # -- consent -------------------------------------------------------------------------------------
 
+RECEIPT_TYPES = [*RECEIPT_DPV]
+"""The consent facts a receipt is made for."""
+RECEIPT_STATUSES = sorted(set(RECEIPT_DPV.values()))
 CONSENT_STATUSES = [*DPV_STATUS]
 """The statuses a purpose can be in (``null``: no decision was ever recorded on it)."""
 
@@ -532,19 +536,81 @@ class ReceiptProof(_Answer):
     checkpoint: str = Field(description="A C2SP signed note holding the entry")
 
 
+class ReceiptEvent(_Answer):
+    """The consent fact the receipt is of, restated from its signed body."""
+
+    type: str = _enum(RECEIPT_TYPES, "The consent fact's type")
+    event_id: str
+    time: Time = Field(description="When it happened (`occurred_at`)")
+    recorded_at: Time
+    backdated: bool
+    by: Literal["pii_principal", "guardian", "pii_controller"]
+    collection_method: str | None = Field(
+        default=None, description="How it was collected; not on a renewal request"
+    )
+    expires_at: Time | None = Field(default=None, description="`consent.given` only")
+    channel: str | None = Field(default=None, description="A renewal request only")
+    reason: str | None = Field(default=None, description="A renewal request only")
+    respond_by: Time | None = Field(default=None, description="A renewal request only")
+
+
+class ReceiptNotice(_Answer):
+    policy_version: str | None
+    notice_id: str | None = Field(default=None, description="When the evidence names it")
+    form_id: str | None = Field(default=None, description="When the evidence names it")
+    notice_digest: str | None = Field(default=None, description="When the evidence names it")
+
+
+class Processing(_Answer):
+    purposes: list[str]
+    legal_basis: Literal["dpv:Consent"]
+
+
+class Controller(_Answer):
+    log_origin: str = Field(description="The ledger's log origin: its only name for itself")
+
+
 class ConsentRecord(_Answer):
     """The ISO/IEC TS 27560 consent record, restated from the signed body."""
 
     schema_version: str
-    record_id: str
-    pii_principal_id: str | None
+    record_id: str = Field(description="The entry's hash, hex")
+    pii_principal_id: str | None = Field(description="The subject's reference, opened")
     pii_principal_pseudonym: str | None
-    pii_controller: dict[str, Any]
-    consent_status: str
-    event: dict[str, Any]
-    notice: dict[str, Any]
-    processing: dict[str, Any]
-    personal_data: dict[str, Any] = Field(description="The subject's own values, opened")
+    pii_controller: Controller
+    consent_status: str = _enum(RECEIPT_STATUSES, "The status as a W3C DPV term")
+    event: ReceiptEvent
+    notice: ReceiptNotice
+    processing: Processing
+    personal_data: dict[str, str] = Field(
+        description="The subject's own values, opened, by their path in the body"
+    )
+
+
+class KantaraPurpose(_Answer):
+    purpose: str
+    termination: Time | None = Field(default=None, description="When the consent expires")
+
+
+class KantaraService(_Answer):
+    service: str
+    purposes: list[KantaraPurpose]
+
+
+class KantaraController(_Answer):
+    pii_controller: str = Field(alias="piiController")
+
+
+class Kantara(_Answer):
+    """The Kantara Consent Receipt v1.1 fields that map."""
+
+    version: str
+    receipt_id: str = Field(alias="consentReceiptID")
+    timestamp: int = Field(alias="consentTimestamp", description="Seconds since the Unix epoch")
+    collection_method: str | None = Field(alias="collectionMethod")
+    pii_principal_id: str | None = Field(alias="piiPrincipalId")
+    pii_controllers: list[KantaraController] = Field(alias="piiControllers")
+    services: list[KantaraService]
 
 
 class ConsentReceipt(_Answer):
@@ -552,7 +618,7 @@ class ConsentReceipt(_Answer):
 
     format: Literal["consent-ledger-consent-receipt/1"] = Field(description=RECEIPT_FORMAT)
     record: ConsentRecord
-    kantara: dict[str, Any] = Field(description="The Kantara Consent Receipt v1.1 fields")
+    kantara: Kantara
     gaps: dict[str, str] = Field(description="Mandatory fields left out, and why")
     proof: ReceiptProof
     statement: str = Field(description="The ledger's signed note over everything above")
