@@ -210,15 +210,16 @@ def test_every_answer_is_what_the_document_says(stack: Stack) -> None:
     assert linked.json()["@type"] == "dpv:ConsentRecord"
     get("GET", receipt, "/v1/consent/receipts/1")
     kinds = set()
+    erased = 0
     for each in range(1, stack.ledger.head() + 1):  # every consent fact: an erased one's too
         found = get("GET", receipt, f"/v1/consent/receipts/{each}")
         if found.status_code == 200:
-            kinds.add(
-                (found.json()["record"]["event"]["type"], found.json()["record"]["event"]["by"])
-            )
-    assert {"consent.given", "consent.withdrawn", "consent.renewal_requested"} <= {
-        kind for kind, _ in kinds
-    }, kinds
+            record = found.json()["record"]
+            kinds.add((record["event"]["type"], record["event"]["by"]))
+            erased += record["pii_principal_id"] == "[erased]"
+    types_seen = {kind for kind, _ in kinds}
+    assert {"consent.given", "consent.withdrawn", "consent.renewal_requested"} <= types_seen
+    assert ("consent.given", "guardian") in kinds and erased, (kinds, erased)
     get("GET", receipt, f"/v1/consent/receipts/{seq}", headers={"Accept": "text/html"})
 
     # Incidents recorded over HTTP: one, a batch, minimal, a resend with other content.
