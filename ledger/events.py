@@ -21,8 +21,17 @@ from typing import Annotated, Any, ClassVar, Literal, TypeAlias, Union, get_args
 
 import orjson
 import pydantic
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    StringConstraints,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
 from ledger.errors import FieldProblem, ValidationError
 from ledger.vocabulary import (
@@ -152,35 +161,106 @@ OneLine = AfterValidator(check_one_line)
 FreeText = AfterValidator(check_free_text)
 
 
+# -- what the JSON Schema says (the OpenAPI document; nothing here validates) --------------------
+
+
+@dataclass(frozen=True)
+class Described:
+    """Says in a field's JSON Schema what its validators check beyond type and bounds: a
+    ``pattern`` when JSON Schema can test it (ECMA 262, as OpenAPI reads it), words for the
+    rest. Only the schema changes: what a fact must be is the validators' (above)."""
+
+    pattern: str | None = None
+    description: str | None = None
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        if self.pattern is not None:
+            if "pattern" in schema:
+                raise ValueError(f"two patterns for one field: {schema['pattern']}, {self.pattern}")
+            schema["pattern"] = self.pattern
+        if self.description is not None:
+            known = schema.get("description")
+            schema["description"] = f"{known} {self.description}" if known else self.description
+        return schema
+
+
+ONE_LINE_PATTERN = r"^[^\u0000-\u001f\u007f]*$"
+"""What :func:`check_one_line` admits: no C0 control character and no DEL."""
+FREE_TEXT_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$"
+"""What :func:`check_free_text` admits: tab, line feed and carriage return of the controls."""
+OneLineSchema = Described(pattern=ONE_LINE_PATTERN)
+FreeTextSchema = Described(
+    pattern=FREE_TEXT_PATTERN,
+    description="Free text: tab, line feed and carriage return, and no other control character.",
+)
+TIME_RULES = (
+    "RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within "
+    "-14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z "
+    "once converted to UTC. (The validator also reads a string of digits alone as seconds "
+    "since 1970 in UTC; send RFC 3339.)"
+)
+HAPPENED_RULES = (
+    "When it happened: not later than the ledger's clock plus its tolerance for clock skew "
+    "(five minutes)."
+)
+
+
 @dataclass(frozen=True)
 class Happened:
     """Marks the time something happened: not after the ledger's clock (plus its tolerance)."""
 
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["description"] = f"{schema.get('description', '')} {HAPPENED_RULES}".strip()
+        return schema
 
-Moment = Annotated[AwareDatetime, AfterValidator(check_time)]
+
+Moment = Annotated[AwareDatetime, AfterValidator(check_time), Described(description=TIME_RULES)]
 """Any time in the catalogue: RFC 3339 with an offset, within the bounds above."""
 HappenedAt = Annotated[Moment, Happened()]
 
 
 @dataclass(frozen=True)
 class PersonalData:
-    """Marks a field as personal data: stored only encrypted under its subject's key."""
+    """Marks a field as personal data: stored only encrypted under its subject's key.
+
+    The field's JSON Schema says so too (``x-personal-data``: ``subject`` or ``text``)."""
 
     kind: Literal["subject", "text"]
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["x-personal-data"] = self.kind
+        return schema
 
 
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
 ]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200), OneLine]
-Label = Annotated[str, StringConstraints(min_length=1, max_length=64), OneLine]
-OrgText = Annotated[str, StringConstraints(min_length=1, max_length=4000), FreeText]
-Url = Annotated[str, StringConstraints(max_length=2000), OneLine]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), OneLine, OneLineSchema]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=64), OneLine, OneLineSchema]
+OrgText = Annotated[str, StringConstraints(min_length=1, max_length=4000), FreeText, FreeTextSchema]
+Url = Annotated[str, StringConstraints(max_length=2000), OneLine, OneLineSchema]
 SubjectRef = Annotated[
-    str, StringConstraints(min_length=1, max_length=256), OneLine, PersonalData("subject")
+    str,
+    StringConstraints(min_length=1, max_length=256),
+    OneLine,
+    OneLineSchema,
+    PersonalData("subject"),
 ]
 PersonalText = Annotated[
-    str, StringConstraints(min_length=1, max_length=2000), FreeText, PersonalData("text")
+    str,
+    StringConstraints(min_length=1, max_length=2000),
+    FreeText,
+    FreeTextSchema,
+    PersonalData("text"),
 ]
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
@@ -194,7 +274,8 @@ PurposeId = Annotated[
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Attribute docstrings describe their fields in the JSON Schema (the OpenAPI document) too.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class Fact(_Model):
@@ -230,6 +311,7 @@ class PolicyVersionPublished(Fact):
     material: bool
     """A material change: consent given under earlier versions must be renewed."""
     purposes: list[Purpose] = Field(min_length=1, max_length=100)
+    """The purposes of this version, each ``id`` once."""
     text_digest: Digest
     url: Url | None = None
     minimum_age: int | None = Field(default=None, ge=0, le=21)
@@ -344,7 +426,9 @@ class ConsentRenewalRequested(Fact):
     SUBJECT_SCOPED = True
     type: Literal["consent.renewal_requested"]
     subject: SubjectRef
-    purposes: list[PurposeId] = Field(min_length=1, max_length=100)
+    purposes: list[PurposeId] = Field(
+        min_length=1, max_length=100, json_schema_extra={"uniqueItems": True}
+    )
     policy_version: Identifier
     """The terms the renewal asks for: a published version that lists every purpose."""
     reason: RenewalReason
@@ -534,7 +618,9 @@ class CorrectionRecorded(Fact):
     corrects_event_id: Identifier
     reason: OrgText
     corrected_fields: dict[str, Any] = Field(default_factory=dict, max_length=50)
-    """The corrected values, by field name; personal data is never put here."""
+    """The corrected values, by field name; personal data is never put here. Each value is
+    checked as the corrected event's type checks that field; the fields that place an event
+    (its type, ids and version) cannot be corrected."""
 
 
 AnyFact: TypeAlias = Union[  # noqa: UP007 (a discriminated union is spelled this way)
@@ -569,6 +655,14 @@ _ADAPTER: pydantic.TypeAdapter[AnyFact] = pydantic.TypeAdapter(
 )
 
 
+def fact_json_schema(ref_template: str = "#/$defs/{model}") -> dict[str, Any]:
+    """The JSON Schema (2020-12) of one fact, from the adapter :func:`parse_fact` validates with:
+    a ``oneOf`` of the types, discriminated by ``type`` (with its ``mapping``), each type and
+    each part a definition named by its model (``ConsentGiven``, ``Evidence``, ``LegalBasis``)
+    and referred to by ``ref_template``; ``$defs`` holds them."""
+    return _ADAPTER.json_schema(ref_template=ref_template)
+
+
 def parse_fact(raw: Mapping[str, Any]) -> Fact:
     """Validate one fact; raise :class:`ValidationError` naming every broken field and rule."""
     if not isinstance(raw, Mapping):
@@ -588,7 +682,7 @@ def parse_fact(raw: Mapping[str, Any]) -> Fact:
             f"the event is {size} bytes encoded; the limit is {MAX_EVENT_BYTES}",
         )
     type_name = raw.get("type")
-    if type_name not in FACT_TYPES:
+    if not isinstance(type_name, str) or type_name not in FACT_TYPES:  # {} is not even hashable
         known = ", ".join(sorted(FACT_TYPES))
         rule = "required" if type_name is None else "type_unknown"
         raise ValidationError.single("type", rule, f"type must be one of: {known}")
