@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.errors import (
@@ -27,25 +27,78 @@ PROBLEM = "application/problem+json"
 CONTENDED_RETRY_AFTER = 1
 
 
-class Problem(BaseModel):
-    """RFC 9457 problem details."""
+class FieldError(BaseModel):
+    """One rule a request broke: where, which rule, why."""
 
-    model_config = ConfigDict(extra="allow")
-    type: str = "about:blank"
-    title: str
-    status: int
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
+    index: int | None = Field(default=None, ge=0)
+    """The item of a batch (from 0) the problem is in; absent (or null) for a single event, a
+    parameter or a problem with the batch as a whole."""
+    field: str
+    """Where: a dotted path in the event (``purposes[0]``, ``evidence.ip_address``; empty for
+    the event or the body as a whole), or ``query.<name>``, ``path.<name>``, ``header.<name>``
+    for a parameter."""
+    rule: str
+    """The rule broken, a word from one vocabulary (``required``, ``unknown_field``,
+    ``too_long``, ``offset_out_of_range``, ``policy_unknown``, ... docs/api.md, Errors)."""
     detail: str
-    errors: list[dict[str, Any]] | None = None
+    """The rule, said for a person."""
 
 
-_PROBLEM_SCHEMA = Problem.model_json_schema()
+class Problem(BaseModel):
+    """RFC 9457 problem details (``application/problem+json``): every error the API answers.
+
+    Some problems carry more members, named here; a client ignores those it does not know.
+    """
+
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
+    type: str = "about:blank"
+    """Always ``about:blank``: the status and ``title`` say what kind of problem it is."""
+    title: str
+    """A short summary of the kind of problem (``Invalid event``, ``Forbidden``)."""
+    status: int = Field(ge=100, le=599)
+    """The HTTP status of the answer."""
+    detail: str
+    """What went wrong with this request, said for a person."""
+    errors: list[FieldError] | None = None
+    """Each rule broken (a 400 parameter problem, a 413 batch, a 422 event): where and which."""
+    rule: str | None = None
+    """The rule broken, when one names the whole problem (export jobs)."""
+    event_id: str | None = None
+    """409: the event id used before with other content."""
+    index: int | None = Field(default=None, ge=0)
+    """409: the item of the batch carrying that event id (null for a single event)."""
+    retry_after: int | None = Field(default=None, ge=0)
+    """503 (and some 409 and 429): seconds to wait before sending the request again, as the
+    ``Retry-After`` header says."""
+    pending_events: int | None = Field(default=None, ge=0)
+    """503 when the ledger is overloaded: events in flight now."""
+    max_pending_events: int | None = Field(default=None, ge=0)
+    """503 when the ledger is overloaded: the most events it admits in flight."""
+
+
+PROBLEM_SCHEMA = "Problem"
+"""The name of :class:`Problem`'s schema in the OpenAPI document's ``components.schemas``."""
+_PROBLEM_REF = {"$ref": f"#/components/schemas/{PROBLEM_SCHEMA}"}
+
+
+def problem_schemas() -> dict[str, Any]:
+    """The component schemas of a problem document: :class:`Problem` and :class:`FieldError`,
+    generated from the models above (:func:`api.http.openapi_document.complete` adds them)."""
+    schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    found: dict[str, Any] = schema.pop("$defs", {})
+    return {**found, PROBLEM_SCHEMA: schema}
+
+
 _MEANING = {
     400: "Malformed request",
     401: "No valid token",
     403: "The token lacks the route's scope",
     404: "Not found",
+    408: "The request's body did not arrive in time (the connection is closed)",
     409: "An event id reused with other content",
     413: "Too large",
+    421: "Served by a process that answers reads only (serve --role reads)",
     422: "Invalid input: the errors name index, field and rule",
     500: "Internal error",
     503: "Storage unavailable, overloaded, busy, or not caught up yet (Retry-After)",
@@ -53,18 +106,14 @@ _MEANING = {
 
 
 def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI responses for these statuses: problem documents."""
+    """OpenAPI responses for these statuses: problem documents (the ``Problem`` schema)."""
     return {
         status: {
             "description": _MEANING[status],
-            "content": {PROBLEM: {"schema": _PROBLEM_SCHEMA}},
+            "content": {PROBLEM: {"schema": dict(_PROBLEM_REF)}},
         }
         for status in statuses
     }
-
-
-COMMON = documented(400, 401, 403, 404, 422, 500, 503)
-WRITES = documented(400, 401, 403, 404, 409, 413, 422, 500, 503)
 
 
 class ProblemError(Exception):
