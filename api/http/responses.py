@@ -635,6 +635,47 @@ class DpvConsentRecord(_Answer):
     )
 
 
+# -- what some problems say beyond the problem document -----------------------------------------
+
+
+class UnknownPurpose(_Answer):
+    """`404` `unknown_purpose` of a decision: what the ledger does know."""
+
+    purpose: str
+    policy_versions: list[str] = Field(description="The published versions, in effect order")
+    known_purposes: list[str] = Field(description="Every purpose some version declares")
+
+
+class ReadModelStopped(_Answer):
+    """`503` `Read model stopped`: which read model, at which event, and why."""
+
+    read_model: str
+    seq: Seq
+    event_type: str
+    error: str = Field(description="The error's class")
+    message: str
+    since: Time
+    last_attempt: Time
+    attempts: int
+
+
+class BeyondLog(_Answer):
+    """`404` `beyond_log`: how many entries the log holds."""
+
+    log_size: int = Field(ge=0)
+
+
+class NotReady(_Answer):
+    """`503` of `/readyz` when read models lag (absent when storage does not answer)."""
+
+    failed: list[dict[str, Any]] | None = Field(
+        default=None, description="Each read model stopped at an event, as in `Readiness`"
+    )
+    lagging: list[str] | None = Field(
+        default=None, description="The read models too far behind the head"
+    )
+
+
 # -- how routes attach them ----------------------------------------------------------------------
 
 _SHOWN: list[Any] = []
@@ -753,3 +794,23 @@ def _without_nulls(value: Any) -> Any:
 
 def _key(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def with_members(
+    answers: dict[int | str, dict[str, Any]], status: int, members: type[BaseModel]
+) -> dict[int | str, dict[str, Any]]:
+    """``answers`` with the problem of ``status`` saying what more it may hold: the problem
+    document's schema and ``members``'s (``allOf``). Some problems of that status may not
+    hold them; those that do hold them so."""
+    answer = answers[status]
+    content = answer["content"]
+    media = next(iter(content))
+    schema = members.model_json_schema(
+        mode="serialization", by_alias=True, ref_template="#/components/schemas/{model}"
+    )
+    schema.pop("required", None)  # a problem of this status without them is one too
+    nested = schema.pop("$defs", {})
+    if nested:
+        raise ValueError(f"{members.__name__}: members refer to other models")
+    combined = {"allOf": [content[media]["schema"], schema]}
+    return {**answers, status: {**answer, "content": {**content, media: {"schema": combined}}}}

@@ -10,7 +10,15 @@ from starlette.concurrency import run_in_threadpool
 from api.http.deps import QueriesDep, QueryText, QueryTime, SingleValues, StateReader
 from api.http.examples import DECISION, STATE
 from api.http.problems import ProblemError
-from api.http.responses import ConsentState, Decision, ok, problems
+from api.http.responses import (
+    ConsentState,
+    Decision,
+    ReadModelStopped,
+    UnknownPurpose,
+    ok,
+    problems,
+    with_members,
+)
 from projections.queries import (
     NoSuchEventYetError,
     NotCaughtUpError,
@@ -91,7 +99,7 @@ WHY = {
     "/state",
     summary="Every purpose a subject decided on, as it stands at a moment",
     responses=ok(ConsentState, "The subject's purposes (none: an empty list)", STATE)
-    | problems(400, 401, 403, 422, 503, **WHY),
+    | with_members(problems(400, 401, 403, 422, 503, **WHY), 503, ReadModelStopped),
 )
 async def state(
     queries: QueriesDep,
@@ -126,16 +134,24 @@ async def state(
         "`unknown_purpose`, with the `policy_versions` and `known_purposes`."
     ),
     responses=ok(Decision, "The answer, its reason and the deciding event", DECISION)
-    | problems(
-        400,
-        401,
-        403,
-        404,
-        422,
+    | with_members(
+        with_members(
+            problems(
+                400,
+                401,
+                403,
+                404,
+                422,
+                503,
+                s404="`unknown_purpose`: no published policy version declares the purpose "
+                "(`policy_versions` and `known_purposes` say which are known)",
+                **WHY,
+            ),
+            404,
+            UnknownPurpose,
+        ),
         503,
-        s404="`unknown_purpose`: no published policy version declares the purpose "
-        "(`policy_versions` and `known_purposes` say which are known)",
-        **WHY,
+        ReadModelStopped,
     ),
 )
 async def decision(

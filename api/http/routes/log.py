@@ -31,14 +31,17 @@ from api.http.examples import (
 from api.http.problems import ProblemError
 from api.http.responses import (
     LINK,
+    BeyondLog,
     ConsistencyProof,
     Entries,
     Health,
     InclusionProof,
+    NotReady,
     Readiness,
     ok,
     problems,
     text,
+    with_members,
 )
 from ledger.verifier.merkle import leaf_hash
 from projections.queries import LogQueries, ProjectionStatus, SignedCheckpoint
@@ -125,12 +128,17 @@ def healthz() -> dict[str, str]:
         f"{READY_LAG_EVENTS:,} events behind (`lagging`)."
     ),
     responses=ok(Readiness, "Ready, or degraded (a read model stopped: `failed`)", READINESS)
-    | problems(
-        400,
+    | with_members(
+        problems(
+            400,
+            503,
+            s400=REPEATED,
+            s503="Storage does not answer, or a read model is more than "
+            f"{READY_LAG_EVENTS:,} events behind (`lagging`), or the server at its "
+            "connection cap",
+        ),
         503,
-        s400=REPEATED,
-        s503="Storage does not answer, or a read model is more than "
-        f"{READY_LAG_EVENTS:,} events behind (`lagging`), or the server at its connection cap",
+        NotReady,
     ),
 )
 def readyz(queries: QueriesDep) -> dict[str, Any]:
@@ -261,17 +269,21 @@ def _query(name: str, description: str, *, required: bool, minimum: int = 0) -> 
         "`size`, no checkpoint yet)."
     ),
     responses=ok(InclusionProof, "The audit path", INCLUSION_PROOF)
-    | problems(
-        400,
-        401,
-        403,
+    | with_members(
+        problems(
+            400,
+            401,
+            403,
+            404,
+            503,
+            s400="`index` or `size` missing, repeated, not a whole number or out of range; `index` "
+            "not below `size` (`outside_tree`)",
+            s404="`size` larger than the log (`beyond_log`), or, without `size`, no checkpoint yet "
+            "(`no_checkpoint`)",
+            **PROOF_WHY,
+        ),
         404,
-        503,
-        s400="`index` or `size` missing, repeated, not a whole number or out of range; `index` "
-        "not below `size` (`outside_tree`)",
-        s404="`size` larger than the log (`beyond_log`), or, without `size`, no checkpoint yet "
-        "(`no_checkpoint`)",
-        **PROOF_WHY,
+        BeyondLog,
     ),
     openapi_extra={
         "parameters": [
@@ -323,17 +335,21 @@ def inclusion(request: Request, queries: QueriesDep, _: HistoryReader) -> dict[s
         "no checkpoint yet)."
     ),
     responses=ok(ConsistencyProof, "The consistency proof", CONSISTENCY_PROOF)
-    | problems(
-        400,
-        401,
-        403,
+    | with_members(
+        problems(
+            400,
+            401,
+            403,
+            404,
+            503,
+            s400="`from` or `to` missing, repeated, not a whole number or out of range; `from` "
+            "above `to` (`sizes_reversed`)",
+            s404="`to` larger than the log (`beyond_log`), or, without `to`, no checkpoint yet "
+            "(`no_checkpoint`)",
+            **PROOF_WHY,
+        ),
         404,
-        503,
-        s400="`from` or `to` missing, repeated, not a whole number or out of range; `from` "
-        "above `to` (`sizes_reversed`)",
-        s404="`to` larger than the log (`beyond_log`), or, without `to`, no checkpoint yet "
-        "(`no_checkpoint`)",
-        **PROOF_WHY,
+        BeyondLog,
     ),
     openapi_extra={
         "parameters": [
@@ -376,16 +392,20 @@ def consistency(request: Request, queries: QueriesDep, _: HistoryReader) -> dict
         "problem's `log_size` says how many entries there are)."
     ),
     responses=ok(Entries, "The entries, and where to go on", ENTRIES, headers=LINK)
-    | problems(
-        400,
-        401,
-        403,
+    | with_members(
+        problems(
+            400,
+            401,
+            403,
+            404,
+            503,
+            s400="`start` or `end` missing, repeated, not a whole number or out of range; `end` "
+            "not above `start` (`empty_range`)",
+            s404="`start` at or past the end of the log (`beyond_log`, with `log_size`)",
+            **PROOF_WHY,
+        ),
         404,
-        503,
-        s400="`start` or `end` missing, repeated, not a whole number or out of range; `end` "
-        "not above `start` (`empty_range`)",
-        s404="`start` at or past the end of the log (`beyond_log`, with `log_size`)",
-        **PROOF_WHY,
+        BeyondLog,
     ),
     openapi_extra={
         "parameters": [
