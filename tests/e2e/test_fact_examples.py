@@ -48,3 +48,15 @@ def test_the_examples_are_recorded_in_any_order(order: list[dict[str, Any]]) -> 
                 assert (receipt.event_id, receipt.duplicate) == (fact["event_id"], False)
         finally:
             ledger.close()
+
+
+def test_a_blank_purpose_reading_an_event_is_a_bad_parameter(server: Server) -> None:
+    """As on every route: 400 ``required``, whether or not the event holds personal data."""
+    with server.client() as client:
+        client.post("/v1/events", json=list(CONTEXT)).raise_for_status()
+        for seq in (1, len(CONTEXT)):
+            answer = client.get(f"/v1/events/{seq}", params={"purpose": "  "})
+            assert answer.status_code == 400, answer.text
+            (error,) = answer.json()["errors"]
+            assert (error["field"], error["rule"]) == ("query.purpose", "required")
+            assert client.get(f"/v1/events/{seq}", params={"purpose": "audit"}).status_code == 200
