@@ -8,14 +8,17 @@ delivery without acknowledgement; the once-only rule holds whichever way came fi
 from __future__ import annotations
 
 import base64
+import csv
 import json
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import pytest
 from nacl.signing import SigningKey, VerifyKey
 
 from ledger.application import LedgerApplication
+from ledger.config import Settings
 from ledger.errors import ValidationError
 from ledger.notices import (
     Endpoint,
@@ -25,8 +28,11 @@ from ledger.notices import (
     signed_content,
     webhook_headers,
 )
+from ledger.operations import LedgerOperations
+from ledger.verifier.bundle import verify_bundle
 from projections.database import ProjectionDatabase
 from tests import facts
+from tests.support import bundles
 from tests.support.notice_story import notice_service as _service
 from tests.support.notice_story import notice_story as _story
 from tests.support.notice_story import notice_types as _types
@@ -58,7 +64,7 @@ def _endpoint(url: str, key: SigningKey) -> Endpoint:
 
 
 def test_a_signed_reply_is_recorded_as_the_acknowledgement_once(
-    ledger: LedgerApplication, db: ProjectionDatabase
+    ledger: LedgerApplication, db: ProjectionDatabase, settings: Settings, tmp_path: Path
 ) -> None:
     story = _story(ledger)
     key = SigningKey.generate()
@@ -102,6 +108,17 @@ def test_a_signed_reply_is_recorded_as_the_acknowledgement_once(
     (row,) = service.register()
     assert row.acknowledged_seq == acknowledged["seq"]
     assert not row.overdue
+    assert row.acknowledged_via == "webhook_reply"
+
+    # The recipient's bundle holds the acknowledgement, verifies, and its report lists it.
+    assert LedgerOperations(ledger, settings).verify_log().ok
+    bundle = bundles.export(
+        ledger, settings, {"kind": "recipient", "recipient_id": story["email"]}, tmp_path / "b"
+    )
+    verify_bundle(bundle.path, bundles.trusted(ledger, settings))
+    with (bundle.path / "notices.csv").open() as table:
+        (listed,) = list(csv.DictReader(table))
+    assert (listed["notice_id"], listed["acknowledged_seq"]) == (notice, str(acknowledged["seq"]))
 
 
 @pytest.mark.parametrize(
