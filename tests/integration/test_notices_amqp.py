@@ -14,10 +14,10 @@ from datetime import timedelta
 import pika
 import pika.exceptions
 import pytest
-from nacl.signing import VerifyKey
+from nacl.signing import SigningKey, VerifyKey
 
 from ledger.application import LedgerApplication
-from ledger.notices import notice_id, signatures_of, signed_content
+from ledger.notices import Endpoint, notice_id, signatures_of, signed_content
 from projections.database import ProjectionDatabase
 from projections.notices import NoticeService
 from tests import facts
@@ -57,7 +57,10 @@ def test_a_withdrawal_reaches_the_recipients_queue_signed_and_confirmed(
             facts.disclosure(other, [subject], version, purpose="usage_analytics"),
         ]
     )
-    endpoints = {bus: f"{BROKER}#{queue}"}
+    # A key for acknowledgements in answers does nothing on a queue: a message has no answer.
+    endpoints = {
+        bus: Endpoint(f"{BROKER}#{queue}", ack_key=bytes(SigningKey.generate().verify_key))
+    }
     service = NoticeService(ledger, db, lambda: endpoints, retry_first=timedelta(0))
     (withdrawn,) = ledger.append([facts.consent(subject, version, "withdrawn")])
     try:
@@ -97,3 +100,5 @@ def test_a_withdrawal_reaches_the_recipients_queue_signed_and_confirmed(
     assert [(n["notice_id"], n["transport"], n["attempts"]) for n in notified] == [
         (expected, "amqp", 2)
     ]
+    assert row.transport == "amqp" and row.acknowledged_seq is None
+    assert not [r for r in ledger.iter_records() if b"recipient.acknowledged" in r.body]
