@@ -33,6 +33,7 @@ from api.bootstrap import Configuration, build
 from api.bootstrap import open_client_database as open_client_database  # also from here
 from api.http import openapi_docs, problems
 from api.http.console import routes as console
+from api.http.lean_reads import DECISION_THREADS, decision_route
 from api.http.limits import LimitsMiddleware, RequestLimits
 from api.http.metrics import Metrics
 from api.http.reads import ReadsOnlyMiddleware
@@ -116,6 +117,10 @@ def create_app(
         app.state.append_executor = ThreadPoolExecutor(
             max_workers=serving.append_threads, thread_name_prefix="append"
         )
+        # The lean decision route's queries (api/http/lean_reads.py): never behind an append.
+        app.state.decision_executor = ThreadPoolExecutor(
+            max_workers=DECISION_THREADS, thread_name_prefix="decision"
+        )
         if serving.admin_token_file is not None:
             ensure_admin_client(app.state.clients, read_admin_token(serving.admin_token_file))
         stop = threading.Event()
@@ -189,6 +194,7 @@ def create_app(
             if exports is not None:
                 exports.close()
             app.state.append_executor.shutdown(wait=True)
+            app.state.decision_executor.shutdown(wait=True)
             wiring.close()
             logger.info("API stopped: every accepted append is committed")
 
@@ -207,6 +213,8 @@ def create_app(
     app.include_router(notice_routes.router)  # GET /v1/notices, POST /v1/notices/{id}/ack
     # The lean append route first: it serves POST /v1/events, which events.router describes.
     app.router.routes.extend(events.LEAN_ROUTES)
+    # So is GET /v1/consent/decision's plain question; FastAPI's route answers the others.
+    app.router.routes.append(decision_route(consent.router, inline=reads_only))
     for router in (events.router, consent.router, subjects.router, registers.router, log.router):
         app.include_router(router)
     openapi_docs.install(app)
