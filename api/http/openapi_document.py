@@ -7,10 +7,10 @@
 - ``Problem``, the problem document (``application/problem+json``) every error answers, from
   :class:`api.http.problems.Problem` (:func:`api.http.problems.problem_schemas`). The other
   answers' schemas are the routes' own (``responses`` models of :mod:`api.http.responses`).
-- Security: a ``bearer`` scheme, and on each operation that checks a token the scope it checks,
-  read from the check itself (:func:`required_scope`), never from a table kept by hand: in the
-  operation's ``security`` (OpenAPI 3.1 lets a requirement list the roles it needs) and as
-  ``x-required-scope``.
+- Security: a ``bearer`` scheme on each operation that checks a token, and the scope it checks as
+  ``x-required-scope``, read from the check itself (:func:`required_scope`), never from a table
+  kept by hand. (The security requirement's list stays empty, as tools written for OpenAPI 3.0,
+  where only OAuth2 scopes may fill it, expect.)
 
 :func:`complete` adds all of it to the document FastAPI made.
 """
@@ -162,16 +162,16 @@ def _dependants(dependant: Dependant) -> Iterator[Dependant]:
 
 
 def add_security(document: dict[str, Any], routes: Iterable[tuple[str, APIRoute]]) -> None:
-    """Declare the ``bearer`` scheme; put it, with the scope, on each operation that checks a
-    token."""
+    """Declare the ``bearer`` scheme; put it on each operation that checks a token, and the
+    scope it checks in ``x-required-scope``."""
     components = document.setdefault("components", {})
     components.setdefault("securitySchemes", {})[BEARER] = {
         "type": "http",
         "scheme": "bearer",
         "description": "A client's token, as `consent-ledger clients add` prints it. Each "
-        f"operation that needs one names the scope the token must carry, in `{SCOPE_KEY}` "
-        "and in its security requirement (docs/api.md, Clients and scopes); without a token "
-        "the answer is 401, without the scope 403.",
+        f"operation that needs one names the scope the token must carry in `{SCOPE_KEY}` "
+        "(docs/api.md, Clients and scopes); without a token the answer is 401, without the "
+        "scope 403.",
     }
     paths = document.get("paths", {})
     for path, route in routes:
@@ -181,7 +181,7 @@ def add_security(document: dict[str, Any], routes: Iterable[tuple[str, APIRoute]
         for method in route.methods or ():
             operation = paths.get(path, {}).get(method.lower())
             if operation is not None:
-                operation["security"] = [{BEARER: [scope.value]}]
+                operation["security"] = [{BEARER: []}]
                 operation[SCOPE_KEY] = scope.value
 
 
