@@ -779,10 +779,6 @@ def complete_answers(document: dict[str, Any]) -> None:
             schemas.pop("ValidationError", None)
 
 
-drop_unanswered_422 = complete_answers
-"""The name api/http/openapi_docs.py first called it by."""
-
-
 def _without_nulls(value: Any) -> Any:
     """``value`` as FastAPI writes it into the document: no ``null`` member of an object."""
     if isinstance(value, dict):
