@@ -150,11 +150,6 @@ def required_scope(route: APIRoute) -> Scope | None:
     return next(iter(found), None)
 
 
-def needs_token(route: APIRoute) -> bool:
-    """Whether the route checks a token (:func:`required_scope`)."""
-    return required_scope(route) is not None
-
-
 def _dependants(dependant: Dependant) -> Iterator[Dependant]:
     for sub in dependant.dependencies:
         yield sub
