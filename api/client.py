@@ -26,6 +26,10 @@ receipt: a client resends the same body when the ledger pushes back (``503`` wit
 Ed25519 seed of a key registered with ``consent-ledger clients set-key``) every write is signed
 (``Content-Signature``), as the ledger then requires.
 
+With ``reads_url`` (the address of a ``serve --role reads`` beside the API: docs/operations.md,
+Reads in processes of their own) every GET but those of the export jobs goes there, and every
+write to ``base_url``; a reads process answers a write ``421``, so none is ever sent to it.
+
 What each method asks and how it reads the answer is written once, in api/client_calls.py;
 the two classes here only run those steps, one with ``httpx.Client`` and ``time.sleep``, the
 other with ``httpx.AsyncClient`` and ``asyncio.sleep``. Their methods are :class:`Blocking`,
@@ -158,11 +162,22 @@ class AwaitedPages(_Method[P, Pages[T]]):
         return client.iterate(self.operation(client.calls, *args, **kwargs))
 
 
+READ_METHODS = frozenset({"GET", "HEAD"})
+WRITER_PATHS = ("/v1/exports",)
+"""Reads that only the API (the writer) answers: the export jobs run there."""
+
+
 class _ClientBase:
     """What both clients hold: the calls (signing key, retries) and the httpx settings."""
 
     def __init__(
-        self, base_url: str, token: str, timeout: float, signing_key: bytes | None, retries: int
+        self,
+        base_url: str,
+        token: str,
+        timeout: float,
+        signing_key: bytes | None,
+        retries: int,
+        reads_url: str | None = None,
     ) -> None:
         self.calls = LedgerCalls(signing_key=signing_key, retries=retries)
         self.http_options: dict[str, Any] = {
@@ -170,6 +185,14 @@ class _ClientBase:
             "headers": {"Authorization": f"Bearer {token}"},
             "timeout": timeout,
         }
+        self.reads_options = (
+            None if reads_url is None else self.http_options | {"base_url": reads_url}
+        )
+
+    @staticmethod
+    def is_read(step: Ask) -> bool:
+        """Whether ``step`` may go to a reads process (``reads_url``)."""
+        return step.method.upper() in READ_METHODS and not step.path.startswith(WRITER_PATHS)
 
 
 class LedgerClient(_ClientBase):
@@ -186,9 +209,15 @@ class LedgerClient(_ClientBase):
         signing_key: bytes | None = None,
         retries: int = 3,
         sleep: Callable[[float], None] = time.sleep,
+        reads_url: str | None = None,
     ) -> None:
-        super().__init__(base_url, token, timeout, signing_key, retries)
+        super().__init__(base_url, token, timeout, signing_key, retries, reads_url)
         self._http = httpx.Client(transport=transport, **self.http_options)
+        self._reads = (
+            None
+            if self.reads_options is None
+            else httpx.Client(transport=transport, **self.reads_options)
+        )
         self._sleep = sleep
 
     append = Blocking(LedgerCalls.append)
@@ -231,13 +260,16 @@ class LedgerClient(_ClientBase):
 
     def close(self) -> None:
         self._http.close()
+        if self._reads is not None:
+            self._reads.close()
 
     def _perform(self, step: Step) -> httpx.Response | None:
         if isinstance(step, Pause):
             self._sleep(step.seconds)
             return None
         if isinstance(step, Ask):
-            return self._http.request(**step.arguments())
+            http = self._reads if self._reads is not None and self.is_read(step) else self._http
+            return http.request(**step.arguments())
         with self._http.stream("GET", step.path) as response:  # a Download
             if response.status_code >= 400:
                 response.read()
@@ -284,9 +316,15 @@ class AsyncLedgerClient(_ClientBase):
         signing_key: bytes | None = None,
         retries: int = 3,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        reads_url: str | None = None,
     ) -> None:
-        super().__init__(base_url, token, timeout, signing_key, retries)
+        super().__init__(base_url, token, timeout, signing_key, retries, reads_url)
         self._http = httpx.AsyncClient(transport=transport, **self.http_options)
+        self._reads = (
+            None
+            if self.reads_options is None
+            else httpx.AsyncClient(transport=transport, **self.reads_options)
+        )
         self._sleep = sleep
 
     append = Awaited(LedgerCalls.append)
@@ -329,13 +367,16 @@ class AsyncLedgerClient(_ClientBase):
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self._reads is not None:
+            await self._reads.aclose()
 
     async def _perform(self, step: Step) -> httpx.Response | None:
         if isinstance(step, Pause):
             await self._sleep(step.seconds)
             return None
         if isinstance(step, Ask):
-            return await self._http.request(**step.arguments())
+            http = self._reads if self._reads is not None and self.is_read(step) else self._http
+            return await http.request(**step.arguments())
         async with self._http.stream("GET", step.path) as response:  # a Download
             if response.status_code >= 400:
                 await response.aread()

@@ -8,12 +8,15 @@ with the read models and the signer in it) and a reads process. What a user reli
 - a read there that opens a person's data (a subject's history, one event) is on the record,
   its ``personal_data.accessed`` committed before the answer came back, naming the client;
 - a write sent there (an append, an incident, an export, the console) is ``421`` naming the
-  writer, and nothing of it reaches the log.
+  writer, and nothing of it reaches the log;
+- the Python clients given ``reads_url`` send their reads there and their writes to the writer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +29,7 @@ import pytest
 from click.testing import CliRunner
 
 from api.cli import cli
+from api.client import AsyncLedgerClient, LedgerClient
 from ledger.config import Settings, open_ledger
 from tests import facts
 from tests.support.processes import ROOT, add_client, free_port, settings_env
@@ -130,7 +134,10 @@ def pair(settings: Settings) -> Iterator[Pair]:
     with (
         serving(settings, "writer") as writer,
         serving(
-            settings, "reads", "--role", "reads", CONSENT_LEDGER_WRITER_URL=writer.url
+            settings,
+            "reads",
+            *("--role", "reads", "--log-level", "info", "--log-format", "json"),
+            CONSENT_LEDGER_WRITER_URL=writer.url,
         ) as reads,
     ):
         yield Pair(writer, reads, settings, token, reader_token)
@@ -240,3 +247,52 @@ def test_the_reads_role_refuses_to_run_the_read_models_or_the_signer(
         result = CliRunner().invoke(cli, [*args, "serve", "--role", "reads", flag], env=env)
         assert result.exit_code == 2, result.output
         assert f"{flag} runs in the writer, not with --role reads" in result.output
+
+
+def requests_logged(process: Process, *wanted: tuple[str, str, int]) -> list[tuple[str, str, int]]:
+    """(method, path, status) of each request line the process logged (JSON lines), once the
+    ``wanted`` ones are there (a line is written just after its answer is sent)."""
+
+    def logged() -> list[tuple[str, str, int]]:
+        found = []
+        for line in process.log.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                entry = json.loads(line)
+                if "status" in entry:
+                    found.append((entry["method"], entry["path"], entry["status"]))
+        return found if set(wanted) <= set(found) else []
+
+    return wait_until(logged, lambda: f"{wanted} not logged: {process.tail()}")
+
+
+def test_a_client_with_a_reads_url_reads_there_and_writes_at_the_writer(pair: Pair) -> None:
+    with LedgerClient(pair.writer.url, pair.token, reads_url=pair.reads.url) as ledger:
+        policy = facts.policy()
+        ledger.append(policy)
+        subject = facts.ref("user")
+        receipt = ledger.append(facts.consent(subject, policy["version"]))
+        answer = ledger.decision(subject, "marketing_email", wait_for=receipt.seq)
+        assert (answer.answer, answer.decided_by_seq) == ("yes", receipt.seq)
+        assert [e["seq"] for e in ledger.history(subject)["events"]][-1] == receipt.seq
+    logged = requests_logged(
+        pair.reads, ("GET", "/v1/consent/decision", 200), ("GET", "/v1/subjects/history", 200)
+    )
+    assert not [r for r in logged if r[0] != "GET"], logged  # no write was sent there
+
+
+def test_the_async_client_with_a_reads_url_does_the_same(pair: Pair) -> None:
+    async def story() -> tuple[str | None, int | None, int]:
+        async with AsyncLedgerClient(
+            pair.writer.url, pair.token, reads_url=pair.reads.url
+        ) as ledger:
+            policy = facts.policy()
+            await ledger.append(policy)
+            subject = facts.ref("user")
+            receipt = await ledger.append(facts.consent(subject, policy["version"]))
+            answer = await ledger.decision(subject, "marketing_email", wait_for=receipt.seq)
+            return answer.answer, answer.decided_by_seq, receipt.seq
+
+    answer, decided_by, seq = asyncio.run(story())
+    assert (answer, decided_by) == ("yes", seq)
+    logged = requests_logged(pair.reads, ("GET", "/v1/consent/decision", 200))
+    assert not [r for r in logged if r[0] != "GET"], logged
