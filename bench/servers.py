@@ -54,10 +54,17 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
 class LedgerServer:
     """``consent-ledger serve`` and, when ``separate``, ``projections run`` and
     ``checkpoint --every 0.5`` as processes of their own (``serve --no-projections --no-signer``,
-    as docker-compose.yml runs it)."""
+    as docker-compose.yml runs it); when ``reads``, a ``serve --role reads`` beside them
+    (``reads_url``), which answers the read routes from the same storage."""
 
     def __init__(
-        self, name: str, env: dict[str, str], logs: Path, workers: int, separate: bool
+        self,
+        name: str,
+        env: dict[str, str],
+        logs: Path,
+        workers: int,
+        separate: bool,
+        reads: bool = False,
     ) -> None:
         self.name = name
         self.env = env
@@ -65,6 +72,9 @@ class LedgerServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
         self.separate = separate
+        self.reads_port = free_port() if reads else None
+        self.reads_url = None if self.reads_port is None else f"http://127.0.0.1:{self.reads_port}"
+        self.reads_process: subprocess.Popen[bytes] | None = None
         self.token = (
             cli(env, "clients", "add", "bench", "--scope", "admin").strip().splitlines()[-1]
         )
@@ -72,11 +82,11 @@ class LedgerServer:
         self.logs = logs
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def _spawn(self, label: str, *args: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, label: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{self.name}-{label}.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "api.cli", *args],
-            env=self.env,
+            env=self.env | env,
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -95,6 +105,14 @@ class LedgerServer:
             self._spawn("projections", "projections", "run")
             self._spawn("signer", "checkpoint", "--every", "0.5")
         wait_healthy(self.url, self.processes, 90)
+        if self.reads_port is not None and self.reads_url is not None:
+            self.reads_process = self._spawn(
+                "reads",
+                *("serve", "--role", "reads", "--port", str(self.reads_port)),
+                *("--log-level", "warning"),
+                CONSENT_LEDGER_WRITER_URL=self.url,
+            )
+            wait_healthy(self.reads_url, self.processes, 90)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -189,6 +207,8 @@ class LedgerServer:
         names = ["serve", "projections", "signer"] if self.separate else ["serve"]
         roles = {name: [p.pid] for name, p in zip(names, self.processes, strict=False)}
         roles["serve"] = self.worker_pids()
+        if self.reads_process is not None:
+            roles["reads"] = [self.reads_process.pid]
         return roles
 
 

@@ -169,7 +169,9 @@ def run_server_rows(ctx: Context, backend: str, rows: list[str]) -> None:
         print(f"   no-op POST x64, {workers} worker(s): {noop.events_per_s:,.0f} ev/s")
     with (
         backend_env(backend, args.pg) as env,
-        LedgerServer(backend, env, ctx.logs, workers, separate) as server,
+        LedgerServer(
+            backend, env, ctx.logs, workers, separate, reads="decision" in rows and args.reads
+        ) as server,
     ):
         policy = server.publish_policy()
         for row in rows:
@@ -403,28 +405,34 @@ def seed_decisions(server: LedgerServer, policy: str, prefix: str, subjects: int
 
 def decision_row(ctx: Context, backend: str, server: LedgerServer, policy: str) -> None:
     """The same paced decisions idle and then while single-event ingest is offered at half of
-    this run's maximum (paced, 64 connections); the load reached is counted inside the
-    decisions' window, and a ratio is refused below 90% of the load named."""
+    this run's maximum (paced, 64 connections, to the ingesting process); the load reached is
+    counted inside the decisions' window, and a ratio is refused below 90% of the load named.
+
+    The decisions are asked of the reads process (``serve --role reads``), the row's figure, and
+    of the ingesting process itself, for comparison. Each of ``--decision-rounds`` rounds asks
+    each process idle and then under load, back to back, the two processes in turns (the first
+    of a round goes last in the next), so that a shared machine's swings fall on both alike;
+    the figures are the medians over the rounds."""
     args = ctx.args
     seconds = args.seconds
     prefix = f"dec-{secrets.token_hex(3)}-"
     subjects = 1000
     seed_decisions(server, policy, prefix, subjects)
-    ask = Decisions(
-        server.url,
-        server.token,
-        prefix,
-        subjects,
-        PURPOSE,
-        args.decision_rate,
-        args.decision_connections,
-    )
-    idle = ask.run(seconds)
-    print(
-        f"   decisions, no ingest ({args.decision_rate:g}/s offered): p99 "
-        f"{idle.from_due_p99_ms:.2f} ms from due ({idle.p99_ms:.2f} from send)",
-        flush=True,
-    )
+    places: list[tuple[str, str]] = [("ingesting process", server.url)]
+    if server.reads_url is not None:
+        places.insert(0, ("reads process", server.reads_url))
+
+    def ask(url: str) -> Decisions:
+        return Decisions(
+            url,
+            server.token,
+            prefix,
+            subjects,
+            PURPOSE,
+            args.decision_rate,
+            args.decision_connections,
+        )
+
     maximum = ctx.max_ingest.get(backend)
     if maximum is None:
         maximum = Ingest(server.url, server.token, policy, 64).run(seconds).events_per_s
@@ -432,6 +440,82 @@ def decision_row(ctx: Context, backend: str, server: LedgerServer, policy: str) 
         server.settle()
         print(f"   max ingest (1 event/request x64): {maximum:,.0f} ev/s", flush=True)
     target = maximum * args.decision_load_share
+    share = args.decision_load_share
+    idle: dict[str, list[WrkResult]] = {name: [] for name, _ in places}
+    loaded: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in places}
+    for round_ in range(args.decision_rounds):
+        for name, url in places if round_ % 2 == 0 else list(reversed(places)):
+            quiet = ask(url).run(seconds)
+            idle[name].append(quiet)
+            busy = decisions_under_load(ctx, server, policy, ask(url), target)
+            loaded[name].append(busy)
+            print(
+                f"   round {round_ + 1}, decisions at the {name}: p99 idle "
+                f"{quiet.from_due_p99_ms:.2f} ms, under {busy['reached']:,.0f} ev/s reached of "
+                f"{target:,.0f} offered ({share:.0%} of {maximum:,.0f}): p99 "
+                f"{number(busy['busy'].from_due_p99_ms, 'ms')}; cores used {busy['cpu_cores']}",
+                flush=True,
+            )
+    for name, _ in places:
+        judged = name == "reads process" or server.reads_url is None
+        values = [b["busy"].from_due_p99_ms for b in loaded[name]]
+        bases = [i.from_due_p99_ms for i in idle[name]]
+        value = statistics.median(v for v in values if v is not None) if any(values) else None
+        base = statistics.median(b for b in bases if b is not None) if any(bases) else None
+        reached = min(b["reached"] for b in loaded[name])
+        refused = reached_enough(reached, target)
+        r = ratio(value, base)
+        errors = sum(b["busy"].errors for b in loaded[name]) + sum(i.errors for i in idle[name])
+        passed = r is not None and r <= 2 and value is not None and value <= 10 and not errors
+        rounds = args.decision_rounds
+        ctx.add(
+            Figure(
+                f"decision-{backend}" if judged else f"decision-writer-{backend}",
+                f"decision p99 at {share:.0%} of max ingest, asked of the {name} "
+                f"({tag(backend)}): >= {reached:,.0f} of {target:,.0f} ev/s reached",
+                value,
+                "ms",
+                "<= 2x idle and <= 10 ms" if judged else "- (comparison)",
+                None if refused or not judged else passed,
+                [("same decisions, same process, no ingest", base)],
+                {
+                    "asked_of": name,
+                    "rounds": [
+                        {
+                            "idle": asdict(quiet),
+                            "under_load": asdict(busy["busy"]),
+                            "ingest": asdict(busy["ingest"]),
+                            "cpu_cores": busy["cpu_cores"],
+                            "reached_events_per_s": round(busy["reached"], 1),
+                            "window_s": busy["window"],
+                            "decisions_ran_s": busy["ran"],
+                            "read_models_settled_after_s": busy["settled"],
+                        }
+                        for quiet, busy in zip(idle[name], loaded[name], strict=True)
+                    ],
+                    "max_ingest_events_per_s": round(maximum, 1),
+                    "target_events_per_s": round(target, 1),
+                    "reached_events_per_s_lowest": round(reached, 1),
+                    "reached_share_of_target": round(reached / target, 3) if target else None,
+                },
+                refused=refused,
+                note=(
+                    f"median of {rounds} round(s), p99s under load "
+                    f"{', '.join(number(v, 'ms') for v in values)}, idle "
+                    f"{', '.join(number(b, 'ms') for b in bases)}; latency from each question's "
+                    f"due time, {args.decision_rate:g} questions/s over "
+                    f"{args.decision_connections} connections"
+                ),
+            )
+        )
+
+
+def decisions_under_load(
+    ctx: Context, server: LedgerServer, policy: str, ask: Decisions, target: float
+) -> dict[str, Any]:
+    """``ask`` run while single facts are offered to the ingesting process at ``target`` a
+    second (paced, 64 connections), its answers counted inside the decisions' window."""
+    seconds = ctx.args.seconds
     warmup = 3.0
     window_from = time.monotonic() + warmup
     window = (window_from, window_from + seconds)
@@ -439,62 +523,23 @@ def decision_row(ctx: Context, backend: str, server: LedgerServer, policy: str) 
     running = load.start(warmup + seconds + 2)
     time.sleep(max(0.0, window_from - time.monotonic()))
     asked_from = time.monotonic()
-    busy = ask.run(seconds)
+    with cpu_meter(server.roles()) as cpu:
+        busy = ask.run(seconds)
     asked_to = time.monotonic()
     out, err = running.communicate(timeout=seconds + 120)
     if running.returncode != 0:
         raise RuntimeError(f"wrk failed: {err}")
     ingest = load.parse(out)
-    reached = (ingest.window_ok or 0) / seconds
     settled = server.settle()
-    value, base = busy.from_due_p99_ms, idle.from_due_p99_ms
-    refused = reached_enough(reached, target)
-    r = ratio(value, base)
-    share = args.decision_load_share
-    print(
-        f"   decisions under {reached:,.0f} ev/s reached of {target:,.0f} offered "
-        f"({share:.0%} of {maximum:,.0f}): p99 {number(value, 'ms')}",
-        flush=True,
-    )
-    ctx.add(
-        Figure(
-            f"decision-{backend}",
-            f"decision p99 at {share:.0%} of max ingest ({tag(backend)}): "
-            f"{reached:,.0f} of {target:,.0f} ev/s reached",
-            value,
-            "ms",
-            "<= 2x idle and <= 10 ms",
-            None
-            if refused
-            else (
-                r is not None
-                and r <= 2
-                and value is not None
-                and value <= 10
-                and busy.errors == 0
-                and idle.errors == 0
-            ),
-            [("same decisions, no ingest", base)],
-            {
-                "under_load": asdict(busy),
-                "idle": asdict(idle),
-                "ingest": asdict(ingest),
-                "max_ingest_events_per_s": round(maximum, 1),
-                "target_events_per_s": round(target, 1),
-                "reached_events_per_s": round(reached, 1),
-                "reached_share_of_target": round(reached / target, 3) if target else None,
-                "window_s": [round(window[0], 3), round(window[1], 3)],
-                "decisions_ran_s": [round(asked_from, 3), round(asked_to, 3)],
-                "read_models_settled_after_s": round(settled, 1),
-            },
-            refused=refused,
-            note=(
-                f"latency from each question's due time, {args.decision_rate:g} questions/s "
-                f"over {args.decision_connections} connections; "
-                f"from send: p99 {busy.p99_ms:.2f} ms (idle {idle.p99_ms:.2f})"
-            ),
-        )
-    )
+    return {
+        "busy": busy,
+        "ingest": ingest,
+        "reached": (ingest.window_ok or 0) / seconds,
+        "cpu_cores": cpu,
+        "window": [round(window[0], 3), round(window[1], 3)],
+        "ran": [round(asked_from, 3), round(asked_to, 3)],
+        "settled": round(settled, 1),
+    }
 
 
 def lag_row(ctx: Context, backend: str, server: LedgerServer, policy: str) -> None:
@@ -753,6 +798,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--decision-rate", type=float, default=100, help="questions/s")
     parser.add_argument("--decision-connections", type=int, default=8, help="one per wrk thread")
     parser.add_argument("--decision-load-share", type=float, default=0.5)
+    parser.add_argument(
+        "--decision-rounds",
+        type=int,
+        default=None,
+        help="decision row: rounds of idle then loaded, each process (3; 1 with --quick)",
+    )
+    parser.add_argument(
+        "--no-reads-process",
+        dest="reads",
+        action="store_false",
+        help="decision row: ask the ingesting process only (default: a serve --role reads "
+        "beside it too, the row's figure)",
+    )
     parser.add_argument("--projection-events", type=int, default=None)
     parser.add_argument("--export-events", type=int, default=None)
     parser.add_argument("--export-backends", default="sqlite")
@@ -777,6 +835,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.growth_events = sorted(int(n) for n in args.growth_events.split(","))
     if args.seconds is None:
         args.seconds = 5.0 if args.quick else 15.0
+    if args.decision_rounds is None:
+        args.decision_rounds = 1 if args.quick else 3
     if args.saturation_seconds is None:
         args.saturation_seconds = max(20.0, 2 * args.seconds)
     if args.projection_events is None:
