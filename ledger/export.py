@@ -39,6 +39,7 @@ from ledger.verifier.bundle import (
     LEAVES,
     MANIFEST,
     BundleFiles,
+    default_jobs,
     file_digest,
     render_report,
 )
@@ -107,11 +108,13 @@ def export_bundle(
     verifier_keys: Sequence[str],
     report_settings: Mapping[str, Any],
     progress: Progress | None = None,
+    jobs: int | None = None,
 ) -> ExportResult:
     """Write the bundle of ``scope`` to ``target`` (a new directory, or a file ending .zip).
 
     ``scope`` is as :class:`ledger.verifier.scopes.Closure` takes it (a subject by pseudonym).
-    ``report_settings`` are the read models' settings the report is rendered with.
+    ``report_settings`` are the read models' settings the report is rendered with; ``jobs``
+    the processes that render it (default: one per CPU; the bytes do not depend on it).
     """
     try:
         Closure(scope)
@@ -128,7 +131,7 @@ def export_bundle(
     with tempfile.TemporaryDirectory(prefix=".export-", dir=target.parent) as scratch:
         directory = Path(scratch) / target.stem if as_zip else Path(scratch) / "bundle"
         directory.mkdir()
-        writer = _BundleWriter(app, dict(scope), directory, tick)
+        writer = _BundleWriter(app, dict(scope), directory, tick, jobs or default_jobs())
         result = writer.write(verifier_keys, report_settings)
         if as_zip:
             _zip_directory(directory, target)
@@ -144,11 +147,13 @@ class _BundleWriter:
         scope: dict[str, Any],
         directory: Path,
         tick: Progress,
+        jobs: int,
     ) -> None:
         self.app = app
         self.scope = scope
         self.directory = directory
         self.tick = tick
+        self.jobs = jobs
 
     def write(
         self, verifier_keys: Sequence[str], report_settings: Mapping[str, Any]
@@ -182,7 +187,7 @@ class _BundleWriter:
             "exported_at": format_time(datetime.now(UTC)),
         }
         files = BundleFiles(self.directory)
-        report_files = render_report(manifest, signed.note, files, self.directory)
+        report_files = render_report(manifest, signed.note, files, self.directory, jobs=self.jobs)
         manifest["report_files"] = report_files
         manifest["files"] = {}
         for name in sorted(p.name for p in self.directory.iterdir()):

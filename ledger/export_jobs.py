@@ -599,6 +599,7 @@ class ExportJobs:
             verifier_keys=self.verifier_keys,
             report_settings=self.report_settings,
             progress=progress,
+            jobs=1,  # in the server's runner thread: no worker processes of its own
         )
         progress("verify", 0, 1)
         trusted = [parse_verifier_key(key) for key in self.verifier_keys]

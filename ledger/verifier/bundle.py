@@ -126,6 +126,10 @@ class BundleFiles:
         elif not path.is_dir():
             raise BundleError("bundle", f"{path} does not exist")
 
+    @property
+    def is_directory(self) -> bool:
+        return self._zip is None
+
     def names(self) -> list[str]:
         if self._zip is not None:
             return sorted(
@@ -176,13 +180,26 @@ class BundleEvents(ReportEvents):
 
     :meth:`of_types` decodes only the lines that may be of a type asked for: a line whose
     bytes hold neither the type's name nor a backslash (which a JSON escape needs) cannot be
-    one. :meth:`lean` leaves the mentions of the events of the types named sealed."""
+    one. :meth:`lean` leaves the mentions of the events of the types named sealed. A bundle
+    that is a directory splits into parts of ``events.tsv`` (:meth:`split`)."""
 
-    def __init__(self, files: BundleFiles) -> None:
-        super().__init__(self._all)
+    MIN_PART_BYTES = 1 << 23
+    """The smallest part :meth:`split` makes (8 MiB, about 10,000 events): below it a worker
+    process costs more to start than it saves."""
+
+    def __init__(
+        self,
+        files: BundleFiles,
+        span: tuple[int, int, int] | None = None,
+        *,
+        min_part_bytes: int = MIN_PART_BYTES,
+    ) -> None:
         self.files = files
+        self.span = span
+        """(first byte, byte after the last, number of the first line), or the whole file."""
+        self.min_part_bytes = min_part_bytes
 
-    def _all(self) -> Iterator[ReportEvent]:
+    def __call__(self) -> Iterator[ReportEvent]:
         return self._read(None, frozenset())
 
     def of_types(self, types: frozenset[str]) -> Iterator[ReportEvent]:
@@ -191,12 +208,47 @@ class BundleEvents(ReportEvents):
     def lean(self, unresolved: frozenset[str]) -> Iterator[ReportEvent]:
         return self._read(None, unresolved)
 
+    def split(self, parts: int) -> list[ReportEvents] | None:
+        if not self.files.is_directory or self.span is not None or parts < 2:
+            return None
+        path = self.files.path / EVENTS
+        size = path.stat().st_size
+        parts = min(parts, size // max(1, self.min_part_bytes))
+        if parts < 2:
+            return None
+        spans: list[tuple[int, int, int]] = []
+        start, line = 0, 1
+        with path.open("rb") as file:
+            for k in range(1, parts + 1):
+                end = size
+                if k < parts:  # the start of the line that holds byte size * k / parts
+                    file.seek(max(start, size * k // parts - 1))
+                    end = file.tell() + len(file.readline())
+                if end <= start:
+                    continue
+                spans.append((start, end, line))
+                file.seek(start)
+                left = end - start
+                while left:
+                    block = file.read(min(left, 1 << 20))
+                    line += block.count(b"\n")
+                    left -= len(block)
+                start = end
+        return [BundleEvents(self.files, span) for span in spans]
+
     def _read(
         self, types: frozenset[str] | None, unresolved: frozenset[str]
     ) -> Iterator[ReportEvent]:
         names = None if types is None else tuple(name.encode() for name in types)
+        start, end, first = self.span or (0, -1, 1)
         with self.files.open(EVENTS) as file:
-            for number, raw in enumerate(file, start=1):
+            if start:
+                file.seek(start)
+            at = start
+            for number, raw in enumerate(file, start=first):
+                if at == end:
+                    break
+                at += len(raw)
                 if names is not None and b"\\" not in raw and not any(n in raw for n in names):
                     continue
                 try:
@@ -229,9 +281,15 @@ def report_events(files: BundleFiles) -> BundleEvents:
 
 
 def render_report(
-    manifest: Mapping[str, Any], checkpoint_text: str, files: BundleFiles, directory: Path
+    manifest: Mapping[str, Any],
+    checkpoint_text: str,
+    files: BundleFiles,
+    directory: Path,
+    *,
+    jobs: int = 1,
 ) -> list[str]:
-    """The report files for the bundle's events, written into ``directory``."""
+    """The report files for the bundle's events, written into ``directory``; by ``jobs``
+    processes (the same bytes whatever their number)."""
     settings = manifest.get("settings", {})
     return write_report(
         manifest["scope"],
@@ -242,6 +300,7 @@ def render_report(
         authority_deadline_hours=int(settings.get("authority_deadline_hours", 72)),
         request_due_days=int(settings.get("request_due_days", 15)),
         request_due_days_by_jurisdiction=settings.get("request_due_days_by_jurisdiction") or {},
+        jobs=jobs,
     )
 
 

@@ -27,11 +27,13 @@ import contextlib
 import csv
 import html
 import json
+import multiprocessing
 import re
 import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -281,16 +283,14 @@ class ReportEvent:
 
 
 class ReportEvents:
-    """The events a report is rendered from: ``events()`` iterates them all, in sequence
-    order, and may be called again. A source that can read less than every event in full
-    says so by overriding :meth:`of_types` and :meth:`lean` (:mod:`ledger.verifier.bundle`
-    skips, without decoding them, the lines that cannot be of a type asked for)."""
-
-    def __init__(self, events: Callable[[], Iterable[ReportEvent]]) -> None:
-        self._events = events
+    """The events a report is rendered from: calling it iterates them all, in sequence order,
+    as often as asked. A source that can read less than every event in full says so by
+    overriding :meth:`of_types` and :meth:`lean` (:mod:`ledger.verifier.bundle` skips, without
+    decoding them, the lines that cannot be of a type asked for); one that can be read in
+    parts, each in another process, by overriding :meth:`split`."""
 
     def __call__(self) -> Iterable[ReportEvent]:
-        return self._events()
+        raise NotImplementedError
 
     def of_types(self, types: frozenset[str]) -> Iterable[ReportEvent]:
         """The events of those types only, in order."""
@@ -301,6 +301,19 @@ class ReportEvents:
         mentions still sealed) and their shown data unread: only their type, seq, times and
         event id are read from them."""
         return self()
+
+    def split(self, parts: int) -> list[ReportEvents] | None:
+        """The events in at most ``parts`` consecutive parts, each a source that pickles (to be
+        read in another process); None when this source cannot be split."""
+        return None
+
+
+class _Plain(ReportEvents):
+    def __init__(self, events: Callable[[], Iterable[ReportEvent]]) -> None:
+        self._events = events
+
+    def __call__(self) -> Iterable[ReportEvent]:
+        return self._events()
 
 
 # -- the context: what the verdicts need ------------------------------------------------------
@@ -322,7 +335,7 @@ class _Refs:
         self._context = context
 
     def setdefault(self, subject: str, ref: str) -> None:
-        self._context.store.see_ref(subject, ref)
+        self._context.writer.see_ref(subject, ref)
 
     def get(self, subject: str, default: str | None = None) -> str | None:
         found = self._context.reader.ref(subject)
@@ -331,7 +344,7 @@ class _Refs:
 
 @dataclass
 class _Context:
-    store: ConsentStore
+    store: ConsentStore | None
     """Each subject's consent decisions and notes, reference and age: what grows with the log,
     on disk (:mod:`ledger.verifier.report_store`)."""
     as_of: str | None = None
@@ -348,14 +361,20 @@ class _Context:
     def reader(self) -> ConsentReader:
         """The store, read once the context pass has sealed it."""
         if self._reader is None:
-            self._reader = self.store.reader()
+            self._reader = self.writer.reader()
         return self._reader
 
+    @property
+    def writer(self) -> ConsentStore:
+        """The store, written in the context pass (not in a worker process)."""
+        assert self.store is not None, "a worker's context is read only"
+        return self.store
+
     def decide(self, subject: str, purpose: str, decision: Decision) -> None:
-        self.store.decide(subject, purpose, decision)
+        self.writer.decide(subject, purpose, decision)
 
     def note(self, subject: str, purpose: str, note: Note) -> None:
-        self.store.note(subject, purpose, note)
+        self.writer.note(subject, purpose, note)
 
     incidents: dict[str, _Incident] = field(default_factory=dict)
     incident_of_event: dict[str, str] = field(default_factory=dict)
@@ -459,7 +478,7 @@ def _read_context(facts: Iterable[_Fact], context: _Context) -> None:
         elif kind == AGE:
             subject = data["subject"]
             context.refs.setdefault(subject, str(fact.shown.get("subject_ref", "[sealed]")))
-            context.store.see_age(subject, Age(int(data["age"]), fact.occurred_at, fact.seq))
+            context.writer.see_age(subject, Age(int(data["age"]), fact.occurred_at, fact.seq))
         elif kind in incident_rules.INCIDENT_TYPES:
             _read_incident(fact, context)
         elif kind in request_rules.REQUEST_TYPES:
@@ -1041,8 +1060,13 @@ def write_report(
     authority_deadline_hours: int = incident_rules.DEFAULT_AUTHORITY_DEADLINE_HOURS,
     request_due_days: int = request_rules.DEFAULT_DUE_DAYS,
     request_due_days_by_jurisdiction: Mapping[str, int] | None = None,
+    jobs: int = 1,
 ) -> list[str]:
     """Write ``report.html`` and the CSV files into ``directory``; return their names, sorted.
+
+    With ``jobs`` above 1, the disclosure rows and the consent section are rendered in that
+    many worker processes, in parts (when ``events`` is a :class:`ReportEvents` that splits);
+    the bytes written are the same whatever ``jobs``.
 
     ``events()`` iterates the bundle's events in sequence order; it is called three times.
     ``scope`` is ``{"kind": "subject", "subject": <pseudonym>}``, ``{"kind": "recipient",
@@ -1062,6 +1086,7 @@ def write_report(
             authority_deadline_hours=authority_deadline_hours,
             request_due_days=request_due_days,
             request_due_days_by_jurisdiction=request_due_days_by_jurisdiction,
+            jobs=jobs,
         )
 
 
@@ -1082,6 +1107,7 @@ def _write_report(
     authority_deadline_hours: int,
     request_due_days: int,
     request_due_days_by_jurisdiction: Mapping[str, int] | None,
+    jobs: int,
 ) -> list[str]:
     target = _Scope.parse(scope)
     checkpoint = _Checkpoint.parse(checkpoint_text)
@@ -1095,62 +1121,55 @@ def _write_report(
     store = ConsentStore(scratch / "context.sqlite3")
     parts.callback(store.close)
     context = _Context(store)
-    source = events if isinstance(events, ReportEvents) else ReportEvents(events)
+    source = events if isinstance(events, ReportEvents) else _Plain(events)
     _read_corrections(source.of_types(_CORRECTIONS), context)
     _read_context(_facts(source.lean(_DISCLOSURES), context.corrections), context)
     store.seal()
 
     written = ["disclosures.csv", "report.html"]
-    counts: Counter[str] = Counter()
-
-    selected: set[str] = set()
     rules = {
         incident_id: incident.state.affected_rule
         for incident_id, incident in sorted(context.incidents.items())
         if incident.state.affected_rule is not None
     }
-    by_rule: dict[str, set[str]] = {incident_id: set() for incident_id in rules}
-    """Incident -> the subjects of the reported disclosure rows its rule selects."""
-
-    def counted(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        for row in rows:
-            counts[row["verdict"]] += 1
-            for incident_id, rule in rules.items():
-                if incident_rules.rule_selects(rule, row["recipient_id"], row["occurred_at"]):
-                    selected.add(incident_id)
-                    by_rule[incident_id].add(row["subject"])
-            yield row
-
+    shared = _Shared(
+        store.path,
+        scratch,
+        target,
+        settings,
+        rules,
+        context.as_of,
+        context.corrections,
+        context.policies,
+        context.recipients,
+        context.incidents,
+        context.told,
+    )
+    # Worker processes only for events that split into parts (a small bundle does not).
+    split = source.split(_PARTS_PER_JOB * jobs) if jobs > 1 else None
+    pool = _pool(parts, jobs, shared) if split else None
     # Pass 3: the disclosure rows, written at once to disclosures.csv and to the HTML table,
     # which waits in a temporary file for its place in report.html (after the summary, which
-    # needs the counts).
+    # needs the counts). Then each subject's consent rows, worked out once, for consent.csv,
+    # consent_status.csv and the HTML section (kept in a temporary file too). With a pool,
+    # both in parts: the disclosure rows by parts of the events, the subjects by ranges; each
+    # part written to files of its own, which are joined here in order.
     table = _spool(parts)
+    consent_html = _spool(parts)
     with (directory / "disclosures.csv").open("w", encoding="utf-8", newline="") as csv_file:
         writer = csv.writer(csv_file, lineterminator="\n")
         writer.writerow(DISCLOSURE_COLUMNS)
-
-        def to_csv(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-            for row in rows:
-                writer.writerow([_csv(row[c]) for c in DISCLOSURE_COLUMNS])
-                yield row
-
-        _write_disclosures(
-            table,
-            to_csv(
-                counted(
-                    _disclosure_rows(
-                        _facts(source.of_types(_DISCLOSURES), context.corrections),
-                        context,
-                        target,
-                        settings,
-                    )
-                )
-            ),
-        )
-    subjects = target.consent_subjects(context)
-    # Each subject's consent rows are worked out once, for consent.csv, consent_status.csv and
-    # the HTML section (kept in a temporary file, like the disclosure table).
-    consent_html = _spool(parts)
+        _disclosures_head(table)
+        if pool is None or split is None:
+            tally = _render_rows(source, context, shared, writer, table)
+        else:
+            tally = _Tally.empty(rules)
+            futures = [pool.submit(_rows_part, i, part) for i, part in enumerate(split)]
+            for i, future in enumerate(futures):
+                tally.add(future.result())
+                _append(scratch / f"rows-{i}.csv", csv_file)
+                _append(scratch / f"rows-{i}.html", table)
+        _table_end(table)
     if target.shows_consent:
         with (
             (directory / "consent.csv").open("w", encoding="utf-8", newline="") as timeline,
@@ -1160,8 +1179,27 @@ def _write_report(
             status_csv = csv.writer(status, lineterminator="\n")
             timeline_csv.writerow(CONSENT_COLUMNS)
             status_csv.writerow(CONSENT_STATUS_COLUMNS)
-            _write_consent(consent_html, subjects, context, settings, timeline_csv, status_csv)
+            ranges = None
+            if pool is not None and target.subject is None:
+                ranges = _subject_ranges(context.reader, _PARTS_PER_JOB * jobs)
+            if pool is None or ranges is None:
+                subjects = target.consent_subjects(context)
+                _write_consent(consent_html, subjects, context, settings, timeline_csv, status_csv)
+            else:
+                consent_html.write(_CONSENT_HEAD)
+                done = [
+                    pool.submit(_consent_part, i, after, until)
+                    for i, (after, until) in enumerate(ranges)
+                ]
+                for i, part in enumerate(done):
+                    part.result()
+                    _append(scratch / f"consent-{i}.csv", timeline)
+                    _append(scratch / f"status-{i}.csv", status)
+                    _append(scratch / f"consent-{i}.html", consent_html)
+                if not ranges:
+                    consent_html.write(_NO_CONSENT)
         written += ["consent.csv", "consent_status.csv"]
+    counts, selected, by_rule = tally.counts, tally.selected, tally.by_rule
     incidents = [
         (i, _incident_row(i, context, settings, by_rule.get(i.state.incident_id), target))
         for i in target.incidents(context, selected)
@@ -1259,72 +1297,90 @@ def _write_consent(
 ) -> None:
     """The HTML consent section; each row also goes to consent.csv (``timeline_csv``) or
     consent_status.csv (``status_csv``), csv writers."""
-    out.write("<h2>Consent</h2>\n")
+    out.write(_CONSENT_HEAD)
     shown = False
     for subject, purposes in subjects:
         shown = True
-        ref = context.reader.ref(subject)
-        held = _Subject(
-            subject, "[sealed]" if ref is None else ref, context.reader.age(subject), purposes
-        )
-        out.write(f"<h3>Subject <code>{_e(subject)}</code> ({_e(held.ref)})</h3>\n")
-        out.write(f"<p>As of {_e(context.as_of)}:</p>\n")
-        _table_head(
-            out, ("purpose", "status", "DPV status", "since", "policy version", "decided by event")
-        )
-        for row in _consent_status_rows(held, context, settings):
-            status_csv.writerow([_csv(row[c]) for c in CONSENT_STATUS_COLUMNS])
-            _table_row(
-                out,
-                (
-                    row["purpose"],
-                    row["status"],
-                    row["dpv_status"],
-                    row["since"],
-                    row["policy_version"],
-                    row["decided_by_seq"],
-                ),
-            )
-        _table_end(out)
-        out.write("<p>Timeline:</p>\n")
-        _table_head(
+        _write_subject(out, subject, purposes, context, settings, timeline_csv, status_csv)
+    if not shown:
+        out.write(_NO_CONSENT)
+
+
+_CONSENT_HEAD = "<h2>Consent</h2>\n"
+_NO_CONSENT = "<p>No consent decisions.</p>\n"
+
+
+def _write_subject(
+    out: IO[str],
+    subject: str,
+    purposes: SubjectConsent,
+    context: _Context,
+    settings: _Settings,
+    timeline_csv: Any,
+    status_csv: Any,
+) -> None:
+    """One subject's part of the consent section, and its rows of consent.csv and
+    consent_status.csv (``timeline_csv``, ``status_csv``: csv writers)."""
+    ref = context.reader.ref(subject)
+    held = _Subject(
+        subject, "[sealed]" if ref is None else ref, context.reader.age(subject), purposes
+    )
+    out.write(f"<h3>Subject <code>{_e(subject)}</code> ({_e(held.ref)})</h3>\n")
+    out.write(f"<p>As of {_e(context.as_of)}:</p>\n")
+    _table_head(
+        out, ("purpose", "status", "DPV status", "since", "policy version", "decided by event")
+    )
+    for row in _consent_status_rows(held, context, settings):
+        status_csv.writerow([_csv(row[c]) for c in CONSENT_STATUS_COLUMNS])
+        _table_row(
             out,
             (
-                "purpose",
-                "at",
-                "change",
-                "event",
-                "policy version",
-                "expires",
-                "guardian",
-                "status from then",
-                "DPV status",
-                "details",
+                row["purpose"],
+                row["status"],
+                row["dpv_status"],
+                row["since"],
+                row["policy_version"],
+                row["decided_by_seq"],
             ),
         )
-        for row in _consent_rows(held, context, settings):
-            timeline_csv.writerow([_csv(row[c]) for c in CONSENT_COLUMNS])
-            _table_row(
-                out,
-                (
-                    row["purpose"],
-                    row["at"],
-                    row["change"],
-                    row["seq"],
-                    row["policy_version"],
-                    row["expires_at"],
-                    row["guardian"],
-                    row["status"],
-                    row["dpv_status"],
-                    row["details"],
-                ),
-            )
-        _table_end(out)
-    if not shown:
-        out.write("<p>No consent decisions.</p>\n")
+    _table_end(out)
+    out.write("<p>Timeline:</p>\n")
+    _table_head(
+        out,
+        (
+            "purpose",
+            "at",
+            "change",
+            "event",
+            "policy version",
+            "expires",
+            "guardian",
+            "status from then",
+            "DPV status",
+            "details",
+        ),
+    )
+    for row in _consent_rows(held, context, settings):
+        timeline_csv.writerow([_csv(row[c]) for c in CONSENT_COLUMNS])
+        _table_row(
+            out,
+            (
+                row["purpose"],
+                row["at"],
+                row["change"],
+                row["seq"],
+                row["policy_version"],
+                row["expires_at"],
+                row["guardian"],
+                row["status"],
+                row["dpv_status"],
+                row["details"],
+            ),
+        )
+    _table_end(out)
 
 
-def _write_disclosures(out: IO[str], rows: Iterable[Mapping[str, Any]]) -> None:
+def _disclosures_head(out: IO[str]) -> None:
     out.write("<h2>Disclosures</h2>\n")
     out.write(
         "<p>One row per subject per disclosure, in log order. Violations are highlighted.</p>\n"
@@ -1349,6 +1405,9 @@ def _write_disclosures(out: IO[str], rows: Iterable[Mapping[str, Any]]) -> None:
             "consent event",
         ),
     )
+
+
+def _write_disclosure_rows(out: IO[str], rows: Iterable[Mapping[str, Any]]) -> None:
     for row in rows:
         subject = f"{row['subject']} ({_text(row['subject_ref'])})"
         recipient = row["recipient_id"]
@@ -1375,7 +1434,6 @@ def _write_disclosures(out: IO[str], rows: Iterable[Mapping[str, Any]]) -> None:
             ),
             bool(row["violation"]),
         )
-    _table_end(out)
 
 
 def _write_incidents(
@@ -1534,3 +1592,163 @@ def _write_requests(out: IO[str], requests: Sequence[Mapping[str, Any]]) -> None
             bool(r["overdue"] or r["answered_late"]),
         )
     _table_end(out)
+
+
+# -- rendering in parts, in worker processes ----------------------------------------------------
+
+_PARTS_PER_JOB = 4
+"""Parts per worker process: enough that one slow part does not leave the others idle."""
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """What rendering the rows needs of the context (every worker process gets it once)."""
+
+    store: Path
+    scratch: Path
+    """Where each part writes its files."""
+    target: _Scope
+    settings: _Settings
+    rules: Mapping[str, Mapping[str, Any]]
+    as_of: str | None
+    corrections: Mapping[str, list[Mapping[str, Any]]]
+    policies: dict[str, Policy]
+    recipients: dict[str, Recipient]
+    incidents: dict[str, _Incident]
+    told: dict[tuple[str, str, str], str]
+
+    def context(self) -> _Context:
+        """A read-only context on the sealed store, in a worker process."""
+        return _Context(
+            None,
+            as_of=self.as_of,
+            corrections=dict(self.corrections),
+            policies=self.policies,
+            recipients=self.recipients,
+            incidents=self.incidents,
+            told=self.told,
+            _reader=ConsentReader.open(self.store),
+        )
+
+
+@dataclass
+class _Tally:
+    """What the summary and the incidents need of the disclosure rows."""
+
+    counts: Counter[str]
+    """Rows by verdict."""
+    selected: set[str]
+    """The incidents whose assessment's rule selects a reported row."""
+    by_rule: dict[str, set[str]]
+    """Incident -> the subjects of the reported disclosure rows its rule selects."""
+
+    @classmethod
+    def empty(cls, rules: Mapping[str, Any]) -> _Tally:
+        return cls(Counter(), set(), {incident_id: set() for incident_id in rules})
+
+    def count(self, row: Mapping[str, Any], rules: Mapping[str, Mapping[str, Any]]) -> None:
+        self.counts[row["verdict"]] += 1
+        for incident_id, rule in rules.items():
+            if incident_rules.rule_selects(rule, row["recipient_id"], row["occurred_at"]):
+                self.selected.add(incident_id)
+                self.by_rule[incident_id].add(row["subject"])
+
+    def add(self, other: _Tally) -> None:
+        self.counts.update(other.counts)
+        self.selected |= other.selected
+        for incident_id, subjects in other.by_rule.items():
+            self.by_rule[incident_id] |= subjects
+
+
+def _render_rows(
+    events: ReportEvents, context: _Context, shared: _Shared, writer: Any, table: IO[str]
+) -> _Tally:
+    """The disclosure rows of ``events``: to ``writer`` (csv) and ``table`` (HTML rows)."""
+    tally = _Tally.empty(shared.rules)
+
+    def written(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for row in rows:
+            tally.count(row, shared.rules)
+            writer.writerow([_csv(row[c]) for c in DISCLOSURE_COLUMNS])
+            yield row
+
+    facts = _facts(events.of_types(_DISCLOSURES), context.corrections)
+    rows = _disclosure_rows(facts, context, shared.target, shared.settings)
+    _write_disclosure_rows(table, written(rows))
+    return tally
+
+
+def _pool(parts: contextlib.ExitStack, jobs: int, shared: _Shared) -> ProcessPoolExecutor:
+    """Worker processes started afresh (spawned, not forked: the caller may be a server with
+    threads and open connections, which a fork would copy half-way)."""
+    pool = ProcessPoolExecutor(
+        jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_part_worker,
+        initargs=(shared,),
+    )
+    parts.callback(pool.shutdown, wait=True, cancel_futures=True)
+    return pool
+
+
+def _subject_ranges(reader: ConsentReader, parts: int) -> list[tuple[str | None, str | None]]:
+    """The subjects cut into at most ``parts`` ranges (after, up to and including) of about as
+    many subjects each."""
+    total = reader.count_subjects()
+    ends: list[str | None] = []
+    for k in range(1, parts):
+        found = reader.subject_at(total * k // parts - 1) if total * k // parts else None
+        if found is not None and (not ends or ends[-1] != found):
+            ends.append(found)
+    ends.append(None)
+    if not total:
+        return []
+    return list(zip([None, *ends[:-1]], ends, strict=True))
+
+
+def _append(part: Path, out: IO[str]) -> None:
+    """A part's file, written to ``out`` and removed."""
+    with part.open(encoding="utf-8", newline="") as file:
+        shutil.copyfileobj(file, out)
+    part.unlink()
+
+
+_worker: tuple[_Shared, _Context] | None = None
+
+
+def _start_part_worker(shared: _Shared) -> None:
+    global _worker
+    _worker = (shared, shared.context())
+
+
+def _rows_part(index: int, events: ReportEvents) -> _Tally:
+    """Worker: the disclosure rows of a part of the events, to ``rows-<index>.csv`` and
+    ``.html``."""
+    assert _worker is not None, "_start_part_worker was not called"
+    shared, context = _worker
+    scratch = shared.scratch
+    with (
+        (scratch / f"rows-{index}.csv").open("w", encoding="utf-8", newline="") as csv_file,
+        (scratch / f"rows-{index}.html").open("w", encoding="utf-8", newline="\n") as table,
+    ):
+        writer = csv.writer(csv_file, lineterminator="\n")
+        return _render_rows(events, context, shared, writer, table)
+
+
+def _consent_part(index: int, after: str | None, until: str | None) -> None:
+    """Worker: the consent section of the subjects in a range, to ``consent-<index>.csv``,
+    ``status-<index>.csv`` and ``consent-<index>.html``."""
+    assert _worker is not None, "_start_part_worker was not called"
+    shared, context = _worker
+    scratch = shared.scratch
+    with (
+        (scratch / f"consent-{index}.csv").open("w", encoding="utf-8", newline="") as timeline,
+        (scratch / f"status-{index}.csv").open("w", encoding="utf-8", newline="") as status,
+        (scratch / f"consent-{index}.html").open("w", encoding="utf-8", newline="\n") as html_,
+    ):
+        timeline_csv = csv.writer(timeline, lineterminator="\n")
+        status_csv = csv.writer(status, lineterminator="\n")
+        for subject, purposes in context.reader.consent_by_subject(after, until):
+            _write_subject(
+                html_, subject, purposes, context, shared.settings, timeline_csv, status_csv
+            )
