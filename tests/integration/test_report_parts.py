@@ -1,0 +1,115 @@
+"""The report rendered in parts by worker processes is the report rendered in one, byte for
+byte, and a tampered bundle fails alike on both paths."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger.verifier.bundle import BundleEvents, BundleFiles, verify_bundle
+from ledger.verifier.report import write_report
+from tests.integration.test_export import TAMPERING, World, _refresh_manifest
+from tests.integration.test_export import world as world  # the fixture, by its name
+
+REPORT_FILES = (
+    "consent.csv",
+    "consent_status.csv",
+    "disclosures.csv",
+    "incidents.csv",
+    "notices.csv",
+    "reads.csv",
+    "report.html",
+    "requests.csv",
+)
+
+
+def _scopes(world: World) -> dict[str, dict[str, Any]]:
+    return {
+        "all": {"kind": "all"},
+        "recipient": {"kind": "recipient", "recipient_id": world.processor},
+        "subject": {"kind": "subject", "subject": world.pseudonym(world.alice)},
+        "incident": {"kind": "incident", "incident_id": world.incident},
+    }
+
+
+def _render(bundle: Path, target: Path, jobs: int) -> tuple[str, dict[str, bytes]]:
+    """The report of ``bundle`` rendered by ``jobs`` processes, every part as small as it can
+    be (so that every event and every subject starts a part): its files, or the failure."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    settings = manifest["settings"]
+    target.mkdir()
+    try:
+        names = write_report(
+            manifest["scope"],
+            (bundle / "checkpoint").read_text(),
+            BundleEvents(BundleFiles(bundle), min_part_bytes=1),
+            target,
+            default_minimum_age=int(settings.get("default_minimum_age", 18)),
+            authority_deadline_hours=int(settings.get("authority_deadline_hours", 72)),
+            request_due_days=int(settings.get("request_due_days", 15)),
+            request_due_days_by_jurisdiction=settings.get("request_due_days_by_jurisdiction"),
+            jobs=jobs,
+        )
+    except Exception as exc:  # the failure is compared, whatever it is
+        return f"{type(exc).__name__}: {exc}", {}
+    return "rendered", {name: (target / name).read_bytes() for name in names}
+
+
+@pytest.mark.parametrize("kind", ["all", "recipient", "subject", "incident"])
+def test_the_report_rendered_in_parts_is_the_bundles_byte_for_byte(
+    world: World, tmp_path: Path, kind: str
+) -> None:
+    bundle = world.export(_scopes(world)[kind], tmp_path / "b")
+    held = {
+        name: (bundle / name).read_bytes()
+        for name in json.loads((bundle / "manifest.json").read_text())["report_files"]
+    }
+    for jobs in (1, 2, 3):
+        outcome, files = _render(bundle, tmp_path / f"jobs{jobs}", jobs)
+        assert outcome == "rendered"
+        assert files == held, f"jobs={jobs}"
+    if kind == "all":
+        assert set(held) == set(REPORT_FILES)
+        assert b"consent_missing" in held["disclosures.csv"]  # bob's row: a verdict was drawn
+
+
+def test_the_parts_of_the_events_are_every_event_once_in_order(
+    world: World, tmp_path: Path
+) -> None:
+    bundle = world.export({"kind": "all"}, tmp_path / "b")
+    whole = BundleEvents(BundleFiles(bundle), min_part_bytes=1)
+    every = [event.seq for event in whole()]
+    for parts in (2, 3, 5, len(every), 10 * len(every)):
+        split = whole.split(parts)
+        assert split is not None and 2 <= len(split) <= parts
+        assert [event.seq for part in split for event in part()] == every
+    assert BundleEvents(BundleFiles(bundle)).split(4) is None  # too small to be worth a process
+
+
+@pytest.mark.parametrize(
+    ("tamper", "named"),
+    [(t, n) for t, f, n in TAMPERING if f in ("events.tsv", "report.html")],
+    ids=[t[0].__name__ for t in TAMPERING if t[1] in ("events.tsv", "report.html")],
+)
+def test_a_tampered_bundle_fails_alike_in_parts_and_in_one_process(
+    world: World,
+    tmp_path: Path,
+    tamper: Callable[[Path, World], None],
+    named: str,
+) -> None:
+    bundle = world.export(_scopes(world)["recipient"], tmp_path / "b")
+    tamper(bundle, world)
+    _refresh_manifest(bundle)
+    serial = _render(bundle, tmp_path / "serial", 1)
+    assert _render(bundle, tmp_path / "parts", 2) == serial
+    verdicts = set()
+    for jobs in (1, 2):
+        try:
+            verify_bundle(bundle, world.trusted(), jobs=jobs)
+        except ValueError as exc:
+            verdicts.add(str(exc))
+    assert len(verdicts) == 1 and named in verdicts.pop()
