@@ -26,7 +26,7 @@ STEPS = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(steps=STEPS, batch=st.integers(1, 7))
 def test_the_store_reads_back_what_dictionaries_would_hold(
     steps: list[tuple[object, ...]], batch: int
@@ -56,8 +56,9 @@ def test_the_store_reads_back_what_dictionaries_would_hold(
                     notes[key] = (*notes.get(key, ()), note)
                     store.note(*key, note)
                 elif kind == "ref":
-                    refs.setdefault(subject, str(step[2]))
-                    store.see_ref(subject, str(step[2]))
+                    ref = f"{step[2]}#{seq}"  # each differs: the first must stay
+                    refs.setdefault(subject, ref)
+                    store.see_ref(subject, ref)
                 else:
                     age = Age(int(str(step[2])), str(step[3]), seq)
                     known = ages.get(subject)
