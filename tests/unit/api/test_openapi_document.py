@@ -8,11 +8,12 @@ import base64
 import copy
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import jsonschema_rs
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
@@ -20,6 +21,7 @@ from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from api.http.app import create_app
+from api.http.deps import authorise, authorised
 from api.http.fact_examples import BY_TYPE, CONTEXT, EXAMPLES
 from api.http.openapi_document import BEARER, FACT, SCOPE_KEY, api_routes, required_scope
 from api.http.problems import PROBLEM
@@ -409,3 +411,24 @@ def test_a_type_that_is_not_text_is_refused_not_a_server_error(kind: Any) -> Non
         parse_fact({"type": kind, "event_id": "evt-1", "occurred_at": "2026-05-01T09:00:00Z"})
     (problem,) = refused.value.problems
     assert (problem.field, problem.rule) == ("type", "required" if kind is None else "type_unknown")
+
+
+def test_a_scope_that_cannot_be_read_from_the_check_is_an_error_not_a_guess() -> None:
+    async def unnamed(request: Request) -> None:
+        scope = next(iter(Scope))
+        await authorise(request, scope)
+
+    async def two(
+        _a: Annotated[object, Depends(authorised(Scope.READ_STATE))],
+        _b: Annotated[object, Depends(authorised(Scope.READ_HISTORY))],
+    ) -> None:
+        return None
+
+    async def one(_a: Annotated[object, Depends(authorised(Scope.READ_RECEIPTS))]) -> None:
+        return None
+
+    assert required_scope(APIRoute("/one", one)) == Scope.READ_RECEIPTS
+    with pytest.raises(RuntimeError, match="without one Scope named"):
+        required_scope(APIRoute("/unnamed", unnamed))
+    with pytest.raises(RuntimeError, match="several scopes"):
+        required_scope(APIRoute("/two", two))
