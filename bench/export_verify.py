@@ -1,7 +1,9 @@
 """Export and offline verification of bundles: speed, peak memory, sizes.
 
-Fills a ledger with N events (SQLite, or PostgreSQL with ``--pg``), then, each in a fresh
-process so that its peak memory (max RSS) is its own:
+Fills a ledger with N events (SQLite, or PostgreSQL with ``--pg``; ``--keep DIR`` keeps a SQLite
+ledger to export again in a later run), then, each in a fresh process so that its peak memory
+(max RSS of the largest of its processes: the export renders its report in worker processes)
+is its own:
 
 - exports the whole log (``--all``) and one subject's history;
 - verifies both bundles with the offline verifier;
@@ -9,7 +11,10 @@ process so that its peak memory (max RSS) is its own:
   nothing else: the (entry, signature) pairs are read from the bundle 10,000 at a time and only
   the verify calls are timed, on one core (PyNaCl, one ``VerifyKey``).
 
-Run: ``python bench/export_verify.py --events 100000 [--pg postgresql://...]``.
+Each step's row carries the load average (1 min) before and after it: the machine may be
+shared, and the baseline is measured in the same run for that reason; compare ratios.
+
+Run: ``python bench/export_verify.py --events 100000 [--pg postgresql://...] [--keep DIR]``.
 """
 
 from __future__ import annotations
@@ -236,6 +241,7 @@ def run_phase(args: argparse.Namespace, name: str, **extra: str) -> dict[str, An
         command += ["--jobs", str(args.jobs)]
     for option, value in extra.items():
         command += [f"--{option}", value]
+    load_before = os.getloadavg()[0]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
     output = child.stdout.read()
@@ -244,7 +250,8 @@ def run_phase(args: argparse.Namespace, name: str, **extra: str) -> dict[str, An
     if child.returncode != 0:
         raise SystemExit(f"phase {name} failed ({child.returncode})")
     result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
-    result["peak_mb"] = usage.ru_maxrss / 1024  # kilobytes on Linux
+    result["peak_mb"] = usage.ru_maxrss / 1024  # kilobytes on Linux; the largest process
+    result["load"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return result
 
 
@@ -258,6 +265,12 @@ def main() -> None:
     parser.add_argument("--keys", default=None)
     parser.add_argument("--bundle", default=None)
     parser.add_argument("--jobs", type=int, default=None, help="the verifier's processes")
+    parser.add_argument(
+        "--keep",
+        default=None,
+        help="a directory to fill once and keep (SQLite): a later run with the same --keep and "
+        "--events exports the ledger it holds instead of filling a new one",
+    )
     args = parser.parse_args()
     if args.phase is not None:
         print(json.dumps(phase(args)))
@@ -265,6 +278,8 @@ def main() -> None:
     started = datetime.now(UTC)
     facts_ = harness.machine_facts(args.pg)
     print(harness.announce("export and verify", started, facts_))
+    if args.keep and args.pg:
+        raise SystemExit("--keep keeps a SQLite ledger only")
     with harness.temporary_directory("bench-export-") as scratch:
         args.data_dir = str(scratch / "data")
         args.keys = str(scratch / "keys.txt")
@@ -272,7 +287,14 @@ def main() -> None:
             schema_context = harness.temporary_schema(args.pg, "bench_export")
             args.schema = schema_context.__enter__()
         rows: dict[str, dict[str, Any]] = {}
-        rows["fill"] = run_phase(args, "fill")
+        if args.keep:
+            args.data_dir = str(Path(args.keep) / f"data-{args.events}")
+        if args.keep and (Path(args.data_dir) / "filled.json").exists():
+            rows["fill"] = json.loads((Path(args.data_dir) / "filled.json").read_text())
+        else:
+            rows["fill"] = run_phase(args, "fill")
+            if args.keep:
+                (Path(args.data_dir) / "filled.json").write_text(json.dumps(rows["fill"]))
         everything, subject = str(scratch / "all"), str(scratch / "subject.zip")
         rows["export all"] = run_phase(args, "export-all", bundle=everything)
         rows["verify all"] = run_phase(args, "verify-all", bundle=everything)
@@ -304,10 +326,11 @@ def main() -> None:
                 f"{rate:,.0f}",
                 ratio,
                 f"{row['peak_mb']:.0f}",
+                "{:.1f}-{:.1f}".format(*row["load"]) if "load" in row else "",
             ]
         )
     headers = ["step", "events in bundle", "log size", "seconds", "log events/s"]
-    print(harness.markdown_table([*headers, "÷ Ed25519 alone", "peak MB"], lines))
+    print(harness.markdown_table([*headers, "÷ Ed25519 alone", "peak MB", "load"], lines))
     events_tsv = sizes["events.tsv"]
     print(
         f"\nbundle of the whole log: {sizes['all'] / 1e6:.1f} MB ({sizes['all'] / args.events:.0f} "
