@@ -27,6 +27,7 @@ from api.token_store import Scope, SqlTokenStore
 from ledger.config import Settings
 from tests.integration.full_stack import Stack, full_stack
 from tests.support.examples import example_lines
+from tests.support.waiting import wait_until
 
 SUBJECT = "user-10482"
 INCIDENT = "inc-2026-003"
@@ -286,6 +287,22 @@ def test_every_answer_is_what_the_document_says(stack: Stack) -> None:
         started = get("POST", "/v1/exports", json={"scope": scope, "purpose": "an audit"})
         assert started.json()["scope"]["kind"] == scope["kind"], started.text
     get("GET", "/v1/exports/{job_id}/bundle", f"/v1/exports/{uuid4()}/bundle")
+    bundle = "/v1/exports/{job_id}/bundle"
+    get("GET", bundle, f"/v1/exports/{job_id}/bundle")  # 200, or 409 while it is made
+
+    def finished() -> dict[str, Any] | None:
+        state: dict[str, Any] = get("GET", "/v1/exports/{job_id}", f"/v1/exports/{job_id}").json()
+        return state if state["state"] in ("done", "failed") else None
+
+    ended = wait_until(finished, f"export {job_id} did not finish", 120, 0.1)
+    assert ended is not None and ended["state"] == "done", ended
+    whole = get("GET", bundle, f"/v1/exports/{job_id}/bundle")
+    assert whole.status_code == 200 and whole.content.startswith(b"PK"), whole.status_code
+    part = get("GET", bundle, f"/v1/exports/{job_id}/bundle", headers={"Range": "bytes=0-9"})
+    assert part.status_code == 206 and part.content == whole.content[:10]
+    for asked, status in (("bytes=oops", 400), (f"bytes={len(whole.content)}-", 416)):
+        odd = get("GET", bundle, f"/v1/exports/{job_id}/bundle", headers={"Range": asked})
+        assert odd.status_code == status, (asked, odd.status_code, odd.text)
     get("POST", "/v1/exports", json={"scope": {"kind": "nothing"}, "purpose": "x"})
     get(
         "POST",
@@ -294,7 +311,7 @@ def test_every_answer_is_what_the_document_says(stack: Stack) -> None:
     )
 
     statuses = {status for _, _, status in ask.seen}
-    assert {200, 201, 202, 400, 401, 403, 404, 406, 409, 422} <= statuses, statuses
+    assert {200, 201, 202, 206, 400, 401, 403, 404, 406, 409, 416, 422} <= statuses, statuses
     # Every JSON model was met with a real answer.
     assert set(MODELS) <= ask.seen, set(MODELS) - ask.seen
 
