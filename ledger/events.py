@@ -25,6 +25,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
@@ -107,6 +108,41 @@ def check_query_time(value: datetime) -> datetime:
             "times must be from 1970-01-01T00:00:00Z to 2200-01-01T00:00:00Z (in UTC)",
         )
     return in_utc
+
+
+_DATE_FIRST = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_TEXT_TIME: pydantic.TypeAdapter[datetime] = pydantic.TypeAdapter(AwareDatetime)
+
+
+def refuse_seconds(value: object) -> object:
+    """A time given as text starts with its date (``2026-03-05T21:14:03+09:00``). pydantic would
+    also read a string of digits (``"1700000000"``) as Unix seconds: a careless emitter's
+    epoch, which names no offset and which the catalogue, the query parameters and the OpenAPI
+    document (RFC 3339) all refuse. Any other value passes, for the parser to judge."""
+    if isinstance(value, str) and not _DATE_FIRST.match(value):
+        raise PydanticCustomError(
+            "datetime_parsing",
+            "a time is RFC 3339 text with its date first and its UTC offset, such as "
+            "2026-03-05T21:14:03+09:00, not a number of seconds",
+        )
+    return value
+
+
+def check_time_text(value: object) -> object:
+    """A fact's time: RFC 3339 text (:func:`refuse_seconds`), parsed here, in JSON mode, by the
+    parser that parsed it before that check existed (after a "before" validator the field's own
+    strict parser would see a Python string, and refuse it). A number is not a time; a
+    datetime (the ledger's own code) passes."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError("datetime_type", "a time is RFC 3339 text")
+    refuse_seconds(value)
+    try:
+        return _TEXT_TIME.validate_json(orjson.dumps(value), strict=True)
+    except pydantic.ValidationError as exc:
+        error = exc.errors()[0]
+        raise PydanticCustomError(error["type"], "{message}", {"message": error["msg"]}) from None
 
 
 def check_time(value: datetime) -> datetime:
@@ -199,8 +235,8 @@ FreeTextSchema = Described(
 TIME_RULES = (
     "RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within "
     "-14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z "
-    "once converted to UTC. (The validator also reads a string of digits alone as seconds "
-    "since 1970 in UTC; send RFC 3339.)"
+    "once converted to UTC. A number, or a string of digits (seconds since 1970), is not a "
+    "time."
 )
 HAPPENED_RULES = (
     "When it happened: not later than the ledger's clock plus its tolerance for clock skew "
@@ -220,7 +256,12 @@ class Happened:
         return schema
 
 
-Moment = Annotated[AwareDatetime, AfterValidator(check_time), Described(description=TIME_RULES)]
+Moment = Annotated[
+    AwareDatetime,
+    BeforeValidator(check_time_text),
+    AfterValidator(check_time),
+    Described(description=TIME_RULES),
+]
 """Any time in the catalogue: RFC 3339 with an offset, within the bounds above."""
 HappenedAt = Annotated[Moment, Happened()]
 

@@ -11,14 +11,14 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import Depends, Request
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 
 from api.http.problems import ProblemError
 from api.token_store import Client, Scope, TokenStore
 from ledger.application import LedgerApplication
-from ledger.events import check_one_line, check_query_time
+from ledger.events import check_one_line, check_query_time, refuse_seconds
 from projections.queries import Queries
 
 # The dependencies are coroutines: FastAPI runs a plain function in the threadpool, a hop
@@ -107,7 +107,12 @@ def check_offset(value: datetime) -> datetime:
     return value
 
 
-QueryTime = Annotated[datetime, AfterValidator(check_offset), AfterValidator(check_query_time)]
+QueryTime = Annotated[
+    datetime,
+    BeforeValidator(refuse_seconds),
+    AfterValidator(check_offset),
+    AfterValidator(check_query_time),
+]
 """A time parameter with its offset, in UTC once parsed (see :func:`check_offset` and
 :func:`ledger.events.check_query_time`)."""
 QueryText = Annotated[str, AfterValidator(check_one_line)]

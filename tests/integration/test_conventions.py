@@ -135,7 +135,11 @@ def bad_values(parameter: dict[str, Any]) -> list[tuple[str, str]]:
     if kind == "boolean":
         return [("maybe", "not_a_boolean")]
     if schema.get("format") == "date-time":
-        return [("2026-06-01T10:00:00", "time_without_offset"), ("soon", "not_a_time")]
+        return [
+            ("2026-06-01T10:00:00", "time_without_offset"),
+            ("soon", "not_a_time"),
+            ("1700000000", "not_a_time"),
+        ]
     if "enum" in schema:
         return [("zzz", "not_one_of")]
     values: list[tuple[str, str]] = []
