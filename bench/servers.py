@@ -203,6 +203,17 @@ class LedgerServer:
             pids += [int(p) for p in children.read_text().split()]
         return pids
 
+    def reads_pids(self) -> list[int]:
+        """The reads process and its uvicorn workers, if any."""
+        if self.reads_process is None:
+            return []
+        pids = [self.reads_process.pid]
+        with contextlib.suppress(OSError):
+            pid = self.reads_process.pid
+            children = Path(f"/proc/{pid}/task/{pid}/children")
+            pids += [int(p) for p in children.read_text().split()]
+        return pids
+
     def roles(self) -> dict[str, list[int]]:
         names = ["serve", "projections", "signer"] if self.separate else ["serve"]
         roles = {name: [p.pid] for name, p in zip(names, self.processes, strict=False)}
@@ -276,6 +287,37 @@ def cpu_meter(roles: dict[str, list[int]]) -> Iterator[dict[str, float]]:
         result[role] = result.get(role, 0.0) + (ticks - before[pid][2]) / tick / elapsed
     for role in list(result):
         result[role] = round(result[role], 2)
+
+
+def _waits(pids: list[int]) -> tuple[int, int]:
+    """Nanoseconds the threads of ``pids`` ran, and waited on a run queue for a core
+    (``/proc/<pid>/task/<tid>/schedstat``), so far; threads that ended are not counted."""
+    ran = waited = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    fields = (task / "schedstat").read_text().split()
+                    ran += int(fields[0])
+                    waited += int(fields[1])
+    return ran, waited
+
+
+@contextlib.contextmanager
+def runqueue_meter(pids: list[int]) -> Iterator[dict[str, float]]:
+    """How long the threads of ``pids`` waited for a core during the block, per second, and
+    per second of their running: a process answering in milliseconds that waits on a run queue
+    behind others' work is late by that wait, whatever its own code costs."""
+    result: dict[str, float] = {}
+    ran0, waited0 = _waits(pids)
+    t0 = time.monotonic()
+    yield result
+    ran1, waited1 = _waits(pids)
+    elapsed = time.monotonic() - t0
+    ran, waited = (ran1 - ran0) / 1e9, (waited1 - waited0) / 1e9
+    result["ran_s_per_s"] = round(ran / elapsed, 3)
+    result["waited_s_per_s"] = round(waited / elapsed, 3)
+    result["waited_per_ran"] = round(waited / ran, 2) if ran else 0.0
 
 
 @contextlib.contextmanager

@@ -41,7 +41,15 @@ from harness import (
     temporary_schema,
 )
 from profiling import start_profile, summarise_profile
-from servers import BENCH, PURPOSE, LedgerServer, backend_env, cpu_meter, noop_server
+from servers import (
+    BENCH,
+    PURPOSE,
+    LedgerServer,
+    backend_env,
+    cpu_meter,
+    noop_server,
+    runqueue_meter,
+)
 from wrk_load import Decisions, Ingest, WrkResult
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -445,15 +453,23 @@ def decision_row(ctx: Context, backend: str, server: LedgerServer, policy: str) 
     loaded: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in places}
     for round_ in range(args.decision_rounds):
         for name, url in places if round_ % 2 == 0 else list(reversed(places)):
-            quiet = ask(url).run(seconds)
+            pids = server.worker_pids() if url == server.url else server.reads_pids()
+            # Warm first, not timed: new connections, a token checked a second ago, pooled
+            # database connections; otherwise the idle run pays for them and the loaded one,
+            # right after it, does not.
+            ask(url).run(DECISION_WARMUP_S)
+            with runqueue_meter(pids) as waits:
+                quiet = ask(url).run(seconds)
             idle[name].append(quiet)
-            busy = decisions_under_load(ctx, server, policy, ask(url), target)
+            busy = decisions_under_load(ctx, server, policy, ask(url), target, pids)
+            busy["runqueue_idle"] = waits
             loaded[name].append(busy)
             print(
                 f"   round {round_ + 1}, decisions at the {name}: p99 idle "
                 f"{quiet.from_due_p99_ms:.2f} ms, under {busy['reached']:,.0f} ev/s reached of "
                 f"{target:,.0f} offered ({share:.0%} of {maximum:,.0f}): p99 "
-                f"{number(busy['busy'].from_due_p99_ms, 'ms')}; cores used {busy['cpu_cores']}",
+                f"{number(busy['busy'].from_due_p99_ms, 'ms')}; cores used {busy['cpu_cores']}; "
+                f"its run-queue wait idle {waits}, under load {busy['runqueue']}",
                 flush=True,
             )
     for name, _ in places:
@@ -486,6 +502,8 @@ def decision_row(ctx: Context, backend: str, server: LedgerServer, policy: str) 
                             "under_load": asdict(busy["busy"]),
                             "ingest": asdict(busy["ingest"]),
                             "cpu_cores": busy["cpu_cores"],
+                            "runqueue_idle": busy["runqueue_idle"],
+                            "runqueue_under_load": busy["runqueue"],
                             "reached_events_per_s": round(busy["reached"], 1),
                             "window_s": busy["window"],
                             "decisions_ran_s": busy["ran"],
@@ -510,20 +528,25 @@ def decision_row(ctx: Context, backend: str, server: LedgerServer, policy: str) 
         )
 
 
+DECISION_WARMUP_S = 2.0
+
+
 def decisions_under_load(
-    ctx: Context, server: LedgerServer, policy: str, ask: Decisions, target: float
+    ctx: Context, server: LedgerServer, policy: str, ask: Decisions, target: float, pids: list[int]
 ) -> dict[str, Any]:
     """``ask`` run while single facts are offered to the ingesting process at ``target`` a
-    second (paced, 64 connections), its answers counted inside the decisions' window."""
+    second (paced, 64 connections), its answers counted inside the decisions' window; how long
+    the answering process (``pids``) waited for a core meanwhile."""
     seconds = ctx.args.seconds
     warmup = 3.0
     window_from = time.monotonic() + warmup
     window = (window_from, window_from + seconds)
     load = Ingest(server.url, server.token, policy, 64, rate=target, window=window)
     running = load.start(warmup + seconds + 2)
+    ask.run(DECISION_WARMUP_S)  # warm, as before the idle run, while the ingest warms up
     time.sleep(max(0.0, window_from - time.monotonic()))
     asked_from = time.monotonic()
-    with cpu_meter(server.roles()) as cpu:
+    with cpu_meter(server.roles()) as cpu, runqueue_meter(pids) as waits:
         busy = ask.run(seconds)
     asked_to = time.monotonic()
     out, err = running.communicate(timeout=seconds + 120)
@@ -536,6 +559,7 @@ def decisions_under_load(
         "ingest": ingest,
         "reached": (ingest.window_ok or 0) / seconds,
         "cpu_cores": cpu,
+        "runqueue": waits,
         "window": [round(window[0], 3), round(window[1], 3)],
         "ran": [round(asked_from, 3), round(asked_to, 3)],
         "settled": round(settled, 1),
