@@ -300,9 +300,15 @@ def test_every_answer_is_what_the_document_says(stack: Stack) -> None:
     assert whole.status_code == 200 and whole.content.startswith(b"PK"), whole.status_code
     part = get("GET", bundle, f"/v1/exports/{job_id}/bundle", headers={"Range": "bytes=0-9"})
     assert part.status_code == 206 and part.content == whole.content[:10]
-    for asked, status in (("bytes=oops", 400), (f"bytes={len(whole.content)}-", 416)):
+    size = len(whole.content)
+    refusals = (("bytes=oops", 400, "malformed"), (f"bytes={size}-", 416, "range_not_satisfiable"))
+    for asked, status, rule in refusals:
         odd = get("GET", bundle, f"/v1/exports/{job_id}/bundle", headers={"Range": asked})
         assert odd.status_code == status, (asked, odd.status_code, odd.text)
+        assert odd.json()["errors"] == [
+            {"field": "header.range", "rule": rule, "detail": odd.json()["detail"]}
+        ]
+    assert odd.headers["content-range"] == f"bytes */{size}"
     get("POST", "/v1/exports", json={"scope": {"kind": "nothing"}, "purpose": "x"})
     get(
         "POST",

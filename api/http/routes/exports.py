@@ -21,13 +21,15 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Message, Receive, Scope, Send
 
 from api.http.deps import MINIMAL, Exporter, QueryText, QueryTime, SingleValues, prefers_minimal
 from api.http.examples import EXPORT_JOB
-from api.http.problems import ProblemError
+from api.http.problems import ProblemError, problem
 from api.http.responses import ExportJob as JobAnswer
 from api.http.responses import ok, problems
-from api.token_store import Client, Scope
+from api.token_store import Client
+from api.token_store import Scope as ClientScope
 from ledger.events import Identifier
 from ledger.operations import (
     BundleNotReadyError,
@@ -65,17 +67,16 @@ BUNDLE_PROBLEMS = problems(
     404,
     409,
     410,
+    416,
     421,
     503,
-    s400=f"{BAD_ID}; a malformed `Range` header (answered as text/plain, by Starlette)",
+    s400=f"{BAD_ID}; a malformed `Range` header (`header.range`, `malformed`)",
+    s416="`range_not_satisfiable`: a range that starts past the bundle's end "
+    "(`Content-Range: bytes */<size>`)",
     s409="`bundle_not_ready` (`Retry-After`) or `export_failed`",
     s410="`bundle_expired`: the bundle was deleted (its time ran out, or its subject was erased)",
     **WHY,
 )
-BUNDLE_PROBLEMS[400]["content"] = {
-    **BUNDLE_PROBLEMS[400]["content"],
-    "text/plain": {"schema": {"type": "string"}},
-}
 BUNDLE_ANSWERS: dict[int | str, dict[str, Any]] = {
     **BUNDLE_PROBLEMS,
     200: {"description": "The bundle", "content": {ZIP: {"schema": BINARY}}},
@@ -87,11 +88,47 @@ BUNDLE_ANSWERS: dict[int | str, dict[str, Any]] = {
             "multipart/byteranges": {"schema": {"type": "string"}},
         },
     },
-    416: {
-        "description": "A range beyond the bundle's end (`Content-Range: bytes */<size>`)",
-        "content": {"text/plain": {"schema": {"type": "string"}}},
-    },
 }
+
+
+class BundleResponse(FileResponse):
+    """The bundle, by Starlette's :class:`FileResponse` (``Range``, ``If-Range``), except that
+    its refusals of a ``Range`` header (``400`` malformed, ``416`` not satisfiable), which
+    Starlette answers as plain text, are problem documents, as every other 4xx of the API."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refused: list[Message] = []
+
+        async def relay(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] in (400, 416):
+                refused.append(message)
+                return
+            if not refused:
+                await send(message)
+                return
+            if message["type"] != "http.response.body" or message.get("more_body", False):
+                return  # the refusal's text is one short body
+            start = refused[0]
+            status = start["status"]
+            said = message.get("body", b"").decode(errors="replace").strip()
+            if status == 416:
+                title, rule = "Range not satisfiable", "range_not_satisfiable"
+                detail = "the range asked for starts past the end of the bundle"
+            else:
+                title, rule = "Invalid header", "malformed"
+                detail = f"the Range header is malformed: {said or 'not bytes=<from>-<to>'}"
+            answer = problem(
+                status,
+                title,
+                detail,
+                errors=[{"field": "header.range", "rule": rule, "detail": detail}],
+            )
+            for name, value in start.get("headers", []):
+                if name.lower() == b"content-range":
+                    answer.headers["Content-Range"] = value.decode("latin-1")
+            await answer(scope, receive, send)
+
+        await super().__call__(scope, receive, relay)
 
 
 JobId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")]
@@ -214,7 +251,7 @@ def view(job: ExportJob) -> dict[str, Any]:
 
 
 def _is_admin(client: Client) -> bool:
-    return Scope.ADMIN in client.scopes
+    return ClientScope.ADMIN in client.scopes
 
 
 @router.post(
@@ -331,10 +368,10 @@ async def export_status(request: Request, client: Exporter, job_id: JobId) -> di
 @router.get(
     "/{job_id}/bundle",
     summary="Download an export's bundle (a zip; Range requests served)",
-    response_class=FileResponse,
+    response_class=BundleResponse,
     responses=BUNDLE_ANSWERS,
 )
-async def export_bundle(request: Request, client: Exporter, job_id: JobId) -> FileResponse:
+async def export_bundle(request: Request, client: Exporter, job_id: JobId) -> BundleResponse:
     jobs = await _exports(request)
     try:
         job, path = await run_in_threadpool(
@@ -357,7 +394,7 @@ async def export_bundle(request: Request, client: Exporter, job_id: JobId) -> Fi
             "path.job_id",
             retry_after=NOT_READY_RETRY_AFTER,
         ) from None
-    return FileResponse(
+    return BundleResponse(
         path,
         media_type="application/zip",
         filename=f"consent-ledger-export-{job.job_id}.zip",
