@@ -141,12 +141,13 @@ def _opened_field(field: bytes) -> tuple[str, ...]:
 
 def sealed_count(value: Any) -> int:
     """How many sealed values ``value`` (a body's data) holds."""
-    if isinstance(value, str):
+    kind = type(value)  # decoded JSON: exact types first, then the general case
+    if kind is str or (kind is not dict and kind is not list and isinstance(value, str)):
         return 1 if value.startswith(SEALED_PREFIX) else 0
-    if isinstance(value, dict):
-        return sum(sealed_count(v) for v in value.values())
-    if isinstance(value, list):
-        return sum(sealed_count(v) for v in value)
+    if kind is dict or isinstance(value, dict):
+        return sum(map(sealed_count, value.values()))
+    if kind is list or isinstance(value, list):
+        return sum(map(sealed_count, value))
     return 0
 
 
@@ -375,15 +376,16 @@ class EventChecker:
             problem = self._check_mentions(data)
             if problem is not None:
                 return where, problem
-        known = without_withheld(data)
+        hidden = withheld(data)  # counted once: most events withhold nothing
+        known = without_withheld(data) if hidden else data
         scopes = scopes_of(body["type"], known, body["occurred_at"])
-        problem = _check_tags(tags_for(scopes, seq), leaf[HEADER_SIZE:], withheld(data))
+        problem = _check_tags(tags_for(scopes, seq), leaf[HEADER_SIZE:], hidden)
         if problem is not None:
             return where, problem
         mine = self.scope.get("subject") if self.scope.get("kind") == "subject" else None
         if (
             isinstance(mine, str)
-            and withheld(data)
+            and hidden
             and tag(tag_key(subject_scope(mine)), seq) in _split_tags(leaf[HEADER_SIZE:])
             and subject_scope(mine) not in scopes
         ):

@@ -14,11 +14,14 @@ edited report (a violation hidden, a deadline moved) no longer matches. Hence:
   last ``recorded_at`` among the events), no randomness, dictionaries iterated in sorted order;
 - standard library only, so that a regulator can run it.
 
-The events are read in three passes (``events()`` is called three times): the corrections,
-the context the verdicts need (policies, recipients, consent decisions and age attestations per
-subject, incidents, requests), and the disclosure rows, for ``disclosures.csv``, the verdict
-counts and the HTML table (kept in a temporary file until its place in ``report.html``).
-Memory holds the context, never the disclosure rows.
+The events are read in three passes (through :class:`ReportEvents`, which may decode only the
+events of the types a pass reads): the corrections, the context the verdicts need (policies,
+recipients, consent decisions and age attestations per subject, incidents, requests), and the
+disclosure rows, for ``disclosures.csv``, the verdict counts and the HTML table (kept in a
+temporary file until its place in ``report.html``). Memory holds the context but for what grows
+with the subjects, which is in a temporary SQLite file (:mod:`ledger.verifier.report_store`),
+never the disclosure rows. With ``jobs`` above 1 the disclosure rows and the consent section
+are rendered in parts by worker processes, with the same bytes.
 """
 
 from __future__ import annotations

@@ -166,6 +166,8 @@ class ConsentReader:
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
+        self._ages = db.execute("SELECT EXISTS (SELECT 1 FROM age)").fetchone()[0] == 1
+        """Whether any age was attested (most logs' reports look for none, then ask nothing)."""
 
     @classmethod
     def open(cls, path: Path) -> ConsentReader:
@@ -187,6 +189,8 @@ class ConsentReader:
         return None if row is None else str(row[0])
 
     def age(self, subject: str) -> Age | None:
+        if not self._ages:
+            return None
         row = self._db.execute(
             "SELECT age, attested_at, seq FROM age WHERE subject = ?", (subject,)
         ).fetchone()
