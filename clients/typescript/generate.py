@@ -25,10 +25,11 @@ HERE = Path(__file__).resolve().parent
 DOCUMENT = HERE / "openapi.json"
 TYPES = HERE / "src" / "schema.ts"
 GENERATOR = HERE / "node_modules" / ".bin" / "openapi-typescript"
-FLAGS = ("--empty-objects-unknown",)
-"""A body the document declares only as ``{"type": "object"}`` (an event: its fields are in
-docs/events.md) is ``Record<string, unknown>``, not openapi-typescript's default of an object
-that admits no key at all."""
+FLAGS = ("--empty-objects-unknown", "--default-non-nullable=false")
+"""A body the document declares only as ``{"type": "object"}`` is ``Record<string, unknown>``,
+not openapi-typescript's default of an object that admits no key at all; and a field with a
+default (a fact's optional field) stays optional in what a client sends, rather than
+openapi-typescript's default of making it required."""
 
 
 def openapi_document() -> bytes:

@@ -11,6 +11,9 @@ import { randomUUID } from "node:crypto";
 import { env, exit, stderr, stdout } from "node:process";
 
 import { batchReceipts, createLedgerClient } from "./client.js";
+import type { components } from "./schema.js";
+
+type Fact = components["schemas"]["Fact"];
 
 function required(name: string): string {
   const value = env[name];
@@ -24,7 +27,7 @@ async function main(): Promise<void> {
   const now = new Date().toISOString();
   const version = fresh("policy-ts");
   const subject = fresh("user-ts");
-  const batch = [
+  const batch: Fact[] = [
     {
       type: "policy.version_published",
       event_id: fresh("evt-ts"),

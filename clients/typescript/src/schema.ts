@@ -137,7 +137,7 @@ export interface paths {
         put?: never;
         /**
          * Append one event (an object) or a batch (an array), all or nothing
-         * @description Each event gets a receipt (sequence number, leaf index, event hash, Ed25519 signature, key id, recorded time), returned only after the commit. `Prefer: return=minimal` (RFC 7240) returns the sequence numbers only (`{"seq": n}`, or `{"seqs": [...]}` for a batch), with `Preference-Applied: return=minimal`. A batch holds at most 1,000 events (413 above).
+         * @description Each event gets a receipt (sequence number, leaf index, event hash, Ed25519 signature, key id, recorded time), returned only after the commit. `Prefer: return=minimal` (RFC 7240) returns the sequence numbers only (`{"seq": n}`, or `{"seqs": [...]}` for a batch), with `Preference-Applied: return=minimal`. A batch holds at most 1,000 events (413 above). Sending the same events again is safe: an event id recorded before with the same content answers its first receipt (`duplicate: true`).
          */
         post: operations["append_v1_events_post"];
         delete?: never;
@@ -153,7 +153,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One stored event: its entry, signature and decoded content */
+        /**
+         * One stored event: its entry, signature and decoded content
+         * @description Showing personal data opened is recorded first, as a `personal_data.accessed` event (with `purpose`, when given).
+         */
         get: operations["get_event_v1_events__seq__get"];
         put?: never;
         post?: never;
@@ -444,6 +447,572 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AckReceipt */
+        AckReceipt: {
+            /**
+             * Seq
+             * @description An event's sequence number in the log
+             */
+            seq: number;
+            /** Event Hash */
+            event_hash: string;
+            /**
+             * Signature
+             * @description Base64 (RFC 4648, with padding)
+             */
+            signature: string;
+            /** Key Id */
+            key_id: string;
+        };
+        /** Acknowledgement */
+        Acknowledgement: {
+            /** Notice Id */
+            notice_id: string;
+            /**
+             * Acknowledged Seq
+             * @description An event's sequence number in the log
+             */
+            acknowledged_seq: number;
+            /**
+             * Acknowledged At
+             * Format: date-time
+             * @description RFC 3339, UTC
+             */
+            acknowledged_at: string;
+            receipt: components["schemas"]["AckReceipt"];
+        };
+        /** AffectedPeoplePage */
+        AffectedPeoplePage: {
+            /** Incident Id */
+            incident_id: string;
+            /**
+             * Total
+             * @description Everyone the incident affects, over every page
+             */
+            total: number;
+            /**
+             * Items
+             * @description In pseudonym order
+             */
+            items: components["schemas"]["AffectedPerson"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+            /**
+             * Access Seq
+             * @description The `personal_data.accessed` event of this page
+             */
+            access_seq: number;
+        };
+        /** AffectedPerson */
+        AffectedPerson: {
+            /**
+             * Subject
+             * @description A subject's pseudonym (a UUID)
+             */
+            subject: string;
+            /**
+             * Named
+             * @description An assessment names them
+             */
+            named: boolean;
+            /**
+             * By Rule
+             * @description The assessment's rule selects one of their disclosures
+             */
+            by_rule: boolean;
+            /**
+             * Subject Ref
+             * @description Their reference, opened; `[erased]` once erased
+             */
+            subject_ref: string;
+            /**
+             * Contact
+             * @description The contact data of their latest consent fact
+             */
+            contact: string | null;
+            /** Erased */
+            erased: boolean;
+        };
+        /**
+         * Article33
+         * @description GDPR 33(3): what a notification to the authority must contain, as known so far.
+         */
+        Article33: {
+            nature: components["schemas"]["Nature"];
+            /** Dpo Contact */
+            dpo_contact: string | null;
+            /** Likely Consequences */
+            likely_consequences: string | null;
+            /** Measures */
+            measures: string | null;
+            /**
+             * Missing
+             * @description The contents not recorded yet
+             */
+            missing: string[];
+        };
+        /**
+         * Citation
+         * @description What the `request.fulfilled` that answers the access request cites.
+         */
+        Citation: {
+            /** Request Id */
+            request_id: string;
+            /** Bundle Manifest Sha256 */
+            bundle_manifest_sha256: string | null;
+        };
+        /**
+         * ConsentReceipt
+         * @description A consent receipt (docs/verification.md, "Checking a consent receipt").
+         */
+        ConsentReceipt: {
+            /**
+             * Format
+             * @description consent-ledger-consent-receipt/1
+             * @constant
+             */
+            format: "consent-ledger-consent-receipt/1";
+            record: components["schemas"]["ConsentRecord"];
+            kantara: components["schemas"]["Kantara"];
+            /**
+             * Gaps
+             * @description Mandatory fields left out, and why
+             */
+            gaps: {
+                [key: string]: string;
+            };
+            proof: components["schemas"]["ReceiptProof"];
+            /**
+             * Statement
+             * @description The ledger's signed note over everything above
+             */
+            statement: string;
+        };
+        /**
+         * ConsentRecord
+         * @description The ISO/IEC TS 27560 consent record, restated from the signed body.
+         */
+        ConsentRecord: {
+            /** Schema Version */
+            schema_version: string;
+            /**
+             * Record Id
+             * @description The entry's hash, hex
+             */
+            record_id: string;
+            /**
+             * Pii Principal Id
+             * @description The subject's reference, opened
+             */
+            pii_principal_id: string | null;
+            /** Pii Principal Pseudonym */
+            pii_principal_pseudonym: string | null;
+            pii_controller: components["schemas"]["Controller"];
+            /**
+             * Consent Status
+             * @description The status as a W3C DPV term
+             * @enum {string}
+             */
+            consent_status: "dpv:ConsentGiven" | "dpv:ConsentRefused" | "dpv:ConsentRequested" | "dpv:ConsentWithdrawn";
+            event: components["schemas"]["ReceiptEvent"];
+            notice: components["schemas"]["ReceiptNotice"];
+            processing: components["schemas"]["Processing"];
+            /**
+             * Personal Data
+             * @description The subject's own values, opened, by their path in the body
+             */
+            personal_data: {
+                [key: string]: string;
+            };
+        };
+        /**
+         * ConsentState
+         * @description Every purpose the subject decided on, as it stands at the moment asked about.
+         */
+        ConsentState: {
+            /**
+             * Subject
+             * @description A subject's pseudonym (a UUID)
+             */
+            subject: string;
+            /** @description The subject's erasure, if they were erased */
+            erased: components["schemas"]["Erasure"] | null;
+            /** Purposes */
+            purposes: components["schemas"]["PurposeState"][];
+        };
+        /** ConsistencyProof */
+        ConsistencyProof: {
+            /** From */
+            from: number;
+            /** To */
+            to: number;
+            /**
+             * Proof
+             * @description RFC 9162 §2.1.4; empty when from is 0 or to
+             */
+            proof: string[];
+            /**
+             * Checkpoint
+             * @description The latest checkpoint's signed note; only without `to`
+             */
+            checkpoint?: string | null;
+        };
+        /** Controller */
+        Controller: {
+            /**
+             * Log Origin
+             * @description The ledger's log origin: its only name for itself
+             */
+            log_origin: string;
+        };
+        /**
+         * DataSubjectRequest
+         * @description A data-subject request (GDPR 12-22) as the register holds it, due date computed now.
+         */
+        DataSubjectRequest: {
+            /** Request Id */
+            request_id: string;
+            /**
+             * Subject
+             * @description A subject's pseudonym (a UUID)
+             */
+            subject: string;
+            /**
+             * Kind
+             * @description What was asked
+             * @enum {string}
+             */
+            kind: "access" | "rectification" | "erasure" | "withdrawal" | "account_cancellation";
+            /** Channel */
+            channel: string;
+            /** Jurisdiction */
+            jurisdiction: string | null;
+            /**
+             * Received At
+             * Format: date-time
+             * @description RFC 3339, UTC
+             */
+            received_at: string;
+            /**
+             * Received Seq
+             * @description An event's sequence number in the log
+             */
+            received_seq: number;
+            /** Identity Verified At */
+            identity_verified_at: string | null;
+            /** Identity Verified Seq */
+            identity_verified_seq: number | null;
+            /**
+             * Extension Days
+             * @description The days of every extension, together
+             */
+            extension_days: number;
+            /** Extensions */
+            extensions: number;
+            /**
+             * Status
+             * @description Open (`received`, `identity_verified`) or not
+             * @enum {string}
+             */
+            status: "received" | "identity_verified" | "fulfilled" | "refused";
+            /** Closed At */
+            closed_at: string | null;
+            /** Closed Seq */
+            closed_seq: number | null;
+            /** Refusal Ground */
+            refusal_ground: string | null;
+            /**
+             * Last Seq
+             * @description An event's sequence number in the log
+             */
+            last_seq: number;
+            /**
+             * Due At
+             * Format: date-time
+             * @description RFC 3339, UTC
+             */
+            due_at: string;
+            /**
+             * Overdue
+             * @description Still open, and past its due date
+             */
+            overdue: boolean;
+            /**
+             * Answered Late
+             * @description Closed after its due date
+             */
+            answered_late: boolean;
+            /**
+             * Days Left
+             * @description Whole days until the due date (negative once overdue); `null` once closed
+             */
+            days_left: number | null;
+        };
+        /**
+         * Decision
+         * @description May this purpose be used for this subject, now or at the moment asked about?
+         */
+        Decision: {
+            /**
+             * Subject
+             * @description A subject's pseudonym (a UUID)
+             */
+            subject: string;
+            /** Purpose */
+            purpose: string;
+            /**
+             * Allowed
+             * @description `true` for `yes` and `not_required`
+             */
+            allowed: boolean;
+            /**
+             * Answer
+             * @description `yes`: valid consent; `no`: no valid consent (`status` says why); `not_required`: the policy version in effect declares another legal basis
+             * @enum {string}
+             */
+            answer: "yes" | "no" | "not_required";
+            /**
+             * Legal Basis
+             * @description What the purpose rests on (`consent` for yes and no)
+             * @enum {string}
+             */
+            legal_basis: "consent" | "contract" | "legal_obligation" | "vital_interest" | "public_interest" | "legitimate_interest" | "national_security" | "public_health" | "criminal_investigation" | "made_public_by_subject" | "publicly_disclosed_information" | "service_safety";
+            /**
+             * Status
+             * @description Why: one of `given`, `refused`, `withdrawn`, `expired`, `renewal_required`, `invalid_minor`, `guardian_not_allowed`, `erased`; `null` when no decision was ever recorded, and for `not_required`
+             * @enum {unknown}
+             */
+            status: "given" | "refused" | "withdrawn" | "expired" | "renewal_required" | "invalid_minor" | "guardian_not_allowed" | "erased" | null;
+            /**
+             * Dpv Status
+             * @description The status as a W3C DPV term
+             */
+            dpv_status: string | null;
+            /**
+             * Decided By Seq
+             * @description The deciding event: the consent, the withdrawal, the policy version...
+             */
+            decided_by_seq: number | null;
+            /** Policy Version */
+            policy_version: string | null;
+            /**
+             * Since
+             * @description Since when this answer holds
+             */
+            since: string | null;
+        };
+        /**
+         * Disclosure
+         * @description One subject's share of one disclosure, with its verdict.
+         */
+        Disclosure: {
+            /**
+             * Seq
+             * @description An event's sequence number in the log
+             */
+            seq: number;
+            /**
+             * Subject
+             * @description A subject's pseudonym (a UUID)
+             */
+            subject: string;
+            /** Disclosure Id */
+            disclosure_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339, UTC
+             */
+            occurred_at: string;
+            /** Recipient Id */
+            recipient_id: string;
+            /** Recipient Name */
+            recipient_name: string | null;
+            /** Recipient Role */
+            recipient_role: string | null;
+            /** Recipient Country */
+            recipient_country: string | null;
+            /** Kind */
+            kind: string;
+            /** Data Categories */
+            data_categories: string[];
+            /** Purpose */
+            purpose: string;
+            /** Legal Basis */
+            legal_basis: string;
+            /** De Identified */
+            de_identified: boolean;
+            /** Destination Country */
+            destination_country: string;
+            /** Policy Version */
+            policy_version: string;
+            /**
+             * Verdict
+             * @description Lawful or not, and why
+             * @enum {string}
+             */
+            verdict: "consent_valid" | "consent_missing" | "disclosed_after_notice" | "lawful_exception" | "legal_basis_not_permitted" | "not_de_identified" | "recipient_unregistered" | "recipient_terminated";
+            /** Violation */
+            violation: boolean;
+            /**
+             * Consent Seq
+             * @description The consent the verdict rests on, if any
+             */
+            consent_seq: number | null;
+        };
+        /** DisclosurePage */
+        DisclosurePage: {
+            /** Items */
+            items: components["schemas"]["Disclosure"][];
+            /**
+             * Next Cursor
+             * @description Give it as `cursor` for the next page; `null` on the last
+             */
+            next_cursor: string | null;
+        };
+        /**
+         * Emitter
+         * @description The signature of the request that carried the event (a client that signs).
+         */
+        Emitter: {
+            /** Client */
+            client: string;
+            /** Key Id */
+            key_id: string;
+            /**
+             * Body Sha256
+             * @description SHA-256 of the request body, hex
+             */
+            body_sha256: string;
+            /**
+             * Signature
+             * @description Base64 (RFC 4648, with padding)
+             */
+            signature: string;
+        };
+        /** Entries */
+        Entries: {
+            /** Entries */
+            entries: components["schemas"]["Entry"][];
+            /**
+             * Next
+             * @description The index to ask for next; `null` once `end` is reached
+             */
+            next: number | null;
+        };
+        /** Entry */
+        Entry: {
+            /** Index */
+            index: number;
+            /**
+             * Entry
+             * @description The leaf input: the signed binary entry
+             */
+            entry: string;
+            /**
+             * Body
+             * @description The bytes whose SHA-256 the entry holds
+             */
+            body: string;
+            /**
+             * Signature
+             * @description Base64 (RFC 4648, with padding)
+             */
+            signature: string;
+            /** Key Id */
+            key_id: string;
+        };
+        /** Erasure */
+        Erasure: {
+            /**
+             * Seq
+             * @description An event's sequence number in the log
+             */
+            seq: number;
+            /**
+             * Erased At
+             * Format: date-time
+             * @description RFC 3339, UTC
+             */
+            erased_at: string;
+            /** Ground */
+            ground: string;
+        };
+        /** ExportJob */
+        ExportJob: {
+            /**
+             * Id
+             * @description The job's id (a UUID)
+             */
+            id: string;
+            /**
+             * State
+             * @enum {string}
+             */
+            state: "queued" | "running" | "done" | "failed" | "expired";
+            /**
+             * Scope
+             * @description As the bundle's manifest names it: a subject by pseudonym
+             */
+            scope: components["schemas"]["JobSubject"] | components["schemas"]["JobRecipient"] | components["schemas"]["JobIncident"] | components["schemas"]["JobPeriod"] | components["schemas"]["JobWholeLog"];
+            /** Purpose */
+            purpose: string;
+            /** Answers Request */
+            answers_request: string | null;
+            progress: components["schemas"]["ExportProgress"];
+            /** Attempts */
+            attempts: number;
+            /**
+             * Created At
+             * Format: date-time
+             * @description RFC 3339, UTC
+             */
+            created_at: string;
+            /** Started At */
+            started_at: string | null;
+            /** Finished At */
+            finished_at: string | null;
+            /** Expires At */
+            expires_at: string | null;
+            /**
+             * Manifest Sha256
+             * @description SHA-256 of the bundle's manifest.json
+             */
+            manifest_sha256: string | null;
+            /** Bytes */
+            bytes: number | null;
+            /** Checkpoint Size */
+            checkpoint_size: number | null;
+            /** Entries */
+            entries: number | null;
+            /** Failure */
+            failure: string | null;
+            links: components["schemas"]["ExportLinks"];
+            /** @description Once done, when the job answers an access request */
+            cite?: components["schemas"]["Citation"] | null;
+        };
+        /** ExportLinks */
+        ExportLinks: {
+            /** Self */
+            self: string;
+            /**
+             * Bundle
+             * @description Once the job is done
+             */
+            bundle?: string | null;
+        };
+        /** ExportProgress */
+        ExportProgress: {
+            /**
+             * Phase
+             * @description `leaves`, `entries`, then `verify`
+             */
+            phase: string | null;
+            /** Done */
+            done: number | null;
+            /** Total */
+            total: number | null;
+        };
         /** ExportRequest */
         ExportRequest: {
             /** Scope */
@@ -452,6 +1021,147 @@ export interface components {
             purpose: string;
             /** Answers Request */
             answers_request?: string | null;
+        };
+        /** Health */
+        Health: {
+            /**
+             * Status
+             * @constant
+             */
+            status: "ok";
+        };
+        /**
+         * Incident
+         * @description An incident as the register holds it, deadlines computed now.
+         */
+        Incident: {
+            /** Incident Id */
+            incident_id: string;
+            /**
+             * Opened Seq
+             * @description An event's sequence number in the log
+             */
+            opened_seq: number;
+            /**
+             * Detected At
+             * Format: date-time
+             * @description RFC 3339, UTC
+             */
+            detected_at: string;
+            /** Summary */
+            summary: string;
+            /** Recipient Id */
+            recipient_id: string | null;
+            /**
+             * Status
+             * @description How far the incident got
+             * @enum {string}
+             */
+            status: "open" | "assessed" | "contained" | "closed";
+            /**
+             * Risk
+             * @enum {unknown}
+             */
+            risk: "unlikely" | "risk" | "high_risk" | null;
+            /** Data Categories */
+            data_categories: string[];
+            /** Likely Consequences */
+            likely_consequences: string | null;
+            affected_rule: components["schemas"]["IncidentRule"] | null;
+            /** Approximate Subject Count */
+            approximate_subject_count: number | null;
+            /** Assessed At */
+            assessed_at: string | null;
+            /** Assessed Seq */
+            assessed_seq: number | null;
+            /** Contained At */
+            contained_at: string | null;
+            /** Contained Seq */
+            contained_seq: number | null;
+            /** Measures */
+            measures: string | null;
+            /** Authority Notified At */
+            authority_notified_at: string | null;
+            /** Authority Notified Seq */
+            authority_notified_seq: number | null;
+            /** Authority */
+            authority: string | null;
+            /** Authority Reference */
+            authority_reference: string | null;
+            /** Dpo Contact */
+            dpo_contact: string | null;
+            /** Delay Reason */
+            delay_reason: string | null;
+            /** Subjects Notified At */
+            subjects_notified_at: string | null;
+            /** Subjects Notified Seq */
+            subjects_notified_seq: number | null;
+            /** Subjects Notified Channel */
+            subjects_notified_channel: string | null;
+            /** Subjects Notified Count */
+            subjects_notified_count: number | null;
+            /** Closed At */
+            closed_at: string | null;
+            /** Closed Seq */
+            closed_seq: number | null;
+            /** Resolution */
+            resolution: string | null;
+            /**
+             * Last Seq
+             * @description An event's sequence number in the log
+             */
+            last_seq: number;
+            /**
+             * Affected Subjects
+             * @description Named by an assessment
+             */
+            affected_subjects: string[];
+            /**
+             * Authority Deadline
+             * Format: date-time
+             * @description 72 hours after detection (GDPR 33(1))
+             */
+            authority_deadline: string;
+            /** Authority Overdue */
+            authority_overdue: boolean;
+            /** Authority Notified Late */
+            authority_notified_late: boolean;
+            /**
+             * Subjects Notification Due
+             * @description High risk, subjects not told yet
+             */
+            subjects_notification_due: boolean;
+            article_33_3: components["schemas"]["Article33"];
+            /**
+             * Affected Subject Count
+             * @description Named or selected by the rule, each once
+             */
+            affected_subject_count: number;
+            /**
+             * Subjects By Rule
+             * @description The subjects the assessment's rule selects; present only with a rule
+             */
+            subjects_by_rule?: string[] | null;
+        };
+        /**
+         * IncidentRule
+         * @description The assessment's rule: the subjects disclosed to this recipient in this window.
+         */
+        IncidentRule: {
+            /** Recipient Id */
+            recipient_id: string;
+            /**
+             * Disclosed From
+             * Format: date-time
+             * @description RFC 3339, UTC
+             */
+            disclosed_from: string;
+            /**
+             * Disclosed To
+             * Format: date-time
+             * @description RFC 3339, UTC
+             */
+            disclosed_to: string;
         };
         /** IncidentScope */
         IncidentScope: {
@@ -462,6 +1172,251 @@ export interface components {
             kind: "incident";
             /** Incident Id */
             incident_id: string;
+        };
+        /** InclusionProof */
+        InclusionProof: {
+            /** Index */
+            index: number;
+            /** Size */
+            size: number;
+            /**
+             * Leaf Hash
+             * @description Base64 (RFC 4648, with padding)
+             */
+            leaf_hash: string;
+            /**
+             * Proof
+             * @description RFC 9162 §2.1.3, bottom-up
+             */
+            proof: string[];
+            /**
+             * Checkpoint
+             * @description The latest checkpoint's signed note; only without `size`
+             */
+            checkpoint?: string | null;
+        };
+        /** JobIncident */
+        JobIncident: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "incident";
+            /** Incident Id */
+            incident_id: string;
+        };
+        /** JobPeriod */
+        JobPeriod: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "period";
+            /**
+             * From
+             * Format: date-time
+             * @description RFC 3339, UTC
+             */
+            from: string;
+            /**
+             * To
+             * Format: date-time
+             * @description Excluded
+             */
+            to: string;
+        };
+        /** JobRecipient */
+        JobRecipient: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "recipient";
+            /** Recipient Id */
+            recipient_id: string;
+        };
+        /** JobSubject */
+        JobSubject: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "subject";
+            /**
+             * Subject
+             * @description A subject's pseudonym (a UUID)
+             */
+            subject: string;
+        };
+        /** JobWholeLog */
+        JobWholeLog: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "all";
+        };
+        /**
+         * Kantara
+         * @description The Kantara Consent Receipt v1.1 fields that map.
+         */
+        Kantara: {
+            /** Version */
+            version: string;
+            /** Consentreceiptid */
+            consentReceiptID: string;
+            /**
+             * Consenttimestamp
+             * @description Seconds since the Unix epoch
+             */
+            consentTimestamp: number;
+            /** Collectionmethod */
+            collectionMethod: string | null;
+            /** Piiprincipalid */
+            piiPrincipalId: string | null;
+            /** Piicontrollers */
+            piiControllers: components["schemas"]["KantaraController"][];
+            /** Services */
+            services: components["schemas"]["KantaraService"][];
+        };
+        /** KantaraController */
+        KantaraController: {
+            /** Piicontroller */
+            piiController: string;
+        };
+        /** KantaraPurpose */
+        KantaraPurpose: {
+            /** Purpose */
+            purpose: string;
+            /**
+             * Termination
+             * @description When the consent expires
+             */
+            termination?: string | null;
+        };
+        /** KantaraService */
+        KantaraService: {
+            /** Service */
+            service: string;
+            /** Purposes */
+            purposes: components["schemas"]["KantaraPurpose"][];
+        };
+        /**
+         * MinimalReceipt
+         * @description `Prefer: return=minimal`, one event: its sequence number only.
+         */
+        MinimalReceipt: {
+            /**
+             * Seq
+             * @description An event's sequence number in the log
+             */
+            seq: number;
+        };
+        /**
+         * MinimalReceipts
+         * @description `Prefer: return=minimal`, a batch: the sequence numbers, in its order.
+         */
+        MinimalReceipts: {
+            /** Seqs */
+            seqs: number[];
+        };
+        /** Nature */
+        Nature: {
+            /** Summary */
+            summary: string | null;
+            /** Data Categories */
+            data_categories: string[];
+            /** Approximate Subject Count */
+            approximate_subject_count: number | null;
+            /** Affected Subject Count */
+            affected_subject_count: number;
+        };
+        /**
+         * Notice
+         * @description A notice owed to a recipient (GDPR 19): no pseudonym, no reference.
+         */
+        Notice: {
+            /** Notice Id */
+            notice_id: string;
+            /** Recipient Id */
+            recipient_id: string;
+            /**
+             * Reason
+             * @description Why the recipient is told
+             * @enum {string}
+             */
+            reason: "consent_withdrawn" | "erasure" | "rectification";
+            /**
+             * Cause Seq
+             * @description An event's sequence number in the log
+             */
+            cause_seq: number;
+            /** Purposes */
+            purposes: string[];
+            /** Disclosure Seqs */
+            disclosure_seqs: number[];
+            /** Due Seq */
+            due_seq: number | null;
+            /** Due At */
+            due_at: string | null;
+            /** Attempts */
+            attempts: number;
+            /** Next Attempt At */
+            next_attempt_at: string | null;
+            /** Last Error */
+            last_error: string | null;
+            /** Delivered At */
+            delivered_at: string | null;
+            /** Notified Seq */
+            notified_seq: number | null;
+            /** Acknowledged Seq */
+            acknowledged_seq: number | null;
+            /** Acknowledged At */
+            acknowledged_at: string | null;
+            /** Overdue */
+            overdue: boolean;
+            /**
+             * Transport
+             * @description How it was delivered: `webhook` or `amqp`
+             */
+            transport: string | null;
+            /**
+             * Acknowledged Via
+             * @description How it was acknowledged: `api` or `webhook_reply`
+             */
+            acknowledged_via: string | null;
+        };
+        /** NoticeRegister */
+        NoticeRegister: {
+            /** Overdue After Hours */
+            overdue_after_hours: number;
+            /** Notices */
+            notices: components["schemas"]["Notice"][];
+        };
+        /**
+         * PendingRenewal
+         * @description The latest ``consent.renewal_requested`` on the purpose not yet answered by a decision.
+         */
+        PendingRenewal: {
+            /**
+             * Seq
+             * @description An event's sequence number in the log
+             */
+            seq: number;
+            /**
+             * Since
+             * Format: date-time
+             * @description RFC 3339, UTC
+             */
+            since: string;
+            /** Policy Version */
+            policy_version: string;
+            /** Reason */
+            reason: string;
+            /** Channel */
+            channel: string;
+            /** Respond By */
+            respond_by: string | null;
         };
         /** PeriodScope */
         PeriodScope: {
@@ -481,6 +1436,224 @@ export interface components {
              */
             to: string;
         };
+        /** Processing */
+        Processing: {
+            /** Purposes */
+            purposes: string[];
+            /**
+             * Legal Basis
+             * @constant
+             */
+            legal_basis: "dpv:Consent";
+        };
+        /** PurposeState */
+        PurposeState: {
+            /** Purpose */
+            purpose: string;
+            /**
+             * Status
+             * @enum {unknown}
+             */
+            status: "given" | "refused" | "withdrawn" | "expired" | "renewal_required" | "invalid_minor" | "guardian_not_allowed" | "erased" | null;
+            /** Dpv Status */
+            dpv_status: string | null;
+            /** Valid */
+            valid: boolean;
+            /** Policy Version */
+            policy_version: string | null;
+            /** Since */
+            since: string | null;
+            /** Decided By Seq */
+            decided_by_seq: number | null;
+            /** @description A renewal asked for and not answered yet; it changes no status */
+            pending_renewal: components["schemas"]["PendingRenewal"] | null;
+        };
+        /** Readiness */
+        Readiness: {
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "ready" | "degraded";
+            /**
+             * Head
+             * @description The log's length
+             */
+            head: number;
+            /**
+             * Failed
+             * @description Only when degraded: each read model stopped at an event
+             */
+            failed?: components["schemas"]["StoppedReadModel"][] | null;
+        };
+        /**
+         * Receipt
+         * @description What the ledger gives for an event it recorded, after the commit.
+         */
+        Receipt: {
+            /**
+             * Seq
+             * @description An event's sequence number in the log
+             */
+            seq: number;
+            /**
+             * Leaf Index
+             * @description `seq - 1`: the event's leaf in the Merkle tree
+             */
+            leaf_index: number;
+            /** Event Id */
+            event_id: string;
+            /**
+             * Event Hash
+             * @description SHA-256 of the signed entry, hex
+             */
+            event_hash: string;
+            /**
+             * Signature
+             * @description Base64 (RFC 4648, with padding)
+             */
+            signature: string;
+            /** Key Id */
+            key_id: string;
+            /**
+             * Recorded At
+             * Format: date-time
+             * @description RFC 3339, UTC
+             */
+            recorded_at: string;
+            /**
+             * Duplicate
+             * @description Recorded before with the same content (a resend)
+             */
+            duplicate: boolean;
+        };
+        /**
+         * ReceiptEvent
+         * @description The consent fact the receipt is of, restated from its signed body.
+         */
+        ReceiptEvent: {
+            /**
+             * Type
+             * @description The consent fact's type
+             * @enum {string}
+             */
+            type: "consent.given" | "consent.refused" | "consent.withdrawn" | "consent.renewal_requested";
+            /** Event Id */
+            event_id: string;
+            /**
+             * Time
+             * Format: date-time
+             * @description When it happened (`occurred_at`)
+             */
+            time: string;
+            /**
+             * Recorded At
+             * Format: date-time
+             * @description RFC 3339, UTC
+             */
+            recorded_at: string;
+            /** Backdated */
+            backdated: boolean;
+            /**
+             * By
+             * @enum {string}
+             */
+            by: "pii_principal" | "guardian" | "pii_controller";
+            /**
+             * Collection Method
+             * @description How it was collected; not on a renewal request
+             */
+            collection_method?: string | null;
+            /**
+             * Expires At
+             * @description `consent.given` only
+             */
+            expires_at?: string | null;
+            /**
+             * Channel
+             * @description A renewal request only
+             */
+            channel?: string | null;
+            /**
+             * Reason
+             * @description A renewal request only
+             */
+            reason?: string | null;
+            /**
+             * Respond By
+             * @description A renewal request only
+             */
+            respond_by?: string | null;
+        };
+        /** ReceiptNotice */
+        ReceiptNotice: {
+            /** Policy Version */
+            policy_version: string | null;
+            /**
+             * Notice Id
+             * @description When the evidence names it
+             */
+            notice_id?: string | null;
+            /**
+             * Form Id
+             * @description When the evidence names it
+             */
+            form_id?: string | null;
+            /**
+             * Notice Digest
+             * @description When the evidence names it
+             */
+            notice_digest?: string | null;
+        };
+        /** ReceiptProof */
+        ReceiptProof: {
+            /**
+             * Seq
+             * @description An event's sequence number in the log
+             */
+            seq: number;
+            /** Leaf Index */
+            leaf_index: number;
+            /** Key Id */
+            key_id: string;
+            /**
+             * Entry
+             * @description Base64 (RFC 4648, with padding)
+             */
+            entry: string;
+            /**
+             * Signature
+             * @description Base64 (RFC 4648, with padding)
+             */
+            signature: string;
+            /**
+             * Body
+             * @description Base64 (RFC 4648, with padding)
+             */
+            body: string;
+            /**
+             * Leaf Hash
+             * @description Base64 (RFC 4648, with padding)
+             */
+            leaf_hash: string;
+            /** Tree Size */
+            tree_size: number;
+            /** Inclusion Proof */
+            inclusion_proof: string[];
+            /**
+             * Checkpoint
+             * @description A C2SP signed note holding the entry
+             */
+            checkpoint: string;
+        };
+        /**
+         * Receipts
+         * @description The receipts of a batch, in its order.
+         */
+        Receipts: {
+            /** Receipts */
+            receipts: components["schemas"]["Receipt"][];
+        };
         /** RecipientScope */
         RecipientScope: {
             /**
@@ -490,6 +1663,95 @@ export interface components {
             kind: "recipient";
             /** Recipient Id */
             recipient_id: string;
+        };
+        /** StoppedReadModel */
+        StoppedReadModel: {
+            /** Read Model */
+            read_model: string;
+            /** Message */
+            message: string;
+            /** Position */
+            position: number;
+            /** Seq */
+            seq?: number | null;
+            /** Event Type */
+            event_type?: string | null;
+            /** Error */
+            error?: string | null;
+            /** Since */
+            since?: string | null;
+            /** Last Attempt */
+            last_attempt?: string | null;
+            /** Attempts */
+            attempts?: number | null;
+        };
+        /**
+         * StoredEvent
+         * @description A stored event, its personal data opened (or `[erased]`, or `[another subject]`).
+         */
+        StoredEvent: {
+            /**
+             * Seq
+             * @description An event's sequence number in the log
+             */
+            seq: number;
+            /** Type */
+            type: string;
+            /** Type Version */
+            type_version: number;
+            /** Stream */
+            stream: string;
+            /** Stream Version */
+            stream_version: number;
+            /** Event Id */
+            event_id: string | null;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339, UTC
+             */
+            occurred_at: string;
+            /**
+             * Recorded At
+             * Format: date-time
+             * @description RFC 3339, UTC
+             */
+            recorded_at: string;
+            /** Backdated */
+            backdated: boolean;
+            /**
+             * Data
+             * @description The fact's fields (docs/events.md)
+             */
+            data: {
+                [key: string]: unknown;
+            };
+            /**
+             * Event Hash
+             * @description SHA-256 of the signed entry, hex
+             */
+            event_hash: string;
+            /**
+             * Signature
+             * @description Base64 (RFC 4648, with padding)
+             */
+            signature: string;
+            /** Key Id */
+            key_id: string;
+            emitter: components["schemas"]["Emitter"] | null;
+        };
+        /** SubjectHistory */
+        SubjectHistory: {
+            /**
+             * Subject
+             * @description A subject's pseudonym (a UUID)
+             */
+            subject: string;
+            /**
+             * Events
+             * @description In log order
+             */
+            events: components["schemas"]["StoredEvent"][];
         };
         /** SubjectScope */
         SubjectScope: {
@@ -509,6 +1771,1313 @@ export interface components {
              */
             kind: "all";
         };
+        /**
+         * FieldError
+         * @description One rule a request broke: where, which rule, why.
+         */
+        FieldError: {
+            /**
+             * Index
+             * @description The item of a batch (from 0) the problem is in; absent (or null) for a single event, a
+             *     parameter or a problem with the batch as a whole.
+             * @default null
+             */
+            index?: number | null;
+            /**
+             * Field
+             * @description Where: a dotted path in the event (``purposes[0]``, ``evidence.ip_address``; empty for
+             *     the event or the body as a whole), or ``query.<name>``, ``path.<name>``, ``header.<name>``
+             *     for a parameter.
+             */
+            field: string;
+            /**
+             * Rule
+             * @description The rule broken, a word from one vocabulary (``required``, ``unknown_field``,
+             *     ``too_long``, ``offset_out_of_range``, ``policy_unknown``, ... docs/api.md, Errors).
+             */
+            rule: string;
+            /**
+             * Detail
+             * @description The rule, said for a person.
+             */
+            detail: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * Problem
+         * @description RFC 9457 problem details (``application/problem+json``): every error the API answers.
+         *
+         *     Some problems carry more members, named here; a client ignores those it does not know.
+         */
+        Problem: {
+            /**
+             * Type
+             * @description Always ``about:blank``: the status and ``title`` say what kind of problem it is.
+             * @default about:blank
+             */
+            type?: string;
+            /**
+             * Title
+             * @description A short summary of the kind of problem (``Invalid event``, ``Forbidden``).
+             */
+            title: string;
+            /**
+             * Status
+             * @description The HTTP status of the answer.
+             */
+            status: number;
+            /**
+             * Detail
+             * @description What went wrong with this request, said for a person.
+             */
+            detail: string;
+            /**
+             * Errors
+             * @description Each rule broken (a 400 parameter problem, a 413 batch, a 422 event): where and which.
+             * @default null
+             */
+            errors?: components["schemas"]["FieldError"][] | null;
+            /**
+             * Rule
+             * @description The rule broken, when one names the whole problem (export jobs).
+             * @default null
+             */
+            rule?: string | null;
+            /**
+             * Event Id
+             * @description 409: the event id used before with other content.
+             * @default null
+             */
+            event_id?: string | null;
+            /**
+             * Index
+             * @description 409: the item of the batch carrying that event id (null for a single event).
+             * @default null
+             */
+            index?: number | null;
+            /**
+             * Retry After
+             * @description 503 (and some 409 and 429): seconds to wait before sending the request again, as the
+             *     ``Retry-After`` header says.
+             * @default null
+             */
+            retry_after?: number | null;
+            /**
+             * Pending Events
+             * @description 503 when the ledger is overloaded: events in flight now.
+             * @default null
+             */
+            pending_events?: number | null;
+            /**
+             * Max Pending Events
+             * @description 503 when the ledger is overloaded: the most events it admits in flight.
+             * @default null
+             */
+            max_pending_events?: number | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * AffectedRule
+         * @description Find the affected subjects in the log: disclosed to this recipient in this window.
+         */
+        AffectedRule: {
+            /** Recipient Id */
+            recipient_id: string;
+            /**
+             * Disclosed From
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time.
+             */
+            disclosed_from: string;
+            /**
+             * Disclosed To
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time.
+             */
+            disclosed_to: string;
+        };
+        /**
+         * AgeAttestationMethod
+         * @enum {string}
+         */
+        AgeAttestationMethod: "self_declared" | "document_checked" | "guardian_declared" | "estimated";
+        /**
+         * AgeAttested
+         * @example {
+         *       "type": "subject.age_attested",
+         *       "event_id": "evt-5109",
+         *       "occurred_at": "2026-06-05T08:10:00+09:00",
+         *       "subject": "user-30511",
+         *       "age": 34,
+         *       "method": "self_declared"
+         *     }
+         */
+        AgeAttested: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "subject.age_attested";
+            /** Subject */
+            subject: string;
+            /** Age */
+            age: number;
+            method: components["schemas"]["AgeAttestationMethod"];
+        };
+        /**
+         * CollectionMethod
+         * @description How consent was collected (ISO/IEC 27560 ``collection method``).
+         * @enum {string}
+         */
+        CollectionMethod: "web_form" | "mobile_app" | "cookie_banner" | "email" | "sms" | "paper" | "verbal" | "api";
+        /**
+         * ConsentGiven
+         * @example {
+         *       "type": "consent.given",
+         *       "event_id": "evt-5105",
+         *       "occurred_at": "2026-06-05T08:11:42+09:00",
+         *       "subject": "user-30511",
+         *       "purposes": [
+         *         "marketing_email"
+         *       ],
+         *       "policy_version": "2026-05",
+         *       "collection_method": "web_form",
+         *       "evidence": {
+         *         "form_id": "signup-v7",
+         *         "notice_digest": "sha256:0b5e3a6f1c9d2e4f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f",
+         *         "ip_address": "203.0.113.41",
+         *         "user_agent": "Mozilla/5.0 (Android 16; Mobile) ExampleApp/8.5.0"
+         *       },
+         *       "contact": "mina.sato@example.org"
+         *     }
+         */
+        ConsentGiven: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /** Subject */
+            subject: string;
+            /** Purposes */
+            purposes: string[];
+            /** Policy Version */
+            policy_version: string;
+            collection_method: components["schemas"]["CollectionMethod"];
+            /** @default null */
+            evidence?: components["schemas"]["Evidence"] | null;
+            /**
+             * Contact
+             * @description The channel the consent covers, such as the e-mail address for marketing mail.
+             * @default null
+             */
+            contact?: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "consent.given";
+            /**
+             * Expires At
+             * @default null
+             */
+            expires_at?: string | null;
+            /** @default null */
+            guardian?: components["schemas"]["Guardian"] | null;
+        };
+        /**
+         * ConsentRefused
+         * @example {
+         *       "type": "consent.refused",
+         *       "event_id": "evt-5106",
+         *       "occurred_at": "2026-06-05T08:11:42+09:00",
+         *       "subject": "user-30511",
+         *       "purposes": [
+         *         "usage_analytics"
+         *       ],
+         *       "policy_version": "2026-05",
+         *       "collection_method": "web_form",
+         *       "evidence": {
+         *         "form_id": "signup-v7"
+         *       }
+         *     }
+         */
+        ConsentRefused: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /** Subject */
+            subject: string;
+            /** Purposes */
+            purposes: string[];
+            /** Policy Version */
+            policy_version: string;
+            collection_method: components["schemas"]["CollectionMethod"];
+            /** @default null */
+            evidence?: components["schemas"]["Evidence"] | null;
+            /**
+             * Contact
+             * @description The channel the consent covers, such as the e-mail address for marketing mail.
+             * @default null
+             */
+            contact?: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "consent.refused";
+        };
+        /**
+         * ConsentRenewalRequested
+         * @description The controller asked the subject to renew consent: evidence that renewal was solicited,
+         *     and of what is pending. It decides nothing: consent stays valid until it expires or is
+         *     withdrawn, and the request is pending until the subject's next decision on the purpose.
+         * @example {
+         *       "type": "consent.renewal_requested",
+         *       "event_id": "evt-5108",
+         *       "occurred_at": "2026-06-20T09:00:00+09:00",
+         *       "subject": "user-30511",
+         *       "purposes": [
+         *         "marketing_email"
+         *       ],
+         *       "policy_version": "2026-05",
+         *       "reason": "periodic_refresh",
+         *       "channel": "email",
+         *       "respond_by": "2026-07-20T23:59:59+09:00"
+         *     }
+         */
+        ConsentRenewalRequested: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "consent.renewal_requested";
+            /** Subject */
+            subject: string;
+            /** Purposes */
+            purposes: string[];
+            /**
+             * Policy Version
+             * @description The terms the renewal asks for: a published version that lists every purpose.
+             */
+            policy_version: string;
+            reason: components["schemas"]["RenewalReason"];
+            /** @description How the subject was asked (the channels the catalogue reaches subjects by). */
+            channel: components["schemas"]["NotificationChannel"];
+            /**
+             * Respond By
+             * @description The answer asked for by then; after ``occurred_at``.
+             * @default null
+             */
+            respond_by?: string | null;
+        };
+        /**
+         * ConsentWithdrawn
+         * @example {
+         *       "type": "consent.withdrawn",
+         *       "event_id": "evt-5107",
+         *       "occurred_at": "2026-07-04T21:15:00+09:00",
+         *       "subject": "user-30511",
+         *       "purposes": [
+         *         "marketing_email"
+         *       ],
+         *       "policy_version": "2026-05",
+         *       "collection_method": "email",
+         *       "evidence": {
+         *         "notice_id": "newsletter-unsubscribe-footer"
+         *       },
+         *       "contact": "mina.sato@example.org"
+         *     }
+         */
+        ConsentWithdrawn: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /** Subject */
+            subject: string;
+            /** Purposes */
+            purposes: string[];
+            /** Policy Version */
+            policy_version: string;
+            collection_method: components["schemas"]["CollectionMethod"];
+            /** @default null */
+            evidence?: components["schemas"]["Evidence"] | null;
+            /**
+             * Contact
+             * @description The channel the consent covers, such as the e-mail address for marketing mail.
+             * @default null
+             */
+            contact?: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "consent.withdrawn";
+        };
+        /**
+         * CorrectionRecorded
+         * @example {
+         *       "type": "correction.recorded",
+         *       "event_id": "evt-5123",
+         *       "occurred_at": "2026-06-16T09:00:00+09:00",
+         *       "corrects_event_id": "evt-5004",
+         *       "reason": "The detection time was copied from the ticket; the alert fired earlier.",
+         *       "corrected_fields": {
+         *         "detected_at": "2026-05-03T02:30:00+09:00"
+         *       }
+         *     }
+         */
+        CorrectionRecorded: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "correction.recorded";
+            /** Corrects Event Id */
+            corrects_event_id: string;
+            /**
+             * Reason
+             * @description Free text: tab, line feed and carriage return, and no other control character.
+             */
+            reason: string;
+            /**
+             * Corrected Fields
+             * @description The corrected values, by field name; personal data is never put here. Each value is
+             *     checked as the corrected event's type checks that field; the fields that place an event
+             *     (its type, ids and version) cannot be corrected.
+             */
+            corrected_fields?: {
+                [key: string]: unknown;
+            };
+        };
+        /**
+         * DisclosureKind
+         * @enum {string}
+         */
+        DisclosureKind: "delegated_processing" | "sharing" | "transfer" | "public_disclosure";
+        /**
+         * DisclosureRecorded
+         * @example {
+         *       "type": "disclosure.recorded",
+         *       "event_id": "evt-5111",
+         *       "occurred_at": "2026-06-11T09:00:00+09:00",
+         *       "disclosure_id": "dsc-2026-0501",
+         *       "recipient_id": "rcp-mailcourier",
+         *       "kind": "delegated_processing",
+         *       "subjects": [
+         *         "user-30511"
+         *       ],
+         *       "data_categories": [
+         *         "contact.email"
+         *       ],
+         *       "purpose": "service_provision",
+         *       "legal_basis": "contract",
+         *       "de_identified": false,
+         *       "destination_country": "IE",
+         *       "policy_version": "2026-05"
+         *     }
+         */
+        DisclosureRecorded: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "disclosure.recorded";
+            /** Disclosure Id */
+            disclosure_id: string;
+            /** Recipient Id */
+            recipient_id: string;
+            kind: components["schemas"]["DisclosureKind"];
+            /** Subjects */
+            subjects: string[];
+            /** Data Categories */
+            data_categories: string[];
+            /** Purpose */
+            purpose: string;
+            legal_basis: components["schemas"]["LegalBasis"];
+            /** De Identified */
+            de_identified: boolean;
+            /** Destination Country */
+            destination_country: string;
+            /**
+             * Policy Version
+             * @description The policy version whose purpose the disclosure serves.
+             */
+            policy_version: string;
+        };
+        /**
+         * Evidence
+         * @description What the subject saw and how it was captured (ISO/IEC 27560 ``notice`` fields).
+         */
+        Evidence: {
+            /**
+             * Notice Id
+             * @default null
+             */
+            notice_id?: string | null;
+            /**
+             * Form Id
+             * @default null
+             */
+            form_id?: string | null;
+            /**
+             * Notice Digest
+             * @default null
+             */
+            notice_digest?: string | null;
+            /**
+             * Ip Address
+             * @default null
+             */
+            ip_address?: string | null;
+            /**
+             * User Agent
+             * @default null
+             */
+            user_agent?: string | null;
+        };
+        /**
+         * Guardian
+         * @description Who consented on a minor's behalf (GDPR 8, PIPL 31).
+         */
+        Guardian: {
+            /**
+             * Name
+             * @description Free text: tab, line feed and carriage return, and no other control character.
+             */
+            name: string;
+            /** Relationship */
+            relationship: string;
+            /**
+             * Contact
+             * @default null
+             */
+            contact?: string | null;
+        };
+        /**
+         * IncidentAssessed
+         * @example {
+         *       "type": "incident.assessed",
+         *       "event_id": "evt-5113",
+         *       "occurred_at": "2026-05-03T06:00:00+09:00",
+         *       "incident_id": "inc-2026-0501",
+         *       "risk": "high_risk",
+         *       "data_categories": [
+         *         "contact.email"
+         *       ],
+         *       "likely_consequences": "E-mail addresses of members may be used for targeted phishing.",
+         *       "affected_subjects": [
+         *         "user-30511"
+         *       ],
+         *       "approximate_subject_count": 1
+         *     }
+         */
+        IncidentAssessed: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "incident.assessed";
+            /** Incident Id */
+            incident_id: string;
+            risk: components["schemas"]["RiskLevel"];
+            /** Data Categories */
+            data_categories: string[];
+            /**
+             * Likely Consequences
+             * @description Free text: tab, line feed and carriage return, and no other control character.
+             */
+            likely_consequences: string;
+            /** Affected Subjects */
+            affected_subjects?: string[];
+            /** @default null */
+            affected_rule?: components["schemas"]["AffectedRule"] | null;
+            /**
+             * Approximate Subject Count
+             * @default null
+             */
+            approximate_subject_count?: number | null;
+        };
+        /**
+         * IncidentAuthorityNotified
+         * @example {
+         *       "type": "incident.authority_notified",
+         *       "event_id": "evt-5115",
+         *       "occurred_at": "2026-05-04T18:00:00+09:00",
+         *       "incident_id": "inc-2026-0501",
+         *       "authority": "Personal Information Protection Commission (JP)",
+         *       "reference": "PPC-2026-0504-0142",
+         *       "dpo_contact": "Data Protection Officer, Example Co., privacy@example.com"
+         *     }
+         */
+        IncidentAuthorityNotified: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "incident.authority_notified";
+            /** Incident Id */
+            incident_id: string;
+            /** Authority */
+            authority: string;
+            /**
+             * Reference
+             * @default null
+             */
+            reference?: string | null;
+            /**
+             * Dpo Contact
+             * @description GDPR 33(3)(b): where more information can be obtained.
+             */
+            dpo_contact: string;
+            /**
+             * Delay Reason
+             * @description GDPR 33(1): the reasons, when the notification comes after 72 hours.
+             * @default null
+             */
+            delay_reason?: string | null;
+        };
+        /**
+         * IncidentClosed
+         * @example {
+         *       "type": "incident.closed",
+         *       "event_id": "evt-5117",
+         *       "occurred_at": "2026-06-15T17:00:00+09:00",
+         *       "incident_id": "inc-2026-0502",
+         *       "resolution": "The laptop's disk was encrypted and its keys revoked; nothing was read."
+         *     }
+         */
+        IncidentClosed: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "incident.closed";
+            /** Incident Id */
+            incident_id: string;
+            /**
+             * Resolution
+             * @description Free text: tab, line feed and carriage return, and no other control character.
+             */
+            resolution: string;
+        };
+        /**
+         * IncidentContained
+         * @example {
+         *       "type": "incident.contained",
+         *       "event_id": "evt-5114",
+         *       "occurred_at": "2026-05-03T07:30:00+09:00",
+         *       "incident_id": "inc-2026-0501",
+         *       "measures": "The export was deleted and the processor's bucket made private."
+         *     }
+         */
+        IncidentContained: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "incident.contained";
+            /** Incident Id */
+            incident_id: string;
+            /**
+             * Measures
+             * @description Free text: tab, line feed and carriage return, and no other control character.
+             */
+            measures: string;
+        };
+        /**
+         * IncidentOpened
+         * @example {
+         *       "type": "incident.opened",
+         *       "event_id": "evt-5112",
+         *       "occurred_at": "2026-06-12T03:20:00+09:00",
+         *       "incident_id": "inc-2026-0503",
+         *       "detected_at": "2026-06-12T02:45:00+09:00",
+         *       "summary": "Password-reset mails were sent to the wrong addresses for ten minutes.",
+         *       "data_categories": [
+         *         "contact.email"
+         *       ]
+         *     }
+         */
+        IncidentOpened: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "incident.opened";
+            /** Incident Id */
+            incident_id: string;
+            /**
+             * Detected At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            detected_at: string;
+            /**
+             * Summary
+             * @description Free text: tab, line feed and carriage return, and no other control character.
+             */
+            summary: string;
+            /**
+             * Recipient Id
+             * @default null
+             */
+            recipient_id?: string | null;
+            /** Data Categories */
+            data_categories?: string[];
+        };
+        /**
+         * IncidentSubjectsNotified
+         * @example {
+         *       "type": "incident.subjects_notified",
+         *       "event_id": "evt-5116",
+         *       "occurred_at": "2026-05-05T10:00:00+09:00",
+         *       "incident_id": "inc-2026-0501",
+         *       "channel": "email",
+         *       "subject_count": 1,
+         *       "message_digest": "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+         *     }
+         */
+        IncidentSubjectsNotified: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "incident.subjects_notified";
+            /** Incident Id */
+            incident_id: string;
+            channel: components["schemas"]["NotificationChannel"];
+            /** Subject Count */
+            subject_count: number;
+            /**
+             * Message Digest
+             * @default null
+             */
+            message_digest?: string | null;
+        };
+        /**
+         * LegalBasis
+         * @description Why processing or a disclosure is lawful: consent, or a named exception to it.
+         *
+         *     The seed policy's exceptions to consent are ``ledger.verifier.verdicts.CONSENT_EXCEPTIONS``;
+         *     ``legitimate_interest`` and ``public_interest`` hold only for a purpose declared with them.
+         * @enum {string}
+         */
+        LegalBasis: "consent" | "contract" | "legal_obligation" | "vital_interest" | "public_interest" | "legitimate_interest" | "national_security" | "public_health" | "criminal_investigation" | "made_public_by_subject" | "publicly_disclosed_information" | "service_safety";
+        /**
+         * NotificationChannel
+         * @enum {string}
+         */
+        NotificationChannel: "email" | "sms" | "in_app" | "post" | "public_notice";
+        /**
+         * PolicyVersionPublished
+         * @example {
+         *       "type": "policy.version_published",
+         *       "event_id": "evt-5101",
+         *       "occurred_at": "2026-06-01T09:00:00+09:00",
+         *       "version": "2026-07",
+         *       "effective_at": "2026-07-01T00:00:00+09:00",
+         *       "material": false,
+         *       "purposes": [
+         *         {
+         *           "id": "service_provision",
+         *           "name": "Providing the service",
+         *           "legal_basis": "contract",
+         *           "retention_days": 1825
+         *         },
+         *         {
+         *           "id": "marketing_email",
+         *           "name": "Marketing e-mail",
+         *           "legal_basis": "consent",
+         *           "retention_days": 730,
+         *           "description": "Offers and news by e-mail, at most twice a month."
+         *         },
+         *         {
+         *           "id": "usage_analytics",
+         *           "name": "Usage analytics",
+         *           "legal_basis": "consent",
+         *           "retention_days": 395,
+         *           "separate_consent": true
+         *         }
+         *       ],
+         *       "text_digest": "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+         *       "url": "https://example.com/privacy/2026-07"
+         *     }
+         */
+        PolicyVersionPublished: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "policy.version_published";
+            /** Version */
+            version: string;
+            /**
+             * Effective At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time.
+             */
+            effective_at: string;
+            /**
+             * Material
+             * @description A material change: consent given under earlier versions must be renewed.
+             */
+            material: boolean;
+            /**
+             * Purposes
+             * @description The purposes of this version, each ``id`` once.
+             */
+            purposes: components["schemas"]["Purpose"][];
+            /** Text Digest */
+            text_digest: string;
+            /**
+             * Url
+             * @default null
+             */
+            url?: string | null;
+            /**
+             * Minimum Age
+             * @description Overrides the ledger's configured minimum age from this version on.
+             * @default null
+             */
+            minimum_age?: number | null;
+            /**
+             * Guardian Consent Allowed
+             * @description A guardian's consent stands for a minor's under this version (GDPR 8, PIPL 31). Off by
+             *     default, as in the seed policy: "If you are a minor under the age of 18, we will not provide
+             *     you with the Services".
+             * @default false
+             */
+            guardian_consent_allowed?: boolean;
+        };
+        /** Purpose */
+        Purpose: {
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+            legal_basis: components["schemas"]["LegalBasis"];
+            /** Retention Days */
+            retention_days: number;
+            /**
+             * Separate Consent
+             * @description PIPL 14/23/39 and GDPR 7(2): asked for on its own, never bundled.
+             * @default false
+             */
+            separate_consent?: boolean;
+            /**
+             * Description
+             * @default null
+             */
+            description?: string | null;
+        };
+        /**
+         * RecipientRegistered
+         * @example {
+         *       "type": "recipient.registered",
+         *       "event_id": "evt-5102",
+         *       "occurred_at": "2026-06-02T09:00:00+09:00",
+         *       "recipient_id": "rcp-cloudhost",
+         *       "name": "Northwind Cloud Ireland Ltd",
+         *       "role": "processor",
+         *       "country": "IE",
+         *       "agreement_ref": "DPA-2026-030",
+         *       "purposes": [
+         *         "service_provision"
+         *       ],
+         *       "data_categories": [
+         *         "account.identifiers",
+         *         "contact.email"
+         *       ]
+         *     }
+         */
+        RecipientRegistered: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "recipient.registered";
+            /** Recipient Id */
+            recipient_id: string;
+            /** Name */
+            name: string;
+            role: components["schemas"]["RecipientRole"];
+            /** Country */
+            country: string;
+            /**
+             * Agreement Ref
+             * @default null
+             */
+            agreement_ref?: string | null;
+            /**
+             * Parent Recipient Id
+             * @description For a sub-processor: the processor that engaged it.
+             * @default null
+             */
+            parent_recipient_id?: string | null;
+            /** Purposes */
+            purposes?: string[];
+            /** Data Categories */
+            data_categories?: string[];
+        };
+        /**
+         * RecipientRole
+         * @enum {string}
+         */
+        RecipientRole: "processor" | "sub_processor" | "third_party" | "affiliate" | "acquirer" | "public" | "authority";
+        /**
+         * RecipientTerminated
+         * @example {
+         *       "type": "recipient.terminated",
+         *       "event_id": "evt-5104",
+         *       "occurred_at": "2026-06-04T23:59:00+09:00",
+         *       "recipient_id": "rcp-smsgate",
+         *       "reason": "SMS moved in-house; the processor confirmed deletion of every number."
+         *     }
+         */
+        RecipientTerminated: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "recipient.terminated";
+            /** Recipient Id */
+            recipient_id: string;
+            /**
+             * Reason
+             * @default null
+             */
+            reason?: string | null;
+        };
+        /**
+         * RecipientUpdated
+         * @example {
+         *       "type": "recipient.updated",
+         *       "event_id": "evt-5103",
+         *       "occurred_at": "2026-06-03T09:00:00+09:00",
+         *       "recipient_id": "rcp-mailcourier",
+         *       "agreement_ref": "DPA-2026-021 rev. 2"
+         *     }
+         */
+        RecipientUpdated: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "recipient.updated";
+            /** Recipient Id */
+            recipient_id: string;
+            /**
+             * Name
+             * @default null
+             */
+            name?: string | null;
+            /**
+             * Country
+             * @default null
+             */
+            country?: string | null;
+            /**
+             * Agreement Ref
+             * @default null
+             */
+            agreement_ref?: string | null;
+            /**
+             * Purposes
+             * @default null
+             */
+            purposes?: string[] | null;
+            /**
+             * Data Categories
+             * @default null
+             */
+            data_categories?: string[] | null;
+        };
+        /**
+         * RefusalGround
+         * @description Stated grounds for refusing a request (GDPR 12(5), 17(3); PIPL 47).
+         * @enum {string}
+         */
+        RefusalGround: "identity_not_verified" | "manifestly_unfounded" | "excessive" | "legal_obligation_to_retain" | "legal_claims" | "rights_of_others" | "public_interest" | "no_data_held" | "unnecessarily_repetitive" | "excessive_technical_means" | "unrealistic";
+        /**
+         * RenewalReason
+         * @description Why a controller asked a subject to renew consent (``consent.renewal_requested``).
+         * @enum {string}
+         */
+        RenewalReason: "expiry_approaching" | "policy_changed" | "periodic_refresh";
+        /**
+         * RequestExtended
+         * @example {
+         *       "type": "request.extended",
+         *       "event_id": "evt-5120",
+         *       "occurred_at": "2026-05-20T11:00:00+09:00",
+         *       "request_id": "req-2026-0501",
+         *       "subject": "user-30511",
+         *       "extension_days": 14,
+         *       "reason": "The archive of support tickets has to be restored from backup first."
+         *     }
+         */
+        RequestExtended: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /** Request Id */
+            request_id: string;
+            /** Subject */
+            subject: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "request.extended";
+            /** Extension Days */
+            extension_days: number;
+            /**
+             * Reason
+             * @description Free text: tab, line feed and carriage return, and no other control character.
+             */
+            reason: string;
+        };
+        /**
+         * RequestFulfilled
+         * @example {
+         *       "type": "request.fulfilled",
+         *       "event_id": "evt-5121",
+         *       "occurred_at": "2026-05-28T16:00:00+09:00",
+         *       "request_id": "req-2026-0502",
+         *       "subject": "user-30511",
+         *       "note": "Export delivered as a download link in the app.",
+         *       "bundle_manifest_sha256": "3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b"
+         *     }
+         */
+        RequestFulfilled: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /** Request Id */
+            request_id: string;
+            /** Subject */
+            subject: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "request.fulfilled";
+            /**
+             * Note
+             * @default null
+             */
+            note?: string | null;
+            /**
+             * Bundle Manifest Sha256
+             * @description An access request answered with the subject's bundle: the SHA-256 (lower-case hex) of
+             *     its ``manifest.json``, which names the digest of every file in it, so the answer given can
+             *     be proven later (only for a request of kind ``access``).
+             * @default null
+             */
+            bundle_manifest_sha256?: string | null;
+        };
+        /**
+         * RequestIdentityVerified
+         * @example {
+         *       "type": "request.identity_verified",
+         *       "event_id": "evt-5119",
+         *       "occurred_at": "2026-05-05T09:12:00+09:00",
+         *       "request_id": "req-2026-0501",
+         *       "subject": "user-30511",
+         *       "method": "authenticated_session"
+         *     }
+         */
+        RequestIdentityVerified: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /** Request Id */
+            request_id: string;
+            /** Subject */
+            subject: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "request.identity_verified";
+            /** Method */
+            method: string;
+        };
+        /**
+         * RequestKind
+         * @description Data-subject rights a request can invoke.
+         * @enum {string}
+         */
+        RequestKind: "access" | "rectification" | "erasure" | "withdrawal" | "account_cancellation";
+        /**
+         * RequestReceived
+         * @example {
+         *       "type": "request.received",
+         *       "event_id": "evt-5118",
+         *       "occurred_at": "2026-06-18T09:12:00+09:00",
+         *       "request_id": "req-2026-0505",
+         *       "subject": "user-30511",
+         *       "kind": "access",
+         *       "channel": "in_app",
+         *       "jurisdiction": "JP",
+         *       "details": "Please send me a copy of my data and the companies that received it."
+         *     }
+         */
+        RequestReceived: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "request.received";
+            /** Request Id */
+            request_id: string;
+            /** Subject */
+            subject: string;
+            kind: components["schemas"]["RequestKind"];
+            /** Channel */
+            channel: string;
+            /**
+             * Jurisdiction
+             * @description Whose deadline applies (ISO 3166 code, or EU); the register's due date depends on it.
+             * @default null
+             */
+            jurisdiction?: string | null;
+            /**
+             * Details
+             * @default null
+             */
+            details?: string | null;
+            /** Purposes */
+            purposes?: string[];
+        };
+        /**
+         * RequestRefused
+         * @example {
+         *       "type": "request.refused",
+         *       "event_id": "evt-5122",
+         *       "occurred_at": "2026-05-30T11:00:00+09:00",
+         *       "request_id": "req-2026-0503",
+         *       "subject": "user-30511",
+         *       "ground": "unnecessarily_repetitive",
+         *       "explanation": "A full export is being prepared (req-2026-0502); a second copy at the same time is unnecessarily repetitive."
+         *     }
+         */
+        RequestRefused: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /** Request Id */
+            request_id: string;
+            /** Subject */
+            subject: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "request.refused";
+            ground: components["schemas"]["RefusalGround"];
+            /**
+             * Explanation
+             * @description Free text: tab, line feed and carriage return, and no other control character.
+             */
+            explanation: string;
+        };
+        /**
+         * RiskLevel
+         * @enum {string}
+         */
+        RiskLevel: "unlikely" | "risk" | "high_risk";
+        /**
+         * SubjectLifecycleStarted
+         * @description A reference whose subject was erased now names someone the ledger may record again.
+         * @example {
+         *       "type": "subject.lifecycle_started",
+         *       "event_id": "evt-5110",
+         *       "occurred_at": "2026-06-10T12:15:00+09:00",
+         *       "subject": "user-41277",
+         *       "reason": "The reference was reused for a new account opened by a new sign-up."
+         *     }
+         */
+        SubjectLifecycleStarted: {
+            /** Event Id */
+            event_id: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description RFC 3339 with its UTC offset (`Z` or `+09:00`); the offset whole minutes within -14:00 and +14:00; from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z once converted to UTC. A number, or a string of digits (seconds since 1970), is not a time. When it happened: not later than the ledger's clock plus its tolerance for clock skew (five minutes).
+             */
+            occurred_at: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "subject.lifecycle_started";
+            /** Subject */
+            subject: string;
+            /**
+             * Reason
+             * @default null
+             */
+            reason?: string | null;
+        };
+        /** @description One fact, of one of the catalogue's types (docs/events.md), told apart by `type`. Beyond what this schema says, the ledger refuses (422, each problem named in `errors`): an event of more than 65536 bytes encoded as JSON, or nesting objects and arrays more than 8 deep; a time outside its bounds (each time field says them); and a fact that does not fit what the log holds: a policy version, recipient, incident, request or event it names that was never recorded, an id recorded before, a purpose the policy version does not list, a step out of order, a subject erased. Values are read strictly: `"15"` is not an age, and neither is `15.0` (a whole number is written without a fraction); `"yes"` is not true. */
+        Fact: components["schemas"]["PolicyVersionPublished"] | components["schemas"]["RecipientRegistered"] | components["schemas"]["RecipientUpdated"] | components["schemas"]["RecipientTerminated"] | components["schemas"]["ConsentGiven"] | components["schemas"]["ConsentRefused"] | components["schemas"]["ConsentWithdrawn"] | components["schemas"]["ConsentRenewalRequested"] | components["schemas"]["AgeAttested"] | components["schemas"]["SubjectLifecycleStarted"] | components["schemas"]["DisclosureRecorded"] | components["schemas"]["IncidentOpened"] | components["schemas"]["IncidentAssessed"] | components["schemas"]["IncidentContained"] | components["schemas"]["IncidentAuthorityNotified"] | components["schemas"]["IncidentSubjectsNotified"] | components["schemas"]["IncidentClosed"] | components["schemas"]["RequestReceived"] | components["schemas"]["RequestIdentityVerified"] | components["schemas"]["RequestExtended"] | components["schemas"]["RequestFulfilled"] | components["schemas"]["RequestRefused"] | components["schemas"]["CorrectionRecorded"];
     };
     responses: never;
     parameters: never;
@@ -533,41 +3102,44 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The receipt */
+            /** @description The receipt (JSON), or its W3C DPV JSON-LD form (`Accept: application/ld+json`); the read is recorded first (`X-Access-Seq`) */
             200: {
                 headers: {
+                    /** @description The `personal_data.accessed` event recorded before answering */
+                    "X-Access-Seq"?: number;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
-                    "application/ld+json": unknown;
+                    "application/json": components["schemas"]["ConsentReceipt"];
+                    "application/ld+json": {
+                        /** @Context */
+                        "@context": {
+                            [key: string]: string;
+                        };
+                        /** @Id */
+                        "@id": string;
+                        /**
+                         * @Type
+                         * @constant
+                         */
+                        "@type": "dpv:ConsentRecord";
+                        /**
+                         * Ledger:Receipt
+                         * @description `{"@type": "@json", "@value": <receipt>}`
+                         */
+                        "ledger:receipt": {
+                            [key: string]: unknown;
+                        };
+                    };
                 };
             };
-            /** @description Malformed request */
+            /** @description `seq` not a whole number from 1 to 2^63-1; a `purpose` too long, holding a control character or blank; a repeated query parameter */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description No valid token */
@@ -576,167 +3148,43 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The token lacks the route's scope */
+            /** @description The token lacks `receipts:read` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not found */
+            /** @description No such event, or not a consent fact (`not_a_consent_fact`) */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The Accept header admits neither JSON nor JSON-LD */
+            /** @description The Accept header admits neither JSON nor JSON-LD (`not_acceptable`) */
             406: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
-            };
-            /** @description Invalid input: the errors name index, field and rule */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description No checkpoint holds the event yet (`Retry-After`); the read could not be recorded (the ledger overloaded); storage unavailable; the connection cap */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -754,40 +3202,57 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
+            /** @description Queued: the job (at `Location`); no body with `Prefer: return=minimal` */
             202: {
                 headers: {
+                    /** @description The job's URL */
+                    Location?: string;
+                    /** @description `return=minimal` when that preference was applied */
+                    "Preference-Applied"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    /**
+                     * @example {
+                     *       "id": "0b7e6f0c-1c1e-4f7e-9a55-2f1b8f0d4a11",
+                     *       "state": "done",
+                     *       "scope": {
+                     *         "kind": "incident",
+                     *         "incident_id": "inc-2026-003"
+                     *       },
+                     *       "purpose": "DPA inquiry 2026-17",
+                     *       "answers_request": null,
+                     *       "progress": {
+                     *         "phase": "verify",
+                     *         "done": 44,
+                     *         "total": 44
+                     *       },
+                     *       "attempts": 1,
+                     *       "created_at": "2026-12-02T19:40:00.120551Z",
+                     *       "started_at": "2026-12-02T19:40:00.301145Z",
+                     *       "finished_at": "2026-12-02T19:40:02.120551Z",
+                     *       "expires_at": "2026-12-03T19:40:02.120551Z",
+                     *       "manifest_sha256": "5c1f3e0b7c5d9a4e2f8b6a1d3c7e9f0a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e",
+                     *       "bytes": 1843302,
+                     *       "checkpoint_size": 44,
+                     *       "entries": 12,
+                     *       "failure": null,
+                     *       "links": {
+                     *         "self": "/v1/exports/0b7e6f0c-1c1e-4f7e-9a55-2f1b8f0d4a11",
+                     *         "bundle": "/v1/exports/0b7e6f0c-1c1e-4f7e-9a55-2f1b8f0d4a11/bundle"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ExportJob"];
                 };
             };
-            /** @description Malformed request */
+            /** @description A body nested too deep, or a repeated query parameter */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description No valid token */
@@ -796,187 +3261,79 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The token lacks the route's scope */
+            /** @description The token lacks `exports:create` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not found */
+            /** @description `scope_not_found`: the subject, recipient or incident is not in the log */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Invalid input: the errors name index, field and rule */
+            /** @description The body did not arrive in time (the connection is closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A body over the server's limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A reads process (serve --role reads) serves no export jobs: ask the writer */
+            421: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A body that is not an export request (`errors` names the field and its rule), `answers_request_needs_subject`, `invalid_scope` */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The client has its quota of exports queued or running */
+            /** @description `export_queue_full`: the client has its quota of exports queued or running (`Retry-After`) */
             429: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description This server runs no export jobs, too many requests with a body in flight, storage unavailable, or the server at its connection cap */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -992,42 +3349,53 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The job */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    /**
+                     * @example {
+                     *       "id": "0b7e6f0c-1c1e-4f7e-9a55-2f1b8f0d4a11",
+                     *       "state": "done",
+                     *       "scope": {
+                     *         "kind": "incident",
+                     *         "incident_id": "inc-2026-003"
+                     *       },
+                     *       "purpose": "DPA inquiry 2026-17",
+                     *       "answers_request": null,
+                     *       "progress": {
+                     *         "phase": "verify",
+                     *         "done": 44,
+                     *         "total": 44
+                     *       },
+                     *       "attempts": 1,
+                     *       "created_at": "2026-12-02T19:40:00.120551Z",
+                     *       "started_at": "2026-12-02T19:40:00.301145Z",
+                     *       "finished_at": "2026-12-02T19:40:02.120551Z",
+                     *       "expires_at": "2026-12-03T19:40:02.120551Z",
+                     *       "manifest_sha256": "5c1f3e0b7c5d9a4e2f8b6a1d3c7e9f0a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e",
+                     *       "bytes": 1843302,
+                     *       "checkpoint_size": 44,
+                     *       "entries": 12,
+                     *       "failure": null,
+                     *       "links": {
+                     *         "self": "/v1/exports/0b7e6f0c-1c1e-4f7e-9a55-2f1b8f0d4a11",
+                     *         "bundle": "/v1/exports/0b7e6f0c-1c1e-4f7e-9a55-2f1b8f0d4a11/bundle"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ExportJob"];
                 };
             };
-            /** @description Malformed request */
+            /** @description The id is not a job's id (`malformed`), or a repeated query parameter */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description No valid token */
@@ -1036,160 +3404,43 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The token lacks the route's scope */
+            /** @description The token lacks `exports:create` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not found */
+            /** @description `export_not_found`: no job of this id that this client may see */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Invalid input: the errors name index, field and rule */
-            422: {
+            /** @description A reads process (serve --role reads) serves no export jobs: ask the writer */
+            421: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description This server runs no export jobs, storage is unavailable, or the server is at its connection cap */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -1211,43 +3462,26 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/zip": unknown;
+                    "application/zip": string;
                 };
             };
-            /** @description The range asked for */
+            /** @description The range asked for (`Range`, and `If-Range` with the ETag); several ranges as `multipart/byteranges` */
             206: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/zip": unknown;
+                    "application/zip": string;
+                    "multipart/byteranges": string;
                 };
             };
-            /** @description Malformed request */
+            /** @description The id is not a job's id (`malformed`), or a repeated query parameter; a malformed `Range` header (`header.range`, `malformed`) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description No valid token */
@@ -1256,214 +3490,70 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The token lacks the route's scope */
+            /** @description The token lacks `exports:create` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not found */
+            /** @description `export_not_found`: no job of this id that this client may see */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description An event id reused with other content */
+            /** @description `bundle_not_ready` (`Retry-After`) or `export_failed` */
             409: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The bundle expired and was deleted */
+            /** @description `bundle_expired`: the bundle was deleted (its time ran out, or its subject was erased) */
             410: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Invalid input: the errors name index, field and rule */
-            422: {
+            /** @description `range_not_satisfiable`: a range that starts past the bundle's end (`Content-Range: bytes *\/<size>`) */
+            416: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Internal error */
-            500: {
+            /** @description A reads process (serve --role reads) serves no export jobs: ask the writer */
+            421: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description This server runs no export jobs, storage is unavailable, or the server is at its connection cap */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -1489,6 +3579,10 @@ export interface operations {
             /** @description A page of people (JSON), or the same rows as CSV (format=csv); the read is recorded first as event `access_seq` */
             200: {
                 headers: {
+                    /** @description RFC 8288 `<...>; rel="next"`: the next page, the whole query kept; absent on the last page */
+                    Link?: string;
+                    /** @description The `personal_data.accessed` event recorded before answering */
+                    "X-Access-Seq"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1506,38 +3600,21 @@ export interface operations {
                      *           "erased": false
                      *         }
                      *       ],
+                     *       "next_cursor": null,
                      *       "access_seq": 58
                      *     }
                      */
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["AffectedPeoplePage"];
                     "text/csv": string;
                 };
             };
-            /** @description Malformed request */
+            /** @description A bad or repeated query or path parameter, a blank `purpose` (`required`), or a cursor this API did not give (`cursor_invalid`) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description No valid token */
@@ -1546,160 +3623,34 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The token lacks the route's scope */
+            /** @description The token lacks `incidents:identify` (`admin` does not imply it) */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not found */
+            /** @description No incident of this id was opened */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Invalid input: the errors name index, field and rule */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description The read could not be recorded (the ledger overloaded, its streams contended: `Retry-After`), storage unavailable, or the server at its connection cap */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -1718,13 +3669,44 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The notices, with the hours after which one is overdue */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    /**
+                     * @example {
+                     *       "overdue_after_hours": 168,
+                     *       "notices": [
+                     *         {
+                     *           "notice_id": "5b0f3c8e-2d6a-4c51-9f0e-7a1d2c3b4e5f",
+                     *           "recipient_id": "rcp-northwind-cloud",
+                     *           "reason": "consent_withdrawn",
+                     *           "cause_seq": 20,
+                     *           "purposes": [
+                     *             "usage_analytics"
+                     *           ],
+                     *           "disclosure_seqs": [
+                     *             21
+                     *           ],
+                     *           "due_seq": 45,
+                     *           "due_at": "2026-04-01T22:45:20.000000Z",
+                     *           "attempts": 1,
+                     *           "next_attempt_at": null,
+                     *           "last_error": null,
+                     *           "delivered_at": "2026-04-01T22:45:21.000000Z",
+                     *           "notified_seq": 46,
+                     *           "acknowledged_seq": null,
+                     *           "acknowledged_at": null,
+                     *           "overdue": false,
+                     *           "transport": "webhook",
+                     *           "acknowledged_via": null
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["NoticeRegister"];
                 };
             };
             /** @description Malformed request */
@@ -1733,25 +3715,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description No valid token */
@@ -1760,160 +3724,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The token lacks the route's scope */
+            /** @description The token lacks `history:read` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not found */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Invalid input: the errors name index, field and rule */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description This server runs no notice service, storage is unavailable, or the server is at its connection cap */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -1930,40 +3759,35 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description Acknowledged: the `recipient.acknowledged` event's receipt */
             201: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    /**
+                     * @example {
+                     *       "notice_id": "5b0f3c8e-2d6a-4c51-9f0e-7a1d2c3b4e5f",
+                     *       "acknowledged_seq": 47,
+                     *       "acknowledged_at": "2026-04-02T08:00:00.000000Z",
+                     *       "receipt": {
+                     *         "seq": 47,
+                     *         "event_hash": "d89040974ba3322e99db0529bb1d3bff6071ed94c80e33283132cfaec7a44fc9",
+                     *         "signature": "68LBRHVYKa5fl/yDfKqM0/ajiK6gqe9wXI6eZggc/1nLzCdErfvHh/0SZFx/kQc2X/UK01xy7035RLz4zvaSDw==",
+                     *         "key_id": "6775c32dd645dad0"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Acknowledgement"];
                 };
             };
-            /** @description Malformed request */
+            /** @description The id is not a notice's id (`malformed`), a repeated query parameter, or a body nested too deep */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description No valid token */
@@ -1972,187 +3796,70 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The token lacks the route's scope */
+            /** @description The token lacks `notices:ack` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not found */
+            /** @description `notice_unknown`: no notice of this id is owed to this client's recipient */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Acknowledged already */
+            /** @description The body did not arrive in time (the connection is closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `notice_acknowledged`: the notice was acknowledged already */
             409: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Invalid input: the errors name index, field and rule */
-            422: {
+            /** @description A body over the server's limit (this route reads none) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Internal error */
-            500: {
+            /** @description A reads process (serve --role reads) answers every write so: send it to the writer */
+            421: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description The ledger is overloaded or the streams contended (`Retry-After`), too many writes in flight, storage unavailable, or the server at its connection cap */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -2160,300 +3867,132 @@ export interface operations {
     append_v1_events_post: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `ed25519=<base64 of the Ed25519 signature of the exact body bytes>`, by the key the client registered (`consent-ledger clients set-key`). Required from a client with a key: without it, or when it does not verify, the answer is 401 and nothing is stored; a client without a key sends none (one sent is not read). The scheme name is read in any case (docs/api.md, Signed requests). */
+                "Content-Signature"?: string;
+                /** @description `return=minimal` (RFC 7240): answer the sequence numbers only (`{"seq": n}`, or `{"seqs": [...]}` for a batch). Other preferences are ignored. */
+                Prefer?: string;
+            };
             path?: never;
             cookie?: never;
         };
-        /** @description One fact (an object) or a batch (an array of facts); the catalogue of types and fields is docs/events.md. */
+        /** @description One fact (an object) or a batch (an array of facts); the catalogue of types and fields is docs/events.md, and each type's schema here. */
         requestBody: {
             content: {
-                "application/json": Record<string, unknown> | Record<string, unknown>[];
+                "application/json": components["schemas"]["Fact"] | components["schemas"]["Fact"][];
             };
         };
         responses: {
-            /** @description Every event was recorded before with the same content */
+            /** @description Every event was recorded before with the same content: nothing new was stored, and these are the first receipts */
             200: {
                 headers: {
+                    /** @description `return=minimal` when the request asked for it */
+                    "Preference-Applied"?: "return=minimal";
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "seq": 10,
-                     *       "leaf_index": 9,
-                     *       "event_id": "evt-0010",
-                     *       "event_hash": "d89040974ba3322e99db0529bb1d3bff6071ed94c80e33283132cfaec7a44fc9",
-                     *       "signature": "68LBRHVYKa5fl/yDfKqM0/ajiK6gqe9wXI6eZggc/1nLzCdErfvHh/0SZFx/kQc2X/UK01xy7035RLz4zvaSDw==",
-                     *       "key_id": "6775c32dd645dad0",
-                     *       "recorded_at": "2026-11-29T05:34:36.386137Z",
-                     *       "duplicate": true
-                     *     }
-                     */
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Receipt"] | components["schemas"]["Receipts"] | components["schemas"]["MinimalReceipt"] | components["schemas"]["MinimalReceipts"];
                 };
             };
-            /** @description Recorded; a receipt per event, returned only after commit */
+            /** @description Recorded: a receipt per event, given after the commit */
             201: {
                 headers: {
+                    /** @description `return=minimal` when the request asked for it */
+                    "Preference-Applied"?: "return=minimal";
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "seq": 10,
-                     *       "leaf_index": 9,
-                     *       "event_id": "evt-0010",
-                     *       "event_hash": "d89040974ba3322e99db0529bb1d3bff6071ed94c80e33283132cfaec7a44fc9",
-                     *       "signature": "68LBRHVYKa5fl/yDfKqM0/ajiK6gqe9wXI6eZggc/1nLzCdErfvHh/0SZFx/kQc2X/UK01xy7035RLz4zvaSDw==",
-                     *       "key_id": "6775c32dd645dad0",
-                     *       "recorded_at": "2026-11-29T05:34:36.386137Z",
-                     *       "duplicate": false
-                     *     }
-                     */
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Receipt"] | components["schemas"]["Receipts"] | components["schemas"]["MinimalReceipt"] | components["schemas"]["MinimalReceipts"];
                 };
             };
-            /** @description Malformed request */
+            /** @description A repeated query parameter; a body that is not JSON, not an object or an array, or nests deeper than the server's limit (32 by default) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid token */
+            /** @description No valid bearer token; or this client signs its appends and the Content-Signature is missing or does not verify */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The token lacks the route's scope */
+            /** @description The token lacks the scope `events:write` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not found */
+            /** @description A recorded event id whose event the log does not hold (a damaged log: `consent-ledger verify`) */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description An event id reused with other content */
+            /** @description The request's body did not arrive in time (the connection is closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An event id recorded before with other content (`event_id`, `index`) */
             409: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too large */
+            /** @description A body over the server's limit (16 MiB by default), or a batch of more events than the ledger's `max_batch` */
             413: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Invalid input: the errors name index, field and rule */
+            /** @description Served by a process that answers reads only (serve --role reads) */
+            421: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An event that breaks a rule of the catalogue or does not fit the log: `errors` name each (index, field, rule); an event over 65536 bytes or nested over 8 deep; an empty batch */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description Storage unavailable, the ledger overloaded (`pending_events`), its streams contended, or every append slot taken: nothing was stored; send it again after `Retry-After` seconds */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -2473,7 +4012,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description The event */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -2501,39 +4040,20 @@ export interface operations {
                      *       },
                      *       "event_hash": "d89040974ba3322e99db0529bb1d3bff6071ed94c80e33283132cfaec7a44fc9",
                      *       "signature": "68LBRHVYKa5fl/yDfKqM0/ajiK6gqe9wXI6eZggc/1nLzCdErfvHh/0SZFx/kQc2X/UK01xy7035RLz4zvaSDw==",
-                     *       "key_id": "6775c32dd645dad0"
+                     *       "key_id": "6775c32dd645dad0",
+                     *       "emitter": null
                      *     }
                      */
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["StoredEvent"];
                 };
             };
-            /** @description Malformed request */
+            /** @description `seq` not a whole number from 1 to 2^63-1; `purpose` blank, too long or holding a control character; a repeated query parameter */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description No valid token */
@@ -2542,214 +4062,34 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The token lacks the route's scope */
+            /** @description The token lacks the scope `history:read` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not found */
+            /** @description No event has this sequence number */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description An event id reused with other content */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Invalid input: the errors name index, field and rule */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description Storage unavailable, or the ledger overloaded: the read is not recorded, so nothing is shown (Retry-After) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -2770,7 +4110,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description The subject's purposes (none: an empty list) */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -2779,6 +4119,7 @@ export interface operations {
                     /**
                      * @example {
                      *       "subject": "4890a934-f947-1ab0-1d85-0fb955cd2f00",
+                     *       "erased": null,
                      *       "purposes": [
                      *         {
                      *           "purpose": "marketing_email",
@@ -2787,11 +4128,12 @@ export interface operations {
                      *           "valid": false,
                      *           "policy_version": "2026-03",
                      *           "since": "2026-04-01T22:45:19.000000Z",
-                     *           "decided_by_seq": 20
+                     *           "decided_by_seq": 20,
+                     *           "pending_renewal": null
                      *         },
                      *         {
                      *           "purpose": "analytics",
-                     *           "status": "valid",
+                     *           "status": "given",
                      *           "dpv_status": "dpv:ConsentGiven",
                      *           "valid": true,
                      *           "policy_version": "2026-03",
@@ -2809,197 +4151,82 @@ export interface operations {
                      *       ]
                      *     }
                      */
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ConsentState"];
                 };
             };
-            /** @description Malformed request */
+            /** @description A bad or repeated query parameter (`errors` names it and its rule) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid token */
+            /** @description No token, or one not valid */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The token lacks the route's scope */
+            /** @description The token lacks `state:read` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not found */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Invalid input: the errors name index, field and rule */
+            /** @description `wait_for` names an event after the end of the log (no receipt names it) */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description The consent read model did not reach `wait_for` in time (`Not yet`), or is stopped at an event (`Read model stopped`); storage unavailable; the server at its connection cap. `Retry-After` says when to ask again */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** Read Model */
+                        read_model?: string;
                         /**
-                         * Type
-                         * @default about:blank
+                         * Seq
+                         * @description An event's sequence number in the log
                          */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
+                        seq?: number;
+                        /** Event Type */
+                        event_type?: string;
+                        /**
+                         * Error
+                         * @description The error's class
+                         */
+                        error?: string;
+                        /** Message */
+                        message?: string;
+                        /**
+                         * Since
+                         * Format: date-time
+                         * @description RFC 3339, UTC
+                         */
+                        since?: string;
+                        /**
+                         * Last Attempt
+                         * Format: date-time
+                         * @description RFC 3339, UTC
+                         */
+                        last_attempt?: string;
+                        /** Attempts */
+                        attempts?: number;
                     };
                 };
             };
@@ -3023,7 +4250,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description The answer, its reason and the deciding event */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3043,197 +4270,104 @@ export interface operations {
                      *       "since": "2026-04-01T22:45:19.000000Z"
                      *     }
                      */
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Decision"];
                 };
             };
-            /** @description Malformed request */
+            /** @description A bad or repeated query parameter (`errors` names it and its rule) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid token */
+            /** @description No token, or one not valid */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The token lacks the route's scope */
+            /** @description The token lacks `state:read` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not found */
+            /** @description `unknown_purpose`: no published policy version declares the purpose (`policy_versions` and `known_purposes` say which are known) */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** Purpose */
+                        purpose?: string;
                         /**
-                         * Type
-                         * @default about:blank
+                         * Policy Versions
+                         * @description The published versions, in effect order
                          */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
+                        policy_versions?: string[];
+                        /**
+                         * Known Purposes
+                         * @description Every purpose some version declares
+                         */
+                        known_purposes?: string[];
                     };
                 };
             };
-            /** @description Invalid input: the errors name index, field and rule */
+            /** @description `wait_for` names an event after the end of the log (no receipt names it) */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description The consent read model did not reach `wait_for` in time (`Not yet`), or is stopped at an event (`Read model stopped`); storage unavailable; the server at its connection cap. `Retry-After` says when to ask again */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** Read Model */
+                        read_model?: string;
                         /**
-                         * Type
-                         * @default about:blank
+                         * Seq
+                         * @description An event's sequence number in the log
                          */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
+                        seq?: number;
+                        /** Event Type */
+                        event_type?: string;
+                        /**
+                         * Error
+                         * @description The error's class
+                         */
+                        error?: string;
+                        /** Message */
+                        message?: string;
+                        /**
+                         * Since
+                         * Format: date-time
+                         * @description RFC 3339, UTC
+                         */
+                        since?: string;
+                        /**
+                         * Last Attempt
+                         * Format: date-time
+                         * @description RFC 3339, UTC
+                         */
+                        last_attempt?: string;
+                        /** Attempts */
+                        attempts?: number;
                     };
                 };
             };
@@ -3253,7 +4387,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description The subject's pseudonym and events (none: an empty list); the read recorded first */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3284,41 +4418,22 @@ export interface operations {
                      *           },
                      *           "event_hash": "d89040974ba3322e99db0529bb1d3bff6071ed94c80e33283132cfaec7a44fc9",
                      *           "signature": "68LBRHVYKa5fl/yDfKqM0/ajiK6gqe9wXI6eZggc/1nLzCdErfvHh/0SZFx/kQc2X/UK01xy7035RLz4zvaSDw==",
-                     *           "key_id": "6775c32dd645dad0"
+                     *           "key_id": "6775c32dd645dad0",
+                     *           "emitter": null
                      *         }
                      *       ]
                      *     }
                      */
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["SubjectHistory"];
                 };
             };
-            /** @description Malformed request */
+            /** @description A bad or repeated query parameter, or a blank `purpose` (`required`) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description No valid token */
@@ -3327,160 +4442,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The token lacks the route's scope */
+            /** @description The token lacks `history:read` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not found */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Invalid input: the errors name index, field and rule */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description The read could not be recorded (the ledger overloaded, its streams contended: `Retry-After`), storage unavailable, or the server at its connection cap */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -3508,9 +4488,11 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A page of rows (JSON), or every row as CSV (format=csv) */
+            /** @description A page of rows (JSON), or every row as CSV (format=csv), streamed */
             200: {
                 headers: {
+                    /** @description RFC 8288 `<...>; rel="next"`: the next page, the whole query kept; absent on the last page */
+                    Link?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3536,40 +4518,24 @@ export interface operations {
                      *           "destination_country": "IE",
                      *           "policy_version": "2026-03",
                      *           "verdict": "consent_missing",
-                     *           "violation": true
+                     *           "violation": true,
+                     *           "consent_seq": null
                      *         }
-                     *       ]
+                     *       ],
+                     *       "next_cursor": null
                      *     }
                      */
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["DisclosurePage"];
                     "text/csv": string;
                 };
             };
-            /** @description Malformed request */
+            /** @description A bad or repeated query parameter, or a cursor this API did not give (`cursor_invalid`) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description No valid token */
@@ -3578,214 +4544,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The token lacks the route's scope */
+            /** @description The token lacks `history:read` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not found */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description An event id reused with other content */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Invalid input: the errors name index, field and rule */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description Storage unavailable, or the server at its connection cap (`Retry-After`) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -3799,7 +4576,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description Every incident, in the order they were opened */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3809,48 +4586,79 @@ export interface operations {
                      * @example [
                      *       {
                      *         "incident_id": "inc-2026-003",
-                     *         "status": "closed",
+                     *         "opened_seq": 24,
                      *         "detected_at": "2026-06-09T16:55:00.000000Z",
-                     *         "authority_deadline": "2026-06-12T16:55:00.000000Z",
+                     *         "summary": "A misconfigured analytics export sent usage logs to the wrong bucket.",
+                     *         "recipient_id": "rcp-northwind-cloud",
+                     *         "status": "closed",
+                     *         "risk": "high_risk",
+                     *         "data_categories": [
+                     *           "usage.logs"
+                     *         ],
+                     *         "likely_consequences": "Members' usage patterns seen by the bucket's operator.",
+                     *         "affected_rule": {
+                     *           "recipient_id": "rcp-northwind-cloud",
+                     *           "disclosed_from": "2026-06-01T00:00:00.000000Z",
+                     *           "disclosed_to": "2026-06-09T16:55:00.000000Z"
+                     *         },
+                     *         "approximate_subject_count": 1200,
+                     *         "assessed_at": "2026-06-10T09:00:00.000000Z",
+                     *         "assessed_seq": 25,
+                     *         "contained_at": "2026-06-10T11:30:00.000000Z",
+                     *         "contained_seq": 26,
+                     *         "measures": "The bucket was locked and its objects deleted; exports re-keyed.",
                      *         "authority_notified_at": "2026-06-11T01:00:00.000000Z",
+                     *         "authority_notified_seq": 27,
+                     *         "authority": "Data Protection Commission",
+                     *         "authority_reference": "DPC-2026-0611-17",
+                     *         "dpo_contact": "dpo@example.com",
+                     *         "delay_reason": null,
+                     *         "subjects_notified_at": "2026-06-11T08:00:00.000000Z",
+                     *         "subjects_notified_seq": 28,
+                     *         "subjects_notified_channel": "email",
+                     *         "subjects_notified_count": 1200,
+                     *         "closed_at": "2026-06-20T12:00:00.000000Z",
+                     *         "closed_seq": 29,
+                     *         "resolution": "Contained; the operator confirmed deletion in writing.",
+                     *         "last_seq": 29,
+                     *         "affected_subjects": [
+                     *           "4890a934-f947-1ab0-1d85-0fb955cd2f00"
+                     *         ],
+                     *         "authority_deadline": "2026-06-12T16:55:00.000000Z",
                      *         "authority_overdue": false,
                      *         "authority_notified_late": false,
-                     *         "affected_subjects": [
+                     *         "subjects_notification_due": false,
+                     *         "article_33_3": {
+                     *           "nature": {
+                     *             "summary": "A misconfigured analytics export sent usage logs to the wrong bucket.",
+                     *             "data_categories": [
+                     *               "usage.logs"
+                     *             ],
+                     *             "approximate_subject_count": 1200,
+                     *             "affected_subject_count": 1
+                     *           },
+                     *           "dpo_contact": "dpo@example.com",
+                     *           "likely_consequences": "Members' usage patterns seen by the bucket's operator.",
+                     *           "measures": "The bucket was locked and its objects deleted; exports re-keyed.",
+                     *           "missing": []
+                     *         },
+                     *         "affected_subject_count": 1,
+                     *         "subjects_by_rule": [
                      *           "4890a934-f947-1ab0-1d85-0fb955cd2f00"
                      *         ]
                      *       }
                      *     ]
                      */
-                    "application/json": {
-                        [key: string]: unknown;
-                    }[];
+                    "application/json": components["schemas"]["Incident"][];
                 };
             };
-            /** @description Malformed request */
+            /** @description A bad or repeated query or path parameter (`errors` names it and its rule) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description No valid token */
@@ -3859,214 +4667,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The token lacks the route's scope */
+            /** @description The token lacks `incidents:manage` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not found */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description An event id reused with other content */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Invalid input: the errors name index, field and rule */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description Storage unavailable, or the server at its connection cap (`Retry-After`) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -4078,11 +4697,18 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: never;
+        /** @description One `incident.*` fact (an object) or a batch of them (an array), recorded all or nothing; the fields of each type are in docs/events.md. */
+        requestBody: {
+            content: {
+                "application/json": (components["schemas"]["IncidentAssessed"] | components["schemas"]["IncidentAuthorityNotified"] | components["schemas"]["IncidentClosed"] | components["schemas"]["IncidentContained"] | components["schemas"]["IncidentOpened"] | components["schemas"]["IncidentSubjectsNotified"]) | (components["schemas"]["IncidentAssessed"] | components["schemas"]["IncidentAuthorityNotified"] | components["schemas"]["IncidentClosed"] | components["schemas"]["IncidentContained"] | components["schemas"]["IncidentOpened"] | components["schemas"]["IncidentSubjectsNotified"])[];
+            };
+        };
         responses: {
-            /** @description Recorded; a receipt per fact */
+            /** @description Recorded (or recorded before with the same content: `duplicate`): a receipt for one fact, `{"receipts": [...]}` for a batch; with `Prefer: return=minimal`, `{"seq": n}` or `{"seqs": [...]}` */
             201: {
                 headers: {
+                    /** @description `return=minimal` when that preference was applied */
+                    "Preference-Applied"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4098,250 +4724,88 @@ export interface operations {
                      *       "duplicate": false
                      *     }
                      */
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Receipt"] | components["schemas"]["Receipts"] | components["schemas"]["MinimalReceipt"] | components["schemas"]["MinimalReceipts"];
                 };
             };
-            /** @description Malformed request */
+            /** @description The body is not JSON, or neither an object nor an array, or nested too deep; a repeated query parameter */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid token */
+            /** @description No token, one not valid, or (a client with a signing key) a missing or wrong `Content-Signature` */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The token lacks the route's scope */
+            /** @description The token lacks `incidents:manage` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not found */
-            404: {
+            /** @description The body did not arrive in time (the connection is closed) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description An event id reused with other content */
+            /** @description An event id recorded before with other content */
             409: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too large */
+            /** @description A body over 16 MiB, or a batch of more than 1,000 facts */
             413: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Invalid input: the errors name index, field and rule */
+            /** @description A reads process (serve --role reads) answers every write so: send it to the writer */
+            421: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A fact that is not an `incident.*` fact or breaks a rule (`errors`: index, field, rule); nothing of the batch is stored */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description The ledger is overloaded or the streams contended (`Retry-After`), too many appends in flight, storage unavailable, or the server at its connection cap */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -4357,7 +4821,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description The incident */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -4366,47 +4830,78 @@ export interface operations {
                     /**
                      * @example {
                      *       "incident_id": "inc-2026-003",
-                     *       "status": "closed",
+                     *       "opened_seq": 24,
                      *       "detected_at": "2026-06-09T16:55:00.000000Z",
-                     *       "authority_deadline": "2026-06-12T16:55:00.000000Z",
+                     *       "summary": "A misconfigured analytics export sent usage logs to the wrong bucket.",
+                     *       "recipient_id": "rcp-northwind-cloud",
+                     *       "status": "closed",
+                     *       "risk": "high_risk",
+                     *       "data_categories": [
+                     *         "usage.logs"
+                     *       ],
+                     *       "likely_consequences": "Members' usage patterns seen by the bucket's operator.",
+                     *       "affected_rule": {
+                     *         "recipient_id": "rcp-northwind-cloud",
+                     *         "disclosed_from": "2026-06-01T00:00:00.000000Z",
+                     *         "disclosed_to": "2026-06-09T16:55:00.000000Z"
+                     *       },
+                     *       "approximate_subject_count": 1200,
+                     *       "assessed_at": "2026-06-10T09:00:00.000000Z",
+                     *       "assessed_seq": 25,
+                     *       "contained_at": "2026-06-10T11:30:00.000000Z",
+                     *       "contained_seq": 26,
+                     *       "measures": "The bucket was locked and its objects deleted; exports re-keyed.",
                      *       "authority_notified_at": "2026-06-11T01:00:00.000000Z",
+                     *       "authority_notified_seq": 27,
+                     *       "authority": "Data Protection Commission",
+                     *       "authority_reference": "DPC-2026-0611-17",
+                     *       "dpo_contact": "dpo@example.com",
+                     *       "delay_reason": null,
+                     *       "subjects_notified_at": "2026-06-11T08:00:00.000000Z",
+                     *       "subjects_notified_seq": 28,
+                     *       "subjects_notified_channel": "email",
+                     *       "subjects_notified_count": 1200,
+                     *       "closed_at": "2026-06-20T12:00:00.000000Z",
+                     *       "closed_seq": 29,
+                     *       "resolution": "Contained; the operator confirmed deletion in writing.",
+                     *       "last_seq": 29,
+                     *       "affected_subjects": [
+                     *         "4890a934-f947-1ab0-1d85-0fb955cd2f00"
+                     *       ],
+                     *       "authority_deadline": "2026-06-12T16:55:00.000000Z",
                      *       "authority_overdue": false,
                      *       "authority_notified_late": false,
-                     *       "affected_subjects": [
+                     *       "subjects_notification_due": false,
+                     *       "article_33_3": {
+                     *         "nature": {
+                     *           "summary": "A misconfigured analytics export sent usage logs to the wrong bucket.",
+                     *           "data_categories": [
+                     *             "usage.logs"
+                     *           ],
+                     *           "approximate_subject_count": 1200,
+                     *           "affected_subject_count": 1
+                     *         },
+                     *         "dpo_contact": "dpo@example.com",
+                     *         "likely_consequences": "Members' usage patterns seen by the bucket's operator.",
+                     *         "measures": "The bucket was locked and its objects deleted; exports re-keyed.",
+                     *         "missing": []
+                     *       },
+                     *       "affected_subject_count": 1,
+                     *       "subjects_by_rule": [
                      *         "4890a934-f947-1ab0-1d85-0fb955cd2f00"
                      *       ]
                      *     }
                      */
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Incident"];
                 };
             };
-            /** @description Malformed request */
+            /** @description A bad or repeated query or path parameter (`errors` names it and its rule) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description No valid token */
@@ -4415,214 +4910,34 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The token lacks the route's scope */
+            /** @description The token lacks `incidents:manage` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not found */
+            /** @description No incident of this id was opened */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description An event id reused with other content */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Invalid input: the errors name index, field and rule */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description Storage unavailable, or the server at its connection cap (`Retry-After`) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -4639,7 +4954,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description The register (not paged) */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -4652,45 +4967,35 @@ export interface operations {
                      *         "subject": "4890a934-f947-1ab0-1d85-0fb955cd2f00",
                      *         "kind": "erasure",
                      *         "channel": "email",
+                     *         "jurisdiction": null,
                      *         "received_at": "2026-10-20T13:03:00.000000Z",
+                     *         "received_seq": 36,
+                     *         "identity_verified_at": "2026-10-21T09:00:00.000000Z",
+                     *         "identity_verified_seq": 37,
+                     *         "extension_days": 0,
+                     *         "extensions": 0,
                      *         "status": "refused",
+                     *         "closed_at": "2026-11-02T10:00:00.000000Z",
+                     *         "closed_seq": 40,
+                     *         "refusal_ground": "legal_obligation_to_retain",
+                     *         "last_seq": 40,
                      *         "due_at": "2026-11-17T13:03:00.000000Z",
                      *         "overdue": false,
                      *         "answered_late": false,
-                     *         "refusal_ground": "legal_obligation_to_retain"
+                     *         "days_left": null
                      *       }
                      *     ]
                      */
-                    "application/json": {
-                        [key: string]: unknown;
-                    }[];
+                    "application/json": components["schemas"]["DataSubjectRequest"][];
                 };
             };
-            /** @description Malformed request */
+            /** @description A bad or repeated query or path parameter (`errors` names it and its rule) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description No valid token */
@@ -4699,214 +5004,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The token lacks the route's scope */
+            /** @description The token lacks `history:read` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not found */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description An event id reused with other content */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Invalid input: the errors name index, field and rule */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description Storage unavailable, or the server at its connection cap (`Retry-After`) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -4920,7 +5036,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description The latest checkpoint: a C2SP signed note */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -4936,193 +5052,31 @@ export interface operations {
                     "text/plain": string;
                 };
             };
-            /** @description Malformed request */
+            /** @description A query parameter given twice (`repeated`) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description The token lacks the route's scope */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Not found */
+            /** @description No checkpoint signed yet */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Invalid input: the errors name index, field and rule */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description Storage unavailable, or the server at its connection cap (`Retry-After`) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -5136,7 +5090,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description The checkpoints' verifier keys (C2SP vkey), one a line */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -5146,193 +5100,22 @@ export interface operations {
                     "text/plain": string;
                 };
             };
-            /** @description Malformed request */
+            /** @description A query parameter given twice (`repeated`) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description The token lacks the route's scope */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Not found */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Invalid input: the errors name index, field and rule */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description The server at its connection cap (`Retry-After`) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -5346,7 +5129,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description Prometheus text exposition format */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -5356,31 +5139,13 @@ export interface operations {
                     "text/plain": string;
                 };
             };
-            /** @description Malformed request */
+            /** @description A query parameter given twice (`repeated`) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description No valid token */
@@ -5389,160 +5154,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The token lacks the route's scope */
+            /** @description The token lacks `admin` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not found */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Invalid input: the errors name index, field and rule */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description Storage unavailable, or the server at its connection cap (`Retry-After`) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -5556,7 +5186,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description The process answers */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -5567,198 +5197,25 @@ export interface operations {
                      *       "status": "ok"
                      *     }
                      */
-                    "application/json": {
-                        [key: string]: string;
-                    };
+                    "application/json": components["schemas"]["Health"];
                 };
             };
-            /** @description Malformed request */
+            /** @description A query parameter given twice (`repeated`) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description The token lacks the route's scope */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Not found */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Invalid input: the errors name index, field and rule */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description The server at its connection cap (`Retry-After`) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -5772,7 +5229,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description Ready, or degraded (a read model stopped: `failed`) */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -5797,197 +5254,37 @@ export interface operations {
                      *       ]
                      *     }
                      */
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Readiness"];
                 };
             };
-            /** @description Malformed request */
+            /** @description A query parameter given twice (`repeated`) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description The token lacks the route's scope */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Not found */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Invalid input: the errors name index, field and rule */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description Storage does not answer, or a read model is more than 10,000 events behind (`lagging`), or the server at its connection cap */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
+                    "application/problem+json": components["schemas"]["Problem"] & {
                         /**
-                         * Type
-                         * @default about:blank
+                         * Failed
+                         * @description Each read model stopped at an event, as in `Readiness`
                          */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
+                        failed?: {
                             [key: string]: unknown;
                         }[] | null;
-                    } & {
-                        [key: string]: unknown;
+                        /**
+                         * Lagging
+                         * @description The read models too far behind the head
+                         */
+                        lagging?: string[] | null;
                     };
                 };
             };
@@ -6007,7 +5304,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description The audit path */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -6029,198 +5326,55 @@ export interface operations {
                      *       "checkpoint": "consent-ledger.local/e4308d80\n44\nhYeIwgg75tkAldD7jCOFE47OvcBwsJoymcRmKDFgsd8=\n\n— consent-ledger.local/e4308d80 La+KdAgP/8aD/fdmm6KAw3buRL+wF9TjsnrZp5SbuiZGC7EW987tElUfKP0jo82h3IcoDy2BQ1GCy19ufSEw6sXhFwE=\n"
                      *     }
                      */
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["InclusionProof"];
                 };
             };
-            /** @description Malformed request */
+            /** @description `index` or `size` missing, repeated, not a whole number or out of range; `index` not below `size` (`outside_tree`) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid token */
+            /** @description No token, or one not valid */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The token lacks the route's scope */
+            /** @description The token lacks `history:read` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not found */
+            /** @description `size` larger than the log (`beyond_log`), or, without `size`, no checkpoint yet (`no_checkpoint`) */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** Log Size */
+                        log_size?: number;
                     };
                 };
             };
-            /** @description Invalid input: the errors name index, field and rule */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description Storage unavailable, or the server at its connection cap (`Retry-After`) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -6239,7 +5393,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description The consistency proof */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -6258,198 +5412,55 @@ export interface operations {
                      *       ]
                      *     }
                      */
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ConsistencyProof"];
                 };
             };
-            /** @description Malformed request */
+            /** @description `from` or `to` missing, repeated, not a whole number or out of range; `from` above `to` (`sizes_reversed`) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid token */
+            /** @description No token, or one not valid */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The token lacks the route's scope */
+            /** @description The token lacks `history:read` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not found */
+            /** @description `to` larger than the log (`beyond_log`), or, without `to`, no checkpoint yet (`no_checkpoint`) */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** Log Size */
+                        log_size?: number;
                     };
                 };
             };
-            /** @description Invalid input: the errors name index, field and rule */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description Storage unavailable, or the server at its connection cap (`Retry-After`) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -6468,9 +5479,11 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description The entries, and where to go on */
             200: {
                 headers: {
+                    /** @description RFC 8288 `<...>; rel="next"`: the next page, the whole query kept; absent on the last page */
+                    Link?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6484,201 +5497,59 @@ export interface operations {
                      *           "signature": "Pg/zN7+8Vqi9CWnSU5tSgKRk1i7Zx1iucTFSsb1eckRL3s9xmYtsQAVvro22po3S7/1rDHW+FNJNJt01tV+1Cg==",
                      *           "key_id": "271bf19ec9c51ed3"
                      *         }
-                     *       ]
+                     *       ],
+                     *       "next": null
                      *     }
                      */
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Entries"];
                 };
             };
-            /** @description Malformed request */
+            /** @description `start` or `end` missing, repeated, not a whole number or out of range; `end` not above `start` (`empty_range`) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No valid token */
+            /** @description No token, or one not valid */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The token lacks the route's scope */
+            /** @description The token lacks `history:read` */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not found */
+            /** @description `start` at or past the end of the log (`beyond_log`, with `log_size`) */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** Log Size */
+                        log_size?: number;
                     };
                 };
             };
-            /** @description Invalid input: the errors name index, field and rule */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Internal error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Storage unavailable, overloaded, busy, or not caught up yet (Retry-After) */
+            /** @description Storage unavailable, or the server at its connection cap (`Retry-After`) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": {
-                        /**
-                         * Type
-                         * @default about:blank
-                         */
-                        type: string;
-                        /** Title */
-                        title: string;
-                        /** Status */
-                        status: number;
-                        /** Detail */
-                        detail: string;
-                        /** Errors */
-                        errors?: {
-                            [key: string]: unknown;
-                        }[] | null;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
