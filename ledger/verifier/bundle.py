@@ -36,6 +36,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import signal
 import tempfile
 import zipfile
 from array import array
@@ -387,8 +388,13 @@ class _Verification:
             # compared, and any failure to render it named, only after those checks passed.
             report: _Background | None = None
             if self.jobs > 1:
+                # On POSIX the report is rendered in parts by worker processes of its own too
+                # (they take over the CPUs the checks free); asked to stop, it stops them.
+                report_jobs = self.jobs if _GRACEFUL else 1
                 report = _Background(
-                    _render_report_files, (self.files.path, manifest, checkpoint_text, scratch)
+                    _render_report_files,
+                    (self.files.path, manifest, checkpoint_text, scratch, None, report_jobs),
+                    starts_processes=report_jobs > 1,
                 )
                 self.pool = ProcessPoolExecutor(
                     self.jobs, initializer=start_worker, initargs=(keys, scope)
@@ -712,12 +718,14 @@ def _render_report_files(
     checkpoint_text: str,
     scratch: str,
     files: BundleFiles | None = None,
+    jobs: int = 1,
 ) -> list[str]:
-    """The report rendered from the bundle's events into ``scratch``: the files' names."""
+    """The report rendered from the bundle's events into ``scratch`` by ``jobs`` processes: the
+    files' names."""
     own = files is None
     files = BundleFiles(path) if files is None else files
     try:
-        return render_report(manifest, checkpoint_text, files, Path(scratch))
+        return render_report(manifest, checkpoint_text, files, Path(scratch), jobs=jobs)
     except (ReportError, EntryError, ScopeError, EventLineError) as exc:
         raise BundleError("report", f"cannot be rendered from the events: {exc}") from None
     finally:
@@ -725,15 +733,29 @@ def _render_report_files(
             files.close()
 
 
+_GRACEFUL = os.name == "posix"
+"""Whether a process can be asked to end (SIGTERM) and finish what it started first."""
+
+
 class _Background:
     """A function run in a process of its own; :meth:`result` waits for what it returned (or
-    raises what it raised), :meth:`stop` ends it if it still runs."""
+    raises what it raised), :meth:`stop` ends it if it still runs. With ``starts_processes``
+    the process is no daemon (a daemon may start none) and ends on SIGTERM by unwinding, so
+    that what it started is shut down, not left behind."""
 
-    def __init__(self, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+        *,
+        starts_processes: bool = False,
+    ) -> None:
         context = multiprocessing.get_context()
         self._receive, send = context.Pipe(duplex=False)
         self._process = context.Process(
-            target=_background_main, args=(send, function, args), daemon=True
+            target=_background_main,
+            args=(send, function, args, starts_processes),
+            daemon=not starts_processes,
         )
         self._process.start()
         send.close()
@@ -754,7 +776,15 @@ class _Background:
         self._receive.close()
 
 
-def _background_main(send: Any, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def _unwind(_signal: int, _frame: Any) -> None:
+    raise SystemExit(1)
+
+
+def _background_main(
+    send: Any, function: Callable[..., Any], args: tuple[Any, ...], graceful: bool = False
+) -> None:
+    if graceful:  # asked to stop: unwind, so that the worker processes it started are shut down
+        signal.signal(signal.SIGTERM, _unwind)
     try:
         outcome: tuple[bool, Any] = (False, function(*args))
     except BundleError as exc:
