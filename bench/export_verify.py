@@ -12,7 +12,10 @@ is its own:
   the verify calls are timed, on one core (PyNaCl, one ``VerifyKey``).
 
 Each step's row carries the load average (1 min) before and after it: the machine may be
-shared, and the baseline is measured in the same run for that reason; compare ratios.
+shared, and the baseline is measured in the same run for that reason; compare ratios. As the
+load moves between steps, samples of the baseline (30,000 signatures) are also taken just after
+the export and just after the verification, and each step's ratio to the sample(s) next to it
+is shown in brackets.
 
 Run: ``python bench/export_verify.py --events 100000 [--pg postgresql://...] [--keep DIR]``.
 """
@@ -47,6 +50,8 @@ PURPOSES = [
     {"id": "usage_analytics", "name": "Analytics", "legal_basis": "consent", "retention_days": 365},
 ]
 TARGET = "user-target"
+SAMPLE = 30_000
+"""Signatures in each sample of the baseline taken next to a step."""
 
 
 def facts(n: int) -> list[dict[str, Any]]:
@@ -198,6 +203,8 @@ def phase(args: argparse.Namespace) -> dict[str, Any]:
                 key.verify(entry, signature)
             seconds += time.perf_counter() - t0
             count += len(pairs)
+            if args.sample and count >= args.sample:
+                break
         result |= {"entries": count, "verify_seconds": seconds}
     result["seconds"] = result.pop("verify_seconds", time.perf_counter() - started)
     return result
@@ -239,6 +246,8 @@ def run_phase(args: argparse.Namespace, name: str, **extra: str) -> dict[str, An
         command += ["--pg", args.pg, "--schema", args.schema]
     if getattr(args, "jobs", None):
         command += ["--jobs", str(args.jobs)]
+    if extra.get("sample"):
+        command += ["--sample", extra.pop("sample")]
     for option, value in extra.items():
         command += [f"--{option}", value]
     load_before = os.getloadavg()[0]
@@ -265,6 +274,7 @@ def main() -> None:
     parser.add_argument("--keys", default=None)
     parser.add_argument("--bundle", default=None)
     parser.add_argument("--jobs", type=int, default=None, help="the verifier's processes")
+    parser.add_argument("--sample", type=int, default=None, help="baseline: signatures to time")
     parser.add_argument(
         "--keep",
         default=None,
@@ -297,7 +307,13 @@ def main() -> None:
                 (Path(args.data_dir) / "filled.json").write_text(json.dumps(rows["fill"]))
         everything, subject = str(scratch / "all"), str(scratch / "subject.zip")
         rows["export all"] = run_phase(args, "export-all", bundle=everything)
+        # Samples of the baseline just after the export and just after the verification: on a
+        # shared machine the load moves between steps, and a ratio to the baseline taken next
+        # to the step is the one that compares.
+        sample = {"bundle": everything, "sample": str(SAMPLE)}
+        samples = [run_phase(args, "baseline", **sample)]
         rows["verify all"] = run_phase(args, "verify-all", bundle=everything)
+        samples.append(run_phase(args, "baseline", **sample))
         rows["Ed25519 verify alone (baseline)"] = run_phase(args, "baseline", bundle=everything)
         rows["export one subject"] = run_phase(args, "export-subject", bundle=subject)
         rows["verify one subject"] = run_phase(args, "verify-subject", bundle=subject)
@@ -311,12 +327,20 @@ def main() -> None:
             schema_context.__exit__(None, None, None)
     baseline = rows["Ed25519 verify alone (baseline)"]
     base_rate = baseline["entries"] / baseline["seconds"]
+    sample_rates = [row["entries"] / row["seconds"] for row in samples]
+    adjacent = {
+        "export all": sample_rates[0],
+        "verify all": sum(sample_rates) / len(sample_rates),
+    }
     lines = []
     for name, row in rows.items():
         leaves = row.get("leaves") or row.get("head") or row.get("entries") or 0
         entries = row.get("entries", leaves)
         rate = leaves / row["seconds"]
         ratio = f"{rate / base_rate:.2f}" if name.startswith(("verify", "export")) else ""
+        if name in adjacent:
+            row["ratio_to_adjacent_baseline"] = rate / adjacent[name]
+            ratio += f" ({rate / adjacent[name]:.2f})"
         lines.append(
             [
                 name,
@@ -330,7 +354,12 @@ def main() -> None:
             ]
         )
     headers = ["step", "events in bundle", "log size", "seconds", "log events/s"]
-    print(harness.markdown_table([*headers, "÷ Ed25519 alone", "peak MB", "load"], lines))
+    ratio_head = "÷ Ed25519 alone (÷ the sample next to it)"
+    print(harness.markdown_table([*headers, ratio_head, "peak MB", "load"], lines))
+    print(
+        "\nEd25519 alone, samples of {:,} signatures after the export and after the verification: "
+        "{}".format(SAMPLE, ", ".join(f"{rate:,.0f}/s" for rate in sample_rates))
+    )
     events_tsv = sizes["events.tsv"]
     print(
         f"\nbundle of the whole log: {sizes['all'] / 1e6:.1f} MB ({sizes['all'] / args.events:.0f} "
@@ -343,6 +372,7 @@ def main() -> None:
         "events": args.events,
         "backend": "postgresql" if args.pg else "sqlite",
         "rows": rows,
+        "baseline_samples": samples,
         "sizes": sizes,
     }
     harness.RESULTS_DIR.mkdir(exist_ok=True)
