@@ -65,6 +65,7 @@ class LedgerServer:
         workers: int,
         separate: bool,
         reads: bool = False,
+        reads_nice: int = 0,
     ) -> None:
         self.name = name
         self.env = env
@@ -75,6 +76,7 @@ class LedgerServer:
         self.reads_port = free_port() if reads else None
         self.reads_url = None if self.reads_port is None else f"http://127.0.0.1:{self.reads_port}"
         self.reads_process: subprocess.Popen[bytes] | None = None
+        self.reads_nice = reads_nice
         self.token = (
             cli(env, "clients", "add", "bench", "--scope", "admin").strip().splitlines()[-1]
         )
@@ -82,10 +84,11 @@ class LedgerServer:
         self.logs = logs
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def _spawn(self, label: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, label: str, *args: str, nice: int = 0, **env: str) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{self.name}-{label}.log").open("ab")
+        niced = ["nice", "-n", str(nice)] if nice else []
         process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", *args],
+            [*niced, sys.executable, "-m", "api.cli", *args],
             env=self.env | env,
             cwd=ROOT,
             stdout=log,
@@ -110,6 +113,7 @@ class LedgerServer:
                 "reads",
                 *("serve", "--role", "reads", "--port", str(self.reads_port)),
                 *("--log-level", "warning"),
+                nice=self.reads_nice,
                 CONSENT_LEDGER_WRITER_URL=self.url,
             )
             wait_healthy(self.reads_url, self.processes, 90)

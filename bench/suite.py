@@ -178,7 +178,13 @@ def run_server_rows(ctx: Context, backend: str, rows: list[str]) -> None:
     with (
         backend_env(backend, args.pg) as env,
         LedgerServer(
-            backend, env, ctx.logs, workers, separate, reads="decision" in rows and args.reads
+            backend,
+            env,
+            ctx.logs,
+            workers,
+            separate,
+            reads="decision" in rows and args.reads,
+            reads_nice=args.reads_nice,
         ) as server,
     ):
         policy = server.publish_policy()
@@ -827,6 +833,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=None,
         help="decision row: rounds of idle then loaded, each process (3; 1 with --quick)",
+    )
+    parser.add_argument(
+        "--reads-nice",
+        type=int,
+        default=0,
+        help="decision row: start the reads process with this nice value (below 0 needs "
+        "privilege): what CPU priority over the ingest buys",
     )
     parser.add_argument(
         "--no-reads-process",
