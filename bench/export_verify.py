@@ -260,6 +260,7 @@ def run_phase(args: argparse.Namespace, name: str, **extra: str) -> dict[str, An
         raise SystemExit(f"phase {name} failed ({child.returncode})")
     result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
     result["peak_mb"] = usage.ru_maxrss / 1024  # kilobytes on Linux; the largest process
+    result["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 2)  # with its workers
     result["load"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return result
 
@@ -350,12 +351,13 @@ def main() -> None:
                 f"{rate:,.0f}",
                 ratio,
                 f"{row['peak_mb']:.0f}",
+                f"{row['cpu_seconds']:.1f}" if "cpu_seconds" in row else "",
                 "{:.1f}-{:.1f}".format(*row["load"]) if "load" in row else "",
             ]
         )
     headers = ["step", "events in bundle", "log size", "seconds", "log events/s"]
     ratio_head = "÷ Ed25519 alone (÷ the sample next to it)"
-    print(harness.markdown_table([*headers, ratio_head, "peak MB", "load"], lines))
+    print(harness.markdown_table([*headers, ratio_head, "peak MB", "CPU s", "load"], lines))
     print(
         "\nEd25519 alone, samples of {:,} signatures after the export and after the verification: "
         "{}".format(SAMPLE, ", ".join(f"{rate:,.0f}/s" for rate in sample_rates))
