@@ -1695,17 +1695,11 @@ def _pool(parts: contextlib.ExitStack, jobs: int, shared: _Shared) -> ProcessPoo
 
 
 def _subject_ranges(reader: ConsentReader, parts: int) -> list[tuple[str | None, str | None]]:
-    """The subjects cut into at most ``parts`` ranges (after, up to and including) of about as
-    many subjects each."""
-    total = reader.count_subjects()
-    ends: list[str | None] = []
-    for k in range(1, parts):
-        found = reader.subject_at(total * k // parts - 1) if total * k // parts else None
-        if found is not None and (not ends or ends[-1] != found):
-            ends.append(found)
-    ends.append(None)
-    if not total:
+    """The subjects cut into at most ``parts`` ranges (after, up to and including; None: no
+    bound) of about as many subjects each; none when there is no subject."""
+    if not reader.any_subject():
         return []
+    ends: list[str | None] = [*reader.cut(parts), None]
     return list(zip([None, *ends[:-1]], ends, strict=True))
 
 

@@ -209,20 +209,27 @@ class ConsentReader:
             )
         )
 
-    def count_subjects(self) -> int:
-        (count,) = self._db.execute(
-            "SELECT count(*) FROM (SELECT subject FROM decision UNION SELECT subject FROM note)"
-        ).fetchone()
-        return int(count)
-
-    def subject_at(self, offset: int) -> str | None:
-        """The subject at ``offset`` (from 0) in sorted order, or None beyond the last."""
+    def any_subject(self) -> bool:
+        """Whether any subject has a consent decision or note."""
         row = self._db.execute(
-            "SELECT subject FROM decision UNION SELECT subject FROM note "
-            "ORDER BY subject LIMIT 1 OFFSET ?",
-            (offset,),
+            "SELECT EXISTS (SELECT 1 FROM decision) OR EXISTS (SELECT 1 FROM note)"
         ).fetchone()
-        return None if row is None else str(row[0])
+        return bool(row[0])
+
+    def cut(self, parts: int) -> list[str]:
+        """At most ``parts - 1`` subjects that cut the sorted subjects into ranges of about as
+        many subjects each (by those with decisions, read in order from the index: nothing
+        sorted, nothing held)."""
+        (total,) = self._db.execute("SELECT count(DISTINCT subject) FROM decision").fetchone()
+        step = -(-int(total) // max(1, parts))
+        if step == 0:
+            return []
+        found = []
+        cursor = self._db.execute("SELECT DISTINCT subject FROM decision ORDER BY subject")
+        for number, (subject,) in enumerate(cursor, start=1):
+            if number % step == 0 and number < total:
+                found.append(str(subject))
+        return found
 
     def consent_by_subject(
         self, after: str | None = None, until: str | None = None

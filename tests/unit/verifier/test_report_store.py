@@ -70,11 +70,15 @@ def test_the_store_reads_back_what_dictionaries_would_hold(
             subjects = sorted({s for s, _ in decisions} | {s for s, _ in notes})
             for reader in readers:
                 assert list(reader.subjects()) == subjects
-                assert reader.count_subjects() == len(subjects)
-                assert [reader.subject_at(i) for i in range(len(subjects) + 1)] == [
-                    *subjects,
-                    None,
-                ]
+                assert reader.any_subject() == bool(subjects)
+                for parts in range(1, 6):
+                    cuts = reader.cut(parts)
+                    assert len(cuts) <= parts - 1 and cuts == sorted(set(cuts))
+                    assert set(cuts) <= {s for s, _ in decisions}
+                    ends: list[str | None] = [*cuts, None]
+                    ranges = zip([None, *ends[:-1]], ends, strict=True)
+                    covered = [s for a, b in ranges for s, _ in reader.consent_by_subject(a, b)]
+                    assert covered == subjects
                 held = dict(reader.consent_by_subject())
                 assert list(held) == subjects
                 for subject in subjects:
