@@ -79,7 +79,7 @@ class LimitsMiddleware:
             return
         limits = self.limits
         if self.inflight >= limits.max_inflight_appends:
-            await _refuse(
+            await refuse_and_close(
                 scope,
                 receive,
                 send,
@@ -101,7 +101,7 @@ class LimitsMiddleware:
                 await _too_large(scope, receive, send, limits.max_body_bytes)
                 return
             if json_depth_exceeds(body, limits.max_json_depth):
-                await _refuse(
+                await refuse_and_close(
                     scope,
                     receive,
                     send,
@@ -159,7 +159,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-    await _refuse(
+    await refuse_and_close(
         scope,
         receive,
         send,
@@ -170,7 +170,7 @@ async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> 
     )
 
 
-async def _refuse(
+async def refuse_and_close(
     scope: Scope,
     receive: Receive,
     send: Send,
@@ -279,7 +279,7 @@ def _raw_problem(status: int, reason: str, title: str, detail: str, **extra: Any
 
 async def _busy(scope: Scope, receive: Receive, send: Send) -> None:
     limit = connection_limits().max_connections
-    await _refuse(
+    await refuse_and_close(
         scope,
         receive,
         send,

@@ -19,18 +19,16 @@ a client (or the proxy in front) sends its writes to the writer.
 
 from __future__ import annotations
 
-import asyncio
+from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.http.problems import problem
+from api.http.limits import refuse_and_close
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 WRITER_ONLY_PATHS = ("/console", "/v1/exports")
 """Paths a reads process never serves, whatever the method: the console (its sign-in, forms
 and actions) and the export jobs, which run where their runner and bundles are."""
-LINGER_BYTES = 1024 * 1024
-LINGER_SECONDS = 1.0
 
 
 def writer_only(method: str, path: str) -> bool:
@@ -56,33 +54,16 @@ class ReadsOnlyMiddleware:
             if self.writer_url
             else "send it to the ledger's writer (serve with role all)"
         )
-        extra = {"writer": self.writer_url} if self.writer_url else {}
-        await _drain(receive)
-        response = problem(
+        extra: dict[str, Any] = {"writer": self.writer_url} if self.writer_url else {}
+        # A little of the body still coming is read first, the rest left unread, and the
+        # connection closed after the answer (limits.refuse_and_close).
+        await refuse_and_close(
+            scope,
+            receive,
+            send,
             421,
             "Misdirected Request",
             f"this process serves reads only (serve --role reads): {scope['method']} "
             f"{scope['path']} is not answered here; {where}",
             **extra,
         )
-        # The rest of a large body stays unread: the connection is closed after the answer.
-        response.headers["connection"] = "close"
-        await response(scope, receive, send)
-
-
-async def _drain(receive: Receive) -> None:
-    """Read and drop a little of the body still coming (a lingering close: a socket closed with
-    unread data is reset, and the reset can destroy the answer before the client reads it)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + LINGER_SECONDS
-    dropped = 0
-    while dropped <= LINGER_BYTES:
-        try:
-            message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
-        except TimeoutError:
-            return
-        if message["type"] != "http.request":
-            return
-        dropped += len(message.get("body", b""))
-        if not message.get("more_body", False):
-            return

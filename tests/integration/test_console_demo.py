@@ -4,16 +4,12 @@ and the token opens every page: the overview, the demo's incident and its people
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import threading
 from pathlib import Path
-from queue import Empty, Queue
 
 import httpx
 
 from ledger.config import Settings, generate_keys
-from tests.support.processes import ROOT, free_port, settings_env
+from tests.support.processes import demo_serving, free_port
 from tests.support.waiting import answers_healthz, wait_until
 
 
@@ -21,31 +17,8 @@ def test_demo_serve_prints_the_console_and_a_token_that_opens_it(tmp_path: Path)
     settings = Settings(data_dir=tmp_path / "data")
     generate_keys(settings)
     port = free_port()
-    env = settings_env(settings) | {"CONSENT_LEDGER_PORT": str(port), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "demo", "--users", "20", "--serve"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    lines: Queue[str] = Queue()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line.rstrip("\n"))
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
-        said: list[str] = []
-        while not any(line.startswith("cl_") for line in said):
-            try:
-                said.append(lines.get(timeout=120))
-            except Empty:
-                raise AssertionError("\n".join(said)) from None
+    with demo_serving(settings, port, users=20) as printed:
+        said = printed.until(lambda line: line.startswith("cl_"))
         address = next(line for line in said if line.startswith("console: "))
         url = re.search(r"http://\S+/console", address)
         assert url is not None and url.group(0) == f"http://127.0.0.1:{port}/console"
@@ -61,9 +34,3 @@ def test_demo_serve_prints_the_console_and_a_token_that_opens_it(tmp_path: Path)
             assert http.get("/console").status_code == 200
             assert http.get("/console/incidents/inc-helpline-01").status_code == 200
             assert http.get("/console/incidents/inc-helpline-01/people").status_code == 200
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        reader.join(timeout=10)
-        assert process.stdout is not None
-        process.stdout.close()

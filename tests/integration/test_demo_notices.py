@@ -11,13 +11,9 @@ from __future__ import annotations
 import base64
 import json
 import re
-import subprocess
-import sys
-import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from queue import Empty, Queue
 
 import httpx
 
@@ -27,7 +23,7 @@ from ledger.operations import LedgerOperations
 from projections.read_models import ReadModels
 from tests.cli_runner import run_cli
 from tests.support.notice_story import notice_types
-from tests.support.processes import ROOT, add_client, free_port, settings_env
+from tests.support.processes import add_client, demo_serving, free_port
 from tests.support.waiting import answers_healthz, wait_until
 
 USERS = "20"
@@ -103,31 +99,8 @@ def test_demo_serve_runs_the_two_recipients(tmp_path: Path) -> None:
         json.dumps({"rcp-operators-own": "https://hooks.example/notices"})
     )
     port = free_port()
-    env = settings_env(settings) | {"CONSENT_LEDGER_PORT": str(port), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "demo", "--users", USERS, "--serve"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    lines: Queue[str] = Queue()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line.rstrip("\n"))
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
-        said: list[str] = []
-        while not any(line.startswith("demo recipients:") for line in said):
-            try:
-                said.append(lines.get(timeout=120))
-            except Empty:
-                raise AssertionError("\n".join(said)) from None
+    with demo_serving(settings, port, users=int(USERS)) as printed:
+        printed.until(lambda line: line.startswith("demo recipients:"))
         endpoints = json.loads(settings.data_dir.joinpath(recipients.ENDPOINTS_FILE).read_text())
         assert endpoints["rcp-operators-own"] == "https://hooks.example/notices", "kept"
         assert endpoints[recipients.SILENT].startswith("http://127.0.0.1:")
@@ -165,9 +138,3 @@ def test_demo_serve_runs_the_two_recipients(tmp_path: Path) -> None:
         )
         silent = [r for r in register() if r["recipient_id"] == recipients.SILENT]
         assert silent and all(r["acknowledged_seq"] is None for r in silent)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        reader.join(timeout=10)
-        assert process.stdout is not None
-        process.stdout.close()

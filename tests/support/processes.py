@@ -1,5 +1,5 @@
 """Starting the ledger's own processes from tests: the environment a child process needs, a free
-port, an appender process, an API client made with the command line."""
+port, an appender process, an API client made with the command line, ``demo --serve``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from queue import Empty, Queue
 
 from click.testing import CliRunner
 
@@ -66,3 +70,56 @@ def add_client(settings: Settings, name: str, *scopes: str) -> str:
     result = CliRunner().invoke(cli, [*args, "clients", "add", name, *options], env=env)
     assert result.exit_code == 0, result.output
     return result.output.strip().splitlines()[-1]
+
+
+class PrintedLines:
+    """The lines a child process prints, read by a thread of their own as they come."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.said: list[str] = []
+        self._lines: Queue[str] = Queue()
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line.rstrip("\n"))
+
+    def until(self, found: Callable[[str], bool], seconds: float = 120) -> list[str]:
+        """Every line printed so far, once one of them is ``found`` (an AssertionError naming
+        the lines printed when none is within ``seconds`` of the last)."""
+        while not any(found(line) for line in self.said):
+            try:
+                self.said.append(self._lines.get(timeout=seconds))
+            except Empty:
+                raise AssertionError("\n".join(self.said)) from None
+        return self.said
+
+    def close(self) -> None:
+        self._reader.join(timeout=10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+@contextmanager
+def demo_serving(settings: Settings, port: int, users: int) -> Iterator[PrintedLines]:
+    """``consent-ledger demo --users N --serve`` on ``port``, its printed lines, and the process
+    terminated afterwards."""
+    env = settings_env(settings) | {"CONSENT_LEDGER_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "demo", "--users", str(users), "--serve"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    printed = PrintedLines(process)
+    try:
+        yield printed
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        printed.close()
