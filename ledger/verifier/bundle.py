@@ -70,7 +70,7 @@ from ledger.verifier.note import NoteError, Verifier, parse_verifier_key
 from ledger.verifier.report import ReportError, ReportEvent, ReportEvents, write_report
 from ledger.verifier.scopes import Closure, ScopeError, tag_key
 
-BUNDLE_FORMAT = "consent-ledger-bundle/6"
+BUNDLE_FORMAT = "consent-ledger-bundle/7"
 MANIFEST = "manifest.json"
 CHECKPOINT = "checkpoint"
 KEYS = "keys"

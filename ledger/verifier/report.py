@@ -188,10 +188,14 @@ NOTICE_COLUMNS = (
     "attempts",
     "acknowledged_seq",
     "acknowledged_at",
+    "acknowledged_via",
+    "acknowledged_by",
 )
 """``notices.csv``: the notices to recipients among the bundle's events (GDPR 19), one row
 each, as its ``recipient.notice_due``, ``recipient.notified`` and ``recipient.acknowledged``
-leave it."""
+leave it (``acknowledged_via``: the acknowledgement's ``via``, ``api`` or ``webhook_reply``,
+empty for one recorded before ``via`` was; ``acknowledged_by``: the API client that
+acknowledged, where the event names one)."""
 ACKNOWLEDGED = "recipient.acknowledged"
 REQUEST_COLUMNS = (
     "request_id",
@@ -536,7 +540,12 @@ def _read_notice(fact: _Fact, context: _Context) -> None:
             attempts=data.get("attempts"),
         )
     else:
-        row.update(acknowledged_seq=fact.seq, acknowledged_at=fact.occurred_at)
+        row.update(
+            acknowledged_seq=fact.seq,
+            acknowledged_at=fact.occurred_at,
+            acknowledged_via=data.get("via"),
+            acknowledged_by=data.get("client"),
+        )
 
 
 def _read_row(fact: _Fact) -> dict[str, Any]:
@@ -685,6 +694,17 @@ class _Scope:
             ):
                 chosen.append(incident)
         return sorted(chosen, key=lambda i: (i.state.detected_at, i.state.incident_id))
+
+    def notices(self, context: _Context) -> list[dict[str, Any]]:
+        """The notices the report lists: a recipient's bundle, those it was owed; a subject's,
+        those about the subject (their bundles may hold others' for the closure's sake);
+        any other scope, every notice among the events."""
+        found = context.notices.values()
+        if self.recipient_id is not None:
+            return [n for n in found if n["recipient_id"] == self.recipient_id]
+        if self.subject is not None:
+            return [n for n in found if n["subject"] == self.subject]
+        return list(found)
 
     def requests(self, context: _Context) -> list[Request]:
         if not self.shows_requests:
@@ -1216,7 +1236,8 @@ def _write_report(
         written.append("requests.csv")
     _write_csv(directory, "reads.csv", READ_COLUMNS, context.reads)
     written.append("reads.csv")
-    _write_csv(directory, "notices.csv", NOTICE_COLUMNS, context.notices.values())
+    notices = target.notices(context)
+    _write_csv(directory, "notices.csv", NOTICE_COLUMNS, notices)
     written.append("notices.csv")
 
     with (directory / "report.html").open("w", encoding="utf-8", newline="\n") as out:
@@ -1231,7 +1252,7 @@ def _write_report(
         if target.shows_requests:
             _write_requests(out, requests)
         _write_reads(out, context.reads)
-        _write_notices(out, list(context.notices.values()))
+        _write_notices(out, notices, target)
         out.write("</body>\n</html>\n")
     return sorted(written)
 
@@ -1493,34 +1514,99 @@ def _write_incidents(
         _table_end(out)
 
 
-def _write_notices(out: IO[str], notices: Sequence[Mapping[str, Any]]) -> None:
-    """Which recipients were told of a withdrawal, erasure or rectification, when, and whether
-    they acknowledged (GDPR 19)."""
+def _write_notices(out: IO[str], notices: Sequence[Mapping[str, Any]], scope: _Scope) -> None:
+    """Which recipients were told of a withdrawal, erasure or rectification, when, how, and
+    whether and how they acknowledged (GDPR 19): a section per recipient, by its id, each with
+    its counts and its notices in the order they were owed."""
     out.write("<h2>Recipients told</h2>\n")
     out.write(
         "<p>When a subject withdrew consent, was erased or had data rectified, the ledger "
         "recorded a notice owed to each recipient of their data, its delivery and the "
-        "recipient's acknowledgement (GDPR 19). Listed: those among this bundle's events.</p>\n"
+        "recipient's acknowledgement (GDPR 19). Listed: those among this bundle's events, a "
+        "section per recipient (by its id); a notice not acknowledged is highlighted.</p>\n"
     )
+    if scope.kind == "subject":
+        out.write(
+            "<p>This is the subject's bundle: the recipients below are those told about this "
+            "person, and when (GDPR 19, second sentence: the controller informs the data "
+            "subject about those recipients).</p>\n"
+        )
+    elif scope.kind == "recipient":
+        out.write("<p>This is the recipient's bundle: the notices it was owed.</p>\n")
     if not notices:
         out.write("<p>No notices recorded.</p>\n")
         return
-    _table_head(out, ("recipient", "subject", "reason", "purposes", "owed", "told", "acknowledged"))
+    by_recipient: dict[str, list[Mapping[str, Any]]] = {}
     for n in notices:
-        _table_row(
+        by_recipient.setdefault(_text(n["recipient_id"]), []).append(n)
+    count, recipients = len(notices), len(by_recipient)
+    out.write(
+        f"<p>{count} notice{'' if count == 1 else 's'} to {recipients} "
+        f"recipient{'' if recipients == 1 else 's'}.</p>\n"
+    )
+    for recipient_id in sorted(by_recipient):
+        rows = by_recipient[recipient_id]
+        told = sum(1 for n in rows if n["notified_at"])
+        acknowledged = sum(1 for n in rows if n["acknowledged_at"])
+        unacknowledged = sum(1 for n in rows if n["notified_at"] and not n["acknowledged_at"])
+        out.write(f"<h3>Recipient {_e(recipient_id)}</h3>\n")
+        out.write(
+            f"<p>Owed: {len(rows)}; told: {told}; acknowledged: {acknowledged}; not yet told: "
+            f"{len(rows) - told}; told but not acknowledged: {unacknowledged}.</p>\n"
+        )
+        _table_head(
             out,
             (
-                n["recipient_id"],
-                n["subject"],
-                n["reason"],
-                n["purposes"],
-                n["due_at"],
-                n["notified_at"] or "not yet",
-                n["acknowledged_at"] or "not yet",
+                "subject",
+                "reason",
+                "purposes",
+                "owed",
+                "told",
+                "how told",
+                "acknowledged",
+                "how acknowledged",
             ),
-            not n["acknowledged_at"],
         )
-    _table_end(out)
+        for n in rows:
+            _table_row(
+                out,
+                (
+                    n["subject"],
+                    n["reason"],
+                    n["purposes"],
+                    n["due_at"],
+                    n["notified_at"] or "not yet",
+                    _how_told(n),
+                    n["acknowledged_at"] or "not yet",
+                    _how_acknowledged(n),
+                ),
+                not n["acknowledged_at"],
+            )
+        _table_end(out)
+
+
+def _how_told(notice: Mapping[str, Any]) -> str:
+    """The transport and the attempts it took (``webhook, 1 attempt``), or nothing."""
+    if not notice["notified_at"]:
+        return ""
+    attempts = _text(notice["attempts"])
+    if not attempts:
+        return _text(notice["transport"])
+    return f"{_text(notice['transport'])}, {attempts} attempt{'' if attempts == '1' else 's'}"
+
+
+def _how_acknowledged(notice: Mapping[str, Any]) -> str:
+    """``api`` by its client, ``webhook_reply`` (the recipient's signed answer), or, for an
+    acknowledgement recorded before ``via`` was, ``not recorded``."""
+    if not notice["acknowledged_at"]:
+        return ""
+    via = _text(notice["acknowledged_via"])
+    if not via:
+        return "not recorded"
+    by = _text(notice["acknowledged_by"])
+    if via == "webhook_reply":
+        return "webhook_reply (signed answer to the webhook)"
+    return f"{via} by {by}" if by else via
 
 
 def _write_reads(out: IO[str], reads: Sequence[Mapping[str, Any]]) -> None:

@@ -588,7 +588,7 @@ def test_a_bundle_of_another_format_is_refused_with_its_name(
     with pytest.raises(BundleError) as caught:
         verify_bundle(recipient_bundle, world.trusted())
     assert "'consent-ledger-bundle/1'" in str(caught.value)
-    assert "reads 'consent-ledger-bundle/6' only" in str(caught.value)
+    assert "reads 'consent-ledger-bundle/7' only" in str(caught.value)
 
 
 def test_a_previous_checkpoint_of_any_size_is_checked_across_chunks(
