@@ -6,18 +6,27 @@ and a subject's bundle lists the recipients told about them and names no other s
 from __future__ import annotations
 
 import csv
+import json
 import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
 from nacl.signing import SigningKey
 
 from ledger.application import LedgerApplication
 from ledger.config import Settings
 from ledger.notices import Endpoint, reply_body, webhook_headers
-from ledger.verifier.bundle import verify_bundle
+from ledger.verifier.bundle import (
+    BundleError,
+    BundleEvents,
+    BundleFiles,
+    file_digest,
+    verify_bundle,
+)
+from ledger.verifier.report import write_report
 from projections.database import ProjectionDatabase
 from tests import facts
 from tests.support import bundles
@@ -187,3 +196,47 @@ def test_a_subjects_bundle_lists_the_recipients_told_about_them_and_no_other_sub
         story["other"]: (1, 0, 1, 1, 0),
     }
     assert pseudonym not in (other.path / "notices.csv").read_text()
+
+
+def test_the_sections_are_the_same_bytes_in_parts_and_a_changed_count_is_caught(
+    ledger: LedgerApplication, db: ProjectionDatabase, settings: Settings, tmp_path: Path
+) -> None:
+    """Rendered by 1, 2 or 3 worker processes (every event its own part), the report's files
+    are the bundle's byte for byte; a section's count edited in report.html fails
+    verification."""
+    story, _ = _story_told_both_ways(ledger, db)
+    bundle = bundles.export(ledger, settings, {"kind": "all"}, tmp_path / "all").path
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    held = {name: (bundle / name).read_bytes() for name in manifest["report_files"]}
+    assert b"<h3>Recipient " in held["report.html"]
+    for jobs in (1, 2, 3):
+        target = tmp_path / f"jobs{jobs}"
+        target.mkdir()
+        names = write_report(
+            manifest["scope"],
+            (bundle / "checkpoint").read_text(),
+            BundleEvents(BundleFiles(bundle), min_part_bytes=1),
+            target,
+            jobs=jobs,
+            **bundles.REPORT_SETTINGS,
+        )
+        assert {name: (target / name).read_bytes() for name in names} == held, f"jobs={jobs}"
+
+    report = held["report.html"].decode()
+    counts = "Owed: 1; told: 1; acknowledged: 0; not yet told: 0; told but not acknowledged: 1."
+    assert f"<h3>Recipient {story['analytics']}</h3>\n<p>{counts}</p>" in report
+    (bundle / "report.html").write_text(
+        report.replace(counts, counts.replace("acknowledged: 0", "acknowledged: 1", 1))
+    )
+    _refresh_manifest(bundle)
+    with pytest.raises(BundleError, match=r"report\.html: does not follow from the events"):
+        verify_bundle(bundle, bundles.trusted(ledger, settings))
+
+
+def _refresh_manifest(bundle: Path) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for name in manifest["files"]:
+        with (bundle / name).open("rb") as file:
+            digest, size = file_digest(file)
+        manifest["files"][name] = {"sha256": digest, "bytes": size}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
