@@ -26,6 +26,7 @@ are rendered in parts by worker processes, with the same bytes.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import csv
 import html
@@ -289,15 +290,16 @@ class ReportEvent:
     subject]`` or ``[sealed]`` where it cannot be shown. Only displayed, never decided on."""
 
 
-class ReportEvents:
+class ReportEvents(abc.ABC):
     """The events a report is rendered from: calling it iterates them all, in sequence order,
     as often as asked. A source that can read less than every event in full says so by
     overriding :meth:`of_types` and :meth:`lean` (:mod:`ledger.verifier.bundle` skips, without
     decoding them, the lines that cannot be of a type asked for); one that can be read in
     parts, each in another process, by overriding :meth:`split`."""
 
+    @abc.abstractmethod
     def __call__(self) -> Iterable[ReportEvent]:
-        raise NotImplementedError
+        """Every event, in sequence order (each source says how it reads them)."""
 
     def of_types(self, types: frozenset[str]) -> Iterable[ReportEvent]:
         """The events of those types only, in order."""
