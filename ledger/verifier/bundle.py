@@ -22,9 +22,10 @@ its opened values stand for its sealed ones); completeness (every leaf tagged fo
 the bundle is there in full, and nothing else); the report (rendered again from the events,
 it is byte for byte the bundle's).
 
-The leaves and the events are checked in chunks, by ``jobs`` worker processes; the chunks'
-results are taken in log order, so the failure named is the first in the log whatever the
-number of processes.
+The leaves are checked in chunks and the events in ranges of bytes of ``events.tsv`` that each
+worker process reads itself (:mod:`ledger.verifier.event_ranges`), by ``jobs`` worker
+processes; the results are taken in log order, so the failure named is the first in the log
+whatever the number of processes.
 
 Standard library and PyNaCl only: a regulator runs this without the server.
 """
@@ -36,6 +37,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import tempfile
 import zipfile
@@ -50,16 +52,14 @@ from typing import IO, Any, TypeVar
 
 from ledger.verifier.checkpoint import Checkpoint, CheckpointError, open_checkpoint
 from ledger.verifier.entry import HEADER_SIZE, TAG_SIZE, EntryError, key_id_for, parse_body
+from ledger.verifier.event_ranges import LINE_BYTES, check_event_range, event_ranges
 from ledger.verifier.events import (
     EVENTS,
-    EventChunk,
     EventLineError,
     LazyShown,
     LeafChunk,
     LeafResult,
-    check_event_chunk,
     check_leaf_chunk,
-    line_index,
     report_fields,
     shown_data,
     start_worker,
@@ -79,7 +79,8 @@ REQUIRED_FILES = (CHECKPOINT, KEYS, LEAVES, EVENTS)
 LEAF_CHUNK_LEVEL = 14
 """Leaves are checked in chunks of 2^14, each an aligned subtree of the log's tree."""
 EVENT_CHUNK = 1024
-"""Events are checked in chunks of this many."""
+"""Events are checked in ranges of ``events.tsv`` of about this many events (of
+:data:`ledger.verifier.event_ranges.LINE_BYTES` bytes each)."""
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -371,6 +372,10 @@ class _Verification:
         self.leaf_chunk_level = leaf_chunk_level
         self.pool: Executor | None = None
         self.report = BundleReport()
+        self.leaf_starts: array[int] = array("q")
+        """The byte offset in ``leaves.bin`` of every ``2^leaf_chunk_level``-th leaf."""
+        self.plain: Path | None = None
+        """A directory holding ``leaves.bin`` and ``events.tsv`` as files (a zip's copies)."""
 
     def ok(self, line: str) -> None:
         self.report.checked.append(line)
@@ -401,6 +406,7 @@ class _Verification:
                 )
             present = _Indexes(scratch)
             try:
+                self.plain = self._plain_files(Path(scratch))
                 self.check_leaves(checkpoint, older)
                 self.check_entries(checkpoint, keys, scope, closure, present)
                 names: set[str] = set()
@@ -531,10 +537,26 @@ class _Verification:
                 keys.setdefault(key_id_for(listed.public_key), listed.public_key)
         return keys
 
-    def _leaf_chunks(self, prefix_at: int | None) -> Iterator[LeafChunk]:
-        """``leaves.bin`` cut into aligned chunks of 2^level leaves (the last may be short)."""
+    def _plain_files(self, scratch: Path) -> Path:
+        """Where ``leaves.bin`` and ``events.tsv`` can be read by byte ranges: the bundle's
+        directory, or copies of a zip's files in ``scratch``."""
+        if self.files.is_directory:
+            return self.files.path
+        plain = scratch / "plain"
+        plain.mkdir()
+        for name in (LEAVES, EVENTS):
+            with self.files.open(name) as member, (plain / name).open("wb") as copy:
+                shutil.copyfileobj(member, copy, 1 << 20)
+        return plain
+
+    def _leaf_chunks(
+        self, prefix_at: int | None, starts: array[int] | None = None
+    ) -> Iterator[LeafChunk]:
+        """``leaves.bin`` cut into aligned chunks of 2^level leaves (the last may be short);
+        each chunk's byte offset goes to ``starts``."""
         per_chunk = 1 << self.leaf_chunk_level
         start, data, at, offsets, ended = 0, b"", 0, [0], False
+        base = 0  # the byte offset of data[0] in the file
         with self.files.open(LEAVES) as file:
             while True:
                 while len(offsets) <= per_chunk and at + HEADER_SIZE <= len(data):
@@ -544,8 +566,11 @@ class _Verification:
                     at += HEADER_SIZE + TAG_SIZE * tags
                     offsets.append(at)
                 if len(offsets) > per_chunk or (ended and len(offsets) > 1):
+                    if starts is not None:
+                        starts.append(base)
                     yield self._leaf_chunk(start, data, offsets, prefix_at)
                     start += len(offsets) - 1
+                    base += at
                     data, at, offsets = data[at:], 0, [0]
                 elif ended:
                     if data:
@@ -570,7 +595,9 @@ class _Verification:
         tree = CompactRange()
         prefix_at = None if older is None else older.size
         older_root: bytes | None = None
-        results = self._in_order(_structure_of_leaves, self._leaf_chunks(prefix_at))
+        self.leaf_starts = array("q")
+        chunks = self._leaf_chunks(prefix_at, self.leaf_starts)
+        results = self._in_order(_structure_of_leaves, chunks)
         for result in results:
             if result.error is not None:
                 raise BundleError(LEAVES, result.error)
@@ -601,43 +628,6 @@ class _Verification:
         if older is not None:
             self.ok(f"consistency: the checkpoint of size {older.size} you hold is a prefix")
 
-    def _event_chunks(self, checkpoint: Checkpoint, present: _Indexes) -> Iterator[EventChunk]:
-        """``events.tsv`` in chunks, each line with its leaf; the order of the indexes checked."""
-        last = -1
-        indexes: list[int] = []
-        leaves: list[bytes] = []
-        lines: list[bytes] = []
-        first_line = 1
-        with self.files.open(LEAVES) as leaf_file, self.files.open(EVENTS) as file:
-            reader = _LeafReader(leaf_file)
-            for number, raw in enumerate(file, start=1):
-                try:
-                    index = line_index(raw)
-                except EventLineError as exc:
-                    raise BundleError(
-                        EVENTS, f"line {number} is not a bundle event: {exc}"
-                    ) from None
-                where = f"entry {index}"
-                if index <= last:
-                    raise BundleError(
-                        where, f"comes after entry {last}: entries are out of order or repeated"
-                    )
-                if index >= checkpoint.size:
-                    raise BundleError(
-                        where, f"is outside the checkpoint's tree of size {checkpoint.size}"
-                    )
-                last = index
-                present.append(index)
-                indexes.append(index)
-                leaves.append(reader.leaf(index))
-                lines.append(raw)
-                if len(lines) == self.event_chunk:
-                    yield EventChunk(first_line, tuple(indexes), tuple(leaves), tuple(lines))
-                    first_line = number + 1
-                    indexes, leaves, lines = [], [], []
-        if lines:
-            yield EventChunk(first_line, tuple(indexes), tuple(leaves), tuple(lines))
-
     def check_entries(
         self,
         checkpoint: Checkpoint,
@@ -646,17 +636,37 @@ class _Verification:
         closure: Closure,
         present: _Indexes,
     ) -> None:
-        """Check every event; add each one's index to ``present``."""
+        """Check every event, a range of ``events.tsv`` at a time (each worker reads its own);
+        add each one's index to ``present``."""
         if self.pool is None:
             start_worker(keys, scope)
-        chunks = self._event_chunks(checkpoint, present)
-        count = 0
-        for result in self._in_order(check_event_chunk, chunks):
+        assert self.plain is not None
+        ranges = event_ranges(
+            self.plain,
+            checkpoint.size,
+            self.leaf_chunk_level,
+            self.leaf_starts,
+            self.event_chunk * LINE_BYTES,
+        )
+        count, line, last = 0, 1, -1
+        for result in self._in_order(check_event_range, ranges):
+            if result.first is not None and result.first <= last:
+                raise BundleError(
+                    f"entry {result.first}",
+                    f"comes after entry {last}: entries are out of order or repeated",
+                )
             if result.error is not None:
-                raise BundleError(*result.error)
+                check, message = result.error
+                if result.error_line is not None:
+                    message = f"line {line + result.error_line} is not a bundle event: {message}"
+                raise BundleError(check, message)
+            present.extend(result.indexes)
             closure.merge(result.closure)
-            count += result.count
-            self.progress("entries", result.count)
+            count += result.lines
+            line += result.lines
+            if result.lines:
+                last = result.last
+            self.progress("entries", result.lines)
         self.report.entries = count
         self.ok(
             f"entries: {count} events, each the leaf at its index (which the root covers), "
@@ -823,6 +833,13 @@ class _Indexes:
             self._block.tofile(self._file)
             self._block = array("q")
 
+    def extend(self, indexes: bytes) -> None:
+        """Indexes given as the bytes of an ``array("q")``."""
+        self._block.frombytes(indexes)
+        if len(self._block) >= self.BLOCK:
+            self._block.tofile(self._file)
+            self._block = array("q")
+
     def __iter__(self) -> Iterator[int]:
         self._file.seek(0)
         while True:
@@ -837,26 +854,16 @@ class _Indexes:
         self._file.close()
 
 
-class _LeafReader:
-    """Leaves of ``leaves.bin`` by ascending index, read once from start to end."""
-
-    def __init__(self, file: IO[bytes]) -> None:
-        self.file = file
-        self.next = 0
-
-    def leaf(self, index: int) -> bytes:
-        while True:
-            header = self.file.read(HEADER_SIZE)
-            if len(header) < HEADER_SIZE:
-                raise BundleError(LEAVES, f"has no leaf {index}")
-            tags = self.file.read(TAG_SIZE * int.from_bytes(header[-2:], "big"))
-            self.next += 1
-            if self.next - 1 == index:
-                return header + tags
-
-
 def _stream_diff(held: IO[bytes], expected: IO[bytes]) -> str | None:
     """None when both streams hold the same bytes; else where they first differ, by line."""
+    while True:  # compared a block at a time; by line only to name a difference
+        a, b = held.read(1 << 20), expected.read(1 << 20)
+        if a != b:
+            break
+        if not a:
+            return None
+    held.seek(0)
+    expected.seek(0)
     number = 0
     while True:
         a, b = held.readline(), expected.readline()

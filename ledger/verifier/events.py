@@ -15,8 +15,9 @@ verifier has already proven to make the checkpoint's root. The body is the JSON 
 reads (``cut -f4 events.tsv | jq .``); ``opened`` shows the subject's own personal data in a
 subject's bundle, and ``[another subject]`` (or ``[erased]``) elsewhere.
 
-The chunk checkers (:class:`LeafChecker`, :class:`EventChecker`) are plain functions of their
-input, so that the verifier can run them in worker processes and still name the first failure
+The checks (:func:`check_leaf_chunk`, :class:`EventChecker`) are plain functions of their
+input, so that the verifier can run them in worker processes (on chunks of leaves and on
+ranges of ``events.tsv``, :mod:`ledger.verifier.event_ranges`) and still name the first failure
 in log order. Standard library and PyNaCl only.
 """
 
@@ -293,26 +294,8 @@ def check_leaf_chunk(chunk: LeafChunk, tag_keys: Sequence[bytes] | None) -> Leaf
 # -- checking events, chunk by chunk ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class EventChunk:
-    first_line: int
-    """The line number (from 1) of the chunk's first line in ``events.tsv``."""
-    indexes: tuple[int, ...]
-    leaves: tuple[bytes, ...]
-    """The entry at each index, from ``leaves.bin``."""
-    lines: tuple[bytes, ...]
-
-
-@dataclass
-class EventResult:
-    count: int = 0
-    closure: tuple[set[str], list[Any], list[Any]] = field(default_factory=lambda: (set(), [], []))
-    error: tuple[str, str] | None = None
-    """(the check, what failed), as :class:`ledger.verifier.bundle.BundleError` takes them."""
-
-
 class EventChecker:
-    """Checks each event of a chunk: its entry (leaf ``index``) is signed by a key of the log,
+    """Checks an event: its entry (leaf ``index``) is signed by a key of the log,
     its body is the one the entry commits to, its tags are those of its body's scopes, and its
     opened values stand for its sealed ones; notes what the scope's closure learns from it."""
 
@@ -320,26 +303,11 @@ class EventChecker:
         self.keys = {key_id: VerifyKey(public) for key_id, public in keys.items()}
         self.scope = dict(scope)
 
-    def check(self, chunk: EventChunk) -> EventResult:
-        result = EventResult()
-        closure = Closure(self.scope)
-        for at, (index, leaf, raw) in enumerate(
-            zip(chunk.indexes, chunk.leaves, chunk.lines, strict=True)
-        ):
-            problem = self._check_one(index, leaf, raw, closure)
-            if problem is not None:
-                check, message = problem
-                if check == EVENTS:
-                    message = f"line {chunk.first_line + at} is not a bundle event: {message}"
-                result.error = (check, message)
-                return result
-            result.count += 1
-        result.closure = closure.state()
-        return result
-
-    def _check_one(
+    def check_one(
         self, index: int, leaf: bytes, raw: bytes, closure: Closure
     ) -> tuple[str, str] | None:
+        """The first failure of the event of line ``raw`` (whose leaf is ``leaf``), or None;
+        what the closure learns from it goes to ``closure``."""
         where = f"entry {index}"
         try:
             line_index_, signature, opened, body_bytes = split_line(raw)
@@ -439,6 +407,7 @@ def start_worker(keys: Mapping[str, bytes], scope: Mapping[str, Any]) -> None:
     _checker = EventChecker(keys, scope)
 
 
-def check_event_chunk(chunk: EventChunk) -> EventResult:
+def checker() -> EventChecker:
+    """The checker :func:`start_worker` made in this process."""
     assert _checker is not None, "start_worker was not called"
-    return _checker.check(chunk)
+    return _checker
