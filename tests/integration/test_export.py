@@ -9,7 +9,7 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
@@ -542,6 +542,44 @@ def test_a_failure_is_named_alike_whatever_the_chunks(
     _refresh_manifest(bundle)
     outcomes = {_outcome(bundle, world, **settings)[0] for settings in SETTINGS}
     assert outcomes == {f"entry {lines[where].index}: its signature does not verify"}, outcomes
+
+
+@pytest.mark.parametrize("where", [1, 2, -1])
+def test_an_event_out_of_order_is_named_alike_whatever_the_ranges(
+    world: World, tmp_path: Path, where: int
+) -> None:
+    """A line repeated, or two lines swapped, at the second, third or last line: the range
+    that holds it may start with it (the order across ranges is the main process's check),
+    and a bad signature after it is never the failure named."""
+    bundle = world.export({"kind": "all"}, tmp_path / "b")
+    lines = _lines(bundle)
+    at = where % len(lines)
+    first = lines[at].index
+    repeated = [*lines[: at + 1], lines[at], *lines[at + 1 :]]
+    swapped = [*lines[: at - 1], lines[at], lines[at - 1], *lines[at + 1 :]]
+    for changed, named in (
+        (repeated, f"entry {first}: comes after entry {first}"),
+        (swapped, f"entry {lines[at - 1].index}: comes after entry {first}"),
+    ):
+        if at + 2 < len(changed):
+            changed[at + 2] = replace(changed[at + 2], signature=_flip(changed[at + 2].signature))
+        _write_lines(bundle, changed)
+        _refresh_manifest(bundle)
+        outcomes = {_outcome(bundle, world, **settings)[0] for settings in SETTINGS}
+        assert outcomes == {f"{named}: entries are out of order or repeated"}, outcomes
+
+
+def test_an_index_outside_the_tree_is_named(world: World, recipient_bundle: Path) -> None:
+    lines = _lines(recipient_bundle)
+    size = json.loads((recipient_bundle / "manifest.json").read_text())["checkpoint"]["size"]
+    _write_lines(recipient_bundle, [*lines, replace(lines[-1], index=size)])
+    _refresh_manifest(recipient_bundle)
+    for settings in SETTINGS:
+        with pytest.raises(BundleError) as caught:
+            verify_bundle(recipient_bundle, world.trusted(), **settings)
+        assert str(caught.value) == (
+            f"entry {size}: is outside the checkpoint's tree of size {size}"
+        )
 
 
 def test_an_event_whose_leaf_differs_from_leaves_bin_is_named(
