@@ -119,15 +119,38 @@ def error_message(cause: BaseException) -> str:
 class PoisonEventError(ProjectionError):
     """A projection failed on one event; it stops there and never skips it."""
 
-    def __init__(self, projection: str, seq: int, type_name: str, cause: BaseException) -> None:
+    def __init__(
+        self,
+        projection: str,
+        seq: int,
+        type_name: str,
+        cause: BaseException,
+        *,
+        via: str | None = None,
+    ) -> None:
         self.projection = projection
         self.seq = seq
         self.type_name = type_name
+        self.cause = cause
+        self.via = via
+        """The read model of its group that failed, when it is another one: the group stops
+        together (:attr:`Projection.requires`)."""
         self.error_class = type(cause).__name__
-        self.message = error_message(cause)
+        message = error_message(cause)
+        if via is not None:
+            message = error_message(ValueError(f"in {via}, of its group: {message}"))
+        self.message = message
         super().__init__(
             f"projection {projection} stopped at event {seq} ({type_name}): "
             f"{self.error_class}: {self.message}"
+        )
+
+    def stopping(self, projection: str) -> PoisonEventError:
+        """The same failure as it stops ``projection``, of the failing read model's group."""
+        if projection == self.projection:
+            return self
+        return PoisonEventError(
+            projection, self.seq, self.type_name, self.cause, via=self.via or self.projection
         )
 
 
@@ -190,6 +213,17 @@ class Projection(ABC):
     """``CREATE INDEX IF NOT EXISTS`` statements."""
     topics: ClassVar[frozenset[str]]
     """The event types it reads; a correction of one of them is read too."""
+    requires: ClassVar[tuple[type[Projection], ...]] = ()
+    """The read models whose tables (and memory) this one reads. It forms a *group* with them:
+    the runner applies every page to the group in one transaction, theirs first, keeps the
+    group's positions equal, and rebuilds and stops them together (docs/projections.md,
+    "Groups"). A runner not given one of them makes it (with no arguments)."""
+    retired_tables: ClassVar[tuple[str, ...]] = ()
+    """Tables earlier versions of this read model had: dropped with its tables, so a database
+    of an earlier version keeps none of them."""
+
+    def bind(self, required: Mapping[str, Projection]) -> None:  # noqa: B027 (most need none)
+        """The runner's instances of :attr:`requires`, by name: what this one reads from."""
 
     def version_tag(self) -> str:
         """What decides whether stored rows are still valid (the version, and parameters)."""
@@ -202,7 +236,7 @@ class Projection(ABC):
             sql.execute(statement)
 
     def drop(self, sql: Sql) -> None:
-        for table in self.tables:
+        for table in (*self.tables, *self.retired_tables):
             sql.execute(f"DROP TABLE IF EXISTS {table}")
 
     def reset(self, empty: bool) -> None:  # noqa: B027 (most projections keep nothing)

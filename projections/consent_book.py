@@ -1,14 +1,18 @@
-"""The facts consent validity depends on, kept by a projection in tables of its own.
+"""The facts consent validity depends on: one book, kept by the ``consent_facts`` read model.
 
-Both the consent-state and the disclosure-history projections need them, and a projection
-never reads another's tables, so each keeps a book under its own table prefix.
+Consent state, the disclosure history and retention all need them. They are kept once, in
+the ``proj_consent_facts_*`` tables, by :class:`ConsentFacts`, and the three read it
+(:class:`ConsentFactsReader`): the four form a group that the runner applies each page to in
+one transaction (the book first), rebuilds together and stops together, so the book is always
+exactly as far as its readers (docs/projections.md, "Groups"). Until round three each of the
+three kept a book of its own under its own prefix; their old tables are dropped on upgrade.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -23,7 +27,7 @@ from ledger.verifier.consent_rules import (
     policy_of,
     verdict_at,
 )
-from projections.base import LoggedEvent, dumps
+from projections.base import CorrectableProjection, LoggedEvent, Projection, ProjectionError, dumps
 from projections.database import Row, Sql, chunks, marks
 
 CONSENT_TYPES = frozenset(DECISION_TYPES)
@@ -337,3 +341,69 @@ def _latest(known: Age | None, candidate: Age) -> Age:
     if known is None or (candidate.attested_at, candidate.seq) > (known.attested_at, known.seq):
         return candidate
     return known
+
+
+PREFIX = "proj_consent_facts_"
+BOOK = ConsentBook(PREFIX)
+"""For readers: no cache."""
+RETIRED_PREFIXES = ("proj_consent_", "proj_dc_", "proj_rt_")
+"""Where consent state, disclosures and retention each kept a book of their own (until their
+versions 5, 5 and 3)."""
+
+
+def retired_books(prefix: str) -> tuple[str, ...]:
+    """The tables of the book a read model kept under ``prefix`` before the shared one."""
+    return tuple(f"{prefix}{kind}" for kind in ("decisions", "policies", "ages"))
+
+
+class ConsentFacts(CorrectableProjection):
+    """The consent facts (decisions, policy versions, age attestations), kept once for the
+    read models that read them; its book keeps in memory, from page to page, the facts of the
+    subjects it has seen, which its readers use in the same page."""
+
+    name = "consent_facts"
+    version = 1
+    topics = BOOK_TYPES
+    tables: ClassVar[Mapping[str, str]] = BOOK.tables
+
+    def __init__(self) -> None:
+        self.book = ConsentBook(PREFIX)
+
+    def reset(self, empty: bool) -> None:
+        self.book.reset(empty)
+
+    def begin(self, sql: Sql, events: Sequence[LoggedEvent] = ()) -> None:
+        self.book.begin(sql)
+
+    def process(self, sql: Sql, event: LoggedEvent) -> None:
+        self.book.record(sql, event)
+
+    def correct(self, sql: Sql, original: LoggedEvent, corrected: LoggedEvent) -> None:
+        self.book.retract(sql, original)
+        self.book.record(sql, corrected)
+
+    def flush(self, sql: Sql) -> None:
+        self.book.flush(sql)
+
+
+class ConsentFactsReader(CorrectableProjection):
+    """A read model that reads the consent facts: of :class:`ConsentFacts`' group. Within a
+    page the runner applies the page to the book first, so what :attr:`book` holds is the
+    facts up to the page's end, whichever of the page's events this one is at (its rows are a
+    function of those facts, recomputed where a later fact changes them)."""
+
+    requires: ClassVar[tuple[type[Projection], ...]] = (ConsentFacts,)
+    _book: ConsentBook | None = None
+
+    def bind(self, required: Mapping[str, Projection]) -> None:
+        facts = required[ConsentFacts.name]
+        if not isinstance(facts, ConsentFacts):
+            raise ProjectionError(f"{self.name}: {ConsentFacts.name} is not the consent facts")
+        self._book = facts.book
+
+    @property
+    def book(self) -> ConsentBook:
+        """The group's consent book (the runner's :class:`ConsentFacts`)."""
+        if self._book is None:
+            raise ProjectionError(f"{self.name} reads the consent facts: run it in a runner")
+        return self._book

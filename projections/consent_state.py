@@ -1,8 +1,9 @@
 """Consent state: per subject and purpose, now and at any moment (GDPR 7(1), 7(3)).
 
-Stored: every decision, the policy versions, age attestations, the validity intervals
-derived from the decisions, and the consent facts that decide nothing (notes: a renewal
-request). Computed when asked (never stored by hand): expiry, renewal after a material policy
+Stored: the validity intervals derived from the decisions, erasures, and the consent facts that
+decide nothing (notes: a renewal request); the decisions, policy versions and age attestations
+are the group's consent facts (:class:`~projections.consent_book.ConsentFacts`), read, not kept
+again. Computed when asked (never stored by hand): expiry, renewal after a material policy
 change, a minor's consent (without a guardian, or with one under a policy version that accepts
 no guardian's consent), and the renewal request that awaits an answer, so a question about a
 past moment gets the answer that was true then. What each consent fact records is
@@ -17,33 +18,31 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from ledger.verifier.consent_rules import NOTE_TYPES, Note, consent_purposes, note_of
-from projections.base import CorrectableProjection, LoggedEvent, dumps
+from projections.base import LoggedEvent, dumps
 from projections.consent_book import (
-    BOOK_TYPES,
+    BOOK,
     CONSENT_TYPES,
     KEPT_SUBJECTS,
-    ConsentBook,
+    ConsentFactsReader,
+    retired_books,
     subjects_and_purposes,
 )
 from projections.consent_facts import FactReader, SubjectFacts
 from projections.consent_rules import Interval, Verdict, intervals, moment_text
 from projections.database import ProjectionDatabase, Row, Sql, chunks, marks, replacing
 
-PREFIX = "proj_consent_"
-BOOK = ConsentBook(PREFIX)
-"""For readers: no cache."""
 INTERVALS = "proj_consent_intervals"
 ERASURES = "proj_consent_erasures"
 NOTES = "proj_consent_notes"
 NOTE_COLUMNS = ("subject", "purpose", "seq", "occurred_at", "kind", "policy_version", "details")
 
 
-class ConsentState(CorrectableProjection):
+class ConsentState(ConsentFactsReader):
     name = "consent_state"
-    version = 4
-    topics = BOOK_TYPES | frozenset(NOTE_TYPES) | {"subject.erased"}
+    version = 5
+    topics = CONSENT_TYPES | frozenset(NOTE_TYPES) | {"subject.erased"}
+    retired_tables = retired_books("proj_consent_")
     tables: ClassVar[Mapping[str, str]] = {
-        **BOOK.tables,
         INTERVALS: (
             "subject TEXT NOT NULL, purpose TEXT NOT NULL, valid_from TEXT NOT NULL, "
             "valid_until TEXT, end_reason TEXT, given_seq BIGINT NOT NULL, ended_seq BIGINT, "
@@ -62,7 +61,8 @@ class ConsentState(CorrectableProjection):
     }
 
     def __init__(self) -> None:
-        self.book = ConsentBook(PREFIX)
+        self._complete = False
+        """``_stored`` holds every interval of the tables (kept since position 0)."""
         self._touched: dict[tuple[str, str], None] = {}
         """(subject, purpose) whose intervals the page changed: derived again at its end."""
         self._erasures: list[Row] = []
@@ -73,11 +73,10 @@ class ConsentState(CorrectableProjection):
         it read or wrote, by (purpose, given_seq)."""
 
     def reset(self, empty: bool) -> None:
-        self.book.reset(empty)
         self._stored = {}
+        self._complete = empty
 
     def begin(self, sql: Sql, events: Sequence[LoggedEvent] = ()) -> None:
-        self.book.begin(sql)
         self._touched = {}
         self._erasures = []
         self._notes = []
@@ -93,9 +92,8 @@ class ConsentState(CorrectableProjection):
         if event.type in NOTE_TYPES:
             self._record_note(event)
             return
-        self.book.record(sql, event)
-        if event.type in CONSENT_TYPES:
-            self._touched.update(dict.fromkeys(subjects_and_purposes(event)))
+        # A decision: the book has it; its purposes' intervals are derived at the page's end.
+        self._touched.update(dict.fromkeys(subjects_and_purposes(event)))
 
     def _record_note(self, event: LoggedEvent) -> None:
         """A consent fact that decides nothing: its note on each purpose (intervals stay)."""
@@ -120,14 +118,11 @@ class ConsentState(CorrectableProjection):
             sql.execute(f"DELETE FROM {NOTES} WHERE seq = ?", (original.seq,))
             self._record_note(corrected)
             return
-        self.book.retract(sql, original)
-        self.book.record(sql, corrected)
-        if original.type in CONSENT_TYPES:
+        if original.type in CONSENT_TYPES:  # the book has the corrected decision already
             pairs = subjects_and_purposes(original) + subjects_and_purposes(corrected)
             self._touched.update(dict.fromkeys(pairs))
 
     def flush(self, sql: Sql) -> None:
-        self.book.flush(sql)
         if self._erasures:
             sql.insert(ERASURES, ("subject", "seq", "erased_at", "ground"), self._erasures)
             self._erasures = []
@@ -195,7 +190,7 @@ class ConsentState(CorrectableProjection):
         missing = [s for s in subjects if s not in self._stored]
         for subject in missing:
             self._stored[subject] = {}
-        if not self.book.complete:
+        if not self._complete:
             for chunk in chunks(missing):
                 for row in sql.execute(
                     f"SELECT {INTERVAL_COLUMNS} FROM {INTERVALS} "

@@ -34,18 +34,17 @@ from ledger.verifier.verdicts import (
     recipient_after,
     stop_notice_of,
 )
-from projections.base import CorrectableProjection, LoggedEvent, dumps, utc
+from projections.base import LoggedEvent, dumps, utc
 from projections.consent_book import (
     BOOK_TYPES,
     CONSENT_TYPES,
     KEPT_SUBJECTS,
-    ConsentBook,
+    ConsentFactsReader,
+    retired_books,
     subjects_and_purposes,
 )
 from projections.database import ProjectionDatabase, Row, Sql, chunks, marks
 
-PREFIX = "proj_dc_"
-BOOK = ConsentBook(PREFIX)
 RECIPIENTS = "proj_dc_recipients"
 RECIPIENT_FACTS = "proj_dc_recipient_facts"
 STOP_NOTICES = "proj_dc_stop_notices"
@@ -73,12 +72,12 @@ RECIPIENT_COLUMNS = (
 )
 
 
-class DisclosureHistory(CorrectableProjection):
+class DisclosureHistory(ConsentFactsReader):
     name = "disclosures"
-    version = 4
+    version = 5
     topics = BOOK_TYPES | RECIPIENT_TYPES | NOTICE_FACTS | {"disclosure.recorded"}
+    retired_tables = retired_books("proj_dc_")
     tables: ClassVar[Mapping[str, str]] = {
-        **BOOK.tables,
         RECIPIENTS: (
             "recipient_id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, "
             "country TEXT NOT NULL, agreement_ref TEXT, registered_at TEXT NOT NULL, "
@@ -116,7 +115,8 @@ class DisclosureHistory(CorrectableProjection):
 
     def __init__(self, default_minimum_age: int = 18) -> None:
         self.default_minimum_age = default_minimum_age
-        self.book = ConsentBook(PREFIX)
+        self._complete = False
+        """``_latest`` knows every subject with rows (kept since position 0)."""
         self._recipients: dict[str, Recipient] = {}
         """The recipients as their rows hold them, kept from page to page like the book's
         facts (read again after a :meth:`reset`)."""
@@ -124,18 +124,17 @@ class DisclosureHistory(CorrectableProjection):
         self._latest: dict[str, str] = {}
         """Kept from page to page like the book's facts: the latest ``occurred_at`` of the rows
         this projection wrote for a subject (a later fact of the subject changes none of its
-        rows when it is later than that). Complete while the book is."""
+        rows when it is later than that). Complete while ``_complete`` is."""
         self._page = _Page()
 
     def reset(self, empty: bool) -> None:
-        self.book.reset(empty)
         self._recipients_read = False
         self._latest = {}
+        self._complete = empty
 
     def begin(self, sql: Sql, events: Sequence[LoggedEvent] = ()) -> None:
         if len(self._latest) > KEPT_SUBJECTS:
             self.reset(empty=False)
-        self.book.begin(sql)
         if not self._recipients_read:
             self._recipients_read = True
             self._recipients = {
@@ -149,24 +148,23 @@ class DisclosureHistory(CorrectableProjection):
         return f"{self.version}-minimum-age-{self.default_minimum_age}"
 
     def process(self, sql: Sql, event: LoggedEvent) -> None:
-        if event.type in BOOK_TYPES:
-            self.book.record(sql, event)
-        elif event.type in RECIPIENT_TYPES:
+        # A consent fact is the book's (recorded before this page's events come here): only
+        # the verdicts it changes are noted.
+        if event.type in RECIPIENT_TYPES:
             self._record_recipient(sql, event)
         elif event.type in NOTICE_FACTS:
             self._record_notice(sql, event)
             return
-        else:
+        elif event.type == "disclosure.recorded":
             self._record_disclosure(event)  # its verdicts at the end of the page
             return
         self._recompute_after(event)
 
     def correct(self, sql: Sql, original: LoggedEvent, corrected: LoggedEvent) -> None:
         self.flush(sql)  # what came before the correction, in the tables it changes
-        if original.type in BOOK_TYPES:
-            self.book.retract(sql, original)
-            self.book.record(sql, corrected)
-        elif original.type == "disclosure.recorded":
+        # A consent fact's correction is the book's (applied before this page's events come
+        # here): only the verdicts it changes are noted.
+        if original.type == "disclosure.recorded":
             sql.execute(f"DELETE FROM {ROWS} WHERE seq = ?", (original.seq,))
             self._record_disclosure(corrected)
         elif original.type in RECIPIENT_TYPES:
@@ -180,7 +178,6 @@ class DisclosureHistory(CorrectableProjection):
     def flush(self, sql: Sql) -> None:
         """The page's rows and the verdicts its facts change, computed from the facts as the page
         leaves them (a verdict is a function of them: see :meth:`_recompute_after`)."""
-        self.book.flush(sql)
         page, self._page = self._page, _Page()
         stored = self._rows_to_recompute(sql, page)
         asking = [row for row in page.rows if row[8] == "consent"]
@@ -410,7 +407,7 @@ class DisclosureHistory(CorrectableProjection):
 
         def may_have_rows(subject: str, since: str = "") -> bool:
             latest = self._latest.get(subject)
-            return latest >= since if latest is not None else not self.book.complete
+            return latest >= since if latest is not None else not self._complete
 
         # An age attestation changes all of its subject's rows, a decision those at or after it.
         aged = sorted(s for s in page.subjects if may_have_rows(s))

@@ -97,12 +97,22 @@ class ReadModelOperations:
 
     def rebuild(self, names: Sequence[str], progress: Callable[[int], None] | None = None) -> int:
         """Drop ``names`` and rebuild them from the first event, together (they share each
-        page's reading and decoding); an unknown name fails before anything is dropped. The
+        page's reading and decoding), each with its group (:meth:`with_groups`); an unknown
+        name fails before anything is dropped. The
         events read, one read model reading one event counting one (as ``progress`` is told).
         A read model stopped at an event raises its :class:`PoisonEventError` once the others
         are rebuilt."""
         self.check_names(names)
         return self.models.runner.rebuild(list(names), progress=progress)
+
+    def with_groups(self, names: Sequence[str]) -> list[str]:
+        """``names`` and the read models of their groups, which a rebuild of any of them
+        rebuilds too (docs/projections.md, "Groups"), in the order pages are applied to them;
+        an unknown name raises as :meth:`check_names` does."""
+        self.check_names(names)
+        runner = self.models.runner
+        wanted = {member for name in names for member in runner.group(name)}
+        return [name for name in runner.projections if name in wanted]
 
     def check_names(self, names: Sequence[str]) -> None:
         """Raise ``ProjectionError`` (a ledger error) naming the first unknown read model of

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from ledger.application import LedgerApplication
 from ledger.config import Setting, SettingGroup, Settings, SettingsError
+from projections.consent_book import ConsentFacts
 from projections.consent_state import ConsentState, ConsentStateView
 from projections.database import ProjectionDatabase
 from projections.disclosures import DisclosureHistory, DisclosureHistoryView
@@ -139,6 +140,7 @@ class ReadModels:
             app,
             self.db,
             [
+                ConsentFacts(),  # read by the next three: the four are a group
                 ConsentState(),
                 DisclosureHistory(minimum_age),
                 IncidentRegister(),

@@ -1,11 +1,11 @@
 """The retention read model: what the retention rules need, kept apart, and the view asking them.
 
-Stored (a read model of its own, under ``proj_rt_``; it never reads another's tables): the
-consent facts (a :class:`~projections.consent_book.ConsentBook`), each policy version's
-periods, each subject's events (with the recipient and purpose of disclosures and the request
-of request steps), the incidents' steps and named subjects, and erasures. Every row is keyed by
-the ``seq`` of the event it comes from, so a correction replaces exactly what the corrected
-event contributed. Due dates and holds are computed when asked, never stored:
+Stored (a read model under ``proj_rt_``, of the consent facts' group: it reads the decisions,
+ages and policy versions of :class:`~projections.consent_book.ConsentFacts`): each policy
+version's periods, each subject's events (with the recipient and purpose of disclosures and the
+request of request steps), the incidents' steps and named subjects, and erasures. Every row is
+keyed by the ``seq`` of the event it comes from, so a correction replaces exactly what the
+corrected event contributed. Due dates and holds are computed when asked, never stored:
 :class:`RetentionView` gathers each subject's facts and judges them with
 :mod:`projections.retention_rules` (pure). The job that erases what is due is
 :mod:`projections.retention_job`.
@@ -28,8 +28,14 @@ from ledger.verifier.incident_rules import (
 )
 from ledger.verifier.request_rules import CLOSING, RECEIVED, REQUEST_TYPES
 from ledger.verifier.times import stored
-from projections.base import CorrectableProjection, LoggedEvent
-from projections.consent_book import BOOK_TYPES, CONSENT_TYPES, ConsentBook
+from projections.base import LoggedEvent
+from projections.consent_book import (
+    BOOK,
+    BOOK_TYPES,
+    CONSENT_TYPES,
+    ConsentFactsReader,
+    retired_books,
+)
 from projections.database import ProjectionDatabase, Row, Sql
 from projections.retention_rules import (
     DEFAULT_LEGAL_HOLD_DAYS,
@@ -41,9 +47,6 @@ from projections.retention_rules import (
     retention_of,
 )
 
-PREFIX = "proj_rt_"
-BOOK = ConsentBook(PREFIX)
-"""For readers: no cache."""
 PERIODS = "proj_rt_periods"
 ACTIVITY = "proj_rt_activity"
 INCIDENT_STEPS = "proj_rt_incident_steps"
@@ -62,12 +65,12 @@ CHUNK = 500
 """Subjects evaluated together (one set of queries each)."""
 
 
-class Retention(CorrectableProjection):
+class Retention(ConsentFactsReader):
     name = "retention"
-    version = 2
+    version = 3
     topics = BOOK_TYPES | REQUEST_TYPES | INCIDENT_TYPES | {DISCLOSURE, LIFECYCLE, ERASED}
+    retired_tables = retired_books("proj_rt_")
     tables: ClassVar[Mapping[str, str]] = {
-        **BOOK.tables,
         PERIODS: (
             "version TEXT NOT NULL, purpose TEXT NOT NULL, retention_days INTEGER NOT NULL, "
             "seq BIGINT NOT NULL, PRIMARY KEY (version, purpose)"
@@ -98,15 +101,10 @@ class Retention(CorrectableProjection):
     )
 
     def __init__(self) -> None:
-        self.book = ConsentBook(PREFIX)
         self._rows: dict[tuple[str, tuple[str, ...]], list[Row]] = {}
         """Per page: the rows it adds, by table and columns, written at its end."""
 
-    def reset(self, empty: bool) -> None:
-        self.book.reset(empty)
-
     def begin(self, sql: Sql, events: Sequence[LoggedEvent] = ()) -> None:
-        self.book.begin(sql)
         self._rows = {}
 
     def process(self, sql: Sql, event: LoggedEvent) -> None:
@@ -115,14 +113,11 @@ class Retention(CorrectableProjection):
     def correct(self, sql: Sql, original: LoggedEvent, corrected: LoggedEvent) -> None:
         """Every row comes from one event and carries its seq: replace them all."""
         self.flush(sql)
-        if original.type in BOOK_TYPES:
-            self.book.retract(sql, original)
         for table in (PERIODS, ACTIVITY, INCIDENT_STEPS, INCIDENT_SUBJECTS):
             sql.execute(f"DELETE FROM {table} WHERE seq = ?", (original.seq,))
         self._record(sql, corrected)
 
     def flush(self, sql: Sql) -> None:
-        self.book.flush(sql)
         rows, self._rows = self._rows, {}
         for (table, columns), values in rows.items():
             sql.insert(table, columns, values)
@@ -131,9 +126,7 @@ class Retention(CorrectableProjection):
         self._rows.setdefault((table, columns), []).extend(rows)
 
     def _record(self, sql: Sql, event: LoggedEvent) -> None:
-        data = event.data
-        if event.type in BOOK_TYPES:
-            self.book.record(sql, event)
+        data = event.data  # a consent fact is the book's: here only its activity row
         if event.type == POLICY:
             self._add(
                 PERIODS,

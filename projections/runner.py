@@ -1,10 +1,13 @@
 """Runs read models: catch each one up from its recorded position, then follow the log.
 
-Positions live in ``proj_positions`` (name, version tag, position, error), written in the
-same transaction as the rows of the events they cover, so a crash at any moment leaves every
-projection exactly at a batch boundary: no event is applied twice or skipped. A projection
-whose version tag changed is dropped and rebuilt from the first event. An event a projection
-cannot process stops that projection, with the event named in its status and in
+Positions live in ``proj_positions`` (name, version tag, position, error), written in the same
+transaction as the rows of the events they cover, so a crash at any moment leaves every
+projection exactly at a batch boundary: no event is applied twice or skipped. A projection whose
+version tag changed is dropped and rebuilt from the first event. Read models that read another's
+tables (:attr:`Projection.requires`) form a *group* with it: every page goes to the whole group
+in one transaction (the read ones first), their positions stay equal (one row each, always
+written together), and they are rebuilt, dropped and stopped together. An event a projection
+cannot process stops that projection (and its group), with the event named in its status and in
 ``proj_failures``; the others go on. A follower tries a stopped projection again, backing off
 from one second to a minute, so a passing fault (a lost database connection) heals by itself
 while one that stays (a bug) stays visible without a busy loop.
@@ -16,7 +19,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -127,7 +130,12 @@ class ProjectionRunner:
     ) -> None:
         self.app = app
         self.db = db
-        self.projections = {p.name: p for p in projections}
+        self.projections = _with_required(projections)
+        """By name, each after the read models it requires (the order pages apply them in)."""
+        self._rank = {name: rank for rank, name in enumerate(self.projections)}
+        self._groups = _groups(self.projections)
+        """Each read model's group: itself and those it requires or that require it, in rank
+        order (a read model that requires none and is required by none is alone)."""
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.retry_first = retry_first
@@ -144,26 +152,39 @@ class ProjectionRunner:
             sql.execute(POSITIONS)
             sql.execute(CORRECTIONS)
             sql.execute(FAILURES)
-        for projection in projections:
-            self._prepare(projection)
+        for group in dict.fromkeys(self._groups.values()):
+            self._prepare(group)
 
-    def _prepare(self, projection: Projection) -> None:
-        """Create its tables; drop and start again when its version tag changed."""
+    def _prepare(self, group: tuple[str, ...]) -> None:
+        """Create a group's tables. When the version tag of one of them changed, one has no
+        position yet, or their positions differ (a database of an earlier version, where they
+        were not a group): drop them all and start them all again from the first event."""
+        members = [self.projections[name] for name in group]
         with self.db.transaction() as sql:
             self.db.lock_schema(sql)
-            rows = sql.execute(
-                "SELECT version FROM proj_positions WHERE name = ?", (projection.name,)
-            )
-            if rows and rows[0][0] != projection.version_tag():
-                self._forget(sql, projection)
-                rows = []
-            projection.create(sql)
-            if not rows:
-                sql.execute(
-                    "INSERT INTO proj_positions (name, version, position, updated_at) "
-                    "VALUES (?, ?, 0, ?)",
-                    (projection.name, projection.version_tag(), _now()),
+            rows = {
+                str(name): (str(version), int(position))
+                for name, version, position in sql.execute(
+                    "SELECT name, version, position FROM proj_positions "
+                    f"WHERE name IN ({marks(len(group))})",
+                    group,
                 )
+            }
+            fresh = (
+                any(rows.get(p.name, ("", 0))[0] != p.version_tag() for p in members)
+                or len({position for _, position in rows.values()}) > 1
+            )
+            if fresh:
+                for projection in members:
+                    self._forget(sql, projection)
+            for projection in members:
+                projection.create(sql)
+                if fresh:
+                    sql.execute(
+                        "INSERT INTO proj_positions (name, version, position, updated_at) "
+                        "VALUES (?, ?, 0, ?)",
+                        (projection.name, projection.version_tag(), _now()),
+                    )
 
     def _forget(self, sql: Sql, projection: Projection) -> None:
         self._ends.pop(projection.name, None)
@@ -180,6 +201,17 @@ class ProjectionRunner:
         except KeyError:
             known = ", ".join(sorted(self.projections))
             raise ProjectionError(f"no projection {name!r} (there are: {known})") from None
+
+    def group(self, name: str) -> tuple[str, ...]:
+        """The read models that move with ``name``: rebuilding, catching up or stopping one of
+        them does it to all (``name`` alone when it is in no group)."""
+        self.projection(name)
+        return self._groups[name]
+
+    def _with_groups(self, names: Sequence[str] | None) -> list[Projection]:
+        """The named read models (all when None) and their groups', in rank order."""
+        wanted = {m for n in (names or list(self.projections)) for m in self.group(n)}
+        return [p for name, p in self.projections.items() if name in wanted]
 
     # -- positions -----------------------------------------------------------------------------
 
@@ -284,7 +316,7 @@ class ProjectionRunner:
 
         ``isolate``: an error of no event's (the database went away) stops only the group it
         struck (returned by name), not the others; otherwise it is raised."""
-        pending = [self.projection(name) for name in names or list(self.projections)]
+        pending = self._with_groups(names)
         failures: list[PoisonEventError] = []
         troubles: dict[str, Exception] = {}
         read = 0
@@ -332,6 +364,7 @@ class ProjectionRunner:
         """Apply the next page after ``start`` (up to ``stop``) to ``group``; the events read,
         counted per projection, the projections it stopped at an event, and those an error of
         no event's struck when the group was split (a single projection's is raised)."""
+        group = sorted(group, key=lambda p: self._rank[p.name])  # the required ones first
         topics = sorted(set().union(*(p.topics for p in group)) | {CORRECTION})
         notifications = self.app.ledger.select_notifications(
             start=start,
@@ -349,21 +382,23 @@ class ProjectionRunner:
         except Exception as exc:
             for projection in group:  # what they keep in memory has the failed page in it
                 self._ends.pop(projection.name, None)
-            if len(group) > 1:
-                # Which one failed? Each alone: the others go on, the failing one stops.
+            groups = list(dict.fromkeys(self._groups[p.name] for p in group))
+            if len(groups) > 1:
+                # Which group failed? Each alone: the others go on, the failing one stops.
                 read, failures, troubles = 0, list[PoisonEventError](), dict[str, Exception]()
-                for projection in group:
+                for names in groups:
+                    alone = [self.projections[name] for name in names]
                     try:
-                        moved, failed, _ = self._advance([projection], start, stop)
+                        moved, failed, _ = self._advance(alone, start, stop)
                     except Exception as trouble:
-                        troubles[projection.name] = trouble
+                        troubles.update(dict.fromkeys(names, trouble))
                         continue
                     read, failures = read + moved, failures + failed
                 return read, failures, troubles
             poison = exc if isinstance(exc, PoisonEventError) else None
             if poison is None:
                 try:
-                    poison = self._find_poison(group[0], events)
+                    poison = self._find_poison(group, events)
                 except Exception:  # in begin(), or the database went away: exc says enough
                     poison = None
             if poison is None and events:
@@ -372,8 +407,13 @@ class ProjectionRunner:
                 poison = PoisonEventError(group[0].name, events[0].seq, events[0].type, exc)
             if poison is None:
                 raise  # no event to name (the database went away): nothing was written
-            self._record_error(poison)
-            return 0, [poison], {}
+            # A group stops together; the read model that failed comes first.
+            stopped = [
+                poison,
+                *(poison.stopping(p.name) for p in group if p.name != poison.projection),
+            ]
+            self._record_error(stopped)
+            return 0, stopped, {}
         return (end - start) * len(group) if applied else 0, [], {}
 
     def _apply_page(
@@ -389,7 +429,7 @@ class ProjectionRunner:
             for projection in group:
                 if self._ends.pop(projection.name, None) != start:
                     projection.reset(empty=start == 0)
-                own = [e for e in events if e.type in projection.topics or e.type == CORRECTION]
+                own = [e for e in events if _reads(projection, e)]
                 projection.begin(sql, own)
                 for event in own:
                     self._apply(projection, sql, event)
@@ -406,49 +446,64 @@ class ProjectionRunner:
         return True
 
     def _find_poison(
-        self, projection: Projection, events: Sequence[LoggedEvent]
+        self, group: Sequence[Projection], events: Sequence[LoggedEvent]
     ) -> PoisonEventError | None:
-        """The event a failed page failed on: the page again, written one event at a time in a
-        transaction that is rolled back. None when it goes through this time."""
-        projection.reset(empty=False)
+        """The event a failed page failed on: the page again, written one event at a time (to
+        each read model of the group in turn) in a transaction that is rolled back. None when
+        it goes through this time."""
+        owns = []
+        for projection in group:
+            projection.reset(empty=False)
+            owns.append({e.seq for e in events if _reads(projection, e)})
         try:
             with self.db.transaction() as sql:
-                projection.begin(sql, events)
+                for projection, own in zip(group, owns, strict=True):
+                    projection.begin(sql, [e for e in events if e.seq in own])
                 for event in events:
-                    self._apply(projection, sql, event)
-                    try:
-                        projection.flush(sql)
-                    except Exception as exc:
-                        raise PoisonEventError(projection.name, event.seq, event.type, exc) from exc
+                    for projection, own in zip(group, owns, strict=True):
+                        if event.seq not in own:
+                            continue
+                        self._apply(projection, sql, event)
+                        try:
+                            projection.flush(sql)
+                        except Exception as exc:
+                            raise PoisonEventError(
+                                projection.name, event.seq, event.type, exc
+                            ) from exc
                 raise _RollbackError
         except PoisonEventError as exc:
             return exc
         except _RollbackError:
             return None
 
-    def _record_error(self, exc: PoisonEventError) -> None:
-        """The failure, in ``proj_positions.error`` (one line) and ``proj_failures`` (its
-        parts); a failure again on the same event counts one more attempt."""
+    def _record_error(self, stopped: Sequence[PoisonEventError]) -> None:
+        """The failures (a group's read models, stopped together), in ``proj_positions.error``
+        (one line) and ``proj_failures`` (its parts); a failure again on the same event counts
+        one more attempt."""
         now = _now()
         with self.db.transaction() as sql:
-            sql.execute(
-                "UPDATE proj_positions SET error = ?, error_seq = ?, updated_at = ? WHERE name = ?",
-                (str(exc), exc.seq, now, exc.projection),
-            )
-            sql.execute(
-                "INSERT INTO proj_failures (name, seq, event_type, error_class, message, "
-                "first_failed_at, last_failed_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, 1) "
-                "ON CONFLICT (name) DO UPDATE SET "
-                "attempts = CASE WHEN proj_failures.seq = excluded.seq "
-                "THEN proj_failures.attempts + 1 ELSE 1 END, "
-                "first_failed_at = CASE WHEN proj_failures.seq = excluded.seq "
-                "THEN proj_failures.first_failed_at ELSE excluded.first_failed_at END, "
-                "seq = excluded.seq, event_type = excluded.event_type, "
-                "error_class = excluded.error_class, message = excluded.message, "
-                "last_failed_at = excluded.last_failed_at",
-                (exc.projection, exc.seq, exc.type_name, exc.error_class, exc.message, now, now),
-            )
+            for exc in stopped:
+                self._record_one(sql, exc, now)
         self._failures = None
+
+    def _record_one(self, sql: Sql, exc: PoisonEventError, now: str) -> None:
+        sql.execute(
+            "UPDATE proj_positions SET error = ?, error_seq = ?, updated_at = ? WHERE name = ?",
+            (str(exc), exc.seq, now, exc.projection),
+        )
+        sql.execute(
+            "INSERT INTO proj_failures (name, seq, event_type, error_class, message, "
+            "first_failed_at, last_failed_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, 1) "
+            "ON CONFLICT (name) DO UPDATE SET "
+            "attempts = CASE WHEN proj_failures.seq = excluded.seq "
+            "THEN proj_failures.attempts + 1 ELSE 1 END, "
+            "first_failed_at = CASE WHEN proj_failures.seq = excluded.seq "
+            "THEN proj_failures.first_failed_at ELSE excluded.first_failed_at END, "
+            "seq = excluded.seq, event_type = excluded.event_type, "
+            "error_class = excluded.error_class, message = excluded.message, "
+            "last_failed_at = excluded.last_failed_at",
+            (exc.projection, exc.seq, exc.type_name, exc.error_class, exc.message, now, now),
+        )
 
     def _claim(self, sql: Sql, names: Sequence[str]) -> list[tuple[int, str | None]]:
         """The positions and errors, locked until this transaction ends (in name order, so two
@@ -508,12 +563,14 @@ class ProjectionRunner:
         self, names: Sequence[str] | None = None, progress: Callable[[int], None] | None = None
     ) -> int:
         """Drop and rebuild from the first event; the ledger may go on accepting events."""
-        chosen = [self.projection(n) for n in (names or list(self.projections))]
-        for projection in chosen:
+        chosen = self._with_groups(names)
+        groups = list(dict.fromkeys(self._groups[p.name] for p in chosen))
+        for group in groups:
             with self.db.transaction() as sql:
                 self.db.lock_schema(sql)
-                self._forget(sql, projection)
-            self._prepare(projection)
+                for name in group:
+                    self._forget(sql, self.projections[name])
+            self._prepare(group)
         return self.catch_up([p.name for p in chosen], progress)
 
     # -- following -----------------------------------------------------------------------------
@@ -576,7 +633,10 @@ class ProjectionRunner:
         due = [
             name
             for name in self.projections
-            if name not in self._retries or self._retries[name].at <= now
+            if all(
+                member not in self._retries or self._retries[member].at <= now
+                for member in self._groups[name]
+            )
         ]
         if not due:
             return
@@ -682,6 +742,56 @@ def _collector_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def _reads(projection: Projection, event: LoggedEvent) -> bool:
+    return event.type in projection.topics or event.type == CORRECTION
+
+
+def _with_required(projections: Sequence[Projection]) -> dict[str, Projection]:
+    """``projections`` by name, each after those it requires (made when not given), and each
+    bound to the instances it requires."""
+    given = {p.name: p for p in projections}
+    ordered: dict[str, Projection] = {}
+    visiting: set[str] = set()
+
+    def visit(projection: Projection) -> None:
+        if projection.name in ordered:
+            return
+        if projection.name in visiting:
+            raise ProjectionError(f"read model {projection.name} requires itself")
+        visiting.add(projection.name)
+        for kind in projection.requires:
+            required = given.get(kind.name)
+            if required is None:
+                required = given[kind.name] = kind()
+            visit(required)
+        ordered[projection.name] = projection
+
+    for projection in projections:
+        visit(projection)
+    for projection in ordered.values():
+        projection.bind({kind.name: ordered[kind.name] for kind in projection.requires})
+    return ordered
+
+
+def _groups(projections: Mapping[str, Projection]) -> dict[str, tuple[str, ...]]:
+    """Each read model's group (see :attr:`Projection.requires`), its members in the order of
+    ``projections``."""
+    root = {name: name for name in projections}
+
+    def find(name: str) -> str:
+        while root[name] != name:
+            name = root[name]
+        return name
+
+    for projection in projections.values():
+        for kind in projection.requires:
+            root[find(kind.name)] = find(projection.name)
+    members: dict[str, list[str]] = {}
+    for name in projections:
+        members.setdefault(find(name), []).append(name)
+    return {name: tuple(members[find(name)]) for name in projections}
 
 
 def _now() -> str:

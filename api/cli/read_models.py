@@ -162,12 +162,18 @@ def projections_status(ctx: click.Context, as_json: bool) -> None:
 def projections_rebuild(ctx: click.Context, names: tuple[str, ...]) -> None:
     """Drop NAMES (default: all) and rebuild them from the first event.
 
-    The way back for a read model stopped at an event, once the cause is fixed: the others
-    are left as they are. If the cause is still there, it stops at the same event again."""
+    A read model of a group is rebuilt with its whole group: consent_facts, consent_state,
+    disclosures and retention share one book of consent facts, so rebuilding any of them drops
+    and rebuilds the four (and says so). The way back for a read model stopped at an event,
+    once the cause is fixed: the read models of other groups are left as they are. If the
+    cause is still there, it stops at the same event again."""
     with read_models(ctx, catch_up=False) as operations:
         total = operations.head()
-        chosen = list(names) or operations.names
-        operations.check_names(chosen)  # unknown names fail before anything is dropped
+        asked = list(names) or operations.names
+        chosen = operations.with_groups(asked)  # unknown names fail before anything is dropped
+        also = [name for name in chosen if name not in asked]
+        if also:
+            click.echo(f"with their group: {', '.join(also)} rebuilt too", err=True)
         # Together: the read models share each page's reading and decoding.
         with click.progressbar(
             length=total * len(chosen), label=f"rebuilding {', '.join(chosen)}", file=sys.stderr
@@ -178,7 +184,8 @@ def projections_rebuild(ctx: click.Context, names: tuple[str, ...]) -> None:
                 raise click.ClickException(
                     f"{exc}; the cause is still there: {RECOVERY.format(name=exc.projection)}"
                 ) from None
-        click.echo(f"rebuilt {', '.join(chosen)} from {total} events")
+        group = f", with their group: {', '.join(also)}," if also else ""
+        click.echo(f"rebuilt {', '.join(asked)}{group} from {total} events")
 
 
 # -- queries ----------------------------------------------------------------------------------

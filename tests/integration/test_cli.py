@@ -148,6 +148,7 @@ def test_read_models_from_the_command_line(settings: Settings, tmp_path: Path) -
 
     status = orjson.loads(run(settings, "projections", "status", "--json").output)
     assert {s["name"] for s in status} == {
+        "consent_facts",
         "consent_state",
         "disclosures",
         "incidents",

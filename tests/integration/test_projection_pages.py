@@ -188,7 +188,11 @@ def test_a_failure_half_way_through_a_page_leaves_the_last_page_and_resumes_to_t
         status = {s.name: s for s in runner.status()}
         stopped_at = status["disclosures"].position
         assert 0 < stopped_at < poison and f"event {poison}" in str(status["disclosures"].error)
-        assert {s.position for name, s in status.items() if name != "disclosures"} == {head}
+        # Its group (the consent facts and the read models that read them) stops with it.
+        group = set(runner.group("disclosures"))
+        assert group == {"consent_facts", "consent_state", "disclosures", "retention"}
+        assert {status[name].position for name in group} == {stopped_at}
+        assert {s.position for name, s in status.items() if name not in group} == {head}
         # Nothing of the failed page was written: the rows are those of the log up to there.
         tables = list(DisclosureHistory.tables)
         after_failure = table_digest(db, tables)

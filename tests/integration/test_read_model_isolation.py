@@ -1,7 +1,8 @@
-"""One failing read model never takes the others down (issue 14, point 3).
+"""One failing read model never takes the others down (issue 14, point 3), except its group.
 
-A real read model, subclassed to fail on a chosen event, stops at that event alone: the others
-follow the log to its head, appends go on, ``/readyz``, ``/metrics`` and ``projections status``
+A real read model, subclassed to fail on a chosen event, stops at that event with its group
+(the read models that share the consent facts stop together, issue 16): the others follow the
+log to its head, appends go on, ``/readyz``, ``/metrics`` and ``projections status``
 name the read model, the event and the error, consent questions that need it answer a 503
 naming it, and once the fault is gone a resume or ``projections rebuild NAME`` brings it to
 the head with the rows of a fresh build. A passing fault (a lost database connection) heals
@@ -160,7 +161,7 @@ class Follower:
         assert not self.thread.is_alive()
 
 
-def test_a_read_model_failing_on_an_event_stops_alone_and_resumes_once_fixed(
+def test_a_read_model_failing_on_an_event_stops_with_its_group_and_resumes_once_fixed(
     ledger: LedgerApplication, settings: Settings, db: ProjectionDatabase
 ) -> None:
     recipient, people = story(ledger)
@@ -175,17 +176,21 @@ def test_a_read_model_failing_on_an_event_stops_alone_and_resumes_once_fixed(
         retry_first=0.05,
         retry_max=0.2,
     )
+    group = runner.group("disclosures")
+    assert set(group) == {"consent_facts", "consent_state", "disclosures", "retention"}
     follower = Follower(runner)
     try:
         # The others reach the head, and follow what is appended after the failure.
-        eventually(lambda: runner.position("consent_state") == ledger.head())
+        eventually(lambda: runner.position("incidents") == ledger.head())
         head = more(ledger, recipient, people)
-        others = [name for name in runner.projections if name != "disclosures"]
+        others = [name for name in runner.projections if name not in group]
         eventually(lambda: all(runner.position(name) == head for name in others))
 
-        # Stopped at the event, nothing of it written, the failure recorded without the
-        # pseudonym or the NUL of the error's text; tried again, backing off, reported once.
+        # Stopped at the event with its group, nothing of it written, the failure recorded
+        # without the pseudonym or the NUL of the error's text; tried again, backing off,
+        # reported once (for each read model of the group).
         assert runner.position("disclosures") < poison
+        assert {runner.position(name) for name in group} == {runner.position("disclosures")}
         assert db.query("SELECT seq FROM proj_disclosures WHERE seq >= ?", (poison,)) == []
         eventually(lambda: (f := runner.failure("disclosures")) is not None and f.attempts >= 3)
         failure = runner.failure("disclosures")
@@ -196,13 +201,20 @@ def test_a_read_model_failing_on_an_event_stops_alone_and_resumes_once_fixed(
             "OverflowError",
         )
         assert failure.message == "date value out of range for <uuid>?"
-        assert [(e.projection, e.seq) for e in follower.reported] == [("disclosures", poison)]
+        reported = [(e.projection, e.seq) for e in follower.reported]
+        assert sorted(reported) == sorted((name, poison) for name in group)
+        assert reported[0] == ("disclosures", poison)  # the one that failed, first
+        sibling = runner.failure("consent_state")
+        assert sibling is not None and sibling.seq == poison
+        assert (
+            sibling.message == "in disclosures, of its group: date value out of range for <uuid>?"
+        )
         [status] = [s for s in runner.status() if s.name == "disclosures"]
         assert status.failure == failure and status.lag_events == head - status.position
         assert f"event {poison} (disclosure.recorded): OverflowError" in str(status.error)
         assert PSEUDONYM not in str(status.error) and "\x00" not in str(status.error)
-        assert not any(s.error for s in runner.status() if s.name != "disclosures")
-        assert runner.retrying().keys() == {"disclosures"}
+        assert not any(s.error for s in runner.status() if s.name not in group)
+        assert runner.retrying().keys() == set(group)
 
         # The fault goes away (the code is fixed): the follower resumes by itself.
         Fault.clear()
@@ -236,7 +248,10 @@ def test_a_passing_fault_heals_by_itself(
         head = more(ledger, recipient, people)
         eventually(lambda: all(runner.position(name) == head for name in runner.projections))
         eventually(lambda: runner.failure("consent_state") is None)
-        assert Fault.times == 0 and [e.projection for e in follower.reported] == ["consent_state"]
+        assert Fault.times == 0 and follower.reported[0].projection == "consent_state"
+        assert sorted(e.projection for e in follower.reported) == sorted(
+            runner.group("consent_state")
+        )
         assert follower.reported[0].error_class == "ConnectionError"
     finally:
         follower.close()
@@ -368,15 +383,17 @@ def test_status_readyz_metrics_and_decisions_name_the_stopped_read_model(
 
     withdrawal = d.post(facts.consent(alice, pol["version"], kind="withdrawn"))
     Fault.seq = withdrawal
-    [stopped] = d.worker.catch_up_each()
-    assert (stopped.projection, stopped.seq) == ("consent_state", withdrawal)
+    group = d.worker.group("consent_state")
+    stopped = d.worker.catch_up_each()
+    assert (stopped[0].projection, stopped[0].seq) == ("consent_state", withdrawal)
+    assert sorted(e.projection for e in stopped) == sorted(group)  # its group with it
 
     # Appends go on, and the other read models follow them.
-    shared = d.post(facts.disclosure(rcpt["recipient_id"], [alice, bob], pol["version"]))
+    d.post(facts.disclosure(rcpt["recipient_id"], [alice, bob], pol["version"]))
     head = d.post(facts.request(bob))
     assert d.worker.catch_up_each() != []  # tried again: still stopped
     positions = {s.name: s.position for s in d.worker.status()}
-    assert positions.pop("consent_state") == withdrawal - 1
+    assert {positions.pop(name) for name in group} == {withdrawal - 1}
     assert set(positions.values()) == {head}
 
     expected = {
@@ -392,7 +409,8 @@ def test_status_readyz_metrics_and_decisions_name_the_stopped_read_model(
     assert ready.status_code == 200, ready.text
     body = ready.json()
     assert (body["status"], body["head"]) == ("degraded", head)
-    [failed] = body["failed"]
+    assert sorted(f["read_model"] for f in body["failed"]) == sorted(group)
+    [failed] = [f for f in body["failed"] if f["read_model"] == "consent_state"]
     assert {k: failed[k] for k in expected} == expected
     assert failed["position"] == withdrawal - 1 and failed["attempts"] == 2
 
@@ -401,7 +419,8 @@ def test_status_readyz_metrics_and_decisions_name_the_stopped_read_model(
     assert metrics.status_code == 200
     text = metrics.text
     assert 'ledger_projection_failed{projection="consent_state"} 1.0' in text
-    assert 'ledger_projection_failed{projection="disclosures"} 0.0' in text
+    assert 'ledger_projection_failed{projection="disclosures"} 1.0' in text  # its group
+    assert 'ledger_projection_failed{projection="incidents"} 0.0' in text
     assert f'ledger_projection_failed_seq{{projection="consent_state"}} {withdrawal}.0' in text
     assert (
         'ledger_projection_failure{error="OverflowError",event_type="consent.withdrawn",'
@@ -427,13 +446,6 @@ def test_status_readyz_metrics_and_decisions_name_the_stopped_read_model(
     assert state.status_code == 503 and state.json()["read_model"] == "consent_state"
 
     # Registers of healthy read models answer, with what came after the failed event.
-    disclosures = d.http.get(
-        "/v1/disclosures",
-        params={"recipient": rcpt["recipient_id"]},
-        headers=d.headers("reader"),
-    )
-    assert disclosures.status_code == 200
-    assert {row["seq"] for row in disclosures.json()["items"]} == {shared}
     requests = d.http.get("/v1/requests", headers=d.headers("reader"))
     assert requests.status_code == 200 and len(requests.json()) == 1
 
@@ -453,11 +465,14 @@ def test_status_readyz_metrics_and_decisions_name_the_stopped_read_model(
     [entry] = [e for e in json.loads(as_json.output) if e["name"] == "consent_state"]
     assert {k: entry["failure"][k] for k in expected} == expected
 
-    # The fix (the CLI runs the real read model): rebuild that one; the others are untouched.
-    untouched = table_digest(d.worker.db, list(DisclosureHistory.tables))
+    # The fix (the CLI runs the real read model): rebuild that one, with its group; the
+    # others are untouched.
+    others = [*RequestRegister.tables, *IncidentRegister.tables]
+    untouched = table_digest(d.worker.db, others)
     rebuilt = run_cli(d.settings, "projections", "rebuild", "consent_state")
     assert rebuilt.exit_code == 0, rebuilt.output
-    assert table_digest(d.worker.db, list(DisclosureHistory.tables)) == untouched
+    assert "with their group: consent_facts, disclosures, retention" in rebuilt.output
+    assert table_digest(d.worker.db, others) == untouched
     assert all(s.position == head and s.failure is None for s in d.worker.status())
     assert d.http.get("/readyz").json() == {"status": "ready", "head": head}
     assert run_cli(d.settings, "projections", "status").exit_code == 0
@@ -510,10 +525,14 @@ def test_cli_queries_fail_only_on_a_read_model_they_read(
     )
     assert "consent-ledger projections rebuild consent_state" in check.stderr
 
-    listed = run_cli(settings, "disclosures", "--recipient", recipient["recipient_id"])
+    listed = run_cli(settings, "requests")
     assert listed.exit_code == 0, listed.output
-    assert len(json.loads(listed.stdout)) == 4
+    assert len(json.loads(listed.stdout)) == 1
     assert "warning: projection consent_state stopped" in listed.stderr
+    # The disclosures are of its group: stopped with it.
+    stopped = run_cli(settings, "disclosures", "--recipient", recipient["recipient_id"])
+    assert stopped.exit_code == 1
+    assert f"projection disclosures stopped at event {Fault.seq}" in stopped.stderr
 
     again = run_cli(settings, "projections", "rebuild", "consent_state")
     assert again.exit_code == 1 and "the cause is still there" in again.stderr

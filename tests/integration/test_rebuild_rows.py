@@ -85,18 +85,18 @@ def test_a_rebuild_gives_the_rows_of_following_the_log_with_pages_of_1_7_and_100
     assert set(rows.values()) == {as_followed}, rows
 
 
-def test_a_decision_corrected_twice_leaves_one_row_a_purpose_in_each_consent_book(
+def test_a_decision_corrected_twice_leaves_one_row_a_purpose_in_the_consent_book(
     ledger: LedgerApplication, db: ProjectionDatabase
 ) -> None:
     """The retraction of a corrected decision removes its rows (by subject and seq) before its
-    corrected form is recorded: each book holds the decision once, at its corrected time."""
+    corrected form is recorded: the book holds the decision once, at its corrected time."""
     log = demo_with_corrections()
     ledger.append(log)
     rebuilt(ledger, db, 1000)
     given = next(f for f in log if f["type"] == "consent.given")
     claim = ledger.ledger.select_claims([given["event_id"]])[given["event_id"]]
     moment = datetime.fromisoformat(str(given["occurred_at"])) - timedelta(days=45)
-    for prefix in ("proj_consent_", "proj_dc_", "proj_rt_"):
+    for prefix in ("proj_consent_facts_",):
         rows = db.query(
             f"SELECT purpose, occurred_at FROM {prefix}decisions WHERE seq = ?", (claim.seq,)
         )
