@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import base64
 import json
+import multiprocessing
 import shutil
 import tempfile
 import zipfile
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +34,7 @@ from ledger.errors import LedgerError
 from ledger.mapper import format_time
 from ledger.recorder import LogRecord
 from ledger.sealing import open_data
-from ledger.subject_keys import KeySource
+from ledger.subject_keys import KeySource, mention_aad, open_text
 from ledger.verifier.bundle import (
     BUNDLE_FORMAT,
     CHECKPOINT,
@@ -54,6 +57,9 @@ from ledger.verifier.mentions import (
 from ledger.verifier.scopes import Closure, ScopeError, tag, tag_key
 
 PAGE = 1000
+LINES_IN_POOL = 20_000
+"""Events in a bundle from which, with several jobs, the lines of ``events.tsv`` are built by
+worker processes (below it starting them costs more than it saves)."""
 Progress = Callable[[str, int, int], None]
 """Called with a phase name, the units just done, and the phase's total."""
 
@@ -261,29 +267,51 @@ class _BundleWriter:
         )
 
     def _write_entries(self, indexes: Sequence[int], size: int) -> int:
-        """``events.tsv``: each event in scope with its signature, body and opened values."""
+        """``events.tsv``: each event in scope with its signature, body and opened values.
+
+        A bundle that opens no one's personal data (every scope but a subject's) has its
+        lines built by ``jobs`` worker processes when it is large, a page each, written here
+        in order; this process reads the pages from the log."""
         only = self.scope["subject"] if self.scope.get("kind") == "subject" else ""
-        with (self.directory / EVENTS).open("wb") as out:
-            for page, records in self._pages(indexes, size):
-                if len(records) != len(page):
-                    raise ExportError("an event in scope vanished from the log during export")
-                # Only the subject's own data is opened (none in other scopes): its key is
-                # read once a page, not once an event.
-                keys = _PageKeys(
-                    self.app.subject_keys,
-                    self.app.subject_keys.keys_for([only], create=False) if only else {},
-                )
-                lines = []
-                for index, record in zip(page, records, strict=True):
-                    if record.seq != index + 1:
-                        raise ExportError(f"the log has no event {index + 1} (read {record.seq})")
-                    lines.append(
-                        event_line(
-                            index, record.signature, _opened(record, only, keys), record.body
+        pool: ProcessPoolExecutor | None = None
+        if not only and self.jobs > 1 and len(indexes) >= LINES_IN_POOL:
+            pool = ProcessPoolExecutor(
+                self.jobs,
+                mp_context=multiprocessing.get_context("spawn"),  # not a copy of a server
+                initializer=_start_line_worker,
+                initargs=(self.app.subject_keys.mention_key(),),
+            )
+        pending: deque[Future[bytes]] = deque()
+        try:
+            with (self.directory / EVENTS).open("wb") as out:
+                for page, records in self._pages(indexes, size):
+                    if len(records) != len(page):
+                        raise ExportError("an event in scope vanished from the log during export")
+                    rows: list[tuple[int, bytes, bytes]] = []
+                    for index, record in zip(page, records, strict=True):
+                        if record.seq != index + 1:
+                            raise ExportError(
+                                f"the log has no event {index + 1} (read {record.seq})"
+                            )
+                        rows.append((index, record.signature, record.body))
+                    if pool is None:
+                        # Only the subject's own data is opened (none in other scopes): its
+                        # key is read once a page, not once an event.
+                        keys = _PageKeys(
+                            self.app.subject_keys,
+                            self.app.subject_keys.keys_for([only], create=False) if only else {},
                         )
-                    )
-                out.write(b"".join(lines))
-                self.tick("entries", len(page), len(indexes))
+                        out.write(_event_lines(rows, only, keys))
+                    else:
+                        pending.append(pool.submit(_lines_of_page, rows))
+                        if len(pending) >= 2 * self.jobs:
+                            out.write(pending.popleft().result())
+                    self.tick("entries", len(page), len(indexes))
+                while pending:
+                    out.write(pending.popleft().result())
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         return len(indexes)
 
     def _pages(
@@ -325,16 +353,64 @@ class _PageKeys:
         return self._keys.open_mention(sealed, stream, stream_version, path)
 
 
-def _opened(record: LogRecord, only: str, keys: KeySource) -> list[str]:
-    """What the report shows for each sealed value of the record's data, in order.
+class _MentionKeys:
+    """What a worker process building lines opens with: the mention key, and no subject's
+    key (its bundles open no one's personal data)."""
+
+    def __init__(self, mention_key: bytes) -> None:
+        self._mention_key = mention_key
+
+    def pseudonym(self, subject_ref: str) -> str:
+        raise ExportError("an export's worker process names no subject")
+
+    def keys_for(self, pseudonyms: Iterable[str], *, create: bool) -> dict[str, bytes]:
+        if create:
+            raise ExportError("an export makes no subject keys")
+        return {}
+
+    def seal_mention(
+        self, pseudonym: str, stream: UUID | str, stream_version: int, path: str
+    ) -> str:
+        raise ExportError("an export seals nothing")
+
+    def open_mention(self, sealed: str, stream: UUID | str, stream_version: int, path: str) -> str:
+        if not sealed.startswith(SEALED_PREFIX):
+            return sealed
+        return open_text(self._mention_key, sealed, mention_aad(stream, stream_version, path))
+
+
+_line_keys: _MentionKeys | None = None
+
+
+def _start_line_worker(mention_key: bytes) -> None:
+    global _line_keys
+    _line_keys = _MentionKeys(mention_key)
+
+
+def _lines_of_page(rows: Sequence[tuple[int, bytes, bytes]]) -> bytes:
+    """Worker: the lines of a page of events, in a bundle that opens no one's data."""
+    assert _line_keys is not None, "_start_line_worker was not called"
+    return _event_lines(rows, "", _line_keys)
+
+
+def _event_lines(rows: Sequence[tuple[int, bytes, bytes]], only: str, keys: KeySource) -> bytes:
+    """The lines of ``events.tsv`` of (index, signature, body) rows."""
+    return b"".join(
+        event_line(index, signature, _opened(body, only, keys), body)
+        for index, signature, body in rows
+    )
+
+
+def _opened(raw: bytes, only: str, keys: KeySource) -> list[str]:
+    """What the report shows for each sealed value of the body's data, in order.
 
     In a bundle that opens no one's personal data (``only`` empty), an event that mentions no
     one shows the same values as every event of its shape (its type, the kind of its owner,
     where its sealed values are): those are worked out once a shape (:data:`_SHAPES`), unless
     they hold anything of the event itself (a sealed value shown as it is)."""
-    if _SEALED not in record.body:
+    if _SEALED not in raw:
         return []
-    body = parse_body(record.body)
+    body = parse_body(raw)
     data = body["data"]
     shape: tuple[Any, ...] | None = None
     if only == "" and not any(name in data for name in MENTION_LISTS) and not mention_paths(data):

@@ -312,6 +312,11 @@ class SubjectKeys:
             return sealed
         return open_text(self._mention_key, sealed, mention_aad(stream, stream_version, path))
 
+    def mention_key(self) -> bytes:
+        """The key mentions are sealed under, for the worker processes of an export that open
+        them (:mod:`ledger.export`); never written anywhere."""
+        return self._mention_key
+
     # -- names --------------------------------------------------------------------------------
 
     def lookup_id(self, subject_ref: str) -> str:
