@@ -37,6 +37,7 @@ from typing import Any
 
 import harness
 
+import ledger as ledger_module
 from ledger.config import Settings, open_ledger
 
 PURPOSES = [
@@ -277,6 +278,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=None, help="the verifier's processes")
     parser.add_argument("--sample", type=int, default=None, help="baseline: signatures to time")
     parser.add_argument(
+        "--label",
+        default=None,
+        help="named in the JSON file's name (export_verify-LABEL-sqlite-TIME.json), e.g. the "
+        "round and whether the code is the one before or after",
+    )
+    parser.add_argument(
         "--keep",
         default=None,
         help="a directory to fill once and keep (SQLite): a later run with the same --keep and "
@@ -376,9 +383,13 @@ def main() -> None:
         "rows": rows,
         "baseline_samples": samples,
         "sizes": sizes,
+        "label": args.label,
+        "ledger_code": str(Path(ledger_module.__file__).resolve().parent),
     }
     harness.RESULTS_DIR.mkdir(exist_ok=True)
-    name = f"export_verify-{'pg' if args.pg else 'sqlite'}-{started:%Y%m%dT%H%M%SZ}.json"
+    label = f"{args.label}-" if args.label else ""
+    backend = "pg" if args.pg else "sqlite"
+    name = f"export_verify-{label}{backend}-{started:%Y%m%dT%H%M%SZ}.json"
     (harness.RESULTS_DIR / name).write_text(json.dumps(record, indent=2))
 
 
