@@ -22,6 +22,7 @@ from typing import Any
 from api.settings import SERVER_SETTINGS, ServerSettings
 from api.token_store import SqlTokenStore
 from ledger.application import LedgerApplication
+from ledger.committer import CommitterAddress
 from ledger.config import LEDGER_SETTINGS, SettingGroup, Settings, markdown_tables, open_ledger
 from ledger.operations import LedgerOperations
 from projections.database import ProjectionDatabase
@@ -150,7 +151,9 @@ def build(
     is closed again."""
     if read_models and read_settings is None:
         read_settings = ReadModelSettings.from_env()
-    wiring = Wiring(settings, open_ledger(settings))
+    # A worker of `serve` hands its appends to the committer process serve started, if any.
+    committer = CommitterAddress.from_environment(settings.data_dir)
+    wiring = Wiring(settings, open_ledger(settings, committer=committer))
     try:
         if read_models:
             wiring.read_models = ReadModels(wiring.application, settings, read_settings)

@@ -23,6 +23,9 @@ class ServerSettings:
     """``all``: the whole API; ``reads``: the read routes only (api/http/reads.py)."""
     writer_url: str = ""
     """The writer's address, which a reads process names when it refuses a write ("": none)."""
+    committer: str = "process"
+    """``process``: appends are committed by a process of their own, for every worker;
+    ``thread``: by a thread of each worker (ledger/committer.py)."""
     projections: bool = True
     """Follow the log with the read models in this process (off: ``projections run`` does)."""
     signer: bool = True
@@ -77,6 +80,7 @@ def _check_host(host: str) -> str:
 
 
 ROLES = ("all", "reads")
+COMMITTERS = ("process", "thread")
 
 
 def _check_url(url: str) -> str:
@@ -140,6 +144,18 @@ SERVER_SETTINGS = SettingGroup(
             "the writer's address (such as `http://api:8000`), named in the `421` a reads "
             "process answers to a write; empty: not named",
             check=_check_url,
+        ),
+        Setting(
+            "COMMITTER",
+            "committer",
+            "choice",
+            "process",
+            "`process`: `serve` starts one process that signs and commits the appends of all its "
+            "workers, in shared group commits, off the workers' GIL; `thread`: each worker "
+            "signs and commits its own, serialised by the database's write lock "
+            "(docs/performance.md, The committer process)",
+            choices=COMMITTERS,
+            flag="--committer",
         ),
         Setting(
             "PROJECTIONS",

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ledger.application import LedgerApplication, Limits
+from ledger.committer import CommitterAddress, CommitterLink
 from ledger.errors import KeyMaterialError, LedgerError
 from ledger.merkle_log import Checkpointer
 from ledger.recorder import LedgerRecorder
@@ -503,12 +504,18 @@ def generate_keys(settings: Settings, *, rotate: bool = False) -> list[str]:
     return created
 
 
-def open_ledger(settings: Settings, *, create_keys: bool | None = None) -> LedgerApplication:
+def open_ledger(
+    settings: Settings,
+    *,
+    create_keys: bool | None = None,
+    committer: CommitterAddress | None = None,
+) -> LedgerApplication:
     """A ready ledger on the configured storage.
 
     On the embedded default (SQLite) a first start creates the data directory and keys; with
     PostgreSQL, keys must exist first (``consent-ledger keygen``), so that several processes
-    never invent different keys.
+    never invent different keys. With ``committer``, appends are committed by that committer
+    process (:mod:`ledger.committer`) instead of in this one.
     """
     if create_keys is None:
         create_keys = not settings.uses_postgres
@@ -542,6 +549,8 @@ def open_ledger(settings: Settings, *, create_keys: bool | None = None) -> Ledge
             max_group_events=settings.max_group_events,
             max_pending_events=settings.max_pending_events,
         )
+    if committer is not None:
+        recorder.link = CommitterLink(committer)
     try:
         subject_keys = SubjectKeys(store, master_key)
         recorder.build_tree()  # a log from before the tree was kept gets its nodes once

@@ -19,6 +19,7 @@ from typing import Any
 
 from ledger.access_records import AccessRecord
 from ledger.application import LedgerApplication
+from ledger.committer import CommitterAddress, CommitterProcess
 from ledger.config import Settings, generate_keys, load_keyring
 from ledger.errors import LedgerError
 from ledger.export import ExportError, ExportResult, Progress, ScopeNotFoundError, export_bundle
@@ -43,6 +44,7 @@ from ledger.verifier.note import format_verifier_key
 __all__ = [
     "MASTER_KEY_ENV",
     "BundleNotReadyError",
+    "CommitterProcess",
     "ExportError",
     "ExportJob",
     "ExportJobError",
@@ -59,6 +61,7 @@ __all__ = [
     "export_scope",
     "generate_keys",
     "rotate_master_key",
+    "start_committer",
 ]
 
 
@@ -69,6 +72,15 @@ class RotationError(LedgerError):
     def __init__(self, message: str, *, misused: bool = False) -> None:
         super().__init__(message)
         self.misused = misused
+
+
+def start_committer(settings: Settings) -> CommitterProcess:
+    """Start the process that commits the appends of every worker of ``serve``
+    (:mod:`ledger.committer`); ``stop()`` it after the workers. Its address is in
+    :meth:`CommitterProcess.environment`, for the workers to find."""
+    process = CommitterProcess(settings, CommitterAddress.new(settings.data_dir))
+    process.start()
+    return process
 
 
 def export_scope(

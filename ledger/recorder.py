@@ -65,10 +65,12 @@ __all__ = [
     "RECORD_COLUMNS",
     "Admission",
     "Claim",
+    "CommitLink",
     "CommitRate",
     "Head",
     "LedgerRecorder",
     "LogRecord",
+    "Outcome",
     "RecordedClaim",
     "UnitOfWork",
     "WriteTransaction",
@@ -232,6 +234,23 @@ class Admission:
         return max(1, min(self.MAX_RETRY_AFTER_S, math.ceil(pending / rate)))
 
 
+Outcome = list[LogRecord] | BaseException
+"""What became of a unit of work: its records, once committed, or why it was refused."""
+
+
+class CommitLink(Protocol):
+    """A committer elsewhere (:class:`ledger.committer.CommitterLink`)."""
+
+    in_flight: int
+    """How many groups a worker may hand over before the first is answered."""
+
+    def commit(self, works: Sequence[UnitOfWork]) -> list[Outcome]:
+        """Commit each unit (or refuse it) and answer each one's outcome, in order."""
+        ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class _Unit:
     """A unit of work handed in, and what its caller waits for."""
@@ -262,14 +281,17 @@ class LedgerRecorder(LogReads, ABC):
         self._queue: list[_Unit] = []
         self._condition = threading.Condition()
         self._closed = False
-        self._committer: threading.Thread | None = None
+        self._committers: list[threading.Thread] = []
         self.groups_committed = 0
         self.events_committed = 0
         self.on_commit: Callable[[float, int], None] | None = None
+        """Called after each commit with its duration in seconds and its number of events."""
+        self.link: CommitLink | None = None
+        """Where groups are committed when not here: the committer process
+        (:mod:`ledger.committer`); None: this recorder commits them itself."""
         self._edge: tuple[int, dict[tuple[int, int], bytes]] = (-1, {})
         """The tree's right edge after this recorder's last commit, and the size it is of:
         the next commit reads it from the database only when another writer came between."""
-        """Called after each commit with its duration in seconds and its number of events."""
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -283,24 +305,48 @@ class LedgerRecorder(LogReads, ABC):
         destroyed, and the lifecycles it starts named, with its commit (see
         :class:`UnitOfWork`).
         """
-        if not work.stored_events:
-            return []
-        unit = _Unit(work)
-        with self._condition:
-            if self._closed:
-                raise StorageError("the recorder is closed")
-            if self._committer is None:
-                self._committer = threading.Thread(
-                    target=self._run_committer, name="ledger-committer", daemon=True
-                )
-                self._committer.start()
-            self._queue.append(unit)
-            self._condition.notify_all()
-        unit.done.wait()
-        if unit.error is not None:
-            raise unit.error
-        assert unit.result is not None
-        return unit.result
+        (outcome,) = self.append_each([work])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def append_each(self, works: Sequence[UnitOfWork]) -> list[Outcome]:
+        """Hand in several units at once (so they can share a commit), wait until each is
+        committed or refused, and answer each one's records or error, in order: what the
+        committer process does with a worker's group."""
+        units = [_Unit(work) for work in works]
+        waiting = [unit for unit in units if unit.work.stored_events]
+        for unit in units:
+            if not unit.work.stored_events:
+                unit.result = []
+        if waiting:
+            with self._condition:
+                if self._closed:
+                    raise StorageError("the recorder is closed")
+                if not self._committers:
+                    # One thread commits here; with a committer elsewhere, as many as it lets
+                    # a worker have groups in flight.
+                    count = 1 if self.link is None else self.link.in_flight
+                    self._committers = [
+                        threading.Thread(
+                            target=self._run_committer, name="ledger-committer", daemon=True
+                        )
+                        for _ in range(count)
+                    ]
+                    for thread in self._committers:
+                        thread.start()
+                self._queue.extend(waiting)
+                self._condition.notify_all()
+            for unit in waiting:
+                unit.done.wait()
+        outcomes: list[Outcome] = []
+        for unit in units:
+            if unit.error is not None:
+                outcomes.append(unit.error)
+            else:
+                assert unit.result is not None
+                outcomes.append(unit.result)
+        return outcomes
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -313,9 +359,11 @@ class LedgerRecorder(LogReads, ABC):
         with self._condition:
             self._closed = True
             self._condition.notify_all()
-            committer = self._committer
-        if committer is not None:
+            committers = list(self._committers)
+        for committer in committers:
             committer.join()
+        if self.link is not None:
+            self.link.close()
         self._close_connections()
         self.key_store.close()
 
@@ -337,6 +385,9 @@ class LedgerRecorder(LogReads, ABC):
             self._commit_group(group)
 
     def _commit_group(self, group: list[_Unit]) -> None:
+        if self.link is not None:
+            self._commit_elsewhere(self.link, group)
+            return
         try:
             self._commit(group)
         except IntegrityError:
@@ -352,6 +403,32 @@ class LedgerRecorder(LogReads, ABC):
                     unit.error = _as_storage_error(exc)
         for unit in group:
             unit.done.set()
+
+    def _commit_elsewhere(self, link: CommitLink, group: list[_Unit]) -> None:
+        """Hand the group to the committer process and give each unit its answer."""
+        started = time.perf_counter()
+        started_at = self.rate.clock()
+        try:
+            outcomes = link.commit([unit.work for unit in group])
+        except BaseException as exc:  # every waiter must wake, whatever happened
+            for unit in group:
+                unit.error = _as_storage_error(exc)
+        else:
+            committed = 0
+            for unit, outcome in zip(group, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    unit.error = outcome
+                else:
+                    unit.result = outcome
+                    committed += len(outcome)
+            self.groups_committed += 1
+            self.events_committed += committed
+            self.rate.committed(committed, started_at)
+            if self.on_commit is not None:
+                self.on_commit(time.perf_counter() - started, committed)
+        finally:
+            for unit in group:
+                unit.done.set()
 
     @staticmethod
     def _refuse(group: list[_Unit], refusals: Sequence[BaseException | None]) -> list[_Unit]:

@@ -14,9 +14,9 @@ import click
 from api import logs
 from api.bootstrap import Configuration, open_client_store
 from api.http.app import ensure_admin_client, read_admin_token
-from api.settings import ROLES
+from api.settings import COMMITTERS, ROLES
 from api.token_store import Scope, TokenStore
-from ledger.operations import generate_keys
+from ledger.operations import CommitterProcess, generate_keys, start_committer
 from ledger.verifier.entry import key_id_for
 
 SCOPES = click.Choice([s.value for s in Scope])
@@ -46,6 +46,13 @@ SCOPES = click.Choice([s.value for s in Scope])
     help="all: the whole API; reads: the read routes only, beside a writer on the same storage, "
     "no read models followed, no checkpoints signed, writes answered 421 "
     "[env CONSENT_LEDGER_ROLE; all].",
+)
+@click.option(
+    "--committer",
+    default=None,
+    type=click.Choice(COMMITTERS),
+    help="process: one process signs and commits the appends of every worker; thread: each "
+    "worker commits its own [env CONSENT_LEDGER_COMMITTER; process].",
 )
 @click.option(
     "--projections/--no-projections",
@@ -131,12 +138,14 @@ def serve(ctx: click.Context, /, **flags: Any) -> None:
     if settings.database_url is not None:
         os.environ["CONSENT_LEDGER_DATABASE_URL"] = settings.database_url
     os.environ.update(server.environment())
+    own_committer = server.committer == "process" and server.role == "all"
     click.echo(
         f"serving on http://{server.host}:{server.port} (docs at /docs)"
         f"{', reads only (writes answered 421)' if server.role == 'reads' else ''}, "
         f"{settings.describe_storage()}; read models "
         f"{'in this process' if server.projections else 'run elsewhere'}, checkpoints "
         f"{'signed in this process' if server.signer else 'signed elsewhere'}"
+        f"{'; appends committed by a process of their own' if own_committer else ''}"
     )
     # uvicorn, having shut down gracefully, raises SIGTERM (or SIGINT) again to die by it; this
     # handler makes that a normal exit (status 0), which is what the drain achieved.
@@ -159,6 +168,12 @@ def serve(ctx: click.Context, /, **flags: Any) -> None:
         "timeout_keep_alive": server.keep_alive_timeout,
     }
     _raise_open_files_limit(server.max_connections)
+    committer: CommitterProcess | None = None
+    if own_committer:
+        # Started before the workers and stopped after them: a worker draining its appends
+        # on SIGTERM still has its committer.
+        committer = start_committer(settings)
+        os.environ.update(committer.environment())
     try:
         if server.workers == 1:
             uvicorn.run("api.http.asgi:create", **options)
@@ -167,6 +182,10 @@ def serve(ctx: click.Context, /, **flags: Any) -> None:
             with contextlib.suppress(KeyboardInterrupt):
                 Multiprocess(tcp, sockets=[tcp.bind_socket()]).run()
     finally:
+        if committer is not None:
+            committer.stop()
+            for name in committer.environment():
+                os.environ.pop(name, None)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

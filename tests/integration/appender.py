@@ -1,7 +1,8 @@
 """A separate process that appends, for the concurrency and crash tests.
 
 Usage: python -m tests.integration.appender PREFIX POLICY_VERSION BATCHES BATCH_SIZE SUBJECT...
-Settings come from CONSENT_LEDGER_* variables. After each committed batch it prints one JSON
+Settings come from CONSENT_LEDGER_* variables (with CONSENT_LEDGER_COMMITTER_ADDRESS, its appends
+go to that committer process). After each committed batch it prints one JSON
 line: {"batch": k, "receipts": [[event_id, seq, event_hash], ...]}.
 """
 
@@ -11,13 +12,16 @@ import sys
 
 import orjson
 
+from ledger.committer import CommitterAddress
 from ledger.config import Settings, open_ledger
 from tests import facts
 
 
 def main(argv: list[str]) -> None:
     prefix, version, batches, size, *subjects = argv
-    app = open_ledger(Settings.from_env(), create_keys=False)
+    settings = Settings.from_env()
+    committer = CommitterAddress.from_environment(settings.data_dir)
+    app = open_ledger(settings, create_keys=False, committer=committer)
     try:
         for batch in range(int(batches)):
             items = []

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from queue import Empty, Queue
@@ -39,10 +39,17 @@ def free_port() -> int:
 
 
 def start_appender(
-    settings: Settings, prefix: str, version: str, batches: int, size: int, subjects: list[str]
+    settings: Settings,
+    prefix: str,
+    version: str,
+    batches: int,
+    size: int,
+    subjects: list[str],
+    committer: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """A process appending ``batches`` batches of ``size`` facts (tests/integration/appender.py),
-    printing each receipt's seq."""
+    printing each receipt's seq; with ``committer`` (a committer process's environment), it
+    hands its appends to that committer, as a worker of ``serve`` does."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -54,7 +61,7 @@ def start_appender(
             str(size),
             *subjects,
         ],
-        env=settings_env(settings),
+        env=settings_env(settings) | dict(committer or {}),
         cwd=ROOT,
         stdout=subprocess.PIPE,
     )
