@@ -46,18 +46,71 @@ _MENTION_FIELDS = frozenset(MENTION_LISTS + MENTION_STRINGS)
 """The data fields a mention can be in (:func:`ledger.verifier.mentions.mention_paths`)."""
 
 
-@dataclass(frozen=True)
 class LoggedEvent:
-    """An event of the log, decoded for projections (personal data still sealed)."""
+    """An event of the log, decoded for projections (personal data still sealed). Read it,
+    never change it: the runner decodes a page once and hands the same events to every read
+    model of the page.
 
-    seq: int
-    type: str
-    stream: str
-    stream_version: int
-    event_id: str | None
-    occurred_at: str
-    recorded_at: str
-    data: dict[str, Any]
+    A plain class with slots, not a frozen dataclass: the runner makes one for every event of a
+    page, and a frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``
+    (three times the cost of making it, measured: docs/performance.md, "Read models from zero",
+    round three)."""
+
+    __slots__ = (
+        "_derived",
+        "data",
+        "event_id",
+        "occurred_at",
+        "recorded_at",
+        "seq",
+        "stream",
+        "stream_version",
+        "type",
+    )
+
+    def __init__(
+        self,
+        seq: int,
+        type: str,
+        stream: str,
+        stream_version: int,
+        event_id: str | None,
+        occurred_at: str,
+        recorded_at: str,
+        data: dict[str, Any],
+    ) -> None:
+        self.seq = seq
+        self.type = type
+        self.stream = stream
+        self.stream_version = stream_version
+        self.event_id = event_id
+        self.occurred_at = occurred_at
+        self.recorded_at = recorded_at
+        self.data = data
+        self._derived: dict[str, Any] | None = None
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (
+            self.seq,
+            self.type,
+            self.stream,
+            self.stream_version,
+            self.event_id,
+            self.occurred_at,
+            self.recorded_at,
+            self.data,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LoggedEvent):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    # Not hashable: its data is a dict.
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"LoggedEvent(seq={self.seq!r}, type={self.type!r}, stream={self.stream!r})"
 
     @classmethod
     def from_body(
@@ -71,23 +124,26 @@ class LoggedEvent:
         if mentions is not None and not _MENTION_FIELDS.isdisjoint(data) and mention_paths(data):
             data = mentions(data, UUID(decoded["stream"]), decoded["stream_version"])
         return cls(
-            seq=seq,
-            type=decoded["type"],
-            stream=decoded["stream"],
-            stream_version=decoded["stream_version"],
-            event_id=decoded["event_id"],
-            occurred_at=decoded["occurred_at"],
-            recorded_at=decoded["recorded_at"],
-            data=data,
+            seq,
+            decoded["type"],
+            decoded["stream"],
+            decoded["stream_version"],
+            decoded["event_id"],
+            decoded["occurred_at"],
+            decoded["recorded_at"],
+            data,
         )
 
     def derived(self, key: str, make: Callable[[LoggedEvent], T]) -> T:
         """What ``make`` derives from this event, made once and kept with it. The runner
-        decodes a page once and hands the same events to every read model of the group, so a
-        record that several of them derive (a consent decision's rows, which three consent
-        books hold) is derived once a page, not once a read model. ``make`` must be a pure
-        function of the event (a corrected event is another event, with nothing kept)."""
-        kept: dict[str, Any] = self.__dict__.setdefault("_derived", {})
+        decodes a page once and hands the same events to every read model of the page, so a
+        record that several of them derive (a consent decision's rows, which the book writes
+        and consent state reads) is derived once a page, not once a read model. ``make`` must
+        be a pure function of the event (a corrected event is another event, with nothing
+        kept)."""
+        kept = self._derived
+        if kept is None:
+            kept = self._derived = {}
         try:
             return cast(T, kept[key])
         except KeyError:
