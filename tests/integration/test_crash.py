@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from collections import Counter
 
 import orjson
+import pytest
 
+from ledger.committer import CommitterAddress, CommitterProcess
 from ledger.config import Settings, load_keyring, open_ledger
 from ledger.integrity import check_log
 from ledger.verifier.entry import entry_hash, parse_body
@@ -16,22 +19,36 @@ from tests.support.processes import start_appender
 BATCH = 7
 
 
-def test_sigkill_while_appending_loses_no_receipted_event(settings: Settings) -> None:
+@pytest.mark.parametrize("committer", ["thread", "process"])
+def test_sigkill_while_appending_loses_no_receipted_event(
+    settings: Settings, committer: str
+) -> None:
+    """With ``process``, the writer killed is a worker that hands its appends to a committer
+    process (as under ``serve``), which lives on and commits what it was handed."""
     app = open_ledger(settings)
     pol = facts.policy()
     app.append([pol])
     app.close()
     subjects = [facts.ref("user") for _ in range(20)]
-    process = start_appender(settings, "crash", pol["version"], 100_000, BATCH, subjects)
-    assert process.stdout is not None
-    receipted: list[tuple[str, int, str]] = []
-    for line in process.stdout:
-        receipted.extend(orjson.loads(line)["receipts"])
-        if len(receipted) >= 40 * BATCH:
-            break
-    process.send_signal(signal.SIGKILL)  # while it is appending its next batches
-    process.wait()
-    process.stdout.close()
+    with contextlib.ExitStack() as stack:
+        environment: dict[str, str] = {}
+        if committer == "process":
+            own = CommitterProcess(settings, CommitterAddress.new(settings.data_dir))
+            own.start()
+            stack.callback(own.stop)
+            environment = own.environment()
+        process = start_appender(
+            settings, "crash", pol["version"], 100_000, BATCH, subjects, committer=environment
+        )
+        assert process.stdout is not None
+        receipted: list[tuple[str, int, str]] = []
+        for line in process.stdout:
+            receipted.extend(orjson.loads(line)["receipts"])
+            if len(receipted) >= 40 * BATCH:
+                break
+        process.send_signal(signal.SIGKILL)  # while it is appending its next batches
+        process.wait()
+        process.stdout.close()
 
     app = open_ledger(settings)
     try:
