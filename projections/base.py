@@ -20,7 +20,7 @@ import orjson
 from ledger.errors import LedgerError
 from ledger.mapper import MentionsOpener
 from ledger.verifier.corrections import apply_correction
-from ledger.verifier.mentions import MENTION_LISTS, MENTION_STRINGS, mention_paths
+from ledger.verifier.mentions import MENTION_LISTS, MENTION_STRINGS
 from ledger.verifier.times import parse_utc, utc
 from projections.database import Sql
 
@@ -120,8 +120,9 @@ class LoggedEvent:
         the sealed pseudonyms of a fact about many subjects opened (read models need them)."""
         decoded = orjson.loads(body)
         data = decoded["data"]
-        # Most events have no field that lists subjects: only those are searched for mentions.
-        if mentions is not None and not _MENTION_FIELDS.isdisjoint(data) and mention_paths(data):
+        # Most events have no field that lists subjects: only those are searched for mentions
+        # (by the opener, which gives ``data`` itself back when it finds none).
+        if mentions is not None and not _MENTION_FIELDS.isdisjoint(data):
             data = mentions(data, UUID(decoded["stream"]), decoded["stream_version"])
         return cls(
             seq,

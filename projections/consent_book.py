@@ -348,7 +348,7 @@ BOOK = ConsentBook(PREFIX)
 """For readers: no cache."""
 RETIRED_PREFIXES = ("proj_consent_", "proj_dc_", "proj_rt_")
 """Where consent state, disclosures and retention each kept a book of their own (until their
-versions 5, 5 and 3)."""
+versions 5, 5 and 4)."""
 
 
 def retired_books(prefix: str) -> tuple[str, ...]:

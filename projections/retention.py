@@ -67,7 +67,7 @@ CHUNK = 500
 
 class Retention(ConsentFactsReader):
     name = "retention"
-    version = 3
+    version = 4
     topics = BOOK_TYPES | REQUEST_TYPES | INCIDENT_TYPES | {DISCLOSURE, LIFECYCLE, ERASED}
     retired_tables = retired_books("proj_rt_")
     tables: ClassVar[Mapping[str, str]] = {
@@ -94,7 +94,6 @@ class Retention(ConsentFactsReader):
         ),
     }
     indexes = (
-        f"CREATE INDEX IF NOT EXISTS proj_rt_activity_seq ON {ACTIVITY} (seq)",
         f"CREATE INDEX IF NOT EXISTS proj_rt_periods_seq ON {PERIODS} (seq)",
         f"CREATE INDEX IF NOT EXISTS proj_rt_incident_subjects_incident ON {INCIDENT_SUBJECTS} "
         "(incident_id)",
@@ -113,8 +112,13 @@ class Retention(ConsentFactsReader):
     def correct(self, sql: Sql, original: LoggedEvent, corrected: LoggedEvent) -> None:
         """Every row comes from one event and carries its seq: replace them all."""
         self.flush(sql)
-        for table in (PERIODS, ACTIVITY, INCIDENT_STEPS, INCIDENT_SUBJECTS):
+        for table in (PERIODS, INCIDENT_STEPS, INCIDENT_SUBJECTS):
             sql.execute(f"DELETE FROM {table} WHERE seq = ?", (original.seq,))
+        # The subjects' events by their primary key (subject, seq): ``original`` is the event
+        # as last recorded, so these are its rows. No index on seq alone to keep up for this.
+        keys = [(row[0], row[1]) for row in _activity(original)]
+        if keys:
+            sql.executemany(f"DELETE FROM {ACTIVITY} WHERE subject = ? AND seq = ?", keys)
         self._record(sql, corrected)
 
     def flush(self, sql: Sql) -> None:
