@@ -2,13 +2,13 @@
 
 Stored (a read model under ``proj_rt_``, of the consent facts' group: it reads the decisions,
 ages and policy versions of :class:`~projections.consent_book.ConsentFacts`): each policy
-version's periods, each subject's events (with the recipient and purpose of disclosures and the
-request of request steps), the incidents' steps and named subjects, and erasures. Every row is
-keyed by the ``seq`` of the event it comes from, so a correction replaces exactly what the
-corrected event contributed. Due dates and holds are computed when asked, never stored:
-:class:`RetentionView` gathers each subject's facts and judges them with
-:mod:`projections.retention_rules` (pure). The job that erases what is due is
-:mod:`projections.retention_job`.
+version's periods, each subject's other events (lifecycle starts, disclosures with their
+recipient and purpose, request steps with their request: its decisions and ages are the book's),
+the incidents' steps and named subjects, and erasures. Every row is keyed by the ``seq`` of the
+event it comes from, so a correction replaces exactly what the corrected event contributed. Due
+dates and holds are computed when asked, never stored: :class:`RetentionView` gathers each
+subject's facts and judges them with :mod:`projections.retention_rules` (pure). The job that
+erases what is due is :mod:`projections.retention_job`.
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ from ledger.verifier.times import stored
 from projections.base import LoggedEvent
 from projections.consent_book import (
     BOOK,
-    BOOK_TYPES,
-    CONSENT_TYPES,
     ConsentFactsReader,
     retired_books,
 )
@@ -55,11 +53,12 @@ ERASURES = "proj_rt_erasures"
 
 POLICY = "policy.version_published"
 DISCLOSURE = "disclosure.recorded"
-AGE = "subject.age_attested"
 LIFECYCLE = "subject.lifecycle_started"
 ERASED = "subject.erased"
-SUBJECT_EVENTS = CONSENT_TYPES | {AGE, LIFECYCLE}
-"""Events of one subject, named by ``data.subject``."""
+SUBJECT_EVENTS = frozenset({LIFECYCLE})
+"""Events of one subject, named by ``data.subject``, that the activity table holds; the
+subject's decisions and age attestations are in the group's consent book, which
+:func:`_events_of_subjects` reads with it (they were kept here too until version 5)."""
 NONE = (None, None)
 CHUNK = 500
 """Subjects evaluated together (one set of queries each)."""
@@ -67,8 +66,8 @@ CHUNK = 500
 
 class Retention(ConsentFactsReader):
     name = "retention"
-    version = 4
-    topics = BOOK_TYPES | REQUEST_TYPES | INCIDENT_TYPES | {DISCLOSURE, LIFECYCLE, ERASED}
+    version = 5
+    topics = REQUEST_TYPES | INCIDENT_TYPES | {POLICY, DISCLOSURE, LIFECYCLE, ERASED}
     retired_tables = retired_books("proj_rt_")
     tables: ClassVar[Mapping[str, str]] = {
         PERIODS: (
@@ -259,8 +258,8 @@ class RetentionView:
             # Nobody is due before the shortest period since their last event has passed.
             cutoff = plus_days(moment, -int(shortest))
             candidates = sql.execute(
-                f"SELECT subject, MAX(occurred_at) FROM {ACTIVITY} a WHERE NOT EXISTS "
-                f"(SELECT 1 FROM {ERASURES} e WHERE e.subject = a.subject) "
+                f"SELECT subject, MAX(occurred_at) FROM ({_events_of_subjects()}) a "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {ERASURES} e WHERE e.subject = a.subject) "
                 "GROUP BY subject HAVING MAX(occurred_at) <= ? ORDER BY subject",
                 (cutoff,),
             )
@@ -279,7 +278,8 @@ class RetentionView:
             if sql.execute(f"SELECT 1 FROM {ERASURES} WHERE subject = ?", (pseudonym,)):
                 return None
             rows = sql.execute(
-                f"SELECT MAX(occurred_at) FROM {ACTIVITY} WHERE subject = ?", (pseudonym,)
+                f"SELECT MAX(occurred_at) FROM ({_events_of_subjects('WHERE subject = ?')}) a",
+                (pseudonym,) * 3,
             )
             if not rows or rows[0][0] is None:
                 return None
@@ -397,6 +397,17 @@ class _Context:
             if "opened_at" in facts
         )
         return cls(moment, BOOK.policies(sql), periods, incidents)
+
+
+def _events_of_subjects(where: str = "") -> str:
+    """``(subject, occurred_at)`` of the subjects' events (``where``: of the three tables, the
+    same condition): the activity table's, and the decisions and age attestations of the
+    group's consent book (each decision a row per purpose: the latest moment is the same)."""
+    return (
+        f"SELECT subject, occurred_at FROM {ACTIVITY} {where} UNION ALL "
+        f"SELECT subject, occurred_at FROM {BOOK.decisions_table} {where} UNION ALL "
+        f"SELECT subject, attested_at FROM {BOOK.ages_table} {where}"
+    )
 
 
 def _decision(row: Row) -> Decision:
