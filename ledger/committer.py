@@ -200,6 +200,8 @@ class CommitterLink:
     travels while the last one commits."""
 
     in_flight = 2
+    CONNECT_WAIT_S = 30.0
+    """How long an append waits for a committer that is (re)starting before it is refused."""
 
     def __init__(self, address: CommitterAddress) -> None:
         self.address = address
@@ -230,11 +232,22 @@ class CommitterLink:
     def _connection(self) -> Connection:
         connection: Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            connection = Client(self.address.socket, family="AF_UNIX", authkey=self.address.key())
+            connection = self._connect()
             self._local.connection = connection
             with self._lock:
                 self._connections.append(connection)
         return connection
+
+    def _connect(self) -> Connection:
+        """Connect, waiting up to :attr:`CONNECT_WAIT_S` for a committer that is starting."""
+        deadline = time.monotonic() + self.CONNECT_WAIT_S
+        while True:
+            try:
+                return Client(self.address.socket, family="AF_UNIX", authkey=self.address.key())
+            except (ConnectionRefusedError, FileNotFoundError):
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
 
     def _drop(self) -> None:
         """Forget this thread's connection (the next commit connects again)."""
@@ -317,12 +330,14 @@ def run_committer(settings: Any, address: CommitterAddress, parent: Connection) 
     server = CommitterServer(application.ledger, address)
     accepting = threading.Thread(target=server.serve, name="committer-accept", daemon=True)
     accepting.start()
-    parent.send("ready")
-    with contextlib.suppress(EOFError, OSError):
+    with contextlib.suppress(EOFError, OSError):  # OSError: serve is gone already
+        parent.send("ready")
         while parent.recv() != "stop":
             pass
     server.stop()
     application.close()
+    # An orderly end (serve stopped, or died): the key goes too, also when serve cannot take it.
+    address.remove()
 
 
 class CommitterProcess:
@@ -343,14 +358,20 @@ class CommitterProcess:
         self._pipe: Connection | None = None
         self._watcher: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Start it and wait until it listens (or raise why it could not); then watch it."""
+    def start(self, *, wait: bool = True) -> None:
+        """Start it, and watch it (started again if it dies). With ``wait``, return once it
+        listens, or raise why it could not; without, at once: the workers' first appends wait
+        for it (:attr:`CommitterLink.CONNECT_WAIT_S`) while it opens the log."""
         with self._lock:
-            self._spawn()
-        self._watcher = threading.Thread(target=self._watch, name="committer-watch", daemon=True)
+            self._launch()
+        if wait:
+            self._await_ready()
+        self._watcher = threading.Thread(
+            target=self._watch, args=(not wait,), name="committer-watch", daemon=True
+        )
         self._watcher.start()
 
-    def _spawn(self) -> None:
+    def _launch(self) -> None:
         ours, theirs = self._context.Pipe()
         process = self._context.Process(
             target=run_committer,
@@ -359,19 +380,28 @@ class CommitterProcess:
         )
         process.start()
         theirs.close()
+        self.process, self._pipe = process, ours
+
+    def _await_ready(self) -> None:
+        process, pipe = self.process, self._pipe
+        assert process is not None and pipe is not None
         try:
-            if ours.recv() != "ready":
-                raise StorageError("the committer process did not start")
-        except EOFError as exc:
+            said = pipe.recv()
+        except (EOFError, OSError) as exc:
             process.join()
-            ours.close()
             raise StorageError(
                 f"the committer process exited with status {process.exitcode} before listening"
             ) from exc
-        self.process, self._pipe = process, ours
+        if said != "ready":
+            raise StorageError(f"the committer process said {said!r} instead of ready")
 
-    def _watch(self) -> None:
+    def _watch(self, starting: bool) -> None:
         while True:
+            if starting:
+                try:
+                    self._await_ready()
+                except StorageError as exc:
+                    logger.error("%s", exc)
             process = self.process
             assert process is not None
             process.join()
@@ -382,15 +412,12 @@ class CommitterProcess:
                     "the committer process exited (status %s); starting it again",
                     process.exitcode,
                 )
-                time.sleep(self.RESTART_PAUSE_S)
                 if self._pipe is not None:
                     self._pipe.close()
-                try:
-                    self._spawn()
-                except StorageError:
-                    logger.exception("the committer process could not be started again")
-                    continue
+                time.sleep(self.RESTART_PAUSE_S)
+                self._launch()
                 self.restarts += 1
+                starting = True
 
     def environment(self) -> dict[str, str]:
         """What a worker's environment needs to find it

@@ -74,12 +74,13 @@ class RotationError(LedgerError):
         self.misused = misused
 
 
-def start_committer(settings: Settings) -> CommitterProcess:
+def start_committer(settings: Settings, *, wait: bool = True) -> CommitterProcess:
     """Start the process that commits the appends of every worker of ``serve``
     (:mod:`ledger.committer`); ``stop()`` it after the workers. Its address is in
-    :meth:`CommitterProcess.environment`, for the workers to find."""
+    :meth:`CommitterProcess.environment`, for the workers to find. Without ``wait``, return
+    before it listens (the workers' first appends wait for it)."""
     process = CommitterProcess(settings, CommitterAddress.new(settings.data_dir))
-    process.start()
+    process.start(wait=wait)
     return process
 
 

@@ -133,20 +133,12 @@ def serve(ctx: click.Context, /, **flags: Any) -> None:
             ensure_admin_client(store, token)
         finally:
             store.close()
+    own_committer = server.committer == "process" and server.role == "all"
     # The workers read the same settings from the environment.
     os.environ["CONSENT_LEDGER_DATA_DIR"] = str(settings.data_dir)
     if settings.database_url is not None:
         os.environ["CONSENT_LEDGER_DATABASE_URL"] = settings.database_url
     os.environ.update(server.environment())
-    own_committer = server.committer == "process" and server.role == "all"
-    click.echo(
-        f"serving on http://{server.host}:{server.port} (docs at /docs)"
-        f"{', reads only (writes answered 421)' if server.role == 'reads' else ''}, "
-        f"{settings.describe_storage()}; read models "
-        f"{'in this process' if server.projections else 'run elsewhere'}, checkpoints "
-        f"{'signed in this process' if server.signer else 'signed elsewhere'}"
-        f"{'; appends committed by a process of their own' if own_committer else ''}"
-    )
     # uvicorn, having shut down gracefully, raises SIGTERM (or SIGINT) again to die by it; this
     # handler makes that a normal exit (status 0), which is what the drain achieved.
     previous = {sig: signal.signal(sig, _exit_normally) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -168,11 +160,19 @@ def serve(ctx: click.Context, /, **flags: Any) -> None:
         "timeout_keep_alive": server.keep_alive_timeout,
     }
     _raise_open_files_limit(server.max_connections)
+    click.echo(
+        f"serving on http://{server.host}:{server.port} (docs at /docs)"
+        f"{', reads only (writes answered 421)' if server.role == 'reads' else ''}, "
+        f"{settings.describe_storage()}; read models "
+        f"{'in this process' if server.projections else 'run elsewhere'}, checkpoints "
+        f"{'signed in this process' if server.signer else 'signed elsewhere'}"
+        f"{'; appends committed by a process of their own' if own_committer else ''}"
+    )
     committer: CommitterProcess | None = None
     if own_committer:
-        # Started before the workers and stopped after them: a worker draining its appends
-        # on SIGTERM still has its committer.
-        committer = start_committer(settings)
+        # Started with the workers (their first appends wait for it) and stopped after them:
+        # a worker draining its appends on SIGTERM still has its committer.
+        committer = start_committer(settings, wait=False)
         os.environ.update(committer.environment())
     try:
         if server.workers == 1:

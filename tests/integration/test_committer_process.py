@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from ledger.application import LedgerApplication
-from ledger.committer import CommitterAddress, CommitterProcess
+from ledger.committer import CommitterAddress, CommitterLink, CommitterProcess
 from ledger.config import Settings, load_keyring, open_ledger
 from ledger.errors import StorageError
 from ledger.integrity import check_log
@@ -139,6 +139,9 @@ def test_without_its_committer_a_worker_refuses_instead_of_committing_itself(
     with committer(settings) as process, worker(settings, process) as app:
         app.append([facts.consent(facts.ref("user"), version)])
         process.stop()  # the committer is gone (and not started again: it was stopped)
+        link = app.ledger.link
+        assert isinstance(link, CommitterLink)
+        link.CONNECT_WAIT_S = 0.5  # not 30 s: it will not come back
         head = app.ledger.max_notification_id()
         with pytest.raises(StorageError, match="committer process did not answer"):
             app.append([facts.consent(facts.ref("user"), version)])
@@ -189,6 +192,18 @@ def test_a_killed_committer_loses_no_receipted_event_and_comes_back(settings: Se
         assert report.ok, report.problems
     finally:
         app.close()
+
+
+def test_started_without_waiting_the_first_appends_wait_for_it(settings: Settings) -> None:
+    version = published_policy(settings)
+    process = CommitterProcess(settings, CommitterAddress.new(settings.data_dir))
+    process.start(wait=False)
+    try:
+        with worker(settings, process) as app:
+            (receipt,) = app.append([facts.consent(facts.ref("user"), version)])
+            assert app.ledger.get_record(receipt.seq) is not None
+    finally:
+        process.stop()
 
 
 def test_the_committer_key_is_private_and_removed_at_stop(settings: Settings) -> None:
