@@ -32,6 +32,7 @@ import csv
 import html
 import json
 import multiprocessing
+import pickle
 import re
 import shutil
 import tempfile
@@ -337,14 +338,14 @@ class _Incident:
 
 
 class _Refs:
-    """Pseudonym -> the reference as shown (opened, ``[erased]`` ...): the first seen, kept in
-    the report's :class:`ConsentStore`."""
+    """Pseudonym -> the reference as shown (opened, ``[erased]`` ...): the first seen (by seq),
+    kept in the report's :class:`ConsentStore`."""
 
     def __init__(self, context: _Context) -> None:
         self._context = context
 
-    def setdefault(self, subject: str, ref: str) -> None:
-        self._context.writer.see_ref(subject, ref)
+    def setdefault(self, subject: str, ref: str, seq: int) -> None:
+        self._context.writer.see_ref(subject, ref, seq)
 
     def get(self, subject: str, default: str | None = None) -> str | None:
         found = self._context.reader.ref(subject)
@@ -452,15 +453,17 @@ def _read_corrections(events: Iterable[ReportEvent], context: _Context) -> None:
             context.corrections.setdefault(event.data["corrects_event_id"], []).append(fields)
 
 
-def _read_context(facts: Iterable[_Fact], context: _Context) -> None:
-    """Pass 2: what the verdicts need, from every event but the disclosures; and the last
-    ``recorded_at``."""
+def _read_context(
+    facts: Iterable[_Fact], context: _Context, only: frozenset[str] | None = None
+) -> None:
+    """Pass 2: what the verdicts need, from every event but the disclosures (with ``only``,
+    from the events of those types); and the last ``recorded_at``."""
     for fact in facts:
         recorded_at = fact.event.recorded_at
         if context.as_of is None or recorded_at > context.as_of:
             context.as_of = recorded_at
         data, kind = fact.data, fact.type
-        if kind == DISCLOSURE:
+        if kind == DISCLOSURE or (only is not None and kind not in only):
             continue
         if kind == POLICY:
             context.policies[data["version"]] = policy_of(data, fact.seq)
@@ -475,7 +478,9 @@ def _read_context(facts: Iterable[_Fact], context: _Context) -> None:
                 context.recipients[recipient_id] = after
         elif kind in CONSENT_TYPES:
             subject = data["subject"]
-            context.refs.setdefault(subject, str(fact.shown.get("subject_ref", "[sealed]")))
+            context.refs.setdefault(
+                subject, str(fact.shown.get("subject_ref", "[sealed]")), fact.seq
+            )
             if kind in DECISION_TYPES:
                 decision = decision_of(kind, fact.seq, fact.occurred_at, data)
                 for purpose in consent_purposes(data):
@@ -486,7 +491,9 @@ def _read_context(facts: Iterable[_Fact], context: _Context) -> None:
                     context.note(subject, purpose, note)
         elif kind == AGE:
             subject = data["subject"]
-            context.refs.setdefault(subject, str(fact.shown.get("subject_ref", "[sealed]")))
+            context.refs.setdefault(
+                subject, str(fact.shown.get("subject_ref", "[sealed]")), fact.seq
+            )
             context.writer.see_age(subject, Age(int(data["age"]), fact.occurred_at, fact.seq))
         elif kind in incident_rules.INCIDENT_TYPES:
             _read_incident(fact, context)
@@ -585,7 +592,9 @@ def _read_incident(fact: _Fact, context: _Context) -> None:
         incident.state = state
         for item in fact.shown.get("affected_subjects", []):
             if isinstance(item, Mapping) and "subject" in item:
-                context.refs.setdefault(item["subject"], _text(item.get("ref", "[sealed]")))
+                context.refs.setdefault(
+                    item["subject"], _text(item.get("ref", "[sealed]")), fact.seq
+                )
     if fact.event.event_id is not None:
         context.incident_of_event[fact.event.event_id] = incident_id
     incident.timeline.append(
@@ -596,7 +605,9 @@ def _read_incident(fact: _Fact, context: _Context) -> None:
 def _read_request(fact: _Fact, context: _Context) -> None:
     data = fact.data
     if fact.type == request_rules.RECEIVED:
-        context.refs.setdefault(data["subject"], str(fact.shown.get("subject_ref", "[sealed]")))
+        context.refs.setdefault(
+            data["subject"], str(fact.shown.get("subject_ref", "[sealed]")), fact.seq
+        )
     request_id = data["request_id"]
     try:
         context.requests[request_id] = requests_fold.fold(context.requests.get(request_id), fact)
@@ -1148,7 +1159,13 @@ def _write_report(
     context = _Context(store)
     source = events if isinstance(events, ReportEvents) else _Plain(events)
     _read_corrections(source.of_types(_CORRECTIONS), context)
-    _read_context(_facts(source.lean(_DISCLOSURES), context.corrections), context)
+    # Worker processes only for events that split into parts (a small bundle does not).
+    split = source.split(_PARTS_PER_JOB * jobs) if jobs > 1 else None
+    pool = _pool(parts, jobs) if split else None
+    if pool is None or split is None:
+        _read_context(_facts(source.lean(_DISCLOSURES), context.corrections), context)
+    else:
+        _read_context_in_parts(pool, split, source, context, scratch)
     store.seal()
 
     written = ["disclosures.csv", "report.html"]
@@ -1170,9 +1187,9 @@ def _write_report(
         context.incidents,
         context.told,
     )
-    # Worker processes only for events that split into parts (a small bundle does not).
-    split = source.split(_PARTS_PER_JOB * jobs) if jobs > 1 else None
-    pool = _pool(parts, jobs, shared) if split else None
+    shared_file = scratch / "shared.pickle"
+    if pool is not None:
+        shared_file.write_bytes(pickle.dumps(shared, pickle.HIGHEST_PROTOCOL))
     # Pass 3: the disclosure rows, written at once to disclosures.csv and to the HTML table,
     # which waits in a temporary file for its place in report.html (after the summary, which
     # needs the counts). Then each subject's consent rows, worked out once, for consent.csv,
@@ -1189,7 +1206,9 @@ def _write_report(
             tally = _render_rows(source, context, shared, writer, table)
         else:
             tally = _Tally.empty(rules)
-            futures = [pool.submit(_rows_part, i, part) for i, part in enumerate(split)]
+            futures = [
+                pool.submit(_rows_part, shared_file, i, part) for i, part in enumerate(split)
+            ]
             for i, future in enumerate(futures):
                 tally.add(future.result())
                 _append(scratch / f"rows-{i}.csv", csv_file)
@@ -1213,7 +1232,7 @@ def _write_report(
             else:
                 consent_html.write(_CONSENT_HEAD)
                 done = [
-                    pool.submit(_consent_part, i, after, until)
+                    pool.submit(_consent_part, shared_file, i, after, until)
                     for i, (after, until) in enumerate(ranges)
                 ]
                 for i, part in enumerate(done):
@@ -1769,15 +1788,10 @@ def _render_rows(
     return tally
 
 
-def _pool(parts: contextlib.ExitStack, jobs: int, shared: _Shared) -> ProcessPoolExecutor:
+def _pool(parts: contextlib.ExitStack, jobs: int) -> ProcessPoolExecutor:
     """Worker processes started afresh (spawned, not forked: the caller may be a server with
     threads and open connections, which a fork would copy half-way)."""
-    pool = ProcessPoolExecutor(
-        jobs,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_start_part_worker,
-        initargs=(shared,),
-    )
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
     parts.callback(pool.shutdown, wait=True, cancel_futures=True)
     return pool
 
@@ -1798,19 +1812,78 @@ def _append(part: Path, out: IO[str]) -> None:
     part.unlink()
 
 
-_worker: tuple[_Shared, _Context] | None = None
+_CONTEXT_IN_PARTS = CONSENT_TYPES | {AGE}
+"""The events the context pass in parts reads in the worker processes: those whose context
+grows with the log (kept in the store). The others this process reads, in order."""
+_CONTEXT_HERE = (
+    {POLICY, ACCESSED, NOTICE_DUE, NOTIFIED, ACKNOWLEDGED, CORRECTION}
+    | RECIPIENT_TYPES
+    | incident_rules.INCIDENT_TYPES
+    | request_rules.REQUEST_TYPES
+) - _CONTEXT_IN_PARTS
 
 
-def _start_part_worker(shared: _Shared) -> None:
+def _read_context_in_parts(
+    pool: ProcessPoolExecutor,
+    split: Sequence[ReportEvents],
+    source: ReportEvents,
+    context: _Context,
+    scratch: Path,
+) -> None:
+    """Pass 2 in parts: each worker reads a part of the events into a store of its own (the
+    consent decisions, notes, references and ages) and the last ``recorded_at`` of its part;
+    meanwhile this process reads the events of the other types, in order; then the parts'
+    stores are merged into the context's."""
+    corrections = context.corrections
+    futures = [
+        pool.submit(_context_part, scratch / f"context-{i}.sqlite3", part, corrections)
+        for i, part in enumerate(split)
+    ]
+    _read_context(_facts(source.of_types(frozenset(_CONTEXT_HERE)), corrections), context)
+    stores = []
+    for i, future in enumerate(futures):
+        as_of = future.result()
+        if as_of is not None and (context.as_of is None or as_of > context.as_of):
+            context.as_of = as_of
+        stores.append(scratch / f"context-{i}.sqlite3")
+    context.writer.merge(stores)
+    for path in stores:
+        path.unlink()
+
+
+def _context_part(
+    path: Path, events: ReportEvents, corrections: Mapping[str, list[Mapping[str, Any]]]
+) -> str | None:
+    """Worker: pass 2 over a part of the events, for the types of :data:`_CONTEXT_IN_PARTS`,
+    into a store at ``path``; the part's last ``recorded_at``."""
+    store = ConsentStore(path)
+    try:
+        context = _Context(store, corrections=dict(corrections))
+        facts = _facts(events.lean(_DISCLOSURES), context.corrections)
+        _read_context(facts, context, _CONTEXT_IN_PARTS)
+        store.flush()
+    finally:
+        store.close()
+    return context.as_of
+
+
+_worker: tuple[Path, _Shared, _Context] | None = None
+
+
+def _shared(path: Path) -> tuple[_Shared, _Context]:
+    """What the rows need of the context, read once a worker process from the file the
+    report's process wrote (pass 3 starts once pass 2 is done: the pool is older)."""
     global _worker
-    _worker = (shared, shared.context())
+    if _worker is None or _worker[0] != path:
+        shared = pickle.loads(path.read_bytes())  # noqa: S301 (this report's own file)
+        _worker = (path, shared, shared.context())
+    return _worker[1], _worker[2]
 
 
-def _rows_part(index: int, events: ReportEvents) -> _Tally:
+def _rows_part(shared_file: Path, index: int, events: ReportEvents) -> _Tally:
     """Worker: the disclosure rows of a part of the events, to ``rows-<index>.csv`` and
     ``.html``."""
-    assert _worker is not None, "_start_part_worker was not called"
-    shared, context = _worker
+    shared, context = _shared(shared_file)
     scratch = shared.scratch
     with (
         (scratch / f"rows-{index}.csv").open("w", encoding="utf-8", newline="") as csv_file,
@@ -1820,11 +1893,10 @@ def _rows_part(index: int, events: ReportEvents) -> _Tally:
         return _render_rows(events, context, shared, writer, table)
 
 
-def _consent_part(index: int, after: str | None, until: str | None) -> None:
+def _consent_part(shared_file: Path, index: int, after: str | None, until: str | None) -> None:
     """Worker: the consent section of the subjects in a range, to ``consent-<index>.csv``,
     ``status-<index>.csv`` and ``consent-<index>.html``."""
-    assert _worker is not None, "_start_part_worker was not called"
-    shared, context = _worker
+    shared, context = _shared(shared_file)
     scratch = shared.scratch
     with (
         (scratch / f"consent-{index}.csv").open("w", encoding="utf-8", newline="") as timeline,

@@ -8,12 +8,14 @@ bounded (:data:`CACHE_KIB`), and rows are written in batches of :data:`BATCH`.
 
 The store is written during the report's context pass (:meth:`ConsentStore.decide`,
 :meth:`ConsentStore.note`, :meth:`ConsentStore.see_ref`, :meth:`ConsentStore.see_age`, each
-buffered, in log order), sealed once (:meth:`ConsentStore.seal`: the rest of the buffer
-written, the indexes built), then only read, from this process or others (each opens the file
-with :meth:`ConsentStore.reader`). What each read gives is what the dictionaries gave: the
-decisions of a subject and purpose in log order, the first reference seen, the latest age by
-(attested at, seq), subjects and purposes in sorted order (SQLite compares text as UTF-8 bytes,
-which sorts as Python sorts ``str``).
+buffered; what a read gives does not depend on the order they came in, so a pass in parts
+writes a store per part, which :meth:`ConsentStore.merge` joins), sealed once
+(:meth:`ConsentStore.seal`: the rest of the buffer written, the indexes built), then only
+read, from this process or others (each opens the file with :meth:`ConsentStore.reader`). What
+each read gives is what the dictionaries gave: the decisions of a subject and purpose in log
+order, the first reference seen (by seq), the latest age by (attested at, seq), subjects and
+purposes in sorted order (SQLite compares text as UTF-8 bytes, which sorts as Python sorts
+``str``).
 
 Standard library only.
 """
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,7 @@ CREATE TABLE decision (
     subject, purpose, seq, occurred_at, decision, policy_version, expires_at, guardian
 );
 CREATE TABLE note (subject, purpose, seq, occurred_at, kind, policy_version, details);
-CREATE TABLE ref (subject PRIMARY KEY, ref) WITHOUT ROWID;
+CREATE TABLE ref (subject PRIMARY KEY, ref, seq) WITHOUT ROWID;
 CREATE TABLE age (subject PRIMARY KEY, age, attested_at, seq) WITHOUT ROWID;
 """
 """Columns without a type, so that SQLite keeps each value as given (no affinity)."""
@@ -49,12 +51,28 @@ CREATE INDEX note_key ON note (subject, purpose, seq);
 """
 _DECIDE = "INSERT INTO decision VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 _NOTE = "INSERT INTO note VALUES (?, ?, ?, ?, ?, ?, ?)"
-_REF = "INSERT OR IGNORE INTO ref VALUES (?, ?)"
+_REF = (
+    "INSERT INTO ref VALUES (?, ?, ?) ON CONFLICT (subject) DO UPDATE SET "
+    "ref = excluded.ref, seq = excluded.seq WHERE excluded.seq < ref.seq"
+)
+"""The reference of the first event (by seq) that showed one stands."""
 _AGE = (
     "INSERT INTO age VALUES (?, ?, ?, ?) ON CONFLICT (subject) DO UPDATE SET "
     "age = excluded.age, attested_at = excluded.attested_at, seq = excluded.seq "
     "WHERE (excluded.attested_at, excluded.seq) > (age.attested_at, age.seq)"
 )
+"""The latest age attestation, by (attested at, seq), stands."""
+_MERGE = (
+    "INSERT INTO decision SELECT * FROM part.decision",
+    "INSERT INTO note SELECT * FROM part.note",
+    "INSERT INTO ref SELECT * FROM part.ref WHERE true ON CONFLICT (subject) DO UPDATE SET "
+    "ref = excluded.ref, seq = excluded.seq WHERE excluded.seq < ref.seq",
+    "INSERT INTO age SELECT * FROM part.age WHERE true ON CONFLICT (subject) DO UPDATE SET "
+    "age = excluded.age, attested_at = excluded.attested_at, seq = excluded.seq "
+    "WHERE (excluded.attested_at, excluded.seq) > (age.attested_at, age.seq)",
+)
+"""A part's rows into the whole, as :data:`_REF` and :data:`_AGE` would add them (``WHERE
+true``: SQLite's upsert after a SELECT needs it)."""
 _DECISIONS = (
     "SELECT seq, occurred_at, decision, policy_version, expires_at, guardian FROM decision "
     "WHERE subject = ? AND purpose = ? ORDER BY seq"
@@ -136,13 +154,32 @@ class ConsentStore:
             (subject, purpose, note.seq, note.occurred_at, note.kind, note.policy_version, details),
         )
 
-    def see_ref(self, subject: str, ref: str) -> None:
-        """The reference shown for ``subject``, unless one was seen before."""
-        self._add(_REF, (subject, ref))
+    def see_ref(self, subject: str, ref: str, seq: int) -> None:
+        """The reference shown for ``subject`` by event ``seq``: it stands unless an earlier
+        event (or an earlier call for the same event) showed one."""
+        self._add(_REF, (subject, ref, seq))
 
     def see_age(self, subject: str, age: Age) -> None:
         """An age attestation: it stands unless a later one (by attested at, then seq) does."""
         self._add(_AGE, (subject, age.age, age.attested_at, age.seq))
+
+    def flush(self) -> None:
+        """Write what is buffered (a part's store, before it is merged)."""
+        self._flush()
+
+    def merge(self, parts: Iterable[Path]) -> None:
+        """Add the rows of the stores at ``parts`` (written and flushed by other processes, and
+        closed) to this one, as if this one had been given them."""
+        self._flush()
+        for path in parts:
+            self._db.execute("ATTACH DATABASE ? AS part", (str(path),))
+            try:
+                self._db.execute("BEGIN")
+                for statement in _MERGE:
+                    self._db.execute(statement)
+                self._db.execute("COMMIT")
+            finally:
+                self._db.execute("DETACH DATABASE part")
 
     def seal(self) -> None:
         """Write what is buffered and build the indexes; the store is only read from now on."""

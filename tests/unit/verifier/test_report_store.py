@@ -12,7 +12,8 @@ from ledger.verifier import bundle, report_store
 from ledger.verifier.consent_rules import Age, Decision, Note
 from ledger.verifier.report_store import ConsentReader, ConsentStore
 
-SUBJECTS = st.sampled_from(["a", "b", "c", "é", "z-1", "00000000-0000-4000-8000-000000000001"])
+NAMES = ["a", "b", "c", "é", "z-1", "00000000-0000-4000-8000-000000000001"]
+SUBJECTS = st.sampled_from(NAMES)
 PURPOSES = st.sampled_from(["marketing", "analytics", "ads"])
 TEXT = st.text(max_size=8)
 STEPS = st.lists(
@@ -58,7 +59,7 @@ def test_the_store_reads_back_what_dictionaries_would_hold(
                 elif kind == "ref":
                     ref = f"{step[2]}#{seq}"  # each differs: the first must stay
                     refs.setdefault(subject, ref)
-                    store.see_ref(subject, ref)
+                    store.see_ref(subject, ref, seq)
                 else:
                     age = Age(int(str(step[2])), str(step[3]), seq)
                     known = ages.get(subject)
@@ -101,6 +102,60 @@ def test_the_store_reads_back_what_dictionaries_would_hold(
             store.close()
     finally:
         report_store.BATCH = original
+
+
+def _write(store: ConsentStore, steps: list[tuple[int, tuple[object, ...]]]) -> None:
+    for seq, step in steps:
+        kind, subject = step[0], str(step[1])
+        if kind == "decide":
+            decision = Decision(seq, f"t{seq:03}", str(step[3]), "v1", None, seq % 2 == 0)
+            store.decide(subject, str(step[2]), decision)
+        elif kind == "note":
+            reason = None if step[3] is None else str(step[3])
+            note = Note(seq, f"t{seq:03}", "renewal_requested", "v1", (("reason", reason),))
+            store.note(subject, str(step[2]), note)
+        elif kind == "ref":
+            store.see_ref(subject, f"{step[2]}#{seq}", seq)
+        else:
+            store.see_age(subject, Age(int(str(step[2])), str(step[3]), seq))
+
+
+def _read_back(reader: ConsentReader) -> list[object]:
+    subjects = list(reader.subjects())
+    return [
+        subjects,
+        list(reader.consent_by_subject()),
+        [(reader.ref(s), reader.age(s)) for s in NAMES],
+    ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(steps=STEPS, cuts=st.lists(st.integers(0, 60), max_size=4), backwards=st.booleans())
+def test_stores_written_in_parts_and_merged_read_back_as_one(
+    steps: list[tuple[object, ...]], cuts: list[int], backwards: bool
+) -> None:
+    """The log cut into parts, each written to a store of its own, the stores merged (in order
+    or backwards) into one with nothing of its own: it reads back as the store written whole."""
+    numbered = list(enumerate(steps, start=1))
+    ends = sorted({min(c, len(numbered)) for c in cuts} | {len(numbered)})
+    parts = [numbered[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+    with tempfile.TemporaryDirectory() as scratch:
+        whole = ConsentStore(Path(scratch) / "whole.sqlite3")
+        _write(whole, numbered)
+        whole.seal()
+        paths = []
+        for number, part in enumerate(parts):
+            store = ConsentStore(Path(scratch) / f"part-{number}.sqlite3")
+            _write(store, part)
+            store.flush()
+            store.close()
+            paths.append(store.path)
+        merged = ConsentStore(Path(scratch) / "merged.sqlite3")
+        merged.merge(reversed(paths) if backwards else paths)
+        merged.seal()
+        assert _read_back(merged.reader()) == _read_back(whole.reader())
+        merged.close()
+        whole.close()
 
 
 @settings(max_examples=40, deadline=None)
