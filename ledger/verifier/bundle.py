@@ -241,7 +241,7 @@ class BundleEvents(ReportEvents):
     def _read(
         self, types: frozenset[str] | None, unresolved: frozenset[str]
     ) -> Iterator[ReportEvent]:
-        names = None if types is None else tuple(name.encode() for name in types)
+        wanted = None if types is None else frozenset(name.encode() for name in types)
         start, end, first = self.span or (0, -1, 1)
         with self.files.open(EVENTS) as file:
             if start:
@@ -251,7 +251,7 @@ class BundleEvents(ReportEvents):
                 if at == end:
                     break
                 at += len(raw)
-                if names is not None and b"\\" not in raw and not any(n in raw for n in names):
+                if wanted is not None and _not_of(raw, wanted):
                     continue
                 try:
                     index, opened, body_bytes = report_fields(raw)
@@ -275,6 +275,23 @@ class BundleEvents(ReportEvents):
                     data=data,
                     shown=LazyShown(body["data"], opened, body_bytes),
                 )
+
+
+_TYPE_KEY = b'"type":"'
+
+
+def _not_of(raw: bytes, wanted: frozenset[bytes]) -> bool:
+    """Whether a line of ``events.tsv`` cannot be of a type ``wanted``, by its bytes: its body's
+    last ``"type":"`` names another (the body's keys are sorted: nothing but ``type_version``
+    comes after ``type``). A line with a backslash (which a string holding a quote needs), or
+    with no such key, may be: it is decoded."""
+    if b"\\" in raw:
+        return False
+    at = raw.rfind(_TYPE_KEY)
+    if at < 0:
+        return False
+    at += len(_TYPE_KEY)
+    return raw[at : raw.find(b'"', at)] not in wanted
 
 
 def report_events(files: BundleFiles) -> BundleEvents:
