@@ -429,7 +429,8 @@ class ProjectionRunner:
             for projection in group:
                 if self._ends.pop(projection.name, None) != start:
                     projection.reset(empty=start == 0)
-                own = [e for e in events if _reads(projection, e)]
+                wanted = _read_types(projection)
+                own = [e for e in events if e.type in wanted]
                 projection.begin(sql, own)
                 for event in own:
                     self._apply(projection, sql, event)
@@ -454,7 +455,8 @@ class ProjectionRunner:
         owns = []
         for projection in group:
             projection.reset(empty=False)
-            owns.append({e.seq for e in events if _reads(projection, e)})
+            wanted = _read_types(projection)
+            owns.append({e.seq for e in events if e.type in wanted})
         try:
             with self.db.transaction() as sql:
                 for projection, own in zip(group, owns, strict=True):
@@ -744,8 +746,9 @@ def _collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _reads(projection: Projection, event: LoggedEvent) -> bool:
-    return event.type in projection.topics or event.type == CORRECTION
+def _read_types(projection: Projection) -> frozenset[str]:
+    """The event types ``projection`` is given: its topics and corrections."""
+    return projection.topics | {CORRECTION}
 
 
 def _with_required(projections: Sequence[Projection]) -> dict[str, Projection]:
