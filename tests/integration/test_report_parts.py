@@ -222,6 +222,27 @@ def test_the_parts_of_the_events_are_every_event_once_in_order(
     assert BundleEvents(BundleFiles(bundle)).split(4) is None  # too small to be worth a process
 
 
+def test_a_line_is_skipped_by_its_bytes_only_when_of_another_type(
+    world: World, tmp_path: Path
+) -> None:
+    """The report's passes skip a line whose body's type, read from its bytes, is not one
+    asked for: never a line of a type asked for, and a line with a backslash never."""
+    from ledger.verifier.bundle import _not_of
+    from ledger.verifier.entry import parse_body
+
+    bundle = world.export({"kind": "all"}, tmp_path / "b")
+    lines = (bundle / "events.tsv").read_bytes().splitlines(keepends=True)
+    kinds = {parse_body(raw.split(b"\t", 3)[3].rstrip(b"\n"))["type"] for raw in lines}
+    assert len(kinds) >= 5
+    for raw in lines:
+        kind = parse_body(raw.split(b"\t", 3)[3].rstrip(b"\n"))["type"].encode()
+        assert not _not_of(raw, frozenset({kind, b"policy.version_published"}))
+        assert _not_of(raw, frozenset({b"some.other_type"}))
+        assert _not_of(raw, frozenset(k.encode() for k in kinds) - {kind})
+        escaped = raw.replace(b'"data":{', b'"data":{"note":"a \\"quoted\\" word",', 1)
+        assert not _not_of(escaped, frozenset({b"some.other_type"}))
+
+
 @pytest.mark.parametrize(("tamper", "named"), TAMPERING, ids=[t.__name__ for t, _ in TAMPERING])
 def test_a_tampered_bundle_fails_alike_in_parts_and_in_one_process(
     world: World, tmp_path: Path, tamper: Callable[[Path], None], named: str
