@@ -169,7 +169,11 @@ def run_server_rows(ctx: Context, backend: str, rows: list[str]) -> None:
     workers = args.workers if backend == "postgres" else 1
     separate = args.separate and backend == "postgres"
     side = " --no-projections --no-signer, + projections run, checkpoint --every 0.5"
-    print(f"\n== {backend}: serve --workers {workers}{side if separate else ''}", flush=True)
+    print(
+        f"\n== {backend}: serve --workers {workers} --committer {args.committer}"
+        f"{side if separate else ''}",
+        flush=True,
+    )
     noop: WrkResult | None = None
     if "ingest1" in rows:
         with noop_server(workers, ctx.logs) as url:
@@ -842,6 +846,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "privilege): what CPU priority over the ingest buys",
     )
     parser.add_argument(
+        "--committer",
+        choices=("process", "thread"),
+        default=os.environ.get("CONSENT_LEDGER_COMMITTER", "process"),
+        help="server rows: serve's CONSENT_LEDGER_COMMITTER (process: one committer process "
+        "for every worker; thread: each worker commits its own) [env CONSENT_LEDGER_COMMITTER]",
+    )
+    parser.add_argument(
         "--no-reads-process",
         dest="reads",
         action="store_false",
@@ -856,6 +867,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     args.rows_explicit = args.rows is not None
+    os.environ["CONSENT_LEDGER_COMMITTER"] = args.committer  # every serve the suite starts
     default_rows = [r for r in ROWS if r != "growth" or args.full]
     rows = args.rows.split(",") if args.rows else default_rows
     args.rows = [r.strip() for r in rows if r.strip()]
