@@ -152,7 +152,7 @@ def build(
     if read_models and read_settings is None:
         read_settings = ReadModelSettings.from_env()
     # A worker of `serve` hands its appends to the committer process serve started, if any.
-    committer = CommitterAddress.from_environment(settings.data_dir)
+    committer = CommitterAddress.from_environment()
     wiring = Wiring(settings, open_ledger(settings, committer=committer))
     try:
         if read_models:

@@ -17,9 +17,9 @@ known to them, and the sender's retry with the same event id is answered from th
 did (idempotency), stored if it did not.
 
 The socket is an abstract Unix socket (no file; Linux), and a connection must prove it knows
-the key in ``<data dir>/run/committer-<name>.key`` (mode 0600, made for each start of ``serve``)
-before anything is read from it: what arrives is unpickled, so only this user's processes may
-speak.
+the key in ``$TMPDIR/consent-ledger-*/committer-<name>.key`` (mode 0600 in a 0700 directory,
+made for each start of ``serve``, removed at its end) before anything is read from it: what
+arrives is unpickled, so only this user's processes may speak.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import os
 import pickle
 import secrets
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -53,7 +54,8 @@ from ledger.unit_of_work import Claim, UnitOfWork
 logger = logging.getLogger("consent_ledger.committer")
 
 ADDRESS_VARIABLE = "CONSENT_LEDGER_COMMITTER_ADDRESS"
-"""Set by ``serve`` for its workers: the committer's socket name (not a setting of its own)."""
+"""Set by ``serve`` for its workers: the committer's key file, which names its socket (not a
+setting of its own)."""
 
 Answer = tuple[Any, ...]
 """One unit's outcome on the wire: ``("ok", [(seq, entry, signature), ...], key_id)``,
@@ -64,29 +66,29 @@ Answer = tuple[Any, ...]
 class CommitterAddress:
     """Where a committer listens, and the key a connection must know."""
 
-    name: str
-    """The abstract socket's name (after its leading NUL)."""
     key_file: Path
+    """The key, in a directory of its own (mode 0700) under the temporary directory; the
+    socket is named after the file."""
 
     @classmethod
-    def new(cls, data_dir: Path) -> CommitterAddress:
-        """A fresh name and key, the key written 0600 under ``data_dir/run``."""
-        name = f"consent-ledger-committer-{secrets.token_hex(8)}"
-        key_file = data_dir / "run" / f"{name}.key"
+    def new(cls) -> CommitterAddress:
+        """A fresh name and key, the key written 0600 in a new 0700 directory under the
+        temporary directory (``TMPDIR``: writable in a read-only container with a tmpfs)."""
+        directory = Path(tempfile.mkdtemp(prefix="consent-ledger-"))
+        key_file = directory / f"committer-{secrets.token_hex(8)}.key"
         write_private_file(key_file, secrets.token_bytes(32))
-        return cls(name, key_file)
+        return cls(key_file)
 
     @classmethod
-    def from_environment(cls, data_dir: Path) -> CommitterAddress | None:
+    def from_environment(cls) -> CommitterAddress | None:
         """The committer ``serve`` started for this worker, if any."""
-        name = os.environ.get(ADDRESS_VARIABLE)
-        if not name:
-            return None
-        return cls(name, data_dir / "run" / f"{name}.key")
+        key_file = os.environ.get(ADDRESS_VARIABLE)
+        return cls(Path(key_file)) if key_file else None
 
     @property
     def socket(self) -> str:
-        return "\0" + self.name
+        """The abstract socket's address (a leading NUL: no file)."""
+        return f"\0consent-ledger-{self.key_file.stem}"
 
     def key(self) -> bytes:
         return self.key_file.read_bytes()
@@ -94,6 +96,8 @@ class CommitterAddress:
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.key_file.unlink()
+        with contextlib.suppress(OSError):  # not empty, or gone: not ours to force
+            self.key_file.parent.rmdir()
 
 
 # -- the wire: units out, outcomes back ------------------------------------------------------
@@ -422,7 +426,7 @@ class CommitterProcess:
     def environment(self) -> dict[str, str]:
         """What a worker's environment needs to find it
         (:meth:`CommitterAddress.from_environment`)."""
-        return {ADDRESS_VARIABLE: self.address.name}
+        return {ADDRESS_VARIABLE: str(self.address.key_file)}
 
     def stop(self, timeout: float = 60.0) -> None:
         """Tell it to stop (it commits what it holds first) and wait for it."""

@@ -85,10 +85,12 @@ def service_env(
         if value.startswith(compose.SECRETS_DIR):
             value = str(tmp / "secrets" / value.removeprefix(compose.SECRETS_DIR))
         env[key] = value
+    (tmp / f"tmp-{name}").mkdir(mode=0o700)  # the service's tmpfs /tmp
     env.update(
         CONSENT_LEDGER_DATABASE_URL=PG_URL,
         CONSENT_LEDGER_DATABASE_SCHEMA=schema,
         CONSENT_LEDGER_DATA_DIR=str(tmp / "data"),
+        TMPDIR=str(tmp / f"tmp-{name}"),
     )
     if name in ports:  # the api and the reads service listen here, on ports of their own
         env.update(
@@ -251,6 +253,11 @@ def test_the_compose_services_run_together_and_stop_cleanly(stack: Stack) -> Non
     api = stack.processes["api"]
     api.send_signal(signal.SIGTERM)
     assert api.wait(timeout=60) == 0, stack.log_text("api")
+    # Its committer process (serve's default) stopped after the workers drained, in order: its
+    # key (in the service's /tmp, the one place compose lets it write) is gone, and it never
+    # died on the way.
+    assert not list((stack.settings.data_dir.parent / "tmp-api").iterdir())
+    assert "committer process exited" not in stack.log_text("api")
     for appender in appenders:
         appender.join(timeout=60)
         assert not appender.is_alive()

@@ -20,7 +20,7 @@ from tests import facts
 def main(argv: list[str]) -> None:
     prefix, version, batches, size, *subjects = argv
     settings = Settings.from_env()
-    committer = CommitterAddress.from_environment(settings.data_dir)
+    committer = CommitterAddress.from_environment()
     app = open_ledger(settings, create_keys=False, committer=committer)
     try:
         for batch in range(int(batches)):

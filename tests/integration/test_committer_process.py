@@ -30,7 +30,7 @@ from tests.support.waiting import wait_until
 
 @contextmanager
 def committer(settings: Settings) -> Iterator[CommitterProcess]:
-    process = CommitterProcess(settings, CommitterAddress.new(settings.data_dir))
+    process = CommitterProcess(settings, CommitterAddress.new())
     process.start()
     try:
         yield process
@@ -196,7 +196,7 @@ def test_a_killed_committer_loses_no_receipted_event_and_comes_back(settings: Se
 
 def test_started_without_waiting_the_first_appends_wait_for_it(settings: Settings) -> None:
     version = published_policy(settings)
-    process = CommitterProcess(settings, CommitterAddress.new(settings.data_dir))
+    process = CommitterProcess(settings, CommitterAddress.new())
     process.start(wait=False)
     try:
         with worker(settings, process) as app:
@@ -211,7 +211,7 @@ def test_the_committer_key_is_private_and_removed_at_stop(settings: Settings) ->
         key_file = process.address.key_file
         assert key_file.stat().st_mode & 0o777 == 0o600
         assert key_file.parent.stat().st_mode & 0o777 == 0o700
-    assert not key_file.exists()
+    assert not key_file.parent.exists()
 
 
 def test_a_connection_without_the_key_is_refused_before_anything_is_read(
