@@ -20,7 +20,7 @@ import pytest
 from ledger.application import LedgerApplication
 from ledger.committer import CommitterAddress, CommitterLink, CommitterProcess
 from ledger.config import Settings, load_keyring, open_ledger
-from ledger.errors import StorageError
+from ledger.errors import LedgerError, StorageError
 from ledger.integrity import check_log
 from ledger.verifier.entry import entry_hash, parse_body
 from tests import facts
@@ -192,6 +192,31 @@ def test_a_killed_committer_loses_no_receipted_event_and_comes_back(settings: Se
         assert report.ok, report.problems
     finally:
         app.close()
+
+
+def test_an_erasure_committed_for_one_worker_closes_the_subject_for_the_other(
+    settings: Settings,
+) -> None:
+    version = published_policy(settings)
+    alice = facts.ref("user")
+    contact = "alice@example.org"
+    with (
+        committer(settings) as process,
+        worker(settings, process) as one,
+        worker(settings, process) as two,
+    ):
+        (given,) = one.append([facts.consent(alice, version, contact=contact)])
+        record = two.ledger.get_record(given.seq)
+        assert record is not None
+        assert two.decode(record).data["contact"] == contact  # the other worker opens it
+        one.erase(subject_ref=alice)
+        # The key the committer destroyed opens nothing in the other worker, which did not
+        # erase (and so forgot nothing itself).
+        assert contact not in repr(two.decode(record).as_dict())
+        assert two.subject_keys.was_erased(alice)
+        # Nor can the other worker seal anything more under it.
+        with pytest.raises(LedgerError, match="erased"):
+            two.append([facts.consent(alice, version)])
 
 
 def test_started_without_waiting_the_first_appends_wait_for_it(settings: Settings) -> None:
