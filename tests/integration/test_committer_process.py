@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -24,6 +23,7 @@ from ledger.errors import LedgerError, StorageError
 from ledger.integrity import check_log
 from ledger.verifier.entry import entry_hash, parse_body
 from tests import facts
+from tests.support.crash_checks import check_after_crash
 from tests.support.processes import start_appender
 from tests.support.waiting import wait_until
 
@@ -177,19 +177,7 @@ def test_a_killed_committer_loses_no_receipted_event_and_comes_back(settings: Se
 
     app = open_ledger(settings)
     try:
-        for event_id, seq, event_hash in receipted:
-            record = app.ledger.get_record(seq)
-            assert record is not None, f"receipted event {seq} is gone"
-            assert entry_hash(record.entry).hex() == event_hash
-            assert parse_body(record.body)["event_id"] == event_id
-        batches = Counter(
-            body["event_id"].rsplit("-", 1)[0]
-            for body in (parse_body(r.body) for r in app.iter_records())
-            if (body["event_id"] or "").startswith("crash-")
-        )
-        assert not {batch: n for batch, n in batches.items() if n != size}, "a batch in part"
-        report = check_log(app.ledger, load_keyring(settings), mentions=app.mentions_opened)
-        assert report.ok, report.problems
+        check_after_crash(app, settings, receipted, "crash", size)
     finally:
         app.close()
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections import Counter
 
 import orjson
 import pytest
 
 from ledger.committer import CommitterAddress, CommitterProcess
-from ledger.config import Settings, load_keyring, open_ledger
-from ledger.integrity import check_log
-from ledger.verifier.entry import entry_hash, parse_body
+from ledger.config import Settings, open_ledger
 from tests import facts
+from tests.support.crash_checks import check_after_crash
 from tests.support.processes import start_appender
 
 BATCH = 7
@@ -52,20 +50,7 @@ def test_sigkill_while_appending_loses_no_receipted_event(
 
     app = open_ledger(settings)
     try:
-        for event_id, seq, event_hash in receipted:
-            record = app.ledger.get_record(seq)
-            assert record is not None, f"receipted event {seq} is gone"
-            assert entry_hash(record.entry).hex() == event_hash
-            assert parse_body(record.body)["event_id"] == event_id
-        batches = Counter(
-            body["event_id"].rsplit("-", 1)[0]
-            for body in (parse_body(r.body) for r in app.iter_records())
-            if (body["event_id"] or "").startswith("crash-")
-        )
-        partial = {batch: n for batch, n in batches.items() if n != BATCH}
-        assert not partial, f"batches stored in part: {partial}"
-        report = check_log(app.ledger, load_keyring(settings), mentions=app.mentions_opened)
-        assert report.ok, report.problems
+        report = check_after_crash(app, settings, receipted, "crash", BATCH)
         # The ledger still takes appends after the crash.
         assert app.append([facts.consent(subjects[0], pol["version"])])[0].seq == report.head + 1
     finally:
