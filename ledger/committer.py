@@ -27,11 +27,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
-import multiprocessing.process
 import os
 import pickle
 import secrets
 import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -49,6 +51,7 @@ from ledger.log_reads import LogRecord
 from ledger.mapper import LedgerStoredEvent
 from ledger.recorder import LedgerRecorder, Outcome
 from ledger.signing import write_private_file
+from ledger.storage import StorageSpec, open_recorder
 from ledger.unit_of_work import Claim, UnitOfWork
 
 logger = logging.getLogger("consent_ledger.committer")
@@ -318,20 +321,19 @@ class CommitterServer:
             self.listener.close()
 
 
-def run_committer(settings: Any, address: CommitterAddress, parent: Connection) -> None:
-    """The committer process's body (``settings``: :class:`ledger.config.Settings`).
+def run_committer(storage: StorageSpec, address: CommitterAddress, parent: Connection) -> None:
+    """The committer process's body: a recorder on ``storage``
+    (:func:`ledger.storage.open_recorder`; no catalogue, no aggregates: it only commits).
 
     It says "ready" on ``parent`` once it listens, and stops when ``parent`` says "stop" or
     closes (``serve`` ended, or died): it commits what it was handed, then exits. Ctrl-C and
     SIGTERM are for ``serve``, which drains its workers first and then stops this process, so
     that no worker loses its committer while it still has appends in hand.
     """
-    from ledger.config import open_ledger
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    application = open_ledger(settings, create_keys=False)
-    server = CommitterServer(application.ledger, address)
+    recorder = open_recorder(storage)
+    server = CommitterServer(recorder, address)
     accepting = threading.Thread(target=server.serve, name="committer-accept", daemon=True)
     accepting.start()
     with contextlib.suppress(EOFError, OSError):  # OSError: serve is gone already
@@ -339,7 +341,7 @@ def run_committer(settings: Any, address: CommitterAddress, parent: Connection) 
         while parent.recv() != "stop":
             pass
     server.stop()
-    application.close()
+    recorder.close()
     # An orderly end (serve stopped, or died): the key goes too, also when serve cannot take it.
     address.remove()
 
@@ -351,14 +353,13 @@ class CommitterProcess:
 
     RESTART_PAUSE_S = 1.0
 
-    def __init__(self, settings: Any, address: CommitterAddress) -> None:
-        self.settings = settings
+    def __init__(self, storage: StorageSpec, address: CommitterAddress) -> None:
+        self.storage = storage
         self.address = address
         self.restarts = 0
-        self._context = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._stopping = False
-        self.process: multiprocessing.process.BaseProcess | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self._pipe: Connection | None = None
         self._watcher: threading.Thread | None = None
 
@@ -376,15 +377,20 @@ class CommitterProcess:
         self._watcher.start()
 
     def _launch(self) -> None:
-        ours, theirs = self._context.Pipe()
-        process = self._context.Process(
-            target=run_committer,
-            args=(self.settings, self.address, theirs),
-            name="ledger-committer",
+        # A process of its own (`python -m ledger.committer`), not multiprocessing's spawn,
+        # which would import the parent's main module again (the whole CLI and API: 2 s of
+        # CPU); the storage travels over the pipe, not the command line (a database URL may
+        # hold a password, and every user can read a command line).
+        ours, theirs = socket.socketpair()
+        process = subprocess.Popen(  # noqa: S603 (our interpreter, our module, a number)
+            [sys.executable, "-m", "ledger.committer", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
         )
-        process.start()
         theirs.close()
-        self.process, self._pipe = process, ours
+        pipe = Connection(ours.detach())
+        with contextlib.suppress(OSError):  # it died at once: _await_ready says so
+            pipe.send((self.storage, self.address))
+        self.process, self._pipe = process, pipe
 
     def _await_ready(self) -> None:
         process, pipe = self.process, self._pipe
@@ -392,9 +398,9 @@ class CommitterProcess:
         try:
             said = pipe.recv()
         except (EOFError, OSError) as exc:
-            process.join()
+            process.wait()
             raise StorageError(
-                f"the committer process exited with status {process.exitcode} before listening"
+                f"the committer process exited with status {process.returncode} before listening"
             ) from exc
         if said != "ready":
             raise StorageError(f"the committer process said {said!r} instead of ready")
@@ -405,16 +411,17 @@ class CommitterProcess:
                 try:
                     self._await_ready()
                 except StorageError as exc:
-                    logger.error("%s", exc)
+                    if not self._stopping:  # stopped while starting: it said nothing, rightly
+                        logger.error("%s", exc)
             process = self.process
             assert process is not None
-            process.join()
+            process.wait()
             with self._lock:
                 if self._stopping:
                     return
                 logger.error(
                     "the committer process exited (status %s); starting it again",
-                    process.exitcode,
+                    process.returncode,
                 )
                 if self._pipe is not None:
                     self._pipe.close()
@@ -434,12 +441,30 @@ class CommitterProcess:
             self._stopping = True
             process, pipe = self.process, self._pipe
         if pipe is not None:
+            # Read once it listens (a committer still starting reads it then); the pipe is
+            # closed only after it exits, since the watcher may be waiting on it for "ready".
             with contextlib.suppress(OSError):
                 pipe.send("stop")
-            pipe.close()
         if process is not None:
-            process.join(timeout)
-            if process.is_alive():
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
                 process.kill()
-                process.join()
+                process.wait()
+        if self._watcher is not None:
+            self._watcher.join(timeout)
+        if pipe is not None:
+            pipe.close()
         self.address.remove()
+
+
+def main(argv: list[str]) -> None:
+    """``python -m ledger.committer FD``: the committer, told its storage and address on the
+    connection ``FD`` (a socket ``CommitterProcess`` passed down)."""
+    parent = Connection(int(argv[0]))
+    storage, address = parent.recv()
+    run_committer(storage, address, parent)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

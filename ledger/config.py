@@ -29,11 +29,10 @@ from ledger.application import LedgerApplication, Limits
 from ledger.committer import CommitterAddress, CommitterLink
 from ledger.errors import KeyMaterialError, LedgerError
 from ledger.merkle_log import Checkpointer
-from ledger.recorder import LedgerRecorder
-from ledger.signing import Keyring, generate_signing_key, load_signer, write_private_file
+from ledger.signing import Keyring, generate_signing_key, write_private_file
+from ledger.storage import StorageSpec, open_recorder
 from ledger.subject_keys import (
     MASTER_KEY_ENV,
-    KeyStore,
     SubjectKeys,
     load_master_key,
     new_master_key_text,
@@ -471,6 +470,17 @@ class Settings:
     def uses_postgres(self) -> bool:
         return self.database_url is not None
 
+    def storage(self) -> StorageSpec:
+        """Where the log and its key store are, as plain values (:mod:`ledger.storage`)."""
+        return StorageSpec(
+            keys_dir=self.keys_dir,
+            sqlite_path=self.sqlite_path,
+            database_url=self.database_url,
+            database_schema=self.database_schema,
+            max_group_events=self.max_group_events,
+            max_pending_events=self.max_pending_events,
+        )
+
     def describe_storage(self) -> str:
         if self.database_url is None:
             return f"SQLite {self.sqlite_path}"
@@ -521,40 +531,15 @@ def open_ledger(
         create_keys = not settings.uses_postgres
     if create_keys:
         generate_keys(settings)
-    signer = load_signer(settings.keys_dir)
     master_key = load_master_key(settings.master_key_file)
-    recorder: LedgerRecorder
-    store: KeyStore
-    if settings.database_url is None:
-        from ledger.sqlite import SQLiteKeyStore, SQLiteLedgerRecorder
-
-        store = SQLiteKeyStore(settings.sqlite_path.with_name("keystore.sqlite3"))
-        recorder = SQLiteLedgerRecorder(
-            settings.sqlite_path,
-            signer,
-            store,
-            max_group_events=settings.max_group_events,
-            max_pending_events=settings.max_pending_events,
-        )
-    else:
-        from ledger.postgres import PostgresKeyStore, PostgresLedgerRecorder, create_pool
-
-        pool = create_pool(settings.database_url)
-        store = PostgresKeyStore(pool, schema=settings.database_schema)
-        recorder = PostgresLedgerRecorder(
-            pool,
-            signer,
-            store,
-            schema=settings.database_schema,
-            max_group_events=settings.max_group_events,
-            max_pending_events=settings.max_pending_events,
-        )
+    recorder = open_recorder(settings.storage())
+    store = recorder.key_store
     if committer is not None:
         recorder.link = CommitterLink(committer)
     try:
         subject_keys = SubjectKeys(store, master_key)
         recorder.build_tree()  # a log from before the tree was kept gets its nodes once
-        checkpointer = Checkpointer(signer, recorder.origin(settings.origin))
+        checkpointer = Checkpointer(recorder.signer, recorder.origin(settings.origin))
     except LedgerError:
         recorder.close()
         raise

@@ -79,7 +79,7 @@ def start_committer(settings: Settings, *, wait: bool = True) -> CommitterProces
     (:mod:`ledger.committer`); ``stop()`` it after the workers. Its address is in
     :meth:`CommitterProcess.environment`, for the workers to find. Without ``wait``, return
     before it listens (the workers' first appends wait for it)."""
-    process = CommitterProcess(settings, CommitterAddress.new())
+    process = CommitterProcess(settings.storage(), CommitterAddress.new())
     process.start(wait=wait)
     return process
 

@@ -30,7 +30,7 @@ from tests.support.waiting import wait_until
 
 @contextmanager
 def committer(settings: Settings) -> Iterator[CommitterProcess]:
-    process = CommitterProcess(settings, CommitterAddress.new())
+    process = CommitterProcess(settings.storage(), CommitterAddress.new())
     process.start()
     try:
         yield process
@@ -209,7 +209,7 @@ def test_an_erasure_committed_for_one_worker_closes_the_subject_for_the_other(
 
 def test_started_without_waiting_the_first_appends_wait_for_it(settings: Settings) -> None:
     version = published_policy(settings)
-    process = CommitterProcess(settings, CommitterAddress.new())
+    process = CommitterProcess(settings.storage(), CommitterAddress.new())
     process.start(wait=False)
     try:
         with worker(settings, process) as app:

@@ -31,7 +31,7 @@ def test_sigkill_while_appending_loses_no_receipted_event(
     with contextlib.ExitStack() as stack:
         environment: dict[str, str] = {}
         if committer == "process":
-            own = CommitterProcess(settings, CommitterAddress.new())
+            own = CommitterProcess(settings.storage(), CommitterAddress.new())
             own.start()
             stack.callback(own.stop)
             environment = own.environment()
