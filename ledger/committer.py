@@ -86,7 +86,14 @@ class CommitterAddress:
     def from_environment(cls) -> CommitterAddress | None:
         """The committer ``serve`` started for this worker, if any."""
         key_file = os.environ.get(ADDRESS_VARIABLE)
-        return cls(Path(key_file)) if key_file else None
+        if not key_file:
+            return None
+        if not Path(key_file).is_file():  # serve writes it before any worker starts
+            raise StorageError(
+                f"{ADDRESS_VARIABLE}={key_file[:200]!r} names no committer key file; it is set "
+                "by `consent-ledger serve` for its workers, not by hand"
+            )
+        return cls(Path(key_file))
 
     @property
     def socket(self) -> str:
@@ -306,13 +313,22 @@ class CommitterServer:
             ).start()
 
     def _answer(self, connection: Connection) -> None:
-        with contextlib.suppress(OSError, EOFError):
+        try:
             while True:
                 # The worker proved it knows the key (accept() authenticated it).
                 wires: list[Wire] = pickle.loads(connection.recv_bytes())  # noqa: S301
                 outcomes = self.recorder.append_each([decode_work(w) for w in wires])
                 answers = [encode_outcome(o) for o in outcomes]
                 connection.send_bytes(pickle.dumps(answers, pickle.HIGHEST_PROTOCOL))
+        except (OSError, EOFError):
+            pass  # the worker went away
+        except BaseException:
+            # Never leave a worker waiting for an answer that will not come: it is told by the
+            # connection closing (its appends then fail, whether committed is not known).
+            logger.exception("the committer could not answer a worker")
+        finally:
+            with contextlib.suppress(OSError):
+                connection.close()
 
     def stop(self) -> None:
         """Stop accepting; what was handed in is committed by ``recorder.close()``."""

@@ -169,12 +169,12 @@ def serve(ctx: click.Context, /, **flags: Any) -> None:
         f"{'; appends committed by a process of their own' if own_committer else ''}"
     )
     committer: CommitterProcess | None = None
-    if own_committer:
-        # Started with the workers (their first appends wait for it) and stopped after them:
-        # a worker draining its appends on SIGTERM still has its committer.
-        committer = start_committer(settings, wait=False)
-        os.environ.update(committer.environment())
     try:
+        if own_committer:
+            # Started with the workers (their first appends wait for it) and stopped after
+            # them: a worker draining its appends on SIGTERM still has its committer.
+            committer = start_committer(settings, wait=False)
+            os.environ.update(committer.environment())
         if server.workers == 1:
             uvicorn.run("api.http.asgi:create", **options)
         else:  # as uvicorn.run does, but on a TCP socket (api/http/listening.py says why)

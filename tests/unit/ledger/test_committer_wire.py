@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 from uuid import UUID
 
+import pytest
 from eventsourcing.persistence import IntegrityError
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.committer import decode_outcome, decode_work, encode_outcome, encode_work
+from ledger.committer import (
+    ADDRESS_VARIABLE,
+    CommitterAddress,
+    decode_outcome,
+    decode_work,
+    encode_outcome,
+    encode_work,
+)
 from ledger.errors import StorageError, SubjectErasedError
 from ledger.log_reads import LogRecord
 from ledger.mapper import LedgerStoredEvent
@@ -103,3 +112,13 @@ def test_an_answer_for_other_events_is_a_storage_error_not_a_receipt() -> None:
     work = UnitOfWork([LedgerStoredEvent(UUID(int=1), 1, "t", b"{}")] * 2)
     answer = ("ok", [(1, b"e", b"s")], "k1")  # one record for two events
     assert isinstance(decode_outcome(work, answer), StorageError)
+
+
+def test_a_committer_address_naming_no_key_file_is_refused_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ADDRESS_VARIABLE, str(tmp_path / "nowhere.key"))
+    with pytest.raises(StorageError, match="names no committer key file"):
+        CommitterAddress.from_environment()
+    monkeypatch.delenv(ADDRESS_VARIABLE)
+    assert CommitterAddress.from_environment() is None
